@@ -1,0 +1,183 @@
+//! Types shared by the probes (`bench-ebpf`) and the runner (`bench-user`).
+//!
+//! Every type here is a BPF map key or value, so each is `#[repr(C)]`, has no
+//! implicit padding (the verifier rejects reads of uninitialised stack bytes
+//! and hash-map keys must compare byte for byte) and, with the `user` feature,
+//! implements `aya::Pod` so the runner can read it out of a map.
+#![no_std]
+
+/// Number of log2 buckets in the syscall latency histogram: bucket `b` holds
+/// latencies in `[2^b, 2^(b+1))` nanoseconds; the last one is open-ended
+/// (2^31 ns is about 2.1 s).
+pub const LATENCY_BUCKETS: u32 = 32;
+
+/// Index into the `CONFIG` array map of the word that switches every probe
+/// on (1) or off (0). The runner opens it for the measured window only.
+pub const CONFIG_ENABLED: u32 = 0;
+/// Number of words in the `CONFIG` array map.
+pub const CONFIG_LEN: u32 = 4;
+
+/// The processes the probes record: key = tgid, value = role index.
+pub const MAX_TARGETS: u32 = 64;
+
+/// Key of the per-(process, syscall) statistics.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SyscallKey {
+    pub tgid: u32,
+    /// Syscall number (x86_64 numbering).
+    pub nr: u32,
+}
+
+/// Per-(process, syscall) statistics, kept per CPU and summed by the runner.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallStats {
+    /// Completed calls (counted at syscall exit).
+    pub count: u64,
+    /// Sum of entry-to-exit times, nanoseconds.
+    pub total_ns: u64,
+    /// Longest entry-to-exit time on this CPU, nanoseconds.
+    pub max_ns: u64,
+    /// Bytes moved, from the return values of the read/write/send/recv
+    /// family (only successful, positive returns count).
+    pub bytes: u64,
+    /// Calls that returned an error (negative return value).
+    pub errors: u64,
+}
+
+/// Key of the syscall latency histogram: one counter per bucket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SyscallHistKey {
+    pub tgid: u32,
+    pub nr: u32,
+    pub bucket: u32,
+    pub _pad: u32,
+}
+
+/// A syscall in progress on one thread, between sys_enter and sys_exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InFlight {
+    pub start_ns: u64,
+    pub nr: u64,
+}
+
+/// Key of an on-CPU sample: which thread, which user stack (a hash into
+/// the `USER_STACKS` map; 0 = not captured) and which kernel stack (an id
+/// into the `KERNEL_STACKS` stack-trace map; negative = not captured,
+/// holding the helper's error code).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StackKey {
+    pub tgid: u32,
+    pub tid: u32,
+    pub user_stack: u64,
+    pub kernel_stack_id: i32,
+    pub _pad: u32,
+}
+
+/// Most user frames the probes walk.
+pub const MAX_USER_FRAMES: usize = 96;
+
+/// A user stack as the probes walked it: return addresses, innermost first
+/// (`ips[0]` is the sampled instruction pointer).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UserStack {
+    pub len: u64,
+    pub ips: [u64; MAX_USER_FRAMES],
+}
+
+/// The log2 bucket of a latency in nanoseconds, clamped to the last bucket.
+/// Written without loops or `leading_zeros` so the BPF verifier accepts it.
+#[inline(always)]
+pub fn latency_bucket(ns: u64) -> u32 {
+    let mut v = ns;
+    let mut b: u32 = 0;
+    if v >= 1 << 32 {
+        v >>= 32;
+        b += 32;
+    }
+    if v >= 1 << 16 {
+        v >>= 16;
+        b += 16;
+    }
+    if v >= 1 << 8 {
+        v >>= 8;
+        b += 8;
+    }
+    if v >= 1 << 4 {
+        v >>= 4;
+        b += 4;
+    }
+    if v >= 1 << 2 {
+        v >>= 2;
+        b += 2;
+    }
+    if v >= 1 << 1 {
+        b += 1;
+    }
+    if b >= LATENCY_BUCKETS {
+        LATENCY_BUCKETS - 1
+    } else {
+        b
+    }
+}
+
+/// Whether syscall `nr` (x86_64) returns a byte count that the probes should
+/// add to "bytes moved": the read/write/send/recv family, splice and
+/// sendfile. recvmmsg/sendmmsg return message counts and are left out.
+#[inline(always)]
+pub fn moves_bytes(nr: u64) -> bool {
+    matches!(
+        nr,
+        0 | 1           // read, write
+        | 17 | 18       // pread64, pwrite64
+        | 19 | 20       // readv, writev
+        | 40            // sendfile
+        | 44 | 45       // sendto, recvfrom
+        | 46 | 47       // sendmsg, recvmsg
+        | 275 | 276 | 278 // splice, tee, vmsplice
+        | 295 | 296     // preadv, pwritev
+        | 326           // copy_file_range
+        | 327 | 328 // preadv2, pwritev2
+    )
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), Copy, and have no padding or
+    // invalid bit patterns.
+    unsafe impl aya::Pod for super::SyscallKey {}
+    unsafe impl aya::Pod for super::SyscallStats {}
+    unsafe impl aya::Pod for super::SyscallHistKey {}
+    unsafe impl aya::Pod for super::InFlight {}
+    unsafe impl aya::Pod for super::StackKey {}
+    unsafe impl aya::Pod for super::UserStack {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_floor_log2() {
+        assert_eq!(latency_bucket(0), 0);
+        assert_eq!(latency_bucket(1), 0);
+        assert_eq!(latency_bucket(2), 1);
+        assert_eq!(latency_bucket(3), 1);
+        assert_eq!(latency_bucket(1023), 9);
+        assert_eq!(latency_bucket(1024), 10);
+        assert_eq!(latency_bucket((1 << 31) - 1), 30);
+        assert_eq!(latency_bucket(1 << 31), 31);
+        assert_eq!(latency_bucket(u64::MAX), 31);
+    }
+
+    #[test]
+    fn byte_moving_syscalls() {
+        assert!(moves_bytes(0) && moves_bytes(1) && moves_bytes(44) && moves_bytes(275));
+        assert!(!moves_bytes(39) && !moves_bytes(307) && !moves_bytes(299));
+    }
+}

@@ -1,0 +1,48 @@
+//! cpu probe: a perf_event program on the software cpu-clock of every CPU.
+//! Each sample of a profiled thread counts one (thread, user stack, kernel
+//! stack); the runner reads the stacks back out of their maps.
+
+use aya_ebpf::{
+    macros::{map, perf_event},
+    maps::{HashMap, StackTrace},
+    programs::{tracing::StackIdContext, PerfEventContext},
+};
+use bench_common::StackKey;
+
+use crate::{recording, user_stack};
+
+#[map]
+static KERNEL_STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+
+/// Sample counts. A thread is on one CPU at a time and the key holds its
+/// tid, so two CPUs never update one key at once: a plain hash is enough.
+#[map]
+static CPU_SAMPLES: HashMap<StackKey, u64> = HashMap::with_max_entries(65536, 0);
+
+#[perf_event]
+pub fn pp_cpu_sample(ctx: PerfEventContext) -> u32 {
+    let Some(pid_tgid) = recording() else {
+        return 0;
+    };
+    // Kernel stack from the kernel's unwinder (ORC or frame pointers);
+    // -EFAULT when the sample hit user mode.
+    let kernel_stack_id = match ctx.get_stackid(&KERNEL_STACKS, 0) {
+        Ok(id) => id as i32,
+        Err(e) => e,
+    };
+    let key = StackKey {
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        user_stack: user_stack::walk(),
+        kernel_stack_id,
+        _pad: 0,
+    };
+    match CPU_SAMPLES.get_ptr_mut(&key) {
+        // SAFETY: see CPU_SAMPLES.
+        Some(n) => unsafe { *n += 1 },
+        None => {
+            let _ = CPU_SAMPLES.insert(&key, &1u64, 0);
+        }
+    }
+    0
+}

@@ -1,0 +1,134 @@
+//! Frame-pointer walk of the current thread's user stack, with one repair
+//! the kernel's own walker (`bpf_get_stackid(BPF_F_USER_STACK)`) lacks.
+//!
+//! Proxies spend most samples inside syscalls, entered through libc
+//! wrappers. glibc is built without frame pointers, and its cancellable
+//! wrappers (recv, send, epoll_wait, … on any multi-threaded process) push
+//! rbp and reuse it as a scratch register before the syscall. The kernel's
+//! walk starts from that clobbered rbp and ends after one frame, so every
+//! kernel-mode sample lost its Rust callers. Here, when rbp does not point
+//! into the stack, the words just above the stack pointer are scanned for
+//! the pushed rbp (a word pointing further up the stack whose own first word
+//! continues the chain); the word above it is the return address into the
+//! wrapper's caller, and the walk goes on from there.
+
+use aya_ebpf::{
+    bindings::pt_regs,
+    helpers::{
+        bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    },
+    macros::map,
+    maps::{HashMap, PerCpuArray},
+};
+use bench_common::{UserStack, MAX_USER_FRAMES};
+
+/// How far above a frame pointer the next one may be.
+const STACK_SPAN: u64 = 8 << 20;
+/// How many words above the stack pointer to search for a pushed rbp.
+const SCAN_WORDS: u64 = 24;
+
+#[map]
+static SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
+
+/// Walked stacks by hash; the runner reads them back by the hash in the key.
+#[map]
+pub(crate) static USER_STACKS: HashMap<u64, UserStack> = HashMap::with_max_entries(16384, 0);
+
+#[inline(always)]
+fn read(addr: u64) -> Option<u64> {
+    // SAFETY: bpf_probe_read_user checks the address and fails cleanly.
+    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
+}
+
+#[inline(always)]
+fn in_span(lower: u64, p: u64) -> bool {
+    p > lower && p - lower < STACK_SPAN && p & 7 == 0
+}
+
+/// Walk the current thread's user stack; returns its hash (0 = none).
+#[inline(always)]
+pub(crate) fn walk() -> u64 {
+    // SAFETY: BTF helpers on the current task; the registers are copied out
+    // with bpf_probe_read_kernel.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const pt_regs;
+    if regs.is_null() {
+        return 0;
+    }
+    let Ok(regs) = (unsafe { bpf_probe_read_kernel(regs) }) else {
+        return 0;
+    };
+    let Some(stack) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU scratch, this program's alone while it runs.
+    let stack = unsafe { &mut *stack };
+    let (ip, sp) = (regs.rip, regs.rsp);
+    let mut bp = regs.rbp;
+    if ip == 0 {
+        return 0;
+    }
+    stack.ips[0] = ip;
+    let mut n: usize = 1;
+
+    if !(bp >= sp && bp - sp < STACK_SPAN) {
+        bp = 0;
+        let mut i: u64 = 0;
+        while i < SCAN_WORDS {
+            let slot = sp + 8 * i;
+            if let Some(w) = read(slot) {
+                if in_span(slot, w) {
+                    if let Some(next) = read(w) {
+                        if next == 0 || in_span(w, next) {
+                            if let Some(ret) = read(slot + 8) {
+                                stack.ips[1] = ret;
+                                n = 2;
+                                bp = w;
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+            i += 1;
+        }
+    }
+
+    let mut depth = 0;
+    while depth < MAX_USER_FRAMES {
+        depth += 1;
+        if bp == 0 || n >= MAX_USER_FRAMES {
+            break;
+        }
+        let (Some(ret), Some(next)) = (read(bp + 8), read(bp)) else {
+            break;
+        };
+        if ret == 0 {
+            break;
+        }
+        stack.ips[n] = ret;
+        n += 1;
+        if !in_span(bp, next) {
+            break;
+        }
+        bp = next;
+    }
+    stack.len = n as u64;
+
+    // FNV-1a over the frames; 0 is reserved for "no stack".
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < MAX_USER_FRAMES {
+        if i >= n {
+            break;
+        }
+        hash = (hash ^ stack.ips[i]).wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    if hash == 0 {
+        hash = 1;
+    }
+    // BPF_NOEXIST: an existing entry is the same stack.
+    let _ = USER_STACKS.insert(&hash, stack, 1);
+    hash
+}
