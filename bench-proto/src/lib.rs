@@ -1,0 +1,23 @@
+//! protoprof's reference proxy endpoints.
+//!
+//! Every protocol has a client side (SOCKS5 in, protocol out) and a server
+//! side (protocol in, TCP out); see `DESIGN.md`, "The chain". The pieces that
+//! every protocol shares live in their own modules:
+//!
+//! - [`addr`]: the target address and its SOCKS5-style wire encoding,
+//! - [`socks5`]: the server side of SOCKS5 (the client endpoint's inbound),
+//! - [`relay`](mod@relay): the bidirectional byte pump used once a stream is established,
+//! - [`settings`]: `KEY=VALUE` settings as given by `--set`.
+//!
+//! One module per protocol: [`tcp`] (plain relay baseline).
+
+pub mod addr;
+pub mod relay;
+pub mod settings;
+pub mod socks5;
+pub mod tcp;
+
+mod serve;
+
+pub use addr::{AddrError, TargetAddr};
+pub use relay::{relay, RelayOptions, RelayStats};
