@@ -1,0 +1,103 @@
+//! The measured window's clock and its per-second counters, shared by all
+//! connections of a phase.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Per-second counts of the measured window. An event counts when its time is
+/// at or after `open` and before `close`.
+pub(crate) struct Meter {
+    open: OnceLock<Instant>,
+    close: OnceLock<Instant>,
+    up: Vec<AtomicU64>,
+    down: Vec<AtomicU64>,
+    round_trips: Vec<AtomicU64>,
+}
+
+/// The counters read out after the window closed.
+pub(crate) struct Buckets {
+    pub(crate) up: Vec<u64>,
+    pub(crate) down: Vec<u64>,
+    pub(crate) round_trips: Vec<u64>,
+}
+
+fn zeros(n: usize) -> Vec<AtomicU64> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+fn read(v: &[AtomicU64]) -> Vec<u64> {
+    v.iter().map(|a| a.load(Ordering::Relaxed)).collect()
+}
+
+impl Meter {
+    /// A meter for a window of about `duration`; events past the last bucket
+    /// are added to it.
+    pub(crate) fn new(duration: Duration) -> Self {
+        let n = duration.as_secs_f64().ceil() as usize + 2;
+        Meter {
+            open: OnceLock::new(),
+            close: OnceLock::new(),
+            up: zeros(n),
+            down: zeros(n),
+            round_trips: zeros(n),
+        }
+    }
+
+    pub(crate) fn open_at(&self, t: Instant) {
+        let _ = self.open.set(t);
+    }
+
+    pub(crate) fn close_at(&self, t: Instant) {
+        let _ = self.close.set(t);
+    }
+
+    fn slot(&self, t: Instant) -> Option<usize> {
+        let open = *self.open.get()?;
+        if t < open {
+            return None;
+        }
+        if let Some(close) = self.close.get() {
+            if t >= *close {
+                return None;
+            }
+        }
+        let i = (t - open).as_secs() as usize;
+        Some(i.min(self.up.len() - 1))
+    }
+
+    /// Counts `n` bytes sent by the generator at `t`.
+    pub(crate) fn sent(&self, n: usize, t: Instant) {
+        if let Some(i) = self.slot(t) {
+            self.up[i].fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `n` bytes received by the generator at `t`.
+    pub(crate) fn received(&self, n: usize, t: Instant) {
+        if let Some(i) = self.slot(t) {
+            self.down[i].fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a round trip completed at `t`; true if it fell in the window.
+    pub(crate) fn round_trip(&self, t: Instant) -> bool {
+        match self.slot(t) {
+            Some(i) => {
+                self.round_trips[i].fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn buckets(&self) -> Buckets {
+        Buckets {
+            up: read(&self.up),
+            down: read(&self.down),
+            round_trips: read(&self.round_trips),
+        }
+    }
+}

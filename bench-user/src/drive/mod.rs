@@ -1,0 +1,66 @@
+//! `drive`: the load generator and the sink.
+//!
+//! The generator speaks SOCKS5 to the chain's client endpoint and CONNECTs to
+//! the sink, which lives in this process:
+//!
+//! ```text
+//! generator ──SOCKS5──▶ client endpoint ══protocol══▶ server endpoint ──TCP──▶ sink
+//! ```
+//!
+//! Right after the SOCKS5 success reply the generator sends a 40-byte header
+//! (see `header.rs`: magic `PPDR`, version, run nonce, connection id, pattern,
+//! direction, sizes, io timeout, check bytes) so the sink knows what to do.
+//! Then, per [`Pattern`]:
+//!
+//! - `bulk`: each connection streams payload up, down or both. At the end of
+//!   the window the generator stops sending and shuts down its write half; the
+//!   sink, on EOF, stops sending, records its hashes and shuts down its write
+//!   half; the generator reads to EOF. (The chain must pass half-closes on;
+//!   one that closes both ways at the first FIN loses the tail of a `down`
+//!   stream, which the integrity check reports.)
+//! - `rr`: each connection sends a request, the sink reads exactly that many
+//!   bytes and answers, the generator reads the answer; round-trip latency
+//!   goes into an HDR histogram.
+//!
+//! Integrity: both sides count and BLAKE3-hash every payload byte they send
+//! and receive, over the whole connection (warm-up and drain included). After
+//! the phase, each connection's two views are compared both ways; any
+//! difference fails the phase with [`DriveError::Integrity`], which still
+//! carries the complete [`PhaseResult`] so the report can be written first.
+//!
+//! Robustness: every network wait is bounded by `io_timeout` without progress,
+//! cancellation stops a phase promptly, and no task outlives `run_phase`.
+
+mod error;
+mod generator;
+mod header;
+mod integrity;
+mod meter;
+mod options;
+mod payload;
+mod phase;
+mod result;
+mod sink;
+mod socks5;
+mod stats;
+mod watchdog;
+mod window;
+
+#[cfg(test)]
+mod test_relay;
+#[cfg(test)]
+mod tests;
+
+pub use error::DriveError;
+pub use options::{
+    BulkOptions, Direction, ParseDirectionError, Pattern, PhaseOptions, RrOptions,
+    DEFAULT_CHUNK_SIZE, DEFAULT_DURATION, DEFAULT_IO_TIMEOUT, DEFAULT_WARMUP, MAX_CHUNK_SIZE,
+    MAX_CONNECTIONS, MAX_DURATION, MAX_MESSAGE_SIZE,
+};
+pub use phase::run_phase;
+pub use result::{
+    Integrity, IntegrityStatus, LatencySummary, PhaseResult, SecondSample, Throughput,
+};
+pub use sink::Sink;
+pub use socks5::{connect as socks5_connect, reply_meaning, Socks5Error, TargetAddr};
+pub use window::{NoWindow, Window};

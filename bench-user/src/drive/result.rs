@@ -1,0 +1,119 @@
+//! What a phase measured, in the shape `report.json` stores it.
+
+use serde::{Deserialize, Serialize};
+
+/// The outcome of one phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseResult {
+    /// `bulk` or `rr`.
+    pub pattern: String,
+    /// Number of connections.
+    pub connections: usize,
+    /// `up`, `down` or `both` for bulk; absent for rr.
+    pub direction: Option<String>,
+    /// Real length of the warm-up, from the moment every connection was set up
+    /// to the opening of the measured window, in seconds.
+    pub warmup_s: f64,
+    /// Real length of the measured window, in seconds.
+    pub measured_s: f64,
+    /// Payload bytes the generator sent, over whole connections (warm-up,
+    /// window and drain; the 40-byte header is not counted).
+    pub bytes_up: u64,
+    /// Payload bytes the generator received, over whole connections.
+    pub bytes_down: u64,
+    /// Payload bytes the generator sent inside the measured window.
+    pub window_bytes_up: u64,
+    /// Payload bytes the generator received inside the measured window.
+    pub window_bytes_down: u64,
+    /// Throughput over the measured window.
+    pub throughput: Throughput,
+    /// One sample per second of the measured window.
+    pub timeseries: Vec<SecondSample>,
+    /// Round-trip latency of the round trips completed in the window (rr only).
+    pub latency_us: Option<LatencySummary>,
+    /// Connection setup time: TCP connect start to the SOCKS5 success reply.
+    pub setup_us: LatencySummary,
+    /// Round trips completed inside the measured window (0 for bulk).
+    pub round_trips: u64,
+    /// Whether every byte arrived as sent, on every connection.
+    pub integrity: Integrity,
+}
+
+/// Throughput in bytes per second. The medians are over the per-second samples
+/// (each sample's bytes divided by its span); the means are window bytes over
+/// the window's real length, i.e. the time-weighted mean of the samples.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Median generator → sink rate.
+    pub up_bps_median: f64,
+    /// Mean generator → sink rate.
+    pub up_bps_mean: f64,
+    /// Median sink → generator rate.
+    pub down_bps_median: f64,
+    /// Mean sink → generator rate.
+    pub down_bps_mean: f64,
+}
+
+/// Traffic in one interval of the measured window.
+///
+/// Intervals are whole seconds, except the last, which takes the window's
+/// fractional remainder: as its own sample when that is at least half a second
+/// (or the window is shorter than a second), else folded into the previous
+/// sample, whose span is then up to 1.5 s.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SecondSample {
+    /// Start of the interval, in seconds since the window opened.
+    pub t_s: f64,
+    /// Length of the interval in seconds (1.0 except possibly the last).
+    pub span_s: f64,
+    /// Payload bytes sent by the generator in the interval.
+    pub bytes_up: u64,
+    /// Payload bytes received by the generator in the interval.
+    pub bytes_down: u64,
+    /// Round trips completed in the interval (rr).
+    pub round_trips: u64,
+}
+
+/// A latency distribution in microseconds, from an HDR histogram of
+/// nanoseconds with 3 significant digits.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct LatencySummary {
+    /// Number of samples.
+    pub count: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest sample.
+    pub max: f64,
+}
+
+/// Whether the integrity check passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntegrityStatus {
+    /// Every connection's sent and received counts and hashes agree, both ways.
+    Ok,
+    /// At least one connection lost, gained or corrupted bytes.
+    Mismatch,
+}
+
+/// The integrity check of a phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Integrity {
+    /// `ok` or `mismatch`.
+    pub status: IntegrityStatus,
+    /// Connections compared (all connections of the phase).
+    pub connections_checked: usize,
+    /// Payload bytes compared: the generator's sent plus received bytes.
+    pub bytes_checked: u64,
+    /// One line per problem: connection id, direction, expected and actual
+    /// byte counts and hash prefixes.
+    pub mismatches: Vec<String>,
+}
