@@ -1,0 +1,158 @@
+//! fold: stacks into folded lines and flame graphs (inferno).
+//!
+//! A folded line is `root;frame;…;leaf count`, outermost first. The root is
+//! the endpoint's role, then the thread name, so that one graph shows both
+//! endpoints side by side and a thread split is one click away.
+
+use std::{collections::BTreeMap, fs::File, io::BufWriter, path::Path};
+
+use inferno::flamegraph::{self, Options};
+
+use crate::resolve::ResolvedSample;
+
+/// Options for drawing one flame graph.
+#[derive(Debug, Clone)]
+pub struct FoldOptions {
+    pub title: String,
+    /// What one count is ("samples", "bytes", "us").
+    pub count_name: String,
+}
+
+/// Errors of writing folded files and graphs.
+#[derive(Debug, thiserror::Error)]
+pub enum FoldError {
+    #[error("writing {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("drawing {path}: {message}")]
+    Draw { path: String, message: String },
+}
+
+/// Folded lines, one per distinct stack, sorted. `root` names each process.
+pub fn fold(samples: &[ResolvedSample], root: impl Fn(u32) -> String) -> Vec<String> {
+    let mut stacks: BTreeMap<String, u64> = BTreeMap::new();
+    for s in samples {
+        let mut line = root(s.tgid);
+        line.push(';');
+        line.push_str(&s.thread_name.replace(';', ":"));
+        for f in &s.frames {
+            line.push(';');
+            line.push_str(&f.name);
+            if f.kernel {
+                // inferno's convention: colours kernel frames apart.
+                line.push_str("_[k]");
+            }
+        }
+        *stacks.entry(line).or_default() += s.count;
+    }
+    stacks
+        .into_iter()
+        .map(|(stack, n)| format!("{stack} {n}"))
+        .collect()
+}
+
+/// Write folded lines to `path`, one per line.
+pub fn write_folded(lines: &[String], path: &Path) -> Result<(), FoldError> {
+    let mut text = lines.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|source| FoldError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Draw a flame graph SVG from folded lines. With no samples it still writes
+/// an SVG that says so, rather than no file.
+pub fn write_svg(lines: &[String], options: &FoldOptions, path: &Path) -> Result<(), FoldError> {
+    let file = File::create(path).map_err(|source| FoldError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut opts = Options::default();
+    opts.title = options.title.clone();
+    opts.count_name = options.count_name.clone();
+    opts.min_width = 0.05;
+    flamegraph::from_lines(
+        &mut opts,
+        lines.iter().map(String::as_str),
+        BufWriter::new(file),
+    )
+    .map_err(|e| FoldError::Draw {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::Frame;
+
+    fn sample(frames: &[&str], kernel: &[&str], count: u64) -> ResolvedSample {
+        let mut f: Vec<Frame> = frames
+            .iter()
+            .map(|n| Frame {
+                name: n.to_string(),
+                kernel: false,
+            })
+            .collect();
+        f.extend(kernel.iter().map(|n| Frame {
+            name: n.to_string(),
+            kernel: true,
+        }));
+        ResolvedSample {
+            tgid: 7,
+            tid: 8,
+            thread_name: "worker".into(),
+            frames: f,
+            user_depth: frames.len(),
+            count,
+        }
+    }
+
+    #[test]
+    fn folds_and_merges() {
+        let lines = fold(
+            &[
+                sample(&["main", "relay"], &[], 2),
+                sample(&["main", "relay"], &[], 3),
+                sample(&["main"], &["tcp_sendmsg"], 1),
+            ],
+            |_| "client".into(),
+        );
+        assert_eq!(
+            lines,
+            vec![
+                "client;worker;main;relay 5".to_string(),
+                "client;worker;main;tcp_sendmsg_[k] 1".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn draws_an_svg_with_the_frames() {
+        let dir = std::env::temp_dir().join(format!("pp-fold-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp");
+        let path = dir.join("cpu.svg");
+        let lines = fold(
+            &[sample(&["main", "bench_proto::relay::pump"], &[], 10)],
+            |_| "client".into(),
+        );
+        write_svg(
+            &lines,
+            &FoldOptions {
+                title: "t".into(),
+                count_name: "samples".into(),
+            },
+            &path,
+        )
+        .expect("svg");
+        let svg = std::fs::read_to_string(&path).expect("read");
+        assert!(svg.contains("bench_proto::relay::pump"));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

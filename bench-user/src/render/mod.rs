@@ -1,0 +1,109 @@
+//! render: every output of a run, each rendered from the [`Report`] alone.
+//! One file per output format.
+
+mod markdown;
+mod terminal;
+
+use std::path::Path;
+
+pub use markdown::markdown;
+pub use terminal::summary;
+
+use crate::{drive::IntegrityStatus, report::Report};
+
+/// Errors of writing outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("writing {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("reading {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("serializing the report: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Write `report.json`.
+pub fn write_json(report: &Report, dir: &Path) -> Result<(), RenderError> {
+    let path = dir.join("report.json");
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(&path, text + "\n").map_err(|source| RenderError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Read a `report.json` back.
+pub fn read_json(path: &Path) -> Result<Report, RenderError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RenderError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| RenderError::Parse {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Write `report.md`.
+pub fn write_markdown(report: &Report, dir: &Path) -> Result<(), RenderError> {
+    let path = dir.join("report.md");
+    std::fs::write(&path, markdown(report)).map_err(|source| RenderError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// "ok" or "mismatch".
+pub fn integrity(s: IntegrityStatus) -> &'static str {
+    match s {
+        IntegrityStatus::Ok => "ok",
+        IntegrityStatus::Mismatch => "mismatch",
+    }
+}
+
+/// 1234567 → "1.18 MiB".
+pub fn bytes(n: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n;
+    let mut u = 0;
+    while v.abs() >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+/// Nanoseconds → "812 ns", "14.2 µs", "3.10 ms", "1.20 s".
+pub fn duration_ns(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.0} ns")
+    } else if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(bytes(1536.0), "1.50 KiB");
+        assert_eq!(bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.00 GiB");
+        assert_eq!(duration_ns(812.0), "812 ns");
+        assert_eq!(duration_ns(14_200.0), "14.2 µs");
+        assert_eq!(duration_ns(3_100_000.0), "3.10 ms");
+    }
+}

@@ -1,0 +1,515 @@
+//! One profile run, start to finish: spec → chain → capture → drive →
+//! resolve → fold → analyze → render. Everything it starts it stops again,
+//! on success, on error and on Ctrl-C: the chain and the probes are owned
+//! values whose `Drop` stops the processes and detaches the programs.
+
+use std::{
+    fs::File,
+    io::Write as _,
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    analyze::{self, TargetFacts},
+    capture::{CaptureError, CaptureOptions, Probes},
+    chain::{free_port, Chain, ChainError, Launch, Role},
+    drive::{self, DriveError, IntegrityStatus, Sink, Window},
+    fold::{self, FoldOptions},
+    render,
+    report::{Input, ProbesInfo, Report, RunInfo, Workload, SCHEMA_VERSION},
+    resolve,
+    spec::{ProfileSpec, SpecError},
+};
+
+/// What to run and where to write it.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub spec_path: PathBuf,
+    /// Total measured seconds, split over the phases (overrides the spec).
+    pub duration: Option<f64>,
+    /// The directory that receives the run directory.
+    pub out_dir: PathBuf,
+    /// The `protoprof-endpoint` binary.
+    pub endpoint: PathBuf,
+    /// Print the terminal summary.
+    pub print_summary: bool,
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub report: Report,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Spec(#[from] SpecError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Chain(#[from] ChainError),
+    #[error("{0}")]
+    Capture(#[from] CaptureError),
+    #[error("traffic: {0}")]
+    Drive(#[from] DriveError),
+    #[error("{0}")]
+    Render(#[from] render::RenderError),
+    #[error("{0}")]
+    Fold(#[from] fold::FoldError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("interrupted; endpoints stopped and probes detached")]
+    Interrupted,
+    #[error("payload integrity failed: {details} (report in {dir})")]
+    Integrity { dir: PathBuf, details: String },
+    #[error("the {role} endpoint exited during the run ({how}); report in {dir}")]
+    TargetExited {
+        role: String,
+        how: String,
+        dir: PathBuf,
+    },
+}
+
+impl RunError {
+    /// Process exit status for this error: 2 for bad input, 130 for Ctrl-C.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Spec(_) | RunError::Usage(_) => 2,
+            RunError::Interrupted => 130,
+            _ => 1,
+        }
+    }
+}
+
+/// The runner's own log, `run.log` in the run directory.
+struct RunLog {
+    file: Option<File>,
+    start: Instant,
+}
+
+impl RunLog {
+    fn line(&mut self, msg: &str) {
+        if let Some(f) = &mut self.file {
+            let _ = writeln!(f, "[{:8.3}s] {msg}", self.start.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Switches the probes on and off at the drive's window edges.
+struct ProbeWindow<'a> {
+    probes: &'a Mutex<Probes>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Window for ProbeWindow<'_> {
+    fn open(&self) {
+        if let Ok(mut p) = self.probes.lock() {
+            if let Err(e) = p.start() {
+                self.note(format!("opening the window: {e}"));
+            }
+        }
+    }
+    fn close(&self) {
+        if let Ok(mut p) = self.probes.lock() {
+            if let Err(e) = p.stop() {
+                self.note(format!("closing the window: {e}"));
+            }
+        }
+    }
+}
+
+impl ProbeWindow<'_> {
+    fn note(&self, e: String) {
+        if let Ok(mut v) = self.errors.lock() {
+            v.push(e);
+        }
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let what = what.into();
+    move |source| RunError::Io { what, source }
+}
+
+/// Run one profile. Must be called on a thread that lives until it returns
+/// (the endpoints' death signal is tied to the spawning thread).
+pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let mut spec = ProfileSpec::load(&opts.spec_path)?;
+    if let Some(d) = opts.duration {
+        spec.set_total_duration(d).map_err(RunError::Usage)?;
+    }
+    if !opts.endpoint.is_file() {
+        return Err(RunError::Usage(format!(
+            "endpoint binary {} not found; build it with `cargo xtask build` or pass --endpoint PATH",
+            opts.endpoint.display()
+        )));
+    }
+
+    // The run id: everything that defines what ran.
+    let kernel = kernel_release();
+    let spec_text = spec.canonical();
+    let endpoint_hash = hash_file(&opts.endpoint)
+        .map_err(io_err(format!("hashing {}", opts.endpoint.display())))?;
+    let mut h = blake3::Hasher::new();
+    h.update(b"protoprof run v1\0spec\0");
+    h.update(spec_text.as_bytes());
+    h.update(b"\0endpoint\0");
+    h.update(endpoint_hash.as_bytes());
+    h.update(b"\0kernel\0");
+    h.update(kernel.as_bytes());
+    let run_id = h.finalize().to_hex().to_string();
+    let dir = opts.out_dir.join(format!(
+        "{}-{}-{}",
+        spec.name,
+        started_at.format("%Y%m%d-%H%M%S"),
+        &run_id[..6]
+    ));
+    std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let mut log = RunLog {
+        file: File::create(dir.join("run.log")).ok(),
+        start: started,
+    };
+    log.line(&format!(
+        "profile {} from {}",
+        spec.name,
+        opts.spec_path.display()
+    ));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("protoprof-drive")
+        .build()
+        .map_err(io_err("starting the async runtime"))?;
+    let cancel = CancellationToken::new();
+    // From here on SIGINT/SIGTERM cancel the run instead of killing it.
+    let signal_task = {
+        let cancel = cancel.clone();
+        rt.spawn(async move {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            cancel.cancel();
+        })
+    };
+
+    let capture_opts = CaptureOptions {
+        syscalls: spec.probes.syscalls,
+        cpu_frequency_hz: spec
+            .probes
+            .cpu
+            .enabled
+            .then_some(spec.probes.cpu.frequency_hz),
+        counters: spec.probes.counters,
+    };
+    let probes = Probes::load(&capture_opts)?;
+    log.line("probes loaded and attached");
+    let probes = Mutex::new(probes);
+
+    // Server first: the client needs its address.
+    let mut chain = Chain::new();
+    let server_addr = free_port()?;
+    let client_addr = free_port()?;
+    let settings: Vec<String> = spec
+        .endpoint_settings()
+        .into_iter()
+        .flat_map(|s| ["--set".to_string(), s])
+        .collect();
+    let mut server_args = vec![
+        spec.protocol.clone(),
+        "server".into(),
+        "--listen".into(),
+        server_addr.to_string(),
+    ];
+    server_args.extend(settings.iter().cloned());
+    let mut client_args = vec![
+        spec.protocol.clone(),
+        "client".into(),
+        "--listen".into(),
+        client_addr.to_string(),
+        "--server".into(),
+        server_addr.to_string(),
+    ];
+    client_args.extend(settings.iter().cloned());
+    let launches = [
+        Launch {
+            role: Role::Server,
+            program: opts.endpoint.clone(),
+            args: server_args,
+            listen: server_addr,
+        },
+        Launch {
+            role: Role::Client,
+            program: opts.endpoint.clone(),
+            args: client_args,
+            listen: client_addr,
+        },
+    ];
+    let mut commands = Vec::new();
+    for (i, launch) in launches.iter().enumerate() {
+        let ep = chain.start(launch, &dir, Duration::from_secs(10))?;
+        log.line(&format!(
+            "{} endpoint pid {} accepting on {}",
+            launch.role.as_str(),
+            ep.pid,
+            ep.listen
+        ));
+        let pid = ep.pid;
+        let mut cmd = vec![launch.program.display().to_string()];
+        cmd.extend(launch.args.iter().cloned());
+        commands.push((launch.role, pid, cmd));
+        lock(&probes).add_target(pid, i as u32)?;
+        if cancel.is_cancelled() {
+            return Err(RunError::Interrupted);
+        }
+    }
+
+    // Traffic.
+    let window = ProbeWindow {
+        probes: &probes,
+        errors: Mutex::new(Vec::new()),
+    };
+    let phases = spec.phase_options();
+    let mut results = Vec::new();
+    let mut exited_early = None;
+    let drive_result: Result<(), RunError> = rt.block_on(async {
+        let sink = Sink::start((std::net::Ipv4Addr::LOCALHOST, 0).into())
+            .await
+            .map_err(io_err("starting the sink"))?;
+        let mut outcome = Ok(());
+        for (i, phase) in phases.iter().enumerate() {
+            log.line(&format!("phase {i}: {:?}", phase.pattern));
+            match drive::run_phase(phase, client_addr, &sink, &window, &cancel).await {
+                Ok(r) => {
+                    log.line(&format!("phase {i}: integrity {:?}", r.integrity.status));
+                    results.push(r);
+                }
+                Err(DriveError::Integrity(r)) => {
+                    // Keep the evidence for the report; the run fails below.
+                    log.line(&format!("phase {i}: integrity mismatch"));
+                    results.push(*r);
+                    break;
+                }
+                Err(DriveError::Cancelled) => {
+                    outcome = Err(RunError::Interrupted);
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(e.into());
+                    break;
+                }
+            }
+            let exited = chain.exited();
+            if let Some((role, _, how)) = exited.into_iter().next() {
+                exited_early = Some((role, how));
+                break;
+            }
+        }
+        sink.stop().await;
+        outcome
+    });
+    // A phase that failed because an endpoint died is reported as that.
+    if exited_early.is_none() {
+        if let Some((role, _, how)) = chain.exited().into_iter().next() {
+            exited_early = Some((role, how));
+        }
+    }
+    if let Err(e) = drive_result {
+        if exited_early.is_none() || matches!(e, RunError::Interrupted) {
+            log.line(&format!("stopping: {e}"));
+            return Err(e);
+        }
+    }
+    if cancel.is_cancelled() {
+        return Err(RunError::Interrupted);
+    }
+
+    let window_errors = window.errors.into_inner().unwrap_or_default();
+    // Read and symbolize while the targets still run.
+    let mut probes = probes.into_inner().unwrap_or_else(|p| p.into_inner());
+    let capture = probes.read()?;
+    let windows = probes.windows();
+    let samples = resolve::resolve(&capture.cpu);
+    log.line(&format!(
+        "read {} syscall rows, {} stack keys",
+        capture.syscalls.len(),
+        capture.cpu.len()
+    ));
+    let exits = chain.exited();
+    let facts: Vec<TargetFacts> = commands
+        .iter()
+        .map(|(role, pid, cmd)| TargetFacts {
+            role: role.as_str().to_string(),
+            pid: *pid,
+            exe: cmd[0].clone(),
+            command: cmd.clone(),
+            peak_rss_bytes: peak_rss(*pid),
+            exited: exits.iter().find(|e| e.1 == *pid).map(|e| e.2.clone()),
+        })
+        .collect();
+    chain.stop(Duration::from_secs(2));
+    drop(probes);
+    signal_task.abort();
+    drop(rt);
+    log.line("endpoints stopped, probes detached");
+
+    // Fold and draw.
+    let roles: std::collections::HashMap<u32, String> = commands
+        .iter()
+        .map(|(r, p, _)| (*p, r.as_str().to_string()))
+        .collect();
+    let lines = fold::fold(&samples, |tgid| {
+        roles
+            .get(&tgid)
+            .cloned()
+            .unwrap_or_else(|| tgid.to_string())
+    });
+    let mut outputs = std::collections::BTreeMap::new();
+    if capture_opts.cpu_frequency_hz.is_some() {
+        fold::write_folded(&lines, &dir.join("cpu.folded"))?;
+        fold::write_svg(
+            &lines,
+            &FoldOptions {
+                title: format!(
+                    "{}: on-CPU ({} Hz per CPU)",
+                    spec.name, spec.probes.cpu.frequency_hz
+                ),
+                count_name: "samples".into(),
+            },
+            &dir.join("cpu.svg"),
+        )?;
+        outputs.insert("cpu_folded".to_string(), "cpu.folded".to_string());
+        outputs.insert("cpu_svg".to_string(), "cpu.svg".to_string());
+    }
+    outputs.insert("report_md".to_string(), "report.md".to_string());
+    outputs.insert("run_log".to_string(), "run.log".to_string());
+
+    let targets = analyze::targets(&facts, &capture, &samples);
+    let mut warnings = analyze::warnings(&targets, capture_opts.cpu_frequency_hz.is_some());
+    warnings.extend(window_errors);
+    let integrity_ok = !results.is_empty()
+        && results
+            .iter()
+            .all(|r| r.integrity.status == IntegrityStatus::Ok);
+    let status = match (&exited_early, integrity_ok) {
+        (Some((role, how)), _) => format!("failed: the {} endpoint exited ({how})", role.as_str()),
+        (None, false) => "failed: payload integrity".to_string(),
+        (None, true) => "ok".to_string(),
+    };
+    let report = Report {
+        schema_version: SCHEMA_VERSION,
+        run: RunInfo {
+            id: run_id,
+            profile: spec.name.clone(),
+            protocol: spec.protocol.clone(),
+            description: spec.description.clone(),
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            duration_s: started.elapsed().as_secs_f64(),
+            measured_s: results.iter().map(|r| r.measured_s).sum(),
+            kernel,
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            inputs: vec![
+                Input {
+                    what: "spec".into(),
+                    path: opts.spec_path.display().to_string(),
+                    blake3: blake3::hash(spec_text.as_bytes()).to_hex().to_string(),
+                },
+                Input {
+                    what: "endpoint".into(),
+                    path: opts.endpoint.display().to_string(),
+                    blake3: endpoint_hash,
+                },
+            ],
+            status: status.clone(),
+        },
+        workload: Workload {
+            integrity: if integrity_ok {
+                IntegrityStatus::Ok
+            } else {
+                IntegrityStatus::Mismatch
+            },
+            bytes_up: results.iter().map(|r| r.bytes_up).sum(),
+            bytes_down: results.iter().map(|r| r.bytes_down).sum(),
+            phases: results,
+        },
+        targets,
+        probes: ProbesInfo {
+            syscalls: capture_opts.syscalls,
+            cpu_frequency_hz: capture_opts.cpu_frequency_hz,
+            counters: capture_opts.counters,
+            windows,
+            program_costs: capture.program_costs.clone(),
+        },
+        outputs,
+        warnings,
+    };
+    render::write_json(&report, &dir)?;
+    render::write_markdown(&report, &dir)?;
+    log.line(&format!("report written; status {status}"));
+    if opts.print_summary {
+        print!("{}", render::summary(&report));
+    }
+    if let Some((role, how)) = exited_early {
+        return Err(RunError::TargetExited {
+            role: role.as_str().into(),
+            how,
+            dir,
+        });
+    }
+    if !integrity_ok {
+        let details = report
+            .workload
+            .phases
+            .iter()
+            .flat_map(|p| p.integrity.mismatches.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(RunError::Integrity { dir, details });
+    }
+    Ok(RunOutcome { dir, report })
+}
+
+fn lock(p: &Mutex<Probes>) -> std::sync::MutexGuard<'_, Probes> {
+    p.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(File::open(path)?)?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// VmHWM of a live process, bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -1,0 +1,425 @@
+//! spec: load and validate a profile (TOML) into typed settings.
+//!
+//! A profile names the protocol, how each endpoint is started, the traffic
+//! phases to drive and the probes to attach. Every error names the file, the
+//! field and the fix on one line.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::drive::{BulkOptions, Direction, Pattern, PhaseOptions, RrOptions};
+
+/// A profile as written in `profiles/<name>.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSpec {
+    /// Short name; names the run directory.
+    pub name: String,
+    /// Protocol of the reference endpoints (`tcp`, …).
+    pub protocol: String,
+    #[serde(default)]
+    pub description: String,
+    /// Protocol options passed to both reference endpoints as
+    /// `--set relay.KEY=VALUE` (e.g. `buffer_size`).
+    #[serde(default)]
+    pub relay: BTreeMap<String, toml::Value>,
+    /// Traffic phases, driven in order.
+    #[serde(rename = "phase")]
+    pub phases: Vec<PhaseSpec>,
+    #[serde(default)]
+    pub probes: ProbeSpec,
+}
+
+/// One traffic phase.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    pub pattern: PatternName,
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+    /// bulk: `up`, `down` or `both`.
+    #[serde(default)]
+    pub direction: Option<Direction>,
+    /// bulk: bytes per write.
+    #[serde(default)]
+    pub chunk_size: Option<usize>,
+    /// rr: bytes per request.
+    #[serde(default)]
+    pub request_size: Option<usize>,
+    /// rr: bytes per response.
+    #[serde(default)]
+    pub response_size: Option<usize>,
+    #[serde(default = "default_warmup")]
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    /// Seconds without progress before a connection counts as hung.
+    #[serde(default = "default_io_timeout")]
+    pub io_timeout_s: f64,
+}
+
+/// Traffic pattern names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PatternName {
+    Bulk,
+    Rr,
+}
+
+/// Which probes to attach.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSpec {
+    #[serde(default = "yes")]
+    pub syscalls: bool,
+    #[serde(default = "yes")]
+    pub counters: bool,
+    #[serde(default)]
+    pub cpu: CpuSpec,
+}
+
+/// The cpu sampling probe.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Samples per second per CPU.
+    #[serde(default = "default_frequency")]
+    pub frequency_hz: u64,
+}
+
+impl Default for ProbeSpec {
+    fn default() -> Self {
+        ProbeSpec {
+            syscalls: true,
+            counters: true,
+            cpu: CpuSpec::default(),
+        }
+    }
+}
+
+impl Default for CpuSpec {
+    fn default() -> Self {
+        CpuSpec {
+            enabled: true,
+            frequency_hz: default_frequency(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_connections() -> usize {
+    1
+}
+fn default_warmup() -> f64 {
+    1.0
+}
+fn default_io_timeout() -> f64 {
+    10.0
+}
+fn default_frequency() -> u64 {
+    99
+}
+
+/// A profile that could not be used. Displays as one line: file, field, fix.
+#[derive(Debug, thiserror::Error)]
+pub struct SpecError {
+    pub file: PathBuf,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.field,
+                self.message
+            )
+        }
+    }
+}
+
+/// Protocols whose reference endpoints exist.
+pub const PROTOCOLS: &[&str] = &["tcp"];
+
+impl ProfileSpec {
+    /// Read and validate a profile file.
+    pub fn load(path: &Path) -> Result<ProfileSpec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+            file: path.to_path_buf(),
+            field: String::new(),
+            message: format!("cannot read the profile: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate profile text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<ProfileSpec, SpecError> {
+        let err = |field: String, message: String| SpecError {
+            file: path.to_path_buf(),
+            field,
+            message,
+        };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| err(String::new(), one_line(e.message(), text, e.span())))?;
+        let spec: ProfileSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            err(
+                if field == "." { String::new() } else { field },
+                one_line(inner.message(), text, inner.span()),
+            )
+        })?;
+        spec.validate().map_err(|(f, m)| err(f, m))?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err((
+                "name".into(),
+                "use letters, digits, '-' and '_' only (it names the run directory)".into(),
+            ));
+        }
+        if !PROTOCOLS.contains(&self.protocol.as_str()) {
+            return Err((
+                "protocol".into(),
+                format!(
+                    "unknown protocol {:?}; use one of: {}",
+                    self.protocol,
+                    PROTOCOLS.join(", ")
+                ),
+            ));
+        }
+        if self.phases.is_empty() {
+            return Err(("phase".into(), "add at least one [[phase]] table".into()));
+        }
+        for (i, p) in self.phases.iter().enumerate() {
+            let f = |name: &str| format!("phase[{i}].{name}");
+            if p.connections == 0 || p.connections > 10_000 {
+                return Err((f("connections"), "use 1 to 10000".into()));
+            }
+            if !(p.duration_s > 0.0 && p.duration_s <= 86_400.0) {
+                return Err((
+                    f("duration_s"),
+                    "use a number of seconds above 0 (at most 86400)".into(),
+                ));
+            }
+            if !(p.warmup_s >= 0.0 && p.warmup_s <= 3_600.0) {
+                return Err((f("warmup_s"), "use 0 to 3600 seconds".into()));
+            }
+            if !(p.io_timeout_s > 0.0 && p.io_timeout_s <= 3_600.0) {
+                return Err((
+                    f("io_timeout_s"),
+                    "use a number of seconds above 0 (at most 3600)".into(),
+                ));
+            }
+            let sizes = [
+                ("chunk_size", p.chunk_size),
+                ("request_size", p.request_size),
+                ("response_size", p.response_size),
+            ];
+            for (name, size) in sizes {
+                if let Some(s) = size {
+                    if s == 0 || s > 64 << 20 {
+                        return Err((f(name), "use 1 byte to 64 MiB".into()));
+                    }
+                }
+            }
+            match p.pattern {
+                PatternName::Bulk => {
+                    if p.request_size.is_some() || p.response_size.is_some() {
+                        return Err((
+                            f("request_size"),
+                            "request_size/response_size are for pattern = \"rr\"; remove them"
+                                .into(),
+                        ));
+                    }
+                }
+                PatternName::Rr => {
+                    if p.direction.is_some() || p.chunk_size.is_some() {
+                        return Err((
+                            f("direction"),
+                            "direction/chunk_size are for pattern = \"bulk\"; remove them".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        if self.probes.cpu.enabled && !(1..=10_000).contains(&self.probes.cpu.frequency_hz) {
+            return Err((
+                "probes.cpu.frequency_hz".into(),
+                "use 1 to 10000 samples per second".into(),
+            ));
+        }
+        for (k, v) in &self.relay {
+            if relay_value(v).is_none() {
+                return Err((
+                    format!("relay.{k}"),
+                    "use a string, integer or boolean".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Scale the phase durations so that their measured time adds up to
+    /// `total` (the `--duration` override), keeping their proportions.
+    pub fn set_total_duration(&mut self, total: f64) -> Result<(), String> {
+        if !(total > 0.0 && total <= 86_400.0) {
+            return Err("--duration: use a number of seconds above 0".into());
+        }
+        let sum: f64 = self.phases.iter().map(|p| p.duration_s).sum();
+        for p in &mut self.phases {
+            p.duration_s = total * p.duration_s / sum;
+            // Warm-up never longer than the phase it prepares.
+            p.warmup_s = p.warmup_s.min(p.duration_s);
+        }
+        Ok(())
+    }
+
+    /// The drive options of every phase.
+    pub fn phase_options(&self) -> Vec<PhaseOptions> {
+        self.phases.iter().map(PhaseSpec::options).collect()
+    }
+
+    /// `--set relay.KEY=VALUE` arguments for the reference endpoints.
+    pub fn endpoint_settings(&self) -> Vec<String> {
+        self.relay
+            .iter()
+            .filter_map(|(k, v)| relay_value(v).map(|v| format!("relay.{k}={v}")))
+            .collect()
+    }
+
+    /// The spec as canonical TOML (after overrides): what the run id hashes.
+    pub fn canonical(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|_| format!("{self:?}"))
+    }
+}
+
+impl PhaseSpec {
+    fn options(&self) -> PhaseOptions {
+        let pattern = match self.pattern {
+            PatternName::Bulk => Pattern::Bulk(BulkOptions {
+                connections: self.connections,
+                direction: self.direction.unwrap_or(Direction::Both),
+                chunk_size: self.chunk_size.unwrap_or(64 * 1024),
+            }),
+            PatternName::Rr => Pattern::Rr(RrOptions {
+                connections: self.connections,
+                request_size: self.request_size.unwrap_or(64),
+                response_size: self.response_size.unwrap_or(1024),
+            }),
+        };
+        PhaseOptions {
+            pattern,
+            warmup: Duration::from_secs_f64(self.warmup_s),
+            duration: Duration::from_secs_f64(self.duration_s),
+            io_timeout: Duration::from_secs_f64(self.io_timeout_s),
+        }
+    }
+}
+
+fn relay_value(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A TOML error message on one line, with the line number where known.
+fn one_line(message: &str, text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let msg = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    match span {
+        Some(s) => {
+            let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+            format!("{msg} (line {line})")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "tcp"
+protocol = "tcp"
+[relay]
+buffer_size = 16384
+[[phase]]
+pattern = "bulk"
+connections = 2
+direction = "up"
+duration_s = 4
+[[phase]]
+pattern = "rr"
+duration_s = 2
+"#;
+
+    fn parse(text: &str) -> Result<ProfileSpec, SpecError> {
+        ProfileSpec::parse(text, Path::new("p.toml"))
+    }
+
+    #[test]
+    fn parses_a_profile() {
+        let spec = parse(GOOD).expect("valid");
+        assert_eq!(spec.phases.len(), 2);
+        assert_eq!(spec.endpoint_settings(), vec!["relay.buffer_size=16384"]);
+        assert!(spec.probes.cpu.enabled && spec.probes.syscalls);
+        assert_eq!(spec.probes.cpu.frequency_hz, 99);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad = GOOD.replace("\"up\"", "\"sideways\"");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("p.toml: phase[0].direction: "), "{e}");
+        assert!(e.contains("sideways") && !e.contains('\n'), "{e}");
+
+        let bad = GOOD.replace("connections = 2", "connections = 0");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert_eq!(e, "p.toml: phase[0].connections: use 1 to 10000");
+
+        let bad = GOOD.replace("protocol = \"tcp\"", "protocol = \"carrier-pigeon\"");
+        assert!(parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("p.toml: protocol: unknown protocol"));
+
+        let bad = GOOD.replace("duration_s = 2", "duration_s = 2\nburst = 3");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("burst"), "{e}");
+    }
+
+    #[test]
+    fn total_duration_keeps_proportions() {
+        let mut spec = parse(GOOD).expect("valid");
+        spec.set_total_duration(3.0).expect("ok");
+        assert!((spec.phases[0].duration_s - 2.0).abs() < 1e-9);
+        assert!((spec.phases[1].duration_s - 1.0).abs() < 1e-9);
+        assert!(spec.phases[1].warmup_s <= 1.0);
+    }
+}

@@ -1,0 +1,250 @@
+//! `cargo xtask`: everything around cargo that protoprof needs.
+//!
+//! - `setup`: make this machine able to build the probes (rust-src, and
+//!   bpf-linker built against this toolchain's own LLVM, cached outside
+//!   `target/`). Every other command runs it first; a second run takes
+//!   seconds.
+//! - `build`: release build of the runner (with the probes embedded) and of
+//!   the reference endpoints.
+//! - `profile NAME`: build, then run `profiles/NAME.toml`.
+//! - `test`: format check, clippy, and the whole test suite (the probe tests
+//!   need root; without it they are listed as ignored, never passed).
+//! - `lint`: format check and clippy only.
+
+mod setup;
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, ExitCode, Stdio},
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building the probes needs (idempotent).
+    Setup,
+    /// Release build of protoprof and protoprof-endpoint.
+    Build,
+    /// Build, then profile `profiles/NAME.toml`; prints the run directory last.
+    Profile {
+        name: String,
+        /// Total measured seconds, split over the profile's phases.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Where run directories go (default target/protoprof/runs).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Format check, clippy and every test.
+    Test,
+    /// Format check and clippy.
+    Lint,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> Result<ExitCode> {
+    let root = workspace_root()?;
+    let tools = setup::setup(&root)?;
+    match cmd {
+        Cmd::Setup => Ok(ExitCode::SUCCESS),
+        Cmd::Build => {
+            build(&root, &tools)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Profile {
+            name,
+            duration,
+            out,
+        } => {
+            build(&root, &tools)?;
+            let mut cmd = Command::new(root.join("target/release/protoprof"));
+            cmd.current_dir(&root)
+                .arg("profile")
+                .arg(&name)
+                .arg("--profiles")
+                .arg(root.join("profiles"))
+                .arg("--out")
+                .arg(out.unwrap_or_else(|| root.join("target/protoprof/runs")));
+            if let Some(d) = duration {
+                cmd.arg("--duration").arg(d.to_string());
+            }
+            // The runner handles Ctrl-C itself (stops the chain, detaches the
+            // probes); xtask only waits for it.
+            ignore_sigint();
+            let status = cmd.status().context("running protoprof")?;
+            Ok(exit_code(status))
+        }
+        Cmd::Test => {
+            lint(&root, &tools)?;
+            test(&root, &tools)
+        }
+        Cmd::Lint => {
+            lint(&root, &tools)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+/// A cargo command in the workspace that can build the probes.
+fn cargo(root: &Path, tools: &setup::Tools) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root)
+        .env("PROTOPROF_BPF_LINKER", &tools.bpf_linker);
+    cmd
+}
+
+fn check(mut cmd: Command, what: &str) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn build(root: &Path, tools: &setup::Tools) -> Result<()> {
+    let mut cmd = cargo(root, tools);
+    cmd.args([
+        "build",
+        "--release",
+        "-p",
+        "bench-user",
+        "-p",
+        "bench-proto",
+    ]);
+    check(cmd, "cargo build --release")
+}
+
+fn lint(root: &Path, tools: &setup::Tools) -> Result<()> {
+    let mut cmd = cargo(root, tools);
+    cmd.args(["fmt", "--all", "--check"]);
+    check(cmd, "cargo fmt --check")?;
+    let mut cmd = cargo(root, tools);
+    cmd.args([
+        "clippy",
+        "--release",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    check(cmd, "cargo clippy")
+}
+
+fn test(root: &Path, tools: &setup::Tools) -> Result<ExitCode> {
+    // The end-to-end tests run the release protoprof and protoprof-endpoint.
+    build(root, tools)?;
+    let root_user = is_root();
+    if !root_user {
+        println!(
+            "xtask test: not root: the probe tests are skipped (listed as ignored: needs root)"
+        );
+    }
+    let mut cmd = cargo(root, tools);
+    // Release: the end-to-end tests profile the same binaries a user runs,
+    // and they share their build with `cargo xtask profile`. One test at a
+    // time: the probe tests check that no BPF program is left loaded.
+    cmd.args(["test", "--release", "--workspace", "--", "--test-threads=1"]);
+    if root_user {
+        // The probe tests are #[ignore = "needs root"]: run them too.
+        cmd.arg("--include-ignored");
+    }
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().context("running cargo test")?;
+    let mut totals = [0u64; 3];
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.context("reading cargo test output")?;
+            println!("{line}");
+            if let Some(counts) = test_result_counts(&line) {
+                for (t, c) in totals.iter_mut().zip(counts) {
+                    *t += c;
+                }
+            }
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        totals[0], totals[1], totals[2]
+    );
+    Ok(exit_code(status))
+}
+
+/// Passed, failed and ignored counts of a libtest "test result:" line.
+fn test_result_counts(line: &str) -> Option<[u64; 3]> {
+    let rest = line.strip_prefix("test result: ")?;
+    let mut counts = [0u64; 3];
+    for part in rest.split(['.', ';']) {
+        let mut words = part.split_whitespace();
+        let (Some(n), Some(what)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        match what {
+            "passed" => counts[0] = n,
+            "failed" => counts[1] = n,
+            "ignored" => counts[2] = n,
+            _ => {}
+        }
+    }
+    Some(counts)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn ignore_sigint() {
+    // SAFETY: setting a signal to SIG_IGN is always sound.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_result_counts;
+
+    #[test]
+    fn reads_libtest_summaries() {
+        let line = "test result: ok. 32 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; finished in 10.54s";
+        assert_eq!(test_result_counts(line), Some([32, 1, 2]));
+        assert_eq!(test_result_counts("running 3 tests"), None);
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    match status.code() {
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    }
+}
