@@ -7,11 +7,13 @@
 //! - [`addr`]: the target address and its SOCKS5-style wire encoding,
 //! - [`socks5`]: the server side of SOCKS5 (the client endpoint's inbound),
 //! - [`relay`](mod@relay): the bidirectional byte pump used once a stream is established,
-//! - [`settings`]: `KEY=VALUE` settings as given by `--set`.
+//! - [`settings`]: `KEY=VALUE` settings as given by `--set`,
+//! - [`pki`]: per-run certificates and rustls configurations.
 //!
 //! One module per protocol: [`tcp`] (plain relay baseline).
 
 pub mod addr;
+pub mod pki;
 pub mod relay;
 pub mod settings;
 pub mod socks5;
