@@ -8,6 +8,7 @@
 //! SIGINT, 2 on a usage error.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -45,9 +46,36 @@ struct Cli {
     #[arg(long, value_name = "ADDR", required_if_eq("side", "client"))]
     server: Option<SocketAddr>,
     /// Set an option, KEY=VALUE; repeatable. Keys: relay.buffer_size (bytes
-    /// per read, default 65536).
+    /// per read, default 65536), and per protocol (see its module docs).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Server side of TLS-based protocols: certificate chain (PEM).
+    #[arg(long, value_name = "PATH")]
+    cert: Option<PathBuf>,
+    /// Server side of TLS-based protocols: private key (PEM).
+    #[arg(long, value_name = "PATH")]
+    key: Option<PathBuf>,
+    /// Client side of TLS-based protocols: the only certificates to trust (PEM).
+    #[arg(long, value_name = "PATH")]
+    ca: Option<PathBuf>,
+    /// Client side of TLS-based protocols: the name to send and verify.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    server_name: String,
+    /// User name or id, where the protocol has one (TUIC: a UUID; SSH: the login).
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+    /// Password or shared secret, where the protocol has one.
+    #[arg(long, value_name = "SECRET")]
+    password: Option<String>,
+    /// SSH server: host key (OpenSSH private key file).
+    #[arg(long, value_name = "PATH")]
+    host_key: Option<PathBuf>,
+    /// SSH server: public keys allowed to log in (authorized_keys format).
+    #[arg(long, value_name = "PATH")]
+    authorized_keys: Option<PathBuf>,
+    /// SSH client: private key to authenticate with (instead of a password).
+    #[arg(long, value_name = "PATH")]
+    identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
