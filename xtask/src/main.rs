@@ -230,6 +230,13 @@ fn ignore_sigint() {
     }
 }
 
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    match status.code() {
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::test_result_counts;
@@ -239,12 +246,5 @@ mod tests {
         let line = "test result: ok. 32 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; finished in 10.54s";
         assert_eq!(test_result_counts(line), Some([32, 1, 2]));
         assert_eq!(test_result_counts("running 3 tests"), None);
-    }
-}
-
-fn exit_code(status: std::process::ExitStatus) -> ExitCode {
-    match status.code() {
-        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
-        None => ExitCode::FAILURE,
     }
 }
