@@ -14,19 +14,49 @@ pub const LATENCY_BUCKETS: u32 = 32;
 /// Index into the `CONFIG` array map of the word that switches every probe
 /// on (1) or off (0). The runner opens it for the measured window only.
 pub const CONFIG_ENABLED: u32 = 0;
+/// `CONFIG` word: byte offset of `pid` (the thread id) in the kernel's
+/// `struct task_struct`, read from the kernel's BTF by the runner (offcpu).
+pub const CONFIG_TASK_PID_OFFSET: u32 = 1;
+/// `CONFIG` word: byte offset of `tgid` in `struct task_struct`.
+pub const CONFIG_TASK_TGID_OFFSET: u32 = 2;
+/// `CONFIG` word: mean bytes between allocation stack samples.
+pub const CONFIG_ALLOC_SAMPLE_BYTES: u32 = 3;
+/// `CONFIG` word: record the user stack of one syscall in N per thread (0 =
+/// syscall stacks off).
+pub const CONFIG_SYSCALL_STACK_EVERY: u32 = 4;
+/// `CONFIG` word: 1 = track live bytes of sampled allocations (the runner
+/// sets it only where it attached the allocator's return probes).
+pub const CONFIG_ALLOC_LIVE: u32 = 5;
+/// `CONFIG` word: CLOCK_MONOTONIC time (ns) the current window opened at;
+/// off-CPU intervals that began before it are dropped.
+pub const CONFIG_WINDOW_START_NS: u32 = 6;
 /// Number of words in the `CONFIG` array map.
-pub const CONFIG_LEN: u32 = 4;
+pub const CONFIG_LEN: u32 = 8;
 
 /// The processes the probes record: key = tgid, value = role index.
 pub const MAX_TARGETS: u32 = 64;
 
-/// Key of the per-(process, syscall) statistics.
+/// Key of the per-(thread, syscall) statistics.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SyscallKey {
     pub tgid: u32,
+    pub tid: u32,
     /// Syscall number (x86_64 numbering).
     pub nr: u32,
+    pub _pad: u32,
+}
+
+/// Key of a sampled syscall stack: which thread entered which syscall from
+/// which user stack (a `USER_STACKS` hash).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SyscallStackKey {
+    pub tgid: u32,
+    pub tid: u32,
+    pub nr: u32,
+    pub _pad: u32,
+    pub user_stack: u64,
 }
 
 /// Per-(process, syscall) statistics, kept per CPU and summed by the runner.
@@ -76,6 +106,173 @@ pub struct StackKey {
     pub user_stack: u64,
     pub kernel_stack_id: i32,
     pub _pad: u32,
+}
+
+/// Key of off-CPU time: a thread, and the user and kernel stacks it blocked
+/// in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OffCpuKey {
+    pub tgid: u32,
+    pub tid: u32,
+    pub user_stack: u64,
+    pub kernel_stack_id: i32,
+    pub _pad: u32,
+}
+
+/// Off-CPU time of one key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffCpuValue {
+    pub total_ns: u64,
+    pub count: u64,
+}
+
+/// A thread switched out, waiting to be switched in again.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OffCpuStart {
+    pub start_ns: u64,
+    pub user_stack: u64,
+    pub kernel_stack_id: i64,
+}
+
+/// Allocator entry points, passed to the probes as the attach cookie.
+pub mod alloc_fn {
+    pub const MALLOC: u64 = 0;
+    pub const CALLOC: u64 = 1;
+    pub const REALLOC: u64 = 2;
+    pub const POSIX_MEMALIGN: u64 = 3;
+    pub const ALIGNED_ALLOC: u64 = 4;
+    pub const FREE: u64 = 5;
+    /// Go's `runtime.mallocgc(size, typ, needzero)`, size in RAX.
+    pub const GO_MALLOCGC: u64 = 6;
+    pub const COUNT: usize = 7;
+    /// Names, by id.
+    pub const NAMES: [&str; COUNT] = [
+        "malloc",
+        "calloc",
+        "realloc",
+        "posix_memalign",
+        "aligned_alloc",
+        "free",
+        "runtime.mallocgc",
+    ];
+}
+
+/// Key of allocation counts: a thread and an allocator entry point.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AllocKey {
+    pub tgid: u32,
+    pub tid: u32,
+    pub func: u32,
+    pub _pad: u32,
+}
+
+/// Allocation counts of one key (per CPU, summed by the runner).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocStats {
+    pub calls: u64,
+    /// Bytes requested (0 for free).
+    pub bytes: u64,
+}
+
+/// Key of the allocation size histogram (log2 of the requested size).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AllocHistKey {
+    pub tgid: u32,
+    pub func: u32,
+    pub bucket: u32,
+    pub _pad: u32,
+}
+
+/// Key of sampled allocation stacks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AllocStackKey {
+    pub tgid: u32,
+    pub tid: u32,
+    pub user_stack: u64,
+}
+
+/// What the samples of one allocation stack stand for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocStackValue {
+    /// Bytes these samples represent (sample count × mean sampling bytes).
+    pub bytes: u64,
+    /// Allocations they represent (each sample: represented bytes / size).
+    pub calls: u64,
+    /// Samples taken.
+    pub samples: u64,
+}
+
+/// A sampled allocation still waiting for its return value (the pointer).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AllocPending {
+    pub bytes: u64,
+    pub user_stack: u64,
+    /// For realloc: the pointer being replaced (freed).
+    pub old_ptr: u64,
+}
+
+/// A sampled allocation not yet freed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LiveAlloc {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub bytes: u64,
+    pub user_stack: u64,
+}
+
+/// Key of crypto call statistics: a process and a matched symbol (the
+/// runner's index, passed as the attach cookie).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CryptoKey {
+    pub tgid: u32,
+    pub symbol: u32,
+}
+
+/// Crypto call statistics of one key (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CryptoStats {
+    pub calls: u64,
+    /// Calls whose return was timed (return probes attached).
+    pub timed: u64,
+    pub total_ns: u64,
+    /// Bytes, for symbols whose length argument is known.
+    pub bytes: u64,
+}
+
+/// Key of the crypto time-per-call histogram.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CryptoHistKey {
+    pub tgid: u32,
+    pub symbol: u32,
+    pub bucket: u32,
+    pub _pad: u32,
+}
+
+/// A crypto call in progress on one thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CryptoPending {
+    pub start_ns: u64,
+    pub symbol: u64,
+}
+
+/// The attach cookie of a crypto probe: symbol index in the low 32 bits,
+/// the length argument's index + 1 in bits 32..40 (0 = unknown length).
+pub fn crypto_cookie(symbol: u32, length_arg: Option<u8>) -> u64 {
+    symbol as u64 | (length_arg.map_or(0, |a| a as u64 + 1) << 32)
 }
 
 /// Most user frames the probes walk.
@@ -155,6 +352,21 @@ mod pod {
     unsafe impl aya::Pod for super::SyscallHistKey {}
     unsafe impl aya::Pod for super::InFlight {}
     unsafe impl aya::Pod for super::StackKey {}
+    unsafe impl aya::Pod for super::SyscallStackKey {}
+    unsafe impl aya::Pod for super::OffCpuKey {}
+    unsafe impl aya::Pod for super::OffCpuValue {}
+    unsafe impl aya::Pod for super::OffCpuStart {}
+    unsafe impl aya::Pod for super::AllocKey {}
+    unsafe impl aya::Pod for super::AllocStats {}
+    unsafe impl aya::Pod for super::AllocHistKey {}
+    unsafe impl aya::Pod for super::AllocStackKey {}
+    unsafe impl aya::Pod for super::AllocStackValue {}
+    unsafe impl aya::Pod for super::AllocPending {}
+    unsafe impl aya::Pod for super::LiveAlloc {}
+    unsafe impl aya::Pod for super::CryptoKey {}
+    unsafe impl aya::Pod for super::CryptoStats {}
+    unsafe impl aya::Pod for super::CryptoHistKey {}
+    unsafe impl aya::Pod for super::CryptoPending {}
     unsafe impl aya::Pod for super::UserStack {}
 }
 

@@ -4,15 +4,12 @@
 
 use aya_ebpf::{
     macros::{map, perf_event},
-    maps::{HashMap, StackTrace},
+    maps::HashMap,
     programs::{tracing::StackIdContext, PerfEventContext},
 };
 use bench_common::StackKey;
 
-use crate::{recording, user_stack};
-
-#[map]
-static KERNEL_STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+use crate::{note_thread, recording, user_stack, KERNEL_STACKS};
 
 /// Sample counts. A thread is on one CPU at a time and the key holds its
 /// tid, so two CPUs never update one key at once: a plain hash is enough.
@@ -24,6 +21,8 @@ pub fn pp_cpu_sample(ctx: PerfEventContext) -> u32 {
     let Some(pid_tgid) = recording() else {
         return 0;
     };
+    let tid = pid_tgid as u32;
+    note_thread(tid);
     // Kernel stack from the kernel's unwinder (ORC or frame pointers);
     // -EFAULT when the sample hit user mode.
     let kernel_stack_id = match ctx.get_stackid(&KERNEL_STACKS, 0) {
@@ -32,8 +31,8 @@ pub fn pp_cpu_sample(ctx: PerfEventContext) -> u32 {
     };
     let key = StackKey {
         tgid: (pid_tgid >> 32) as u32,
-        tid: pid_tgid as u32,
-        user_stack: user_stack::walk(),
+        tid,
+        user_stack: user_stack::walk_current(),
         kernel_stack_id,
         _pad: 0,
     };

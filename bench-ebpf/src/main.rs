@@ -1,20 +1,25 @@
-//! protoprof's probes. Each file is one probe; they share the target filter
-//! and the on/off switch below, so that every probe records only the
-//! endpoint processes and only inside the measured window.
+//! protoprof's probes. Each file is one probe; they share the target filter,
+//! the on/off switch and the stack maps below, so that every probe records
+//! only the endpoint processes and only inside the measured window.
 #![no_std]
 #![no_main]
 
+mod alloc;
 mod cpu;
+mod crypto;
+mod offcpu;
 mod syscalls;
 mod user_stack;
 
 use aya_ebpf::{
+    helpers::bpf_get_current_comm,
     macros::map,
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, StackTrace},
 };
 use bench_common::{CONFIG_ENABLED, CONFIG_LEN, MAX_TARGETS};
 
-/// Runner-written settings; `CONFIG_ENABLED` is the measuring switch.
+/// Runner-written settings (see the `CONFIG_*` indices in bench-common);
+/// `CONFIG_ENABLED` is the measuring switch.
 #[map]
 static CONFIG: Array<u64> = Array::with_max_entries(CONFIG_LEN, 0);
 
@@ -22,21 +27,57 @@ static CONFIG: Array<u64> = Array::with_max_entries(CONFIG_LEN, 0);
 #[map]
 static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
+/// Kernel stacks, by id, for every probe that records them.
+#[map]
+static KERNEL_STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+
+/// Thread names (comm) of the threads the probes saw, by tid, taken the
+/// first time a thread is seen, so names survive threads that exit.
+#[map]
+static THREAD_NAMES: HashMap<u32, [u8; 16]> = HashMap::with_max_entries(8192, 0);
+
+/// A `CONFIG` word.
+#[inline(always)]
+fn config(index: u32) -> u64 {
+    CONFIG.get(index).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+fn enabled() -> bool {
+    config(CONFIG_ENABLED) != 0
+}
+
+#[inline(always)]
+fn is_target(tgid: u32) -> bool {
+    // SAFETY: the value is only tested for presence, never held.
+    unsafe { TARGETS.get(&tgid) }.is_some()
+}
+
 /// Whether the current task belongs to a profiled process while measuring.
 /// Returns the pid_tgid word so callers need not ask the kernel twice.
 #[inline(always)]
 fn recording() -> Option<u64> {
-    let on = CONFIG.get(CONFIG_ENABLED).is_some_and(|v| *v != 0);
-    if !on {
+    if !enabled() {
         return None;
     }
     let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    // SAFETY: the value is only tested for presence, never held.
-    if unsafe { TARGETS.get(&tgid) }.is_some() {
+    if is_target((pid_tgid >> 32) as u32) {
         Some(pid_tgid)
     } else {
         None
+    }
+}
+
+/// Remember the current thread's name, once.
+#[inline(always)]
+fn note_thread(tid: u32) {
+    // SAFETY: presence test only.
+    if unsafe { THREAD_NAMES.get(&tid) }.is_some() {
+        return;
+    }
+    if let Ok(comm) = bpf_get_current_comm() {
+        // BPF_NOEXIST: a racing insert of the same thread is the same name.
+        let _ = THREAD_NAMES.insert(&tid, &comm, 1);
     }
 }
 
@@ -46,7 +87,7 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
-// bpf_get_stackid is a GPL-only helper.
+// bpf_get_stackid and bpf_probe_read_* are GPL-only helpers.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -46,18 +46,42 @@ fn in_span(lower: u64, p: u64) -> bool {
     p > lower && p - lower < STACK_SPAN && p & 7 == 0
 }
 
-/// Walk the current thread's user stack; returns its hash (0 = none).
+/// Walk the current thread's user stack from the user registers saved at
+/// its last entry into the kernel; returns the stack's hash (0 = none).
 #[inline(always)]
-pub(crate) fn walk() -> u64 {
-    // SAFETY: BTF helpers on the current task; the registers are copied out
-    // with bpf_probe_read_kernel.
+pub(crate) fn walk_current() -> u64 {
+    // SAFETY: BTF helpers on the current task.
     let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const pt_regs;
+    walk_from(regs, false)
+}
+
+/// Like [`walk_current`], for a uprobe on a function's first instruction:
+/// the function has not pushed its frame yet, so its caller is found
+/// through the return address at the stack pointer, not through rbp.
+#[inline(always)]
+pub(crate) fn walk_at_entry() -> u64 {
+    // SAFETY: BTF helpers on the current task.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const pt_regs;
+    walk_from(regs, true)
+}
+
+/// Walk the user stack whose registers `regs` points to (kernel memory,
+/// copied out with bpf_probe_read_kernel); returns its hash (0 = none).
+#[inline(always)]
+pub(crate) fn walk_from(regs: *const pt_regs, at_entry: bool) -> u64 {
     if regs.is_null() {
         return 0;
     }
+    // SAFETY: bpf_probe_read_kernel checks the address.
     let Ok(regs) = (unsafe { bpf_probe_read_kernel(regs) }) else {
         return 0;
     };
+    walk_regs(&regs, at_entry)
+}
+
+/// Walk from a copy of the user registers; returns the stack's hash.
+#[inline(always)]
+fn walk_regs(regs: &pt_regs, at_entry: bool) -> u64 {
     let Some(stack) = SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
@@ -70,19 +94,30 @@ pub(crate) fn walk() -> u64 {
     }
     stack.ips[0] = ip;
     let mut n: usize = 1;
+    // At a function's entry the return address is on top of the stack.
+    let mut scan_from = sp;
+    if at_entry {
+        if let Some(ret) = read(sp) {
+            stack.ips[1] = ret;
+            n = 2;
+        }
+        scan_from = sp + 8;
+    }
 
     if !(bp >= sp && bp - sp < STACK_SPAN) {
         bp = 0;
         let mut i: u64 = 0;
         while i < SCAN_WORDS {
-            let slot = sp + 8 * i;
+            let slot = scan_from + 8 * i;
             if let Some(w) = read(slot) {
                 if in_span(slot, w) {
                     if let Some(next) = read(w) {
                         if next == 0 || in_span(w, next) {
                             if let Some(ret) = read(slot + 8) {
-                                stack.ips[1] = ret;
-                                n = 2;
+                                if n < MAX_USER_FRAMES {
+                                    stack.ips[n] = ret;
+                                    n += 1;
+                                }
                                 bp = w;
                             }
                             break;

@@ -1,19 +1,26 @@
-//! analyze: turn what was captured into the per-target figures of the report:
-//! syscall tables, CPU cost by function and thread, warnings about the
-//! numbers' quality. Later: cost attribution, checklist rules, comparisons.
+//! analyze: turn what was captured into the per-target figures of the
+//! report: syscall tables, CPU by function, off-CPU time, allocations,
+//! crypto, the thread split, and warnings about the numbers' quality.
+//! Later: cost attribution, checklist rules, comparisons.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bench_common::LATENCY_BUCKETS;
 
 use crate::{
-    capture::{Capture, SyscallRecord},
-    report::{CpuSummary, FunctionCost, LatencyBucket, SyscallRow, Target},
+    capture::{Capture, CaptureOptions, Families, Graph, SyscallRecord, TargetProbes},
+    report::{
+        AllocFunction, AllocSummary, BinaryInfo, CpuSummary, CryptoSummary, CryptoSymbolRow,
+        FunctionCost, LatencyBucket, LiveSample, OffCpuSummary, SyscallRow, Target, ThreadSummary,
+        WeightedName,
+    },
     resolve::ResolvedSample,
 };
 
 /// How many functions `top_functions` keeps.
 pub const TOP_FUNCTIONS: usize = 25;
+/// How many entries the other top lists keep.
+pub const TOP_OTHER: usize = 15;
 
 /// Below this median user-stack depth the stacks are too shallow to trust:
 /// the target most likely lacks frame pointers.
@@ -30,74 +37,125 @@ pub struct TargetFacts {
     pub exited: Option<String>,
 }
 
-/// One report target per endpoint, from the capture and resolved samples.
-pub fn targets(
-    facts: &[TargetFacts],
-    capture: &Capture,
-    samples: &[ResolvedSample],
-) -> Vec<Target> {
-    facts
-        .iter()
-        .map(|f| {
-            let syscalls = syscall_rows(capture.syscalls.iter().filter(|r| r.tgid == f.pid));
-            let own: Vec<&ResolvedSample> = samples.iter().filter(|s| s.tgid == f.pid).collect();
-            let missed = capture
-                .cpu
-                .iter()
-                .filter(|r| r.tgid == f.pid && r.user_error.is_some())
-                .map(|r| r.count)
-                .sum();
-            let counters = capture
-                .counters
-                .get(&f.pid)
-                .map(|c| c.iter().map(|(n, r)| (n.to_string(), r.clone())).collect())
-                .unwrap_or_default();
-            Target {
-                role: f.role.clone(),
-                pid: f.pid,
-                exe: f.exe.clone(),
-                command: f.command.clone(),
-                peak_rss_bytes: f.peak_rss_bytes,
-                exited: f.exited.clone(),
-                counters,
-                syscalls,
-                cpu: cpu_summary(&own, missed),
-            }
-        })
-        .collect()
+/// Everything `targets` reads.
+pub struct Inputs<'a> {
+    pub facts: &'a [TargetFacts],
+    pub capture: &'a Capture,
+    pub samples: &'a [ResolvedSample],
+    pub attached: &'a BTreeMap<u32, TargetProbes>,
+    pub options: &'a CaptureOptions,
+    /// (seconds since start, live bytes per tgid).
+    pub live: &'a [(f64, BTreeMap<u32, i64>)],
+    pub families: &'a Families,
 }
 
-/// Syscall rows, largest total time first.
-pub fn syscall_rows<'a>(records: impl Iterator<Item = &'a SyscallRecord>) -> Vec<SyscallRow> {
-    let mut rows: Vec<SyscallRow> = records
-        .map(|r| SyscallRow {
+/// One report target per endpoint.
+pub fn targets(inp: &Inputs) -> Vec<Target> {
+    inp.facts.iter().map(|f| target(inp, f)).collect()
+}
+
+fn target(inp: &Inputs, f: &TargetFacts) -> Target {
+    let cap = inp.capture;
+    let own = |g: Graph| -> Vec<&ResolvedSample> {
+        inp.samples
+            .iter()
+            .filter(|s| s.tgid == f.pid && s.graph == g)
+            .collect()
+    };
+    let cpu_samples = own(Graph::Cpu);
+    let missed = cpu_samples
+        .iter()
+        .filter(|s| s.user_depth == 0)
+        .map(|s| s.weight)
+        .sum();
+    let counters = cap
+        .counters
+        .get(&f.pid)
+        .map(|c| c.iter().map(|(n, r)| (n.to_string(), r.clone())).collect())
+        .unwrap_or_default();
+    let attached = inp.attached.get(&f.pid).cloned().unwrap_or_default();
+    let syscalls = syscall_rows(
+        cap.syscalls.iter().filter(|r| r.tgid == f.pid),
+        &cap.syscall_histograms,
+    );
+    let offcpu = inp
+        .options
+        .offcpu
+        .then(|| offcpu_summary(&own(Graph::OffCpu)));
+    let alloc = inp.options.alloc.as_ref().map(|a| {
+        alloc_summary(
+            inp,
+            f.pid,
+            &attached,
+            a.sample_bytes,
+            &own(Graph::AllocBytes),
+        )
+    });
+    let crypto = inp
+        .options
+        .crypto
+        .as_ref()
+        .map(|_| crypto_summary(inp, f.pid, &attached, &cpu_samples));
+    Target {
+        role: f.role.clone(),
+        pid: f.pid,
+        exe: f.exe.clone(),
+        command: f.command.clone(),
+        peak_rss_bytes: f.peak_rss_bytes,
+        exited: f.exited.clone(),
+        counters,
+        syscalls,
+        cpu: cpu_summary(&cpu_samples, missed),
+        offcpu,
+        alloc,
+        crypto,
+        threads: thread_summaries(inp, f.pid),
+        binary: BinaryInfo {
+            is_go: attached.is_go,
+            has_symbols: attached.has_symbols,
+            notes: attached.notes.clone(),
+        },
+    }
+}
+
+/// Syscall rows of one process (threads summed), largest total time first.
+pub fn syscall_rows<'a>(
+    records: impl Iterator<Item = &'a SyscallRecord>,
+    histograms: &HashMap<(u32, u32), Vec<u64>>,
+) -> Vec<SyscallRow> {
+    let mut by_nr: BTreeMap<u32, SyscallRow> = BTreeMap::new();
+    let mut tgid = None;
+    for r in records {
+        tgid = Some(r.tgid);
+        let row = by_nr.entry(r.nr).or_insert_with(|| SyscallRow {
             name: r.name.clone(),
             nr: r.nr,
-            count: r.stats.count,
-            errors: r.stats.errors,
-            total_ns: r.stats.total_ns,
-            mean_ns: if r.stats.count == 0 {
+            count: 0,
+            errors: 0,
+            total_ns: 0,
+            mean_ns: 0.0,
+            max_ns: 0,
+            bytes: 0,
+            latency: Vec::new(),
+        });
+        row.count += r.stats.count;
+        row.errors += r.stats.errors;
+        row.total_ns += r.stats.total_ns;
+        row.max_ns = row.max_ns.max(r.stats.max_ns);
+        row.bytes += r.stats.bytes;
+    }
+    let mut rows: Vec<SyscallRow> = by_nr
+        .into_values()
+        .map(|mut row| {
+            row.mean_ns = if row.count == 0 {
                 0.0
             } else {
-                r.stats.total_ns as f64 / r.stats.count as f64
-            },
-            max_ns: r.stats.max_ns,
-            bytes: r.stats.bytes,
-            latency: r
-                .histogram
-                .iter()
-                .enumerate()
-                .filter(|(_, &n)| n > 0)
-                .map(|(b, &n)| LatencyBucket {
-                    ge_ns: if b == 0 { 0 } else { 1u64 << b },
-                    lt_ns: if b as u32 + 1 >= LATENCY_BUCKETS {
-                        u64::MAX
-                    } else {
-                        1u64 << (b + 1)
-                    },
-                    count: n,
-                })
-                .collect(),
+                row.total_ns as f64 / row.count as f64
+            };
+            if let Some(h) = tgid.and_then(|t| histograms.get(&(t, row.nr))) {
+                row.latency = buckets(h);
+            }
+            row
         })
         .collect();
     rows.sort_by(|a, b| {
@@ -108,27 +166,44 @@ pub fn syscall_rows<'a>(records: impl Iterator<Item = &'a SyscallRecord>) -> Vec
     rows
 }
 
+/// Non-empty log2 buckets with their bounds.
+pub fn buckets(h: &[u64]) -> Vec<LatencyBucket> {
+    h.iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(b, &n)| LatencyBucket {
+            ge_ns: if b == 0 { 0 } else { 1u64 << b },
+            lt_ns: if b as u32 + 1 >= LATENCY_BUCKETS {
+                u64::MAX
+            } else {
+                1u64 << (b + 1)
+            },
+            count: n,
+        })
+        .collect()
+}
+
 /// Samples, top functions by self time, per-thread split, stack depth.
 pub fn cpu_summary(samples: &[&ResolvedSample], missed_user_stacks: u64) -> CpuSummary {
-    let total: u64 = samples.iter().map(|s| s.count).sum();
+    let total: u64 = samples.iter().map(|s| s.weight).sum();
     let mut self_counts: HashMap<&str, u64> = HashMap::new();
     let mut total_counts: HashMap<&str, u64> = HashMap::new();
     let mut threads: BTreeMap<String, u64> = BTreeMap::new();
     let mut depths: Vec<(usize, u64)> = Vec::new();
     for s in samples {
         if let Some(leaf) = s.frames.last() {
-            *self_counts.entry(leaf.name.as_str()).or_default() += s.count;
+            *self_counts.entry(leaf.name.as_str()).or_default() += s.weight;
         }
         // A recursive function counts once per sample.
         let mut seen = HashSet::new();
         for f in &s.frames {
             if seen.insert(f.name.as_str()) {
-                *total_counts.entry(f.name.as_str()).or_default() += s.count;
+                *total_counts.entry(f.name.as_str()).or_default() += s.weight;
             }
         }
-        *threads.entry(s.thread_name.clone()).or_default() += s.count;
+        *threads.entry(s.thread_name.clone()).or_default() += s.weight;
         if s.user_depth > 0 {
-            depths.push((s.user_depth, s.count));
+            depths.push((s.user_depth, s.weight));
         }
     }
     let mut top: Vec<FunctionCost> = self_counts
@@ -136,11 +211,7 @@ pub fn cpu_summary(samples: &[&ResolvedSample], missed_user_stacks: u64) -> CpuS
         .map(|(name, n)| FunctionCost {
             name: name.to_string(),
             self_samples: n,
-            self_share: if total == 0 {
-                0.0
-            } else {
-                n as f64 / total as f64
-            },
+            self_share: share(n, total),
             total_samples: total_counts.get(name).copied().unwrap_or(n),
         })
         .collect();
@@ -157,6 +228,259 @@ pub fn cpu_summary(samples: &[&ResolvedSample], missed_user_stacks: u64) -> CpuS
         top_functions: top,
         threads,
     }
+}
+
+fn share(n: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        n as f64 / total as f64
+    }
+}
+
+/// The heaviest names of a weighted population, with shares.
+fn top_names(weights: HashMap<String, u64>, n: usize) -> Vec<WeightedName> {
+    let total: u64 = weights.values().sum();
+    let mut v: Vec<WeightedName> = weights
+        .into_iter()
+        .map(|(name, weight)| WeightedName {
+            share: share(weight, total),
+            name,
+            weight,
+        })
+        .collect();
+    v.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.name.cmp(&b.name)));
+    v.truncate(n);
+    v
+}
+
+/// Innermost user frame of each off-CPU stack, by time.
+fn offcpu_summary(samples: &[&ResolvedSample]) -> OffCpuSummary {
+    let mut by_site: HashMap<String, u64> = HashMap::new();
+    for s in samples {
+        let site = s
+            .frames
+            .iter()
+            .rev()
+            .find(|f| !f.kernel)
+            .map(|f| f.name.clone())
+            .unwrap_or_else(|| "[kernel only]".into());
+        *by_site.entry(site).or_default() += s.weight;
+    }
+    OffCpuSummary {
+        total_us: samples.iter().map(|s| s.weight).sum(),
+        top_blocking: top_names(by_site, TOP_OTHER),
+    }
+}
+
+/// Frames that belong to the allocator or Rust's allocation plumbing, so
+/// that the allocation *site* is the first frame below them.
+fn is_allocator_frame(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "malloc",
+        "calloc",
+        "realloc",
+        "free",
+        "posix_memalign",
+        "aligned_alloc",
+        "__libc_",
+        "_int_",
+        "__rust_",
+        "__rdl_",
+        "__rg_",
+        "alloc::",
+        "<alloc::",
+        "core::alloc",
+        "std::alloc",
+        "<std::alloc",
+        "_rjem_",
+        "mi_",
+        "runtime.mallocgc",
+        "runtime.newobject",
+        "runtime.makeslice",
+        "runtime.growslice",
+        "do_alloc",
+        "inner",
+        "allocate_in",
+        "try_allocate_in",
+        "with_capacity",
+        "exchange_malloc",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+fn alloc_summary(
+    inp: &Inputs,
+    pid: u32,
+    attached: &TargetProbes,
+    sample_bytes: u64,
+    stacks: &[&ResolvedSample],
+) -> AllocSummary {
+    let cap = inp.capture;
+    let mut by_fn: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for r in cap.alloc.records.iter().filter(|r| r.tgid == pid) {
+        let e = by_fn.entry(r.role.clone()).or_default();
+        e.0 += r.calls;
+        e.1 += r.bytes;
+    }
+    let frees = by_fn.get("free").map_or(0, |e| e.0);
+    let calls = by_fn
+        .iter()
+        .filter(|(k, _)| *k != "free")
+        .map(|(_, v)| v.0)
+        .sum();
+    let bytes = by_fn
+        .iter()
+        .filter(|(k, _)| *k != "free")
+        .map(|(_, v)| v.1)
+        .sum();
+    let mut hist = vec![0u64; LATENCY_BUCKETS as usize];
+    for ((tgid, role), h) in &cap.alloc.size_histograms {
+        if *tgid == pid && role != "free" {
+            for (slot, n) in hist.iter_mut().zip(h) {
+                *slot += n;
+            }
+        }
+    }
+    let mut sites: HashMap<String, u64> = HashMap::new();
+    for s in stacks {
+        let site = s
+            .frames
+            .iter()
+            .rev()
+            .find(|f| !f.kernel && !is_allocator_frame(&f.name))
+            .map(|f| f.name.clone())
+            .unwrap_or_else(|| "[allocator only]".into());
+        *sites.entry(site).or_default() += s.weight;
+    }
+    AllocSummary {
+        attached: attached.alloc.clone(),
+        by_function: by_fn
+            .into_iter()
+            .map(|(function, (calls, bytes))| AllocFunction {
+                function,
+                calls,
+                bytes,
+            })
+            .collect(),
+        calls,
+        bytes,
+        frees,
+        size_histogram: buckets(&hist),
+        sample_bytes,
+        samples: cap.alloc.samples.get(&pid).copied().unwrap_or(0),
+        top_sites: top_names(sites, TOP_OTHER),
+        live_bytes: inp
+            .live
+            .iter()
+            .filter_map(|(t, m)| m.get(&pid).map(|b| LiveSample { t_s: *t, bytes: *b }))
+            .collect(),
+    }
+}
+
+fn crypto_summary(
+    inp: &Inputs,
+    pid: u32,
+    attached: &TargetProbes,
+    cpu_samples: &[&ResolvedSample],
+) -> CryptoSummary {
+    let symbols = attached
+        .crypto
+        .iter()
+        .map(|sym| {
+            let rec = inp
+                .capture
+                .crypto
+                .iter()
+                .find(|r| r.tgid == pid && r.symbol == sym.id);
+            let calls = rec.map_or(0, |r| r.calls);
+            CryptoSymbolRow {
+                symbol: sym.symbol.clone(),
+                file: sym.file.clone(),
+                family: sym.family.clone(),
+                primitive: sym.primitive.clone(),
+                accel: sym.accel.clone(),
+                calls,
+                bytes: (sym.length_scale > 0)
+                    .then(|| rec.map_or(0, |r| r.length_sum) * sym.length_scale),
+                mean_ns: rec
+                    .filter(|r| sym.return_probe && r.timed > 0)
+                    .map(|r| r.total_ns as f64 / r.timed as f64),
+                latency: rec.map(|r| buckets(&r.histogram)).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let cpu_share = inp.options.cpu_frequency_hz.map(|_| {
+        let total: u64 = cpu_samples.iter().map(|s| s.weight).sum();
+        let crypto: u64 = cpu_samples
+            .iter()
+            .filter(|s| s.frames.iter().any(|f| inp.families.is_crypto(&f.name)))
+            .map(|s| s.weight)
+            .sum();
+        share(crypto, total)
+    });
+    CryptoSummary { symbols, cpu_share }
+}
+
+fn thread_summaries(inp: &Inputs, pid: u32) -> Vec<ThreadSummary> {
+    let cap = inp.capture;
+    let mut by_name: BTreeMap<String, (HashSet<u32>, ThreadSummary)> = BTreeMap::new();
+    let mut add = |tid: u32, f: &dyn Fn(&mut ThreadSummary)| {
+        let n = cap
+            .thread_names
+            .get(&tid)
+            .cloned()
+            .unwrap_or_else(|| format!("tid-{tid}"));
+        let e = by_name.entry(n.clone()).or_insert_with(|| {
+            (
+                HashSet::new(),
+                ThreadSummary {
+                    name: n,
+                    threads: 0,
+                    cpu_samples: 0,
+                    offcpu_us: 0,
+                    syscalls: 0,
+                    syscall_bytes: 0,
+                    alloc_calls: 0,
+                    alloc_bytes: 0,
+                },
+            )
+        });
+        e.0.insert(tid);
+        e.1.threads = e.0.len();
+        f(&mut e.1);
+    };
+    for s in inp.samples.iter().filter(|s| s.tgid == pid) {
+        match s.graph {
+            Graph::Cpu => add(s.tid, &|t| t.cpu_samples += s.weight),
+            Graph::OffCpu => add(s.tid, &|t| t.offcpu_us += s.weight),
+            _ => {}
+        }
+    }
+    for r in cap.syscalls.iter().filter(|r| r.tgid == pid) {
+        add(r.tid, &|t| {
+            t.syscalls += r.stats.count;
+            t.syscall_bytes += r.stats.bytes;
+        });
+    }
+    for r in cap
+        .alloc
+        .records
+        .iter()
+        .filter(|r| r.tgid == pid && r.role != "free")
+    {
+        add(r.tid, &|t| {
+            t.alloc_calls += r.calls;
+            t.alloc_bytes += r.bytes;
+        });
+    }
+    let mut out: Vec<ThreadSummary> = by_name.into_values().map(|(_, t)| t).collect();
+    out.sort_by(|a, b| {
+        b.cpu_samples
+            .cmp(&a.cpu_samples)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    out
 }
 
 fn weighted_median(values: &mut [(usize, u64)]) -> Option<u64> {
@@ -176,7 +500,7 @@ fn weighted_median(values: &mut [(usize, u64)]) -> Option<u64> {
 }
 
 /// Warnings about the quality of the numbers, one sentence each.
-pub fn warnings(targets: &[Target], cpu_enabled: bool) -> Vec<String> {
+pub fn warnings(targets: &[Target], options: &CaptureOptions) -> Vec<String> {
     let mut out = Vec::new();
     for t in targets {
         if let Some(how) = &t.exited {
@@ -185,7 +509,7 @@ pub fn warnings(targets: &[Target], cpu_enabled: bool) -> Vec<String> {
                 t.role, t.pid
             ));
         }
-        if cpu_enabled && t.cpu.samples == 0 {
+        if options.cpu_frequency_hz.is_some() && t.cpu.samples == 0 {
             out.push(format!(
                 "the {} endpoint got no CPU samples: the measured window was too short or the process idle",
                 t.role
@@ -200,6 +524,16 @@ pub fn warnings(targets: &[Target], cpu_enabled: bool) -> Vec<String> {
                 ));
             }
         }
+        if !t.binary.has_symbols && (options.alloc.is_some() || options.crypto.is_some()) {
+            out.push(format!(
+                "the {} endpoint's binary has no symbols: its frames show as addresses and no allocator or \
+                 crypto function could be found in it",
+                t.role
+            ));
+        }
+        for note in &t.binary.notes {
+            out.push(format!("{} endpoint: {note}", t.role));
+        }
     }
     out
 }
@@ -211,6 +545,7 @@ mod tests {
 
     fn s(frames: &[&str], n: u64) -> ResolvedSample {
         ResolvedSample {
+            graph: Graph::Cpu,
             tgid: 1,
             tid: 1,
             thread_name: "w".into(),
@@ -222,7 +557,7 @@ mod tests {
                 })
                 .collect(),
             user_depth: frames.len(),
-            count: n,
+            weight: n,
         }
     }
 
@@ -248,33 +583,47 @@ mod tests {
     }
 
     #[test]
-    fn histogram_buckets_have_bounds() {
+    fn syscall_rows_sum_threads_and_carry_the_histogram() {
         let mut hist = vec![0; LATENCY_BUCKETS as usize];
         hist[0] = 1;
         hist[10] = 4;
-        let rec = SyscallRecord {
+        let rec = |tid, count, total_ns, max_ns| SyscallRecord {
             tgid: 1,
+            tid,
             nr: 0,
             name: "read".into(),
             stats: bench_common::SyscallStats {
-                count: 5,
-                total_ns: 5000,
-                max_ns: 1500,
-                bytes: 10,
+                count,
+                total_ns,
+                max_ns,
+                bytes: 5,
                 errors: 0,
             },
-            histogram: hist,
         };
-        let rows = syscall_rows([rec].iter());
-        assert_eq!(rows[0].mean_ns, 1000.0);
-        assert_eq!(rows[0].latency.len(), 2);
+        let records = [rec(1, 2, 3000, 1500), rec(2, 3, 2000, 900)];
+        let hists = HashMap::from([((1, 0), hist)]);
+        let rows = syscall_rows(records.iter(), &hists);
+        assert_eq!(rows.len(), 1);
         assert_eq!(
             (
-                rows[0].latency[1].ge_ns,
-                rows[0].latency[1].lt_ns,
-                rows[0].latency[1].count
+                rows[0].count,
+                rows[0].total_ns,
+                rows[0].max_ns,
+                rows[0].bytes
             ),
-            (1024, 2048, 4)
+            (5, 5000, 1500, 10)
         );
+        assert_eq!(rows[0].mean_ns, 1000.0);
+        assert_eq!(rows[0].latency.len(), 2);
+        let b = &rows[0].latency[1];
+        assert_eq!((b.ge_ns, b.lt_ns, b.count), (1024, 2048, 4));
+    }
+
+    #[test]
+    fn allocation_sites_skip_the_allocator() {
+        assert!(is_allocator_frame("malloc"));
+        assert!(is_allocator_frame("alloc::raw_vec::RawVec<T>::allocate_in"));
+        assert!(is_allocator_frame("runtime.mallocgc"));
+        assert!(!is_allocator_frame("bench_proto::relay::Pump::pump"));
     }
 }

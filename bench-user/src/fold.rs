@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, fs::File, io::BufWriter, path::Path};
 
 use inferno::flamegraph::{self, Options};
 
-use crate::resolve::ResolvedSample;
+use crate::{capture::Graph, resolve::ResolvedSample};
 
 /// Options for drawing one flame graph.
 #[derive(Debug, Clone)]
@@ -30,10 +30,11 @@ pub enum FoldError {
     Draw { path: String, message: String },
 }
 
-/// Folded lines, one per distinct stack, sorted. `root` names each process.
-pub fn fold(samples: &[ResolvedSample], root: impl Fn(u32) -> String) -> Vec<String> {
+/// Folded lines of one graph, one per distinct stack, sorted. `root` names
+/// each process. Zero-weight stacks are left out.
+pub fn fold(samples: &[ResolvedSample], graph: Graph, root: impl Fn(u32) -> String) -> Vec<String> {
     let mut stacks: BTreeMap<String, u64> = BTreeMap::new();
-    for s in samples {
+    for s in samples.iter().filter(|s| s.graph == graph && s.weight > 0) {
         let mut line = root(s.tgid);
         line.push(';');
         line.push_str(&s.thread_name.replace(';', ":"));
@@ -45,7 +46,7 @@ pub fn fold(samples: &[ResolvedSample], root: impl Fn(u32) -> String) -> Vec<Str
                 line.push_str("_[k]");
             }
         }
-        *stacks.entry(line).or_default() += s.count;
+        *stacks.entry(line).or_default() += s.weight;
     }
     stacks
         .into_iter()
@@ -68,6 +69,21 @@ pub fn write_folded(lines: &[String], path: &Path) -> Result<(), FoldError> {
 /// Draw a flame graph SVG from folded lines. With no samples it still writes
 /// an SVG that says so, rather than no file.
 pub fn write_svg(lines: &[String], options: &FoldOptions, path: &Path) -> Result<(), FoldError> {
+    if lines.is_empty() {
+        // inferno refuses an empty graph; an empty one still says why.
+        let svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1200\" height=\"60\">\
+             <text x=\"600\" y=\"24\" text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"17\">{}</text>\
+             <text x=\"600\" y=\"48\" text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"12\">\
+             no {} recorded in the measured window</text></svg>\n",
+            xml_escape(&options.title),
+            xml_escape(&options.count_name)
+        );
+        return std::fs::write(path, svg).map_err(|source| FoldError::Io {
+            path: path.display().to_string(),
+            source,
+        });
+    }
     let file = File::create(path).map_err(|source| FoldError::Io {
         path: path.display().to_string(),
         source,
@@ -87,12 +103,18 @@ pub fn write_svg(lines: &[String], options: &FoldOptions, path: &Path) -> Result
     })
 }
 
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resolve::Frame;
 
-    fn sample(frames: &[&str], kernel: &[&str], count: u64) -> ResolvedSample {
+    fn sample(frames: &[&str], kernel: &[&str], weight: u64) -> ResolvedSample {
         let mut f: Vec<Frame> = frames
             .iter()
             .map(|n| Frame {
@@ -105,12 +127,13 @@ mod tests {
             kernel: true,
         }));
         ResolvedSample {
+            graph: Graph::Cpu,
             tgid: 7,
             tid: 8,
             thread_name: "worker".into(),
             frames: f,
             user_depth: frames.len(),
-            count,
+            weight,
         }
     }
 
@@ -121,7 +144,9 @@ mod tests {
                 sample(&["main", "relay"], &[], 2),
                 sample(&["main", "relay"], &[], 3),
                 sample(&["main"], &["tcp_sendmsg"], 1),
+                sample(&["main", "idle"], &[], 0),
             ],
+            Graph::Cpu,
             |_| "client".into(),
         );
         assert_eq!(
@@ -140,8 +165,22 @@ mod tests {
         let path = dir.join("cpu.svg");
         let lines = fold(
             &[sample(&["main", "bench_proto::relay::pump"], &[], 10)],
+            Graph::Cpu,
             |_| "client".into(),
         );
+        assert!(
+            fold(&[sample(&["main"], &[], 10)], Graph::OffCpu, |_| "client"
+                .into())
+            .is_empty()
+        );
+        let empty = dir.join("empty.svg");
+        let title = FoldOptions {
+            title: "a <b>".into(),
+            count_name: "bytes".into(),
+        };
+        write_svg(&[], &title, &empty).expect("empty svg");
+        let text = std::fs::read_to_string(&empty).expect("read");
+        assert!(text.contains("no bytes recorded") && text.contains("a &lt;b&gt;"));
         write_svg(
             &lines,
             &FoldOptions {

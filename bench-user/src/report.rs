@@ -91,6 +91,119 @@ pub struct Target {
     /// Sorted by total time, largest first.
     pub syscalls: Vec<SyscallRow>,
     pub cpu: CpuSummary,
+    /// Absent when the offcpu probe was off.
+    pub offcpu: Option<OffCpuSummary>,
+    /// Absent when the alloc probe was off.
+    pub alloc: Option<AllocSummary>,
+    /// Absent when the crypto probe was off.
+    pub crypto: Option<CryptoSummary>,
+    /// The same figures split by thread name (threads of one name merged,
+    /// e.g. all tokio workers).
+    pub threads: Vec<ThreadSummary>,
+    /// Whether the binary is Go, and whether it has symbols to name frames.
+    pub binary: BinaryInfo,
+}
+
+/// What protoprof could learn about a target's binary.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BinaryInfo {
+    pub is_go: bool,
+    pub has_symbols: bool,
+    /// Why a probe was not attached somewhere.
+    pub notes: Vec<String>,
+}
+
+/// Time the target's threads spent off CPU (blocked or waiting to run).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OffCpuSummary {
+    pub total_us: u64,
+    /// Where threads blocked: the innermost user function of the stack they
+    /// were switched out in, by time.
+    pub top_blocking: Vec<WeightedName>,
+}
+
+/// A name with a weight (µs, bytes, calls… as the field says).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WeightedName {
+    pub name: String,
+    pub weight: u64,
+    /// weight / total of the list's population.
+    pub share: f64,
+}
+
+/// Allocations of one target over the measured windows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AllocSummary {
+    /// The entry points probed (which allocator the target really uses).
+    pub attached: Vec<crate::capture::AllocAttach>,
+    /// Exact calls and requested bytes per entry point role.
+    pub by_function: Vec<AllocFunction>,
+    /// Calls of every allocating role (all but free).
+    pub calls: u64,
+    pub bytes: u64,
+    pub frees: u64,
+    /// Calls per log2 size bucket, all allocating roles.
+    pub size_histogram: Vec<LatencyBucket>,
+    /// Mean bytes between stack samples, and samples taken.
+    pub sample_bytes: u64,
+    pub samples: u64,
+    /// Functions that allocate (first frame outside the allocator), by
+    /// sampled bytes.
+    pub top_sites: Vec<WeightedName>,
+    /// Live sampled bytes over time (return probes only), seconds since the
+    /// run started.
+    pub live_bytes: Vec<LiveSample>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AllocFunction {
+    pub function: String,
+    pub calls: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveSample {
+    pub t_s: f64,
+    pub bytes: i64,
+}
+
+/// Crypto of one target over the measured windows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CryptoSummary {
+    /// Every probed symbol, with what it did.
+    pub symbols: Vec<CryptoSymbolRow>,
+    /// Share of this target's CPU samples with a crypto function on the
+    /// stack (from the cpu probe, at no extra cost); absent without it.
+    pub cpu_share: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CryptoSymbolRow {
+    pub symbol: String,
+    pub file: String,
+    pub family: String,
+    pub primitive: String,
+    pub accel: String,
+    pub calls: u64,
+    /// Bytes, where the length argument is known.
+    pub bytes: Option<u64>,
+    /// Mean time per call, where the return was probed.
+    pub mean_ns: Option<f64>,
+    pub latency: Vec<LatencyBucket>,
+}
+
+/// Figures of the threads sharing one name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThreadSummary {
+    pub name: String,
+    pub threads: usize,
+    pub cpu_samples: u64,
+    pub offcpu_us: u64,
+    pub syscalls: u64,
+    pub syscall_bytes: u64,
+    pub alloc_calls: u64,
+    pub alloc_bytes: u64,
 }
 
 /// One syscall of one target over the measured windows.
@@ -143,12 +256,30 @@ pub struct FunctionCost {
 /// Which probes ran and what they cost.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbesInfo {
-    pub syscalls: bool,
-    pub cpu_frequency_hz: Option<u64>,
-    pub counters: bool,
+    pub options: crate::capture::CaptureOptions,
     /// Measured windows the probes were switched on for.
     pub windows: u32,
     /// The kernel's run count and run time of each BPF program over the
-    /// whole run (these programs see every process, then filter).
+    /// whole run (tracepoint and perf programs see every process, then
+    /// filter).
     pub program_costs: Vec<crate::capture::ProgramCost>,
+    /// Throughput with the probes against without, per phase, when the
+    /// profile ran a control pass.
+    pub overhead: Vec<Overhead>,
+}
+
+/// One phase run without probes and with them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Overhead {
+    pub phase: usize,
+    pub pattern: String,
+    /// Median bytes/s (up + down) without probes.
+    pub unprofiled_bps: f64,
+    /// The same with probes.
+    pub profiled_bps: f64,
+    /// profiled / unprofiled (1.0 = no cost).
+    pub ratio: f64,
+    /// rr only: round trips per second, without and with.
+    pub unprofiled_rps: Option<f64>,
+    pub profiled_rps: Option<f64>,
 }

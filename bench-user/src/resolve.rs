@@ -5,7 +5,8 @@
 //! stopped. Inlined frames are expanded where the line tables have them.
 //! Return addresses (every frame but the innermost) are looked up one byte
 //! earlier, inside the call instruction, so that they name the calling line
-//! and the right inlined function.
+//! and the right inlined function. Addresses in Go binaries without a symbol
+//! table are named from the binary's own function table (`.gopclntab`).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -17,7 +18,10 @@ use blazesym::{
     Pid,
 };
 
-use crate::capture::CpuRecord;
+use crate::capture::{
+    elf::{self, ElfFile, Mapping},
+    Graph, StackRecord,
+};
 
 /// One frame of a resolved stack.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -26,23 +30,64 @@ pub struct Frame {
     pub kernel: bool,
 }
 
-/// A sampled stack with names, outermost frame first.
+/// A weighted stack with names, outermost frame first.
 #[derive(Debug, Clone)]
 pub struct ResolvedSample {
+    pub graph: Graph,
     pub tgid: u32,
     pub tid: u32,
     pub thread_name: String,
     pub frames: Vec<Frame>,
-    /// Frames the kernel walked for the user stack (before inline expansion).
+    /// Frames walked for the user stack (before inline expansion).
     pub user_depth: usize,
-    pub count: u64,
+    pub weight: u64,
 }
 
 /// Name used where an address has no symbol.
 pub const UNKNOWN: &str = "[unknown]";
 
-/// Symbolize every sample's user and kernel stack.
-pub fn resolve(records: &[CpuRecord]) -> Vec<ResolvedSample> {
+/// Function tables of a process's Go binaries that lack a symbol table.
+struct GoTables {
+    mappings: Vec<Mapping>,
+    files: HashMap<std::path::PathBuf, Option<ElfFile>>,
+}
+
+impl GoTables {
+    fn new(pid: u32) -> GoTables {
+        GoTables {
+            mappings: elf::executable_mappings(pid),
+            files: HashMap::new(),
+        }
+    }
+
+    fn name(&mut self, addr: u64) -> Option<String> {
+        let m = self
+            .mappings
+            .iter()
+            .find(|m| addr >= m.start && addr < m.end)?;
+        let file = self
+            .files
+            .entry(m.path.clone())
+            .or_insert_with(|| {
+                ElfFile::read(&m.path)
+                    .ok()
+                    .filter(|f| f.is_go && !f.has_symtab)
+            })
+            .as_ref()?;
+        let vaddr = if file.pie {
+            file.address_of_offset(addr - m.start + m.file_offset)?
+        } else {
+            addr
+        };
+        file.function_at(vaddr).map(|f| f.name.clone())
+    }
+}
+
+/// Symbolize every record's user and kernel stack.
+pub fn resolve(
+    records: &[StackRecord],
+    thread_names: &HashMap<u32, String>,
+) -> Vec<ResolvedSample> {
     let symbolizer = Symbolizer::builder()
         .enable_inlined_fns(true)
         .enable_demangling(true)
@@ -53,14 +98,24 @@ pub fn resolve(records: &[CpuRecord]) -> Vec<ResolvedSample> {
     let mut user_addrs: HashMap<u32, BTreeSet<u64>> = HashMap::new();
     let mut kernel_addrs: BTreeSet<u64> = BTreeSet::new();
     for r in records {
-        let set = user_addrs.entry(r.tgid).or_default();
-        set.extend(lookup_addrs(&r.user));
+        user_addrs
+            .entry(r.tgid)
+            .or_default()
+            .extend(lookup_addrs(&r.user));
         kernel_addrs.extend(lookup_addrs(&r.kernel));
     }
     let mut user_names: HashMap<(u32, u64), Vec<String>> = HashMap::new();
     for (tgid, addrs) in user_addrs {
         let src = Source::Process(Process::new(Pid::from(tgid)));
+        let mut go = GoTables::new(tgid);
         for (addr, names) in symbolize(&symbolizer, &src, addrs) {
+            let names = match names {
+                Some(n) => n,
+                None => match go.name(addr) {
+                    Some(n) => vec![n],
+                    None => continue,
+                },
+            };
             user_names.insert((tgid, addr), names);
         }
     }
@@ -70,6 +125,7 @@ pub fn resolve(records: &[CpuRecord]) -> Vec<ResolvedSample> {
         let src = Source::Kernel(Kernel::default());
         symbolize(&symbolizer, &src, kernel_addrs)
             .into_iter()
+            .filter_map(|(a, n)| n.map(|n| (a, n)))
             .collect()
     };
 
@@ -78,8 +134,7 @@ pub fn resolve(records: &[CpuRecord]) -> Vec<ResolvedSample> {
         .map(|r| {
             let mut frames = Vec::new();
             for addr in lookup_addrs(&r.user).collect::<Vec<_>>().into_iter().rev() {
-                let names = user_names.get(&(r.tgid, addr));
-                push_frames(&mut frames, names, addr, false);
+                push_frames(&mut frames, user_names.get(&(r.tgid, addr)), addr, false);
             }
             for addr in lookup_addrs(&r.kernel)
                 .collect::<Vec<_>>()
@@ -88,13 +143,23 @@ pub fn resolve(records: &[CpuRecord]) -> Vec<ResolvedSample> {
             {
                 push_frames(&mut frames, kernel_names.get(&addr), addr, true);
             }
+            if let Some(leaf) = &r.leaf {
+                frames.push(Frame {
+                    name: leaf.clone(),
+                    kernel: true,
+                });
+            }
             ResolvedSample {
+                graph: r.graph,
                 tgid: r.tgid,
                 tid: r.tid,
-                thread_name: r.thread_name.clone(),
+                thread_name: thread_names
+                    .get(&r.tid)
+                    .cloned()
+                    .unwrap_or_else(|| format!("tid-{}", r.tid)),
                 frames,
                 user_depth: r.user.len(),
-                count: r.count,
+                weight: r.weight,
             }
         })
         .collect()
@@ -126,41 +191,34 @@ fn push_frames(frames: &mut Vec<Frame>, names: Option<&Vec<String>>, addr: u64, 
     }
 }
 
-/// Names for each address, outer function first, then the functions inlined
-/// into it at that address.
+/// Names for each address (`None` = unknown), outer function first, then
+/// the functions inlined into it at that address.
 fn symbolize(
     symbolizer: &Symbolizer,
     src: &Source,
     addrs: BTreeSet<u64>,
-) -> Vec<(u64, Vec<String>)> {
+) -> Vec<(u64, Option<Vec<String>>)> {
     let addrs: Vec<u64> = addrs.into_iter().collect();
     let Ok(results) = symbolizer.symbolize(src, Input::AbsAddr(&addrs)) else {
-        return Vec::new();
+        return addrs.into_iter().map(|a| (a, None)).collect();
     };
     addrs
         .iter()
         .zip(results)
-        .filter_map(|(&addr, sym)| match sym {
+        .map(|(&addr, sym)| match sym {
             Symbolized::Sym(sym) => {
                 let mut names = vec![clean_name(&sym.name)];
                 names.extend(sym.inlined.iter().map(|f| clean_name(&f.name)));
-                Some((addr, names))
+                (addr, Some(names))
             }
-            Symbolized::Unknown(_) => None,
+            Symbolized::Unknown(_) => (addr, None),
         })
         .collect()
 }
 
-/// Drop the `::h0123456789abcdef` hash of legacy Rust mangling; the folded
-/// format reserves ';'.
+/// Drop the hash of legacy Rust mangling; the folded format reserves ';'.
 fn clean_name(name: &str) -> String {
-    let name = match name.rfind("::h") {
-        Some(i) if name.len() - i == 19 && name[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => {
-            &name[..i]
-        }
-        _ => name,
-    };
-    name.replace(';', ":")
+    elf::strip_hash(name).replace(';', ":")
 }
 
 #[cfg(test)]
@@ -187,21 +245,24 @@ mod tests {
     fn symbolizes_this_process() {
         // A real address of a function in this test binary.
         let addr = hashes_are_dropped as *const () as u64;
-        let rec = CpuRecord {
-            tgid: std::process::id(),
-            tid: std::process::id(),
-            thread_name: "t".into(),
+        let me = std::process::id();
+        let rec = StackRecord {
+            graph: Graph::Cpu,
+            tgid: me,
+            tid: me,
             user: vec![addr],
             kernel: vec![],
-            user_error: None,
-            count: 3,
+            leaf: Some("write".into()),
+            weight: 3,
         };
-        let out = resolve(&[rec]);
-        let names: Vec<&str> = out[0].frames.iter().map(|f| f.name.as_str()).collect();
+        let names = HashMap::from([(me, "t".to_string())]);
+        let out = resolve(&[rec], &names);
+        let frames: Vec<&str> = out[0].frames.iter().map(|f| f.name.as_str()).collect();
         assert!(
-            names.iter().any(|n| n.contains("hashes_are_dropped")),
-            "{names:?}"
+            frames.iter().any(|n| n.contains("hashes_are_dropped")),
+            "{frames:?}"
         );
-        assert_eq!(out[0].count, 3);
+        assert_eq!(frames.last(), Some(&"write"));
+        assert_eq!((out[0].weight, out[0].thread_name.as_str()), (3, "t"));
     }
 }

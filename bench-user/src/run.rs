@@ -15,12 +15,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     analyze::{self, TargetFacts},
-    capture::{CaptureError, CaptureOptions, Probes},
+    capture::{CaptureError, Graph, Probes},
     chain::{free_port, Chain, ChainError, Launch, Role},
-    drive::{self, DriveError, IntegrityStatus, Sink, Window},
+    drive::{self, DriveError, IntegrityStatus, PhaseResult, Sink, Window},
     fold::{self, FoldOptions},
     render,
-    report::{Input, ProbesInfo, Report, RunInfo, Workload, SCHEMA_VERSION},
+    report::{Input, Overhead, ProbesInfo, Report, RunInfo, Workload, SCHEMA_VERSION},
     resolve,
     spec::{ProfileSpec, SpecError},
 };
@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub endpoint: PathBuf,
     /// Print the terminal summary.
     pub print_summary: bool,
+    /// `KEY=VALUE` overrides of the profile (dotted TOML keys).
+    pub overrides: Vec<String>,
 }
 
 /// A finished run.
@@ -146,7 +148,7 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
 pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let mut spec = ProfileSpec::load(&opts.spec_path)?;
+    let mut spec = ProfileSpec::load_with(&opts.spec_path, &opts.overrides)?;
     if let Some(d) = opts.duration {
         spec.set_total_duration(d).map_err(RunError::Usage)?;
     }
@@ -211,19 +213,6 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         })
     };
 
-    let capture_opts = CaptureOptions {
-        syscalls: spec.probes.syscalls,
-        cpu_frequency_hz: spec
-            .probes
-            .cpu
-            .enabled
-            .then_some(spec.probes.cpu.frequency_hz),
-        counters: spec.probes.counters,
-    };
-    let probes = Probes::load(&capture_opts)?;
-    log.line("probes loaded and attached");
-    let probes = Mutex::new(probes);
-
     // Server first: the client needs its address.
     let mut chain = Chain::new();
     let server_addr = free_port()?;
@@ -264,7 +253,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         },
     ];
     let mut commands = Vec::new();
-    for (i, launch) in launches.iter().enumerate() {
+    for launch in &launches {
         let ep = chain.start(launch, &dir, Duration::from_secs(10))?;
         log.line(&format!(
             "{} endpoint pid {} accepting on {}",
@@ -272,60 +261,103 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             ep.pid,
             ep.listen
         ));
-        let pid = ep.pid;
         let mut cmd = vec![launch.program.display().to_string()];
         cmd.extend(launch.args.iter().cloned());
-        commands.push((launch.role, pid, cmd));
-        lock(&probes).add_target(pid, i as u32)?;
+        commands.push((launch.role, ep.pid, cmd));
         if cancel.is_cancelled() {
             return Err(RunError::Interrupted);
         }
     }
+    let phases = spec.phase_options();
+    let sink = rt
+        .block_on(Sink::start((std::net::Ipv4Addr::LOCALHOST, 0).into()))
+        .map_err(io_err("starting the sink"))?;
 
-    // Traffic.
+    // Control pass: the same phases with no probe attached at all.
+    let mut control = Vec::new();
+    if spec.probes.control {
+        for (i, phase) in phases.iter().enumerate() {
+            log.line(&format!("control phase {i}: {:?}", phase.pattern));
+            match rt.block_on(drive::run_phase(
+                phase,
+                client_addr,
+                &sink,
+                &drive::NoWindow,
+                &cancel,
+            )) {
+                Ok(r) => control.push(r),
+                Err(DriveError::Cancelled) => return Err(RunError::Interrupted),
+                Err(DriveError::Integrity(r)) => {
+                    return Err(RunError::Integrity {
+                        dir,
+                        details: r.integrity.mismatches.join("; "),
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    let capture_opts = spec.probes.capture_options();
+    let mut probes = Probes::load(&capture_opts)?;
+    for (i, (role, pid, _)) in commands.iter().enumerate() {
+        probes.add_target(*pid, i as u32)?;
+        log.line(&format!("{} endpoint: probes attached", role.as_str()));
+    }
+    let probes = Mutex::new(probes);
+
+    // Traffic, with the probes on in each measured window.
     let window = ProbeWindow {
         probes: &probes,
         errors: Mutex::new(Vec::new()),
     };
-    let phases = spec.phase_options();
     let mut results = Vec::new();
     let mut exited_early = None;
+    let live: Mutex<Vec<(f64, std::collections::BTreeMap<u32, i64>)>> = Mutex::new(Vec::new());
     let drive_result: Result<(), RunError> = rt.block_on(async {
-        let sink = Sink::start((std::net::Ipv4Addr::LOCALHOST, 0).into())
-            .await
-            .map_err(io_err("starting the sink"))?;
-        let mut outcome = Ok(());
-        for (i, phase) in phases.iter().enumerate() {
-            log.line(&format!("phase {i}: {:?}", phase.pattern));
-            match drive::run_phase(phase, client_addr, &sink, &window, &cancel).await {
-                Ok(r) => {
-                    log.line(&format!("phase {i}: integrity {:?}", r.integrity.status));
-                    results.push(r);
+        let phases_done = async {
+            for (i, phase) in phases.iter().enumerate() {
+                log.line(&format!("phase {i}: {:?}", phase.pattern));
+                match drive::run_phase(phase, client_addr, &sink, &window, &cancel).await {
+                    Ok(r) => {
+                        log.line(&format!("phase {i}: integrity {:?}", r.integrity.status));
+                        results.push(r);
+                    }
+                    Err(DriveError::Integrity(r)) => {
+                        // Keep the evidence for the report; the run fails below.
+                        log.line(&format!("phase {i}: integrity mismatch"));
+                        results.push(*r);
+                        break;
+                    }
+                    Err(DriveError::Cancelled) => return Err(RunError::Interrupted),
+                    Err(e) => return Err(e.into()),
                 }
-                Err(DriveError::Integrity(r)) => {
-                    // Keep the evidence for the report; the run fails below.
-                    log.line(&format!("phase {i}: integrity mismatch"));
-                    results.push(*r);
-                    break;
-                }
-                Err(DriveError::Cancelled) => {
-                    outcome = Err(RunError::Interrupted);
-                    break;
-                }
-                Err(e) => {
-                    outcome = Err(e.into());
+                if let Some((role, _, how)) = chain.exited().into_iter().next() {
+                    exited_early = Some((role, how));
                     break;
                 }
             }
-            let exited = chain.exited();
-            if let Some((role, _, how)) = exited.into_iter().next() {
-                exited_early = Some((role, how));
-                break;
+            Ok(())
+        };
+        // Live allocation bytes, once a second, for leak slopes.
+        let sampler = async {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let sample = lock(&probes).live_bytes();
+                if let (Ok(m), Ok(mut v)) = (sample, live.lock()) {
+                    if !m.is_empty() {
+                        v.push((started.elapsed().as_secs_f64(), m));
+                    }
+                }
             }
+        };
+        tokio::select! {
+            r = phases_done => r,
+            () = sampler => Ok(()),
         }
-        sink.stop().await;
-        outcome
     });
+    rt.block_on(sink.stop());
     // A phase that failed because an endpoint died is reported as that.
     if exited_early.is_none() {
         if let Some((role, _, how)) = chain.exited().into_iter().next() {
@@ -347,11 +379,12 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let mut probes = probes.into_inner().unwrap_or_else(|p| p.into_inner());
     let capture = probes.read()?;
     let windows = probes.windows();
-    let samples = resolve::resolve(&capture.cpu);
+    let attached = probes.attached().clone();
+    let samples = resolve::resolve(&capture.stacks, &capture.thread_names);
     log.line(&format!(
-        "read {} syscall rows, {} stack keys",
+        "read {} syscall rows, {} stacks",
         capture.syscalls.len(),
-        capture.cpu.len()
+        capture.stacks.len()
     ));
     let exits = chain.exited();
     let facts: Vec<TargetFacts> = commands
@@ -371,40 +404,64 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     drop(rt);
     log.line("endpoints stopped, probes detached");
 
-    // Fold and draw.
+    // Fold and draw every graph the probes fed.
     let roles: std::collections::HashMap<u32, String> = commands
         .iter()
         .map(|(r, p, _)| (*p, r.as_str().to_string()))
         .collect();
-    let lines = fold::fold(&samples, |tgid| {
-        roles
-            .get(&tgid)
-            .cloned()
-            .unwrap_or_else(|| tgid.to_string())
-    });
     let mut outputs = std::collections::BTreeMap::new();
-    if capture_opts.cpu_frequency_hz.is_some() {
-        fold::write_folded(&lines, &dir.join("cpu.folded"))?;
+    for graph in Graph::ALL {
+        let enabled = match graph {
+            Graph::Cpu => capture_opts.cpu_frequency_hz.is_some(),
+            Graph::OffCpu => capture_opts.offcpu,
+            Graph::AllocBytes | Graph::AllocCalls => capture_opts.alloc.is_some(),
+            Graph::Syscalls => capture_opts.syscall_stack_every > 0,
+        };
+        if !enabled {
+            continue;
+        }
+        let lines = fold::fold(&samples, graph, |tgid| {
+            roles
+                .get(&tgid)
+                .cloned()
+                .unwrap_or_else(|| tgid.to_string())
+        });
+        let stem = graph.file_stem();
+        fold::write_folded(&lines, &dir.join(format!("{stem}.folded")))?;
         fold::write_svg(
             &lines,
             &FoldOptions {
-                title: format!(
-                    "{}: on-CPU ({} Hz per CPU)",
-                    spec.name, spec.probes.cpu.frequency_hz
-                ),
-                count_name: "samples".into(),
+                title: graph_title(&spec, graph),
+                count_name: graph.unit().into(),
             },
-            &dir.join("cpu.svg"),
+            &dir.join(format!("{stem}.svg")),
         )?;
-        outputs.insert("cpu_folded".to_string(), "cpu.folded".to_string());
-        outputs.insert("cpu_svg".to_string(), "cpu.svg".to_string());
+        outputs.insert(
+            format!("{}_folded", stem.replace('-', "_")),
+            format!("{stem}.folded"),
+        );
+        outputs.insert(
+            format!("{}_svg", stem.replace('-', "_")),
+            format!("{stem}.svg"),
+        );
     }
     outputs.insert("report_md".to_string(), "report.md".to_string());
     outputs.insert("run_log".to_string(), "run.log".to_string());
 
-    let targets = analyze::targets(&facts, &capture, &samples);
-    let mut warnings = analyze::warnings(&targets, capture_opts.cpu_frequency_hz.is_some());
+    let live = live.into_inner().unwrap_or_default();
+    let families = crate::capture::Families::shipped();
+    let targets = analyze::targets(&analyze::Inputs {
+        facts: &facts,
+        capture: &capture,
+        samples: &samples,
+        attached: &attached,
+        options: &capture_opts,
+        live: &live,
+        families: &families,
+    });
+    let mut warnings = analyze::warnings(&targets, &capture_opts);
     warnings.extend(window_errors);
+    let overhead = overhead(&control, &results);
     let integrity_ok = !results.is_empty()
         && results
             .iter()
@@ -455,11 +512,10 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         },
         targets,
         probes: ProbesInfo {
-            syscalls: capture_opts.syscalls,
-            cpu_frequency_hz: capture_opts.cpu_frequency_hz,
-            counters: capture_opts.counters,
+            options: capture_opts,
             windows,
             program_costs: capture.program_costs.clone(),
+            overhead,
         },
         outputs,
         warnings,
@@ -488,6 +544,49 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         return Err(RunError::Integrity { dir, details });
     }
     Ok(RunOutcome { dir, report })
+}
+
+fn graph_title(spec: &ProfileSpec, graph: Graph) -> String {
+    let what = match graph {
+        Graph::Cpu => format!("on-CPU ({} Hz per CPU)", spec.probes.cpu.frequency_hz),
+        Graph::OffCpu => "off-CPU time (µs)".into(),
+        Graph::AllocBytes => format!(
+            "allocated bytes (sampled every {} bytes)",
+            spec.probes.alloc.sample_bytes
+        ),
+        Graph::AllocCalls => "allocations (estimated from byte samples)".into(),
+        Graph::Syscalls => format!(
+            "syscalls (one stack in {})",
+            spec.probes.syscall_stacks.every
+        ),
+    };
+    format!("{}: {what}", spec.name)
+}
+
+/// Profiled against unprofiled throughput, phase by phase.
+fn overhead(control: &[PhaseResult], profiled: &[PhaseResult]) -> Vec<Overhead> {
+    control
+        .iter()
+        .zip(profiled)
+        .enumerate()
+        .map(|(i, (c, p))| {
+            let bps = |r: &PhaseResult| r.throughput.up_bps_median + r.throughput.down_bps_median;
+            let rps = |r: &PhaseResult| {
+                (r.pattern == "rr" && r.measured_s > 0.0)
+                    .then(|| r.round_trips as f64 / r.measured_s)
+            };
+            let (u, q) = (bps(c), bps(p));
+            Overhead {
+                phase: i,
+                pattern: p.pattern.clone(),
+                unprofiled_bps: u,
+                profiled_bps: q,
+                ratio: if u > 0.0 { q / u } else { 0.0 },
+                unprofiled_rps: rps(c),
+                profiled_rps: rps(p),
+            }
+        })
+        .collect()
 }
 
 fn lock(p: &Mutex<Probes>) -> std::sync::MutexGuard<'_, Probes> {

@@ -13,7 +13,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::drive::{BulkOptions, Direction, Pattern, PhaseOptions, RrOptions};
+use crate::{
+    capture::{AllocOptions, CaptureOptions, CryptoOptions},
+    drive::{BulkOptions, Direction, Pattern, PhaseOptions, RrOptions},
+};
 
 /// A profile as written in `profiles/<name>.toml`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -71,7 +74,8 @@ pub enum PatternName {
     Rr,
 }
 
-/// Which probes to attach.
+/// Which probes to attach. Every probe can be switched off; what each
+/// costs is in docs/probes.md and in the report (`probes.program_costs`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeSpec {
@@ -79,8 +83,20 @@ pub struct ProbeSpec {
     pub syscalls: bool,
     #[serde(default = "yes")]
     pub counters: bool,
+    #[serde(default = "yes")]
+    pub offcpu: bool,
     #[serde(default)]
     pub cpu: CpuSpec,
+    #[serde(default)]
+    pub alloc: AllocSpec,
+    #[serde(default)]
+    pub crypto: CryptoSpec,
+    #[serde(default)]
+    pub syscall_stacks: SyscallStacksSpec,
+    /// Run every phase once without any probe first, and report
+    /// profiled / unprofiled throughput.
+    #[serde(default)]
+    pub control: bool,
 }
 
 /// The cpu sampling probe.
@@ -94,12 +110,53 @@ pub struct CpuSpec {
     pub frequency_hz: u64,
 }
 
+/// The allocation probe.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Mean bytes allocated between two stack samples.
+    #[serde(default = "default_sample_bytes")]
+    pub sample_bytes: u64,
+    /// Follow sampled allocations to their free (return probes; not on Go).
+    #[serde(default = "yes")]
+    pub live: bool,
+}
+
+/// The crypto probe.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CryptoSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Time each call with a return probe (not on Go).
+    #[serde(default = "yes")]
+    pub return_probes: bool,
+}
+
+/// Sampled user stacks at syscall entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyscallStacksSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    /// One stack per this many syscalls (randomly chosen).
+    #[serde(default = "default_every")]
+    pub every: u64,
+}
+
 impl Default for ProbeSpec {
     fn default() -> Self {
         ProbeSpec {
             syscalls: true,
             counters: true,
+            offcpu: true,
             cpu: CpuSpec::default(),
+            alloc: AllocSpec::default(),
+            crypto: CryptoSpec::default(),
+            syscall_stacks: SyscallStacksSpec::default(),
+            control: false,
         }
     }
 }
@@ -113,6 +170,64 @@ impl Default for CpuSpec {
     }
 }
 
+impl Default for AllocSpec {
+    fn default() -> Self {
+        AllocSpec {
+            enabled: true,
+            sample_bytes: default_sample_bytes(),
+            live: true,
+        }
+    }
+}
+
+impl Default for CryptoSpec {
+    fn default() -> Self {
+        CryptoSpec {
+            enabled: true,
+            return_probes: true,
+        }
+    }
+}
+
+impl Default for SyscallStacksSpec {
+    fn default() -> Self {
+        SyscallStacksSpec {
+            enabled: false,
+            every: default_every(),
+        }
+    }
+}
+
+impl ProbeSpec {
+    /// The capture options these settings ask for.
+    pub fn capture_options(&self) -> CaptureOptions {
+        CaptureOptions {
+            syscalls: self.syscalls,
+            syscall_stack_every: if self.syscalls && self.syscall_stacks.enabled {
+                self.syscall_stacks.every
+            } else {
+                0
+            },
+            cpu_frequency_hz: self.cpu.enabled.then_some(self.cpu.frequency_hz),
+            offcpu: self.offcpu,
+            counters: self.counters,
+            alloc: self.alloc.enabled.then_some(AllocOptions {
+                sample_bytes: self.alloc.sample_bytes,
+                live: self.alloc.live,
+            }),
+            crypto: self.crypto.enabled.then_some(CryptoOptions {
+                return_probes: self.crypto.return_probes,
+            }),
+        }
+    }
+}
+
+fn default_sample_bytes() -> u64 {
+    512 * 1024
+}
+fn default_every() -> u64 {
+    64
+}
 fn yes() -> bool {
     true
 }
@@ -159,20 +274,52 @@ pub const PROTOCOLS: &[&str] = &["tcp"];
 impl ProfileSpec {
     /// Read and validate a profile file.
     pub fn load(path: &Path) -> Result<ProfileSpec, SpecError> {
+        Self::load_with(path, &[])
+    }
+
+    /// Parse and validate profile text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<ProfileSpec, SpecError> {
+        Self::parse_with(text, path, &[])
+    }
+
+    /// Read a profile file with `KEY=VALUE` overrides applied (dotted keys
+    /// into the TOML, e.g. `probes.alloc.enabled=false`; the value is read
+    /// as TOML where it parses, as a string otherwise).
+    pub fn load_with(path: &Path, overrides: &[String]) -> Result<ProfileSpec, SpecError> {
         let text = std::fs::read_to_string(path).map_err(|e| SpecError {
             file: path.to_path_buf(),
             field: String::new(),
             message: format!("cannot read the profile: {e}"),
         })?;
-        Self::parse(&text, path)
+        Self::parse_with(&text, path, overrides)
     }
 
-    /// Parse and validate profile text; `path` only names it in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<ProfileSpec, SpecError> {
+    /// [`ProfileSpec::parse`] with overrides.
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        overrides: &[String],
+    ) -> Result<ProfileSpec, SpecError> {
         let err = |field: String, message: String| SpecError {
             file: path.to_path_buf(),
             field,
             message,
+        };
+        // Without overrides the text is parsed as written, so that errors
+        // carry its line numbers.
+        let rewritten;
+        let text = if overrides.is_empty() {
+            text
+        } else {
+            let mut table: toml::Table = toml::from_str(text).map_err(|e: toml::de::Error| {
+                err(String::new(), one_line(e.message(), text, e.span()))
+            })?;
+            for o in overrides {
+                apply_override(&mut table, o)
+                    .map_err(|m| err(o.split('=').next().unwrap_or_default().to_string(), m))?;
+            }
+            rewritten = toml::to_string(&table).map_err(|e| err(String::new(), e.to_string()))?;
+            rewritten.as_str()
         };
         let de = toml::Deserializer::parse(text)
             .map_err(|e| err(String::new(), one_line(e.message(), text, e.span())))?;
@@ -265,6 +412,21 @@ impl ProfileSpec {
                 }
             }
         }
+        if self.probes.alloc.enabled && !(4096..=1 << 32).contains(&self.probes.alloc.sample_bytes)
+        {
+            return Err((
+                "probes.alloc.sample_bytes".into(),
+                "use 4096 to 4294967296 bytes".into(),
+            ));
+        }
+        if self.probes.syscall_stacks.enabled
+            && !(1..=1_000_000).contains(&self.probes.syscall_stacks.every)
+        {
+            return Err((
+                "probes.syscall_stacks.every".into(),
+                "use 1 to 1000000".into(),
+            ));
+        }
         if self.probes.cpu.enabled && !(1..=10_000).contains(&self.probes.cpu.frequency_hz) {
             return Err((
                 "probes.cpu.frequency_hz".into(),
@@ -337,6 +499,33 @@ impl PhaseSpec {
             io_timeout: Duration::from_secs_f64(self.io_timeout_s),
         }
     }
+}
+
+/// Set `a.b.c=value` in a TOML table, creating tables on the way.
+fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), String> {
+    let (key, value) = assignment.split_once('=').ok_or_else(|| {
+        format!("{assignment:?} is not KEY=VALUE; write e.g. probes.alloc.enabled=false")
+    })?;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err("an empty key part; write e.g. probes.cpu.frequency_hz=199".into());
+    }
+    let value = value.trim();
+    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{p} is not a table; override a key inside it"))?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), parsed);
+    Ok(())
 }
 
 fn relay_value(v: &toml::Value) -> Option<String> {
@@ -412,6 +601,30 @@ duration_s = 2
         let bad = GOOD.replace("duration_s = 2", "duration_s = 2\nburst = 3");
         let e = parse(&bad).unwrap_err().to_string();
         assert!(e.contains("burst"), "{e}");
+    }
+
+    #[test]
+    fn overrides_set_nested_keys() {
+        let o = |s: &str| s.to_string();
+        let spec = ProfileSpec::parse_with(
+            GOOD,
+            Path::new("p.toml"),
+            &[
+                o("probes.alloc.enabled=false"),
+                o("probes.cpu.frequency_hz=199"),
+                o("relay.mode=pooled"),
+            ],
+        )
+        .expect("valid");
+        assert!(!spec.probes.alloc.enabled);
+        assert_eq!(spec.probes.cpu.frequency_hz, 199);
+        assert!(spec
+            .endpoint_settings()
+            .contains(&"relay.mode=pooled".to_string()));
+        let e = ProfileSpec::parse_with(GOOD, Path::new("p.toml"), &[o("probes.cpu.nope=1")])
+            .unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        assert!(ProfileSpec::parse_with(GOOD, Path::new("p.toml"), &[o("probes")]).is_err());
     }
 
     #[test]

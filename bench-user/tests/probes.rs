@@ -9,19 +9,26 @@ use std::{
 };
 
 use protoprof::{
-    capture::{self, CaptureOptions, Probes},
+    capture::{self, AllocOptions, CaptureOptions, CryptoOptions, Graph, Probes},
     resolve,
 };
 
 const FIXTURE: &str = env!("CARGO_BIN_EXE_protoprof-fixture");
 
-fn fixture(args: &[&str]) -> Child {
-    Command::new(FIXTURE)
+/// A fixture process, started and past its `ready` line; its stdout is
+/// returned for the `done` line.
+fn fixture(args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(FIXTURE)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("spawn fixture")
+        .expect("spawn fixture");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("ready line");
+    assert_eq!(line.trim(), "ready");
+    (child, out)
 }
 
 /// After a test: none of our BPF programs is still loaded (the kernel frees
@@ -55,11 +62,10 @@ fn syscalls_are_counted_exactly() {
     const SIZE: u64 = 4096;
     let opts = CaptureOptions {
         syscalls: true,
-        cpu_frequency_hz: None,
-        counters: false,
+        ..CaptureOptions::none()
     };
     let mut probes = Probes::load(&opts).expect("load probes");
-    let mut child = fixture(&[
+    let (mut child, _out) = fixture(&[
         "syscalls",
         "--getppid",
         &GETPPID.to_string(),
@@ -91,7 +97,14 @@ fn syscalls_are_counted_exactly() {
     let getppid = row("getppid");
     assert_eq!(getppid.stats.count, GETPPID);
     assert_eq!(getppid.stats.bytes, 0);
-    assert_eq!(getppid.histogram.iter().sum::<u64>(), GETPPID);
+    assert_eq!(
+        cap.syscall_histograms[&(pid, getppid.nr)]
+            .iter()
+            .sum::<u64>(),
+        GETPPID
+    );
+    // One thread, so the per-thread row is the process.
+    assert_eq!(getppid.tid, pid);
     assert!(getppid.stats.total_ns > 0 && getppid.stats.max_ns <= getppid.stats.total_ns);
     let write = row("write");
     assert_eq!(write.stats.count, WRITES);
@@ -106,26 +119,24 @@ fn syscalls_are_counted_exactly() {
 #[ignore = "needs root"]
 fn cpu_samples_find_the_spinning_function() {
     let opts = CaptureOptions {
-        syscalls: false,
         cpu_frequency_hz: Some(99),
         counters: true,
+        ..CaptureOptions::none()
     };
     let mut probes = Probes::load(&opts).expect("load probes");
-    let mut child = fixture(&["spin", "--seconds", "2"]);
+    let (mut child, mut out) = fixture(&["spin", "--seconds", "2"]);
     let pid = child.id();
     probes.add_target(pid, 0).expect("add target");
     probes.start().expect("start");
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(b"g").expect("go");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("done line");
+    out.read_line(&mut line).expect("done line");
     assert_eq!(line.trim(), "done");
     probes.stop().expect("stop");
     let cap = probes.read().expect("read");
     // Symbolize while the fixture is still alive.
-    let samples = resolve::resolve(&cap.cpu);
+    let samples = resolve::resolve(&cap.stacks, &cap.thread_names);
     drop(stdin);
     assert_exited(&mut child);
     drop(probes);
@@ -133,7 +144,7 @@ fn cpu_samples_find_the_spinning_function() {
     let total: u64 = samples
         .iter()
         .filter(|s| s.tgid == pid)
-        .map(|s| s.count)
+        .map(|s| s.weight)
         .sum();
     let spinning: u64 = samples
         .iter()
@@ -143,7 +154,7 @@ fn cpu_samples_find_the_spinning_function() {
                     .iter()
                     .any(|f| f.name.contains("spin_in_named_function"))
         })
-        .map(|s| s.count)
+        .map(|s| s.weight)
         .sum();
     // 2 s at 99 Hz on the CPU it runs on: about 198 samples.
     assert!(total >= 100, "only {total} samples");
@@ -162,5 +173,207 @@ fn cpu_samples_find_the_spinning_function() {
         capture::Reading::Value(ns) => assert!(*ns >= 1_500_000_000, "task clock {ns} ns"),
         other => panic!("task clock unavailable: {other:?}"),
     }
+    assert_no_programs_left();
+}
+
+/// Start a fixture that prints `done` when its work is finished.
+fn run_until_done(probes: &mut Probes, args: &[&str]) -> (Child, std::process::ChildStdin) {
+    let (mut child, mut out) = fixture(args);
+    probes.add_target(child.id(), 0).expect("add target");
+    probes.start().expect("start");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"g").expect("go");
+    let mut line = String::new();
+    out.read_line(&mut line).expect("done line");
+    assert_eq!(line.trim(), "done");
+    probes.stop().expect("stop");
+    (child, stdin)
+}
+
+#[test]
+#[ignore = "needs root"]
+fn allocations_are_counted_exactly_and_sampled_in_proportion() {
+    const COUNT: u64 = 20_000;
+    const SIZE: u64 = 1000;
+    const KEEP: u64 = 5000;
+    const SAMPLE: u64 = 64 * 1024;
+    let opts = CaptureOptions {
+        alloc: Some(AllocOptions {
+            sample_bytes: SAMPLE,
+            live: true,
+        }),
+        ..CaptureOptions::none()
+    };
+    let mut probes = Probes::load(&opts).expect("load probes");
+    let (mut child, stdin) = run_until_done(
+        &mut probes,
+        &[
+            "alloc",
+            "--count",
+            &COUNT.to_string(),
+            "--size",
+            &SIZE.to_string(),
+            "--keep",
+            &KEEP.to_string(),
+        ],
+    );
+    let pid = child.id();
+    let attached = &probes.attached()[&pid];
+    assert!(
+        attached
+            .alloc
+            .iter()
+            .any(|a| a.symbol == "malloc" && a.file.contains("libc")),
+        "{attached:?}"
+    );
+    let live = probes.live_bytes().expect("live bytes");
+    let cap = probes.read().expect("read");
+    let samples = resolve::resolve(&cap.stacks, &cap.thread_names);
+    drop(stdin);
+    assert_exited(&mut child);
+    drop(probes);
+
+    let calls = |role: &str| -> (u64, u64) {
+        cap.alloc
+            .records
+            .iter()
+            .filter(|r| r.tgid == pid && r.role == role)
+            .fold((0, 0), |a, r| (a.0 + r.calls, a.1 + r.bytes))
+    };
+    assert_eq!(calls("malloc"), (COUNT, COUNT * SIZE));
+    assert_eq!(calls("free").0, COUNT - KEEP);
+    let hist = &cap.alloc.size_histograms[&(pid, "malloc".to_string())];
+    // 1000 bytes falls in [512, 1024): bucket 9.
+    assert_eq!(hist[9], COUNT);
+
+    // Sampled bytes estimate the true 20 MB; with ~300 samples a 15%
+    // band is several standard deviations wide.
+    let truth = (COUNT * SIZE) as f64;
+    let sampled: u64 = samples
+        .iter()
+        .filter(|s| s.tgid == pid && s.graph == Graph::AllocBytes)
+        .map(|s| s.weight)
+        .sum();
+    let ratio = sampled as f64 / truth;
+    assert!(
+        (0.85..1.15).contains(&ratio),
+        "sampled {sampled} of {truth} bytes"
+    );
+    let in_fixture: u64 = samples
+        .iter()
+        .filter(|s| {
+            s.graph == Graph::AllocBytes
+                && s.frames
+                    .iter()
+                    .any(|f| f.name.contains("allocate_known_sizes"))
+        })
+        .map(|s| s.weight)
+        .sum();
+    assert!(
+        in_fixture * 10 >= sampled * 9,
+        "allocation stacks miss the fixture: {in_fixture} of {sampled}"
+    );
+    // Count-weighted estimate of the calls, same band.
+    let est_calls: u64 = samples
+        .iter()
+        .filter(|s| s.tgid == pid && s.graph == Graph::AllocCalls)
+        .map(|s| s.weight)
+        .sum();
+    let ratio = est_calls as f64 / COUNT as f64;
+    assert!(
+        (0.85..1.15).contains(&ratio),
+        "estimated {est_calls} of {COUNT} calls"
+    );
+    // The kept quarter is live: 5 MB, sampled (~75 samples: 25% band).
+    let live = *live.get(&pid).expect("live bytes of the fixture") as f64;
+    let ratio = live / (KEEP * SIZE) as f64;
+    assert!(
+        (0.75..1.25).contains(&ratio),
+        "live {live} of {} bytes",
+        KEEP * SIZE
+    );
+    assert_no_programs_left();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn crypto_calls_are_counted_exactly_and_the_symbol_reported() {
+    const CALLS: u64 = 1000;
+    let opts = CaptureOptions {
+        crypto: Some(CryptoOptions {
+            return_probes: true,
+        }),
+        ..CaptureOptions::none()
+    };
+    let mut probes = Probes::load(&opts).expect("load probes");
+    let (mut child, stdin) = run_until_done(
+        &mut probes,
+        &["crypto", "--calls", &CALLS.to_string(), "--size", "1024"],
+    );
+    let pid = child.id();
+    let matched = probes.attached()[&pid].crypto.clone();
+    let cap = probes.read().expect("read");
+    drop(stdin);
+    assert_exited(&mut child);
+    drop(probes);
+
+    let seal: Vec<_> = matched
+        .iter()
+        .filter(|m| m.symbol.contains("chacha20_poly1305_seal"))
+        .collect();
+    assert!(
+        !seal.is_empty(),
+        "no chacha20_poly1305_seal symbol matched: {matched:?}"
+    );
+    assert!(seal
+        .iter()
+        .all(|m| m.family.starts_with("ring ChaCha20-Poly1305") && m.return_probe));
+    let rec = |id: u32| cap.crypto.iter().find(|r| r.tgid == pid && r.symbol == id);
+    let calls: u64 = seal.iter().filter_map(|m| rec(m.id)).map(|r| r.calls).sum();
+    let timed: u64 = seal.iter().filter_map(|m| rec(m.id)).map(|r| r.timed).sum();
+    assert_eq!(calls, CALLS);
+    assert_eq!(timed, CALLS);
+    let hist: u64 = seal
+        .iter()
+        .filter_map(|m| rec(m.id))
+        .map(|r| r.histogram.iter().sum::<u64>())
+        .sum();
+    assert_eq!(hist, CALLS);
+    assert_no_programs_left();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn off_cpu_time_matches_a_known_sleep() {
+    let opts = CaptureOptions {
+        offcpu: true,
+        ..CaptureOptions::none()
+    };
+    let mut probes = Probes::load(&opts).expect("load probes");
+    let (mut child, _out) = fixture(&["sleep", "--ms", "200", "--times", "3"]);
+    let pid = child.id();
+    probes.add_target(pid, 0).expect("add target");
+    probes.start().expect("start");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"g")
+        .expect("go");
+    assert_exited(&mut child);
+    probes.stop().expect("stop");
+    let cap = probes.read().expect("read");
+    drop(probes);
+
+    let off_us: u64 = cap
+        .stacks
+        .iter()
+        .filter(|s| s.tgid == pid && s.graph == Graph::OffCpu)
+        .map(|s| s.weight)
+        .sum();
+    assert!(
+        (540_000..=660_000).contains(&off_us),
+        "off-CPU {off_us} µs for 600 ms of sleep"
+    );
     assert_no_programs_left();
 }

@@ -44,6 +44,9 @@ enum Cmd {
         /// Where run directories go (default target/protoprof/runs).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Override a profile setting, KEY=VALUE (dotted TOML key); repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Format check, clippy and every test.
     Test,
@@ -75,6 +78,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             name,
             duration,
             out,
+            set,
         } => {
             build(&root, &tools)?;
             let mut cmd = Command::new(root.join("target/release/protoprof"));
@@ -87,6 +91,9 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 .arg(out.unwrap_or_else(|| root.join("target/protoprof/runs")));
             if let Some(d) = duration {
                 cmd.arg("--duration").arg(d.to_string());
+            }
+            for s in &set {
+                cmd.arg("--set").arg(s);
             }
             // The runner handles Ctrl-C itself (stops the chain, detaches the
             // probes); xtask only waits for it.

@@ -1,6 +1,7 @@
 //! `protoprof-fixture`: programs with known behaviour, for the probe tests.
-//! Each waits for one byte on stdin before acting, so the test can register
-//! its pid with the probes first; then it does exactly what it is told.
+//! Each prints `ready`, then waits for one byte on stdin before acting, so
+//! the test can register its pid with the probes first; then it does exactly
+//! what it is told.
 
 use std::{
     fs::OpenOptions,
@@ -34,6 +35,31 @@ enum Command {
         #[arg(long)]
         seconds: f64,
     },
+    /// `malloc` N blocks of S bytes (libc, directly), `free` all but the
+    /// last K, print `done`, stay alive until stdin closes.
+    Alloc {
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        size: usize,
+        #[arg(long, default_value_t = 0)]
+        keep: usize,
+    },
+    /// Seal K records of S bytes with ring's ChaCha20-Poly1305, print
+    /// `done`, stay alive until stdin closes.
+    Crypto {
+        #[arg(long)]
+        calls: u64,
+        #[arg(long)]
+        size: usize,
+    },
+    /// Sleep T times for M milliseconds.
+    Sleep {
+        #[arg(long)]
+        ms: u64,
+        #[arg(long, default_value_t = 1)]
+        times: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +72,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Room for the alloc fixture's pointers, reserved before the go signal
+    // so that it is not among the counted allocations.
+    let mut blocks: Vec<*mut libc::c_void> = match &cli.command {
+        Command::Alloc { count, .. } => Vec::with_capacity(*count),
+        _ => Vec::new(),
+    };
+    // "ready": the dynamic loader is done, so the test finds every library
+    // mapped when it attaches.
+    let ready = b"ready\n";
+    // SAFETY: write(2) on our own stdout with a valid buffer.
+    unsafe { libc::write(1, ready.as_ptr().cast(), ready.len()) };
     let mut go = [0u8; 1];
     if std::io::stdin().read_exact(&mut go).is_err() {
         return ExitCode::FAILURE;
@@ -72,12 +109,76 @@ fn main() -> ExitCode {
         Command::Spin { seconds } => {
             let x = spin_in_named_function(Duration::from_secs_f64(seconds));
             std::hint::black_box(x);
-            println!("done");
-            let mut rest = Vec::new();
-            let _ = std::io::stdin().read_to_end(&mut rest);
+            done_then_wait();
+        }
+        Command::Alloc { count, size, keep } => {
+            allocate_known_sizes(&mut blocks, count, size, keep);
+            done_then_wait();
+        }
+        Command::Crypto { calls, size } => {
+            if seal_known_records(calls, size).is_err() {
+                return ExitCode::FAILURE;
+            }
+            done_then_wait();
+        }
+        Command::Sleep { ms, times } => {
+            for _ in 0..times {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Tell the test the work is done, then stay alive (so the test can
+/// symbolize our stacks) until it closes our stdin. Raw read/write: Rust's
+/// buffered stdio would allocate, inside the window the alloc test counts.
+fn done_then_wait() {
+    let msg = b"done\n";
+    // SAFETY: write(2)/read(2) on our own stdout/stdin with valid buffers.
+    unsafe { libc::write(1, msg.as_ptr().cast(), msg.len()) };
+    let mut buf = [0u8; 64];
+    while unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
+
+/// `count` mallocs of `size` bytes into `blocks` (capacity reserved by the
+/// caller); frees all but the last `keep`, which stay allocated.
+#[inline(never)]
+fn allocate_known_sizes(
+    blocks: &mut Vec<*mut libc::c_void>,
+    count: usize,
+    size: usize,
+    keep: usize,
+) {
+    for _ in 0..count {
+        // SAFETY: plain malloc; the result is only stored and freed below.
+        let p = unsafe { libc::malloc(size) };
+        blocks.push(std::hint::black_box(p));
+    }
+    let free_until = count.saturating_sub(keep);
+    for &p in &blocks[..free_until] {
+        // SAFETY: each pointer came from malloc above and is freed once.
+        unsafe { libc::free(p) };
+    }
+}
+
+/// Seals `calls` records of `size` bytes with ChaCha20-Poly1305 (ring).
+#[inline(never)]
+fn seal_known_records(calls: u64, size: usize) -> Result<(), ring::error::Unspecified> {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+    let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &[7u8; 32])?);
+    let mut record = vec![0x42u8; size];
+    for i in 0..calls {
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&i.to_be_bytes());
+        let tag = key.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::empty(),
+            &mut record,
+        )?;
+        let _ = std::hint::black_box(tag);
+    }
+    Ok(())
 }
 
 /// Burns CPU in user space, without syscalls, until `d` has passed.

@@ -34,6 +34,10 @@ enum Command {
         /// Directory of named profiles.
         #[arg(long, default_value = "profiles")]
         profiles: PathBuf,
+        /// Override a profile setting, KEY=VALUE with a dotted TOML key
+        /// (e.g. probes.alloc.enabled=false); repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Render report.md and the summary again from a run's report.json.
     Render {
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
             out,
             endpoint,
             profiles,
+            set,
         } => {
             let spec_path = if profile.ends_with(".toml") || profile.contains('/') {
                 PathBuf::from(&profile)
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
                 out_dir: out,
                 endpoint,
                 print_summary: true,
+                overrides: set,
             };
             match run::run_profile(&opts) {
                 Ok(outcome) => {

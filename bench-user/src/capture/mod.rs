@@ -2,24 +2,45 @@
 //! for the measured window, read them out.
 //!
 //! The eBPF object is embedded at build time (see `build.rs`). Programs are
-//! attached once at load; they record nothing until the runner both lists a
-//! process in `TARGETS` and opens the window through `CONFIG`. Dropping
-//! [`Probes`] detaches every program and closes every map and counter.
+//! attached when loaded (tracepoints, perf events) or when a target is added
+//! (uprobes on its allocator and crypto); they record nothing until the
+//! runner both lists a process in `TARGETS` and opens the window through
+//! `CONFIG`. Dropping [`Probes`] detaches every program and closes every map
+//! and counter.
 
+pub mod alloc;
+mod btf;
 mod counters;
 mod cpu;
+pub mod crypto;
+pub mod elf;
+pub mod gopclntab;
+mod offcpu;
+mod stacks;
 mod syscalls;
 
-use std::{collections::BTreeMap, os::fd::OwnedFd};
+use std::{
+    collections::{BTreeMap, HashMap as StdHashMap},
+    os::fd::OwnedFd,
+};
 
 use aya::{
     maps::{Array, HashMap, MapData},
+    programs::UProbe,
     Ebpf,
 };
-use bench_common::{StackKey, SyscallHistKey, SyscallKey, SyscallStats, CONFIG_ENABLED};
+use bench_common::{
+    SyscallStats, CONFIG_ALLOC_LIVE, CONFIG_ALLOC_SAMPLE_BYTES, CONFIG_ENABLED,
+    CONFIG_SYSCALL_STACK_EVERY, CONFIG_TASK_PID_OFFSET, CONFIG_TASK_TGID_OFFSET,
+    CONFIG_WINDOW_START_NS,
+};
 use serde::{Deserialize, Serialize};
 
+pub use alloc::{AllocAttach, AllocCapture, AllocRecord};
 pub use counters::{CounterReading, Reading, COUNTER_NAMES};
+pub use crypto::{CryptoRecord, CryptoSymbol, Families};
+pub use stacks::{Graph, StackRecord};
+pub use syscalls::syscall_name;
 
 /// The probe object, built by `build.rs` from `bench-ebpf`.
 static PROBES_OBJECT: &[u8] =
@@ -27,15 +48,62 @@ static PROBES_OBJECT: &[u8] =
 
 /// Names of every BPF program in the object; they share the `pp_` prefix so
 /// that tests can check none is left loaded.
-pub const PROGRAM_NAMES: &[&str] = &["pp_sys_enter", "pp_sys_exit", "pp_cpu_sample"];
+pub const PROGRAM_NAMES: &[&str] = &[
+    "pp_sys_enter",
+    "pp_sys_exit",
+    "pp_cpu_sample",
+    "pp_sched_switch",
+    "pp_alloc",
+    "pp_alloc_ret",
+    "pp_free",
+    "pp_crypto",
+    "pp_crypto_ret",
+];
 
-/// Which probes to attach.
-#[derive(Debug, Clone, Serialize)]
+/// Which probes to attach, and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaptureOptions {
     pub syscalls: bool,
+    /// Record the user stack of one syscall in N (0 = off). Needs `syscalls`.
+    pub syscall_stack_every: u64,
     /// Samples per second per CPU; `None` = cpu probe off.
     pub cpu_frequency_hz: Option<u64>,
+    pub offcpu: bool,
     pub counters: bool,
+    pub alloc: Option<AllocOptions>,
+    pub crypto: Option<CryptoOptions>,
+}
+
+/// The alloc probe's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AllocOptions {
+    /// Mean bytes allocated between two stack samples.
+    pub sample_bytes: u64,
+    /// Follow sampled allocations to their free (return probes on the
+    /// allocator; never on Go).
+    pub live: bool,
+}
+
+/// The crypto probe's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CryptoOptions {
+    /// Time each call with a return probe (never on Go).
+    pub return_probes: bool,
+}
+
+impl CaptureOptions {
+    /// Nothing attached: for control phases.
+    pub fn none() -> CaptureOptions {
+        CaptureOptions {
+            syscalls: false,
+            syscall_stack_every: 0,
+            cpu_frequency_hz: None,
+            offcpu: false,
+            counters: false,
+            alloc: None,
+            crypto: None,
+        }
+    }
 }
 
 /// Errors of loading, attaching or reading the probes.
@@ -57,6 +125,21 @@ pub enum CaptureError {
     Missing(&'static str),
     #[error("listing online CPUs: {0}")]
     Cpus(String),
+    #[error("offcpu probe: {0}")]
+    Btf(#[from] btf::BtfError),
+}
+
+/// What the probes found and attached to in one target.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TargetProbes {
+    pub exe: String,
+    pub is_go: bool,
+    /// The executable has a symbol table (or, for Go, a function table).
+    pub has_symbols: bool,
+    pub alloc: Vec<AllocAttach>,
+    pub crypto: Vec<CryptoSymbol>,
+    /// Why something was not attached.
+    pub notes: Vec<String>,
 }
 
 /// Loaded and attached probes plus the per-target counters.
@@ -66,33 +149,22 @@ pub struct Probes {
     config: Array<MapData, u64>,
     targets: HashMap<MapData, u32, u32>,
     counters: BTreeMap<u32, counters::TargetCounters>,
+    attached: BTreeMap<u32, TargetProbes>,
+    families: Families,
+    next_crypto_id: u32,
     /// Keeps the kernel's BPF run-time statistics on while we hold it.
     _stats: Option<OwnedFd>,
     windows: u32,
 }
 
-/// One syscall of one process, summed over CPUs.
+/// One syscall of one thread, summed over CPUs.
 #[derive(Debug, Clone)]
 pub struct SyscallRecord {
     pub tgid: u32,
+    pub tid: u32,
     pub nr: u32,
     pub name: String,
     pub stats: SyscallStats,
-    /// Calls per log2 latency bucket (see `bench_common::latency_bucket`).
-    pub histogram: Vec<u64>,
-}
-
-/// On-CPU samples of one (thread, user stack, kernel stack).
-#[derive(Debug, Clone)]
-pub struct CpuRecord {
-    pub tgid: u32,
-    pub tid: u32,
-    pub thread_name: String,
-    /// Innermost frame first; empty when the stack was not captured.
-    pub user: Vec<u64>,
-    pub kernel: Vec<u64>,
-    pub user_error: Option<i32>,
-    pub count: u64,
 }
 
 /// Run time and run count the kernel kept for one BPF program.
@@ -106,11 +178,29 @@ pub struct ProgramCost {
 /// Everything the probes saw in the measured windows.
 #[derive(Debug, Clone, Default)]
 pub struct Capture {
+    /// Per (thread, syscall).
     pub syscalls: Vec<SyscallRecord>,
-    pub cpu: Vec<CpuRecord>,
+    /// (tgid, syscall nr) → calls per log2 latency bucket.
+    pub syscall_histograms: StdHashMap<(u32, u32), Vec<u64>>,
+    /// Every weighted stack of every graph.
+    pub stacks: Vec<StackRecord>,
+    pub alloc: AllocCapture,
+    pub crypto: Vec<CryptoRecord>,
     /// Per target pid.
     pub counters: BTreeMap<u32, Vec<CounterReading>>,
+    /// Thread names by tid.
+    pub thread_names: StdHashMap<u32, String>,
     pub program_costs: Vec<ProgramCost>,
+}
+
+fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), CaptureError> {
+    let p: &mut UProbe = ebpf
+        .program_mut(name)
+        .ok_or(CaptureError::Missing(name))?
+        .try_into()
+        .map_err(|source| CaptureError::Program { name, source })?;
+    p.load()
+        .map_err(|source| CaptureError::Program { name, source })
 }
 
 impl Probes {
@@ -127,7 +217,7 @@ impl Probes {
 
         let mut ebpf = Ebpf::load(PROBES_OBJECT)?;
         let config = take_map(&mut ebpf, "CONFIG")?;
-        let config: Array<MapData, u64> =
+        let mut config: Array<MapData, u64> =
             Array::try_from(config).map_err(|source| CaptureError::Map {
                 name: "CONFIG",
                 source,
@@ -137,14 +227,41 @@ impl Probes {
             name: "TARGETS",
             source,
         })?;
+        let mut set = |index: u32, value: u64| {
+            config
+                .set(index, value, 0)
+                .map_err(|source| CaptureError::Map {
+                    name: "CONFIG",
+                    source,
+                })
+        };
         // Program statistics cost two clock reads per program run; they are
         // what lets the report say what measuring cost.
         let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
         if options.syscalls {
+            set(CONFIG_SYSCALL_STACK_EVERY, options.syscall_stack_every)?;
             syscalls::attach(&mut ebpf)?;
         }
         if let Some(hz) = options.cpu_frequency_hz {
             cpu::attach(&mut ebpf, hz)?;
+        }
+        if options.offcpu {
+            let (pid, tgid) = btf::task_pid_tgid_offsets()?;
+            set(CONFIG_TASK_PID_OFFSET, pid)?;
+            set(CONFIG_TASK_TGID_OFFSET, tgid)?;
+            offcpu::attach(&mut ebpf)?;
+        }
+        if let Some(a) = &options.alloc {
+            set(CONFIG_ALLOC_SAMPLE_BYTES, a.sample_bytes)?;
+            set(CONFIG_ALLOC_LIVE, u64::from(a.live))?;
+            for p in ["pp_alloc", "pp_free", "pp_alloc_ret"] {
+                load_program(&mut ebpf, p)?;
+            }
+        }
+        if options.crypto.is_some() {
+            for p in ["pp_crypto", "pp_crypto_ret"] {
+                load_program(&mut ebpf, p)?;
+            }
         }
         Ok(Probes {
             ebpf,
@@ -152,12 +269,16 @@ impl Probes {
             config,
             targets,
             counters: BTreeMap::new(),
+            attached: BTreeMap::new(),
+            families: Families::shipped(),
+            next_crypto_id: 0,
             _stats: stats,
             windows: 0,
         })
     }
 
-    /// Record process `pid` (all its threads) from now on.
+    /// Record process `pid` (all its threads) from now on, attaching the
+    /// per-process probes (allocator, crypto) to the files it has mapped.
     pub fn add_target(&mut self, pid: u32, role: u32) -> Result<(), CaptureError> {
         self.targets
             .insert(pid, role, 0)
@@ -169,7 +290,48 @@ impl Probes {
             self.counters
                 .insert(pid, counters::TargetCounters::open(pid));
         }
+        let mut info = TargetProbes::default();
+        if self.options.alloc.is_some() || self.options.crypto.is_some() {
+            let mut files = Vec::new();
+            for path in elf::mapped_files(pid) {
+                match elf::ElfFile::read(&path) {
+                    Ok(f) => files.push(f),
+                    Err(e) => info.notes.push(format!("not probed: {e}")),
+                }
+            }
+            if let Some(main) = files.first() {
+                info.exe = main.path.display().to_string();
+                info.is_go = main.is_go;
+                info.has_symbols = !main.functions.is_empty();
+            }
+            if let Some(a) = &self.options.alloc {
+                info.alloc = alloc::attach(&mut self.ebpf, pid, &files, a.live)?;
+                if info.alloc.is_empty() {
+                    info.notes.push(
+                        "no known allocator entry point found: allocations not counted".into(),
+                    );
+                }
+            }
+            if let Some(c) = &self.options.crypto {
+                let (symbols, notes) = crypto::attach(
+                    &mut self.ebpf,
+                    pid,
+                    &files,
+                    &self.families,
+                    c.return_probes,
+                    &mut self.next_crypto_id,
+                )?;
+                info.crypto = symbols;
+                info.notes.extend(notes);
+            }
+        }
+        self.attached.insert(pid, info);
         Ok(())
+    }
+
+    /// What was found and attached per target pid.
+    pub fn attached(&self) -> &BTreeMap<u32, TargetProbes> {
+        &self.attached
     }
 
     /// Open the measured window.
@@ -177,28 +339,36 @@ impl Probes {
         for c in self.counters.values_mut() {
             c.enable();
         }
-        self.config
-            .set(CONFIG_ENABLED, 1, 0)
-            .map_err(|source| CaptureError::Map {
-                name: "CONFIG",
-                source,
-            })?;
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime with a valid struct; bpf_ktime_get_ns is
+        // CLOCK_MONOTONIC.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let now_ns = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
+        self.set_config(CONFIG_WINDOW_START_NS, now_ns)?;
+        self.set_config(CONFIG_ENABLED, 1)?;
         self.windows += 1;
         Ok(())
     }
 
     /// Close the measured window.
     pub fn stop(&mut self) -> Result<(), CaptureError> {
-        self.config
-            .set(CONFIG_ENABLED, 0, 0)
-            .map_err(|source| CaptureError::Map {
-                name: "CONFIG",
-                source,
-            })?;
+        self.set_config(CONFIG_ENABLED, 0)?;
         for c in self.counters.values_mut() {
             c.disable();
         }
         Ok(())
+    }
+
+    fn set_config(&mut self, index: u32, value: u64) -> Result<(), CaptureError> {
+        self.config
+            .set(index, value, 0)
+            .map_err(|source| CaptureError::Map {
+                name: "CONFIG",
+                source,
+            })
     }
 
     /// How many windows were opened.
@@ -206,21 +376,83 @@ impl Probes {
         self.windows
     }
 
+    /// Live sampled allocation bytes per tgid (alloc probe with `live`).
+    pub fn live_bytes(&self) -> Result<BTreeMap<u32, i64>, CaptureError> {
+        if self.options.alloc.as_ref().is_some_and(|a| a.live) {
+            alloc::live_bytes(&self.ebpf)
+        } else {
+            Ok(BTreeMap::new())
+        }
+    }
+
     /// Read everything recorded so far. Call while the targets still run:
-    /// thread names come from /proc.
+    /// names of threads the probes did not name come from /proc.
     pub fn read(&mut self) -> Result<Capture, CaptureError> {
         let mut capture = Capture::default();
-        if self.options.syscalls {
-            capture.syscalls = syscalls::read(&mut self.ebpf)?;
-        }
-        if self.options.cpu_frequency_hz.is_some() {
-            capture.cpu = cpu::read(&mut self.ebpf)?;
+        {
+            let ebpf = &self.ebpf;
+            let mut stacks = stacks::StackReader::new(ebpf)?;
+            if self.options.syscalls {
+                capture.syscalls = syscalls::read(ebpf)?;
+                capture.syscall_histograms = syscalls::read_histograms(ebpf)?;
+                if self.options.syscall_stack_every > 0 {
+                    capture
+                        .stacks
+                        .extend(syscalls::read_stacks(ebpf, &mut stacks)?);
+                }
+            }
+            if self.options.cpu_frequency_hz.is_some() {
+                capture.stacks.extend(cpu::read(ebpf, &mut stacks)?);
+            }
+            if self.options.offcpu {
+                capture.stacks.extend(offcpu::read(ebpf, &mut stacks)?);
+            }
+            if self.options.alloc.is_some() {
+                let mut a = alloc::read(ebpf, &mut stacks)?;
+                capture.stacks.append(&mut a.stacks);
+                capture.alloc = a;
+            }
+            if self.options.crypto.is_some() {
+                capture.crypto = crypto::read(ebpf)?;
+            }
         }
         for (pid, c) in &mut self.counters {
             capture.counters.insert(*pid, c.read());
         }
+        capture.thread_names = self.thread_names()?;
+        let mut tids: Vec<(u32, u32)> = capture.stacks.iter().map(|s| (s.tgid, s.tid)).collect();
+        tids.extend(capture.syscalls.iter().map(|s| (s.tgid, s.tid)));
+        tids.extend(capture.alloc.records.iter().map(|s| (s.tgid, s.tid)));
+        for (tgid, tid) in tids {
+            capture
+                .thread_names
+                .entry(tid)
+                .or_insert_with(|| proc_thread_name(tgid, tid));
+        }
         capture.program_costs = self.program_costs();
         Ok(capture)
+    }
+
+    fn thread_names(&self) -> Result<StdHashMap<u32, String>, CaptureError> {
+        let map: HashMap<&MapData, u32, [u8; 16]> = HashMap::try_from(
+            self.ebpf
+                .map("THREAD_NAMES")
+                .ok_or(CaptureError::Missing("THREAD_NAMES"))?,
+        )
+        .map_err(|source| CaptureError::Map {
+            name: "THREAD_NAMES",
+            source,
+        })?;
+        let mut out = StdHashMap::new();
+        for entry in map.iter() {
+            let (tid, comm) = entry.map_err(|source| CaptureError::Map {
+                name: "THREAD_NAMES",
+                source,
+            })?;
+            let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+            out.insert(tid, String::from_utf8_lossy(&comm[..end]).into_owned());
+        }
+        Ok(out)
     }
 
     fn program_costs(&self) -> Vec<ProgramCost> {
@@ -243,19 +475,23 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Captu
     ebpf.take_map(name).ok_or(CaptureError::Missing(name))
 }
 
+/// The thread's name from /proc, or its tid once it has exited.
+fn proc_thread_name(tgid: u32, tid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_else(|_| format!("tid-{tid}"))
+}
+
 /// Loaded BPF programs whose names are ours (for leak checks).
 pub fn loaded_program_names() -> Vec<String> {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .filter_map(|p| p.name_as_str().map(str::to_string))
         .filter(|n| {
-            PROGRAM_NAMES
-                .iter()
-                .any(|ours| ours.starts_with(n.as_str()) && n.starts_with("pp_"))
+            n.starts_with("pp_")
+                && PROGRAM_NAMES
+                    .iter()
+                    .any(|ours| ours.starts_with(n.as_str()))
         })
         .collect()
 }
-
-// Keys are read back through these types; keep them linked to the object.
-#[allow(dead_code)]
-type Keys = (SyscallKey, SyscallHistKey, StackKey);

@@ -7,9 +7,9 @@ use aya::{
     programs::RawTracePoint,
     Ebpf,
 };
-use bench_common::{SyscallHistKey, SyscallKey, SyscallStats, LATENCY_BUCKETS};
+use bench_common::{SyscallHistKey, SyscallKey, SyscallStackKey, SyscallStats, LATENCY_BUCKETS};
 
-use super::{CaptureError, SyscallRecord};
+use super::{stacks::StackReader, CaptureError, Graph, StackRecord, SyscallRecord};
 
 pub(super) fn attach(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
     for (name, event) in [("pp_sys_enter", "sys_enter"), ("pp_sys_exit", "sys_exit")] {
@@ -28,14 +28,15 @@ pub(super) fn attach(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
     Ok(())
 }
 
-pub(super) fn read(ebpf: &mut Ebpf) -> Result<Vec<SyscallRecord>, CaptureError> {
+/// Per (thread, syscall) records.
+pub(super) fn read(ebpf: &Ebpf) -> Result<Vec<SyscallRecord>, CaptureError> {
     let map_err = |name| move |source| CaptureError::Map { name, source };
     let stats: PerCpuHashMap<&MapData, SyscallKey, SyscallStats> = PerCpuHashMap::try_from(
         ebpf.map("SYSCALLS")
             .ok_or(CaptureError::Missing("SYSCALLS"))?,
     )
     .map_err(map_err("SYSCALLS"))?;
-    let mut records: StdHashMap<SyscallKey, SyscallRecord> = StdHashMap::new();
+    let mut out = Vec::new();
     for entry in stats.iter() {
         let (key, per_cpu) = entry.map_err(map_err("SYSCALLS"))?;
         let mut sum = SyscallStats::default();
@@ -46,38 +47,81 @@ pub(super) fn read(ebpf: &mut Ebpf) -> Result<Vec<SyscallRecord>, CaptureError> 
             sum.bytes += s.bytes;
             sum.errors += s.errors;
         }
-        records.insert(
-            key,
-            SyscallRecord {
-                tgid: key.tgid,
-                nr: key.nr,
-                name: syscall_name(key.nr),
-                stats: sum,
-                histogram: vec![0; LATENCY_BUCKETS as usize],
-            },
-        );
+        out.push(SyscallRecord {
+            tgid: key.tgid,
+            tid: key.tid,
+            nr: key.nr,
+            name: syscall_name(key.nr),
+            stats: sum,
+        });
     }
+    out.sort_by(|a, b| {
+        (a.tgid, a.tid, std::cmp::Reverse(a.stats.count)).cmp(&(
+            b.tgid,
+            b.tid,
+            std::cmp::Reverse(b.stats.count),
+        ))
+    });
+    Ok(out)
+}
+
+/// Process-wide latency histograms: (tgid, nr) → calls per log2 bucket.
+pub(super) fn read_histograms(
+    ebpf: &Ebpf,
+) -> Result<StdHashMap<(u32, u32), Vec<u64>>, CaptureError> {
     let hist: PerCpuHashMap<&MapData, SyscallHistKey, u64> = PerCpuHashMap::try_from(
         ebpf.map("SYSCALL_HIST")
             .ok_or(CaptureError::Missing("SYSCALL_HIST"))?,
     )
-    .map_err(map_err("SYSCALL_HIST"))?;
+    .map_err(|source| CaptureError::Map {
+        name: "SYSCALL_HIST",
+        source,
+    })?;
+    let mut out: StdHashMap<(u32, u32), Vec<u64>> = StdHashMap::new();
     for entry in hist.iter() {
-        let (key, per_cpu) = entry.map_err(map_err("SYSCALL_HIST"))?;
-        let k = SyscallKey {
-            tgid: key.tgid,
-            nr: key.nr,
-        };
-        if let Some(r) = records.get_mut(&k) {
-            if let Some(slot) = r.histogram.get_mut(key.bucket as usize) {
-                *slot += per_cpu.iter().sum::<u64>();
-            }
+        let (key, per_cpu) = entry.map_err(|source| CaptureError::Map {
+            name: "SYSCALL_HIST",
+            source,
+        })?;
+        let h = out
+            .entry((key.tgid, key.nr))
+            .or_insert_with(|| vec![0; LATENCY_BUCKETS as usize]);
+        if let Some(slot) = h.get_mut(key.bucket as usize) {
+            *slot += per_cpu.iter().sum::<u64>();
         }
     }
-    let mut out: Vec<SyscallRecord> = records.into_values().collect();
-    out.sort_by(|a, b| {
-        (a.tgid, std::cmp::Reverse(a.stats.count)).cmp(&(b.tgid, std::cmp::Reverse(b.stats.count)))
-    });
+    Ok(out)
+}
+
+/// Sampled syscall stacks, the syscall's name on top.
+pub(super) fn read_stacks(
+    ebpf: &Ebpf,
+    stacks: &mut StackReader,
+) -> Result<Vec<StackRecord>, CaptureError> {
+    let map: PerCpuHashMap<&MapData, SyscallStackKey, u64> = PerCpuHashMap::try_from(
+        ebpf.map("SYSCALL_STACKS")
+            .ok_or(CaptureError::Missing("SYSCALL_STACKS"))?,
+    )
+    .map_err(|source| CaptureError::Map {
+        name: "SYSCALL_STACKS",
+        source,
+    })?;
+    let mut out = Vec::new();
+    for entry in map.iter() {
+        let (key, per_cpu) = entry.map_err(|source| CaptureError::Map {
+            name: "SYSCALL_STACKS",
+            source,
+        })?;
+        out.push(StackRecord {
+            graph: Graph::Syscalls,
+            tgid: key.tgid,
+            tid: key.tid,
+            user: stacks.user(key.user_stack),
+            kernel: Vec::new(),
+            leaf: Some(syscall_name(key.nr)),
+            weight: per_cpu.iter().sum(),
+        });
+    }
     Ok(out)
 }
 

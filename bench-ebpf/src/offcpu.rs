@@ -1,0 +1,115 @@
+//! offcpu probe: the sched_switch raw tracepoint. When a profiled thread is
+//! switched out, its time and its user and kernel stacks are noted; when it
+//! is switched in again, the interval is added to (thread, stacks). Blocked
+//! and preempted time both count: both are time the thread did not run.
+//!
+//! The tracepoint runs in the context of the thread being switched out, so
+//! that one is `current`. The one being switched in is only known through
+//! its `task_struct`, whose `pid`/`tgid` offsets the runner reads from the
+//! kernel's BTF and passes in `CONFIG` (Rust eBPF has no CO-RE field
+//! relocations).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::{map, raw_tracepoint},
+    maps::{HashMap, LruHashMap},
+    programs::{tracing::StackIdContext, RawTracePointContext},
+};
+use bench_common::{
+    OffCpuKey, OffCpuStart, OffCpuValue, CONFIG_TASK_PID_OFFSET, CONFIG_TASK_TGID_OFFSET,
+    CONFIG_WINDOW_START_NS,
+};
+
+use crate::{config, enabled, is_target, note_thread, user_stack, KERNEL_STACKS};
+
+/// Threads switched out, by tid.
+#[map]
+static OFFCPU_START: LruHashMap<u32, OffCpuStart> = LruHashMap::with_max_entries(16384, 0);
+
+/// Off-CPU time by thread and stacks. Updated only on the CPU that switches
+/// the thread in, and a thread is switched in on one CPU at a time.
+#[map]
+static OFFCPU: HashMap<OffCpuKey, OffCpuValue> = HashMap::with_max_entries(65536, 0);
+
+// TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
+//          unsigned int prev_state)
+const NEXT_ARG: usize = 2;
+
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
+    if !enabled() {
+        return 0;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    // Switch-out: the current task.
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let prev_tgid = (pid_tgid >> 32) as u32;
+    let prev_tid = pid_tgid as u32;
+    if prev_tid != 0 && is_target(prev_tgid) {
+        note_thread(prev_tid);
+        let kernel_stack_id = match ctx.get_stackid(&KERNEL_STACKS, 0) {
+            Ok(id) => id,
+            Err(e) => e as i64,
+        };
+        let start = OffCpuStart {
+            start_ns: now,
+            user_stack: user_stack::walk_current(),
+            kernel_stack_id,
+        };
+        let _ = OFFCPU_START.insert(&prev_tid, &start, 0);
+    }
+
+    // Switch-in: the next task, known by its task_struct.
+    let pid_offset = config(CONFIG_TASK_PID_OFFSET);
+    let tgid_offset = config(CONFIG_TASK_TGID_OFFSET);
+    if pid_offset == 0 || tgid_offset == 0 {
+        return 0;
+    }
+    let next: u64 = ctx.arg(NEXT_ARG);
+    // SAFETY: bpf_probe_read_kernel checks the address.
+    let Ok(next_tid) = (unsafe { bpf_probe_read_kernel((next + pid_offset) as *const i32) }) else {
+        return 0;
+    };
+    let next_tid = next_tid as u32;
+    // SAFETY: copied out before removal.
+    let Some(start) = (unsafe { OFFCPU_START.get(&next_tid) }).copied() else {
+        return 0;
+    };
+    let _ = OFFCPU_START.remove(&next_tid);
+    if start.start_ns < config(CONFIG_WINDOW_START_NS) {
+        // Switched out before this window opened.
+        return 0;
+    }
+    let Ok(next_tgid) = (unsafe { bpf_probe_read_kernel((next + tgid_offset) as *const i32) })
+    else {
+        return 0;
+    };
+    let key = OffCpuKey {
+        tgid: next_tgid as u32,
+        tid: next_tid,
+        user_stack: start.user_stack,
+        kernel_stack_id: start.kernel_stack_id as i32,
+        _pad: 0,
+    };
+    let dt = now.saturating_sub(start.start_ns);
+    match OFFCPU.get_ptr_mut(&key) {
+        Some(v) => {
+            // SAFETY: see OFFCPU.
+            let v = unsafe { &mut *v };
+            v.total_ns += dt;
+            v.count += 1;
+        }
+        None => {
+            let _ = OFFCPU.insert(
+                &key,
+                &OffCpuValue {
+                    total_ns: dt,
+                    count: 1,
+                },
+                0,
+            );
+        }
+    }
+    0
+}

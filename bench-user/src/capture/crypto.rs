@@ -1,0 +1,294 @@
+//! Attach and read the crypto probe. The functions to probe come from
+//! `profiles/crypto.toml` (families of symbol patterns, embedded at build
+//! time), matched against the symbols of the target and its libraries.
+
+use std::{collections::BTreeMap, num::NonZeroU32};
+
+use aya::{
+    maps::{MapData, PerCpuHashMap},
+    programs::{
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+        UProbe,
+    },
+    Ebpf,
+};
+use bench_common::{crypto_cookie, CryptoHistKey, CryptoKey, CryptoStats, LATENCY_BUCKETS};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::{elf::ElfFile, CaptureError};
+
+/// The crypto families shipped with protoprof.
+pub const DEFAULT_FAMILIES: &str = include_str!("../../../profiles/crypto.toml");
+
+/// Most symbols probed per process: each costs a uprobe hit per call.
+pub const MAX_SYMBOLS: usize = 64;
+
+#[derive(Debug, Clone, Deserialize)]
+struct FamilyFile {
+    family: Vec<FamilySpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct FamilySpec {
+    name: String,
+    library: String,
+    primitive: String,
+    accel: String,
+    symbols: Vec<SymbolSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct SymbolSpec {
+    pattern: String,
+    length_arg: Option<u8>,
+    length_scale: Option<u64>,
+}
+
+/// Compiled crypto families.
+#[derive(Debug, Clone)]
+pub struct Families {
+    entries: Vec<(FamilySpec, Vec<(Regex, SymbolSpec)>)>,
+}
+
+impl Families {
+    /// Parse a families file (TOML, as `profiles/crypto.toml`).
+    pub fn parse(text: &str) -> Result<Families, String> {
+        let file: FamilyFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        let mut entries = Vec::new();
+        for family in file.family {
+            let mut symbols = Vec::new();
+            for s in &family.symbols {
+                let re = Regex::new(&format!("^(?:{})$", s.pattern)).map_err(|e| {
+                    format!("family {:?}: pattern {:?}: {e}", family.name, s.pattern)
+                })?;
+                symbols.push((re, s.clone()));
+            }
+            entries.push((family, symbols));
+        }
+        Ok(Families { entries })
+    }
+
+    /// The shipped families.
+    pub fn shipped() -> Families {
+        // Checked by a test; an error here is a build defect.
+        Families::parse(DEFAULT_FAMILIES).unwrap_or(Families {
+            entries: Vec::new(),
+        })
+    }
+
+    /// Whether a function name is one of the crypto functions.
+    pub fn is_crypto(&self, name: &str) -> bool {
+        self.classify(name).is_some()
+    }
+
+    fn classify(&self, name: &str) -> Option<(&FamilySpec, &SymbolSpec)> {
+        self.entries.iter().find_map(|(family, symbols)| {
+            symbols
+                .iter()
+                .find(|(re, _)| re.is_match(name))
+                .map(|(_, s)| (family, s))
+        })
+    }
+}
+
+/// One probed crypto function.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CryptoSymbol {
+    /// Index passed to the probe (the attach cookie).
+    pub id: u32,
+    pub pid: u32,
+    pub symbol: String,
+    pub file: String,
+    pub family: String,
+    pub library: String,
+    pub primitive: String,
+    pub accel: String,
+    /// Whether the return is probed too (call timing); never on Go.
+    pub return_probe: bool,
+    /// Multiplier from the length argument to bytes (0 = length unknown).
+    pub length_scale: u64,
+}
+
+/// Match and attach for process `pid`; `next_id` numbers the symbols.
+pub(super) fn attach(
+    ebpf: &mut Ebpf,
+    pid: u32,
+    files: &[ElfFile],
+    families: &Families,
+    return_probes: bool,
+    next_id: &mut u32,
+) -> Result<(Vec<CryptoSymbol>, Vec<String>), CaptureError> {
+    let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).ok_or(CaptureError::Missing("pid"))?);
+    let mut attached = Vec::new();
+    let mut notes = Vec::new();
+    let mut seen_offsets = std::collections::HashSet::new();
+    for file in files {
+        for f in &file.functions {
+            let Some((family, spec)) = families.classify(&f.name) else {
+                continue;
+            };
+            let Some(offset) = file.file_offset(f.address) else {
+                continue;
+            };
+            // Aliases share an address: probe it once.
+            if !seen_offsets.insert((file.path.clone(), offset)) {
+                continue;
+            }
+            if attached.len() >= MAX_SYMBOLS {
+                notes.push(format!(
+                    "more than {MAX_SYMBOLS} crypto symbols matched in pid {pid}; the rest were not probed"
+                ));
+                return Ok((attached, notes));
+            }
+            let id = *next_id;
+            *next_id += 1;
+            let cookie = crypto_cookie(id, spec.length_arg);
+            attach_one(ebpf, "pp_crypto", offset, cookie, file, scope)?;
+            let return_probe = return_probes && !file.is_go;
+            if return_probe {
+                attach_one(ebpf, "pp_crypto_ret", offset, cookie, file, scope)?;
+            }
+            attached.push(CryptoSymbol {
+                id,
+                pid,
+                symbol: f.name.clone(),
+                file: file.path.display().to_string(),
+                family: family.name.clone(),
+                library: family.library.clone(),
+                primitive: family.primitive.clone(),
+                accel: family.accel.clone(),
+                return_probe,
+                length_scale: match spec.length_arg {
+                    Some(_) => spec.length_scale.unwrap_or(1),
+                    None => 0,
+                },
+            });
+        }
+    }
+    Ok((attached, notes))
+}
+
+fn attach_one(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    offset: u64,
+    cookie: u64,
+    file: &ElfFile,
+    scope: UProbeScope,
+) -> Result<(), CaptureError> {
+    let p: &mut UProbe = ebpf
+        .program_mut(program)
+        .ok_or(CaptureError::Missing(program))?
+        .try_into()
+        .map_err(|source| CaptureError::Program {
+            name: program,
+            source,
+        })?;
+    let point = UProbeAttachPoint {
+        location: UProbeAttachLocation::AbsoluteOffset(offset),
+        cookie: Some(cookie),
+    };
+    p.attach(point, &file.path, scope)
+        .map_err(|source| CaptureError::Program {
+            name: program,
+            source,
+        })?;
+    Ok(())
+}
+
+/// Calls of one probed symbol in one process.
+#[derive(Debug, Clone, Default)]
+pub struct CryptoRecord {
+    pub tgid: u32,
+    pub symbol: u32,
+    pub calls: u64,
+    pub timed: u64,
+    pub total_ns: u64,
+    /// Raw sum of the length argument (scale with the symbol's length_scale).
+    pub length_sum: u64,
+    /// Calls per log2 duration bucket (timed calls only).
+    pub histogram: Vec<u64>,
+}
+
+pub(super) fn read(ebpf: &Ebpf) -> Result<Vec<CryptoRecord>, CaptureError> {
+    let err = |name: &'static str| move |source| CaptureError::Map { name, source };
+    let stats: PerCpuHashMap<&MapData, CryptoKey, CryptoStats> =
+        PerCpuHashMap::try_from(ebpf.map("CRYPTO").ok_or(CaptureError::Missing("CRYPTO"))?)
+            .map_err(err("CRYPTO"))?;
+    let mut records: BTreeMap<(u32, u32), CryptoRecord> = BTreeMap::new();
+    for entry in stats.iter() {
+        let (k, per_cpu) = entry.map_err(err("CRYPTO"))?;
+        records.insert(
+            (k.tgid, k.symbol),
+            CryptoRecord {
+                tgid: k.tgid,
+                symbol: k.symbol,
+                calls: per_cpu.iter().map(|s| s.calls).sum(),
+                timed: per_cpu.iter().map(|s| s.timed).sum(),
+                total_ns: per_cpu.iter().map(|s| s.total_ns).sum(),
+                length_sum: per_cpu.iter().map(|s| s.bytes).sum(),
+                histogram: vec![0; LATENCY_BUCKETS as usize],
+            },
+        );
+    }
+    let hist: PerCpuHashMap<&MapData, CryptoHistKey, u64> = PerCpuHashMap::try_from(
+        ebpf.map("CRYPTO_HIST")
+            .ok_or(CaptureError::Missing("CRYPTO_HIST"))?,
+    )
+    .map_err(err("CRYPTO_HIST"))?;
+    for entry in hist.iter() {
+        let (k, per_cpu) = entry.map_err(err("CRYPTO_HIST"))?;
+        if let Some(r) = records.get_mut(&(k.tgid, k.symbol)) {
+            if let Some(slot) = r.histogram.get_mut(k.bucket as usize) {
+                *slot += per_cpu.iter().sum::<u64>();
+            }
+        }
+    }
+    Ok(records.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_families_parse_and_classify() {
+        let f = Families::parse(DEFAULT_FAMILIES).expect("crypto.toml parses");
+        let (fam, _) = f
+            .classify("ring_core_0_17_14__chacha20_poly1305_seal_avx2")
+            .expect("ring chacha");
+        assert_eq!(fam.primitive, "chacha20-poly1305");
+        let (fam, _) = f
+            .classify("ring_core_0_17_14__ChaCha20_ctr32_nohw")
+            .expect("ring chacha fallback");
+        assert_eq!(fam.accel, "software");
+        let (fam, spec) = f
+            .classify("ring_core_0_17_14_aesni_gcm_encrypt")
+            .expect("ring aes-gcm");
+        assert_eq!(
+            (fam.library.as_str(), fam.accel.as_str(), spec.length_arg),
+            ("ring", "hardware", Some(2))
+        );
+        let (fam, _) = f
+            .classify("ring_core_0_17_14_vpaes_ctr32_encrypt_blocks")
+            .expect("fallback");
+        assert_eq!(fam.accel, "software");
+        let (fam, _) = f
+            .classify("crypto/internal/fips140/aes/gcm.gcmAesEnc")
+            .expect("go aes-gcm asm");
+        assert_eq!(fam.accel, "hardware");
+        let (fam, _) = f
+            .classify("crypto/internal/fips140/aes/gcm.sealGeneric")
+            .expect("go fallback");
+        assert_eq!(fam.accel, "software");
+        assert!(f
+            .classify("vendor/golang.org/x/crypto/chacha20poly1305.chacha20Poly1305Seal")
+            .is_some());
+        assert!(f.classify("EVP_EncryptUpdate").is_some());
+        assert!(f
+            .classify("ring_core_0_17_14_aesni_gcm_encrypt_and_more")
+            .is_none());
+        assert!(f.classify("memcpy").is_none());
+    }
+}

@@ -1,0 +1,142 @@
+//! Stacks as the probes store them, and the record every stack-producing
+//! probe is read into.
+
+use std::collections::HashMap as StdHashMap;
+
+use aya::{
+    maps::{HashMap, MapData, StackTraceMap},
+    Ebpf,
+};
+use bench_common::UserStack;
+use serde::{Deserialize, Serialize};
+
+use super::CaptureError;
+
+/// Which flame graph a stack belongs to, and what its weight counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Graph {
+    /// On-CPU samples.
+    Cpu,
+    /// Nanoseconds off CPU.
+    OffCpu,
+    /// Bytes allocated (sampled, scaled).
+    AllocBytes,
+    /// Allocations (sampled, scaled).
+    AllocCalls,
+    /// Syscalls entered (sampled, scaled).
+    Syscalls,
+}
+
+impl Graph {
+    /// Every graph, in report order.
+    pub const ALL: [Graph; 5] = [
+        Graph::Cpu,
+        Graph::OffCpu,
+        Graph::AllocBytes,
+        Graph::AllocCalls,
+        Graph::Syscalls,
+    ];
+
+    /// Base name of its files (`cpu.folded`, `cpu.svg`, …).
+    pub fn file_stem(self) -> &'static str {
+        match self {
+            Graph::Cpu => "cpu",
+            Graph::OffCpu => "offcpu",
+            Graph::AllocBytes => "alloc",
+            Graph::AllocCalls => "alloc-count",
+            Graph::Syscalls => "syscalls",
+        }
+    }
+
+    /// What one unit of weight is.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Graph::Cpu => "samples",
+            Graph::OffCpu => "us",
+            Graph::AllocBytes => "bytes",
+            Graph::AllocCalls => "allocations",
+            Graph::Syscalls => "syscalls",
+        }
+    }
+}
+
+/// One weighted stack of one thread.
+#[derive(Debug, Clone)]
+pub struct StackRecord {
+    pub graph: Graph,
+    pub tgid: u32,
+    pub tid: u32,
+    /// Innermost frame first; empty when not captured.
+    pub user: Vec<u64>,
+    /// Innermost frame first.
+    pub kernel: Vec<u64>,
+    /// A frame to put on top (the syscall's name for syscall stacks).
+    pub leaf: Option<String>,
+    pub weight: u64,
+}
+
+/// Reads stacks out of `USER_STACKS` and `KERNEL_STACKS`, once each.
+pub(super) struct StackReader<'a> {
+    user: HashMap<&'a MapData, u64, UserStack>,
+    kernel: StackTraceMap<&'a MapData>,
+    user_cache: StdHashMap<u64, Vec<u64>>,
+    kernel_cache: StdHashMap<i64, Vec<u64>>,
+}
+
+impl<'a> StackReader<'a> {
+    pub(super) fn new(ebpf: &'a Ebpf) -> Result<StackReader<'a>, CaptureError> {
+        let user = HashMap::try_from(
+            ebpf.map("USER_STACKS")
+                .ok_or(CaptureError::Missing("USER_STACKS"))?,
+        )
+        .map_err(|source| CaptureError::Map {
+            name: "USER_STACKS",
+            source,
+        })?;
+        let kernel = StackTraceMap::try_from(
+            ebpf.map("KERNEL_STACKS")
+                .ok_or(CaptureError::Missing("KERNEL_STACKS"))?,
+        )
+        .map_err(|source| CaptureError::Map {
+            name: "KERNEL_STACKS",
+            source,
+        })?;
+        Ok(StackReader {
+            user,
+            kernel,
+            user_cache: StdHashMap::new(),
+            kernel_cache: StdHashMap::new(),
+        })
+    }
+
+    /// A user stack by hash (0 = none).
+    pub(super) fn user(&mut self, hash: u64) -> Vec<u64> {
+        if hash == 0 {
+            return Vec::new();
+        }
+        let map = &self.user;
+        self.user_cache
+            .entry(hash)
+            .or_insert_with(|| match map.get(&hash, 0) {
+                Ok(s) => s.ips[..(s.len as usize).min(s.ips.len())].to_vec(),
+                Err(_) => Vec::new(),
+            })
+            .clone()
+    }
+
+    /// A kernel stack by id (negative = none).
+    pub(super) fn kernel(&mut self, id: i64) -> Vec<u64> {
+        if id < 0 {
+            return Vec::new();
+        }
+        let map = &self.kernel;
+        self.kernel_cache
+            .entry(id)
+            .or_insert_with(|| match map.get(&(id as u32), 0) {
+                Ok(trace) => trace.frames().iter().map(|f| f.ip).collect(),
+                Err(_) => Vec::new(),
+            })
+            .clone()
+    }
+}
