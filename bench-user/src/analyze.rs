@@ -258,11 +258,14 @@ fn top_names(weights: HashMap<String, u64>, n: usize) -> Vec<WeightedName> {
 fn offcpu_summary(samples: &[&ResolvedSample]) -> OffCpuSummary {
     let mut by_site: HashMap<String, u64> = HashMap::new();
     for s in samples {
-        let site = s
-            .frames
+        let user: Vec<&crate::resolve::Frame> =
+            s.frames.iter().rev().filter(|f| !f.kernel).collect();
+        // The innermost Rust or Go function (a path with `::` or a package
+        // dot), not the libc wrapper that made the blocking call.
+        let site = user
             .iter()
-            .rev()
-            .find(|f| !f.kernel)
+            .find(|f| f.name.contains("::") || f.name.contains('.'))
+            .or(user.first())
             .map(|f| f.name.clone())
             .unwrap_or_else(|| "[kernel only]".into());
         *by_site.entry(site).or_default() += s.weight;
@@ -443,6 +446,8 @@ fn thread_summaries(inp: &Inputs, pid: u32) -> Vec<ThreadSummary> {
                     syscall_bytes: 0,
                     alloc_calls: 0,
                     alloc_bytes: 0,
+                    task_clock_ns: None,
+                    context_switches: None,
                 },
             )
         });

@@ -204,6 +204,10 @@ pub struct ThreadSummary {
     pub syscall_bytes: u64,
     pub alloc_calls: u64,
     pub alloc_bytes: u64,
+    /// From the perf counters of these threads (and of the threads they
+    /// started after protoprof attached); absent when counters were off.
+    pub task_clock_ns: Option<u64>,
+    pub context_switches: Option<u64>,
 }
 
 /// One syscall of one target over the measured windows.
@@ -266,20 +270,24 @@ pub struct ProbesInfo {
     /// Throughput with the probes against without, per phase, when the
     /// profile ran a control pass.
     pub overhead: Vec<Overhead>,
+    /// The pass that measured the per-call probes (alloc, crypto), when it
+    /// ran apart: its throughput against the main pass's (`ratio` < 1 is
+    /// what a trap per call costs). Their counts in `targets` come from it.
+    pub per_call_pass: Vec<Overhead>,
 }
 
-/// One phase run without probes and with them.
+/// One phase run twice: as a baseline and with (more) probes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Overhead {
     pub phase: usize,
     pub pattern: String,
-    /// Median bytes/s (up + down) without probes.
-    pub unprofiled_bps: f64,
-    /// The same with probes.
-    pub profiled_bps: f64,
-    /// profiled / unprofiled (1.0 = no cost).
+    /// Median bytes/s (up + down) of the baseline run.
+    pub baseline_bps: f64,
+    /// The same with the probes in question.
+    pub probed_bps: f64,
+    /// probed / baseline (1.0 = no cost).
     pub ratio: f64,
-    /// rr only: round trips per second, without and with.
-    pub unprofiled_rps: Option<f64>,
-    pub profiled_rps: Option<f64>,
+    /// rr only: round trips per second, baseline and probed.
+    pub baseline_rps: Option<f64>,
+    pub probed_rps: Option<f64>,
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     analyze::{self, TargetFacts},
     capture::{CaptureError, Graph, Probes},
-    chain::{free_port, Chain, ChainError, Launch, Role},
+    chain::{free_port, launch, secrets::Secrets, Chain, ChainError, Role},
     drive::{self, DriveError, IntegrityStatus, PhaseResult, Sink, Window},
     fold::{self, FoldOptions},
     render,
@@ -152,23 +152,61 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     if let Some(d) = opts.duration {
         spec.set_total_duration(d).map_err(RunError::Usage)?;
     }
-    if !opts.endpoint.is_file() {
+    let builtin = spec.endpoints.client.is_none() || spec.endpoints.server.is_none();
+    if builtin && !opts.endpoint.is_file() {
         return Err(RunError::Usage(format!(
             "endpoint binary {} not found; build it with `cargo xtask build` or pass --endpoint PATH",
             opts.endpoint.display()
         )));
     }
 
+    // The chain's command lines: ports, credentials, placeholders.
+    let secrets = Secrets::create().map_err(|e| RunError::Usage(e.to_string()))?;
+    let server_port = free_port()?.port();
+    let client_port = free_port()?.port();
+    let profiles_dir = opts
+        .spec_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let ctx = launch::Context {
+        client_port,
+        server_port,
+        secrets: &secrets,
+        profiles_dir: &profiles_dir,
+        endpoint: &opts.endpoint,
+    };
+    // Server first: the client needs it.
+    let (server_launch, _) =
+        launch::build(&spec, Role::Server, &ctx).map_err(|e| RunError::Usage(e.to_string()))?;
+    let (client_launch, socks_addr) =
+        launch::build(&spec, Role::Client, &ctx).map_err(|e| RunError::Usage(e.to_string()))?;
+    let launches = [server_launch, client_launch];
+
     // The run id: everything that defines what ran.
     let kernel = kernel_release();
     let spec_text = spec.canonical();
-    let endpoint_hash = hash_file(&opts.endpoint)
-        .map_err(io_err(format!("hashing {}", opts.endpoint.display())))?;
+    let mut inputs = vec![Input {
+        what: "spec".into(),
+        path: opts.spec_path.display().to_string(),
+        blake3: blake3::hash(spec_text.as_bytes()).to_hex().to_string(),
+    }];
+    for l in &launches {
+        let program = which(&l.program);
+        let hash = hash_file(&program).map_err(io_err(format!("hashing {}", program.display())))?;
+        inputs.push(Input {
+            what: format!("{} endpoint", l.role.as_str()),
+            path: program.display().to_string(),
+            blake3: hash,
+        });
+    }
     let mut h = blake3::Hasher::new();
     h.update(b"protoprof run v1\0spec\0");
     h.update(spec_text.as_bytes());
-    h.update(b"\0endpoint\0");
-    h.update(endpoint_hash.as_bytes());
+    for i in &inputs[1..] {
+        h.update(b"\0binary\0");
+        h.update(i.blake3.as_bytes());
+    }
     h.update(b"\0kernel\0");
     h.update(kernel.as_bytes());
     let run_id = h.finalize().to_hex().to_string();
@@ -213,45 +251,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         })
     };
 
-    // Server first: the client needs its address.
     let mut chain = Chain::new();
-    let server_addr = free_port()?;
-    let client_addr = free_port()?;
-    let settings: Vec<String> = spec
-        .endpoint_settings()
-        .into_iter()
-        .flat_map(|s| ["--set".to_string(), s])
-        .collect();
-    let mut server_args = vec![
-        spec.protocol.clone(),
-        "server".into(),
-        "--listen".into(),
-        server_addr.to_string(),
-    ];
-    server_args.extend(settings.iter().cloned());
-    let mut client_args = vec![
-        spec.protocol.clone(),
-        "client".into(),
-        "--listen".into(),
-        client_addr.to_string(),
-        "--server".into(),
-        server_addr.to_string(),
-    ];
-    client_args.extend(settings.iter().cloned());
-    let launches = [
-        Launch {
-            role: Role::Server,
-            program: opts.endpoint.clone(),
-            args: server_args,
-            listen: server_addr,
-        },
-        Launch {
-            role: Role::Client,
-            program: opts.endpoint.clone(),
-            args: client_args,
-            listen: client_addr,
-        },
-    ];
     let mut commands = Vec::new();
     for launch in &launches {
         let ep = chain.start(launch, &dir, Duration::from_secs(10))?;
@@ -261,8 +261,9 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             ep.pid,
             ep.listen
         ));
+        // Reports never carry the run's credentials.
         let mut cmd = vec![launch.program.display().to_string()];
-        cmd.extend(launch.args.iter().cloned());
+        cmd.extend(launch.args.iter().map(|a| secrets.redact(a)));
         commands.push((launch.role, ep.pid, cmd));
         if cancel.is_cancelled() {
             return Err(RunError::Interrupted);
@@ -280,7 +281,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             log.line(&format!("control phase {i}: {:?}", phase.pattern));
             match rt.block_on(drive::run_phase(
                 phase,
-                client_addr,
+                socks_addr,
                 &sink,
                 &drive::NoWindow,
                 &cancel,
@@ -299,93 +300,86 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     }
 
     let capture_opts = spec.probes.capture_options();
-    let mut probes = Probes::load(&capture_opts)?;
-    for (i, (role, pid, _)) in commands.iter().enumerate() {
-        probes.add_target(*pid, i as u32)?;
-        log.line(&format!("{} endpoint: probes attached", role.as_str()));
-    }
-    let probes = Mutex::new(probes);
-
-    // Traffic, with the probes on in each measured window.
-    let window = ProbeWindow {
-        probes: &probes,
-        errors: Mutex::new(Vec::new()),
+    // Per-call probes trap on every call; measured apart, they leave the
+    // main pass's flame graphs and throughput undistorted.
+    let separate = spec.probes.per_call_pass && capture_opts.has_per_call();
+    let main_opts = if separate {
+        capture_opts.without_per_call()
+    } else {
+        capture_opts.clone()
     };
-    let mut results = Vec::new();
-    let mut exited_early = None;
-    let live: Mutex<Vec<(f64, std::collections::BTreeMap<u32, i64>)>> = Mutex::new(Vec::new());
-    let drive_result: Result<(), RunError> = rt.block_on(async {
-        let phases_done = async {
-            for (i, phase) in phases.iter().enumerate() {
-                log.line(&format!("phase {i}: {:?}", phase.pattern));
-                match drive::run_phase(phase, client_addr, &sink, &window, &cancel).await {
-                    Ok(r) => {
-                        log.line(&format!("phase {i}: integrity {:?}", r.integrity.status));
-                        results.push(r);
-                    }
-                    Err(DriveError::Integrity(r)) => {
-                        // Keep the evidence for the report; the run fails below.
-                        log.line(&format!("phase {i}: integrity mismatch"));
-                        results.push(*r);
-                        break;
-                    }
-                    Err(DriveError::Cancelled) => return Err(RunError::Interrupted),
-                    Err(e) => return Err(e.into()),
-                }
-                if let Some((role, _, how)) = chain.exited().into_iter().next() {
-                    exited_early = Some((role, how));
-                    break;
-                }
-            }
-            Ok(())
-        };
-        // Live allocation bytes, once a second, for leak slopes.
-        let sampler = async {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let sample = lock(&probes).live_bytes();
-                if let (Ok(m), Ok(mut v)) = (sample, live.lock()) {
-                    if !m.is_empty() {
-                        v.push((started.elapsed().as_secs_f64(), m));
-                    }
-                }
-            }
-        };
-        tokio::select! {
-            r = phases_done => r,
-            () = sampler => Ok(()),
-        }
-    });
+    let pids: Vec<u32> = commands.iter().map(|c| c.1).collect();
+    let mut pass_ctx = PassContext {
+        rt: &rt,
+        sink: &sink,
+        phases: &phases,
+        socks: socks_addr,
+        cancel: &cancel,
+        pids: &pids,
+        started,
+    };
+    let main = measure(&mut pass_ctx, &main_opts, &mut chain, &mut log)?;
+    let mut exited_early = main.exited_early.clone();
+    let mut per_call = None;
+    if separate && exited_early.is_none() && main.integrity_ok() {
+        log.line("per-call pass: alloc and crypto probes");
+        let pass = measure(
+            &mut pass_ctx,
+            &capture_opts.per_call_only(),
+            &mut chain,
+            &mut log,
+        )?;
+        exited_early = pass.exited_early.clone();
+        per_call = Some(pass);
+    }
     rt.block_on(sink.stop());
-    // A phase that failed because an endpoint died is reported as that.
-    if exited_early.is_none() {
-        if let Some((role, _, how)) = chain.exited().into_iter().next() {
-            exited_early = Some((role, how));
-        }
-    }
-    if let Err(e) = drive_result {
-        if exited_early.is_none() || matches!(e, RunError::Interrupted) {
-            log.line(&format!("stopping: {e}"));
-            return Err(e);
-        }
-    }
     if cancel.is_cancelled() {
         return Err(RunError::Interrupted);
     }
 
-    let window_errors = window.errors.into_inner().unwrap_or_default();
-    // Read and symbolize while the targets still run.
-    let mut probes = probes.into_inner().unwrap_or_else(|p| p.into_inner());
-    let capture = probes.read()?;
-    let windows = probes.windows();
-    let attached = probes.attached().clone();
-    let samples = resolve::resolve(&capture.stacks, &capture.thread_names);
-    log.line(&format!(
-        "read {} syscall rows, {} stacks",
-        capture.syscalls.len(),
-        capture.stacks.len()
-    ));
+    // The main pass gives the workload, stacks and counters; the per-call
+    // pass (when apart) the allocation and crypto figures.
+    let Pass {
+        results,
+        mut capture,
+        mut samples,
+        mut attached,
+        windows,
+        mut window_errors,
+        live: mut live_series,
+        ..
+    } = main;
+    let mut per_call_overhead = Vec::new();
+    if let Some(pc) = per_call {
+        per_call_overhead = overhead(&results, &pc.results);
+        capture.alloc = pc.capture.alloc;
+        capture.crypto = pc.capture.crypto;
+        capture.stacks.extend(pc.capture.stacks);
+        capture.program_costs.extend(pc.capture.program_costs);
+        for (tid, name) in pc.capture.thread_names {
+            capture.thread_names.entry(tid).or_insert(name);
+        }
+        samples.extend(pc.samples);
+        for (pid, info) in pc.attached {
+            let entry = attached.entry(pid).or_default();
+            entry.alloc = info.alloc;
+            entry.crypto = info.crypto;
+            entry.notes.extend(info.notes);
+            entry.exe = info.exe;
+            entry.is_go = info.is_go;
+            entry.has_symbols = info.has_symbols;
+        }
+        window_errors.extend(pc.window_errors);
+        live_series = pc.live;
+        if pc
+            .results
+            .iter()
+            .any(|r| r.integrity.status != IntegrityStatus::Ok)
+        {
+            window_errors
+                .push("the per-call pass lost or corrupted payload bytes (see run.log)".into());
+        }
+    }
     let exits = chain.exited();
     let facts: Vec<TargetFacts> = commands
         .iter()
@@ -399,7 +393,6 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         })
         .collect();
     chain.stop(Duration::from_secs(2));
-    drop(probes);
     signal_task.abort();
     drop(rt);
     log.line("endpoints stopped, probes detached");
@@ -448,7 +441,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     outputs.insert("report_md".to_string(), "report.md".to_string());
     outputs.insert("run_log".to_string(), "run.log".to_string());
 
-    let live = live.into_inner().unwrap_or_default();
+    let live = live_series;
     let families = crate::capture::Families::shipped();
     let targets = analyze::targets(&analyze::Inputs {
         facts: &facts,
@@ -486,18 +479,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
                 .map(|n| n.get())
                 .unwrap_or(1),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            inputs: vec![
-                Input {
-                    what: "spec".into(),
-                    path: opts.spec_path.display().to_string(),
-                    blake3: blake3::hash(spec_text.as_bytes()).to_hex().to_string(),
-                },
-                Input {
-                    what: "endpoint".into(),
-                    path: opts.endpoint.display().to_string(),
-                    blake3: endpoint_hash,
-                },
-            ],
+            inputs,
             status: status.clone(),
         },
         workload: Workload {
@@ -516,6 +498,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             windows,
             program_costs: capture.program_costs.clone(),
             overhead,
+            per_call_pass: per_call_overhead,
         },
         outputs,
         warnings,
@@ -546,6 +529,144 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     Ok(RunOutcome { dir, report })
 }
 
+/// What every measuring pass shares.
+struct PassContext<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    sink: &'a Sink,
+    phases: &'a [drive::PhaseOptions],
+    socks: std::net::SocketAddr,
+    cancel: &'a CancellationToken,
+    pids: &'a [u32],
+    started: Instant,
+}
+
+/// What one pass measured, read while the targets still run.
+struct Pass {
+    results: Vec<PhaseResult>,
+    capture: crate::capture::Capture,
+    samples: Vec<resolve::ResolvedSample>,
+    attached: std::collections::BTreeMap<u32, crate::capture::TargetProbes>,
+    windows: u32,
+    window_errors: Vec<String>,
+    live: Vec<(f64, std::collections::BTreeMap<u32, i64>)>,
+    exited_early: Option<(Role, String)>,
+}
+
+impl Pass {
+    fn integrity_ok(&self) -> bool {
+        !self.results.is_empty()
+            && self
+                .results
+                .iter()
+                .all(|r| r.integrity.status == IntegrityStatus::Ok)
+    }
+}
+
+/// Attach `opts`, drive every phase with the probes on in each measured
+/// window, read and symbolize, detach.
+fn measure(
+    ctx: &mut PassContext,
+    opts: &crate::capture::CaptureOptions,
+    chain: &mut Chain,
+    log: &mut RunLog,
+) -> Result<Pass, RunError> {
+    let mut probes = Probes::load(opts)?;
+    for (i, pid) in ctx.pids.iter().enumerate() {
+        probes.add_target(*pid, i as u32)?;
+    }
+    log.line("probes attached");
+    let probes = Mutex::new(probes);
+    let window = ProbeWindow {
+        probes: &probes,
+        errors: Mutex::new(Vec::new()),
+    };
+    let mut results = Vec::new();
+    let mut exited_early = None;
+    let live: Mutex<Vec<(f64, std::collections::BTreeMap<u32, i64>)>> = Mutex::new(Vec::new());
+    let started = ctx.started;
+    let drive_result: Result<(), RunError> = ctx.rt.block_on(async {
+        let phases_done = async {
+            for (i, phase) in ctx.phases.iter().enumerate() {
+                log.line(&format!("phase {i}: {:?}", phase.pattern));
+                match drive::run_phase(phase, ctx.socks, ctx.sink, &window, ctx.cancel).await {
+                    Ok(r) => {
+                        log.line(&format!("phase {i}: integrity {:?}", r.integrity.status));
+                        results.push(r);
+                    }
+                    Err(DriveError::Integrity(r)) => {
+                        // Keep the evidence for the report; the run fails later.
+                        log.line(&format!("phase {i}: integrity mismatch"));
+                        results.push(*r);
+                        break;
+                    }
+                    Err(DriveError::Cancelled) => return Err(RunError::Interrupted),
+                    Err(e) => return Err(e.into()),
+                }
+                if let Some((role, _, how)) = chain.exited().into_iter().next() {
+                    exited_early = Some((role, how));
+                    break;
+                }
+            }
+            Ok(())
+        };
+        // Live allocation bytes once a second, for leak slopes.
+        let sampler = async {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let sample = lock(&probes).live_bytes();
+                if let (Ok(m), Ok(mut v)) = (sample, live.lock()) {
+                    if !m.is_empty() {
+                        v.push((started.elapsed().as_secs_f64(), m));
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            r = phases_done => r,
+            () = sampler => Ok(()),
+        }
+    });
+    // A phase that failed because an endpoint died is reported as that.
+    if exited_early.is_none() {
+        if let Some((role, _, how)) = chain.exited().into_iter().next() {
+            exited_early = Some((role, how));
+        }
+    }
+    if let Err(e) = drive_result {
+        if exited_early.is_none() || matches!(e, RunError::Interrupted) {
+            log.line(&format!("stopping: {e}"));
+            return Err(e);
+        }
+    }
+    if ctx.cancel.is_cancelled() {
+        return Err(RunError::Interrupted);
+    }
+    let window_errors = window.errors.into_inner().unwrap_or_default();
+    let mut probes = probes.into_inner().unwrap_or_else(|p| p.into_inner());
+    let capture = probes.read()?;
+    let windows = probes.windows();
+    let attached = probes.attached().clone();
+    let samples = resolve::resolve(&capture.stacks, &capture.thread_names);
+    log.line(&format!(
+        "read {} syscall rows, {} stacks",
+        capture.syscalls.len(),
+        capture.stacks.len()
+    ));
+    drop(probes);
+    log.line("probes detached");
+    Ok(Pass {
+        results,
+        capture,
+        samples,
+        attached,
+        windows,
+        window_errors,
+        live: live.into_inner().unwrap_or_default(),
+        exited_early,
+    })
+}
+
 fn graph_title(spec: &ProfileSpec, graph: Graph) -> String {
     let what = match graph {
         Graph::Cpu => format!("on-CPU ({} Hz per CPU)", spec.probes.cpu.frequency_hz),
@@ -563,11 +684,11 @@ fn graph_title(spec: &ProfileSpec, graph: Graph) -> String {
     format!("{}: {what}", spec.name)
 }
 
-/// Profiled against unprofiled throughput, phase by phase.
-fn overhead(control: &[PhaseResult], profiled: &[PhaseResult]) -> Vec<Overhead> {
-    control
+/// Probed against baseline throughput, phase by phase.
+fn overhead(baseline: &[PhaseResult], probed: &[PhaseResult]) -> Vec<Overhead> {
+    baseline
         .iter()
-        .zip(profiled)
+        .zip(probed)
         .enumerate()
         .map(|(i, (c, p))| {
             let bps = |r: &PhaseResult| r.throughput.up_bps_median + r.throughput.down_bps_median;
@@ -579,11 +700,11 @@ fn overhead(control: &[PhaseResult], profiled: &[PhaseResult]) -> Vec<Overhead> 
             Overhead {
                 phase: i,
                 pattern: p.pattern.clone(),
-                unprofiled_bps: u,
-                profiled_bps: q,
+                baseline_bps: u,
+                probed_bps: q,
                 ratio: if u > 0.0 { q / u } else { 0.0 },
-                unprofiled_rps: rps(c),
-                profiled_rps: rps(p),
+                baseline_rps: rps(c),
+                probed_rps: rps(p),
             }
         })
         .collect()
@@ -597,6 +718,20 @@ fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// A program named without a directory, as the shell would find it.
+fn which(program: &Path) -> PathBuf {
+    if program.components().count() > 1 {
+        return program.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| program.to_path_buf())
 }
 
 fn hash_file(path: &Path) -> std::io::Result<String> {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     capture::{AllocOptions, CaptureOptions, CryptoOptions},
+    chain::Ready,
     drive::{BulkOptions, Direction, Pattern, PhaseOptions, RrOptions},
 };
 
@@ -32,11 +33,38 @@ pub struct ProfileSpec {
     /// `--set relay.KEY=VALUE` (e.g. `buffer_size`).
     #[serde(default)]
     pub relay: BTreeMap<String, toml::Value>,
+    /// Outside implementations to run instead of the reference endpoints,
+    /// per side (see `chain::launch` for the placeholders).
+    #[serde(default)]
+    pub endpoints: EndpointsSpec,
     /// Traffic phases, driven in order.
     #[serde(rename = "phase")]
     pub phases: Vec<PhaseSpec>,
     #[serde(default)]
     pub probes: ProbeSpec,
+}
+
+/// Which sides run something other than protoprof-endpoint.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointsSpec {
+    pub client: Option<EndpointSpec>,
+    pub server: Option<EndpointSpec>,
+}
+
+/// An outside implementation as one side of the chain.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// Program and arguments, with placeholders.
+    pub command: Vec<String>,
+    /// How to tell it has started: `tcp` (accepts on its port) or `udp`
+    /// (its port is bound: QUIC servers).
+    #[serde(default)]
+    pub ready: Ready,
+    /// Client side: the SOCKS5 address to drive (default
+    /// `127.0.0.1:{client_port}`).
+    pub socks: Option<String>,
 }
 
 /// One traffic phase.
@@ -97,6 +125,12 @@ pub struct ProbeSpec {
     /// profiled / unprofiled throughput.
     #[serde(default)]
     pub control: bool,
+    /// Measure the per-call probes (alloc, crypto uprobes) in a second pass
+    /// of the phases, so that their cost — a trap per call — does not
+    /// distort the flame graphs and throughput of the first. With `false`
+    /// everything runs in one pass.
+    #[serde(default = "yes")]
+    pub per_call_pass: bool,
 }
 
 /// The cpu sampling probe.
@@ -157,6 +191,7 @@ impl Default for ProbeSpec {
             crypto: CryptoSpec::default(),
             syscall_stacks: SyscallStacksSpec::default(),
             control: false,
+            per_call_pass: true,
         }
     }
 }
@@ -269,7 +304,18 @@ impl fmt::Display for SpecError {
 }
 
 /// Protocols whose reference endpoints exist.
-pub const PROTOCOLS: &[&str] = &["tcp"];
+pub const PROTOCOLS: &[&str] = &["tcp", "tls", "tuic", "ssh"];
+/// Protocol names a profile may use when both sides are outside
+/// implementations (the name then only labels the report).
+pub const LABELS: &[&str] = &[
+    "hysteria1",
+    "hysteria2",
+    "ech",
+    "reality",
+    "shadowsocks",
+    "vless",
+    "vmess",
+];
 
 impl ProfileSpec {
     /// Read and validate a profile file.

@@ -10,95 +10,8 @@ use std::{
 
 use protoprof::{capture, render};
 
-const PROTOPROF: &str = env!("CARGO_BIN_EXE_protoprof");
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
-
-fn endpoint() -> PathBuf {
-    let p = Path::new(PROTOPROF).with_file_name("protoprof-endpoint");
-    assert!(
-        p.is_file(),
-        "{} missing: run `cargo xtask build` (xtask test does)",
-        p.display()
-    );
-    p
-}
-
-fn out_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("protoprof-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("out dir");
-    d
-}
-
-fn profile_cmd(out: &Path, duration: &str) -> Command {
-    let mut cmd = Command::new(PROTOPROF);
-    cmd.arg("profile")
-        .arg("tcp")
-        .arg("--duration")
-        .arg(duration)
-        .arg("--out")
-        .arg(out)
-        .arg("--profiles")
-        .arg(workspace().join("profiles"))
-        .arg("--endpoint")
-        .arg(endpoint());
-    cmd
-}
-
-/// Orphans of anything we started come to us, so "no child left" can be
-/// checked by process id after the runner is gone.
-fn become_subreaper() {
-    // SAFETY: prctl with integer arguments.
-    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
-}
-
-/// Pids whose parent is this test process.
-fn my_children() -> Vec<u32> {
-    let me = std::process::id();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the parenthesised command: state, ppid, ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let mut f = rest.split_whitespace();
-        let state = f.next().unwrap_or("");
-        let ppid: u32 = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if ppid == me && state != "Z" {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-fn assert_clean() {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = capture::loaded_program_names();
-        let kids = my_children();
-        if left.is_empty() && kids.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left behind: programs {left:?}, processes {kids:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+mod support;
+use support::*;
 
 #[test]
 #[ignore = "needs root"]
@@ -177,6 +90,28 @@ fn tcp_profile_end_to_end() {
             && folded.lines().any(|l| l.starts_with("server;"))
     );
     assert!(dir.join("report.md").is_file() && dir.join("run.log").is_file());
+    for graph in ["offcpu", "alloc", "alloc-count"] {
+        assert!(
+            dir.join(format!("{graph}.svg")).is_file(),
+            "{graph}.svg missing"
+        );
+    }
+    for t in &report.targets {
+        let off = t.offcpu.as_ref().expect("offcpu summary");
+        assert!(off.total_us > 0, "{} endpoint: no off-CPU time", t.role);
+        let alloc = t.alloc.as_ref().expect("alloc summary");
+        assert!(
+            alloc.attached.iter().any(|a| a.symbol == "malloc"),
+            "{} endpoint: malloc not found",
+            t.role
+        );
+        assert!(
+            t.threads.iter().any(|th| th.name.starts_with("tokio")),
+            "{:?}",
+            t.threads
+        );
+    }
+
     assert_clean();
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -250,5 +185,35 @@ fn bad_profile_exits_2_with_one_line() {
         err.contains("phase[0].connections") && err.contains("use 1 to 10000"),
         "{err}"
     );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn tuic_profile_end_to_end() {
+    become_subreaper();
+    let out = out_dir("tuic");
+    let result = profile_named("tuic", &out, "3")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run protoprof");
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "protoprof failed ({}):\n{stdout}", result.status);
+    let dir = PathBuf::from(stdout.lines().last().expect("a last line").trim());
+    let report = render::read_json(&dir.join("report.json")).expect("report.json");
+    assert_eq!(report.workload.integrity, protoprof::drive::IntegrityStatus::Ok);
+    for t in &report.targets {
+        assert!(t.syscalls.iter().any(|s| s.name == "sendmsg" || s.name == "sendto"), "{}", t.role);
+        // The run's credentials never reach the report.
+        let pw = t.command.iter().position(|a| a == "--password").expect("--password");
+        assert_eq!(t.command[pw + 1], "<secret>");
+        // QUIC's AEAD (ring, AES-GCM) is found and counted.
+        let crypto = t.crypto.as_ref().expect("crypto");
+        let calls: u64 = crypto.symbols.iter().filter(|s| s.family.starts_with("ring AES-GCM")).map(|s| s.calls).sum();
+        assert!(calls > 0, "{}: {:?}", t.role, crypto.symbols);
+    }
+    let folded = std::fs::read_to_string(dir.join("cpu.folded")).expect("cpu.folded");
+    assert!(folded.contains("bench_proto::tuic"), "the TUIC endpoint's functions are not in the flame graph");
+    assert_clean();
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -48,6 +48,18 @@ enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Benchmarks: `probes` measures what each probe costs on the tcp chain
+    /// (profiled against unprofiled throughput, medians over repeats).
+    Bench {
+        /// What to measure: `probes`.
+        what: String,
+        /// Runs per configuration.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Measured seconds per run.
+        #[arg(long, default_value_t = 6.0)]
+        duration: f64,
+    },
     /// Format check, clippy and every test.
     Test,
     /// Format check and clippy.
@@ -104,6 +116,19 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Test => {
             lint(&root, &tools)?;
             test(&root, &tools)
+        }
+        Cmd::Bench {
+            what,
+            repeat,
+            duration,
+        } => {
+            if what != "probes" {
+                eprintln!("xtask bench: {what:?}: unknown benchmark; use `probes`");
+                return Ok(ExitCode::from(2));
+            }
+            build(&root, &tools)?;
+            bench_probes(&root, repeat, duration)?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Lint => {
             lint(&root, &tools)?;
@@ -223,6 +248,119 @@ fn test_result_counts(line: &str) -> Option<[u64; 3]> {
         }
     }
     Some(counts)
+}
+
+/// Every probe alone, then the default set, each with a control pass, on
+/// the tcp profile: throughput and round-trip ratios, medians over repeats.
+fn bench_probes(root: &Path, repeat: usize, duration: f64) -> Result<()> {
+    const OFF: &[&str] = &[
+        "probes.syscalls=false",
+        "probes.cpu.enabled=false",
+        "probes.offcpu=false",
+        "probes.counters=false",
+        "probes.alloc.enabled=false",
+        "probes.crypto.enabled=false",
+    ];
+    let configs: Vec<(&str, Vec<&str>)> = vec![
+        ("syscalls", vec!["probes.syscalls=true"]),
+        (
+            "syscalls + syscall stacks (1 in 64)",
+            vec!["probes.syscalls=true", "probes.syscall_stacks.enabled=true"],
+        ),
+        ("cpu (99 Hz)", vec!["probes.cpu.enabled=true"]),
+        ("offcpu", vec!["probes.offcpu=true"]),
+        ("counters", vec!["probes.counters=true"]),
+        (
+            "alloc + crypto (per-call uprobes)",
+            vec![
+                "probes.alloc.enabled=true",
+                "probes.crypto.enabled=true",
+                "probes.per_call_pass=false",
+            ],
+        ),
+        ("default set, main pass", vec![]),
+    ];
+    let out = root.join("target/protoprof/bench-probes");
+    let _ = std::fs::remove_dir_all(&out);
+    println!(
+        "| probes | bulk throughput, probed / unprofiled | rr round trips, probed / unprofiled |"
+    );
+    println!("|---|---:|---:|");
+    for (label, on) in configs {
+        let mut bulk = Vec::new();
+        let mut rr = Vec::new();
+        for _ in 0..repeat {
+            let mut cmd = Command::new(root.join("target/release/protoprof"));
+            cmd.current_dir(root)
+                .args(["profile", "tcp", "--profiles"])
+                .arg(root.join("profiles"))
+                .arg("--out")
+                .arg(&out)
+                .args([
+                    "--duration",
+                    &duration.to_string(),
+                    "--set",
+                    "probes.control=true",
+                ]);
+            let sets: Vec<&str> = if on.is_empty() {
+                Vec::new()
+            } else {
+                OFF.iter().chain(on.iter()).copied().collect()
+            };
+            for s in sets {
+                cmd.args(["--set", s]);
+            }
+            let output = cmd
+                .stderr(Stdio::inherit())
+                .output()
+                .context("running protoprof")?;
+            if !output.status.success() {
+                bail!("protoprof failed for {label}: {}", output.status);
+            }
+            let text = String::from_utf8_lossy(&output.stdout);
+            let dir = PathBuf::from(text.lines().last().unwrap_or_default().trim());
+            let report: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(dir.join("report.json")).context("reading report.json")?,
+            )
+            .context("parsing report.json")?;
+            for o in report["probes"]["overhead"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                match o["pattern"].as_str() {
+                    Some("bulk") => bulk.extend(o["ratio"].as_f64()),
+                    Some("rr") => {
+                        if let (Some(p), Some(b)) =
+                            (o["probed_rps"].as_f64(), o["baseline_rps"].as_f64())
+                        {
+                            rr.push(p / b);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        println!(
+            "| {label} | {} | {} |",
+            median(&mut bulk).map_or("–".into(), |m| format!("{m:.3}")),
+            median(&mut rr).map_or("–".into(), |m| format!("{m:.3}"))
+        );
+    }
+    Ok(())
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 fn is_root() -> bool {

@@ -5,14 +5,10 @@
 //! Rust's tikv-jemallocator exports it) and mimalloc, and, in Go binaries,
 //! `runtime.mallocgc`. Each is probed where it is defined.
 
-use std::{collections::BTreeMap, num::NonZeroU32};
+use std::collections::BTreeMap;
 
 use aya::{
     maps::{MapData, PerCpuHashMap},
-    programs::{
-        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
-        UProbe,
-    },
     Ebpf,
 };
 use bench_common::{
@@ -20,7 +16,12 @@ use bench_common::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{elf::ElfFile, stacks::StackReader, CaptureError, Graph, StackRecord};
+use super::{
+    elf::ElfFile,
+    stacks::StackReader,
+    uprobes::{Point, UprobeSet},
+    CaptureError, Graph, StackRecord,
+};
 
 /// Symbol name → allocator entry point. The argument layouts of the
 /// jemalloc and mimalloc entries match the libc function named.
@@ -62,14 +63,14 @@ pub struct AllocAttach {
     pub return_probe: bool,
 }
 
-/// Attach the allocator probes for process `pid`. Returns what was attached.
-pub(super) fn attach(
-    ebpf: &mut Ebpf,
+/// Find the allocator entry points of process `pid` and add them to the
+/// uprobe set. Returns what will be attached.
+pub(super) fn points(
+    set: &mut UprobeSet,
     pid: u32,
     files: &[ElfFile],
     live: bool,
-) -> Result<Vec<AllocAttach>, CaptureError> {
-    let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).ok_or(CaptureError::Missing("pid"))?);
+) -> Vec<AllocAttach> {
     let mut attached = Vec::new();
     for file in files {
         for (symbol, func) in ENTRY_POINTS {
@@ -84,12 +85,19 @@ pub(super) fn attach(
             } else {
                 "pp_alloc"
             };
-            attach_one(ebpf, program, offset, *func, file, scope)?;
+            let point = |program| Point {
+                program,
+                path: file.path.clone(),
+                offset,
+                cookie: *func,
+                pid,
+            };
+            set.add(point(program));
             // Never a return probe on Go: its stacks move, and a uretprobe's
             // return trampoline breaks them.
             let return_probe = live && !file.is_go && *func != alloc_fn::FREE;
             if return_probe {
-                attach_one(ebpf, "pp_alloc_ret", offset, *func, file, scope)?;
+                set.add(point("pp_alloc_ret"));
             }
             attached.push(AllocAttach {
                 symbol: symbol.to_string(),
@@ -99,35 +107,7 @@ pub(super) fn attach(
             });
         }
     }
-    Ok(attached)
-}
-
-fn attach_one(
-    ebpf: &mut Ebpf,
-    program: &'static str,
-    offset: u64,
-    cookie: u64,
-    file: &ElfFile,
-    scope: UProbeScope,
-) -> Result<(), CaptureError> {
-    let p: &mut UProbe = ebpf
-        .program_mut(program)
-        .ok_or(CaptureError::Missing(program))?
-        .try_into()
-        .map_err(|source| CaptureError::Program {
-            name: program,
-            source,
-        })?;
-    let point = UProbeAttachPoint {
-        location: UProbeAttachLocation::AbsoluteOffset(offset),
-        cookie: Some(cookie),
-    };
-    p.attach(point, &file.path, scope)
-        .map_err(|source| CaptureError::Program {
-            name: program,
-            source,
-        })?;
-    Ok(())
+    attached
 }
 
 /// Calls and bytes of one entry point in one thread.

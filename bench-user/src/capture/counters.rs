@@ -35,6 +35,9 @@ pub enum Reading {
 pub type CounterReading = (&'static str, Reading);
 
 pub(super) struct TargetCounters {
+    /// The threads the counters were opened on, in the order of each
+    /// event's counter list.
+    threads: Vec<u32>,
     counters: Vec<(&'static str, Result<Vec<Counter>, String>)>,
 }
 
@@ -88,7 +91,7 @@ impl TargetCounters {
                 (name, Ok(opened))
             })
             .collect();
-        TargetCounters { counters }
+        TargetCounters { threads, counters }
     }
 
     pub(super) fn enable(&mut self) {
@@ -109,6 +112,22 @@ impl TargetCounters {
                 }
             }
         }
+    }
+
+    /// Per thread the counters were opened on: (tid, counter, value). A
+    /// thread's counter also holds the threads it created later.
+    pub(super) fn read_by_thread(&mut self) -> Vec<(u32, &'static str, u64)> {
+        let mut out = Vec::new();
+        for (name, c) in &mut self.counters {
+            if let Ok(cs) = c {
+                for (tid, c) in self.threads.iter().zip(cs.iter_mut()) {
+                    if let Ok(v) = c.read() {
+                        out.push((*tid, *name, v));
+                    }
+                }
+            }
+        }
+        out
     }
 
     pub(super) fn read(&mut self) -> Vec<CounterReading> {

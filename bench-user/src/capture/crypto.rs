@@ -2,21 +2,21 @@
 //! `profiles/crypto.toml` (families of symbol patterns, embedded at build
 //! time), matched against the symbols of the target and its libraries.
 
-use std::{collections::BTreeMap, num::NonZeroU32};
+use std::collections::BTreeMap;
 
 use aya::{
     maps::{MapData, PerCpuHashMap},
-    programs::{
-        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
-        UProbe,
-    },
     Ebpf,
 };
 use bench_common::{crypto_cookie, CryptoHistKey, CryptoKey, CryptoStats, LATENCY_BUCKETS};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::{elf::ElfFile, CaptureError};
+use super::{
+    elf::ElfFile,
+    uprobes::{Point, UprobeSet},
+    CaptureError,
+};
 
 /// The crypto families shipped with protoprof.
 pub const DEFAULT_FAMILIES: &str = include_str!("../../../profiles/crypto.toml");
@@ -110,16 +110,16 @@ pub struct CryptoSymbol {
     pub length_scale: u64,
 }
 
-/// Match and attach for process `pid`; `next_id` numbers the symbols.
-pub(super) fn attach(
-    ebpf: &mut Ebpf,
+/// Match the symbols of process `pid` and add them to the uprobe set;
+/// `next_id` numbers the symbols.
+pub(super) fn points(
+    set: &mut UprobeSet,
     pid: u32,
     files: &[ElfFile],
     families: &Families,
     return_probes: bool,
     next_id: &mut u32,
-) -> Result<(Vec<CryptoSymbol>, Vec<String>), CaptureError> {
-    let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).ok_or(CaptureError::Missing("pid"))?);
+) -> (Vec<CryptoSymbol>, Vec<String>) {
     let mut attached = Vec::new();
     let mut notes = Vec::new();
     let mut seen_offsets = std::collections::HashSet::new();
@@ -139,15 +139,22 @@ pub(super) fn attach(
                 notes.push(format!(
                     "more than {MAX_SYMBOLS} crypto symbols matched in pid {pid}; the rest were not probed"
                 ));
-                return Ok((attached, notes));
+                return (attached, notes);
             }
             let id = *next_id;
             *next_id += 1;
             let cookie = crypto_cookie(id, spec.length_arg);
-            attach_one(ebpf, "pp_crypto", offset, cookie, file, scope)?;
+            let point = |program| Point {
+                program,
+                path: file.path.clone(),
+                offset,
+                cookie,
+                pid,
+            };
+            set.add(point("pp_crypto"));
             let return_probe = return_probes && !file.is_go;
             if return_probe {
-                attach_one(ebpf, "pp_crypto_ret", offset, cookie, file, scope)?;
+                set.add(point("pp_crypto_ret"));
             }
             attached.push(CryptoSymbol {
                 id,
@@ -166,35 +173,7 @@ pub(super) fn attach(
             });
         }
     }
-    Ok((attached, notes))
-}
-
-fn attach_one(
-    ebpf: &mut Ebpf,
-    program: &'static str,
-    offset: u64,
-    cookie: u64,
-    file: &ElfFile,
-    scope: UProbeScope,
-) -> Result<(), CaptureError> {
-    let p: &mut UProbe = ebpf
-        .program_mut(program)
-        .ok_or(CaptureError::Missing(program))?
-        .try_into()
-        .map_err(|source| CaptureError::Program {
-            name: program,
-            source,
-        })?;
-    let point = UProbeAttachPoint {
-        location: UProbeAttachLocation::AbsoluteOffset(offset),
-        cookie: Some(cookie),
-    };
-    p.attach(point, &file.path, scope)
-        .map_err(|source| CaptureError::Program {
-            name: program,
-            source,
-        })?;
-    Ok(())
+    (attached, notes)
 }
 
 /// Calls of one probed symbol in one process.

@@ -18,6 +18,7 @@ pub mod gopclntab;
 mod offcpu;
 mod stacks;
 mod syscalls;
+mod uprobes;
 
 use std::{
     collections::{BTreeMap, HashMap as StdHashMap},
@@ -104,6 +105,29 @@ impl CaptureOptions {
             crypto: None,
         }
     }
+
+    /// The per-call probes (alloc, crypto) only.
+    pub fn per_call_only(&self) -> CaptureOptions {
+        CaptureOptions {
+            alloc: self.alloc.clone(),
+            crypto: self.crypto.clone(),
+            ..CaptureOptions::none()
+        }
+    }
+
+    /// Everything but the per-call probes.
+    pub fn without_per_call(&self) -> CaptureOptions {
+        CaptureOptions {
+            alloc: None,
+            crypto: None,
+            ..self.clone()
+        }
+    }
+
+    /// Whether any per-call probe is on.
+    pub fn has_per_call(&self) -> bool {
+        self.alloc.is_some() || self.crypto.is_some()
+    }
 }
 
 /// Errors of loading, attaching or reading the probes.
@@ -152,6 +176,7 @@ pub struct Probes {
     attached: BTreeMap<u32, TargetProbes>,
     families: Families,
     next_crypto_id: u32,
+    uprobes: uprobes::UprobeSet,
     /// Keeps the kernel's BPF run-time statistics on while we hold it.
     _stats: Option<OwnedFd>,
     windows: u32,
@@ -190,6 +215,9 @@ pub struct Capture {
     pub counters: BTreeMap<u32, Vec<CounterReading>>,
     /// Thread names by tid.
     pub thread_names: StdHashMap<u32, String>,
+    /// (pid, tid, counter) → value, for the threads counters were opened on
+    /// (each also counts the threads it created after).
+    pub thread_counters: BTreeMap<(u32, u32, String), u64>,
     pub program_costs: Vec<ProgramCost>,
 }
 
@@ -272,6 +300,7 @@ impl Probes {
             attached: BTreeMap::new(),
             families: Families::shipped(),
             next_crypto_id: 0,
+            uprobes: uprobes::UprobeSet::new(),
             _stats: stats,
             windows: 0,
         })
@@ -305,7 +334,7 @@ impl Probes {
                 info.has_symbols = !main.functions.is_empty();
             }
             if let Some(a) = &self.options.alloc {
-                info.alloc = alloc::attach(&mut self.ebpf, pid, &files, a.live)?;
+                info.alloc = alloc::points(&mut self.uprobes, pid, &files, a.live);
                 if info.alloc.is_empty() {
                     info.notes.push(
                         "no known allocator entry point found: allocations not counted".into(),
@@ -313,14 +342,14 @@ impl Probes {
                 }
             }
             if let Some(c) = &self.options.crypto {
-                let (symbols, notes) = crypto::attach(
-                    &mut self.ebpf,
+                let (symbols, notes) = crypto::points(
+                    &mut self.uprobes,
                     pid,
                     &files,
                     &self.families,
                     c.return_probes,
                     &mut self.next_crypto_id,
-                )?;
+                );
                 info.crypto = symbols;
                 info.notes.extend(notes);
             }
@@ -348,6 +377,7 @@ impl Probes {
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
         let now_ns = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
         self.set_config(CONFIG_WINDOW_START_NS, now_ns)?;
+        self.uprobes.attach(&mut self.ebpf)?;
         self.set_config(CONFIG_ENABLED, 1)?;
         self.windows += 1;
         Ok(())
@@ -416,8 +446,14 @@ impl Probes {
                 capture.crypto = crypto::read(ebpf)?;
             }
         }
+
         for (pid, c) in &mut self.counters {
             capture.counters.insert(*pid, c.read());
+            for (tid, name, value) in c.read_by_thread() {
+                capture
+                    .thread_counters
+                    .insert((*pid, tid, name.to_string()), value);
+            }
         }
         capture.thread_names = self.thread_names()?;
         let mut tids: Vec<(u32, u32)> = capture.stacks.iter().map(|s| (s.tgid, s.tid)).collect();
@@ -468,6 +504,14 @@ impl Probes {
         }
         out.sort_by(|a, b| a.program.cmp(&b.program));
         out
+    }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        // Close the per-call probes in parallel, then wait for them: no
+        // link outlives the Probes.
+        self.uprobes.close(&mut self.ebpf);
     }
 }
 

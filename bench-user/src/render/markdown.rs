@@ -104,6 +104,114 @@ pub fn markdown(r: &Report) -> String {
             }
             md.push('\n');
         }
+        if let Some(o) = &t.offcpu {
+            let _ = writeln!(
+                md,
+                "Off-CPU: {} across all threads. Where threads blocked:\n",
+                duration_ns(o.total_us as f64 * 1e3)
+            );
+            let _ = writeln!(md, "| function | time | share |\n|---|---:|---:|");
+            for b in o.top_blocking.iter().take(8) {
+                let _ = writeln!(
+                    md,
+                    "| `{}` | {} | {:.1}% |",
+                    cell(&b.name),
+                    duration_ns(b.weight as f64 * 1e3),
+                    b.share * 100.0
+                );
+            }
+            md.push('\n');
+        }
+        if let Some(a) = &t.alloc {
+            let allocator: Vec<String> = a
+                .attached
+                .iter()
+                .filter(|x| x.role != "free")
+                .map(|x| format!("`{}`", x.symbol))
+                .collect();
+            let _ = writeln!(
+                md,
+                "Allocations: {} calls, {} requested, {} frees ({}; {} stack samples, one per {} allocated).\n",
+                a.calls,
+                bytes(a.bytes as f64),
+                a.frees,
+                if allocator.is_empty() { "no allocator found".to_string() } else { allocator.join(", ") },
+                a.samples,
+                bytes(a.sample_bytes as f64)
+            );
+            if !a.top_sites.is_empty() {
+                let _ = writeln!(
+                    md,
+                    "| allocation site | sampled bytes | share |\n|---|---:|---:|"
+                );
+                for site in a.top_sites.iter().take(8) {
+                    let _ = writeln!(
+                        md,
+                        "| `{}` | {} | {:.1}% |",
+                        cell(&site.name),
+                        bytes(site.weight as f64),
+                        site.share * 100.0
+                    );
+                }
+                md.push('\n');
+            }
+        }
+        if let Some(c) = &t.crypto {
+            let used: Vec<_> = c.symbols.iter().filter(|s| s.calls > 0).collect();
+            let share = c
+                .cpu_share
+                .map(|s| format!("{:.1}% of CPU samples have crypto on the stack", s * 100.0))
+                .unwrap_or_else(|| "crypto share of CPU not measured (cpu probe off)".into());
+            let _ = writeln!(
+                md,
+                "Crypto: {} symbols probed, {} called; {share}.\n",
+                c.symbols.len(),
+                used.len()
+            );
+            if !used.is_empty() {
+                let _ = writeln!(
+                    md,
+                    "| function | family | accel | calls | bytes | mean time |\n|---|---|---|---:|---:|---:|"
+                );
+                for s in used {
+                    let _ = writeln!(
+                        md,
+                        "| `{}` | {} | {} | {} | {} | {} |",
+                        cell(&s.symbol),
+                        s.family,
+                        s.accel,
+                        s.calls,
+                        s.bytes
+                            .map(|b| bytes(b as f64))
+                            .unwrap_or_else(|| "–".into()),
+                        s.mean_ns.map(duration_ns).unwrap_or_else(|| "–".into())
+                    );
+                }
+                md.push('\n');
+            }
+        }
+        if t.threads.len() > 1 || t.threads.iter().any(|th| th.threads > 1) {
+            let _ = writeln!(
+                md,
+                "| thread | count | cpu samples | task-clock | off-CPU | syscalls | allocations |\n|---|---:|---:|---:|---:|---:|---:|"
+            );
+            for th in &t.threads {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    cell(&th.name),
+                    th.threads,
+                    th.cpu_samples,
+                    th.task_clock_ns
+                        .map(|n| duration_ns(n as f64))
+                        .unwrap_or_else(|| "–".into()),
+                    duration_ns(th.offcpu_us as f64 * 1e3),
+                    th.syscalls,
+                    th.alloc_calls
+                );
+            }
+            md.push('\n');
+        }
         if t.cpu.samples > 0 {
             let _ = writeln!(
                 md,
@@ -115,7 +223,7 @@ pub fn markdown(r: &Report) -> String {
                 let _ = writeln!(
                     md,
                     "| `{}` | {} | {:.1}% |",
-                    f.name.replace('|', "\\|"),
+                    cell(&f.name),
                     f.self_samples,
                     f.self_share * 100.0
                 );
@@ -123,8 +231,66 @@ pub fn markdown(r: &Report) -> String {
             md.push('\n');
         }
     }
-    if let Some(svg) = r.outputs.get("cpu_svg") {
-        let _ = writeln!(md, "On-CPU flame graph: [{svg}]({svg})\n");
+    let graphs: Vec<String> = [
+        ("cpu_svg", "on-CPU"),
+        ("offcpu_svg", "off-CPU"),
+        ("alloc_svg", "allocated bytes"),
+        ("alloc_count_svg", "allocations"),
+        ("syscalls_svg", "syscalls"),
+    ]
+    .iter()
+    .filter_map(|(k, what)| r.outputs.get(*k).map(|f| format!("[{what}]({f})")))
+    .collect();
+    if !graphs.is_empty() {
+        let _ = writeln!(md, "Flame graphs: {}\n", graphs.join(" · "));
     }
+
+    let _ = writeln!(md, "## What measuring cost\n");
+    for (title, rows) in [
+        (
+            "Control pass (no probes) against the profiled pass",
+            &r.probes.overhead,
+        ),
+        (
+            "Main pass against the per-call (alloc, crypto) pass",
+            &r.probes.per_call_pass,
+        ),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            md,
+            "{title}:\n\n| phase | baseline /s | probed /s | ratio |\n|---|---:|---:|---:|"
+        );
+        for o in rows {
+            let _ = writeln!(
+                md,
+                "| {} {} | {} | {} | {:.3} |",
+                o.phase,
+                o.pattern,
+                bytes(o.baseline_bps),
+                bytes(o.probed_bps),
+                o.ratio
+            );
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(md, "| BPF program | runs | mean per run |\n|---|---:|---:|");
+    for c in r.probes.program_costs.iter().filter(|c| c.run_count > 0) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            c.program,
+            c.run_count,
+            duration_ns(c.run_time_ns as f64 / c.run_count as f64)
+        );
+    }
+    md.push('\n');
     md
+}
+
+/// Text safe inside a table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
 }

@@ -50,6 +50,39 @@ pub fn summary(r: &Report) -> String {
         if !sys.is_empty() {
             let _ = writeln!(out, "    syscalls: {}", sys.join(", "));
         }
+        if let Some(a) = &t.alloc {
+            let _ = writeln!(
+                out,
+                "    allocations: {} calls, {} ({} frees)",
+                a.calls,
+                bytes(a.bytes as f64),
+                a.frees
+            );
+        }
+        if let Some(c) = &t.crypto {
+            let calls: u64 = c.symbols.iter().map(|s| s.calls).sum();
+            let share = c
+                .cpu_share
+                .map(|s| format!(", {:.1}% of CPU samples", s * 100.0))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    crypto: {calls} calls to {} probed functions{share}",
+                c.symbols.len()
+            );
+        }
+        if let Some(o) = &t.offcpu {
+            let top = o
+                .top_blocking
+                .first()
+                .map(|b| format!(", mostly in {}", truncate(&b.name, 60)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    off-CPU: {}{top}",
+                duration_ns(o.total_us as f64 * 1e3)
+            );
+        }
         for f in t.cpu.top_functions.iter().take(10) {
             let _ = writeln!(
                 out,

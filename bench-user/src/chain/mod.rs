@@ -1,5 +1,9 @@
 //! chain: start, watch and stop the endpoint processes.
 //!
+//! `launch` turns a profile into command lines (reference endpoints, or any
+//! other implementation with placeholders), `secrets` makes the run's
+//! certificates and credentials; this file runs the processes.
+//!
 //! The endpoints are the profiled targets. Each runs in its own process
 //! group (a Ctrl-C at the terminal reaches the runner only, which then stops
 //! them in order) and dies with the runner if the runner is killed
@@ -18,6 +22,9 @@ use std::{
 };
 
 use serde::Serialize;
+
+pub mod launch;
+pub mod secrets;
 
 /// Which side of the chain an endpoint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,6 +45,18 @@ impl Role {
     }
 }
 
+/// How to tell that an endpoint has started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Ready {
+    /// A TCP connect to its address succeeds.
+    #[default]
+    Tcp,
+    /// Its UDP port is bound (our own bind of it fails with EADDRINUSE):
+    /// QUIC servers, which answer nothing a plain probe could send.
+    Udp,
+}
+
 /// How to start one endpoint.
 #[derive(Debug, Clone)]
 pub struct Launch {
@@ -46,6 +65,7 @@ pub struct Launch {
     pub args: Vec<String>,
     /// The address it listens on; started means accepting here.
     pub listen: SocketAddr,
+    pub ready: Ready,
 }
 
 /// A running endpoint.
@@ -55,6 +75,7 @@ pub struct Endpoint {
     pub pid: u32,
     pub program: PathBuf,
     pub listen: SocketAddr,
+    pub ready: Ready,
     pub log: PathBuf,
     child: Child,
     exit: Option<ExitStatus>,
@@ -97,11 +118,20 @@ pub struct Chain {
     endpoints: Vec<Endpoint>,
 }
 
-/// A free TCP port on 127.0.0.1 (the kernel picks it; the listener is
-/// closed again, so the endpoint can bind it a moment later).
+/// A port on 127.0.0.1 free for both TCP and UDP (the kernel picks it; the
+/// sockets are closed again, so the endpoint can bind it a moment later).
 pub fn free_port() -> Result<SocketAddr, ChainError> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(ChainError::NoPort)?;
-    l.local_addr().map_err(ChainError::NoPort)
+    for _ in 0..32 {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(ChainError::NoPort)?;
+        let addr = l.local_addr().map_err(ChainError::NoPort)?;
+        if std::net::UdpSocket::bind(addr).is_ok() {
+            return Ok(addr);
+        }
+    }
+    Err(ChainError::NoPort(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no port free for both TCP and UDP",
+    )))
 }
 
 impl Chain {
@@ -152,6 +182,7 @@ impl Chain {
             pid: child.id(),
             program: launch.program.clone(),
             listen: launch.listen,
+            ready: launch.ready,
             log: log.clone(),
             child,
             exit: None,
@@ -174,7 +205,15 @@ impl Chain {
                     tail: log_tail(&ep.log),
                 });
             }
-            if TcpStream::connect_timeout(&ep.listen, Duration::from_millis(200)).is_ok() {
+            let up = match ep.ready {
+                Ready::Tcp => {
+                    TcpStream::connect_timeout(&ep.listen, Duration::from_millis(200)).is_ok()
+                }
+                Ready::Udp => std::net::UdpSocket::bind(ep.listen)
+                    .err()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::AddrInUse),
+            };
+            if up {
                 return Ok(());
             }
             if Instant::now() >= deadline {

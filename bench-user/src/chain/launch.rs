@@ -1,0 +1,281 @@
+//! Command lines for a profile's endpoints.
+//!
+//! A side with no `[endpoints.<side>]` runs protoprof's reference endpoint
+//! for the profile's protocol, with the run's ports and credentials. A side
+//! with one runs that command instead (sing-box, shoes, OpenSSH, your own
+//! proxy), after substituting placeholders:
+//!
+//! | placeholder | becomes |
+//! |---|---|
+//! | `{client_port}`, `{server_port}` | the run's free loopback ports |
+//! | `{cert}`, `{key}`, `{ca}` | the run's certificate, key, and the certificate as CA |
+//! | `{server_name}` | `localhost` (the certificate's name) |
+//! | `{password}`, `{uuid}` | the run's credentials |
+//! | `{sing_box}` | the sing-box binary (see [`crate::peers`]) |
+//! | `{config:PATH}` | PATH (relative to the profiles directory) rendered with these placeholders into the run's private directory |
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+};
+
+use super::{secrets::Secrets, Launch, Ready, Role};
+use crate::spec::{EndpointSpec, ProfileSpec};
+
+/// Everything a placeholder can stand for.
+pub struct Context<'a> {
+    pub client_port: u16,
+    pub server_port: u16,
+    pub secrets: &'a Secrets,
+    /// Where `{config:PATH}` templates are found.
+    pub profiles_dir: &'a Path,
+    /// protoprof-endpoint.
+    pub endpoint: &'a Path,
+}
+
+/// Errors of building a command line.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("endpoints.{side}.command: unknown placeholder {{{name}}}; use one of client_port, server_port, cert, key, ca, server_name, password, uuid, sing_box, config:PATH")]
+    Placeholder { side: &'static str, name: String },
+    #[error("endpoints.{side}.command: template {path}: {message}")]
+    Template {
+        side: &'static str,
+        path: String,
+        message: String,
+    },
+    #[error("endpoints.{side}: {message}")]
+    Peer { side: &'static str, message: String },
+    #[error(
+        "endpoints.client.socks: {0:?} is not an address; write e.g. \"127.0.0.1:{{client_port}}\""
+    )]
+    Socks(String),
+}
+
+/// The launch of one side, and for the client the SOCKS5 address to drive.
+pub fn build(
+    spec: &ProfileSpec,
+    role: Role,
+    ctx: &Context,
+) -> Result<(Launch, SocketAddr), LaunchError> {
+    let side = role.as_str();
+    let own = match role {
+        Role::Client => spec.endpoints.client.as_ref(),
+        Role::Server => spec.endpoints.server.as_ref(),
+    };
+    let port = match role {
+        Role::Client => ctx.client_port,
+        Role::Server => ctx.server_port,
+    };
+    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Some(own) = own else {
+        let (args, ready) = builtin_args(spec, role, ctx);
+        let launch = Launch {
+            role,
+            program: ctx.endpoint.to_path_buf(),
+            args,
+            listen,
+            ready,
+        };
+        return Ok((launch, listen));
+    };
+    let mut words = Vec::with_capacity(own.command.len());
+    for w in &own.command {
+        words.push(substitute(w, side, ctx)?);
+    }
+    let program = PathBuf::from(words.remove(0));
+    let socks = socks_address(own, side, ctx)?;
+    Ok((
+        Launch {
+            role,
+            program,
+            args: words,
+            listen,
+            ready: own.ready,
+        },
+        socks,
+    ))
+}
+
+fn socks_address(
+    own: &EndpointSpec,
+    side: &'static str,
+    ctx: &Context,
+) -> Result<SocketAddr, LaunchError> {
+    let text = match &own.socks {
+        Some(t) => substitute(t, side, ctx)?,
+        None => format!("127.0.0.1:{}", ctx.client_port),
+    };
+    text.parse().map_err(|_| LaunchError::Socks(text))
+}
+
+/// Arguments of protoprof-endpoint for this protocol and side.
+fn builtin_args(spec: &ProfileSpec, role: Role, ctx: &Context) -> (Vec<String>, Ready) {
+    let s = ctx.secrets;
+    let path = |p: &Path| p.display().to_string();
+    let mut args = vec![spec.protocol.clone(), role.as_str().to_string()];
+    let listen = match role {
+        Role::Client => ctx.client_port,
+        Role::Server => ctx.server_port,
+    };
+    args.extend(["--listen".into(), format!("127.0.0.1:{listen}")]);
+    if role == Role::Client {
+        args.extend(["--server".into(), format!("127.0.0.1:{}", ctx.server_port)]);
+    }
+    let tls = matches!(spec.protocol.as_str(), "tls" | "tuic" | "hysteria2");
+    match (tls, role) {
+        (true, Role::Server) => {
+            args.extend(["--cert".into(), path(&s.cert), "--key".into(), path(&s.key)])
+        }
+        (true, Role::Client) => args.extend([
+            "--ca".into(),
+            path(&s.cert),
+            "--server-name".into(),
+            "localhost".into(),
+        ]),
+        _ => {}
+    }
+    match spec.protocol.as_str() {
+        "tuic" => args.extend([
+            "--user".into(),
+            s.uuid.clone(),
+            "--password".into(),
+            s.password.clone(),
+        ]),
+        "tls" | "hysteria2" => args.extend(["--password".into(), s.password.clone()]),
+        _ => {}
+    }
+    for setting in spec.endpoint_settings() {
+        args.extend(["--set".into(), setting]);
+    }
+    // QUIC servers listen on UDP.
+    let ready = match (spec.protocol.as_str(), role) {
+        ("tuic" | "hysteria2", Role::Server) => Ready::Udp,
+        _ => Ready::Tcp,
+    };
+    (args, ready)
+}
+
+/// Replace every `{placeholder}` in `text`. Only `{lower_case}` and
+/// `{config:PATH}` are placeholders, so JSON and TOML braces pass through.
+fn substitute(text: &str, side: &'static str, ctx: &Context) -> Result<String, LaunchError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let name = after.find('}').map(|close| &after[..close]);
+        match name {
+            Some(name) if is_placeholder(name) => {
+                out.push_str(&value(name, side, ctx)?);
+                rest = &after[name.len() + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn is_placeholder(name: &str) -> bool {
+    name.starts_with("config:")
+        || (!name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+}
+
+fn value(name: &str, side: &'static str, ctx: &Context) -> Result<String, LaunchError> {
+    let s = ctx.secrets;
+    Ok(match name {
+        "client_port" => ctx.client_port.to_string(),
+        "server_port" => ctx.server_port.to_string(),
+        "cert" | "ca" => s.cert.display().to_string(),
+        "key" => s.key.display().to_string(),
+        "server_name" => "localhost".into(),
+        "password" => s.password.clone(),
+        "uuid" => s.uuid.clone(),
+        "sing_box" => crate::peers::sing_box()
+            .map_err(|message| LaunchError::Peer { side, message })?
+            .display()
+            .to_string(),
+        _ => match name.strip_prefix("config:") {
+            Some(rel) => render_template(rel, side, ctx)?.display().to_string(),
+            None => {
+                return Err(LaunchError::Placeholder {
+                    side,
+                    name: name.to_string(),
+                })
+            }
+        },
+    })
+}
+
+/// Render a configuration template into the private directory.
+fn render_template(rel: &str, side: &'static str, ctx: &Context) -> Result<PathBuf, LaunchError> {
+    let src = ctx.profiles_dir.join(rel);
+    let err = |message: String| LaunchError::Template {
+        side,
+        path: src.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(&src).map_err(|e| err(e.to_string()))?;
+    if text.contains("{config:") {
+        return Err(err("templates cannot include other templates".into()));
+    }
+    let rendered = substitute(&text, side, ctx)?;
+    let name = Path::new(rel)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config".into());
+    let dst = ctx.secrets.dir().join(format!("{side}-{name}"));
+    std::fs::write(&dst, rendered).map_err(|e| err(e.to_string()))?;
+    Ok(dst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_templates() {
+        let secrets = Secrets::create().expect("secrets");
+        let profiles = secrets.dir().join("profiles");
+        std::fs::create_dir_all(profiles.join("x")).expect("dir");
+        std::fs::write(
+            profiles.join("x/t.json"),
+            "{\"port\": {server_port}, \"pw\": \"{password}\"}",
+        )
+        .expect("t");
+        let ctx = Context {
+            client_port: 1080,
+            server_port: 9000,
+            secrets: &secrets,
+            profiles_dir: &profiles,
+            endpoint: Path::new("/bin/true"),
+        };
+        assert_eq!(
+            substitute("a {client_port} b", "client", &ctx).expect("ok"),
+            "a 1080 b"
+        );
+        let p = substitute("{config:x/t.json}", "server", &ctx).expect("rendered");
+        let text = std::fs::read_to_string(&p).expect("read");
+        assert_eq!(
+            text,
+            format!("{{\"port\": 9000, \"pw\": \"{}\"}}", secrets.password)
+        );
+        assert!(p.starts_with(secrets.dir()));
+        let e = substitute("{nope}", "client", &ctx)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("endpoints.client.command: unknown placeholder {nope}"),
+            "{e}"
+        );
+        // A brace that closes nothing stays as it is (JSON in arguments).
+        assert_eq!(
+            substitute("{\"a\": 1", "client", &ctx).expect("ok"),
+            "{\"a\": 1"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! The run's credentials: a certificate and key for the TLS-based
+//! protocols, a password and a UUID, in a private directory (mode 0700)
+//! outside the run directory, removed when the run ends. Reports never
+//! carry them: [`Secrets::redact`] replaces them in anything written.
+
+use std::{
+    fmt::Write as _,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// Errors of making the run's credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("creating the credentials directory {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("generating credentials: {0}")]
+    Generate(String),
+}
+
+/// Per-run credentials.
+#[derive(Debug)]
+pub struct Secrets {
+    dir: PathBuf,
+    /// Certificate for `localhost` and 127.0.0.1 (PEM); also the client's CA.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub password: String,
+    pub uuid: String,
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], SecretsError> {
+    let mut b = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| SecretsError::Generate("the system random source failed".into()))?;
+    Ok(b)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+impl Secrets {
+    /// Make fresh credentials in a new private directory.
+    pub fn create() -> Result<Secrets, SecretsError> {
+        let tag = hex(&random_bytes::<6>()?);
+        let dir =
+            std::env::temp_dir().join(format!("protoprof-secrets-{}-{tag}", std::process::id()));
+        let dir_err = |source| SecretsError::Dir {
+            path: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir(&dir).map_err(dir_err)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+        let identity = bench_proto::pki::self_signed(&["localhost", "127.0.0.1"])
+            .map_err(|e| SecretsError::Generate(e.to_string()))?;
+        let (cert, key) = identity
+            .write(&dir)
+            .map_err(|e| SecretsError::Generate(e.to_string()))?;
+        let password = hex(&random_bytes::<16>()?);
+        let mut u = random_bytes::<16>()?;
+        // RFC 9562 version 4, variant 10.
+        u[6] = (u[6] & 0x0f) | 0x40;
+        u[8] = (u[8] & 0x3f) | 0x80;
+        let h = hex(&u);
+        let uuid = format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        );
+        Ok(Secrets {
+            dir,
+            cert,
+            key,
+            password,
+            uuid,
+        })
+    }
+
+    /// The private directory (rendered configuration files go here).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `text` with the password and the UUID replaced by `<secret>`.
+    pub fn redact(&self, text: &str) -> String {
+        text.replace(&self.password, "<secret>")
+            .replace(&self.uuid, "<secret>")
+    }
+}
+
+impl Drop for Secrets {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_private_and_removed() {
+        let s = Secrets::create().expect("secrets");
+        let dir = s.dir().to_path_buf();
+        let mode = std::fs::metadata(&dir).expect("dir").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert!(s.cert.is_file() && s.key.is_file());
+        assert_eq!(s.password.len(), 32);
+        assert_eq!(s.uuid.len(), 36);
+        assert_eq!(&s.uuid[14..15], "4");
+        assert_ne!(Secrets::create().expect("again").password, s.password);
+        assert_eq!(
+            s.redact(&format!("--password {} --user {}", s.password, s.uuid)),
+            "--password <secret> --user <secret>"
+        );
+        drop(s);
+        assert!(!dir.exists());
+    }
+}

@@ -1,0 +1,106 @@
+//! What the end-to-end tests share: the binaries, scratch directories, and
+//! the clean-up checks (no BPF program of ours loaded, no process left).
+#![allow(dead_code)] // each test file uses a different part
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use protoprof::capture;
+
+pub const PROTOPROF: &str = env!("CARGO_BIN_EXE_protoprof");
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+pub fn endpoint() -> PathBuf {
+    let p = Path::new(PROTOPROF).with_file_name("protoprof-endpoint");
+    assert!(
+        p.is_file(),
+        "{} missing: run `cargo xtask build` (xtask test does)",
+        p.display()
+    );
+    p
+}
+
+pub fn out_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("protoprof-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("out dir");
+    d
+}
+
+pub fn profile_cmd(out: &Path, duration: &str) -> Command {
+    profile_named("tcp", out, duration)
+}
+
+/// `protoprof profile NAME --duration D` into `out`.
+pub fn profile_named(name: &str, out: &Path, duration: &str) -> Command {
+    let mut cmd = Command::new(PROTOPROF);
+    cmd.arg("profile")
+        .arg(name)
+        .arg("--duration")
+        .arg(duration)
+        .arg("--out")
+        .arg(out)
+        .arg("--profiles")
+        .arg(workspace().join("profiles"))
+        .arg("--endpoint")
+        .arg(endpoint());
+    cmd
+}
+
+/// Orphans of anything we started come to us, so "no child left" can be
+/// checked by process id after the runner is gone.
+pub fn become_subreaper() {
+    // SAFETY: prctl with integer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+}
+
+/// Pids whose parent is this test process.
+pub fn my_children() -> Vec<u32> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command: state, ppid, ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("");
+        let ppid: u32 = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == me && state != "Z" {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+pub fn assert_clean() {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = capture::loaded_program_names();
+        let kids = my_children();
+        if left.is_empty() && kids.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind: programs {left:?}, processes {kids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
