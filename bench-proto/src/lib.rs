@@ -8,16 +8,26 @@
 //! - [`socks5`]: the server side of SOCKS5 (the client endpoint's inbound),
 //! - [`relay`](mod@relay): the bidirectional byte pump used once a stream is established,
 //! - [`settings`]: `KEY=VALUE` settings as given by `--set`,
-//! - [`pki`]: per-run certificates and rustls configurations.
+//! - [`pki`]: per-run certificates and rustls configurations,
+//! - [`udp_frag`]: reassembly of UDP packets fragmented into QUIC datagrams.
 //!
 //! One module per protocol: [`tcp`] (plain relay baseline).
+//! Also [`tls`] (Trojan over TLS 1.3).
+//! Also [`ssh`] (SSH direct-tcpip channels).
+//! Also [`tuic`] (TUIC v5 over QUIC).
+//! Also [`hysteria2`] (Hysteria 2 over QUIC with HTTP/3 authentication).
 
 pub mod addr;
+pub mod hysteria2;
 pub mod pki;
 pub mod relay;
 pub mod settings;
 pub mod socks5;
+pub mod ssh;
 pub mod tcp;
+pub mod tls;
+pub mod tuic;
+pub mod udp_frag;
 
 mod serve;
 

@@ -16,6 +16,7 @@ use anyhow::Context;
 use bench_proto::relay::RelayOptions;
 use bench_proto::settings::{parse_assignment, SettingError};
 use bench_proto::tcp;
+use bench_proto::{hysteria2, ssh, tls, tuic};
 use clap::{Parser, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -82,6 +83,21 @@ struct Cli {
 enum Protocol {
     /// Plain TCP relay, the baseline.
     Tcp,
+    /// Trojan over TLS 1.3 (server: --cert --key --password; client: --ca
+    /// --password [--server-name]).
+    Tls,
+    /// SSH direct-tcpip channels (server: --host-key and --user --password
+    /// or --authorized-keys; client: --user, --password or --identity, and
+    /// --set ssh.known_host_key=PATH).
+    Ssh,
+    /// TUIC v5 over QUIC (server: --cert --key --user UUID --password;
+    /// client: --ca --user UUID --password [--server-name]; --listen of the
+    /// server is a UDP address).
+    Tuic,
+    /// Hysteria 2 over QUIC + HTTP/3 (server: --cert --key --password;
+    /// client: --ca --password [--server-name]; --listen of the server is a
+    /// UDP address).
+    Hysteria2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,6 +112,14 @@ enum Side {
 enum Endpoint {
     TcpClient(tcp::ClientOptions),
     TcpServer(tcp::ServerOptions),
+    TlsClient(tls::ClientOptions),
+    TlsServer(tls::ServerOptions),
+    SshClient(ssh::ClientOptions),
+    SshServer(ssh::ServerOptions),
+    TuicClient(tuic::ClientOptions),
+    TuicServer(tuic::ServerOptions),
+    Hysteria2Client(hysteria2::ClientOptions),
+    Hysteria2Server(hysteria2::ServerOptions),
 }
 
 fn main() -> ExitCode {
@@ -119,18 +143,128 @@ fn main() -> ExitCode {
 /// Turns the arguments into an [`Endpoint`]; the error is one line for the
 /// user.
 fn configure(cli: &Cli) -> Result<Endpoint, String> {
-    let mut relay = RelayOptions::default();
+    let mut settings = Settings::default();
     for arg in &cli.set {
-        apply_setting(&mut relay, arg).map_err(|e| e.to_string())?;
+        settings.apply(arg).map_err(|e| e.to_string())?;
     }
+    let Settings {
+        relay,
+        tls: tls_settings,
+        ssh: ssh_settings,
+        tuic: tuic_settings,
+        hysteria2: hysteria2_settings,
+    } = settings;
     match (cli.protocol, cli.side, cli.server) {
         (Protocol::Tcp, Side::Client, Some(server)) => {
             Ok(Endpoint::TcpClient(tcp::ClientOptions { server, relay }))
+        }
+        (Protocol::Tls, Side::Client, Some(server)) => {
+            let ca = required(&cli.ca, "the tls client needs --ca PATH")?;
+            let password = required(&cli.password, "the tls client needs --password SECRET")?;
+            let mut opts =
+                tls::ClientOptions::new(server, ca, &cli.server_name, password, &tls_settings)
+                    .map_err(|e| e.to_string())?;
+            opts.relay = relay;
+            Ok(Endpoint::TlsClient(opts))
+        }
+        (Protocol::Ssh, Side::Client, Some(server)) => {
+            let user = required(&cli.user, "the ssh client needs --user NAME")?;
+            let mut opts = ssh::ClientOptions::new(
+                server,
+                user,
+                cli.password.as_deref(),
+                cli.identity.as_deref(),
+                &ssh_settings,
+            )
+            .map_err(|e| e.to_string())?;
+            opts.relay = relay;
+            Ok(Endpoint::SshClient(opts))
+        }
+        (Protocol::Tuic, Side::Client, Some(server)) => {
+            let ca = required(&cli.ca, "the tuic client needs --ca PATH")?;
+            let tls = bench_proto::pki::client_config(ca, &[]).map_err(|e| e.to_string())?;
+            Ok(Endpoint::TuicClient(tuic::ClientOptions {
+                server,
+                server_name: cli.server_name.clone(),
+                uuid: tuic_user(cli)?,
+                password: required(&cli.password, "the tuic client needs --password SECRET")?
+                    .to_owned(),
+                tls,
+                settings: tuic_settings,
+                relay,
+            }))
+        }
+        (Protocol::Hysteria2, Side::Client, Some(server)) => {
+            let ca = required(&cli.ca, "the hysteria2 client needs --ca PATH")?;
+            let password = required(
+                &cli.password,
+                "the hysteria2 client needs --password SECRET",
+            )?;
+            let tls = bench_proto::pki::client_config(ca, &[]).map_err(|e| e.to_string())?;
+            // Refuse an obfs setting without its key now, not at the first CONNECT.
+            hysteria2_settings.obfs().map_err(|e| e.to_string())?;
+            Ok(Endpoint::Hysteria2Client(hysteria2::ClientOptions {
+                server,
+                server_name: cli.server_name.clone(),
+                password: password.to_owned(),
+                tls,
+                settings: hysteria2_settings,
+                relay,
+            }))
         }
         // clap enforces --server for the client side already.
         (_, Side::Client, None) => Err("the client side needs --server ADDR".into()),
         (Protocol::Tcp, Side::Server, None) => {
             Ok(Endpoint::TcpServer(tcp::ServerOptions { relay }))
+        }
+        (Protocol::Tls, Side::Server, None) => {
+            let cert = required(&cli.cert, "the tls server needs --cert PATH")?;
+            let key = required(&cli.key, "the tls server needs --key PATH")?;
+            let password = required(&cli.password, "the tls server needs --password SECRET")?;
+            let mut opts = tls::ServerOptions::new(cert, key, password, &tls_settings)
+                .map_err(|e| e.to_string())?;
+            opts.relay = relay;
+            Ok(Endpoint::TlsServer(opts))
+        }
+        (Protocol::Ssh, Side::Server, None) => {
+            let host_key = required(&cli.host_key, "the ssh server needs --host-key PATH")?;
+            let mut opts = ssh::ServerOptions::new(
+                host_key,
+                cli.user.as_deref(),
+                cli.password.as_deref(),
+                cli.authorized_keys.as_deref(),
+            )
+            .map_err(|e| e.to_string())?;
+            opts.relay = relay;
+            Ok(Endpoint::SshServer(opts))
+        }
+        (Protocol::Tuic, Side::Server, None) => {
+            let cert = required(&cli.cert, "the tuic server needs --cert PATH")?;
+            let key = required(&cli.key, "the tuic server needs --key PATH")?;
+            let password = required(&cli.password, "the tuic server needs --password SECRET")?;
+            let tls = bench_proto::pki::server_config(cert, key, &[]).map_err(|e| e.to_string())?;
+            Ok(Endpoint::TuicServer(tuic::ServerOptions {
+                tls,
+                users: vec![(tuic_user(cli)?, password.to_owned())],
+                settings: tuic_settings,
+                relay,
+            }))
+        }
+        (Protocol::Hysteria2, Side::Server, None) => {
+            let cert = required(&cli.cert, "the hysteria2 server needs --cert PATH")?;
+            let key = required(&cli.key, "the hysteria2 server needs --key PATH")?;
+            let password = required(
+                &cli.password,
+                "the hysteria2 server needs --password SECRET",
+            )?;
+            let tls = bench_proto::pki::server_config(cert, key, &[]).map_err(|e| e.to_string())?;
+            hysteria2_settings.obfs().map_err(|e| e.to_string())?;
+            Ok(Endpoint::Hysteria2Server(hysteria2::ServerOptions {
+                tls,
+                password: password.to_owned(),
+                settings: hysteria2_settings,
+                relay,
+            }))
         }
         (_, Side::Server, Some(_)) => Err(
             "--server is for the client side only; drop it (the server side connects to \
@@ -140,17 +274,55 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
     }
 }
 
-fn apply_setting(relay: &mut RelayOptions, arg: &str) -> Result<(), SettingError> {
-    let (key, value) = parse_assignment(arg)?;
-    match key.split_once('.') {
-        Some(("relay", rest)) => relay.set(rest, value),
-        _ => Err(SettingError::UnknownKey {
-            key: key.to_owned(),
-            known: RelayOptions::KEYS
-                .iter()
-                .map(|k| format!("relay.{k}"))
-                .collect(),
-        }),
+/// The TUIC user id from --user.
+fn tuic_user(cli: &Cli) -> Result<tuic::Uuid, String> {
+    let user = required(&cli.user, "tuic needs --user UUID")?;
+    user.parse()
+        .map_err(|e: tuic::UuidError| format!("--user: {e}"))
+}
+
+/// The value of an option the chosen protocol and side need.
+fn required<'a, T: ?Sized, O: std::ops::Deref<Target = T>>(
+    value: &'a Option<O>,
+    missing: &str,
+) -> Result<&'a T, String> {
+    value.as_deref().ok_or_else(|| missing.to_owned())
+}
+
+/// Every group of `--set` options.
+#[derive(Default)]
+struct Settings {
+    relay: RelayOptions,
+    tls: tls::Settings,
+    ssh: ssh::Settings,
+    tuic: tuic::Settings,
+    hysteria2: hysteria2::Settings,
+}
+
+impl Settings {
+    fn apply(&mut self, arg: &str) -> Result<(), SettingError> {
+        let (key, value) = parse_assignment(arg)?;
+        match key.split_once('.') {
+            Some(("relay", rest)) => self.relay.set(rest, value),
+            Some(("tls", rest)) => self.tls.set(rest, value),
+            Some(("ssh", rest)) => self.ssh.set(rest, value),
+            Some(("tuic", rest)) => self.tuic.set(rest, value),
+            Some(("hysteria2", rest)) => self.hysteria2.set(rest, value),
+            _ => {
+                let group = |g: &str, keys: &[&str]| {
+                    keys.iter().map(|k| format!("{g}.{k}")).collect::<Vec<_>>()
+                };
+                let mut known = group("relay", RelayOptions::KEYS);
+                known.extend(group("tls", tls::Settings::KEYS));
+                known.extend(group("ssh", ssh::Settings::KEYS));
+                known.extend(group("tuic", tuic::Settings::KEYS));
+                known.extend(group("hysteria2", hysteria2::Settings::KEYS));
+                Err(SettingError::UnknownKey {
+                    key: key.to_owned(),
+                    known,
+                })
+            }
+        }
     }
 }
 
@@ -170,6 +342,37 @@ async fn serve_until_signal(listen: SocketAddr, endpoint: Endpoint) -> anyhow::R
     // SIGTERM as soon as it has seen it.
     let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    // QUIC runs on UDP: the tuic and hysteria2 servers bind a UDP socket, every other side
+    // a TCP listener.
+    let endpoint = match endpoint {
+        Endpoint::TuicServer(opts) => {
+            let socket = std::net::UdpSocket::bind(listen)
+                .with_context(|| format!("binding UDP {listen}"))?;
+            let bound = socket.local_addr().context("reading the bound address")?;
+            eprintln!("listening on {bound}");
+            return tokio::select! {
+                res = tuic::run_server(socket, opts) => {
+                    res.with_context(|| format!("serving QUIC on {bound}"))
+                }
+                _ = sigterm.recv() => Ok(()),
+                _ = sigint.recv() => Ok(()),
+            };
+        }
+        Endpoint::Hysteria2Server(opts) => {
+            let socket = std::net::UdpSocket::bind(listen)
+                .with_context(|| format!("binding UDP {listen}"))?;
+            let bound = socket.local_addr().context("reading the bound address")?;
+            eprintln!("listening on {bound}");
+            return tokio::select! {
+                res = hysteria2::run_server(socket, opts) => {
+                    res.with_context(|| format!("serving QUIC on {bound}"))
+                }
+                _ = sigterm.recv() => Ok(()),
+                _ = sigint.recv() => Ok(()),
+            };
+        }
+        other => other,
+    };
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -180,6 +383,18 @@ async fn serve_until_signal(listen: SocketAddr, endpoint: Endpoint) -> anyhow::R
         match endpoint {
             Endpoint::TcpClient(opts) => tcp::run_client(listener, opts).await,
             Endpoint::TcpServer(opts) => tcp::run_server(listener, opts).await,
+            Endpoint::TlsClient(opts) => tls::run_client(listener, opts).await,
+            Endpoint::TlsServer(opts) => tls::run_server(listener, opts).await,
+            Endpoint::SshClient(opts) => ssh::run_client(listener, opts).await,
+            Endpoint::SshServer(opts) => ssh::run_server(listener, opts).await,
+            Endpoint::TuicClient(opts) => tuic::run_client(listener, opts)
+                .await
+                .map_err(std::io::Error::other),
+            Endpoint::Hysteria2Client(opts) => hysteria2::run_client(listener, opts)
+                .await
+                .map_err(std::io::Error::other),
+            // Served on their UDP sockets above.
+            Endpoint::TuicServer(_) | Endpoint::Hysteria2Server(_) => Ok(()),
         }
     };
     tokio::select! {

@@ -1,0 +1,357 @@
+//! `hysteria2`: Hysteria 2 over QUIC (quinn) with HTTP/3 authentication
+//! (h3), see `specs/hysteria2.md`.
+//!
+//! The client side ([`run_client`], [`Client`]) takes SOCKS5 CONNECTs and
+//! carries each as a bidirectional QUIC stream that starts with a
+//! `TCPRequest`; all of them share one QUIC connection, which is
+//! re-established when it dies. Before any of that the client sends the
+//! HTTP/3 `POST /auth` and needs status 233. The server side
+//! ([`run_server`]) answers `/auth` (233 for the right password, 404 like a
+//! web server otherwise, for that request and any other), then connects each
+//! stream's target over TCP and relays with [`relay`](crate::relay::relay).
+//! UDP goes in QUIC datagrams (`UDPMessage`, fragmented to fit) through
+//! [`Client::udp_session`]; the SOCKS5 side does not offer UDP ASSOCIATE.
+//!
+//! The server lets h3 own the connection's bidirectional streams only until
+//! the client has authenticated: from then on it accepts them itself as
+//! proxy streams (Hysteria clients send `/auth` first and wait for the
+//! answer, so no request is in flight then).
+//!
+//! Settings (`--set hysteria2.KEY=VALUE`), see [`Settings`]:
+//!
+//! | key | values | default |
+//! |---|---|---|
+//! | `obfs` | `none`, `salamander` | `none` |
+//! | `obfs_password` | Salamander key (needed with `salamander`) | none |
+//! | `up_mbps` | this side's send rate, Mbit/s, 0..=100000; 0 = unknown | 0 |
+//! | `down_mbps` | this side's receive rate, Mbit/s, 0..=100000; 0 = unknown | 0 |
+//! | `udp` | server: relay UDP, `true`/`false` | `true` |
+//! | `idle_timeout_s` | QUIC idle timeout, 1..=3600 | 30 |
+//!
+//! Congestion: Brutal at the agreed rate when the rates give one (the
+//! server sends at the client's `Hysteria-CC-RX`, capped by its `up_mbps`;
+//! the client at its `up_mbps`, capped by the server's `Hysteria-CC-RX`),
+//! quinn's BBR otherwise.
+
+mod client;
+pub mod congestion;
+pub mod obfs;
+mod server;
+pub mod udp;
+pub mod wire;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::VarInt;
+
+use crate::settings::{parse_in_range, SettingError};
+use crate::socks5::Socks5Error;
+
+pub use crate::tuic::QuicStream;
+pub use client::{run_client, Client, ClientOptions, UdpSession};
+pub use obfs::{Salamander, SalamanderSocket};
+pub use server::{run_server, ServerOptions};
+pub use udp::FragmentError;
+pub use wire::WireError;
+
+/// HTTP status of a successful authentication.
+pub const STATUS_AUTH_OK: u16 = 233;
+/// Path of the authentication request.
+pub const AUTH_PATH: &str = "/auth";
+/// QUIC application close code: normal close (HTTP/3's H3_NO_ERROR, as a
+/// web server would close).
+pub const CLOSE_NORMAL: u32 = 0x100;
+/// Stream error code: the stream did not start with a valid `TCPRequest`
+/// (HTTP/3's H3_REQUEST_REJECTED, what a web server says to a bad stream).
+pub const STREAM_BAD_REQUEST: u32 = 0x10b;
+/// Stream error code: relaying failed (HTTP/3's H3_INTERNAL_ERROR).
+pub const STREAM_RELAY_FAILED: u32 = 0x102;
+
+/// Hysteria 2 options, set with `--set hysteria2.KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Salamander obfuscation on.
+    pub salamander: bool,
+    /// Its key.
+    pub obfs_password: Option<String>,
+    /// This side's send rate in Mbit/s (0: unknown).
+    pub up_mbps: u64,
+    /// This side's receive rate in Mbit/s (0: unknown).
+    pub down_mbps: u64,
+    /// Server: whether UDP is relayed.
+    pub udp: bool,
+    /// QUIC idle timeout.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            salamander: false,
+            obfs_password: None,
+            up_mbps: 0,
+            down_mbps: 0,
+            udp: true,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    /// The keys [`Settings::set`] accepts, without the `hysteria2.` prefix.
+    pub const KEYS: &'static [&'static str] = &[
+        "obfs",
+        "obfs_password",
+        "up_mbps",
+        "down_mbps",
+        "udp",
+        "idle_timeout_s",
+    ];
+
+    /// Sets one option from its key (without the `hysteria2.` prefix).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
+        let full_key = format!("hysteria2.{key}");
+        let bad = |expected: &str| SettingError::BadValue {
+            key: full_key.clone(),
+            value: value.to_owned(),
+            expected: expected.to_owned(),
+        };
+        match key {
+            "obfs" => {
+                self.salamander = match value {
+                    "none" | "" => false,
+                    "salamander" => true,
+                    _ => return Err(bad("`none` or `salamander`")),
+                }
+            }
+            "obfs_password" => {
+                if value.is_empty() {
+                    return Err(bad("a non-empty key"));
+                }
+                self.obfs_password = Some(value.to_owned());
+            }
+            "up_mbps" => self.up_mbps = mbps(&full_key, value)?,
+            "down_mbps" => self.down_mbps = mbps(&full_key, value)?,
+            "udp" => {
+                self.udp = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("`true` or `false`")),
+                }
+            }
+            "idle_timeout_s" => {
+                let s = parse_in_range(&full_key, value, 1, 3600, 30)?;
+                self.idle_timeout = Duration::from_secs(s as u64);
+            }
+            _ => {
+                return Err(SettingError::UnknownKey {
+                    key: full_key,
+                    known: Self::KEYS
+                        .iter()
+                        .map(|k| format!("hysteria2.{k}"))
+                        .collect(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// The Salamander transform, if on; an error if it lacks its key.
+    pub fn obfs(&self) -> Result<Option<Salamander>, Hysteria2Error> {
+        match (self.salamander, &self.obfs_password) {
+            (false, _) => Ok(None),
+            (true, Some(p)) => Ok(Some(Salamander::new(p.as_bytes()))),
+            (true, None) => Err(Hysteria2Error::Config(
+                "hysteria2.obfs=salamander needs hysteria2.obfs_password=KEY".into(),
+            )),
+        }
+    }
+
+    fn transport(&self) -> Result<quinn::TransportConfig, Hysteria2Error> {
+        let mut t = quinn::TransportConfig::default();
+        let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
+            .map_err(|_| Hysteria2Error::Config(format!("idle timeout {:?}", self.idle_timeout)))?;
+        t.max_idle_timeout(Some(idle));
+        // Every proxied TCP connection is a stream: quinn's default of 100
+        // would queue the load generator's connections behind each other.
+        t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
+        t.congestion_controller_factory(Arc::new(congestion::AdaptiveFactory::default()));
+        Ok(t)
+    }
+}
+
+fn mbps(key: &str, value: &str) -> Result<u64, SettingError> {
+    if value == "0" {
+        return Ok(0);
+    }
+    parse_in_range(key, value, 1, 100_000, 100).map(|n| n as u64)
+}
+
+/// Mbit/s to bytes per second.
+fn mbps_to_bytes(mbps: u64) -> u64 {
+    mbps * 1_000_000 / 8
+}
+
+/// Streams a peer may have open at once.
+const MAX_STREAMS: u32 = 1024;
+
+/// A quinn endpoint on `socket`, obfuscated with Salamander if `obfs` is on.
+fn endpoint(
+    socket: std::net::UdpSocket,
+    server: Option<quinn::ServerConfig>,
+    obfs: Option<Salamander>,
+) -> Result<quinn::Endpoint, Hysteria2Error> {
+    use quinn::Runtime;
+    socket
+        .set_nonblocking(true)
+        .map_err(Hysteria2Error::Endpoint)?;
+    let runtime = Arc::new(quinn::TokioRuntime);
+    let mut socket = runtime
+        .wrap_udp_socket(socket)
+        .map_err(Hysteria2Error::Endpoint)?;
+    if let Some(obfs) = obfs {
+        socket = Arc::new(SalamanderSocket::new(socket, obfs));
+    }
+    quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        runtime,
+    )
+    .map_err(Hysteria2Error::Endpoint)
+}
+
+/// Errors of the hysteria2 endpoints.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Hysteria2Error {
+    /// The options do not make a working configuration.
+    #[error("hysteria2 configuration: {0}")]
+    Config(String),
+    /// Setting up the UDP socket or the QUIC endpoint failed.
+    #[error("QUIC endpoint: {0}")]
+    Endpoint(io::Error),
+    /// The connection attempt could not even start.
+    #[error("connecting to {server}: {source}")]
+    Connect {
+        /// The server.
+        server: SocketAddr,
+        /// Why.
+        source: quinn::ConnectError,
+    },
+    /// The QUIC handshake failed.
+    #[error("QUIC handshake with {server}: {source}")]
+    Handshake {
+        /// The server.
+        server: SocketAddr,
+        /// Why.
+        source: quinn::ConnectionError,
+    },
+    /// HTTP/3 failed during authentication.
+    #[error("HTTP/3 authentication with {server}: {reason}")]
+    Http3 {
+        /// The server.
+        server: SocketAddr,
+        /// What h3 said.
+        reason: String,
+    },
+    /// The server answered `/auth` with another status than 233.
+    #[error("server {server} refused the authentication (HTTP status {status})")]
+    AuthRejected {
+        /// The server.
+        server: SocketAddr,
+        /// The status it sent.
+        status: u16,
+    },
+    /// The QUIC connection is gone.
+    #[error("QUIC connection lost: {0}")]
+    ConnectionLost(quinn::ConnectionError),
+    /// Writing a QUIC stream failed.
+    #[error("writing a QUIC stream: {0}")]
+    Write(quinn::WriteError),
+    /// The server refused a `TCPRequest`.
+    #[error("server could not connect to {target}: {message}")]
+    TargetRefused {
+        /// The target.
+        target: crate::addr::TargetAddr,
+        /// The server's message.
+        message: String,
+    },
+    /// A malformed message.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// A malformed fragment header.
+    #[error(transparent)]
+    Fragment(#[from] FragmentError),
+    /// A UDP payload over 65535 bytes.
+    #[error("UDP packet of {0} bytes, at most 65535 can be relayed")]
+    PacketTooLarge(usize),
+    /// The peer's datagrams are too small for a header and data.
+    #[error("QUIC datagrams of {0} bytes cannot carry a UDPMessage fragment")]
+    DatagramTooSmall(usize),
+    /// A packet that would need too many fragments.
+    #[error("UDP packet would need {0} fragments, at most 128 are allowed")]
+    TooManyFragments(usize),
+    /// The server does not relay UDP (`Hysteria-UDP: false`) or the peer
+    /// takes no QUIC datagrams.
+    #[error("the server does not relay UDP")]
+    UdpUnsupported,
+    /// Sending a datagram failed.
+    #[error("sending a QUIC datagram: {0}")]
+    Datagram(quinn::SendDatagramError),
+    /// The UDP session is closed.
+    #[error("UDP session closed")]
+    SessionClosed,
+    /// Relaying a proxied stream failed.
+    #[error("relaying for {target}: {source}")]
+    Relay {
+        /// The stream's target.
+        target: crate::addr::TargetAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The SOCKS5 side failed.
+    #[error(transparent)]
+    Socks5(#[from] Socks5Error),
+    /// Other I/O.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings() {
+        let mut s = Settings::default();
+        assert!(s.obfs().unwrap().is_none());
+        s.set("obfs", "salamander").unwrap();
+        assert!(s.obfs().is_err());
+        s.set("obfs_password", "k").unwrap();
+        assert!(s.obfs().unwrap().is_some());
+        s.set("up_mbps", "100").unwrap();
+        s.set("down_mbps", "0").unwrap();
+        s.set("udp", "false").unwrap();
+        s.set("idle_timeout_s", "5").unwrap();
+        assert_eq!((s.up_mbps, s.down_mbps, s.udp), (100, 0, false));
+        assert_eq!(s.idle_timeout, Duration::from_secs(5));
+        for (k, v) in [
+            ("obfs", "xor"),
+            ("obfs_password", ""),
+            ("up_mbps", "-1"),
+            ("down_mbps", "100001"),
+            ("udp", "yes"),
+            ("idle_timeout_s", "0"),
+            ("nope", "1"),
+        ] {
+            let e = s.set(k, v).unwrap_err().to_string();
+            assert!(e.contains("hysteria2."), "{e}");
+        }
+        assert_eq!(mbps_to_bytes(8), 1_000_000);
+    }
+}

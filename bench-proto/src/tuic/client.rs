@@ -1,0 +1,483 @@
+//! The client side: SOCKS5 in, TUIC out, all over one QUIC connection that is
+//! re-established when it dies.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quinn::crypto::rustls::QuicClientConfig;
+use quinn::{Connection, ConnectionError, RecvStream};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::udp::{check_header, parse_datagram, send_packet, Reassembler};
+use super::wire::{Command, PacketHeader, Uuid, CMD_HEARTBEAT, VERSION};
+use super::{auth_token, QuicStream, Settings, TuicError, STREAM_RELAY_FAILED};
+use crate::addr::TargetAddr;
+use crate::relay::{relay, RelayOptions};
+use crate::serve::serve;
+use crate::socks5::{self, Reply, ReplyCode};
+
+/// How long a new connection waits for the server's confirming heartbeat
+/// before it is taken as authenticated anyway (a server that does not send
+/// one), on top of a few round trips.
+const AUTH_CONFIRM_GRACE: Duration = Duration::from_millis(250);
+/// Packets queued per UDP session for [`UdpSession::recv_from`]; more are
+/// dropped, as a full socket buffer would drop them.
+const UDP_QUEUE: usize = 256;
+/// How long a server-sent quic-mode packet may take to arrive whole.
+const STREAM_PACKET_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options of the client side.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The server endpoint (UDP).
+    pub server: SocketAddr,
+    /// The TLS server name to send and verify.
+    pub server_name: String,
+    /// The user id.
+    pub uuid: Uuid,
+    /// The user's password.
+    pub password: String,
+    /// TLS 1.3 configuration that trusts the server, e.g. from
+    /// [`pki::client_config`](crate::pki::client_config); its ALPN list is
+    /// replaced by `settings.alpn`.
+    pub tls: rustls::ClientConfig,
+    /// TUIC settings.
+    pub settings: Settings,
+    /// How to relay once a stream is up.
+    pub relay: RelayOptions,
+}
+
+/// A TUIC client: one QUIC endpoint, at most one live connection to the
+/// server, shared by every stream and UDP session. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    server: SocketAddr,
+    server_name: String,
+    uuid: Uuid,
+    password: String,
+    settings: Settings,
+    relay: RelayOptions,
+    endpoint: quinn::Endpoint,
+    current: tokio::sync::Mutex<Option<Connection>>,
+    opened: AtomicU64,
+    /// Streams and UDP sessions in use: heartbeats go out only while some are.
+    active: Arc<AtomicUsize>,
+    sessions: Arc<Mutex<HashMap<u16, SessionEntry>>>,
+    next_assoc: AtomicU16,
+}
+
+struct SessionEntry {
+    tx: mpsc::Sender<(TargetAddr, Bytes)>,
+    reassembler: Reassembler,
+}
+
+/// Counts one user of the connection while it lives.
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl ActiveGuard {
+    fn new(count: &Arc<AtomicUsize>) -> ActiveGuard {
+        count.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(Arc::clone(count))
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves the client side on `listener` forever: SOCKS5 CONNECT in, TUIC out
+/// to `opts.server`. Returns only if the listener fails for good.
+pub async fn run_client(listener: TcpListener, opts: ClientOptions) -> Result<(), TuicError> {
+    Client::new(opts)?.serve(listener).await?;
+    Ok(())
+}
+
+impl Client {
+    /// Creates the QUIC endpoint (bound to loopback when the server is on
+    /// loopback, else to the unspecified address); connects lazily. Must be
+    /// called inside a tokio runtime.
+    pub fn new(opts: ClientOptions) -> Result<Client, TuicError> {
+        let ClientOptions {
+            server,
+            server_name,
+            uuid,
+            password,
+            mut tls,
+            settings,
+            relay,
+        } = opts;
+        tls.alpn_protocols = settings.alpn.clone();
+        let crypto = QuicClientConfig::try_from(Arc::new(tls))
+            .map_err(|e| TuicError::Config(format!("TLS for QUIC: {e}")))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(Arc::new(settings.transport()?));
+        let ip = match (server.is_ipv4(), server.ip().is_loopback()) {
+            (true, true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            (true, false) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            (false, true) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            (false, false) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        let socket =
+            std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(TuicError::Endpoint)?;
+        socket.set_nonblocking(true).map_err(TuicError::Endpoint)?;
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(TuicError::Endpoint)?;
+        endpoint.set_default_client_config(config);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                server,
+                server_name,
+                uuid,
+                password,
+                settings,
+                relay,
+                endpoint,
+                current: tokio::sync::Mutex::new(None),
+                opened: AtomicU64::new(0),
+                active: Arc::new(AtomicUsize::new(0)),
+                sessions: Arc::new(Mutex::new(HashMap::new())),
+                next_assoc: AtomicU16::new(0),
+            }),
+        })
+    }
+
+    /// Serves SOCKS5 on `listener` forever, each CONNECT as one stream.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        serve(listener, "tuic client", move |stream| {
+            socks_conn(self.clone(), stream)
+        })
+        .await
+    }
+
+    /// QUIC connections opened so far (1 while the first one lives).
+    pub fn connections_opened(&self) -> u64 {
+        self.inner.opened.load(Ordering::Relaxed)
+    }
+
+    /// The local address of the QUIC endpoint.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.endpoint.local_addr()
+    }
+
+    /// The live, authenticated connection; opens one if there is none or the
+    /// last one has died.
+    pub async fn connection(&self) -> Result<Connection, TuicError> {
+        let mut current = self.inner.current.lock().await;
+        if let Some(c) = current.as_ref() {
+            if c.close_reason().is_none() {
+                return Ok(c.clone());
+            }
+        }
+        // Held across the handshake on purpose: concurrent callers wait for
+        // this one connection instead of each opening their own.
+        let conn = self.connect().await?;
+        *current = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn connect(&self) -> Result<Connection, TuicError> {
+        let inner = &self.inner;
+        let server = inner.server;
+        let conn = inner
+            .endpoint
+            .connect(server, &inner.server_name)
+            .map_err(|source| TuicError::Connect { server, source })?
+            .await
+            .map_err(|source| TuicError::Handshake { server, source })?;
+        inner.opened.fetch_add(1, Ordering::Relaxed);
+
+        let (confirmed_tx, mut confirmed) = watch::channel(false);
+        tokio::spawn(receive_datagrams(
+            conn.clone(),
+            Arc::clone(&inner.sessions),
+            confirmed_tx,
+        ));
+        tokio::spawn(receive_streams(conn.clone(), Arc::clone(&inner.sessions)));
+        tokio::spawn(heartbeats(
+            conn.clone(),
+            Arc::clone(&inner.active),
+            inner.settings.heartbeat,
+        ));
+
+        let token = auth_token(&conn, &inner.uuid, inner.password.as_bytes())?;
+        let auth = Command::Authenticate {
+            uuid: inner.uuid,
+            token,
+        }
+        .to_bytes()?;
+        let mut s = conn.open_uni().await.map_err(TuicError::ConnectionLost)?;
+        s.write_all(&auth).await.map_err(TuicError::Write)?;
+        // Only fails if the server stopped the stream; the close says more.
+        let _ = s.finish();
+
+        let grace = AUTH_CONFIRM_GRACE + conn.rtt() * 4;
+        tokio::select! {
+            biased;
+            reason = conn.closed() => Err(TuicError::AuthRejected { server, source: reason }),
+            _ = confirmed.wait_for(|c| *c) => Ok(conn),
+            _ = tokio::time::sleep(grace) => Ok(conn),
+        }
+    }
+
+    /// Opens a stream to `target` through the server: a bidirectional stream
+    /// that starts with `Connect`. The server never answers; the stream
+    /// carries the proxied bytes from here on.
+    pub async fn open_tcp(&self, target: &TargetAddr) -> Result<QuicStream, TuicError> {
+        let header = Command::Connect {
+            addr: target.clone(),
+        }
+        .to_bytes()?;
+        let mut retried = false;
+        loop {
+            let conn = self.connection().await?;
+            match conn.open_bi().await {
+                Ok((mut send, recv)) => {
+                    send.write_all(&header).await.map_err(TuicError::Write)?;
+                    return Ok(QuicStream { send, recv });
+                }
+                // The connection died between the check and its use:
+                // reconnect once.
+                Err(_) if !retried => retried = true,
+                Err(e) => return Err(TuicError::ConnectionLost(e)),
+            }
+        }
+    }
+
+    /// Starts a UDP session (a new association id). Packets go out in
+    /// `tuic.udp_relay_mode`; the server answers in the same mode.
+    pub fn udp_session(&self) -> Result<UdpSession, TuicError> {
+        let (tx, rx) = mpsc::channel(UDP_QUEUE);
+        let mut sessions = lock(&self.inner.sessions);
+        let mut assoc_id = None;
+        for _ in 0..=u16::MAX {
+            let id = self.inner.next_assoc.fetch_add(1, Ordering::Relaxed);
+            if !sessions.contains_key(&id) {
+                assoc_id = Some(id);
+                break;
+            }
+        }
+        let assoc_id =
+            assoc_id.ok_or_else(|| TuicError::Config("all 65536 UDP session ids in use".into()))?;
+        sessions.insert(
+            assoc_id,
+            SessionEntry {
+                tx,
+                reassembler: Reassembler::default(),
+            },
+        );
+        Ok(UdpSession {
+            client: self.clone(),
+            assoc_id,
+            rx,
+            next_pkt: AtomicU16::new(0),
+            dissociated: false,
+            _active: ActiveGuard::new(&self.inner.active),
+        })
+    }
+
+    fn drop_session(&self, assoc_id: u16) {
+        lock(&self.inner.sessions).remove(&assoc_id);
+    }
+}
+
+/// One UDP session through the server (a TUIC association): packets to any
+/// target, answers from any source. Dropping it dissociates (best effort).
+pub struct UdpSession {
+    client: Client,
+    assoc_id: u16,
+    rx: mpsc::Receiver<(TargetAddr, Bytes)>,
+    next_pkt: AtomicU16,
+    dissociated: bool,
+    _active: ActiveGuard,
+}
+
+impl UdpSession {
+    /// The association id.
+    pub fn assoc_id(&self) -> u16 {
+        self.assoc_id
+    }
+
+    /// Sends one UDP packet (at most 65535 bytes) to `target`.
+    pub async fn send_to(&self, payload: &[u8], target: &TargetAddr) -> Result<(), TuicError> {
+        let conn = self.client.connection().await?;
+        let pkt_id = self.next_pkt.fetch_add(1, Ordering::Relaxed);
+        let mode = self.client.inner.settings.udp_relay_mode;
+        send_packet(&conn, mode, self.assoc_id, pkt_id, target, payload).await
+    }
+
+    /// The next packet that came back, with its source address.
+    pub async fn recv_from(&mut self) -> Result<(Bytes, TargetAddr), TuicError> {
+        match self.rx.recv().await {
+            Some((from, data)) => Ok((data, from)),
+            None => Err(TuicError::SessionClosed),
+        }
+    }
+
+    /// Ends the session on the server (`Dissociate`) and here.
+    pub async fn dissociate(mut self) -> Result<(), TuicError> {
+        self.dissociated = true;
+        self.client.drop_session(self.assoc_id);
+        let conn = self.client.connection().await?;
+        send_dissociate(&conn, self.assoc_id).await
+    }
+}
+
+impl Drop for UdpSession {
+    fn drop(&mut self) {
+        if self.dissociated {
+            return;
+        }
+        self.client.drop_session(self.assoc_id);
+        // Best effort: only over a connection that is up, never opening one
+        // just to say goodbye, and only if there is a runtime to send from.
+        let conn = match self.client.inner.current.try_lock() {
+            Ok(current) => current
+                .as_ref()
+                .filter(|c| c.close_reason().is_none())
+                .cloned(),
+            Err(_) => None,
+        };
+        if let (Some(conn), Ok(rt)) = (conn, tokio::runtime::Handle::try_current()) {
+            let assoc_id = self.assoc_id;
+            rt.spawn(async move {
+                let _ = send_dissociate(&conn, assoc_id).await;
+            });
+        }
+    }
+}
+
+async fn send_dissociate(conn: &Connection, assoc_id: u16) -> Result<(), TuicError> {
+    let bytes = Command::Dissociate { assoc_id }.to_bytes()?;
+    let mut s = conn.open_uni().await.map_err(TuicError::ConnectionLost)?;
+    s.write_all(&bytes).await.map_err(TuicError::Write)?;
+    let _ = s.finish();
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere while holding the lock leaves plain data behind.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Hands a packet (fragment) from the server to its session.
+fn deliver(sessions: &Mutex<HashMap<u16, SessionEntry>>, h: &PacketHeader, payload: Bytes) {
+    let mut sessions = lock(sessions);
+    let Some(entry) = sessions.get_mut(&h.assoc_id) else {
+        return; // a session we dropped: its packets are lost
+    };
+    match entry.reassembler.feed(h, payload, Instant::now()) {
+        // A full queue drops the packet, as a full socket buffer would.
+        Ok(Some(packet)) => {
+            let _ = entry.tx.try_send(packet);
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("tuic client: packet from server dropped: {e}"),
+    }
+}
+
+async fn receive_datagrams(
+    conn: Connection,
+    sessions: Arc<Mutex<HashMap<u16, SessionEntry>>>,
+    confirmed: watch::Sender<bool>,
+) {
+    while let Ok(d) = conn.read_datagram().await {
+        match parse_datagram(&d).await {
+            Ok((Command::Heartbeat, _)) => {
+                confirmed.send_replace(true);
+            }
+            Ok((Command::Packet(h), payload)) => deliver(&sessions, &h, payload),
+            Ok((other, _)) => eprintln!("tuic client: unexpected datagram from server: {other:?}"),
+            Err(e) => eprintln!("tuic client: bad datagram from server: {e}"),
+        }
+    }
+}
+
+async fn receive_streams(conn: Connection, sessions: Arc<Mutex<HashMap<u16, SessionEntry>>>) {
+    while let Ok(recv) = conn.accept_uni().await {
+        let sessions = Arc::clone(&sessions);
+        tokio::spawn(async move {
+            match tokio::time::timeout(STREAM_PACKET_TIMEOUT, read_stream_packet(recv)).await {
+                Ok(Ok((h, payload))) => deliver(&sessions, &h, payload),
+                Ok(Err(e)) => eprintln!("tuic client: bad packet stream from server: {e}"),
+                Err(_) => eprintln!("tuic client: packet stream from server timed out"),
+            }
+        });
+    }
+}
+
+async fn read_stream_packet(mut recv: RecvStream) -> Result<(PacketHeader, Bytes), TuicError> {
+    let Command::Packet(h) = Command::read_from(&mut recv).await? else {
+        return Err(TuicError::UnexpectedCommand(
+            "from the server on a stream (only Packet)",
+        ));
+    };
+    check_header(&h)?;
+    let mut payload = vec![0u8; usize::from(h.size)];
+    AsyncReadExt::read_exact(&mut recv, &mut payload).await?;
+    Ok((h, Bytes::from(payload)))
+}
+
+/// Sends a `Heartbeat` datagram every `interval` while something is relayed,
+/// so that the idle timeout only closes connections nobody uses.
+async fn heartbeats(conn: Connection, active: Arc<AtomicUsize>, interval: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if active.load(Ordering::Relaxed) > 0 {
+                    // Fails only when the connection is closing.
+                    let _ = conn.send_datagram(Bytes::from_static(&[VERSION, CMD_HEARTBEAT]));
+                }
+            }
+            _ = conn.closed() => return,
+        }
+    }
+}
+
+async fn socks_conn(client: Client, mut inbound: TcpStream) -> Result<(), TuicError> {
+    let target = socks5::accept(&mut inbound).await?;
+    let _active = ActiveGuard::new(&client.inner.active);
+    let mut stream = match client.open_tcp(&target).await {
+        Ok(s) => s,
+        Err(e) => {
+            socks5::reply(&mut inbound, Reply::Failed(reply_code(&e))).await?;
+            return Err(e);
+        }
+    };
+    let bound = client.local_addr()?;
+    socks5::reply(&mut inbound, Reply::Succeeded(bound)).await?;
+    if let Err(source) = relay(inbound, &mut stream, &client.inner.relay).await {
+        stream.abort(STREAM_RELAY_FAILED);
+        return Err(TuicError::Relay { target, source });
+    }
+    Ok(())
+}
+
+/// The SOCKS5 reply code for a failure to reach the server.
+fn reply_code(e: &TuicError) -> ReplyCode {
+    match e {
+        TuicError::AuthRejected { .. } => ReplyCode::NotAllowed,
+        TuicError::Handshake {
+            source: ConnectionError::TimedOut,
+            ..
+        } => ReplyCode::HostUnreachable,
+        _ => ReplyCode::GeneralFailure,
+    }
+}

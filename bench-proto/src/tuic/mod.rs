@@ -1,0 +1,423 @@
+//! `tuic`: TUIC v5 over QUIC (quinn), see `specs/tuic-v5.md`.
+//!
+//! The client side ([`run_client`], [`Client`]) takes SOCKS5 CONNECTs and
+//! carries each as a bidirectional QUIC stream that starts with a `Connect`
+//! command; all of them share one QUIC connection, which is re-established
+//! when it dies. The server side ([`run_server`]) authenticates each QUIC
+//! connection, connects to each stream's target over TCP and relays with
+//! [`relay`](crate::relay::relay). UDP is relayed in both modes (QUIC
+//! datagrams with fragmentation, or one unidirectional stream per packet)
+//! through [`Client::udp_session`]; the SOCKS5 side does not offer UDP
+//! ASSOCIATE.
+//!
+//! Authentication: the client sends `Authenticate` on a unidirectional stream
+//! with its UUID and a token, the TLS exporter output for label = the UUID's
+//! 16 bytes and context = the password (32 bytes). The server closes the
+//! connection with [`CLOSE_AUTH_FAILED`] on an unknown UUID or a wrong token,
+//! and with [`CLOSE_AUTH_TIMEOUT`] when no valid `Authenticate` came within
+//! `tuic.auth_timeout_s`. Commands that arrive before it wait for it.
+//!
+//! TUIC has no answer to `Authenticate`, so a client cannot tell a refusal
+//! from success except by the connection closing. Our server therefore sends
+//! a `Heartbeat` datagram as soon as a client is authenticated (sing-box's
+//! server sends heartbeats too, so clients ignore them), and our client waits
+//! for it, or for a short grace period with servers that do not send it,
+//! before it answers the first SOCKS5 CONNECT on a new connection: a refused
+//! client's CONNECT then fails instead of succeeding and breaking at once.
+//!
+//! Settings (`--set tuic.KEY=VALUE`), see [`Settings`]:
+//!
+//! | key | values | default |
+//! |---|---|---|
+//! | `udp_relay_mode` | `native`, `quic` | `native` |
+//! | `heartbeat_s` | seconds between client heartbeats, 1..=3600 | 10 |
+//! | `congestion_control` | `bbr`, `cubic`, `new_reno` | `bbr` |
+//! | `alpn` | comma-separated protocols, empty for none | `h3` |
+//! | `auth_timeout_s` | server: seconds to wait for `Authenticate`, 1..=600 | 3 |
+//! | `idle_timeout_s` | QUIC idle timeout, 1..=3600 | 30 |
+
+mod client;
+mod server;
+pub mod udp;
+pub mod wire;
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use quinn::{RecvStream, SendStream, VarInt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::settings::{parse_in_range, SettingError};
+use crate::socks5::Socks5Error;
+
+pub use client::{run_client, Client, ClientOptions, UdpSession};
+pub use server::{run_server, ServerOptions};
+pub use udp::FragmentError;
+pub use wire::{Command, PacketHeader, Uuid, UuidError, WireError};
+
+/// QUIC application close code: unknown UUID or wrong token.
+pub const CLOSE_AUTH_FAILED: u32 = 0x101;
+/// QUIC application close code: no valid `Authenticate` in time.
+pub const CLOSE_AUTH_TIMEOUT: u32 = 0x102;
+/// QUIC application close code: a datagram or command that breaks the
+/// protocol on the connection level (e.g. a bad `Packet` datagram).
+pub const CLOSE_PROTOCOL_ERROR: u32 = 0x103;
+/// QUIC application close code: the endpoint closes normally.
+pub const CLOSE_NORMAL: u32 = 0;
+/// Stream error code (reset / stop sending): the command header was bad.
+pub const STREAM_BAD_COMMAND: u32 = 0x110;
+/// Stream error code: the server could not connect to the target.
+pub const STREAM_CONNECT_FAILED: u32 = 0x111;
+/// Stream error code: relaying failed on the other side.
+pub const STREAM_RELAY_FAILED: u32 = 0x112;
+
+/// How UDP packets travel between client and server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpRelayMode {
+    /// QUIC datagrams, fragmented when larger than a datagram can be.
+    Native,
+    /// One unidirectional QUIC stream per packet (lossless, more overhead).
+    Quic,
+}
+
+/// QUIC congestion controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CongestionControl {
+    /// quinn's BBR (experimental in quinn, TUIC's customary choice).
+    Bbr,
+    /// CUBIC.
+    Cubic,
+    /// NewReno.
+    NewReno,
+}
+
+/// TUIC options shared by both sides, set with `--set tuic.KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Settings {
+    /// UDP relay mode (client; the server answers in the mode it was spoken to).
+    pub udp_relay_mode: UdpRelayMode,
+    /// Interval of client heartbeats while anything is relayed.
+    pub heartbeat: Duration,
+    /// Congestion controller of this side.
+    pub congestion_control: CongestionControl,
+    /// ALPN protocols offered (client) or accepted (server).
+    pub alpn: Vec<Vec<u8>>,
+    /// Server: how long a connection may stay unauthenticated.
+    pub auth_timeout: Duration,
+    /// QUIC idle timeout.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            udp_relay_mode: UdpRelayMode::Native,
+            heartbeat: Duration::from_secs(10),
+            congestion_control: CongestionControl::Bbr,
+            alpn: vec![b"h3".to_vec()],
+            auth_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    /// The keys [`Settings::set`] accepts, without the `tuic.` prefix.
+    pub const KEYS: &'static [&'static str] = &[
+        "udp_relay_mode",
+        "heartbeat_s",
+        "congestion_control",
+        "alpn",
+        "auth_timeout_s",
+        "idle_timeout_s",
+    ];
+
+    /// Sets one option from its key (without the `tuic.` prefix) and value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
+        let full_key = format!("tuic.{key}");
+        let bad = |expected: &str| SettingError::BadValue {
+            key: full_key.clone(),
+            value: value.to_owned(),
+            expected: expected.to_owned(),
+        };
+        let secs = |max: usize, example: usize| {
+            parse_in_range(&full_key, value, 1, max, example).map(|s| Duration::from_secs(s as u64))
+        };
+        match key {
+            "udp_relay_mode" => {
+                self.udp_relay_mode = match value {
+                    "native" => UdpRelayMode::Native,
+                    "quic" => UdpRelayMode::Quic,
+                    _ => return Err(bad("`native` or `quic`")),
+                }
+            }
+            "heartbeat_s" => self.heartbeat = secs(3600, 10)?,
+            "congestion_control" => {
+                self.congestion_control = match value {
+                    "bbr" => CongestionControl::Bbr,
+                    "cubic" => CongestionControl::Cubic,
+                    "new_reno" => CongestionControl::NewReno,
+                    _ => return Err(bad("`bbr`, `cubic` or `new_reno`")),
+                }
+            }
+            "alpn" => {
+                let protos: Vec<Vec<u8>> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.as_bytes().to_vec())
+                    .collect();
+                if protos.iter().any(|p| p.len() > 255) {
+                    return Err(bad("comma-separated protocol names of at most 255 bytes"));
+                }
+                self.alpn = protos;
+            }
+            "auth_timeout_s" => self.auth_timeout = secs(600, 3)?,
+            "idle_timeout_s" => self.idle_timeout = secs(3600, 30)?,
+            _ => {
+                return Err(SettingError::UnknownKey {
+                    key: full_key,
+                    known: Self::KEYS.iter().map(|k| format!("tuic.{k}")).collect(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// quinn's transport parameters for these settings.
+    fn transport(&self) -> Result<quinn::TransportConfig, TuicError> {
+        use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
+        let mut t = quinn::TransportConfig::default();
+        let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
+            .map_err(|_| TuicError::Config(format!("idle timeout {:?}", self.idle_timeout)))?;
+        t.max_idle_timeout(Some(idle));
+        // Every proxied TCP connection is a stream and, in quic mode, every
+        // UDP packet too: quinn's default of 100 would queue the load
+        // generator's connections behind each other.
+        t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
+        t.max_concurrent_uni_streams(VarInt::from_u32(MAX_STREAMS));
+        match self.congestion_control {
+            CongestionControl::Bbr => {
+                t.congestion_controller_factory(Arc::new(BbrConfig::default()))
+            }
+            CongestionControl::Cubic => {
+                t.congestion_controller_factory(Arc::new(CubicConfig::default()))
+            }
+            CongestionControl::NewReno => {
+                t.congestion_controller_factory(Arc::new(NewRenoConfig::default()))
+            }
+        };
+        Ok(t)
+    }
+}
+
+/// Streams of each direction a peer may have open at once.
+const MAX_STREAMS: u32 = 1024;
+
+/// Errors of the tuic endpoints.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TuicError {
+    /// The options do not make a working configuration.
+    #[error("tuic configuration: {0}")]
+    Config(String),
+    /// Setting up the UDP socket or the QUIC endpoint failed.
+    #[error("QUIC endpoint: {0}")]
+    Endpoint(io::Error),
+    /// The connection attempt could not even start (bad server name, ...).
+    #[error("connecting to {server}: {source}")]
+    Connect {
+        /// The server.
+        server: SocketAddr,
+        /// Why.
+        source: quinn::ConnectError,
+    },
+    /// The QUIC handshake failed.
+    #[error("QUIC handshake with {server}: {source}")]
+    Handshake {
+        /// The server.
+        server: SocketAddr,
+        /// Why.
+        source: quinn::ConnectionError,
+    },
+    /// The server closed the connection after `Authenticate`.
+    #[error("server {server} refused the authentication: {source}")]
+    AuthRejected {
+        /// The server.
+        server: SocketAddr,
+        /// The close as the client saw it.
+        source: quinn::ConnectionError,
+    },
+    /// The QUIC connection is gone.
+    #[error("QUIC connection lost: {0}")]
+    ConnectionLost(quinn::ConnectionError),
+    /// Writing a QUIC stream failed.
+    #[error("writing a QUIC stream: {0}")]
+    Write(quinn::WriteError),
+    /// The TLS exporter failed (it cannot on a TLS 1.3 connection).
+    #[error("exporting the authentication token from TLS failed")]
+    Exporter,
+    /// A malformed command.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// A malformed fragment header.
+    #[error(transparent)]
+    Fragment(#[from] FragmentError),
+    /// A `Packet` datagram whose `SIZE` is not what follows the header.
+    #[error("Packet datagram says SIZE {header} but carries {actual} bytes")]
+    SizeMismatch {
+        /// `SIZE`.
+        header: u16,
+        /// Bytes after the header.
+        actual: usize,
+    },
+    /// A command on a stream or datagram where it does not belong.
+    #[error("unexpected command {0} here")]
+    UnexpectedCommand(&'static str),
+    /// A UDP payload over 65535 bytes.
+    #[error("UDP packet of {0} bytes, at most 65535 can be relayed")]
+    PacketTooLarge(usize),
+    /// The peer's datagrams are too small to carry a header and data.
+    #[error("QUIC datagrams of {0} bytes cannot carry a Packet fragment")]
+    DatagramTooSmall(usize),
+    /// A packet that would need more fragments than allowed.
+    #[error("UDP packet would need {0} fragments, at most 128 are allowed")]
+    TooManyFragments(usize),
+    /// The peer does not take QUIC datagrams (native UDP relay impossible).
+    #[error("the peer does not accept QUIC datagrams; use tuic.udp_relay_mode=quic")]
+    DatagramsUnsupported,
+    /// Sending a datagram failed.
+    #[error("sending a QUIC datagram: {0}")]
+    Datagram(quinn::SendDatagramError),
+    /// The UDP session is closed.
+    #[error("UDP session closed")]
+    SessionClosed,
+    /// Relaying a proxied stream failed.
+    #[error("relaying for {target}: {source}")]
+    Relay {
+        /// The stream's target.
+        target: crate::addr::TargetAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The SOCKS5 side failed.
+    #[error(transparent)]
+    Socks5(#[from] Socks5Error),
+    /// Other I/O.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A bidirectional QUIC stream as one [`AsyncRead`] + [`AsyncWrite`] value,
+/// for [`relay`](crate::relay::relay). Shutting down the write half finishes
+/// the send stream.
+#[derive(Debug)]
+pub struct QuicStream {
+    /// The sending half.
+    pub send: SendStream,
+    /// The receiving half.
+    pub recv: RecvStream,
+}
+
+impl QuicStream {
+    /// Aborts both directions with `code` (RESET_STREAM and STOP_SENDING),
+    /// so the peer sees an error instead of a clean end.
+    pub fn abort(&mut self, code: u32) {
+        let code = VarInt::from_u32(code);
+        // Either half may be closed already; then there is nothing to abort.
+        let _ = self.send.reset(code);
+        let _ = self.recv.stop(code);
+    }
+}
+
+impl AsyncRead for QuicStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        AsyncRead::poll_read(Pin::new(&mut self.recv), cx, buf)
+    }
+}
+
+impl AsyncWrite for QuicStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_flush(Pin::new(&mut self.send), cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_shutdown(Pin::new(&mut self.send), cx)
+    }
+}
+
+/// The authentication token: the TLS exporter output for label = the UUID's
+/// bytes and context = the password, 32 bytes.
+pub fn auth_token(
+    conn: &quinn::Connection,
+    uuid: &Uuid,
+    password: &[u8],
+) -> Result<[u8; wire::TOKEN_LEN], TuicError> {
+    let mut token = [0u8; wire::TOKEN_LEN];
+    conn.export_keying_material(&mut token, &uuid.0, password)
+        .map_err(|_| TuicError::Exporter)?;
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings() {
+        let mut s = Settings::default();
+        assert_eq!(s.alpn, vec![b"h3".to_vec()]);
+        assert_eq!(s.congestion_control, CongestionControl::Bbr);
+        s.set("udp_relay_mode", "quic").unwrap();
+        s.set("congestion_control", "new_reno").unwrap();
+        s.set("heartbeat_s", "3").unwrap();
+        s.set("alpn", "h3, tuic").unwrap();
+        s.set("auth_timeout_s", "1").unwrap();
+        s.set("idle_timeout_s", "5").unwrap();
+        assert_eq!(s.udp_relay_mode, UdpRelayMode::Quic);
+        assert_eq!(s.congestion_control, CongestionControl::NewReno);
+        assert_eq!(s.heartbeat, Duration::from_secs(3));
+        assert_eq!(s.alpn, vec![b"h3".to_vec(), b"tuic".to_vec()]);
+        assert_eq!(s.auth_timeout, Duration::from_secs(1));
+        assert_eq!(s.idle_timeout, Duration::from_secs(5));
+        s.set("alpn", "").unwrap();
+        assert!(s.alpn.is_empty());
+        for (k, v) in [
+            ("udp_relay_mode", "tcp"),
+            ("congestion_control", "reno"),
+            ("heartbeat_s", "0"),
+            ("heartbeat_s", "x"),
+            ("auth_timeout_s", "601"),
+            ("idle_timeout_s", "-1"),
+        ] {
+            let err = s.set(k, v).unwrap_err().to_string();
+            assert!(err.contains(&format!("tuic.{k}")), "{err}");
+        }
+        let err = s.set("nope", "1").unwrap_err().to_string();
+        assert!(
+            err.contains("tuic.nope") && err.contains("tuic.udp_relay_mode"),
+            "{err}"
+        );
+        for cc in ["bbr", "cubic", "new_reno"] {
+            s.set("congestion_control", cc).unwrap();
+            s.transport().unwrap();
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Reassembly of UDP packets that a QUIC-based protocol split into datagram
+//! fragments (TUIC's `Packet`, Hysteria 2's `UDPMessage`): both number the
+//! packets of a session (16 bits) and their fragments (8 bits each for id
+//! and count), and both relay at most what a UDP length field allows. Each
+//! protocol encodes its own headers and hands the fields here.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::addr::TargetAddr;
+
+/// Largest UDP payload relayed, what an IPv4/IPv6 UDP length field allows.
+pub const MAX_UDP_PAYLOAD: usize = 65535;
+/// Largest fragment count accepted. A 65535-byte packet split into fragments
+/// of QUIC's minimum datagram size needs fewer than 80, so anything above
+/// this is a broken or hostile peer (and would let it pin memory per packet).
+pub const MAX_FRAGMENTS: u8 = 128;
+/// Packets of one session whose fragments may be incomplete at the same time;
+/// the oldest is dropped to make room, as a lost UDP packet would be.
+pub const MAX_PENDING_PACKETS: usize = 64;
+/// How long the fragments of an incomplete packet are kept.
+pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A fragment whose header cannot be right.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FragmentError {
+    /// The fragment count is 0.
+    #[error("packet with 0 fragments")]
+    ZeroFragments,
+    /// The fragment count is above [`MAX_FRAGMENTS`].
+    #[error("packet in {0} fragments, at most {MAX_FRAGMENTS} accepted")]
+    TooManyFragments(u8),
+    /// The fragment id is not below the count.
+    #[error("fragment {id} of a packet in {total} fragments")]
+    IdOutOfRange {
+        /// The fragment id.
+        id: u8,
+        /// The fragment count.
+        total: u8,
+    },
+    /// A whole packet without any address.
+    #[error("packet without an address")]
+    MissingAddress,
+}
+
+/// Checks a fragment's id and count.
+pub fn check(frag_id: u8, frag_total: u8) -> Result<(), FragmentError> {
+    if frag_total == 0 {
+        return Err(FragmentError::ZeroFragments);
+    }
+    if frag_total > MAX_FRAGMENTS {
+        return Err(FragmentError::TooManyFragments(frag_total));
+    }
+    if frag_id >= frag_total {
+        return Err(FragmentError::IdOutOfRange {
+            id: frag_id,
+            total: frag_total,
+        });
+    }
+    Ok(())
+}
+
+/// One fragment as the reassembler needs it.
+#[derive(Debug, Clone)]
+pub struct Fragment<'a> {
+    /// The packet it belongs to.
+    pub pkt_id: u16,
+    /// Its index.
+    pub frag_id: u8,
+    /// The packet's fragment count.
+    pub frag_total: u8,
+    /// The address, on the fragments that carry one.
+    pub addr: Option<&'a TargetAddr>,
+}
+
+/// Reassembles the fragments of one UDP session's packets.
+#[derive(Debug, Default)]
+pub struct Reassembler {
+    pending: HashMap<u16, Partial>,
+}
+
+#[derive(Debug)]
+struct Partial {
+    parts: Vec<Option<Bytes>>,
+    have: usize,
+    bytes: usize,
+    addr: Option<TargetAddr>,
+    started: Instant,
+}
+
+impl Reassembler {
+    /// Takes one fragment; returns the whole packet with its address once
+    /// every fragment has arrived. Packets that grow past
+    /// [`MAX_UDP_PAYLOAD`] or time out are dropped silently, as UDP would;
+    /// headers that cannot be right are errors.
+    pub fn feed(
+        &mut self,
+        f: Fragment<'_>,
+        payload: Bytes,
+        now: Instant,
+    ) -> Result<Option<(TargetAddr, Bytes)>, FragmentError> {
+        check(f.frag_id, f.frag_total)?;
+        if f.frag_total == 1 {
+            let addr = f.addr.cloned().ok_or(FragmentError::MissingAddress)?;
+            return Ok(Some((addr, payload)));
+        }
+        self.pending
+            .retain(|_, p| now.duration_since(p.started) < REASSEMBLY_TIMEOUT);
+        let total = usize::from(f.frag_total);
+        let restart = match self.pending.get(&f.pkt_id) {
+            Some(p) => p.parts.len() != total,
+            None => {
+                if self.pending.len() >= MAX_PENDING_PACKETS {
+                    let oldest = self
+                        .pending
+                        .iter()
+                        .min_by_key(|(_, p)| p.started)
+                        .map(|(id, _)| *id);
+                    if let Some(id) = oldest {
+                        self.pending.remove(&id);
+                    }
+                }
+                true
+            }
+        };
+        if restart {
+            // A packet id reused with another fragment count is a new packet:
+            // the old one's fragments can never complete.
+            self.pending.insert(
+                f.pkt_id,
+                Partial {
+                    parts: vec![None; total],
+                    have: 0,
+                    bytes: 0,
+                    addr: None,
+                    started: now,
+                },
+            );
+        }
+        let Some(p) = self.pending.get_mut(&f.pkt_id) else {
+            return Ok(None);
+        };
+        let slot = &mut p.parts[usize::from(f.frag_id)];
+        if slot.is_some() {
+            return Ok(None); // a duplicate
+        }
+        p.bytes += payload.len();
+        if p.bytes > MAX_UDP_PAYLOAD {
+            self.pending.remove(&f.pkt_id);
+            return Ok(None);
+        }
+        *slot = Some(payload);
+        p.have += 1;
+        if let Some(a) = f.addr {
+            p.addr = Some(a.clone());
+        }
+        if p.have < total {
+            return Ok(None);
+        }
+        let Some(p) = self.pending.remove(&f.pkt_id) else {
+            return Ok(None);
+        };
+        let addr = p.addr.ok_or(FragmentError::MissingAddress)?;
+        let mut whole = Vec::with_capacity(p.bytes);
+        for part in p.parts.into_iter().flatten() {
+            whole.extend_from_slice(&part);
+        }
+        Ok(Some((addr, Bytes::from(whole))))
+    }
+
+    /// Packets waiting for fragments.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}

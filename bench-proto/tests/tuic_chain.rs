@@ -1,0 +1,529 @@
+//! The `tuic` chain in one process: SOCKS5 → our tuic client → our tuic
+//! server → sink / UDP echo peer, plus refusals and bad input sent by hand.
+
+mod tuic_support;
+
+use std::time::Duration;
+
+use bench_proto::tuic::{
+    self, Command, PacketHeader, TuicError, CLOSE_AUTH_FAILED, CLOSE_AUTH_TIMEOUT,
+    CLOSE_PROTOCOL_ERROR, STREAM_BAD_COMMAND,
+};
+use bench_proto::TargetAddr;
+use quinn::{ConnectionError, ReadError, VarInt};
+use tokio::io::AsyncReadExt;
+use tuic_support::*;
+
+// ---- 1. TCP through the chain ------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bulk_64_mib_each_way_over_many_streams_of_one_connection() {
+    within(300, async {
+        let pki = pki();
+        let server = start_server(&pki, settings(&[])).await;
+        let (socks, client) = start_client(client_options(
+            &pki,
+            server,
+            settings(&[]),
+            uuid(),
+            PASSWORD,
+        ))
+        .await;
+        // 16 streams of 4 MiB (+ i) up and 4 MiB down: 64 MiB each way.
+        bulk(socks, 16, 4 * MIB, 4 * MIB).await;
+        assert_eq!(
+            client.connections_opened(),
+            1,
+            "one QUIC connection for all"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_congestion_controller_and_a_domain_target() {
+    within(120, async {
+        for cc in ["bbr", "cubic", "new_reno"] {
+            let pki = pki();
+            let s = settings(&[("congestion_control", cc)]);
+            let server = start_server(&pki, s.clone()).await;
+            let (socks, _) = start_client(client_options(&pki, server, s, uuid(), PASSWORD)).await;
+            bulk(socks, 3, MIB, MIB).await;
+        }
+        // A domain target is resolved by the server.
+        let pki = pki();
+        let server = start_server(&pki, settings(&[])).await;
+        let (socks, _) = start_client(client_options(
+            &pki,
+            server,
+            settings(&[]),
+            uuid(),
+            PASSWORD,
+        ))
+        .await;
+        let (sink, mut reports) = start_sink(1000).await;
+        let target = TargetAddr::Domain("localhost".into(), sink.port());
+        let (stream, code) = socks_connect(socks, &target).await;
+        if code == 0 {
+            let ends = exchange(stream, "up", 5000).await;
+            let at_sink = reports.recv().await.unwrap();
+            assert_eq!(at_sink.received, ends.sent);
+            assert_eq!(ends.received, at_sink.sent);
+        } else {
+            // "localhost" may resolve to ::1 only, where the sink is not.
+            assert_eq!(code, 0x01, "unexpected reply {code}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_reconnects_after_the_connection_idles_out() {
+    within(60, async {
+        let pki = pki();
+        let s = settings(&[("idle_timeout_s", "1")]);
+        let server = start_server(&pki, s.clone()).await;
+        let (socks, client) = start_client(client_options(&pki, server, s, uuid(), PASSWORD)).await;
+        bulk(socks, 2, 100_000, 100_000).await;
+        let first = client.connection().await.unwrap();
+        // Nothing relayed, no heartbeats: the idle timeout closes it.
+        let reason = within(10, first.closed()).await;
+        assert!(matches!(reason, ConnectionError::TimedOut), "{reason:?}");
+        bulk(socks, 2, 100_000, 100_000).await;
+        assert_eq!(client.connections_opened(), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_a_quiet_relay_alive() {
+    within(60, async {
+        let pki = pki();
+        let s = settings(&[("idle_timeout_s", "2"), ("heartbeat_s", "1")]);
+        let server = start_server(&pki, s.clone()).await;
+        let (socks, client) = start_client(client_options(&pki, server, s, uuid(), PASSWORD)).await;
+        let (sink, mut reports) = start_sink(777).await;
+        let (stream, code) = socks_connect(socks, &TargetAddr::Ip(sink)).await;
+        assert_eq!(code, 0);
+        // Quiet for twice the idle timeout: only heartbeats keep it open.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let ends = exchange(stream, "late", 1234).await;
+        let at_sink = reports.recv().await.unwrap();
+        assert_eq!(at_sink.received, ends.sent);
+        assert_eq!(ends.received.bytes, 777);
+        assert_eq!(client.connections_opened(), 1);
+    })
+    .await;
+}
+
+// ---- 2. UDP relay ---------------------------------------------------------------
+
+async fn udp_round_trips(mode: &str) {
+    let pki = pki();
+    let s = settings(&[("udp_relay_mode", mode)]);
+    let server = start_server(&pki, s.clone()).await;
+    let client = tuic::Client::new(client_options(&pki, server, s, uuid(), PASSWORD)).unwrap();
+    let (echo, _) = start_udp_echo().await;
+    let target = TargetAddr::Ip(echo);
+    let mut session = client.udp_session().unwrap();
+    let conn = client.connection().await.unwrap();
+    let max = conn.max_datagram_size().unwrap();
+    assert!(
+        max < 3000,
+        "3000 bytes must need fragments (max datagram {max})"
+    );
+    for (i, len) in [0usize, 1, 500, max, 3000, 20_000, 65_000]
+        .into_iter()
+        .enumerate()
+    {
+        let payload: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
+        // UDP may drop a packet; loopback should not, but retry a little
+        // rather than fail on one loss. A broken relay fails every try.
+        let mut got = None;
+        for _ in 0..3 {
+            session.send_to(&payload, &target).await.unwrap();
+            if let Ok(r) = tokio::time::timeout(Duration::from_secs(3), session.recv_from()).await {
+                got = Some(r.unwrap());
+                break;
+            }
+        }
+        let (data, from) = got.unwrap_or_else(|| panic!("{mode}: no echo of {len} bytes"));
+        assert_eq!(from, target, "{mode}: source address");
+        assert!(
+            data[..] == payload[..],
+            "{mode}: {len} bytes came back as {}",
+            data.len()
+        );
+    }
+    // Larger than UDP can carry: refused before anything is sent.
+    assert!(matches!(
+        session.send_to(&vec![0; 65_536], &target).await,
+        Err(TuicError::PacketTooLarge(65_536))
+    ));
+    session.dissociate().await.unwrap();
+    assert_eq!(client.connections_opened(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_native_mode_round_trips_with_fragmentation() {
+    within(60, udp_round_trips("native")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_quic_mode_round_trips() {
+    within(60, udp_round_trips("quic")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_sessions_stay_apart_and_dissociate_frees_the_socket() {
+    within(60, async {
+        let pki = pki();
+        let server = start_server(&pki, settings(&[])).await;
+        let (echo, mut sources) = start_udp_echo().await;
+        let target = TargetAddr::Ip(echo);
+        let conn = raw_connection(&pki, server).await;
+        authenticate(&conn).await;
+
+        // Sends packet `pkt` of session 7 in quic mode and checks the answer
+        // on the server's stream; the echo peer reports the source it saw.
+        let round = |pkt: u16| {
+            let conn = conn.clone();
+            let target = target.clone();
+            async move {
+                let payload = format!("packet {pkt}").into_bytes();
+                let mut bytes = Command::Packet(PacketHeader {
+                    assoc_id: 7,
+                    pkt_id: pkt,
+                    frag_total: 1,
+                    frag_id: 0,
+                    size: payload.len() as u16,
+                    addr: Some(target),
+                })
+                .to_bytes()
+                .unwrap();
+                bytes.extend_from_slice(&payload);
+                send_uni(&conn, &bytes).await;
+                // The answer to a packet in flight while the session is
+                // dissociated is lost, as UDP would lose it.
+                let Ok(back) =
+                    tokio::time::timeout(Duration::from_secs(3), conn.accept_uni()).await
+                else {
+                    return;
+                };
+                let mut back = back.unwrap();
+                let Command::Packet(h) = Command::read_from(&mut back).await.unwrap() else {
+                    panic!("not a Packet")
+                };
+                assert_eq!((h.assoc_id, h.frag_total), (7, 1));
+                let mut data = vec![0u8; h.size as usize];
+                AsyncReadExt::read_exact(&mut back, &mut data)
+                    .await
+                    .unwrap();
+                assert_eq!(data, payload);
+            }
+        };
+        round(0).await;
+        let first = sources.recv().await.unwrap();
+        round(1).await;
+        assert_eq!(
+            sources.recv().await.unwrap(),
+            first,
+            "same session, same socket"
+        );
+
+        let dissociate = Command::Dissociate { assoc_id: 7 }.to_bytes().unwrap();
+        send_uni(&conn, &dissociate).await;
+        // The Dissociate and the next Packet travel on separate streams, so
+        // try until the server has handled it: then a new socket answers.
+        let mut pkt = 2;
+        loop {
+            round(pkt).await;
+            if sources.recv().await.unwrap() != first {
+                break;
+            }
+            assert!(pkt < 50, "Dissociate had no effect");
+            pkt += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+// ---- 3. Refusal -----------------------------------------------------------------
+
+fn closed_with(e: &ConnectionError, code: u32) -> bool {
+    matches!(e, ConnectionError::ApplicationClosed(c) if c.error_code == VarInt::from_u32(code))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_or_unknown_uuid_is_refused_and_the_server_goes_on() {
+    within(60, async {
+        let pki = pki();
+        let server = start_server(&pki, settings(&[])).await;
+        let (sink, mut reports) = start_sink(1000).await;
+        let unknown: tuic::Uuid = "00000000-0000-4000-8000-000000000001".parse().unwrap();
+        for (who, id, password) in [
+            ("wrong password", uuid(), "not the password"),
+            ("unknown uuid", unknown, PASSWORD),
+        ] {
+            let opts = client_options(&pki, server, settings(&[]), id, password);
+            let (socks, client) = start_client(opts).await;
+            let (_, code) = socks_connect(socks, &TargetAddr::Ip(sink)).await;
+            assert_eq!(code, 0x02, "{who}: CONNECT must fail with 'not allowed'");
+            match client.connection().await {
+                Err(TuicError::AuthRejected { source, .. }) => {
+                    assert!(closed_with(&source, CLOSE_AUTH_FAILED), "{who}: {source:?}")
+                }
+                other => panic!("{who}: {:?}", other.map(|_| ())),
+            }
+        }
+        assert!(reports.try_recv().is_err(), "nothing reached the sink");
+
+        // A good client is still served.
+        let opts = client_options(&pki, server, settings(&[]), uuid(), PASSWORD);
+        let (socks, _) = start_client(opts).await;
+        let (stream, code) = socks_connect(socks, &TargetAddr::Ip(sink)).await;
+        assert_eq!(code, 0);
+        let ends = exchange(stream, "up", 3000).await;
+        assert_eq!(reports.recv().await.unwrap().received, ends.sent);
+        assert_eq!(ends.received.bytes, 1000);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_authenticate_in_time_closes_the_connection() {
+    within(30, async {
+        let pki = pki();
+        let server = start_server(&pki, settings(&[("auth_timeout_s", "1")])).await;
+        let conn = raw_connection(&pki, server).await;
+        let started = std::time::Instant::now();
+        let reason = within(10, conn.closed()).await;
+        assert!(closed_with(&reason, CLOSE_AUTH_TIMEOUT), "{reason:?}");
+        assert!(started.elapsed() >= Duration::from_millis(800));
+
+        // A wrong version byte on the Authenticate stream: that stream is
+        // refused, and without a valid Authenticate the timeout closes.
+        let conn = raw_connection(&pki, server).await;
+        let token = tuic::auth_token(&conn, &uuid(), PASSWORD.as_bytes()).unwrap();
+        let mut auth = Command::Authenticate {
+            uuid: uuid(),
+            token,
+        }
+        .to_bytes()
+        .unwrap();
+        auth[0] = 4;
+        let s = send_uni(&conn, &auth).await;
+        let stopped = s.stopped().await;
+        assert!(
+            matches!(stopped, Ok(Some(c)) if c == VarInt::from_u32(STREAM_BAD_COMMAND))
+                || matches!(stopped, Ok(None)),
+            "{stopped:?}"
+        );
+        let reason = within(10, conn.closed()).await;
+        assert!(closed_with(&reason, CLOSE_AUTH_TIMEOUT), "{reason:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_before_authenticate_wait_for_it() {
+    within(30, async {
+        let pki = pki();
+        let server = start_server(&pki, settings(&[])).await;
+        let (sink, mut reports) = start_sink(500).await;
+        let conn = raw_connection(&pki, server).await;
+        // Connect and payload first...
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let mut bytes = Command::Connect {
+            addr: TargetAddr::Ip(sink),
+        }
+        .to_bytes()
+        .unwrap();
+        bytes.extend_from_slice(b"early bytes");
+        send.write_all(&bytes).await.unwrap();
+        send.finish().unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(reports.try_recv().is_err(), "served before authentication");
+        // ...then Authenticate: the paused stream goes on.
+        authenticate(&conn).await;
+        let down = recv.read_to_end(10_000).await.unwrap();
+        assert_eq!(down.len(), 500);
+        let at_sink = reports.recv().await.unwrap();
+        assert_eq!(at_sink.received.bytes, 11);
+        assert_eq!(at_sink.received.hash, blake3::hash(b"early bytes"));
+    })
+    .await;
+}
+
+// ---- 4. Bad input ---------------------------------------------------------------
+
+/// Sends `bytes` on a new bidirectional stream and expects the server to
+/// reset it as a bad command.
+async fn expect_stream_refused(conn: &quinn::Connection, bytes: &[u8]) {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    send.finish().unwrap();
+    let mut buf = [0u8; 16];
+    let r = within(15, recv.read(&mut buf)).await;
+    assert!(
+        matches!(r, Err(ReadError::Reset(c)) if c == VarInt::from_u32(STREAM_BAD_COMMAND)),
+        "{bytes:02x?}: {r:?}"
+    );
+}
+
+/// A Connect to `sink` on `conn` that moves a few bytes both ways.
+async fn expect_stream_served(
+    conn: &quinn::Connection,
+    sink: std::net::SocketAddr,
+    reports: &mut tokio::sync::mpsc::UnboundedReceiver<Ends>,
+) {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut bytes = Command::Connect {
+        addr: TargetAddr::Ip(sink),
+    }
+    .to_bytes()
+    .unwrap();
+    bytes.extend_from_slice(b"hello");
+    send.write_all(&bytes).await.unwrap();
+    send.finish().unwrap();
+    let down = within(15, recv.read_to_end(1 << 20)).await.unwrap();
+    assert_eq!(down.len(), 100);
+    assert_eq!(
+        reports.recv().await.unwrap().received.hash,
+        blake3::hash(b"hello")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_streams_are_reset_and_the_connection_goes_on() {
+    within(60, async {
+        let pki = pki();
+        let server = start_server(&pki, settings(&[])).await;
+        let (sink, mut reports) = start_sink(100).await;
+        let conn = raw_connection(&pki, server).await;
+        authenticate(&conn).await;
+        expect_stream_served(&conn, sink, &mut reports).await;
+
+        let cases: [&[u8]; 8] = [
+            &[5, 1, 1, 127, 0],                   // truncated Connect header
+            &[5],                                 // truncated before the type
+            &[5, 9, 1, 127, 0, 0, 1, 0, 80],      // unknown command type
+            &[5, 1, 7, 127, 0, 0, 1, 0, 80],      // unknown address type
+            &[5, 1, 3, 127, 0, 0, 1, 0, 80],      // SOCKS5's IPv4 type is not TUIC's
+            &[4, 1, 1, 127, 0, 0, 1, 0, 80],      // wrong version
+            &[5, 4],                              // Heartbeat on a stream
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", // garbage
+        ];
+        for bad in cases {
+            expect_stream_refused(&conn, bad).await;
+        }
+
+        // Garbage and a bad fragment count on unidirectional streams: the
+        // server stops them.
+        let bad_frag = Command::Packet(PacketHeader {
+            assoc_id: 1,
+            pkt_id: 1,
+            frag_total: 200,
+            frag_id: 0,
+            size: 0,
+            addr: Some(TargetAddr::Ip(sink)),
+        })
+        .to_bytes()
+        .unwrap();
+        for bad in [
+            &b"\xde\xad\xbe\xef garbage"[..],
+            &[5, 1, 1, 127, 0, 0, 1, 0, 80],
+            &bad_frag,
+        ] {
+            let mut s = conn.open_uni().await.unwrap();
+            s.write_all(bad).await.unwrap();
+            // Not finished: only the server's STOP_SENDING ends it.
+            let stopped = within(15, s.stopped()).await;
+            assert!(
+                matches!(stopped, Ok(Some(c)) if c == VarInt::from_u32(STREAM_BAD_COMMAND)),
+                "{bad:02x?}: {stopped:?}"
+            );
+        }
+
+        // The same connection still serves.
+        expect_stream_served(&conn, sink, &mut reports).await;
+        assert!(conn.close_reason().is_none());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_datagrams_close_the_connection_and_the_server_goes_on() {
+    within(60, async {
+        let pki = pki();
+        let server = start_server(&pki, settings(&[])).await;
+        let (sink, mut reports) = start_sink(100).await;
+        let (echo, _) = start_udp_echo().await;
+        let packet = |frag_total: u8, frag_id: u8| {
+            Command::Packet(PacketHeader {
+                assoc_id: 1,
+                pkt_id: 1,
+                frag_total,
+                frag_id,
+                size: 2,
+                addr: Some(TargetAddr::Ip(echo)),
+            })
+            .to_bytes()
+            .map(|mut b| {
+                b.extend_from_slice(b"hi");
+                b
+            })
+            .unwrap()
+        };
+        let mut short_size = packet(1, 0);
+        short_size.pop(); // SIZE says 2, 1 byte follows
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("oversized fragment count", packet(200, 0)),
+            ("fragment id beyond the count", packet(2, 2)),
+            ("zero fragments", packet(0, 0)),
+            ("SIZE mismatch", short_size),
+            ("wrong version", vec![4, 4]),
+            ("unknown command type", vec![5, 0x42]),
+            ("Connect in a datagram", {
+                Command::Connect {
+                    addr: TargetAddr::Ip(sink),
+                }
+                .to_bytes()
+                .unwrap()
+            }),
+            ("truncated", vec![5, 2, 0, 1]),
+        ];
+        for (what, bytes) in cases {
+            let conn = raw_connection(&pki, server).await;
+            authenticate(&conn).await;
+            conn.send_datagram(bytes.into()).unwrap();
+            let reason = within(15, conn.closed()).await;
+            assert!(
+                closed_with(&reason, CLOSE_PROTOCOL_ERROR),
+                "{what}: {reason:?}"
+            );
+        }
+        // Another client is served.
+        let conn = raw_connection(&pki, server).await;
+        authenticate(&conn).await;
+        expect_stream_served(&conn, sink, &mut reports).await;
+        // And a good native-mode packet is relayed and answered.
+        conn.send_datagram(packet(1, 0).into()).unwrap();
+        let back = within(15, conn.read_datagram()).await.unwrap();
+        let (cmd, payload) = tuic::udp::parse_datagram(&back).await.unwrap();
+        // The server's confirming heartbeat may come first.
+        let (cmd, payload) = if cmd == Command::Heartbeat {
+            let back = within(15, conn.read_datagram()).await.unwrap();
+            tuic::udp::parse_datagram(&back).await.unwrap()
+        } else {
+            (cmd, payload)
+        };
+        assert!(
+            matches!(cmd, Command::Packet(ref h) if h.addr == Some(TargetAddr::Ip(echo))),
+            "{cmd:?}"
+        );
+        assert_eq!(&payload[..], b"hi");
+    })
+    .await;
+}
