@@ -439,6 +439,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         );
     }
     outputs.insert("report_md".to_string(), "report.md".to_string());
+    outputs.insert("timeseries_csv".to_string(), "timeseries.csv".to_string());
     outputs.insert("run_log".to_string(), "run.log".to_string());
 
     let live = live_series;
@@ -505,6 +506,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     };
     render::write_json(&report, &dir)?;
     render::write_markdown(&report, &dir)?;
+    render::write_timeseries(&report, &dir)?;
     log.line(&format!("report written; status {status}"));
     if opts.print_summary {
         print!("{}", render::summary(&report));

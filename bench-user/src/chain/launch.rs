@@ -11,6 +11,7 @@
 //! | `{cert}`, `{key}`, `{ca}` | the run's certificate, key, and the certificate as CA |
 //! | `{server_name}` | `localhost` (the certificate's name) |
 //! | `{password}`, `{uuid}` | the run's credentials |
+//! | `{ssh_host_key}`, `{ssh_host_pub}` | the run's SSH host key and its public half |
 //! | `{sing_box}` | the sing-box binary (see [`crate::peers`]) |
 //! | `{config:PATH}` | PATH (relative to the profiles directory) rendered with these placeholders into the run's private directory |
 
@@ -36,7 +37,7 @@ pub struct Context<'a> {
 /// Errors of building a command line.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("endpoints.{side}.command: unknown placeholder {{{name}}}; use one of client_port, server_port, cert, key, ca, server_name, password, uuid, sing_box, config:PATH")]
+    #[error("endpoints.{side}.command: unknown placeholder {{{name}}}; use one of client_port, server_port, cert, key, ca, server_name, password, uuid, ssh_host_key, ssh_host_pub, sing_box, config:PATH")]
     Placeholder { side: &'static str, name: String },
     #[error("endpoints.{side}.command: template {path}: {message}")]
     Template {
@@ -143,6 +144,21 @@ fn builtin_args(spec: &ProfileSpec, role: Role, ctx: &Context) -> (Vec<String>, 
             s.password.clone(),
         ]),
         "tls" | "hysteria2" => args.extend(["--password".into(), s.password.clone()]),
+        "ssh" => {
+            args.extend([
+                "--user".into(),
+                "bench".into(),
+                "--password".into(),
+                s.password.clone(),
+            ]);
+            match role {
+                Role::Server => args.extend(["--host-key".into(), path(&s.ssh_host_key)]),
+                Role::Client => args.extend([
+                    "--set".into(),
+                    format!("ssh.known_host_key={}", path(&s.ssh_host_pub)),
+                ]),
+            }
+        }
         _ => {}
     }
     for setting in spec.endpoint_settings() {
@@ -194,6 +210,8 @@ fn value(name: &str, side: &'static str, ctx: &Context) -> Result<String, Launch
         "key" => s.key.display().to_string(),
         "server_name" => "localhost".into(),
         "password" => s.password.clone(),
+        "ssh_host_key" => s.ssh_host_key.display().to_string(),
+        "ssh_host_pub" => s.ssh_host_pub.display().to_string(),
         "uuid" => s.uuid.clone(),
         "sing_box" => crate::peers::sing_box()
             .map_err(|message| LaunchError::Peer { side, message })?
@@ -264,7 +282,7 @@ mod tests {
             text,
             format!("{{\"port\": 9000, \"pw\": \"{}\"}}", secrets.password)
         );
-        assert!(p.starts_with(secrets.dir()));
+        assert!(Path::new(&p).starts_with(secrets.dir()));
         let e = substitute("{nope}", "client", &ctx)
             .unwrap_err()
             .to_string();

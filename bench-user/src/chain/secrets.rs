@@ -32,6 +32,9 @@ pub struct Secrets {
     pub key: PathBuf,
     pub password: String,
     pub uuid: String,
+    /// SSH host key (OpenSSH private key) and its `.pub`.
+    pub ssh_host_key: PathBuf,
+    pub ssh_host_pub: PathBuf,
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], SecretsError> {
@@ -80,12 +83,18 @@ impl Secrets {
             &h[16..20],
             &h[20..]
         );
+        let ssh_host_key = dir.join("ssh_host_ed25519_key");
+        bench_proto::ssh::generate_key(&ssh_host_key)
+            .map_err(|e| SecretsError::Generate(e.to_string()))?;
+        let ssh_host_pub = dir.join("ssh_host_ed25519_key.pub");
         Ok(Secrets {
             dir,
             cert,
             key,
             password,
             uuid,
+            ssh_host_key,
+            ssh_host_pub,
         })
     }
 
@@ -118,6 +127,7 @@ mod tests {
         let mode = std::fs::metadata(&dir).expect("dir").permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         assert!(s.cert.is_file() && s.key.is_file());
+        assert!(s.ssh_host_key.is_file() && s.ssh_host_pub.is_file());
         assert_eq!(s.password.len(), 32);
         assert_eq!(s.uuid.len(), 36);
         assert_eq!(&s.uuid[14..15], "4");

@@ -3,11 +3,13 @@
 
 mod markdown;
 mod terminal;
+mod timeseries;
 
 use std::path::Path;
 
 pub use markdown::markdown;
 pub use terminal::summary;
+pub use timeseries::timeseries_csv;
 
 use crate::{drive::IntegrityStatus, report::Report};
 
@@ -62,6 +64,20 @@ pub fn integrity(s: IntegrityStatus) -> &'static str {
         IntegrityStatus::Ok => "ok",
         IntegrityStatus::Mismatch => "mismatch",
     }
+}
+
+/// Write `timeseries.csv`.
+pub fn write_timeseries(report: &Report, dir: &Path) -> Result<(), RenderError> {
+    let path = dir.join("timeseries.csv");
+    let phases = report
+        .workload
+        .phases
+        .iter()
+        .map(|p| (p.pattern.as_str(), p.timeseries.as_slice()));
+    std::fs::write(&path, timeseries_csv(phases)).map_err(|source| RenderError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// 1234567 → "1.18 MiB".

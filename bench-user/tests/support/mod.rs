@@ -56,6 +56,34 @@ pub fn profile_named(name: &str, out: &Path, duration: &str) -> Command {
     cmd
 }
 
+/// Run `protoprof profile NAME --duration D` into `out`; it must succeed and
+/// print the run directory (inside `out`) last. Returns the directory, the
+/// report and the printed output.
+pub fn profile_ok(
+    name: &str,
+    out: &Path,
+    duration: &str,
+) -> (PathBuf, protoprof::report::Report, String) {
+    let result = profile_named(name, out, duration)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run protoprof");
+    let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+    assert!(
+        result.status.success(),
+        "protoprof failed ({}):\n{stdout}",
+        result.status
+    );
+    let dir = PathBuf::from(stdout.lines().last().expect("a last line").trim());
+    assert!(
+        dir.starts_with(out),
+        "last line is not the run dir: {}",
+        dir.display()
+    );
+    let report = protoprof::render::read_json(&dir.join("report.json")).expect("report.json");
+    (dir, report, stdout)
+}
+
 /// Orphans of anything we started come to us, so "no child left" can be
 /// checked by process id after the runner is gone.
 pub fn become_subreaper() {
