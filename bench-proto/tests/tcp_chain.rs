@@ -1,48 +1,23 @@
 //! The `tcp` chain in one process: SOCKS5 client → client endpoint → server
 //! endpoint → sink, with every byte hashed on both ends.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bench_proto::relay::RelayOptions;
 use bench_proto::tcp::{run_client, run_server, ClientOptions, ServerOptions};
 use bench_proto::TargetAddr;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-const MIB: u64 = 1024 * 1024;
 /// Odd sizes, different per direction, so that a lost, duplicated or
 /// swapped chunk cannot go unnoticed.
 const UP_LEN: u64 = 16 * MIB + 4099;
 const DOWN_LEN: u64 = 16 * MIB + 777;
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Bytes and BLAKE3 hash of one direction as one end saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Tally {
-    bytes: u64,
-    hash: blake3::Hash,
-}
-
-/// What one end of a proxied connection sent and received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Ends {
-    sent: Tally,
-    received: Tally,
-}
-
-async fn bind() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.unwrap()
-}
-
-/// A port with nothing listening on it.
-async fn closed_port() -> SocketAddr {
-    let l = bind().await;
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    addr
-}
 
 /// Starts a server and a client endpoint; returns (socks address, server address).
 async fn start_chain() -> (SocketAddr, SocketAddr) {
@@ -64,89 +39,6 @@ async fn start_client(server: SocketAddr) -> SocketAddr {
     socks
 }
 
-/// Writes `len` bytes of the BLAKE3 XOF stream of `seed`, then shuts the
-/// write half down.
-async fn send<W: AsyncWrite + Unpin>(mut w: W, seed: &str, len: u64) -> Tally {
-    let mut source = blake3::Hasher::new().update(seed.as_bytes()).finalize_xof();
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 48 * 1024 + 13];
-    let mut left = len;
-    while left > 0 {
-        let n = buf.len().min(left as usize);
-        source.fill(&mut buf[..n]);
-        hasher.update(&buf[..n]);
-        w.write_all(&buf[..n]).await.unwrap();
-        left -= n as u64;
-    }
-    w.shutdown().await.unwrap();
-    Tally {
-        bytes: len,
-        hash: hasher.finalize(),
-    }
-}
-
-/// Reads to EOF, hashing.
-async fn receive<R: AsyncRead + Unpin>(mut r: R) -> Tally {
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut bytes = 0u64;
-    loop {
-        let n = r.read(&mut buf).await.unwrap();
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    Tally {
-        bytes,
-        hash: hasher.finalize(),
-    }
-}
-
-/// Sends and receives at the same time, as a real peer does.
-async fn exchange(stream: TcpStream, seed: &str, len: u64) -> Ends {
-    let (r, w) = stream.into_split();
-    let (sent, received) = tokio::join!(send(w, seed, len), receive(r));
-    Ends { sent, received }
-}
-
-/// A sink that, for every connection, hashes what it receives while sending
-/// `down_len` bytes of the "down" stream, and reports each connection.
-async fn start_sink(down_len: u64) -> (SocketAddr, mpsc::UnboundedReceiver<Ends>) {
-    let l = bind().await;
-    let addr = l.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = l.accept().await.unwrap();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let _ = tx.send(exchange(stream, "down", down_len).await);
-            });
-        }
-    });
-    (addr, rx)
-}
-
-/// A SOCKS5 CONNECT; returns the stream and the reply code.
-async fn socks_connect(proxy: SocketAddr, target: &TargetAddr) -> (TcpStream, u8) {
-    let mut s = TcpStream::connect(proxy).await.unwrap();
-    s.write_all(&[5, 1, 0]).await.unwrap();
-    let mut method = [0u8; 2];
-    s.read_exact(&mut method).await.unwrap();
-    assert_eq!(method, [5, 0]);
-    let mut req = vec![5, 1, 0];
-    target.encode(&mut req).unwrap();
-    s.write_all(&req).await.unwrap();
-    let mut head = [0u8; 3];
-    s.read_exact(&mut head).await.unwrap();
-    assert_eq!((head[0], head[2]), (5, 0), "reply header {head:?}");
-    // The bound address has the same encoding as a target address.
-    TargetAddr::read_from(&mut s).await.unwrap();
-    (s, head[1])
-}
-
 async fn bulk_through_chain(target_host: &str) {
     let (socks, _) = start_chain().await;
     let (sink, mut reports) = start_sink(DOWN_LEN).await;
@@ -166,61 +58,30 @@ async fn bulk_through_chain(target_host: &str) {
     assert_ne!(generator.sent.hash, sink.sent.hash);
 }
 
-async fn with_timeout<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_TIMEOUT, f)
-        .await
-        .expect("test timed out");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bulk_both_ways_by_ipv4() {
-    with_timeout(bulk_through_chain("127.0.0.1")).await;
+    with_timeout(TEST_TIMEOUT, bulk_through_chain("127.0.0.1")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bulk_both_ways_by_domain() {
-    with_timeout(bulk_through_chain("localhost")).await;
+    with_timeout(TEST_TIMEOUT, bulk_through_chain("localhost")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_connections_stay_apart() {
-    with_timeout(async {
+    with_timeout(TEST_TIMEOUT, async {
         const CONNS: usize = 8;
         const LEN: u64 = MIB + 1;
         let (socks, _) = start_chain().await;
-        let (sink, mut reports) = start_sink(LEN).await;
-        let target = TargetAddr::Ip(sink);
-        let mut tasks = Vec::new();
-        for i in 0..CONNS {
-            let target = target.clone();
-            tasks.push(tokio::spawn(async move {
-                let (stream, code) = socks_connect(socks, &target).await;
-                assert_eq!(code, 0);
-                // A different upload per connection.
-                exchange(stream, &format!("up-{i}"), LEN + i as u64).await
-            }));
-        }
-        let mut uploads = Vec::new();
-        for t in tasks {
-            let ends = t.await.unwrap();
-            assert_eq!(ends.received.bytes, LEN);
-            uploads.push(ends.sent);
-        }
-        let mut arrived = Vec::new();
-        for _ in 0..CONNS {
-            arrived.push(reports.recv().await.unwrap().received);
-        }
-        let key = |t: &Tally| (t.bytes, *t.hash.as_bytes());
-        uploads.sort_by_key(key);
-        arrived.sort_by_key(key);
-        assert_eq!(uploads, arrived);
+        concurrent_through(socks, CONNS, LEN).await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_to_closed_port_is_refused_through_the_chain() {
-    with_timeout(async {
+    with_timeout(TEST_TIMEOUT, async {
         let (socks, _) = start_chain().await;
         let target = TargetAddr::Ip(closed_port().await);
         let (mut stream, code) = socks_connect(socks, &target).await;
@@ -235,7 +96,7 @@ async fn connect_to_closed_port_is_refused_through_the_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_endpoint_down_is_refused() {
-    with_timeout(async {
+    with_timeout(TEST_TIMEOUT, async {
         let socks = start_client(closed_port().await).await;
         let target = TargetAddr::Ip("127.0.0.1:9".parse().unwrap());
         let (_, code) = socks_connect(socks, &target).await;
@@ -246,7 +107,7 @@ async fn server_endpoint_down_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_drops_bad_requests_and_keeps_serving() {
-    with_timeout(async {
+    with_timeout(TEST_TIMEOUT, async {
         let (_, server) = start_chain().await;
         let bad_requests: [&[u8]; 5] = [
             &[],              // nothing at all

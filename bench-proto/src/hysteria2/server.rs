@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
 use super::udp::{fragment, parse, Reassembler};
@@ -28,6 +28,7 @@ use super::{
     STATUS_AUTH_OK, STREAM_BAD_REQUEST, STREAM_RELAY_FAILED,
 };
 use crate::addr::TargetAddr;
+use crate::dial::{connect, resolve};
 use crate::relay::{relay, RelayOptions};
 
 /// How long a stream may take to deliver its `TCPRequest`, and an HTTP/3
@@ -449,42 +450,6 @@ fn release_idle(udp: &mut HashMap<u32, Assoc>, now: Instant) {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic elsewhere while holding the lock leaves plain data behind.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The first address `target` resolves to.
-async fn resolve(target: &TargetAddr) -> std::io::Result<SocketAddr> {
-    match target {
-        TargetAddr::Ip(sa) => Ok(*sa),
-        TargetAddr::Domain(name, port) => tokio::net::lookup_host((name.as_str(), *port))
-            .await?
-            .next()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::HostUnreachable, "no address")),
-    }
-}
-
-/// Connects to `target`, trying each resolved address in turn.
-async fn connect(target: &TargetAddr) -> std::io::Result<TcpStream> {
-    let addrs: Vec<SocketAddr> = match target {
-        TargetAddr::Ip(sa) => vec![*sa],
-        TargetAddr::Domain(name, port) => tokio::net::lookup_host((name.as_str(), *port))
-            .await?
-            .collect(),
-    };
-    let mut last = std::io::Error::new(
-        std::io::ErrorKind::HostUnreachable,
-        "name resolved to no address",
-    );
-    for sa in addrs {
-        match TcpStream::connect(sa).await {
-            Ok(s) => {
-                // Small request/response exchanges go through the chain too.
-                s.set_nodelay(true)?;
-                return Ok(s);
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
 }
 
 /// Compares secrets without stopping at the first difference, so that

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -33,6 +33,7 @@ use super::{
     STREAM_RELAY_FAILED,
 };
 use crate::addr::TargetAddr;
+use crate::dial::{connect, resolve};
 use crate::relay::{relay, RelayOptions};
 
 /// How long a stream may take to deliver its command header (and a quic-mode
@@ -466,42 +467,6 @@ async fn datagrams(s: Arc<Session>) {
             return;
         }
     }
-}
-
-/// The first address `target` resolves to.
-async fn resolve(target: &TargetAddr) -> std::io::Result<SocketAddr> {
-    match target {
-        TargetAddr::Ip(sa) => Ok(*sa),
-        TargetAddr::Domain(name, port) => tokio::net::lookup_host((name.as_str(), *port))
-            .await?
-            .next()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::HostUnreachable, "no address")),
-    }
-}
-
-/// Connects to `target`, trying each resolved address in turn.
-async fn connect(target: &TargetAddr) -> std::io::Result<TcpStream> {
-    let addrs: Vec<SocketAddr> = match target {
-        TargetAddr::Ip(sa) => vec![*sa],
-        TargetAddr::Domain(name, port) => tokio::net::lookup_host((name.as_str(), *port))
-            .await?
-            .collect(),
-    };
-    let mut last = std::io::Error::new(
-        std::io::ErrorKind::HostUnreachable,
-        "name resolved to no address",
-    );
-    for sa in addrs {
-        match TcpStream::connect(sa).await {
-            Ok(s) => {
-                // Small request/response exchanges go through the chain too.
-                s.set_nodelay(true)?;
-                return Ok(s);
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
 }
 
 /// Compares tokens without stopping at the first difference, so that timing

@@ -1,10 +1,7 @@
-//! Helpers the `hysteria2_*` test files share: our endpoints in process and
-//! a raw QUIC + HTTP/3 client that speaks Hysteria 2 by hand. The generic
-//! helpers (certificates, sinks, SOCKS5, UDP echo) are the tuic tests'.
-#![allow(dead_code)] // each test file uses a different part
+//! Helpers the `hysteria2_*` tests share: our endpoints in process and a raw
+//! QUIC + HTTP/3 client that speaks Hysteria 2 by hand.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bench_proto::hysteria2::{self, Client, ClientOptions, ServerOptions, Settings};
 use bench_proto::pki;
@@ -12,9 +9,9 @@ use bench_proto::relay::RelayOptions;
 use bytes::Bytes;
 use tokio::net::TcpListener;
 
-#[path = "../tuic_support/mod.rs"]
-pub mod tuic_support;
-pub use tuic_support::*;
+use super::tuic::raw_connection;
+pub use super::tuic::PASSWORD;
+use super::Pki;
 
 pub fn h2settings(pairs: &[(&str, &str)]) -> Settings {
     let mut s = Settings::default();
@@ -58,6 +55,11 @@ pub fn h2client_options(
     }
 }
 
+/// [`h2client_options`] with default settings and the right password.
+pub fn default_h2client_options(pki: &Pki, server: SocketAddr) -> ClientOptions {
+    h2client_options(pki, server, h2settings(&[]), PASSWORD)
+}
+
 /// Starts a hysteria2 client with a SOCKS5 listener on 127.0.0.1.
 pub async fn start_h2_client(opts: ClientOptions) -> (SocketAddr, Client) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -75,16 +77,7 @@ pub struct Raw {
 }
 
 pub async fn raw(pki: &Pki, server: SocketAddr) -> Raw {
-    let mut tls = pki::client_config(&pki.cert, &[]).unwrap();
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).unwrap();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let conn = endpoint
-        .connect(server, "localhost")
-        .unwrap()
-        .await
-        .unwrap();
+    let conn = raw_connection(pki, server).await;
     let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn.clone()))
         .await
         .unwrap();

@@ -1,9 +1,14 @@
-//! Helpers shared by the `tls_*` and `ssh_*` integration tests: hashed
-//! traffic, a sink, a SOCKS5 client, temporary directories and child
-//! processes that die with the test.
+//! Helpers shared by the integration tests: hashed traffic, sinks, a SOCKS5
+//! client, temporary directories, certificates and child processes that die
+//! with the test. Protocol-specific helpers live in the submodules.
 
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
+
+pub mod endpoint;
+pub mod hysteria2;
+pub mod sing_box;
+pub mod tuic;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -15,9 +20,10 @@ use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bench_proto::pki;
 use bench_proto::TargetAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
 pub const MIB: u64 = 1024 * 1024;
@@ -61,6 +67,14 @@ pub fn free_port() -> u16 {
 /// Writes `len` bytes of the BLAKE3 XOF stream of `seed`, then shuts the
 /// write half down.
 pub async fn send<W: AsyncWrite + Unpin>(mut w: W, seed: &str, len: u64) -> Tally {
+    let tally = write_stream(&mut w, seed, len).await;
+    w.shutdown().await.unwrap();
+    tally
+}
+
+/// Writes `len` bytes of the BLAKE3 XOF stream of `seed`, without shutting
+/// down.
+pub async fn write_stream<W: AsyncWrite + Unpin>(w: &mut W, seed: &str, len: u64) -> Tally {
     let mut source = blake3::Hasher::new().update(seed.as_bytes()).finalize_xof();
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 48 * 1024 + 13];
@@ -72,7 +86,6 @@ pub async fn send<W: AsyncWrite + Unpin>(mut w: W, seed: &str, len: u64) -> Tall
         w.write_all(&buf[..n]).await.unwrap();
         left -= n as u64;
     }
-    w.shutdown().await.unwrap();
     Tally {
         bytes: len,
         hash: hasher.finalize(),
@@ -234,7 +247,7 @@ pub async fn with_timeout<F: Future<Output = ()>>(limit: Duration, f: F) {
 }
 
 /// A directory removed when dropped.
-pub struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
@@ -314,6 +327,19 @@ impl Proc {
                 Err(_) => panic!("{}: no expected stderr line within {within:?}", self.name),
             }
         }
+    }
+
+    /// Like [`Proc::listening_on`], but the `listening on ADDR` line must be
+    /// the first one on stderr.
+    pub fn first_line_listening_on(&self, within: Duration) -> SocketAddr {
+        let line = self
+            .stderr
+            .recv_timeout(within)
+            .expect("no 'listening on' line");
+        line.strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap()
     }
 
     /// The address from protoprof-endpoint's `listening on ADDR` line.
@@ -407,4 +433,213 @@ pub fn require_program(env: &str, candidates: &[&str], install: &str) -> PathBuf
         "{} not found (nor ${env} set); install it: {install}",
         candidates.join(" or ")
     );
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1, written to disk.
+pub struct Pki {
+    pub dir: TempDir,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn pki() -> Pki {
+    let dir = TempDir::new("pki");
+    let id = pki::self_signed(&["localhost", "127.0.0.1"]).unwrap();
+    let (cert, key) = id.write(dir.path()).unwrap();
+    Pki { dir, cert, key }
+}
+
+/// Runs `n` concurrent CONNECTs through `socks` to a fresh sink, each moving
+/// `up + i` bytes up and `down` bytes down, and checks every byte both ways.
+pub async fn bulk(socks: SocketAddr, n: usize, up: u64, down: u64) {
+    let (sink, mut reports) = start_sink(down).await;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        tasks.push(tokio::spawn(async move {
+            let (stream, code) = socks_connect(socks, &TargetAddr::Ip(sink)).await;
+            assert_eq!(code, 0, "CONNECT {i}");
+            exchange(stream, &format!("up-{i}"), up + i as u64).await
+        }));
+    }
+    let mut uploads = Vec::new();
+    let mut downloads = Vec::new();
+    for t in tasks {
+        let ends = t.await.unwrap();
+        uploads.push(ends.sent);
+        downloads.push(ends.received);
+    }
+    let mut arrived = Vec::new();
+    let mut sent_down = Vec::new();
+    for _ in 0..n {
+        let at_sink = reports.recv().await.unwrap();
+        arrived.push(at_sink.received);
+        sent_down.push(at_sink.sent);
+    }
+    let key = |t: &Tally| (t.bytes, *t.hash.as_bytes());
+    uploads.sort_by_key(key);
+    arrived.sort_by_key(key);
+    assert_eq!(uploads, arrived, "uploads differ");
+    // Every connection got the same download; each must be whole.
+    for (got, want) in downloads.iter().zip(&sent_down) {
+        assert_eq!(got, want, "download differs");
+        assert_eq!(got.bytes, down);
+    }
+}
+
+/// A UDP peer on 127.0.0.1 that answers every packet with the same bytes
+/// and reports the source address it saw.
+pub async fn start_udp_echo() -> (SocketAddr, mpsc::UnboundedReceiver<SocketAddr>) {
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = s.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, from) = s.recv_from(&mut buf).await.unwrap();
+            let _ = tx.send(from);
+            s.send_to(&buf[..n], from).await.unwrap();
+        }
+    });
+    (addr, rx)
+}
+
+/// Waits at most `secs` seconds for `f`.
+pub async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("timed out")
+}
+
+/// Reads until `expect` bytes or EOF, hashing.
+pub async fn receive_exact<R: AsyncRead + Unpin>(mut r: R, expect: u64) -> (Tally, R) {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut bytes = 0u64;
+    while bytes < expect {
+        let want = buf.len().min((expect - bytes) as usize);
+        let n = r.read(&mut buf[..want]).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    let tally = Tally {
+        bytes,
+        hash: hasher.finalize(),
+    };
+    (tally, r)
+}
+
+/// Like [`exchange`] for peers without half-close (sing-box closes both
+/// directions once one has ended): sends `len` bytes while reading exactly
+/// `expect`, and shuts down only when both are done.
+pub async fn exchange_exact(stream: TcpStream, seed: &str, len: u64, expect: u64) -> Ends {
+    let (r, w) = stream.into_split();
+    let send_only = async move {
+        let mut w = w;
+        let tally = write_stream(&mut w, seed, len).await;
+        (tally, w)
+    };
+    let ((sent, mut w), (received, _r)) = tokio::join!(send_only, receive_exact(r, expect));
+    let _ = w.shutdown().await;
+    Ends { sent, received }
+}
+
+/// [`start_sink`] for [`exchange_exact`]: expects `up_len` bytes per
+/// connection.
+pub async fn start_sink_exact(
+    down_len: u64,
+    up_len: u64,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Ends>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = l.accept().await.unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(exchange_exact(stream, "down", down_len, up_len).await);
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// [`bulk`] with [`exchange_exact`]: `n` connections, `up` bytes up (a
+/// different stream each) and `down` bytes down, every byte checked.
+pub async fn bulk_exact(socks: SocketAddr, n: usize, up: u64, down: u64) {
+    let (sink, mut reports) = start_sink_exact(down, up).await;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        tasks.push(tokio::spawn(async move {
+            let (stream, code) = socks_connect(socks, &TargetAddr::Ip(sink)).await;
+            assert_eq!(code, 0, "CONNECT {i}");
+            exchange_exact(stream, &format!("up-{i}"), up, down).await
+        }));
+    }
+    let mut uploads = Vec::new();
+    let mut downloads = Vec::new();
+    for t in tasks {
+        let ends = t.await.unwrap();
+        uploads.push(ends.sent);
+        downloads.push(ends.received);
+    }
+    let mut arrived = Vec::new();
+    for _ in 0..n {
+        let at_sink = reports.recv().await.unwrap();
+        arrived.push(at_sink.received);
+        // The sink sends the same stream on every connection.
+        for got in &downloads {
+            assert_eq!(*got, at_sink.sent, "download differs");
+        }
+    }
+    let key = |t: &Tally| (t.bytes, *t.hash.as_bytes());
+    uploads.sort_by_key(key);
+    arrived.sort_by_key(key);
+    assert_eq!(uploads, arrived, "uploads differ");
+}
+
+/// A connection through a proxy that has sent half of its upload and waits,
+/// so that a test can check it survives what happens meanwhile.
+pub struct Midway {
+    /// The sink it is connected to (which accepts further connections).
+    pub sink: SocketAddr,
+    w: tokio::net::tcp::OwnedWriteHalf,
+    down: tokio::task::JoinHandle<Tally>,
+    /// Reports from the sink, this connection's last (after `finish`).
+    pub reports: mpsc::UnboundedReceiver<Ends>,
+}
+
+impl Midway {
+    /// Connects through `socks` to a fresh sink that sends 1 MiB down, and
+    /// sends "first half ".
+    pub async fn start(socks: SocketAddr) -> Midway {
+        let (sink, reports) = start_sink(MIB).await;
+        let (good, code) = socks_connect(socks, &TargetAddr::Ip(sink)).await;
+        assert_eq!(code, 0);
+        let (good_r, mut w) = good.into_split();
+        let down = tokio::spawn(receive(good_r));
+        w.write_all(b"first half ").await.unwrap();
+        Midway {
+            sink,
+            w,
+            down,
+            reports,
+        }
+    }
+
+    /// Sends "second half", closes, and checks both directions whole.
+    pub async fn finish(mut self) {
+        self.w.write_all(b"second half").await.unwrap();
+        self.w.shutdown().await.unwrap();
+        let received = self.down.await.unwrap();
+        let at_sink = self.reports.recv().await.unwrap();
+        assert_eq!(received, at_sink.sent);
+        assert_eq!(
+            at_sink.received.hash,
+            blake3::hash(b"first half second half")
+        );
+    }
 }
