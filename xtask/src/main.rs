@@ -53,7 +53,8 @@ enum Cmd {
     /// `protocols` compares every protocol through our endpoints and through
     /// sing-box's, side by side, and writes docs/benchmarks.md.
     Bench {
-        /// What to measure: `probes` or `protocols`.
+        /// What to measure: `protocols` (default) or `probes`.
+        #[arg(default_value = "protocols")]
         what: String,
         /// Runs per configuration.
         #[arg(long, default_value_t = 3)]
