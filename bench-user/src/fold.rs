@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, fs::File, io::BufWriter, path::Path};
 
 use inferno::flamegraph::{self, Options};
 
-use crate::{capture::Graph, resolve::ResolvedSample};
+use crate::{capture::Graph, report::FoldedStack, resolve::ResolvedSample};
 
 /// Options for drawing one flame graph.
 #[derive(Debug, Clone)]
@@ -30,9 +30,13 @@ pub enum FoldError {
     Draw { path: String, message: String },
 }
 
-/// Folded lines of one graph, one per distinct stack, sorted. `root` names
+/// Folded stacks of one graph, one per distinct stack, sorted. `root` names
 /// each process. Zero-weight stacks are left out.
-pub fn fold(samples: &[ResolvedSample], graph: Graph, root: impl Fn(u32) -> String) -> Vec<String> {
+pub fn fold(
+    samples: &[ResolvedSample],
+    graph: Graph,
+    root: impl Fn(u32) -> String,
+) -> Vec<FoldedStack> {
     let mut stacks: BTreeMap<String, u64> = BTreeMap::new();
     for s in samples.iter().filter(|s| s.graph == graph && s.weight > 0) {
         let mut line = root(s.tgid);
@@ -50,13 +54,21 @@ pub fn fold(samples: &[ResolvedSample], graph: Graph, root: impl Fn(u32) -> Stri
     }
     stacks
         .into_iter()
-        .map(|(stack, n)| format!("{stack} {n}"))
+        .map(|(stack, count)| FoldedStack { stack, count })
         .collect()
 }
 
-/// Write folded lines to `path`, one per line.
-pub fn write_folded(lines: &[String], path: &Path) -> Result<(), FoldError> {
-    let mut text = lines.join("\n");
+/// Folded stacks as inferno's input lines: `stack count`.
+pub fn lines(stacks: &[FoldedStack]) -> Vec<String> {
+    stacks
+        .iter()
+        .map(|s| format!("{} {}", s.stack, s.count))
+        .collect()
+}
+
+/// Write folded stacks to `path`, one line each.
+pub fn write_folded(stacks: &[FoldedStack], path: &Path) -> Result<(), FoldError> {
+    let mut text = lines(stacks).join("\n");
     if !text.is_empty() {
         text.push('\n');
     }
@@ -66,10 +78,45 @@ pub fn write_folded(lines: &[String], path: &Path) -> Result<(), FoldError> {
     })
 }
 
-/// Draw a flame graph SVG from folded lines. With no samples it still writes
-/// an SVG that says so, rather than no file.
-pub fn write_svg(lines: &[String], options: &FoldOptions, path: &Path) -> Result<(), FoldError> {
-    if lines.is_empty() {
+/// Draw a flame graph SVG from folded stacks. With no samples it still
+/// writes an SVG that says so, rather than no file.
+pub fn write_svg(
+    stacks: &[FoldedStack],
+    options: &FoldOptions,
+    path: &Path,
+) -> Result<(), FoldError> {
+    let file = File::create(path).map_err(|source| FoldError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    svg(stacks, options, BufWriter::new(file)).map_err(|e| match e {
+        SvgError::Io(source) => FoldError::Io {
+            path: path.display().to_string(),
+            source,
+        },
+        SvgError::Draw(message) => FoldError::Draw {
+            path: path.display().to_string(),
+            message,
+        },
+    })
+}
+
+/// Why [`svg`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SvgError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Draw(String),
+}
+
+/// Draw a flame graph SVG from folded stacks into `out`.
+pub fn svg(
+    stacks: &[FoldedStack],
+    options: &FoldOptions,
+    mut out: impl std::io::Write,
+) -> Result<(), SvgError> {
+    if stacks.is_empty() {
         // inferno refuses an empty graph; an empty one still says why.
         let svg = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1200\" height=\"60\">\
@@ -79,28 +126,16 @@ pub fn write_svg(lines: &[String], options: &FoldOptions, path: &Path) -> Result
             xml_escape(&options.title),
             xml_escape(&options.count_name)
         );
-        return std::fs::write(path, svg).map_err(|source| FoldError::Io {
-            path: path.display().to_string(),
-            source,
-        });
+        out.write_all(svg.as_bytes())?;
+        return Ok(());
     }
-    let file = File::create(path).map_err(|source| FoldError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
     let mut opts = Options::default();
     opts.title = options.title.clone();
     opts.count_name = options.count_name.clone();
     opts.min_width = 0.05;
-    flamegraph::from_lines(
-        &mut opts,
-        lines.iter().map(String::as_str),
-        BufWriter::new(file),
-    )
-    .map_err(|e| FoldError::Draw {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+    let lines = lines(stacks);
+    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
+        .map_err(|e| SvgError::Draw(e.to_string()))
 }
 
 fn xml_escape(s: &str) -> String {
@@ -150,7 +185,7 @@ mod tests {
             |_| "client".into(),
         );
         assert_eq!(
-            lines,
+            super::lines(&lines),
             vec![
                 "client;worker;main;relay 5".to_string(),
                 "client;worker;main;tcp_sendmsg_[k] 1".to_string(),

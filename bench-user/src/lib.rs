@@ -10,6 +10,7 @@ pub mod capture;
 pub mod chain;
 pub mod drive;
 pub mod fold;
+pub mod machine;
 pub mod peers;
 pub mod render;
 pub mod report;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::drive::{IntegrityStatus, PhaseResult};
 
 /// Version of the report.json layout.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -26,6 +26,14 @@ pub struct Report {
     pub outputs: BTreeMap<String, String>,
     /// Things the reader should know about this run's numbers.
     pub warnings: Vec<String>,
+    /// Every rule of the optimization checklist, per target.
+    pub checklist: Vec<RuleResult>,
+    /// Micro-benchmarks of the ciphers on this machine, the yardstick of
+    /// the crypto ns/byte rule.
+    pub calibration: Vec<CipherBench>,
+    /// The folded stacks of every graph, so that flame graphs, pprof and
+    /// differential graphs render from this file alone.
+    pub stacks: Vec<FoldedGraph>,
 }
 
 /// What was run, and what defines it.
@@ -48,6 +56,11 @@ pub struct RunInfo {
     pub tool_version: String,
     /// The inputs hashed into the id.
     pub inputs: Vec<Input>,
+    /// BLAKE3 (hex) of the effective spec alone (after overrides and
+    /// duration): half of a baseline's key.
+    pub spec_blake3: String,
+    /// The machine it ran on: the other half.
+    pub machine: Machine,
     /// "ok", "failed: …" or "interrupted".
     pub status: String,
 }
@@ -102,6 +115,154 @@ pub struct Target {
     pub threads: Vec<ThreadSummary>,
     /// Whether the binary is Go, and whether it has symbols to name frames.
     pub binary: BinaryInfo,
+    /// Where the CPU went, by cost category; absent when the cpu probe was
+    /// off.
+    pub costs: Option<CostAttribution>,
+    /// The checklist's metrics (see `analyze::metrics::CATALOGUE`), each a
+    /// value or the reason it is missing.
+    pub metrics: BTreeMap<String, Metric>,
+    /// Options of the target's TCP sockets, inspected mid-run; absent when
+    /// they could not be read.
+    pub sockets: Option<SocketSummary>,
+}
+
+/// Identity of the machine a run measured: what makes numbers comparable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Machine {
+    /// BLAKE3 (hex) of the fields below.
+    pub fingerprint: String,
+    pub cpu_model: String,
+    pub cpus: usize,
+    pub memory_bytes: u64,
+    pub kernel: String,
+}
+
+/// A metric's value, or why there is none (serialized as `{"value": x}` or
+/// `{"unavailable": "reason"}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    Value(f64),
+    Unavailable(String),
+}
+
+impl Metric {
+    pub fn value(&self) -> Option<f64> {
+        match self {
+            Metric::Value(v) => Some(*v),
+            Metric::Unavailable(_) => None,
+        }
+    }
+}
+
+/// One target's CPU split by cost category (profiles/attribution.toml).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CostAttribution {
+    /// CPU samples of the target in the measured windows.
+    pub samples: u64,
+    /// The target's CPU time in the windows, ns.
+    pub cpu_ns: f64,
+    /// Where `cpu_ns` comes from: "task-clock counter" or "samples ×
+    /// sampling period".
+    pub cpu_ns_source: String,
+    /// Payload bytes through the chain in the windows (both directions).
+    pub bytes: u64,
+    /// Every category, in the file's order, including empty ones.
+    pub categories: Vec<CategoryCost>,
+    /// The functions of the "other" category, by self samples: what the
+    /// patterns missed.
+    pub unclassified: Vec<WeightedName>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CategoryCost {
+    pub category: String,
+    pub samples: u64,
+    /// samples / all samples of the target.
+    pub share: f64,
+    pub cpu_ns: f64,
+    /// cpu_ns / bytes; absent when no bytes moved.
+    pub ns_per_byte: Option<f64>,
+}
+
+/// TCP socket options of one target.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SocketSummary {
+    /// Connected TCP sockets seen.
+    pub tcp: u32,
+    pub keepalive: u32,
+    pub nodelay: u32,
+    /// UDP sockets (QUIC); their keep-alive lives in the protocol.
+    pub udp: u32,
+}
+
+/// How one checklist rule judged one target.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RuleResult {
+    pub id: String,
+    pub area: String,
+    pub title: String,
+    /// The target's role ("client", "server").
+    pub target: String,
+    pub verdict: Verdict,
+    pub metric: String,
+    /// The measured value, when there is one.
+    pub value: Option<f64>,
+    pub unit: String,
+    /// The measured numbers behind the verdict, or why it was not
+    /// evaluated.
+    pub evidence: String,
+    /// What to change; empty when the verdict is ok.
+    pub recommendation: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+    NotEvaluated,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "fail",
+            Verdict::NotEvaluated => "not evaluated",
+        }
+    }
+}
+
+/// A cipher's speed on this machine, measured by protoprof in-process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CipherBench {
+    /// As the crypto families name it ("aes-gcm", "chacha20-poly1305").
+    pub primitive: String,
+    /// The exact algorithm and implementation timed.
+    pub implementation: String,
+    pub record_bytes: u64,
+    pub ns_per_byte: f64,
+}
+
+/// One graph's folded stacks: `role;thread;outermost;…;leaf` with a count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FoldedGraph {
+    /// File stem: "cpu", "offcpu", "alloc", "alloc-count", "syscalls".
+    pub name: String,
+    pub title: String,
+    /// What a count is: "samples", "us", "bytes", "calls".
+    pub unit: String,
+    pub stacks: Vec<FoldedStack>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FoldedStack {
+    /// Frames joined by ';', outermost first; kernel frames end in `_[k]`.
+    pub stack: String,
+    pub count: u64,
 }
 
 /// What protoprof could learn about a target's binary.
@@ -274,6 +435,10 @@ pub struct ProbesInfo {
     /// ran apart: its throughput against the main pass's (`ratio` < 1 is
     /// what a trap per call costs). Their counts in `targets` come from it.
     pub per_call_pass: Vec<Overhead>,
+    /// Payload bytes (both directions) in the measured windows of the pass
+    /// the per-call probes counted in: the denominator of allocations and
+    /// crypto per byte.
+    pub per_call_window_bytes: Option<u64>,
 }
 
 /// One phase run twice: as a baseline and with (more) probes.

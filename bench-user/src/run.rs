@@ -20,7 +20,7 @@ use crate::{
     drive::{self, DriveError, IntegrityStatus, PhaseResult, Sink, Window},
     fold::{self, FoldOptions},
     render,
-    report::{Input, Overhead, ProbesInfo, Report, RunInfo, Workload, SCHEMA_VERSION},
+    report::{FoldedGraph, Input, Overhead, ProbesInfo, Report, RunInfo, Workload, SCHEMA_VERSION},
     resolve,
     spec::{ProfileSpec, SpecError},
 };
@@ -210,6 +210,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     h.update(b"\0kernel\0");
     h.update(kernel.as_bytes());
     let run_id = h.finalize().to_hex().to_string();
+    let spec_blake3 = inputs[0].blake3.clone();
     let dir = opts.out_dir.join(format!(
         "{}-{}-{}",
         spec.name,
@@ -350,8 +351,15 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         ..
     } = main;
     let mut per_call_overhead = Vec::new();
+    let mut per_call_window_bytes = None;
     if let Some(pc) = per_call {
         per_call_overhead = overhead(&results, &pc.results);
+        per_call_window_bytes = Some(
+            pc.results
+                .iter()
+                .map(|r| r.window_bytes_up + r.window_bytes_down)
+                .sum(),
+        );
         capture.alloc = pc.capture.alloc;
         capture.crypto = pc.capture.crypto;
         capture.stacks.extend(pc.capture.stacks);
@@ -403,6 +411,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         .map(|(r, p, _)| (*p, r.as_str().to_string()))
         .collect();
     let mut outputs = std::collections::BTreeMap::new();
+    let mut stacks = Vec::new();
     for graph in Graph::ALL {
         let enabled = match graph {
             Graph::Cpu => capture_opts.cpu_frequency_hz.is_some(),
@@ -437,6 +446,12 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             format!("{}_svg", stem.replace('-', "_")),
             format!("{stem}.svg"),
         );
+        stacks.push(FoldedGraph {
+            name: stem.to_string(),
+            title: graph_title(&spec, graph),
+            unit: graph.unit().to_string(),
+            stacks: lines,
+        });
     }
     outputs.insert("report_md".to_string(), "report.md".to_string());
     outputs.insert("timeseries_csv".to_string(), "timeseries.csv".to_string());
@@ -480,6 +495,8 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
                 .map(|n| n.get())
                 .unwrap_or(1),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            spec_blake3,
+            machine: crate::machine::this_machine(),
             inputs,
             status: status.clone(),
         },
@@ -500,9 +517,13 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             program_costs: capture.program_costs.clone(),
             overhead,
             per_call_pass: per_call_overhead,
+            per_call_window_bytes,
         },
         outputs,
         warnings,
+        checklist: Vec::new(),
+        calibration: Vec::new(),
+        stacks,
     };
     render::write_json(&report, &dir)?;
     render::write_markdown(&report, &dir)?;

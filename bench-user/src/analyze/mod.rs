@@ -1,7 +1,9 @@
 //! analyze: turn what was captured into the per-target figures of the
 //! report: syscall tables, CPU by function, off-CPU time, allocations,
 //! crypto, the thread split, and warnings about the numbers' quality.
-//! Later: cost attribution, checklist rules, comparisons.
+//! `metrics` derives the checklist's numbers from those figures.
+
+pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -115,6 +117,9 @@ fn target(inp: &Inputs, f: &TargetFacts) -> Target {
             has_symbols: attached.has_symbols,
             notes: attached.notes.clone(),
         },
+        costs: None,
+        metrics: BTreeMap::new(),
+        sockets: None,
     }
 }
 
