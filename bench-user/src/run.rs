@@ -526,8 +526,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         stacks,
     };
     render::write_json(&report, &dir)?;
-    render::write_markdown(&report, &dir)?;
-    render::write_timeseries(&report, &dir)?;
+    render::write_all(&report, &dir)?;
     log.line(&format!("report written; status {status}"));
     if opts.print_summary {
         print!("{}", render::summary(&report));

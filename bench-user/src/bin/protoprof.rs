@@ -39,8 +39,8 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
-    /// Render report.md, timeseries.csv and the summary again from a run's
-    /// report.json.
+    /// Render every output (report.md, timeseries.csv, …) and the summary
+    /// again from a run's report.json.
     Render {
         /// A run directory.
         run: PathBuf,
@@ -105,9 +105,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            if let Err(e) = render::write_markdown(&report, &run)
-                .and_then(|()| render::write_timeseries(&report, &run))
-            {
+            if let Err(e) = render::write_all(&report, &run) {
                 eprintln!("protoprof: {e}");
                 return ExitCode::FAILURE;
             }

@@ -27,6 +27,14 @@ pub enum RenderError {
     Json(#[from] serde_json::Error),
 }
 
+/// Write every output that renders from the report (all but report.json
+/// and the flame graph files the run draws as it folds).
+pub fn write_all(report: &Report, dir: &Path) -> Result<(), RenderError> {
+    write_markdown(report, dir)?;
+    write_timeseries(report, dir)?;
+    Ok(())
+}
+
 /// Write `report.json`.
 pub fn write_json(report: &Report, dir: &Path) -> Result<(), RenderError> {
     let path = dir.join("report.json");
