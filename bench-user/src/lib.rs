@@ -6,6 +6,7 @@
 //! strings the stages together for one profile.
 
 pub mod analyze;
+pub mod calibrate;
 pub mod capture;
 pub mod chain;
 pub mod drive;

@@ -111,6 +111,10 @@ impl RunLog {
 struct ProbeWindow<'a> {
     probes: &'a Mutex<Probes>,
     errors: Mutex<Vec<String>>,
+    /// The targets, whose sockets are inspected as each window closes.
+    pids: &'a [u32],
+    /// Per target, the inspection that saw the most sockets.
+    sockets: Mutex<std::collections::BTreeMap<u32, crate::report::SocketSummary>>,
 }
 
 impl Window for ProbeWindow<'_> {
@@ -125,6 +129,20 @@ impl Window for ProbeWindow<'_> {
         if let Ok(mut p) = self.probes.lock() {
             if let Err(e) = p.stop() {
                 self.note(format!("closing the window: {e}"));
+            }
+        }
+        // The phase's connections are still open here (not yet drained).
+        for &pid in self.pids {
+            match crate::capture::sockets::inspect(pid) {
+                Ok(seen) => {
+                    if let Ok(mut m) = self.sockets.lock() {
+                        let best = m.entry(pid).or_default();
+                        if seen.tcp + seen.udp > best.tcp + best.udp {
+                            *best = seen;
+                        }
+                    }
+                }
+                Err(e) => self.note(format!("inspecting sockets: {e}")),
             }
         }
     }
@@ -169,6 +187,11 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
+    // Rules and patterns are data; a bad file stops the run before it starts.
+    let categories = analyze::attribution::Categories::load(&profiles_dir)
+        .map_err(|e| RunError::Usage(e.to_string()))?;
+    let checklist = analyze::checklist::Checklist::load(&profiles_dir)
+        .map_err(|e| RunError::Usage(e.to_string()))?;
     let ctx = launch::Context {
         client_port,
         server_port,
@@ -348,6 +371,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         windows,
         mut window_errors,
         live: mut live_series,
+        sockets,
         ..
     } = main;
     let mut per_call_overhead = Vec::new();
@@ -467,6 +491,12 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         options: &capture_opts,
         live: &live,
         families: &families,
+        categories: &categories,
+        window_bytes: results
+            .iter()
+            .map(|r| r.window_bytes_up + r.window_bytes_down)
+            .sum(),
+        sockets: &sockets,
     });
     let mut warnings = analyze::warnings(&targets, &capture_opts);
     warnings.extend(window_errors);
@@ -480,7 +510,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         (None, false) => "failed: payload integrity".to_string(),
         (None, true) => "ok".to_string(),
     };
-    let report = Report {
+    let mut report = Report {
         schema_version: SCHEMA_VERSION,
         run: RunInfo {
             id: run_id,
@@ -522,9 +552,10 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         outputs,
         warnings,
         checklist: Vec::new(),
-        calibration: Vec::new(),
+        calibration: crate::calibrate::ciphers(Duration::from_millis(300)),
         stacks,
     };
+    analyze::judge(&mut report, &checklist);
     render::write_json(&report, &dir)?;
     render::write_all(&report, &dir)?;
     log.line(&format!("report written; status {status}"));
@@ -572,6 +603,7 @@ struct Pass {
     window_errors: Vec<String>,
     live: Vec<(f64, std::collections::BTreeMap<u32, i64>)>,
     exited_early: Option<(Role, String)>,
+    sockets: std::collections::BTreeMap<u32, crate::report::SocketSummary>,
 }
 
 impl Pass {
@@ -601,6 +633,8 @@ fn measure(
     let window = ProbeWindow {
         probes: &probes,
         errors: Mutex::new(Vec::new()),
+        pids: ctx.pids,
+        sockets: Mutex::new(std::collections::BTreeMap::new()),
     };
     let mut results = Vec::new();
     let mut exited_early = None;
@@ -665,6 +699,7 @@ fn measure(
         return Err(RunError::Interrupted);
     }
     let window_errors = window.errors.into_inner().unwrap_or_default();
+    let sockets = window.sockets.into_inner().unwrap_or_default();
     let mut probes = probes.into_inner().unwrap_or_else(|p| p.into_inner());
     let capture = probes.read()?;
     let windows = probes.windows();
@@ -686,6 +721,7 @@ fn measure(
         window_errors,
         live: live.into_inner().unwrap_or_default(),
         exited_early,
+        sockets,
     })
 }
 

@@ -163,6 +163,12 @@ pub const CATALOGUE: &[MetricDef] = &[
         "mean bytes per seal/open call",
     ),
     def(
+        "full_handshakes_per_stream",
+        "ratio",
+        Better::Lower,
+        "full TLS handshakes (server signature checks by the client) per stream driven",
+    ),
+    def(
         "setup_p50_us",
         "µs",
         Better::Lower,
@@ -488,7 +494,7 @@ pub fn target_metrics(t: &Target, inp: &MetricInputs) -> BTreeMap<String, Metric
 
     m.insert(
         "context_switches_per_mib".into(),
-        match t.counters.get("context-switches") {
+        match t.counters.get("context_switches") {
             Some(crate::capture::Reading::Value(v)) => ratio(*v as f64, mib, no_bytes),
             Some(crate::capture::Reading::Unavailable(why)) => un(why),
             None => un("perf counters were off (probes.counters)"),
@@ -603,7 +609,15 @@ pub fn target_metrics(t: &Target, inp: &MetricInputs) -> BTreeMap<String, Metric
 
 fn crypto_metrics(t: &Target, inp: &MetricInputs, bytes: f64, m: &mut BTreeMap<String, Metric>) {
     let un = |why: &str| Metric::Unavailable(why.to_string());
-    let rows = t.crypto.as_ref().map(|c| c.symbols.as_slice());
+    let all_rows = t.crypto.as_ref().map(|c| c.symbols.as_slice());
+    // Handshake markers are not ciphers: they count handshakes.
+    let cipher_rows: Option<Vec<crate::report::CryptoSymbolRow>> = all_rows.map(|r| {
+        r.iter()
+            .filter(|s| s.primitive != "handshake")
+            .cloned()
+            .collect()
+    });
+    let rows = cipher_rows.as_deref();
     let calls: u64 = rows.map_or(0, |r| r.iter().map(|s| s.calls).sum());
     match rows {
         None => {
@@ -642,6 +656,24 @@ fn crypto_metrics(t: &Target, inp: &MetricInputs, bytes: f64, m: &mut BTreeMap<S
             );
         }
     }
+    m.insert(
+        "full_handshakes_per_stream".into(),
+        match all_rows {
+            None => un("the crypto probe was off (probes.crypto.enabled)"),
+            Some(_) if t.role != "client" => un("counted on the client endpoint only"),
+            Some(_) => {
+                let marks: Vec<_> = all_rows
+                    .into_iter()
+                    .flatten().filter(|s| s.primitive == "handshake").collect();
+                if marks.is_empty() {
+                    un("no full-handshake marker function was found in the target (profiles/crypto.toml, primitive \"handshake\")")
+                } else {
+                    let n: u64 = marks.iter().map(|s| s.calls).sum();
+                    ratio(n as f64, inp.streams as f64, "no stream was driven")
+                }
+            }
+        },
+    );
     let crypto_ns = t
         .costs
         .as_ref()

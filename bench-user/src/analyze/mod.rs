@@ -1,8 +1,11 @@
 //! analyze: turn what was captured into the per-target figures of the
 //! report: syscall tables, CPU by function, off-CPU time, allocations,
 //! crypto, the thread split, and warnings about the numbers' quality.
-//! `metrics` derives the checklist's numbers from those figures.
+//! `attribution` splits CPU by cost category, `metrics` derives the
+//! checklist's numbers from the figures, `checklist` judges them.
 
+pub mod attribution;
+pub mod checklist;
 pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -49,6 +52,37 @@ pub struct Inputs<'a> {
     /// (seconds since start, live bytes per tgid).
     pub live: &'a [(f64, BTreeMap<u32, i64>)],
     pub families: &'a Families,
+    /// Cost categories for the CPU samples.
+    pub categories: &'a attribution::Categories,
+    /// Payload bytes through the chain in the main pass's windows.
+    pub window_bytes: u64,
+    /// Socket options per target, when they could be read.
+    pub sockets: &'a BTreeMap<u32, crate::report::SocketSummary>,
+}
+
+/// Fill every target's metrics and judge them by the checklist.
+pub fn judge(report: &mut crate::report::Report, checklist: &checklist::Checklist) {
+    let streams = report
+        .workload
+        .phases
+        .iter()
+        .map(|p| p.connections as u64)
+        .sum();
+    let inputs = metrics::MetricInputs {
+        workload: &report.workload,
+        probes: &report.probes,
+        calibration: &report.calibration,
+        streams,
+    };
+    let all: Vec<_> = report
+        .targets
+        .iter()
+        .map(|t| metrics::target_metrics(t, &inputs))
+        .collect();
+    for (t, m) in report.targets.iter_mut().zip(all) {
+        t.metrics = m;
+    }
+    report.checklist = checklist.evaluate(&report.targets, &report.run.protocol);
 }
 
 /// One report target per endpoint.
@@ -117,9 +151,21 @@ fn target(inp: &Inputs, f: &TargetFacts) -> Target {
             has_symbols: attached.has_symbols,
             notes: attached.notes.clone(),
         },
-        costs: None,
+        costs: inp.options.cpu_frequency_hz.map(|hz| {
+            let cpu_time = match cap.counters.get(&f.pid).and_then(|c| {
+                c.iter()
+                    .find(|(n, _)| *n == "task_clock_ns")
+                    .map(|(_, r)| r.clone())
+            }) {
+                Some(crate::capture::Reading::Value(ns)) => attribution::CpuTime::TaskClock(ns),
+                _ => attribution::CpuTime::Period {
+                    ns_per_sample: 1e9 / hz.max(1) as f64,
+                },
+            };
+            attribution::attribute(inp.categories, &cpu_samples, cpu_time, inp.window_bytes)
+        }),
         metrics: BTreeMap::new(),
-        sockets: None,
+        sockets: inp.sockets.get(&f.pid).cloned(),
     }
 }
 

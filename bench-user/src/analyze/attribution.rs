@@ -1,0 +1,398 @@
+//! attribution: every on-CPU sample into one cost category (crypto, copy,
+//! alloc, kernel I/O, runtime, protocol, other) by the frame patterns of
+//! `profiles/attribution.toml`, and the category's CPU ns per byte moved.
+
+use std::collections::HashMap;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::{
+    report::{CategoryCost, CostAttribution, WeightedName},
+    resolve::ResolvedSample,
+};
+
+/// The shipped patterns, used when a profiles directory has none.
+pub const DEFAULT_ATTRIBUTION: &str = include_str!("../../../profiles/attribution.toml");
+
+/// Why an attribution file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AttributionError {
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: category `{category}`: pattern {pattern:?}: {message}; write a valid regular expression")]
+    Pattern {
+        path: String,
+        category: String,
+        pattern: String,
+        message: String,
+    },
+    #[error("{path}: the last category must be a catch-all with no patterns (e.g. `other`)")]
+    NoCatchAll { path: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    category: Vec<CategorySpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CategorySpec {
+    name: String,
+    #[allow(dead_code)]
+    description: String,
+    #[serde(default)]
+    user: Vec<String>,
+    #[serde(default)]
+    kernel: Vec<String>,
+}
+
+struct Category {
+    name: String,
+    user: Vec<Regex>,
+    kernel: Vec<Regex>,
+}
+
+/// The categories, compiled.
+pub struct Categories {
+    list: Vec<Category>,
+}
+
+impl Categories {
+    /// Parse an attribution file's text; `path` names it in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Categories, AttributionError> {
+        let file: File = toml::from_str(text).map_err(|e| AttributionError::Parse {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        let compile = |cat: &str, pats: &[String]| -> Result<Vec<Regex>, AttributionError> {
+            pats.iter()
+                .map(|p| {
+                    Regex::new(p).map_err(|e| AttributionError::Pattern {
+                        path: path.to_string(),
+                        category: cat.to_string(),
+                        pattern: p.clone(),
+                        message: e.to_string(),
+                    })
+                })
+                .collect()
+        };
+        let mut list = Vec::new();
+        for c in &file.category {
+            list.push(Category {
+                name: c.name.clone(),
+                user: compile(&c.name, &c.user)?,
+                kernel: compile(&c.name, &c.kernel)?,
+            });
+        }
+        match list.last() {
+            Some(last) if last.user.is_empty() && last.kernel.is_empty() => {}
+            _ => {
+                return Err(AttributionError::NoCatchAll {
+                    path: path.to_string(),
+                })
+            }
+        }
+        Ok(Categories { list })
+    }
+
+    /// `DIR/attribution.toml` when it exists, else the shipped file.
+    pub fn load(profiles_dir: &std::path::Path) -> Result<Categories, AttributionError> {
+        let path = profiles_dir.join("attribution.toml");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Categories::parse(&text, &path.display().to_string()),
+            Err(_) => Categories::parse(DEFAULT_ATTRIBUTION, "profiles/attribution.toml"),
+        }
+    }
+
+    /// The shipped categories.
+    pub fn shipped() -> Categories {
+        // Checked by a test; an error here is a build defect.
+        Categories::parse(DEFAULT_ATTRIBUTION, "profiles/attribution.toml").unwrap_or(Categories {
+            list: vec![Category {
+                name: "other".into(),
+                user: Vec::new(),
+                kernel: Vec::new(),
+            }],
+        })
+    }
+
+    /// Category names in file order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|c| c.name.as_str())
+    }
+
+    /// Index of the category of a stack (frames outermost first): the
+    /// innermost frame that any category matches decides.
+    pub fn classify(&self, frames: &[crate::resolve::Frame]) -> usize {
+        for f in frames.iter().rev() {
+            for (i, c) in self.list.iter().enumerate() {
+                let pats = if f.kernel { &c.kernel } else { &c.user };
+                if pats.iter().any(|re| re.is_match(&f.name)) {
+                    return i;
+                }
+            }
+        }
+        self.list.len() - 1
+    }
+}
+
+/// How the CPU time of a target is known.
+#[derive(Debug, Clone, Copy)]
+pub enum CpuTime {
+    /// The task-clock counter over the measured windows, ns.
+    TaskClock(u64),
+    /// Only the samples: each stands for one sampling period.
+    Period { ns_per_sample: f64 },
+}
+
+/// The cost attribution of one target's CPU samples.
+pub fn attribute(
+    categories: &Categories,
+    samples: &[&ResolvedSample],
+    cpu_time: CpuTime,
+    bytes: u64,
+) -> CostAttribution {
+    let mut counts = vec![0u64; categories.list.len()];
+    let mut unclassified: HashMap<String, u64> = HashMap::new();
+    let other = categories.list.len() - 1;
+    for s in samples {
+        let i = categories.classify(&s.frames);
+        counts[i] += s.weight;
+        if i == other {
+            let leaf = s
+                .frames
+                .last()
+                .map_or(crate::resolve::UNKNOWN.to_string(), |f| f.name.clone());
+            *unclassified.entry(leaf).or_default() += s.weight;
+        }
+    }
+    let total: u64 = counts.iter().sum();
+    let (cpu_ns, source) = match cpu_time {
+        CpuTime::TaskClock(ns) => (ns as f64, "task-clock counter"),
+        CpuTime::Period { ns_per_sample } => {
+            (total as f64 * ns_per_sample, "samples × sampling period")
+        }
+    };
+    let categories = categories
+        .list
+        .iter()
+        .zip(&counts)
+        .map(|(c, &n)| {
+            let share = if total > 0 {
+                n as f64 / total as f64
+            } else {
+                0.0
+            };
+            let ns = cpu_ns * share;
+            CategoryCost {
+                category: c.name.clone(),
+                samples: n,
+                share,
+                cpu_ns: ns,
+                ns_per_byte: (bytes > 0).then(|| ns / bytes as f64),
+            }
+        })
+        .collect();
+    let mut unclassified: Vec<WeightedName> = unclassified
+        .into_iter()
+        .map(|(name, weight)| WeightedName {
+            share: if total > 0 {
+                weight as f64 / total as f64
+            } else {
+                0.0
+            },
+            name,
+            weight,
+        })
+        .collect();
+    unclassified.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.name.cmp(&b.name)));
+    unclassified.truncate(super::TOP_OTHER);
+    CostAttribution {
+        samples: total,
+        cpu_ns,
+        cpu_ns_source: source.to_string(),
+        bytes,
+        categories,
+        unclassified,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{capture::Graph, resolve::Frame};
+
+    fn stack(user: &[&str], kernel: &[&str], weight: u64) -> ResolvedSample {
+        let mut frames: Vec<Frame> = user
+            .iter()
+            .map(|n| Frame {
+                name: n.to_string(),
+                kernel: false,
+            })
+            .collect();
+        frames.extend(kernel.iter().map(|n| Frame {
+            name: n.to_string(),
+            kernel: true,
+        }));
+        ResolvedSample {
+            graph: Graph::Cpu,
+            tgid: 1,
+            tid: 1,
+            thread_name: "w".into(),
+            frames,
+            user_depth: user.len(),
+            weight,
+        }
+    }
+
+    fn category_of(c: &Categories, user: &[&str], kernel: &[&str]) -> String {
+        let s = stack(user, kernel, 1);
+        c.names()
+            .nth(c.classify(&s.frames))
+            .unwrap_or("?")
+            .to_string()
+    }
+
+    #[test]
+    fn shipped_categories_cover_the_issue_list() {
+        let c = Categories::parse(DEFAULT_ATTRIBUTION, "attribution.toml").expect("parses");
+        let names: Vec<_> = c.names().collect();
+        assert_eq!(names, crate::analyze::metrics::CATEGORIES);
+    }
+
+    #[test]
+    fn innermost_matching_frame_decides() {
+        let c = Categories::shipped();
+        let relay = "bench_proto::relay::Pump::pump";
+        // A send through the relay: kernel I/O, not protocol.
+        assert_eq!(
+            category_of(
+                &c,
+                &["main", relay, "__libc_write"],
+                &[
+                    "entry_SYSCALL_64",
+                    "__x64_sys_write",
+                    "tcp_sendmsg",
+                    "_raw_spin_unlock_irqrestore"
+                ]
+            ),
+            "kernel_io"
+        );
+        // A wake-up inside the send is scheduling.
+        assert_eq!(
+            category_of(
+                &c,
+                &[relay],
+                &[
+                    "entry_SYSCALL_64",
+                    "tcp_sendmsg",
+                    "try_to_wake_up",
+                    "_raw_spin_unlock_irqrestore"
+                ]
+            ),
+            "runtime"
+        );
+        assert_eq!(
+            category_of(&c, &[relay, "__memmove_avx_unaligned_erms"], &[]),
+            "copy"
+        );
+        assert_eq!(
+            category_of(&c, &[relay, "malloc", "_int_malloc"], &[]),
+            "alloc"
+        );
+        assert_eq!(
+            category_of(
+                &c,
+                &[
+                    "rustls::conn::ConnectionCommon::write",
+                    "ring_core_0_17_14_aes_gcm_enc_update_vaes_avx2"
+                ],
+                &[]
+            ),
+            "crypto"
+        );
+        assert_eq!(
+            category_of(
+                &c,
+                &["tokio::runtime::scheduler::multi_thread::worker::run"],
+                &[]
+            ),
+            "runtime"
+        );
+        assert_eq!(
+            category_of(
+                &c,
+                &[
+                    "github.com/sagernet/sing-box/outbound.(*Direct).DialContext",
+                    "runtime.mallocgc"
+                ],
+                &[]
+            ),
+            "alloc"
+        );
+        assert_eq!(
+            category_of(
+                &c,
+                &[
+                    "crypto/tls.(*Conn).Write",
+                    "crypto/internal/fips140/aes/gcm.gcmAesEnc"
+                ],
+                &[]
+            ),
+            "crypto"
+        );
+        assert_eq!(
+            category_of(&c, &["crypto/tls.(*Conn).Write"], &[]),
+            "protocol"
+        );
+        assert_eq!(category_of(&c, &[relay], &[]), "protocol");
+        assert_eq!(category_of(&c, &["main", "[unknown]"], &[]), "other");
+    }
+
+    #[test]
+    fn shares_and_ns_per_byte() {
+        let c = Categories::shipped();
+        let a = stack(&["bench_proto::relay::Pump::pump"], &[], 3);
+        let b = stack(&["memcpy"], &[], 1);
+        let d = stack(&["mystery"], &[], 4);
+        let out = attribute(&c, &[&a, &b, &d], CpuTime::TaskClock(8_000), 1000);
+        let get = |n: &str| {
+            out.categories
+                .iter()
+                .find(|k| k.category == n)
+                .expect("cat")
+        };
+        assert_eq!(out.samples, 8);
+        assert_eq!(get("protocol").samples, 3);
+        assert!((get("copy").cpu_ns - 1000.0).abs() < 1e-9);
+        assert_eq!(get("copy").ns_per_byte, Some(1.0));
+        assert_eq!(out.unclassified[0].name, "mystery");
+        let p = attribute(&c, &[&a], CpuTime::Period { ns_per_sample: 1e7 }, 0);
+        assert_eq!(p.cpu_ns, 3e7);
+        assert_eq!(get("crypto").samples, 0);
+        assert!(p.categories.iter().all(|k| k.ns_per_byte.is_none()));
+    }
+
+    #[test]
+    fn bad_files_name_the_problem() {
+        let e = Categories::parse(
+            "[[category]]\nname='x'\ndescription=''\nuser=['(']\n",
+            "a.toml",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("category `x`") && e.contains("pattern"), "{e}");
+        let e = Categories::parse(
+            "[[category]]\nname='x'\ndescription=''\nuser=['a']\n",
+            "a.toml",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("catch-all"), "{e}");
+    }
+}
