@@ -18,6 +18,7 @@
 //! Also [`hysteria2`] (Hysteria 2 over QUIC with HTTP/3 authentication).
 
 pub mod addr;
+pub mod buffer_pool;
 pub mod hysteria2;
 pub mod pki;
 pub mod relay;
