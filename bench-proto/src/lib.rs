@@ -7,6 +7,8 @@
 //! - [`addr`]: the target address and its SOCKS5-style wire encoding,
 //! - [`socks5`]: the server side of SOCKS5 (the client endpoint's inbound),
 //! - [`relay`](mod@relay): the bidirectional byte pump used once a stream is established,
+//!   with its buffer modes; [`buffer_pool`] for mode `pooled`, [`splice`] for
+//!   mode `splice` (protocol `tcp` only),
 //! - [`settings`]: `KEY=VALUE` settings as given by `--set`,
 //! - [`pki`]: per-run certificates and rustls configurations,
 //! - [`udp_frag`]: reassembly of UDP packets fragmented into QUIC datagrams.
@@ -18,11 +20,13 @@
 //! Also [`hysteria2`] (Hysteria 2 over QUIC with HTTP/3 authentication).
 
 pub mod addr;
+pub mod buffer_pool;
 pub mod hysteria2;
 pub mod pki;
 pub mod relay;
 pub mod settings;
 pub mod socks5;
+pub mod splice;
 pub mod ssh;
 pub mod tcp;
 pub mod tls;
@@ -33,4 +37,4 @@ mod dial;
 mod serve;
 
 pub use addr::{AddrError, TargetAddr};
-pub use relay::{relay, RelayOptions, RelayStats};
+pub use relay::{relay, RelayMode, RelayOptions, RelayStats};

@@ -8,6 +8,10 @@
 //!    target, else the SOCKS5 reply code of the failure,
 //! 3. then both directions carry the proxied bytes unchanged until each side
 //!    has closed.
+//!
+//! Both sides relay between two plain `TcpStream`s, so besides the buffer
+//! modes of [`crate::relay`](mod@crate::relay) they can run `relay.mode=splice`
+//! ([`crate::splice`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,9 +21,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::addr::{AddrError, TargetAddr};
-use crate::relay::{relay, RelayOptions};
+use crate::relay::{relay, RelayMode, RelayOptions, RelayStats};
 use crate::serve::serve;
 use crate::socks5::{self, Reply, ReplyCode, Socks5Error};
+use crate::splice;
 
 /// Status byte the server sends when it is connected to the target.
 pub const STATUS_CONNECTED: u8 = 0;
@@ -135,7 +140,7 @@ async fn client_conn(mut inbound: TcpStream, opts: Arc<ClientOptions>) -> Result
     }
 
     socks5::reply(&mut inbound, Reply::Succeeded(upstream.local_addr()?)).await?;
-    relay(inbound, upstream, &opts.relay)
+    relay_streams(inbound, upstream, &opts.relay)
         .await
         .map_err(|source| ConnError::Relay { target, source })?;
     Ok(())
@@ -152,10 +157,23 @@ async fn server_conn(mut inbound: TcpStream, opts: Arc<ServerOptions>) -> Result
         }
     };
     inbound.write_all(&[STATUS_CONNECTED]).await?;
-    relay(inbound, upstream, &opts.relay)
+    relay_streams(inbound, upstream, &opts.relay)
         .await
         .map_err(|source| ConnError::Relay { target, source })?;
     Ok(())
+}
+
+/// Relays between two sockets in the mode the options ask for; unlike
+/// [`relay`], this one can `splice`.
+pub async fn relay_streams(
+    a: TcpStream,
+    b: TcpStream,
+    opts: &RelayOptions,
+) -> io::Result<RelayStats> {
+    match opts.mode {
+        RelayMode::Splice => splice::relay(a, b, opts.buffer_size).await,
+        RelayMode::Reuse | RelayMode::Copy | RelayMode::Pooled => relay(a, b, opts).await,
+    }
 }
 
 /// Connects to `target`, trying each resolved address in turn; on failure

@@ -47,7 +47,9 @@ struct Cli {
     #[arg(long, value_name = "ADDR", required_if_eq("side", "client"))]
     server: Option<SocketAddr>,
     /// Set an option, KEY=VALUE; repeatable. Keys: relay.buffer_size (bytes
-    /// per read, default 65536), and per protocol (see its module docs).
+    /// per read, default 65536), relay.mode (reuse, copy, pooled, or splice
+    /// for protocol tcp; default reuse), and per protocol (see its module
+    /// docs).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Server side of TLS-based protocols: certificate chain (PEM).
@@ -154,6 +156,16 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
         tuic: tuic_settings,
         hysteria2: hysteria2_settings,
     } = settings;
+    if cli.protocol != Protocol::Tcp {
+        // splice needs two plain sockets; say so now, not per connection.
+        let name = cli
+            .protocol
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned());
+        relay
+            .check_generic(name.as_deref().unwrap_or("?"))
+            .map_err(|e| e.to_string())?;
+    }
     match (cli.protocol, cli.side, cli.server) {
         (Protocol::Tcp, Side::Client, Some(server)) => {
             Ok(Endpoint::TcpClient(tcp::ClientOptions { server, relay }))
