@@ -194,6 +194,10 @@ pub struct SocketSummary {
     pub nodelay: u32,
     /// UDP sockets (QUIC); their keep-alive lives in the protocol.
     pub udp: u32,
+    /// Connected TCP sockets accepted on the endpoint's listening port.
+    pub inbound: u32,
+    /// Connected TCP sockets to the next hop's port (client → server).
+    pub upstream: u32,
 }
 
 /// How one checklist rule judged one target.

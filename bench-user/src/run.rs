@@ -111,8 +111,9 @@ impl RunLog {
 struct ProbeWindow<'a> {
     probes: &'a Mutex<Probes>,
     errors: Mutex<Vec<String>>,
-    /// The targets, whose sockets are inspected as each window closes.
-    pids: &'a [u32],
+    /// The targets with their listening and next-hop ports, whose sockets
+    /// are inspected as each window closes.
+    ports: &'a [(u32, Option<u16>, Option<u16>)],
     /// Per target, the inspection that saw the most sockets.
     sockets: Mutex<std::collections::BTreeMap<u32, crate::report::SocketSummary>>,
 }
@@ -132,8 +133,8 @@ impl Window for ProbeWindow<'_> {
             }
         }
         // The phase's connections are still open here (not yet drained).
-        for &pid in self.pids {
-            match crate::capture::sockets::inspect(pid) {
+        for &(pid, listen, upstream) in self.ports {
+            match crate::capture::sockets::inspect(pid, listen, upstream) {
                 Ok(seen) => {
                     if let Ok(mut m) = self.sockets.lock() {
                         let best = m.entry(pid).or_default();
@@ -333,6 +334,13 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         capture_opts.clone()
     };
     let pids: Vec<u32> = commands.iter().map(|c| c.1).collect();
+    let ports: Vec<(u32, Option<u16>, Option<u16>)> = commands
+        .iter()
+        .map(|(role, pid, _)| match role {
+            Role::Client => (*pid, Some(client_port), Some(server_port)),
+            Role::Server => (*pid, Some(server_port), None),
+        })
+        .collect();
     let mut pass_ctx = PassContext {
         rt: &rt,
         sink: &sink,
@@ -340,6 +348,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         socks: socks_addr,
         cancel: &cancel,
         pids: &pids,
+        ports: &ports,
         started,
     };
     let main = measure(&mut pass_ctx, &main_opts, &mut chain, &mut log)?;
@@ -590,6 +599,8 @@ struct PassContext<'a> {
     socks: std::net::SocketAddr,
     cancel: &'a CancellationToken,
     pids: &'a [u32],
+    /// (pid, listening port, next hop's port) per target.
+    ports: &'a [(u32, Option<u16>, Option<u16>)],
     started: Instant,
 }
 
@@ -633,7 +644,7 @@ fn measure(
     let window = ProbeWindow {
         probes: &probes,
         errors: Mutex::new(Vec::new()),
-        pids: ctx.pids,
+        ports: ctx.ports,
         sockets: Mutex::new(std::collections::BTreeMap::new()),
     };
     let mut results = Vec::new();

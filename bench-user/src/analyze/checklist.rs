@@ -155,7 +155,7 @@ pub fn format_value(name: &str, v: f64) -> String {
         "µs" => crate::render::duration_ns(v * 1e3),
         "ns/B" => format!("{v:.3} ns/B"),
         "ratio" => format!("{v:.2}×"),
-        "" => format!("{v:.3}"),
+        "" => format!("{v:.0}"),
         u => {
             if v.abs() >= 100.0 {
                 format!("{v:.0} {u}")

@@ -169,6 +169,12 @@ pub const CATALOGUE: &[MetricDef] = &[
         "full TLS handshakes (server signature checks by the client) per stream driven",
     ),
     def(
+        "upstream_connections",
+        "",
+        Better::Lower,
+        "the client endpoint's open TCP connections to the server, mid-run",
+    ),
+    def(
         "setup_p50_us",
         "µs",
         Better::Lower,
@@ -181,10 +187,10 @@ pub const CATALOGUE: &[MetricDef] = &[
         "99th percentile connection setup",
     ),
     def(
-        "upstream_connects_per_stream",
+        "upstream_connections_per_stream",
         "ratio",
         Better::Lower,
-        "connect() calls of the client endpoint per stream driven",
+        "the client endpoint's TCP connections to the server per stream it accepted",
     ),
     def(
         "keepalive_share",
@@ -461,22 +467,6 @@ pub fn target_metrics(t: &Target, inp: &MetricInputs) -> BTreeMap<String, Metric
                 "no bytes moved by any syscall",
             ),
         );
-        let connects = t
-            .syscalls
-            .iter()
-            .find(|r| r.name == "connect")
-            .map_or(0, |r| r.count);
-        if t.role == "client" {
-            m.insert(
-                "upstream_connects_per_stream".into(),
-                ratio(connects as f64, inp.streams as f64, "no stream was driven"),
-            );
-        } else {
-            m.insert(
-                "upstream_connects_per_stream".into(),
-                un("measured on the client endpoint only"),
-            );
-        }
     } else {
         let why = "the syscalls probe was off (probes.syscalls)";
         for name in [
@@ -486,7 +476,6 @@ pub fn target_metrics(t: &Target, inp: &MetricInputs) -> BTreeMap<String, Metric
             "bytes_per_write",
             "vectored_share",
             "zero_copy_share",
-            "upstream_connects_per_stream",
         ] {
             m.insert(name.into(), un(why));
         }
@@ -578,6 +567,32 @@ pub fn target_metrics(t: &Target, inp: &MetricInputs) -> BTreeMap<String, Metric
         m.insert("setup_p50_us".into(), un("no connection was set up"));
         m.insert("setup_p99_us".into(), un("no connection was set up"));
     }
+    m.insert(
+        "upstream_connections".into(),
+        match &t.sockets {
+            _ if t.role != "client" => un("measured on the client endpoint only"),
+            None => un("the target's sockets could not be inspected"),
+            Some(s) if s.upstream == 0 && s.udp > 0 => un(
+                "the client reaches the server over UDP (QUIC): connections share one socket, so the kernel cannot count them",
+            ),
+            Some(s) => Metric::Value(s.upstream as f64),
+        },
+    );
+    m.insert(
+        "upstream_connections_per_stream".into(),
+        match &t.sockets {
+            _ if t.role != "client" => un("measured on the client endpoint only"),
+            None => un("the target's sockets could not be inspected"),
+            Some(s) if s.upstream == 0 && s.udp > 0 => un(
+                "the client reaches the server over UDP (QUIC): connections share one socket, so the kernel cannot count them",
+            ),
+            Some(s) => ratio(
+                s.upstream as f64,
+                s.inbound as f64,
+                "no stream was open when the sockets were inspected",
+            ),
+        },
+    );
     match &t.sockets {
         Some(s) if s.tcp > 0 => {
             m.insert(

@@ -16,8 +16,13 @@ pub enum SocketsError {
 }
 
 /// Count the target's connected TCP sockets, which of them have
-/// SO_KEEPALIVE and TCP_NODELAY, and its UDP sockets.
-pub fn inspect(pid: u32) -> Result<SocketSummary, SocketsError> {
+/// SO_KEEPALIVE and TCP_NODELAY, which were accepted on `listen_port` and
+/// which lead to `upstream_port`, and its UDP sockets.
+pub fn inspect(
+    pid: u32,
+    listen_port: Option<u16>,
+    upstream_port: Option<u16>,
+) -> Result<SocketSummary, SocketsError> {
     let dir = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map_err(|source| SocketsError::List { pid, source })?;
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
@@ -55,10 +60,16 @@ pub fn inspect(pid: u32) -> Result<SocketSummary, SocketsError> {
         let fd = unsafe { OwnedFd::from_raw_fd(dup as RawFd) };
         match int_opt(&fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) {
             Some(p) if p == libc::IPPROTO_TCP => {
-                if !connected(&fd) {
+                let Some(peer) = port(&fd, libc::getpeername) else {
                     continue;
-                }
+                };
                 out.tcp += 1;
+                if upstream_port == Some(peer) {
+                    out.upstream += 1;
+                }
+                if listen_port.is_some() && port(&fd, libc::getsockname) == listen_port {
+                    out.inbound += 1;
+                }
                 if int_opt(&fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE).unwrap_or(0) != 0 {
                     out.keepalive += 1;
                 }
@@ -89,19 +100,38 @@ fn int_opt(fd: &OwnedFd, level: libc::c_int, name: libc::c_int) -> Option<libc::
     (rc == 0).then_some(v)
 }
 
-fn connected(fd: &OwnedFd) -> bool {
+type NameFn =
+    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+
+/// The port of the socket's peer (getpeername) or own address
+/// (getsockname); `None` when not connected or not IP.
+fn port(fd: &OwnedFd, name: NameFn) -> Option<u16> {
     // SAFETY: sockaddr_storage is plain data, large enough for any address.
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: addr and len are valid for the call.
     let rc = unsafe {
-        libc::getpeername(
+        name(
             fd.as_raw_fd(),
             (&mut addr as *mut libc::sockaddr_storage).cast(),
             &mut len,
         )
     };
-    rc == 0
+    if rc != 0 {
+        return None;
+    }
+    // Both sockaddr_in and sockaddr_in6 keep the port, in network order,
+    // right after the family.
+    match addr.ss_family as libc::c_int {
+        libc::AF_INET | libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in(6),
+            // whose port field is at the same offset.
+            let sin =
+                unsafe { &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(u16::from_be(sin.sin_port))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -112,8 +142,9 @@ mod tests {
     #[test]
     #[ignore = "needs root (pidfd_getfd on a process): cargo xtask test runs it as root"]
     fn counts_this_process_sockets_and_their_options() {
-        let before = inspect(std::process::id()).expect("inspect");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let lport = listener.local_addr().expect("addr").port();
+        let before = inspect(std::process::id(), Some(lport), Some(lport)).expect("inspect");
         let a = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (b, _) = listener.accept().expect("accept");
         a.set_nodelay(true).expect("nodelay");
@@ -131,9 +162,11 @@ mod tests {
         };
         assert_eq!(rc, 0);
         let _u = UdpSocket::bind("127.0.0.1:0").expect("udp");
-        let after = inspect(std::process::id()).expect("inspect");
-        // The listener is not connected and is not counted.
+        let after = inspect(std::process::id(), Some(lport), Some(lport)).expect("inspect");
+        // The listener is not connected and is not counted; `a` leads to
+        // the port, `b` was accepted on it.
         assert_eq!(after.tcp - before.tcp, 2);
+        assert_eq!((after.upstream, after.inbound), (1, 1));
         assert_eq!(after.nodelay - before.nodelay, 1);
         assert_eq!(after.keepalive - before.keepalive, 1);
         assert_eq!(after.udp - before.udp, 1);
