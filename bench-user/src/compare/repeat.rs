@@ -48,7 +48,11 @@ pub struct Variant {
 #[derive(Debug, thiserror::Error)]
 pub enum RepeatError {
     #[error("run {name}: {source}")]
-    Run { name: String, source: RunError },
+    Run {
+        name: String,
+        // Boxed: RunError is large and this travels up by value.
+        source: Box<RunError>,
+    },
     #[error("run {name}: {message}")]
     Check { name: String, message: String },
     #[error("creating {path}: {source}")]
@@ -93,7 +97,7 @@ pub fn run_interleaved(
             eprintln!("protoprof: run {name} of {}", repeat * variants.len());
             let outcome = run::run_profile(&opts).map_err(|source| RepeatError::Run {
                 name: name.clone(),
-                source,
+                source: Box::new(source),
             })?;
             check(v, &outcome).map_err(|message| RepeatError::Check {
                 name: name.clone(),
