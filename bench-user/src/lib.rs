@@ -6,9 +6,11 @@
 //! strings the stages together for one profile.
 
 pub mod analyze;
+pub mod baseline;
 pub mod calibrate;
 pub mod capture;
 pub mod chain;
+pub mod compare;
 pub mod drive;
 pub mod fold;
 pub mod machine;

@@ -6,7 +6,10 @@
 //!   seconds.
 //! - `build`: release build of the runner (with the probes embedded) and of
 //!   the reference endpoints.
-//! - `profile NAME`: build, then run `profiles/NAME.toml`.
+//! - `profile NAME`: build, then run `profiles/NAME.toml` (with `--compare
+//!   KEY=V1,KEY=V2 --repeat N`: two variants, interleaved, compared).
+//! - `baseline save|check NAME`, `compare A B`: build, then the protoprof
+//!   command of the same name.
 //! - `test`: format check, clippy, and the whole test suite (the probe tests
 //!   need root; without it they are listed as ignored, never passed).
 //! - `lint`: format check and clippy only.
@@ -47,6 +50,26 @@ enum Cmd {
         /// Override a profile setting, KEY=VALUE (dotted TOML key); repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Run two variants interleaved and compare them: KEY=V1,KEY=V2.
+        #[arg(long, value_name = "KEY=V1,KEY=V2")]
+        compare: Option<String>,
+        /// Runs per variant with --compare (protoprof's default: 3).
+        #[arg(long)]
+        repeat: Option<usize>,
+    },
+    /// Build, then `protoprof baseline save|check NAME …` (arguments passed
+    /// through: --repeat, --duration, --set, --force, --baselines, --gates).
+    Baseline {
+        /// `save` or `check`.
+        action: String,
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, then `protoprof compare A B …` (arguments passed through).
+    Compare {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Benchmarks: `probes` measures what each probe costs on the tcp chain
     /// (profiled against unprofiled throughput, medians over repeats);
@@ -94,6 +117,8 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             duration,
             out,
             set,
+            compare,
+            repeat,
         } => {
             build(&root, &tools)?;
             let mut cmd = Command::new(root.join("target/release/protoprof"));
@@ -110,11 +135,32 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             for s in &set {
                 cmd.arg("--set").arg(s);
             }
-            // The runner handles Ctrl-C itself (stops the chain, detaches the
-            // probes); xtask only waits for it.
-            ignore_sigint();
-            let status = cmd.status().context("running protoprof")?;
-            Ok(exit_code(status))
+            if let Some(c) = compare {
+                cmd.arg("--compare").arg(c);
+            }
+            if let Some(n) = repeat {
+                cmd.arg("--repeat").arg(n.to_string());
+            }
+            run_protoprof(cmd)
+        }
+        Cmd::Baseline { action, name, args } => {
+            build(&root, &tools)?;
+            let mut cmd = Command::new(root.join("target/release/protoprof"));
+            cmd.current_dir(&root)
+                .args(["baseline", &action, &name, "--profiles"])
+                .arg(root.join("profiles"));
+            // The repository's store unless the caller names another.
+            if !args.iter().any(|a| a.starts_with("--baselines")) {
+                cmd.arg("--baselines").arg(root.join("profiles/baselines"));
+            }
+            cmd.args(&args);
+            run_protoprof(cmd)
+        }
+        Cmd::Compare { args } => {
+            build(&root, &tools)?;
+            let mut cmd = Command::new(root.join("target/release/protoprof"));
+            cmd.current_dir(&root).arg("compare").args(&args);
+            run_protoprof(cmd)
         }
         Cmd::Test => {
             lint(&root, &tools)?;
@@ -490,6 +536,16 @@ fn median(v: &mut [f64]) -> Option<f64> {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     })
+}
+
+/// Run protoprof and pass its exit status on (0 / 1 gate or run failure /
+/// 2 bad input / 130 interrupted).
+fn run_protoprof(mut cmd: Command) -> Result<ExitCode> {
+    // The runner handles Ctrl-C itself (stops the chain, detaches the
+    // probes); xtask only waits for it.
+    ignore_sigint();
+    let status = cmd.status().context("running protoprof")?;
+    Ok(exit_code(status))
 }
 
 fn is_root() -> bool {

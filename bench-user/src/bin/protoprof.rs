@@ -1,9 +1,20 @@
 //! `protoprof`: profile a proxy chain. Thin over the `protoprof` library.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
-use clap::{Parser, Subcommand};
-use protoprof::{render, run};
+use clap::{Args, Parser, Subcommand};
+use protoprof::{
+    baseline::{self, BaselineIndex, Key},
+    compare::{
+        self,
+        repeat::{self, Variant},
+        CompareOptions, Comparison, Gates, RunSet,
+    },
+    render, run,
+};
 
 #[derive(Parser)]
 #[command(
@@ -16,28 +27,45 @@ struct Cli {
     command: Command,
 }
 
+/// What every command that runs a profile shares.
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// A profile name (looked up as profiles/NAME.toml) or a .toml path.
+    profile: String,
+    /// Total measured seconds, split over the profile's phases.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// The protoprof-endpoint binary (default: beside this binary).
+    #[arg(long)]
+    endpoint: Option<PathBuf>,
+    /// Directory of named profiles.
+    #[arg(long, default_value = "profiles")]
+    profiles: PathBuf,
+    /// Override a profile setting, KEY=VALUE with a dotted TOML key
+    /// (e.g. probes.alloc.enabled=false); repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Regression thresholds (default: gates.toml in --profiles).
+    #[arg(long)]
+    gates: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Start the chain of a profile, drive its traffic, measure, report.
     Profile {
-        /// A profile name (looked up as profiles/NAME.toml) or a .toml path.
-        profile: String,
-        /// Total measured seconds, split over the profile's phases.
-        #[arg(long)]
-        duration: Option<f64>,
+        #[command(flatten)]
+        run: RunArgs,
         /// Where run directories go.
         #[arg(long, default_value = "target/protoprof/runs")]
         out: PathBuf,
-        /// The protoprof-endpoint binary (default: beside this binary).
+        /// Run two variants and compare them: KEY=V1,KEY=V2 (or KEY=V1,V2),
+        /// on top of any --set.
+        #[arg(long, value_name = "KEY=V1,KEY=V2")]
+        compare: Option<String>,
+        /// Runs per variant with --compare, interleaved A, B, A, B…
         #[arg(long)]
-        endpoint: Option<PathBuf>,
-        /// Directory of named profiles.
-        #[arg(long, default_value = "profiles")]
-        profiles: PathBuf,
-        /// Override a profile setting, KEY=VALUE with a dotted TOML key
-        /// (e.g. probes.alloc.enabled=false); repeatable.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
+        repeat: Option<usize>,
     },
     /// Render every output (report.md, timeseries.csv, …) and the summary
     /// again from a run's report.json.
@@ -45,75 +73,381 @@ enum Command {
         /// A run directory.
         run: PathBuf,
     },
+    /// Compare two runs, or two directories of repeated runs: medians,
+    /// bootstrap intervals, Mann-Whitney p, gates, differential flame graph.
+    /// Exit status 1 when a gate fails.
+    Compare {
+        /// Run directory (or directory of run directories) of A, the reference.
+        a: PathBuf,
+        /// The same for B, the candidate.
+        b: PathBuf,
+        /// Output directory (default target/protoprof/compares/A-vs-B).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Regression thresholds.
+        #[arg(long, default_value = "profiles/gates.toml")]
+        gates: PathBuf,
+        /// Compare runs of different profiles.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stored runs to check new runs against, keyed by spec and machine.
+    Baseline {
+        #[command(subcommand)]
+        action: BaselineCmd,
+    },
+}
+
+#[derive(Args, Clone)]
+struct BaselineArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Runs to make.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Where baselines are stored.
+    #[arg(long, default_value = "profiles/baselines")]
+    baselines: PathBuf,
+    /// Where the runs themselves go.
+    #[arg(long, default_value = "target/protoprof/baseline-runs")]
+    out: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum BaselineCmd {
+    /// Run the profile N times and store the runs as its baseline.
+    Save {
+        #[command(flatten)]
+        args: BaselineArgs,
+        /// Replace an existing baseline of the same key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the profile N times and compare against its baseline: exit 0
+    /// pass, 1 regression, 2 no baseline for this spec and machine.
+    Check {
+        #[command(flatten)]
+        args: BaselineArgs,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let code = match cli.command {
         Command::Profile {
-            profile,
-            duration,
+            run,
             out,
-            endpoint,
-            profiles,
-            set,
-        } => {
-            let spec_path = if profile.ends_with(".toml") || profile.contains('/') {
-                PathBuf::from(&profile)
+            compare,
+            repeat,
+        } => profile(&run, out, compare, repeat),
+        Command::Render { run } => render_again(&run),
+        Command::Compare {
+            a,
+            b,
+            out,
+            gates,
+            force,
+        } => compare_dirs(&a, &b, out, &gates, force),
+        Command::Baseline { action } => match action {
+            BaselineCmd::Save { args, force } => baseline_save(&args, force),
+            BaselineCmd::Check { args } => baseline_check(&args),
+        },
+    };
+    ExitCode::from(code)
+}
+
+/// Print one line and return the exit status.
+fn fail(code: i32, msg: impl std::fmt::Display) -> u8 {
+    eprintln!("protoprof: {msg}");
+    u8::try_from(code).unwrap_or(1)
+}
+
+/// The run options of a profile, or the exit status of bad arguments.
+fn run_options(a: &RunArgs, out: PathBuf) -> Result<run::RunOptions, u8> {
+    let spec_path = if a.profile.ends_with(".toml") || a.profile.contains('/') {
+        PathBuf::from(&a.profile)
+    } else {
+        a.profiles.join(format!("{}.toml", a.profile))
+    };
+    if !spec_path.is_file() {
+        return Err(fail(
+            2,
+            format!(
+                "profile {:?}: no file {}; name one of {}/*.toml or give a path",
+                a.profile,
+                spec_path.display(),
+                a.profiles.display()
+            ),
+        ));
+    }
+    let Some(endpoint) = a.endpoint.clone().or_else(sibling_endpoint) else {
+        return Err(fail(
+            2,
+            "--endpoint: protoprof-endpoint not found beside protoprof; pass its path",
+        ));
+    };
+    Ok(run::RunOptions {
+        spec_path,
+        duration: a.duration,
+        out_dir: out,
+        endpoint,
+        print_summary: true,
+        overrides: a.set.clone(),
+    })
+}
+
+/// The gates of a run command: --gates, else gates.toml beside the profiles
+/// (none when that file does not exist).
+fn run_gates(a: &RunArgs) -> Result<Gates, u8> {
+    match &a.gates {
+        Some(path) => Gates::load(path).map_err(|e| fail(e.exit_code(), e)),
+        None => {
+            let path = a.profiles.join("gates.toml");
+            if path.is_file() {
+                Gates::load(&path).map_err(|e| fail(e.exit_code(), e))
             } else {
-                profiles.join(format!("{profile}.toml"))
-            };
-            if !spec_path.is_file() {
-                eprintln!(
-                    "protoprof: profile {profile:?}: no file {}; name one of {}/*.toml or give a path",
-                    spec_path.display(),
-                    profiles.display()
-                );
-                return ExitCode::from(2);
+                eprintln!("protoprof: no {}: comparing without gates", path.display());
+                Ok(Gates::default())
             }
-            let endpoint = match endpoint.or_else(sibling_endpoint) {
-                Some(e) => e,
-                None => {
-                    eprintln!("protoprof: --endpoint: protoprof-endpoint not found beside protoprof; pass its path");
-                    return ExitCode::from(2);
-                }
-            };
-            let opts = run::RunOptions {
-                spec_path,
-                duration,
-                out_dir: out,
-                endpoint,
-                print_summary: true,
-                overrides: set,
-            };
-            match run::run_profile(&opts) {
-                Ok(outcome) => {
-                    println!("{}", outcome.dir.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("protoprof: {e}");
-                    ExitCode::from(e.exit_code() as u8)
-                }
-            }
-        }
-        Command::Render { run } => {
-            let report = match render::read_json(&run.join("report.json")) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("protoprof: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            if let Err(e) = render::write_all(&report, &run) {
-                eprintln!("protoprof: {e}");
-                return ExitCode::FAILURE;
-            }
-            print!("{}", render::summary(&report));
-            println!("{}", run.display());
-            ExitCode::SUCCESS
         }
     }
+}
+
+fn profile(a: &RunArgs, out: PathBuf, compare: Option<String>, repeat: Option<usize>) -> u8 {
+    let mut opts = match run_options(a, out.clone()) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let Some(spec) = compare else {
+        if repeat.is_some() {
+            return fail(
+                2,
+                "--repeat: only with --compare (or `baseline save|check`)",
+            );
+        }
+        return match run::run_profile(&opts) {
+            Ok(outcome) => {
+                println!("{}", outcome.dir.display());
+                0
+            }
+            Err(e) => fail(e.exit_code(), e),
+        };
+    };
+    let variants = match repeat::parse_variants(&spec) {
+        Ok(v) => v,
+        Err(e) => return fail(2, e),
+    };
+    let n = repeat.unwrap_or(3);
+    if n == 0 {
+        return fail(2, "--repeat: use 1 or more runs per variant");
+    }
+    let gates = match run_gates(a) {
+        Ok(g) => g,
+        Err(code) => return code,
+    };
+    let name = Path::new(&a.profile)
+        .file_stem()
+        .map_or_else(|| a.profile.clone(), |s| s.to_string_lossy().into_owned());
+    let root = out.join(format!(
+        "compare-{name}-{}",
+        chrono::Utc::now().format("%Y%m%d-%H%M%S")
+    ));
+    opts.print_summary = false;
+    let variants: Vec<Variant> = ["a", "b"]
+        .iter()
+        .zip(variants)
+        .map(|(label, set)| Variant {
+            label: label.to_string(),
+            overrides: vec![set],
+        })
+        .collect();
+    for v in &variants {
+        eprintln!("protoprof: variant {}: --set {}", v.label, v.overrides[0]);
+    }
+    let sets = match repeat::run_interleaved(&opts, &variants, n, &root, |_, _| Ok(())) {
+        Ok(s) => s,
+        Err(e) => return fail(e.exit_code(), e),
+    };
+    finish_compare(
+        &sets[0],
+        &sets[1],
+        &gates,
+        &CompareOptions::default(),
+        &root,
+    )
+}
+
+/// Compare, write, print; the exit status from the gates.
+fn finish_compare(a: &RunSet, b: &RunSet, gates: &Gates, opts: &CompareOptions, out: &Path) -> u8 {
+    match compare::write(a, b, gates, opts, out) {
+        Ok(c) => report_comparison(&c, out),
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
+fn report_comparison(c: &Comparison, out: &Path) -> u8 {
+    print!("{}", compare::markdown::summary(c));
+    println!("{}", out.display());
+    if c.gate_failures().next().is_some() {
+        1
+    } else {
+        0
+    }
+}
+
+fn compare_dirs(a: &Path, b: &Path, out: Option<PathBuf>, gates: &Path, force: bool) -> u8 {
+    let gates = if gates.is_file() || gates != Path::new("profiles/gates.toml") {
+        match Gates::load(gates) {
+            Ok(g) => g,
+            Err(e) => return fail(e.exit_code(), e),
+        }
+    } else {
+        eprintln!("protoprof: no profiles/gates.toml here: comparing without gates");
+        Gates::default()
+    };
+    let (sa, sb) = match (RunSet::load(a), RunSet::load(b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => return fail(e.exit_code(), e),
+    };
+    let stem = |p: &Path| {
+        p.canonicalize()
+            .ok()
+            .and_then(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "run".into())
+    };
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from("target/protoprof/compares").join(format!("{}-vs-{}", stem(a), stem(b)))
+    });
+    finish_compare(&sa, &sb, &gates, &CompareOptions { force }, &out)
+}
+
+/// The run options, profile name and baseline key of these arguments: the
+/// key of the runs they would make, before making them.
+fn baseline_setup(args: &BaselineArgs) -> Result<(run::RunOptions, String, Key), u8> {
+    let opts = run_options(&args.run, args.out.clone())?;
+    let (spec, hash) = baseline::effective_spec(&opts.spec_path, &opts.overrides, opts.duration)
+        .map_err(|e| fail(e.exit_code(), e))?;
+    if args.repeat == 0 {
+        return Err(fail(2, "--repeat: use 1 or more runs"));
+    }
+    let key = Key {
+        spec_blake3: hash,
+        machine: protoprof::machine::this_machine(),
+    };
+    Ok((opts, spec.name, key))
+}
+
+/// Run the profile `--repeat` times into `root`, checking that every run
+/// hashed the spec as the key says.
+fn baseline_runs(
+    args: &BaselineArgs,
+    opts: &run::RunOptions,
+    key: &Key,
+    root: &Path,
+) -> Result<RunSet, u8> {
+    let mut opts = opts.clone();
+    opts.print_summary = false;
+    let variant = Variant {
+        label: "run".into(),
+        overrides: Vec::new(),
+    };
+    let expected = key.spec_blake3.clone();
+    repeat::run_interleaved(&opts, &[variant], args.repeat, root, |_, outcome| {
+        if outcome.report.run.spec_blake3 == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "its spec hash {} is not the key's {expected}: protoprof computes the key unlike the runner (a bug)",
+                outcome.report.run.spec_blake3
+            ))
+        }
+    })
+    .map(|mut v| v.remove(0))
+    .map_err(|e| fail(e.exit_code(), e))
+}
+
+fn stamp() -> String {
+    chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string()
+}
+
+fn baseline_save(args: &BaselineArgs, force: bool) -> u8 {
+    let (opts, profile, key) = match baseline_setup(args) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let target = baseline::dir(&args.baselines, &profile, &key);
+    if target.exists() && !force {
+        return fail(
+            2,
+            format!(
+                "baseline {} exists; pass --force to replace it",
+                target.display()
+            ),
+        );
+    }
+    let root = args.out.join(format!("{profile}-{}", stamp()));
+    let set = match baseline_runs(args, &opts, &key, &root) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let index = BaselineIndex {
+        profile: profile.clone(),
+        spec_blake3: key.spec_blake3.clone(),
+        machine: key.machine.clone(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        overrides: opts.overrides.clone(),
+        duration: opts.duration,
+        runs: Vec::new(),
+    };
+    match baseline::save(&args.baselines, &index, &key, &set.runs, force) {
+        Ok(dir) => {
+            println!("{}", dir.display());
+            0
+        }
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
+fn baseline_check(args: &BaselineArgs) -> u8 {
+    let (opts, profile, key) = match baseline_setup(args) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    // Before running anything: without a baseline there is nothing to check.
+    let base = match baseline::load(&args.baselines, &profile, &key) {
+        Ok(b) => b,
+        Err(e) => return fail(e.exit_code(), e),
+    };
+    let gates = match run_gates(&args.run) {
+        Ok(g) => g,
+        Err(code) => return code,
+    };
+    let root = args.out.join(format!("check-{profile}-{}", stamp()));
+    let now = match baseline_runs(args, &opts, &key, &root) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    finish_compare(
+        &base,
+        &now,
+        &gates,
+        &CompareOptions::default(),
+        &root.join("compare"),
+    )
+}
+
+fn render_again(run: &Path) -> u8 {
+    let report = match render::read_json(&run.join("report.json")) {
+        Ok(r) => r,
+        Err(e) => return fail(2, e),
+    };
+    if let Err(e) = render::write_all(&report, run) {
+        return fail(1, e);
+    }
+    print!("{}", render::summary(&report));
+    println!("{}", run.display());
+    0
 }
 
 fn sibling_endpoint() -> Option<PathBuf> {
