@@ -12,7 +12,7 @@ use std::{collections::BTreeSet, fmt::Write as _};
 use super::{
     bytes,
     charts::{line_chart, log_bar_chart, Group, Series},
-    duration_ns, integrity,
+    duration_ns, integrity, phase_label,
 };
 use crate::{
     analyze::metrics,
@@ -180,13 +180,9 @@ fn workload(out: &mut String, r: &Report, charts: &mut usize) {
             .unwrap_or_else(|| "–".into());
         let _ = writeln!(
             out,
-            "<tr><td>{i} {}{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1} s</td><td class=\"n\">{}</td>\
+            "<tr><td>{i} {}</td><td class=\"n\">{}</td><td class=\"n\">{:.1} s</td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-            escape(&p.pattern),
-            p.direction
-                .as_ref()
-                .map(|d| format!(" ({})", escape(d)))
-                .unwrap_or_default(),
+            escape(&phase_label(p)),
             p.connections,
             p.measured_s,
             bytes(p.throughput.up_bps_median),

@@ -115,6 +115,37 @@ pub fn integrity(s: IntegrityStatus) -> &'static str {
     }
 }
 
+/// "1200 calls, 3.00 MiB requested, 1100 frees".
+pub fn alloc_line(a: &crate::report::AllocSummary) -> String {
+    format!(
+        "{} calls, {} requested, {} frees",
+        a.calls,
+        bytes(a.bytes as f64),
+        a.frees
+    )
+}
+
+/// "40 calls to 12 probed functions, 3.1% of CPU samples".
+pub fn crypto_line(c: &crate::report::CryptoSummary) -> String {
+    let calls: u64 = c.symbols.iter().map(|s| s.calls).sum();
+    let share = c
+        .cpu_share
+        .map(|s| format!(", {:.1}% of CPU samples", s * 100.0))
+        .unwrap_or_default();
+    format!(
+        "{calls} calls to {} probed functions{share}",
+        c.symbols.len()
+    )
+}
+
+/// "bulk (both)", "rr": a phase as the tables name it.
+pub fn phase_label(p: &crate::drive::PhaseResult) -> String {
+    match &p.direction {
+        Some(d) => format!("{} ({d})", p.pattern),
+        None => p.pattern.clone(),
+    }
+}
+
 /// Write `timeseries.csv`.
 pub fn write_timeseries(report: &Report, dir: &Path) -> Result<(), RenderError> {
     let path = dir.join("timeseries.csv");
