@@ -129,6 +129,8 @@ fn dump_dom(page: &Path) -> String {
             "--no-sandbox",
             "--disable-gpu",
             "--virtual-time-budget=3000",
+            // Dump whatever is there rather than hang the test.
+            "--timeout=30000",
             "--dump-dom",
         ])
         .arg(format!("file://{}", page.display()))
