@@ -208,12 +208,60 @@ fn symbolize(
         .map(|(&addr, sym)| match sym {
             Symbolized::Sym(sym) => {
                 let mut names = vec![clean_name(&sym.name)];
-                names.extend(sym.inlined.iter().map(|f| clean_name(&f.name)));
+                // An inlined function's code_info is its call site, in its
+                // caller; the function's own file is where the next one is
+                // called from (or, for the innermost, the address itself).
+                let own_files = sym
+                    .inlined
+                    .iter()
+                    .skip(1)
+                    .map(|f| f.code_info.as_ref())
+                    .chain(std::iter::once(sym.code_info.as_deref()));
+                names.extend(sym.inlined.iter().zip(own_files).map(|(f, file)| {
+                    let name = clean_name(&f.name);
+                    match file.and_then(|c| crate_of(&c.to_path())) {
+                        Some(krate) if !is_qualified(&name) => format!("{krate}::{name}"),
+                        _ => name,
+                    }
+                }));
                 (addr, Some(names))
             }
             Symbolized::Unknown(_) => (addr, None),
         })
         .collect()
+}
+
+/// Whether a function name carries its path (`a::b` before any generics).
+fn is_qualified(name: &str) -> bool {
+    name.split('<').next().is_some_and(|head| head.contains("::"))
+}
+
+/// The crate a source file belongs to, from where cargo and rustup keep
+/// sources: `…/library/core/src/…` (the standard library),
+/// `…/registry/src/<index>/tokio-1.47.1/src/…`, or `<dir>/src/…` of a
+/// workspace crate. DWARF names inlined functions without their path; this
+/// puts the crate back so frames say whose code they are.
+fn crate_of(path: &std::path::Path) -> Option<String> {
+    let parts: Vec<&str> = path.iter().filter_map(|p| p.to_str()).collect();
+    let registry = parts
+        .windows(2)
+        .position(|w| w == ["registry", "src"])
+        .and_then(|i| parts.get(i + 3));
+    let dir = match registry {
+        Some(dir) => *dir,
+        None => {
+            let src = parts.iter().rposition(|p| *p == "src")?;
+            *parts.get(src.checked_sub(1)?)?
+        }
+    };
+    // `name-1.2.3` (or `name-1.2.3-rc.1`): drop the version.
+    let name = match dir.match_indices('-').find(|(i, _)| {
+        dir[i + 1..].starts_with(|c: char| c.is_ascii_digit())
+    }) {
+        Some((i, _)) => &dir[..i],
+        None => dir,
+    };
+    (!name.is_empty()).then(|| name.replace('-', "_"))
 }
 
 /// Drop the hash of legacy Rust mangling; the folded format reserves ';'.
@@ -224,6 +272,21 @@ fn clean_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crates_from_source_paths() {
+        let c = |p: &str| crate_of(std::path::Path::new(p));
+        assert_eq!(c("/rustc/abc/library/core/src/sync/atomic.rs").as_deref(), Some("core"));
+        assert_eq!(
+            c("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.47.1/src/runtime/park.rs").as_deref(),
+            Some("tokio")
+        );
+        assert_eq!(c("/root/.cargo/registry/src/i/parking_lot_core-0.9.11/src/parking_lot.rs").as_deref(), Some("parking_lot_core"));
+        assert_eq!(c("/work/main/bench-proto/src/relay.rs").as_deref(), Some("bench_proto"));
+        assert_eq!(c("relay.rs"), None);
+        assert_eq!(c("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/mio-1.2.5/lib.rs").as_deref(), Some("mio"));
+        assert!(is_qualified("a::b<c::d>") && !is_qualified("poll_write<tokio::net::TcpStream>"));
+    }
 
     #[test]
     fn hashes_are_dropped() {

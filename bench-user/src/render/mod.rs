@@ -1,12 +1,16 @@
 //! render: every output of a run, each rendered from the [`Report`] alone.
 //! One file per output format.
 
+mod charts;
+mod html;
 mod markdown;
+pub mod pprof;
 mod terminal;
 mod timeseries;
 
-use std::path::Path;
+use std::{io::Write as _, path::Path};
 
+pub use html::html;
 pub use markdown::markdown;
 pub use terminal::summary;
 pub use timeseries::timeseries_csv;
@@ -25,6 +29,8 @@ pub enum RenderError {
     Parse { path: String, message: String },
     #[error("serializing the report: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("drawing {what}: {message}")]
+    Draw { what: String, message: String },
 }
 
 /// Write every output that renders from the report (all but report.json
@@ -32,17 +38,56 @@ pub enum RenderError {
 pub fn write_all(report: &Report, dir: &Path) -> Result<(), RenderError> {
     write_markdown(report, dir)?;
     write_timeseries(report, dir)?;
+    write_html(report, dir)?;
+    write_pprof(report, dir)?;
     Ok(())
+}
+
+/// What [`write_all`] writes: output name (the key in `Report.outputs`) →
+/// file name in the run directory.
+pub const OUTPUTS: &[(&str, &str)] = &[
+    ("report_md", "report.md"),
+    ("timeseries_csv", "timeseries.csv"),
+    ("report_html", "report.html"),
+    ("profile_pb_gz", "profile.pb.gz"),
+];
+
+/// Write `bytes` to `path`, naming the file in the error.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RenderError> {
+    std::fs::write(path, bytes).map_err(|source| RenderError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Write `report.html`.
+pub fn write_html(report: &Report, dir: &Path) -> Result<(), RenderError> {
+    let page = html(report).map_err(|message| RenderError::Draw {
+        what: "report.html".into(),
+        message,
+    })?;
+    write_file(&dir.join("report.html"), page.as_bytes())
+}
+
+/// Write `profile.pb.gz`: the cpu graph in pprof's format, gzipped as
+/// pprof expects on disk.
+pub fn write_pprof(report: &Report, dir: &Path) -> Result<(), RenderError> {
+    let path = dir.join("profile.pb.gz");
+    let io = |source| RenderError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&pprof::encode(report)).map_err(io)?;
+    let bytes = gz.finish().map_err(io)?;
+    write_file(&path, &bytes)
 }
 
 /// Write `report.json`.
 pub fn write_json(report: &Report, dir: &Path) -> Result<(), RenderError> {
     let path = dir.join("report.json");
     let text = serde_json::to_string_pretty(report)?;
-    std::fs::write(&path, text + "\n").map_err(|source| RenderError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    write_file(&path, (text + "\n").as_bytes())
 }
 
 /// Read a `report.json` back.
@@ -59,11 +104,7 @@ pub fn read_json(path: &Path) -> Result<Report, RenderError> {
 
 /// Write `report.md`.
 pub fn write_markdown(report: &Report, dir: &Path) -> Result<(), RenderError> {
-    let path = dir.join("report.md");
-    std::fs::write(&path, markdown(report)).map_err(|source| RenderError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    write_file(&dir.join("report.md"), markdown(report).as_bytes())
 }
 
 /// "ok" or "mismatch".
@@ -71,6 +112,37 @@ pub fn integrity(s: IntegrityStatus) -> &'static str {
     match s {
         IntegrityStatus::Ok => "ok",
         IntegrityStatus::Mismatch => "mismatch",
+    }
+}
+
+/// "1200 calls, 3.00 MiB requested, 1100 frees".
+pub fn alloc_line(a: &crate::report::AllocSummary) -> String {
+    format!(
+        "{} calls, {} requested, {} frees",
+        a.calls,
+        bytes(a.bytes as f64),
+        a.frees
+    )
+}
+
+/// "40 calls to 12 probed functions, 3.1% of CPU samples".
+pub fn crypto_line(c: &crate::report::CryptoSummary) -> String {
+    let calls: u64 = c.symbols.iter().map(|s| s.calls).sum();
+    let share = c
+        .cpu_share
+        .map(|s| format!(", {:.1}% of CPU samples", s * 100.0))
+        .unwrap_or_default();
+    format!(
+        "{calls} calls to {} probed functions{share}",
+        c.symbols.len()
+    )
+}
+
+/// "bulk (both)", "rr": a phase as the tables name it.
+pub fn phase_label(p: &crate::drive::PhaseResult) -> String {
+    match &p.direction {
+        Some(d) => format!("{} ({d})", p.pattern),
+        None => p.pattern.clone(),
     }
 }
 
@@ -82,10 +154,7 @@ pub fn write_timeseries(report: &Report, dir: &Path) -> Result<(), RenderError> 
         .phases
         .iter()
         .map(|p| (p.pattern.as_str(), p.timeseries.as_slice()));
-    std::fs::write(&path, timeseries_csv(phases)).map_err(|source| RenderError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    write_file(&path, timeseries_csv(phases).as_bytes())
 }
 
 /// 1234567 → "1.18 MiB".

@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::{bytes, duration_ns, integrity};
-use crate::report::Report;
+use super::{alloc_line, bytes, crypto_line, duration_ns, integrity};
+use crate::report::{Report, Verdict};
 
 /// Throughput, latency, top syscalls and top functions, for a terminal.
 pub fn summary(r: &Report) -> String {
@@ -51,25 +51,10 @@ pub fn summary(r: &Report) -> String {
             let _ = writeln!(out, "    syscalls: {}", sys.join(", "));
         }
         if let Some(a) = &t.alloc {
-            let _ = writeln!(
-                out,
-                "    allocations: {} calls, {} ({} frees)",
-                a.calls,
-                bytes(a.bytes as f64),
-                a.frees
-            );
+            let _ = writeln!(out, "    allocations: {}", alloc_line(a));
         }
         if let Some(c) = &t.crypto {
-            let calls: u64 = c.symbols.iter().map(|s| s.calls).sum();
-            let share = c
-                .cpu_share
-                .map(|s| format!(", {:.1}% of CPU samples", s * 100.0))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "    crypto: {calls} calls to {} probed functions{share}",
-                c.symbols.len()
-            );
+            let _ = writeln!(out, "    crypto: {}", crypto_line(c));
         }
         if let Some(o) = &t.offcpu {
             let top = o
@@ -83,6 +68,15 @@ pub fn summary(r: &Report) -> String {
                 duration_ns(o.total_us as f64 * 1e3)
             );
         }
+        if let Some(c) = &t.costs {
+            let mut cats: Vec<_> = c.categories.iter().filter(|c| c.samples > 0).collect();
+            cats.sort_by(|a, b| b.share.total_cmp(&a.share));
+            let cats: Vec<String> = cats
+                .iter()
+                .map(|c| format!("{} {:.0}%", c.category, c.share * 100.0))
+                .collect();
+            let _ = writeln!(out, "    costs: {}", cats.join(", "));
+        }
         for f in t.cpu.top_functions.iter().take(10) {
             let _ = writeln!(
                 out,
@@ -91,6 +85,19 @@ pub fn summary(r: &Report) -> String {
                 truncate(&f.name, 100)
             );
         }
+    }
+    if r.checklist.is_empty() {
+        let _ = writeln!(out, "  checklist: not evaluated");
+    } else {
+        let count = |v: Verdict| r.checklist.iter().filter(|c| c.verdict == v).count();
+        let _ = writeln!(
+            out,
+            "  checklist: {} fail, {} warn, {} ok, {} not evaluated (report.md, report.html)",
+            count(Verdict::Fail),
+            count(Verdict::Warn),
+            count(Verdict::Ok),
+            count(Verdict::NotEvaluated)
+        );
     }
     for w in &r.warnings {
         let _ = writeln!(out, "  warning: {w}");
