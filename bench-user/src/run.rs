@@ -486,8 +486,9 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             stacks: lines,
         });
     }
-    outputs.insert("report_md".to_string(), "report.md".to_string());
-    outputs.insert("timeseries_csv".to_string(), "timeseries.csv".to_string());
+    for (key, file) in render::OUTPUTS {
+        outputs.insert(key.to_string(), file.to_string());
+    }
     outputs.insert("run_log".to_string(), "run.log".to_string());
 
     let live = live_series;
