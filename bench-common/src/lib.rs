@@ -269,10 +269,17 @@ pub struct CryptoPending {
     pub symbol: u64,
 }
 
+/// Cookie bit of a crypto probe that counts calls whenever its target runs,
+/// not only inside measured windows: handshake markers, whose calls happen
+/// while connections are set up, before a window opens.
+pub const CRYPTO_COUNT_ALWAYS: u64 = 1 << 40;
+
 /// The attach cookie of a crypto probe: symbol index in the low 32 bits,
-/// the length argument's index + 1 in bits 32..40 (0 = unknown length).
-pub fn crypto_cookie(symbol: u32, length_arg: Option<u8>) -> u64 {
-    symbol as u64 | (length_arg.map_or(0, |a| a as u64 + 1) << 32)
+/// the length argument's index + 1 in bits 32..40 (0 = unknown length), and
+/// [`CRYPTO_COUNT_ALWAYS`].
+pub fn crypto_cookie(symbol: u32, length_arg: Option<u8>, always: bool) -> u64 {
+    let always = if always { CRYPTO_COUNT_ALWAYS } else { 0 };
+    symbol as u64 | (length_arg.map_or(0, |a| a as u64 + 1) << 32) | always
 }
 
 /// Most user frames the probes walk.

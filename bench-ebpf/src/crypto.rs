@@ -10,9 +10,9 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
-use bench_common::{latency_bucket, CryptoHistKey, CryptoKey, CryptoStats};
+use bench_common::{latency_bucket, CryptoHistKey, CryptoKey, CryptoStats, CRYPTO_COUNT_ALWAYS};
 
-use crate::recording;
+use crate::{is_target, recording};
 
 #[map]
 static CRYPTO: PerCpuHashMap<CryptoKey, CryptoStats> = PerCpuHashMap::with_max_entries(4096, 0);
@@ -59,11 +59,21 @@ fn length(ctx: &ProbeContext, n: usize) -> u64 {
 
 #[uprobe]
 pub fn pp_crypto(ctx: ProbeContext) -> u32 {
-    let Some(pid_tgid) = recording() else {
-        return 0;
-    };
     // SAFETY: the cookie was set at attach time.
     let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let always = cookie & CRYPTO_COUNT_ALWAYS != 0;
+    let pid_tgid = if always {
+        let p = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+        if !is_target((p >> 32) as u32) {
+            return 0;
+        }
+        p
+    } else {
+        let Some(p) = recording() else {
+            return 0;
+        };
+        p
+    };
     let symbol = cookie as u32;
     let length_arg = ((cookie >> 32) & 0xff) as usize;
     let bytes = length(&ctx, length_arg);
@@ -88,8 +98,10 @@ pub fn pp_crypto(ctx: ProbeContext) -> u32 {
             let _ = CRYPTO.insert(&key, &s, 0);
         }
     }
-    let pending = ((pid_tgid as u32 as u64) << 32) | symbol as u64;
-    let _ = CRYPTO_PENDING.insert(&pending, &unsafe { bpf_ktime_get_ns() }, 0);
+    if !always {
+        let pending = ((pid_tgid as u32 as u64) << 32) | symbol as u64;
+        let _ = CRYPTO_PENDING.insert(&pending, &unsafe { bpf_ktime_get_ns() }, 0);
+    }
     0
 }
 

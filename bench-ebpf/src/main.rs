@@ -48,7 +48,7 @@ fn enabled() -> bool {
 }
 
 #[inline(always)]
-fn is_target(tgid: u32) -> bool {
+pub(crate) fn is_target(tgid: u32) -> bool {
     // SAFETY: the value is only tested for presence, never held.
     unsafe { TARGETS.get(&tgid) }.is_some()
 }

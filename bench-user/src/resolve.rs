@@ -233,7 +233,9 @@ fn symbolize(
 
 /// Whether a function name carries its path (`a::b` before any generics).
 fn is_qualified(name: &str) -> bool {
-    name.split('<').next().is_some_and(|head| head.contains("::"))
+    name.split('<')
+        .next()
+        .is_some_and(|head| head.contains("::"))
 }
 
 /// The crate a source file belongs to, from where cargo and rustup keep
@@ -255,9 +257,10 @@ fn crate_of(path: &std::path::Path) -> Option<String> {
         }
     };
     // `name-1.2.3` (or `name-1.2.3-rc.1`): drop the version.
-    let name = match dir.match_indices('-').find(|(i, _)| {
-        dir[i + 1..].starts_with(|c: char| c.is_ascii_digit())
-    }) {
+    let name = match dir
+        .match_indices('-')
+        .find(|(i, _)| dir[i + 1..].starts_with(|c: char| c.is_ascii_digit()))
+    {
         Some((i, _)) => &dir[..i],
         None => dir,
     };
@@ -276,15 +279,28 @@ mod tests {
     #[test]
     fn crates_from_source_paths() {
         let c = |p: &str| crate_of(std::path::Path::new(p));
-        assert_eq!(c("/rustc/abc/library/core/src/sync/atomic.rs").as_deref(), Some("core"));
+        assert_eq!(
+            c("/rustc/abc/library/core/src/sync/atomic.rs").as_deref(),
+            Some("core")
+        );
         assert_eq!(
             c("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.47.1/src/runtime/park.rs").as_deref(),
             Some("tokio")
         );
-        assert_eq!(c("/root/.cargo/registry/src/i/parking_lot_core-0.9.11/src/parking_lot.rs").as_deref(), Some("parking_lot_core"));
-        assert_eq!(c("/work/main/bench-proto/src/relay.rs").as_deref(), Some("bench_proto"));
+        assert_eq!(
+            c("/root/.cargo/registry/src/i/parking_lot_core-0.9.11/src/parking_lot.rs").as_deref(),
+            Some("parking_lot_core")
+        );
+        assert_eq!(
+            c("/work/main/bench-proto/src/relay.rs").as_deref(),
+            Some("bench_proto")
+        );
         assert_eq!(c("relay.rs"), None);
-        assert_eq!(c("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/mio-1.2.5/lib.rs").as_deref(), Some("mio"));
+        assert_eq!(
+            c("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/mio-1.2.5/lib.rs")
+                .as_deref(),
+            Some("mio")
+        );
         assert!(is_qualified("a::b<c::d>") && !is_qualified("poll_write<tokio::net::TcpStream>"));
     }
 

@@ -380,7 +380,11 @@ mod tests {
         let find =
             |res: Vec<RuleResult>, id: &str| res.into_iter().find(|r| r.id == id).expect("rule");
         assert_eq!(
-            find(c.evaluate(&[t.clone()], "tcp"), "buffers.zero-copy").verdict,
+            find(
+                c.evaluate(std::slice::from_ref(&t), "tcp"),
+                "buffers.zero-copy"
+            )
+            .verdict,
             Verdict::Warn
         );
         let tls = find(c.evaluate(&[t], "tls"), "buffers.zero-copy");

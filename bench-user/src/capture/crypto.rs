@@ -143,7 +143,9 @@ pub(super) fn points(
             }
             let id = *next_id;
             *next_id += 1;
-            let cookie = crypto_cookie(id, spec.length_arg);
+            // Handshake markers count outside windows too: handshakes happen
+            // while connections are set up, before a window opens.
+            let cookie = crypto_cookie(id, spec.length_arg, family.primitive == "handshake");
             let point = |program| Point {
                 program,
                 path: file.path.clone(),

@@ -356,7 +356,9 @@ impl Probes {
             }
         }
         self.attached.insert(pid, info);
-        Ok(())
+        // Attached now, not at the first window: handshake markers count
+        // the connection set-up that happens before a window opens.
+        self.uprobes.attach(&mut self.ebpf)
     }
 
     /// What was found and attached per target pid.

@@ -52,12 +52,11 @@ impl UprobeSet {
         self.points.push(point);
     }
 
-    /// Attach every point not attached yet (idempotent).
+    /// Attach every point not attached yet (idempotent): each point gets
+    /// one link, so the links so far count the points already attached.
     pub(super) fn attach(&mut self, ebpf: &mut Ebpf) -> Result<(), CaptureError> {
-        if !self.links.is_empty() {
-            return Ok(());
-        }
-        for p in &self.points {
+        let done = self.links.len();
+        for p in &self.points[done.min(self.points.len())..] {
             let pid = NonZeroU32::new(p.pid).ok_or(CaptureError::Missing("pid"))?;
             let program: &mut UProbe = ebpf
                 .program_mut(p.program)
