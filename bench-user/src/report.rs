@@ -124,6 +124,32 @@ pub struct Target {
     /// Options of the target's TCP sockets, inspected mid-run; absent when
     /// they could not be read.
     pub sockets: Option<SocketSummary>,
+    /// Syscalls and counters split by phase (one measured window each).
+    #[serde(default)]
+    pub phases: Vec<PhaseFigures>,
+    /// The phases the per-MiB, per-read/write and CPU-per-byte metrics
+    /// cover: the bulk phases when there are any (a request/response
+    /// phase's syscalls per byte measure its pattern, not the data path,
+    /// and would make those metrics follow the mix of phases).
+    #[serde(default)]
+    pub metrics_phases: Vec<usize>,
+}
+
+/// What one target did in one phase's measured window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseFigures {
+    pub phase: usize,
+    pub syscalls: Vec<SyscallCount>,
+    /// Counter name → value in this window, or why there is none.
+    pub counters: BTreeMap<String, crate::capture::Reading>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SyscallCount {
+    pub name: String,
+    pub count: u64,
+    pub errors: u64,
+    pub bytes: u64,
 }
 
 /// Identity of the machine a run measured: what makes numbers comparable.

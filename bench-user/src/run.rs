@@ -116,6 +116,8 @@ struct ProbeWindow<'a> {
     ports: &'a [(u32, Option<u16>, Option<u16>)],
     /// Per target, the inspection that saw the most sockets.
     sockets: Mutex<std::collections::BTreeMap<u32, crate::report::SocketSummary>>,
+    /// Running totals as each window closed, for figures per phase.
+    snapshots: Mutex<Vec<crate::capture::WindowSnapshot>>,
 }
 
 impl Window for ProbeWindow<'_> {
@@ -130,6 +132,14 @@ impl Window for ProbeWindow<'_> {
         if let Ok(mut p) = self.probes.lock() {
             if let Err(e) = p.stop() {
                 self.note(format!("closing the window: {e}"));
+            }
+            match p.snapshot() {
+                Ok(snap) => {
+                    if let Ok(mut v) = self.snapshots.lock() {
+                        v.push(snap);
+                    }
+                }
+                Err(e) => self.note(format!("reading the window's totals: {e}")),
             }
         }
         // The phase's connections are still open here (not yet drained).
@@ -381,6 +391,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         mut window_errors,
         live: mut live_series,
         sockets,
+        snapshots,
         ..
     } = main;
     let mut per_call_overhead = Vec::new();
@@ -507,6 +518,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             .map(|r| r.window_bytes_up + r.window_bytes_down)
             .sum(),
         sockets: &sockets,
+        snapshots: &snapshots,
     });
     let mut warnings = analyze::warnings(&targets, &capture_opts);
     warnings.extend(window_errors);
@@ -616,6 +628,7 @@ struct Pass {
     live: Vec<(f64, std::collections::BTreeMap<u32, i64>)>,
     exited_early: Option<(Role, String)>,
     sockets: std::collections::BTreeMap<u32, crate::report::SocketSummary>,
+    snapshots: Vec<crate::capture::WindowSnapshot>,
 }
 
 impl Pass {
@@ -647,6 +660,7 @@ fn measure(
         errors: Mutex::new(Vec::new()),
         ports: ctx.ports,
         sockets: Mutex::new(std::collections::BTreeMap::new()),
+        snapshots: Mutex::new(Vec::new()),
     };
     let mut results = Vec::new();
     let mut exited_early = None;
@@ -712,6 +726,7 @@ fn measure(
     }
     let window_errors = window.errors.into_inner().unwrap_or_default();
     let sockets = window.sockets.into_inner().unwrap_or_default();
+    let snapshots = window.snapshots.into_inner().unwrap_or_default();
     let mut probes = probes.into_inner().unwrap_or_else(|p| p.into_inner());
     let capture = probes.read()?;
     let windows = probes.windows();
@@ -734,6 +749,7 @@ fn measure(
         live: live.into_inner().unwrap_or_default(),
         exited_early,
         sockets,
+        snapshots,
     })
 }
 

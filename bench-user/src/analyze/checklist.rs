@@ -105,6 +105,14 @@ impl Checklist {
                     ));
                 }
             }
+            let out_of_order = matches!((r.warn_above, r.fail_above), (Some(w), Some(f)) if w > f)
+                || matches!((r.warn_below, r.fail_below), (Some(w), Some(f)) if w < f);
+            if out_of_order {
+                return Err(bad(
+                    r,
+                    "the warn threshold is stricter than the fail one; put warn between ok and fail".into(),
+                ));
+            }
             let above = r.warn_above.is_some() || r.fail_above.is_some();
             let below = r.warn_below.is_some() || r.fail_below.is_some();
             if above == below {

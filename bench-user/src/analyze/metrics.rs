@@ -178,13 +178,13 @@ pub const CATALOGUE: &[MetricDef] = &[
         "setup_p50_us",
         "µs",
         Better::Lower,
-        "median connection setup: TCP connect to SOCKS5 success",
+        "connection setup, TCP connect to SOCKS5 success: the phases' medians weighted by connections",
     ),
     def(
         "setup_p99_us",
         "µs",
         Better::Lower,
-        "99th percentile connection setup",
+        "99th percentile connection setup: the worst phase's",
     ),
     def(
         "upstream_connections_per_stream",
@@ -360,14 +360,19 @@ fn ratio(num: f64, den: f64, why_zero: &str) -> Metric {
 pub fn target_metrics(t: &Target, inp: &MetricInputs) -> BTreeMap<String, Metric> {
     let mut m = BTreeMap::new();
     let bytes = window_bytes(inp.workload) as f64;
-    let mib = bytes / MIB;
     let no_bytes = "no payload moved in the measured windows";
     let un = |why: &str| Metric::Unavailable(why.to_string());
+    let scope = Scope::of(t, inp.workload);
+    let mib = scope.bytes / MIB;
 
     // CPU and its categories.
     match &t.costs {
         Some(c) if c.samples > 0 => {
-            m.insert("cpu_ns_per_byte".into(), ratio(c.cpu_ns, bytes, no_bytes));
+            let cpu_ns = scope.task_clock_ns.map_or(c.cpu_ns, |ns| ns as f64);
+            m.insert(
+                "cpu_ns_per_byte".into(),
+                ratio(cpu_ns, scope.bytes, no_bytes),
+            );
             for cat in &c.categories {
                 m.insert(
                     format!("cost.{}.share", cat.category),
@@ -415,14 +420,15 @@ pub fn target_metrics(t: &Target, inp: &MetricInputs) -> BTreeMap<String, Metric
 
     // Syscalls.
     if inp.probes.options.syscalls {
-        let sum = |names: &[&str], f: &dyn Fn(&crate::report::SyscallRow) -> u64| -> u64 {
-            t.syscalls
+        let sum = |names: &[&str], f: &dyn Fn(&crate::report::SyscallCount) -> u64| -> u64 {
+            scope
+                .syscalls
                 .iter()
                 .filter(|r| names.contains(&r.name.as_str()))
                 .map(f)
                 .sum()
         };
-        let all: u64 = t.syscalls.iter().map(|r| r.count).sum();
+        let all: u64 = scope.syscalls.iter().map(|r| r.count).sum();
         m.insert("syscalls_per_mib".into(), ratio(all as f64, mib, no_bytes));
         m.insert(
             "wakeups_per_mib".into(),
@@ -483,7 +489,7 @@ pub fn target_metrics(t: &Target, inp: &MetricInputs) -> BTreeMap<String, Metric
 
     m.insert(
         "context_switches_per_mib".into(),
-        match t.counters.get("context_switches") {
+        match scope.counters.get("context_switches") {
             Some(crate::capture::Reading::Value(v)) => ratio(*v as f64, mib, no_bytes),
             Some(crate::capture::Reading::Unavailable(why)) => un(why),
             None => un("perf counters were off (probes.counters)"),
@@ -556,13 +562,17 @@ pub fn target_metrics(t: &Target, inp: &MetricInputs) -> BTreeMap<String, Metric
     // Connections.
     let setups: Vec<_> = inp.workload.phases.iter().map(|p| p.setup_us).collect();
     if setups.iter().any(|s| s.count > 0) {
-        let med = |f: &dyn Fn(&crate::drive::LatencySummary) -> f64| {
-            let mut v: Vec<f64> = setups.iter().filter(|s| s.count > 0).map(f).collect();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        m.insert("setup_p50_us".into(), Metric::Value(med(&|s| s.p50)));
-        m.insert("setup_p99_us".into(), Metric::Value(med(&|s| s.p99)));
+        // Phases keep percentiles, not samples: the p50 is their
+        // connection-weighted mean, the p99 the worst phase's (an upper bound).
+        let n: u64 = setups.iter().map(|s| s.count).sum();
+        let p50 = setups.iter().map(|s| s.p50 * s.count as f64).sum::<f64>() / n as f64;
+        let p99 = setups
+            .iter()
+            .filter(|s| s.count > 0)
+            .map(|s| s.p99)
+            .fold(0.0, f64::max);
+        m.insert("setup_p50_us".into(), Metric::Value(p50));
+        m.insert("setup_p99_us".into(), Metric::Value(p99));
     } else {
         m.insert("setup_p50_us".into(), un("no connection was set up"));
         m.insert("setup_p99_us".into(), un("no connection was set up"));
@@ -692,6 +702,7 @@ fn crypto_metrics(t: &Target, inp: &MetricInputs, bytes: f64, m: &mut BTreeMap<S
     let crypto_ns = t
         .costs
         .as_ref()
+        .filter(|c| c.samples > 0)
         .and_then(|c| c.categories.iter().find(|k| k.category == "crypto"))
         .map(|k| k.cpu_ns);
     match crypto_ns {
@@ -708,6 +719,7 @@ fn crypto_metrics(t: &Target, inp: &MetricInputs, bytes: f64, m: &mut BTreeMap<S
             m.insert(
                 "crypto_vs_calibration".into(),
                 match primitive {
+                    None if rows.is_none() => un("the crypto probe was off (probes.crypto.enabled), so the primitive is unknown"),
                     None => un("the crypto probe saw no call, so the primitive is unknown"),
                     Some(p) => match inp
                         .calibration
@@ -728,9 +740,93 @@ fn crypto_metrics(t: &Target, inp: &MetricInputs, bytes: f64, m: &mut BTreeMap<S
             );
         }
         _ => {
-            let why = "needs the cpu probe and payload bytes";
+            let why = "needs CPU samples of the target and payload bytes";
             m.insert("crypto_ns_per_byte".into(), un(why));
             m.insert("crypto_vs_calibration".into(), un(why));
+        }
+    }
+}
+
+/// The figures the data-path metrics read: the phases in
+/// `Target::metrics_phases` when they are fewer than all (the bulk ones),
+/// else the whole run's totals.
+struct Scope {
+    syscalls: Vec<crate::report::SyscallCount>,
+    counters: BTreeMap<String, crate::capture::Reading>,
+    /// CPU time of the scoped phases, when they are a subset and the
+    /// task-clock counter ran.
+    task_clock_ns: Option<u64>,
+    bytes: f64,
+}
+
+impl Scope {
+    fn of(t: &Target, w: &Workload) -> Scope {
+        use crate::capture::Reading;
+        let subset = !t.metrics_phases.is_empty() && t.metrics_phases.len() < w.phases.len();
+        if !subset {
+            return Scope {
+                syscalls: t
+                    .syscalls
+                    .iter()
+                    .map(|r| crate::report::SyscallCount {
+                        name: r.name.clone(),
+                        count: r.count,
+                        errors: r.errors,
+                        bytes: r.bytes,
+                    })
+                    .collect(),
+                counters: t.counters.clone(),
+                task_clock_ns: None,
+                bytes: window_bytes(w) as f64,
+            };
+        }
+        let mut syscalls: BTreeMap<String, crate::report::SyscallCount> = BTreeMap::new();
+        let mut counters: BTreeMap<String, Reading> = BTreeMap::new();
+        for f in t
+            .phases
+            .iter()
+            .filter(|f| t.metrics_phases.contains(&f.phase))
+        {
+            for c in &f.syscalls {
+                let e =
+                    syscalls
+                        .entry(c.name.clone())
+                        .or_insert_with(|| crate::report::SyscallCount {
+                            name: c.name.clone(),
+                            count: 0,
+                            errors: 0,
+                            bytes: 0,
+                        });
+                e.count += c.count;
+                e.errors += c.errors;
+                e.bytes += c.bytes;
+            }
+            for (name, r) in &f.counters {
+                let merged = match (counters.get(name), r) {
+                    (None, r) => r.clone(),
+                    (Some(Reading::Value(a)), Reading::Value(b)) => Reading::Value(a + b),
+                    (Some(Reading::Unavailable(why)), _) | (_, Reading::Unavailable(why)) => {
+                        Reading::Unavailable(why.clone())
+                    }
+                };
+                counters.insert(name.clone(), merged);
+            }
+        }
+        let task_clock_ns = match counters.get("task_clock_ns") {
+            Some(Reading::Value(v)) => Some(*v),
+            _ => None,
+        };
+        let bytes = t
+            .metrics_phases
+            .iter()
+            .filter_map(|&i| w.phases.get(i))
+            .map(|p| p.window_bytes_up + p.window_bytes_down)
+            .sum::<u64>() as f64;
+        Scope {
+            syscalls: syscalls.into_values().collect(),
+            counters,
+            task_clock_ns,
+            bytes,
         }
     }
 }

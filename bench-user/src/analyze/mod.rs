@@ -58,6 +58,8 @@ pub struct Inputs<'a> {
     pub window_bytes: u64,
     /// Socket options per target, when they could be read.
     pub sockets: &'a BTreeMap<u32, crate::report::SocketSummary>,
+    /// Running totals at the close of each window, one per phase in order.
+    pub snapshots: &'a [crate::capture::WindowSnapshot],
 }
 
 /// Fill every target's metrics and judge them by the checklist.
@@ -74,6 +76,22 @@ pub fn judge(report: &mut crate::report::Report, checklist: &checklist::Checklis
         calibration: &report.calibration,
         streams,
     };
+    let bulk: Vec<usize> = report
+        .workload
+        .phases
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.pattern == "bulk")
+        .map(|(i, _)| i)
+        .collect();
+    for t in report.targets.iter_mut() {
+        let have: Vec<usize> = t.phases.iter().map(|p| p.phase).collect();
+        t.metrics_phases = if !bulk.is_empty() && bulk.iter().all(|i| have.contains(i)) {
+            bulk.clone()
+        } else {
+            (0..report.workload.phases.len()).collect()
+        };
+    }
     let all: Vec<_> = report
         .targets
         .iter()
@@ -166,7 +184,74 @@ fn target(inp: &Inputs, f: &TargetFacts) -> Target {
         }),
         metrics: BTreeMap::new(),
         sockets: inp.sockets.get(&f.pid).cloned(),
+        phases: phase_figures(inp.snapshots, f.pid),
+        // Chosen by `judge`, which knows the phases' patterns.
+        metrics_phases: Vec::new(),
     }
+}
+
+/// One target's syscalls and counters per window: each snapshot minus the
+/// one before.
+pub fn phase_figures(
+    snapshots: &[crate::capture::WindowSnapshot],
+    pid: u32,
+) -> Vec<crate::report::PhaseFigures> {
+    use crate::capture::Reading;
+    let totals = |snap: &crate::capture::WindowSnapshot| {
+        let mut by_name: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+        for r in snap.syscalls.iter().filter(|r| r.tgid == pid) {
+            let e = by_name.entry(r.name.clone()).or_default();
+            e.0 += r.stats.count;
+            e.1 += r.stats.errors;
+            e.2 += r.stats.bytes;
+        }
+        let counters: BTreeMap<String, Reading> = snap
+            .counters
+            .get(&pid)
+            .map(|c| c.iter().map(|(n, r)| (n.to_string(), r.clone())).collect())
+            .unwrap_or_default();
+        (by_name, counters)
+    };
+    let mut out = Vec::new();
+    let mut before = (BTreeMap::new(), BTreeMap::new());
+    for (phase, snap) in snapshots.iter().enumerate() {
+        let now = totals(snap);
+        let syscalls = now
+            .0
+            .iter()
+            .map(|(name, &(count, errors, bytes))| {
+                let (c0, e0, b0) = before.0.get(name).copied().unwrap_or((0, 0, 0));
+                crate::report::SyscallCount {
+                    name: name.clone(),
+                    count: count.saturating_sub(c0),
+                    errors: errors.saturating_sub(e0),
+                    bytes: bytes.saturating_sub(b0),
+                }
+            })
+            .filter(|c| c.count > 0)
+            .collect();
+        let counters = now
+            .1
+            .iter()
+            .map(|(name, r)| {
+                let delta = match (r, before.1.get(name)) {
+                    (Reading::Value(v), Some(Reading::Value(b))) => {
+                        Reading::Value(v.saturating_sub(*b))
+                    }
+                    (Reading::Value(v), None) => Reading::Value(*v),
+                    (other, _) => other.clone(),
+                };
+                (name.clone(), delta)
+            })
+            .collect();
+        out.push(crate::report::PhaseFigures {
+            phase,
+            syscalls,
+            counters,
+        });
+        before = now;
+    }
+    out
 }
 
 /// Syscall rows of one process (threads summed), largest total time first.

@@ -201,6 +201,15 @@ pub struct ProgramCost {
     pub run_time_ns: u64,
 }
 
+/// Running totals as one measured window closed: the difference between
+/// two consecutive snapshots is what one phase did.
+#[derive(Debug, Clone, Default)]
+pub struct WindowSnapshot {
+    pub syscalls: Vec<SyscallRecord>,
+    /// pid → counters.
+    pub counters: BTreeMap<u32, Vec<CounterReading>>,
+}
+
 /// Everything the probes saw in the measured windows.
 #[derive(Debug, Clone, Default)]
 pub struct Capture {
@@ -420,6 +429,22 @@ impl Probes {
 
     /// Read everything recorded so far. Call while the targets still run:
     /// names of threads the probes did not name come from /proc.
+    /// The syscall table and counters so far (cheap: tens of rows), taken
+    /// as each window closes.
+    pub fn snapshot(&mut self) -> Result<WindowSnapshot, CaptureError> {
+        let syscalls = if self.options.syscalls {
+            syscalls::read(&self.ebpf)?
+        } else {
+            Vec::new()
+        };
+        let counters = self
+            .counters
+            .iter_mut()
+            .map(|(pid, c)| (*pid, c.read()))
+            .collect();
+        Ok(WindowSnapshot { syscalls, counters })
+    }
+
     pub fn read(&mut self) -> Result<Capture, CaptureError> {
         let mut capture = Capture::default();
         {
