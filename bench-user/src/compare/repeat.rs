@@ -83,9 +83,18 @@ pub fn run_interleaved(
     mut check: impl FnMut(&Variant, &run::RunOutcome) -> Result<(), String>,
 ) -> Result<Vec<RunSet>, RepeatError> {
     let mut sets: Vec<Vec<_>> = variants.iter().map(|_| Vec::new()).collect();
+    let interrupted = watch_interrupts();
     for k in 1..=repeat {
         for (v, runs) in variants.iter().zip(sets.iter_mut()) {
             let name = format!("{}-{k}", v.label);
+            // A run stops itself on Ctrl-C; between runs nobody else would
+            // (the first run's handler replaced the default action).
+            if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(RepeatError::Run {
+                    name,
+                    source: Box::new(RunError::Interrupted),
+                });
+            }
             let out_dir = root.join(&name);
             std::fs::create_dir_all(&out_dir).map_err(|source| RepeatError::Io {
                 path: out_dir.clone(),
@@ -111,6 +120,33 @@ pub fn run_interleaved(
         .zip(sets)
         .map(|(v, runs)| RunSet::from_runs(root.join(format!("{}-*", v.label)), runs))
         .collect())
+}
+
+/// A flag raised on SIGINT or SIGTERM, watched from a thread of its own for
+/// the rest of the process's life.
+fn watch_interrupts() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let raised = flag.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    if let Ok(rt) = rt {
+        std::thread::spawn(move || {
+            rt.block_on(async {
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                raised.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        });
+    }
+    flag
 }
 
 #[cfg(test)]
