@@ -64,7 +64,7 @@ pub const CATALOGUE: &[MetricDef] = &[
         "copy_share",
         "share",
         Better::Lower,
-        "share of CPU samples in user-space copies (memcpy/memmove)",
+        "share of CPU samples copying payload: memcpy/memmove in user space and the kernel's copies to and from user memory",
     ),
     def(
         "zero_copy_share",
@@ -439,29 +439,51 @@ pub fn target_metrics(t: &Target, inp: &MetricInputs) -> BTreeMap<String, Metric
         let read_bytes = sum(READ_SYSCALLS, &|r| r.bytes);
         let write_bytes = sum(WRITE_SYSCALLS, &|r| r.bytes);
         let zero_copy_bytes = sum(ZERO_COPY_SYSCALLS, &|r| r.bytes);
+        // When splice/sendfile carried the payload, the reads and writes
+        // left are control traffic (SOCKS5, headers): their sizes say
+        // nothing about the data path.
+        let spliced = zero_copy_bytes > 0 && zero_copy_bytes >= read_bytes + write_bytes;
+        let by_splice = |what: &str| {
+            un(&format!(
+                "the payload moved by splice/sendfile ({}); the {what} left carry control traffic only",
+                crate::render::bytes(zero_copy_bytes as f64)
+            ))
+        };
         m.insert(
             "bytes_per_read".into(),
-            ratio(
-                read_bytes as f64,
-                reads as f64,
-                "no successful read-family syscall",
-            ),
+            if spliced {
+                by_splice("reads")
+            } else {
+                ratio(
+                    read_bytes as f64,
+                    reads as f64,
+                    "no successful read-family syscall",
+                )
+            },
         );
         m.insert(
             "bytes_per_write".into(),
-            ratio(
-                write_bytes as f64,
-                writes as f64,
-                "no successful write-family syscall",
-            ),
+            if spliced {
+                by_splice("writes")
+            } else {
+                ratio(
+                    write_bytes as f64,
+                    writes as f64,
+                    "no successful write-family syscall",
+                )
+            },
         );
         m.insert(
             "vectored_share".into(),
-            ratio(
-                sum(VECTORED_SYSCALLS, &|r| r.count) as f64,
-                (sum(READ_SYSCALLS, &|r| r.count) + sum(WRITE_SYSCALLS, &|r| r.count)) as f64,
-                "no read- or write-family syscall",
-            ),
+            if spliced {
+                by_splice("reads and writes")
+            } else {
+                ratio(
+                    sum(VECTORED_SYSCALLS, &|r| r.count) as f64,
+                    (sum(READ_SYSCALLS, &|r| r.count) + sum(WRITE_SYSCALLS, &|r| r.count)) as f64,
+                    "no read- or write-family syscall",
+                )
+            },
         );
         // Splice moves each byte twice (socket → pipe → socket), read+write
         // once each: both count a byte per call that touches it.
