@@ -39,6 +39,17 @@ fn p(r: &MetricRow) -> String {
 /// One gate failure as a sentence with its numbers.
 pub fn gate_line(r: &MetricRow) -> String {
     let limit = r.gate.as_ref().map_or(0.0, |g| g.max_regression);
+    if r.rel_diff.is_none() {
+        return format!(
+            "{}: {} → {} {} (from zero, Mann-Whitney p {}), beyond any relative gate (gate `{}`)",
+            r.metric,
+            num(r.median_a),
+            num(r.median_b),
+            r.unit,
+            r.p_value.map_or("–".into(), |p| format!("{p:.3}")),
+            r.gate.as_ref().map_or("", |g| g.metric.as_str())
+        );
+    }
     format!(
         "{}: {} → {} {} ({}, 95 % CI {}), beyond the gate's {:.1} % (gate `{}`)",
         r.metric,

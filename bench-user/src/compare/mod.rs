@@ -445,13 +445,28 @@ fn row(
         r.change = Change::NotTested("n=1; use --repeat".into());
         return r;
     }
-    if rel.is_none() {
-        r.change = Change::NotTested("median A is 0: no relative scale".into());
-        return r;
-    }
     if let Some(mw) = stats::mann_whitney(a, b) {
         r.p_value = Some(mw.p);
         r.p_method = Some(mw.method);
+    }
+    if rel.is_none() {
+        // From zero (e.g. allocations per MiB after a pool) there is no
+        // relative scale or interval; the rank test still says whether B
+        // moved, and any significant growth from zero exceeds every gate.
+        r.change = match r.p_value {
+            Some(p) if p < 1.0 - LEVEL && mb != ma => {
+                if (mb > ma) == (def.better == Better::Higher) {
+                    Change::Better
+                } else {
+                    Change::Worse
+                }
+            }
+            Some(_) => Change::NoSignificantChange,
+            None if mb == ma => Change::NoSignificantChange,
+            None => Change::NotTested("median A is 0: no relative scale".into()),
+        };
+        r.gate_failed = r.change == Change::Worse && r.gate.is_some();
+        return r;
     }
     r.ci = stats::bootstrap_ci(a, b, RESAMPLES, LEVEL, SEED);
     r.change = match (r.ci, rel) {
@@ -538,4 +553,58 @@ pub fn write(
     std::fs::write(&path, markdown::markdown(&c))
         .map_err(io_err(format!("writing {}", path.display())))?;
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allocs_gate() -> Gates {
+        Gates {
+            gates: vec![gate::Gate {
+                metric: "*.allocs_per_mib".into(),
+                max_regression: 0.10,
+            }],
+        }
+    }
+
+    #[test]
+    fn growth_from_zero_is_tested_by_rank_and_fails_the_gate() {
+        let def = metrics::lookup("allocs_per_mib").expect("catalogue");
+        let zero = [0.0; 5];
+        let grown = [28.0, 29.5, 30.0, 31.0, 29.0];
+        let r = row(
+            "server.allocs_per_mib",
+            def,
+            &zero,
+            &grown,
+            "run",
+            &allocs_gate(),
+        );
+        assert_eq!(r.change, Change::Worse);
+        assert!(r.gate_failed && r.rel_diff.is_none());
+        assert!(markdown::gate_line(&r).contains("from zero"));
+        // The other way round it is an improvement, and no gate fails.
+        let r = row(
+            "server.allocs_per_mib",
+            def,
+            &grown,
+            &zero,
+            "run",
+            &allocs_gate(),
+        );
+        assert_eq!(r.change, Change::Better);
+        assert!(!r.gate_failed);
+        // Zero on both sides: nothing moved.
+        let r = row(
+            "server.allocs_per_mib",
+            def,
+            &zero,
+            &zero,
+            "run",
+            &allocs_gate(),
+        );
+        assert_eq!(r.change, Change::NoSignificantChange);
+        assert!(!r.gate_failed);
+    }
 }
