@@ -96,8 +96,88 @@ fn tcp_profile_end_to_end() {
         );
     }
 
+    judged_and_rendered(&dir, &report);
+
     assert_clean();
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Cost attribution, metrics, checklist and every rendered output of a
+/// real run.
+fn judged_and_rendered(dir: &std::path::Path, report: &protoprof::report::Report) {
+    use protoprof::report::{Metric, Verdict};
+    for t in &report.targets {
+        let costs = t.costs.as_ref().expect("cost attribution");
+        let names: Vec<_> = costs
+            .categories
+            .iter()
+            .map(|c| c.category.as_str())
+            .collect();
+        assert_eq!(names, protoprof::analyze::metrics::CATEGORIES);
+        assert_eq!(costs.samples, t.cpu.samples);
+        assert_eq!(
+            costs.categories.iter().map(|c| c.samples).sum::<u64>(),
+            costs.samples
+        );
+        // A plain relay's CPU is mostly syscalls and the network stack.
+        let kernel = costs.categories.iter().find(|c| c.category == "kernel_io");
+        assert!(kernel.is_some_and(|k| k.share > 0.3), "{costs:?}");
+        assert!(costs.cpu_ns > 0.0 && costs.bytes > 0);
+        match t.metrics.get("syscalls_per_mib") {
+            Some(Metric::Value(v)) => assert!(*v > 0.0),
+            other => panic!("syscalls_per_mib: {other:?}"),
+        }
+        let sockets = t.sockets.as_ref().expect("sockets inspected");
+        // 4 connections in, 4 out, all with TCP_NODELAY (tokio sets it for us).
+        assert!(sockets.tcp >= 8 && sockets.inbound >= 4, "{sockets:?}");
+        assert_eq!(sockets.nodelay, sockets.tcp);
+    }
+    let rules = protoprof::analyze::checklist::Checklist::load(&workspace().join("profiles"))
+        .expect("checklist");
+    assert!(rules.rules.len() >= 20);
+    for rule in &rules.rules {
+        let results: Vec<_> = report
+            .checklist
+            .iter()
+            .filter(|r| r.id == rule.id)
+            .collect();
+        assert!(!results.is_empty(), "rule {} not judged", rule.id);
+        for r in results {
+            assert!(!r.evidence.is_empty(), "{r:?}");
+            match r.verdict {
+                Verdict::NotEvaluated => assert!(r.value.is_none() || rule.only_if.is_some()),
+                Verdict::Ok => assert!(r.recommendation.is_empty()),
+                Verdict::Warn | Verdict::Fail => assert!(!r.recommendation.is_empty()),
+            }
+        }
+    }
+    assert_eq!(report.calibration.len(), 3);
+    let cpu = report
+        .stacks
+        .iter()
+        .find(|g| g.name == "cpu")
+        .expect("cpu stacks");
+    assert_eq!(
+        cpu.stacks.iter().map(|s| s.count).sum::<u64>(),
+        report.targets.iter().map(|t| t.cpu.samples).sum::<u64>()
+    );
+    for file in [
+        "report.html",
+        "profile.pb.gz",
+        "report.md",
+        "timeseries.csv",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+        assert!(
+            report.outputs.values().any(|f| f == file),
+            "{file} not in outputs"
+        );
+    }
+    let md = std::fs::read_to_string(dir.join("report.md")).expect("report.md");
+    assert!(
+        md.contains("## Checklist") && md.contains("kernel_io"),
+        "{md}"
+    );
 }
 
 #[test]

@@ -64,7 +64,21 @@ pub fn profile_ok(
     out: &Path,
     duration: &str,
 ) -> (PathBuf, protoprof::report::Report, String) {
-    let result = profile_named(name, out, duration)
+    profile_ok_with(name, out, duration, &[])
+}
+
+/// [`profile_ok`] with `--set` overrides.
+pub fn profile_ok_with(
+    name: &str,
+    out: &Path,
+    duration: &str,
+    sets: &[&str],
+) -> (PathBuf, protoprof::report::Report, String) {
+    let mut cmd = profile_named(name, out, duration);
+    for s in sets {
+        cmd.arg("--set").arg(s);
+    }
+    let result = cmd
         .stderr(std::process::Stdio::inherit())
         .output()
         .expect("run protoprof");

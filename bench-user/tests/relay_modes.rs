@@ -1,0 +1,67 @@
+//! The optimization workflow end to end: the tcp endpoint's relay modes,
+//! profiled as a user would, must show what each optimization changes —
+//! allocations per MiB for `pooled`, user-space copying and splice use for
+//! `splice` — and the checklist must say so. Needs root (eBPF).
+
+use protoprof::report::{Metric, Report, Verdict};
+
+mod support;
+use support::*;
+
+fn metric(report: &Report, role: &str, name: &str) -> f64 {
+    let t = report
+        .targets
+        .iter()
+        .find(|t| t.role == role)
+        .expect("target");
+    match t.metrics.get(name) {
+        Some(Metric::Value(v)) => *v,
+        other => panic!("{role} {name}: {other:?}"),
+    }
+}
+
+fn verdict(report: &Report, role: &str, id: &str) -> Verdict {
+    report
+        .checklist
+        .iter()
+        .find(|r| r.target == role && r.id == id)
+        .map(|r| r.verdict)
+        .unwrap_or_else(|| panic!("rule {id} for {role} not judged"))
+}
+
+#[test]
+#[ignore = "needs root"]
+fn relay_modes_change_what_the_profile_measures() {
+    become_subreaper();
+    let out = out_dir("relay-modes");
+    let run = |mode: &str| {
+        let set = format!("relay.mode={mode}");
+        let (_, report, _) = profile_ok_with("tcp", &out, "2", &[&set]);
+        report
+    };
+    let copy = run("copy");
+    let pooled = run("pooled");
+    let splice = run("splice");
+    for role in ["client", "server"] {
+        // copy: a 64 KiB buffer per read, i.e. one per ~20 KiB moved.
+        let fresh = metric(&copy, role, "buffer_allocs_per_mib");
+        assert!(fresh > 10.0, "copy: {fresh} buffer allocations per MiB");
+        assert_eq!(verdict(&copy, role, "buffers.pool"), Verdict::Fail);
+        // pooled: the pool's buffers come back; steady state allocates none.
+        let reused = metric(&pooled, role, "buffer_allocs_per_mib");
+        assert!(reused < 1.0, "pooled: {reused} buffer allocations per MiB");
+        assert_eq!(verdict(&pooled, role, "buffers.pool"), Verdict::Ok);
+        // splice: bytes move socket → pipe → socket inside the kernel.
+        let zero = metric(&splice, role, "zero_copy_share");
+        assert!(zero > 0.9, "splice: zero-copy share {zero}");
+        assert_eq!(verdict(&splice, role, "buffers.zero-copy"), Verdict::Ok);
+        assert_eq!(verdict(&copy, role, "buffers.zero-copy"), Verdict::Warn);
+        let copy_share = metric(&splice, role, "copy_share");
+        assert!(
+            copy_share < 0.02,
+            "splice: {copy_share} of CPU in user copies"
+        );
+    }
+    assert_clean();
+    let _ = std::fs::remove_dir_all(&out);
+}
