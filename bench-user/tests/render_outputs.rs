@@ -27,6 +27,13 @@ fn fixture() -> Report {
 /// The fixture with the parts its run left empty filled in.
 fn enriched() -> Report {
     let mut r = fixture();
+    // Per-second latency of the rr phase (the fixture predates it).
+    for p in r.workload.phases.iter_mut().filter(|p| p.pattern == "rr") {
+        for (i, s) in p.timeseries.iter_mut().enumerate() {
+            s.latency_p50_us = Some(250.0 + i as f64);
+            s.latency_p99_us = Some(480.0 + i as f64);
+        }
+    }
     for t in &mut r.targets {
         let total = CATEGORIES.len() as u64 * 10;
         t.costs = Some(CostAttribution {
@@ -186,7 +193,13 @@ fn report_html_renders_in_headless_chromium() {
     );
     assert_eq!(attr_values(&dom, "data-rendered"), vec!["ok"]);
     let charts = dom.matches("<svg class=\"chart\"").count();
-    assert!(charts >= 3, "{charts} charts (2 phases + latency)");
+    // bulk bytes; rr bytes, round trips and latency per second; latency
+    // percentiles per phase.
+    assert!(charts >= 5, "{charts} charts");
+    assert!(
+        dom.contains("phase 1 rr: round-trip latency per second"),
+        "no latency-over-time chart"
+    );
 
     // Checklist: one row per rule and target, coloured by verdict.
     assert_eq!(dom.matches("<tr class=\"rule ").count(), r.checklist.len());

@@ -271,8 +271,9 @@ async fn rr(
                 meter.received(n, Instant::now());
             }
             let t1 = Instant::now();
-            if meter.round_trip(t1) {
-                record_ns(&mut hist, (t1 - t0).as_nanos());
+            let ns = (t1 - t0).as_nanos();
+            if meter.round_trip(t1, ns) {
+                record_ns(&mut hist, ns);
             }
         }
         stream

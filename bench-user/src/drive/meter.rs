@@ -2,10 +2,18 @@
 //! connections of a phase.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use tokio::time::Instant;
+
+/// Per-second latency histograms keep 2 significant digits (1 %): enough for
+/// a curve, and small (tens of KiB each).
+const SECOND_SIGFIG: u8 = 2;
+/// Longest round trip a per-second histogram tracks (10 s); longer ones are
+/// clamped.
+const SECOND_MAX_NS: u64 = 10_000_000_000;
 
 /// Per-second counts of the measured window. An event counts when its time is
 /// at or after `open` and before `close`.
@@ -15,6 +23,9 @@ pub(crate) struct Meter {
     up: Vec<AtomicU64>,
     down: Vec<AtomicU64>,
     round_trips: Vec<AtomicU64>,
+    /// Round-trip latency (ns) per second; `None` when a histogram could not
+    /// be made, which leaves the series without latency rather than wrong.
+    latency: Vec<Mutex<Option<Histogram<u64>>>>,
 }
 
 /// The counters read out after the window closed.
@@ -22,6 +33,7 @@ pub(crate) struct Buckets {
     pub(crate) up: Vec<u64>,
     pub(crate) down: Vec<u64>,
     pub(crate) round_trips: Vec<u64>,
+    pub(crate) latency: Vec<Option<Histogram<u64>>>,
 }
 
 fn zeros(n: usize) -> Vec<AtomicU64> {
@@ -43,6 +55,9 @@ impl Meter {
             up: zeros(n),
             down: zeros(n),
             round_trips: zeros(n),
+            latency: (0..n)
+                .map(|_| Mutex::new(Histogram::new_with_max(SECOND_MAX_NS, SECOND_SIGFIG).ok()))
+                .collect(),
         }
     }
 
@@ -82,11 +97,17 @@ impl Meter {
         }
     }
 
-    /// Counts a round trip completed at `t`; true if it fell in the window.
-    pub(crate) fn round_trip(&self, t: Instant) -> bool {
+    /// Counts a round trip of `ns` completed at `t`; true if it fell in the
+    /// window.
+    pub(crate) fn round_trip(&self, t: Instant, ns: u128) -> bool {
         match self.slot(t) {
             Some(i) => {
                 self.round_trips[i].fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut h) = self.latency[i].lock() {
+                    if let Some(h) = h.as_mut() {
+                        h.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX).max(1));
+                    }
+                }
                 true
             }
             None => false,
@@ -98,6 +119,11 @@ impl Meter {
             up: read(&self.up),
             down: read(&self.down),
             round_trips: read(&self.round_trips),
+            latency: self
+                .latency
+                .iter()
+                .map(|h| h.lock().ok().and_then(|h| h.clone()))
+                .collect(),
         }
     }
 }

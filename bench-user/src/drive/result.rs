@@ -72,6 +72,12 @@ pub struct SecondSample {
     pub bytes_down: u64,
     /// Round trips completed in the interval (rr).
     pub round_trips: u64,
+    /// Median and 99th percentile round-trip latency of the interval's
+    /// round trips, µs (rr; absent without round trips).
+    #[serde(default)]
+    pub latency_p50_us: Option<f64>,
+    #[serde(default)]
+    pub latency_p99_us: Option<f64>,
 }
 
 /// A latency distribution in microseconds, from an HDR histogram of

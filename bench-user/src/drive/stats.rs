@@ -57,14 +57,33 @@ pub(crate) fn fold_samples(b: &Buckets, measured_s: f64) -> Vec<SecondSample> {
             bytes_up: 0,
             bytes_down: 0,
             round_trips: 0,
+            latency_p50_us: None,
+            latency_p99_us: None,
         })
         .collect();
+    let mut latency: Vec<Option<Histogram<u64>>> = vec![None; count];
     let n = b.up.len().max(b.down.len()).max(b.round_trips.len());
     for i in 0..n {
-        let s = &mut samples[i.min(count - 1)];
+        let k = i.min(count - 1);
+        let s = &mut samples[k];
         s.bytes_up += b.up.get(i).copied().unwrap_or(0);
         s.bytes_down += b.down.get(i).copied().unwrap_or(0);
         s.round_trips += b.round_trips.get(i).copied().unwrap_or(0);
+        if let Some(Some(h)) = b.latency.get(i) {
+            match &mut latency[k] {
+                Some(all) => {
+                    // Same bounds and precision: adding cannot fail.
+                    let _ = all.add(h);
+                }
+                slot @ None => *slot = Some(h.clone()),
+            }
+        }
+    }
+    for (s, h) in samples.iter_mut().zip(latency) {
+        if let Some(h) = h.filter(|h| !h.is_empty()) {
+            s.latency_p50_us = Some(h.value_at_quantile(0.50) as f64 / 1000.0);
+            s.latency_p99_us = Some(h.value_at_quantile(0.99) as f64 / 1000.0);
+        }
     }
     samples
 }

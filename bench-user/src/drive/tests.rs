@@ -494,6 +494,7 @@ fn samples_fold_a_short_tail() {
         up: vec![10, 20, 5, 0],
         down: vec![1, 2, 3, 0],
         round_trips: vec![0, 0, 0, 0],
+        latency: vec![None, None, None, None],
     };
     // 2.2 s: two samples, the last spanning 1.2 s.
     let s = fold_samples(&b, 2.2);
@@ -511,6 +512,31 @@ fn samples_fold_a_short_tail() {
     let t = super::stats::throughput(&fold_samples(&b, 3.0), 3.0);
     assert_eq!(t.up_bps_median, 10.0);
     assert!((t.up_bps_mean - 35.0 / 3.0).abs() < 1e-9);
+    assert!(s.iter().all(|s| s.latency_p50_us.is_none()));
+}
+
+#[test]
+fn samples_carry_each_seconds_latency_and_merge_a_folded_tail() {
+    let meter = super::meter::Meter::new(std::time::Duration::from_secs(2));
+    let open = tokio::time::Instant::now();
+    meter.open_at(open);
+    let at = |s: f64| open + std::time::Duration::from_secs_f64(s);
+    // Second 0: 100 µs round trips; second 1: 200 µs; the 0.2 s tail: 1 ms.
+    for _ in 0..99 {
+        assert!(meter.round_trip(at(0.5), 100_000));
+        assert!(meter.round_trip(at(1.5), 200_000));
+    }
+    assert!(meter.round_trip(at(0.6), 900_000));
+    assert!(meter.round_trip(at(2.1), 1_000_000));
+    let s = fold_samples(&meter.buckets(), 2.2);
+    assert_eq!(s.len(), 2);
+    let near = |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want).abs() <= want * 0.03);
+    assert!(near(s[0].latency_p50_us, 100.0), "{:?}", s[0]);
+    assert!(near(s[0].latency_p99_us, 100.0), "{:?}", s[0]);
+    // The tail folds into the last sample: 99 × 200 µs and one 1 ms.
+    assert_eq!(s[1].round_trips, 100);
+    assert!(near(s[1].latency_p50_us, 200.0), "{:?}", s[1]);
+    assert!(near(s[1].latency_p99_us, 200.0), "{:?}", s[1]);
 }
 
 #[tokio::test]
