@@ -398,12 +398,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let mut per_call_window_bytes = None;
     if let Some(pc) = per_call {
         per_call_overhead = overhead(&results, &pc.results);
-        per_call_window_bytes = Some(
-            pc.results
-                .iter()
-                .map(|r| r.window_bytes_up + r.window_bytes_down)
-                .sum(),
-        );
+        per_call_window_bytes = Some(pc.results.iter().map(|r| r.window_bytes()).sum());
         capture.alloc = pc.capture.alloc;
         capture.crypto = pc.capture.crypto;
         capture.stacks.extend(pc.capture.stacks);
@@ -513,10 +508,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         live: &live,
         families: &families,
         categories: &categories,
-        window_bytes: results
-            .iter()
-            .map(|r| r.window_bytes_up + r.window_bytes_down)
-            .sum(),
+        window_bytes: results.iter().map(|r| r.window_bytes()).sum(),
         sockets: &sockets,
         snapshots: &snapshots,
     });

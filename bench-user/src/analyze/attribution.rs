@@ -107,18 +107,6 @@ impl Categories {
         }
     }
 
-    /// The shipped categories.
-    pub fn shipped() -> Categories {
-        // Checked by a test; an error here is a build defect.
-        Categories::parse(DEFAULT_ATTRIBUTION, "profiles/attribution.toml").unwrap_or(Categories {
-            list: vec![Category {
-                name: "other".into(),
-                user: Vec::new(),
-                kernel: Vec::new(),
-            }],
-        })
-    }
-
     /// Category names in file order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.list.iter().map(|c| c.name.as_str())
@@ -265,7 +253,8 @@ mod tests {
 
     #[test]
     fn innermost_matching_frame_decides() {
-        let c = Categories::shipped();
+        let c =
+            Categories::parse(DEFAULT_ATTRIBUTION, "attribution.toml").expect("shipped patterns");
         let relay = "bench_proto::relay::Pump::pump";
         // A send through the relay: kernel I/O, not protocol.
         assert_eq!(
@@ -354,7 +343,8 @@ mod tests {
 
     #[test]
     fn shares_and_ns_per_byte() {
-        let c = Categories::shipped();
+        let c =
+            Categories::parse(DEFAULT_ATTRIBUTION, "attribution.toml").expect("shipped patterns");
         let a = stack(&["bench_proto::relay::Pump::pump"], &[], 3);
         let b = stack(&["memcpy"], &[], 1);
         let d = stack(&["mystery"], &[], 4);

@@ -307,10 +307,7 @@ pub fn workload_def(name: &str) -> Option<MetricDef> {
 
 /// Payload bytes moved in the measured windows of a workload.
 pub fn window_bytes(w: &Workload) -> u64 {
-    w.phases
-        .iter()
-        .map(|p| p.window_bytes_up + p.window_bytes_down)
-        .sum()
+    w.phases.iter().map(|p| p.window_bytes()).sum()
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -842,7 +839,7 @@ impl Scope {
             .metrics_phases
             .iter()
             .filter_map(|&i| w.phases.get(i))
-            .map(|p| p.window_bytes_up + p.window_bytes_down)
+            .map(|p| p.window_bytes())
             .sum::<u64>() as f64;
         Scope {
             syscalls: syscalls.into_values().collect(),

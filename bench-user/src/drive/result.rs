@@ -39,6 +39,14 @@ pub struct PhaseResult {
     pub integrity: Integrity,
 }
 
+impl PhaseResult {
+    /// Payload bytes, both directions, inside the measured window: the
+    /// denominator of every per-byte figure.
+    pub fn window_bytes(&self) -> u64 {
+        self.window_bytes_up + self.window_bytes_down
+    }
+}
+
 /// Throughput in bytes per second. The medians are over the per-second samples
 /// (each sample's bytes divided by its span); the means are window bytes over
 /// the window's real length, i.e. the time-weighted mean of the samples.
