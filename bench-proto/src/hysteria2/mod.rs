@@ -47,10 +47,11 @@ use std::time::Duration;
 
 use quinn::VarInt;
 
+use crate::quic::LinkError;
 use crate::settings::{parse_in_range, SettingError};
 use crate::socks5::Socks5Error;
 
-pub use crate::tuic::QuicStream;
+pub use crate::quic::QuicStream;
 pub use client::{run_client, Client, ClientOptions, UdpSession};
 pub use obfs::{Salamander, SalamanderSocket};
 pub use server::{run_server, ServerOptions};
@@ -205,24 +206,21 @@ fn endpoint(
     server: Option<quinn::ServerConfig>,
     obfs: Option<Salamander>,
 ) -> Result<quinn::Endpoint, Hysteria2Error> {
-    use quinn::Runtime;
-    socket
-        .set_nonblocking(true)
-        .map_err(Hysteria2Error::Endpoint)?;
-    let runtime = Arc::new(quinn::TokioRuntime);
-    let mut socket = runtime
-        .wrap_udp_socket(socket)
-        .map_err(Hysteria2Error::Endpoint)?;
-    if let Some(obfs) = obfs {
-        socket = Arc::new(SalamanderSocket::new(socket, obfs));
-    }
-    quinn::Endpoint::new_with_abstract_socket(
-        quinn::EndpointConfig::default(),
-        server,
-        socket,
-        runtime,
-    )
+    crate::quic::endpoint(socket, server, |socket| match obfs {
+        Some(obfs) => Arc::new(SalamanderSocket::new(socket, obfs)),
+        None => socket,
+    })
     .map_err(Hysteria2Error::Endpoint)
+}
+
+impl From<LinkError> for Hysteria2Error {
+    fn from(e: LinkError) -> Hysteria2Error {
+        match e {
+            LinkError::Connect { server, source } => Hysteria2Error::Connect { server, source },
+            LinkError::Handshake { server, source } => Hysteria2Error::Handshake { server, source },
+            LinkError::Lost(e) => Hysteria2Error::ConnectionLost(e),
+        }
+    }
 }
 
 /// Errors of the hysteria2 endpoints.

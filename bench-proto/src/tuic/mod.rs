@@ -43,16 +43,16 @@ pub mod wire;
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use quinn::{RecvStream, SendStream, VarInt};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use quinn::VarInt;
 
+use crate::quic::LinkError;
 use crate::settings::{parse_in_range, SettingError};
 use crate::socks5::Socks5Error;
+
+pub use crate::quic::QuicStream;
 
 pub use client::{run_client, Client, ClientOptions, UdpSession};
 pub use server::{run_server, ServerOptions};
@@ -313,53 +313,13 @@ pub enum TuicError {
     Io(#[from] io::Error),
 }
 
-/// A bidirectional QUIC stream as one [`AsyncRead`] + [`AsyncWrite`] value,
-/// for [`relay`](crate::relay::relay). Shutting down the write half finishes
-/// the send stream.
-#[derive(Debug)]
-pub struct QuicStream {
-    /// The sending half.
-    pub send: SendStream,
-    /// The receiving half.
-    pub recv: RecvStream,
-}
-
-impl QuicStream {
-    /// Aborts both directions with `code` (RESET_STREAM and STOP_SENDING),
-    /// so the peer sees an error instead of a clean end.
-    pub fn abort(&mut self, code: u32) {
-        let code = VarInt::from_u32(code);
-        // Either half may be closed already; then there is nothing to abort.
-        let _ = self.send.reset(code);
-        let _ = self.recv.stop(code);
-    }
-}
-
-impl AsyncRead for QuicStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        AsyncRead::poll_read(Pin::new(&mut self.recv), cx, buf)
-    }
-}
-
-impl AsyncWrite for QuicStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_flush(Pin::new(&mut self.send), cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_shutdown(Pin::new(&mut self.send), cx)
+impl From<LinkError> for TuicError {
+    fn from(e: LinkError) -> TuicError {
+        match e {
+            LinkError::Connect { server, source } => TuicError::Connect { server, source },
+            LinkError::Handshake { server, source } => TuicError::Handshake { server, source },
+            LinkError::Lost(e) => TuicError::ConnectionLost(e),
+        }
     }
 }
 
