@@ -73,17 +73,17 @@ pub(crate) async fn resolve(target: &TargetAddr) -> io::Result<SocketAddr> {
 pub(crate) async fn connect(target: &TargetAddr) -> Result<TcpStream, DialError> {
     let addrs: Vec<SocketAddr> = match target {
         TargetAddr::Ip(sa) => vec![*sa],
-        TargetAddr::Domain(name, port) => match tokio::net::lookup_host((name.as_str(), *port))
-            .await
-        {
-            Ok(addrs) => addrs.collect(),
-            Err(source) => {
-                return Err(DialError::Resolve {
-                    target: target.clone(),
-                    source,
-                })
+        TargetAddr::Domain(name, port) => {
+            match tokio::net::lookup_host((name.as_str(), *port)).await {
+                Ok(addrs) => addrs.collect(),
+                Err(source) => {
+                    return Err(DialError::Resolve {
+                        target: target.clone(),
+                        source,
+                    })
+                }
             }
-        },
+        }
     };
     let mut last = io::Error::new(
         io::ErrorKind::HostUnreachable,

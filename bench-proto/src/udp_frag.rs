@@ -234,7 +234,9 @@ impl<K: Hash + Eq + Copy> Inboxes<K> {
         queue: usize,
     ) -> Option<(K, mpsc::Receiver<Received>)> {
         let mut sessions = self.lock();
-        let id = (0..tries).map(|_| next()).find(|id| !sessions.contains_key(id))?;
+        let id = (0..tries)
+            .map(|_| next())
+            .find(|id| !sessions.contains_key(id))?;
         let (tx, rx) = mpsc::channel(queue);
         sessions.insert(
             id,

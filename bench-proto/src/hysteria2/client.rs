@@ -99,7 +99,11 @@ impl Handshake for Authenticate {
         &live.conn
     }
 
-    async fn establish(&self, conn: Connection, server: SocketAddr) -> Result<Live, Hysteria2Error> {
+    async fn establish(
+        &self,
+        conn: Connection,
+        server: SocketAddr,
+    ) -> Result<Live, Hysteria2Error> {
         match tokio::time::timeout(AUTH_TIMEOUT, self.authenticate(&conn, server)).await {
             Ok(Ok(live)) => {
                 tokio::spawn(receive_datagrams(conn, Arc::clone(&self.sessions)));
@@ -181,7 +185,6 @@ impl Authenticate {
             _h3: send,
         })
     }
-
 }
 
 impl Client {
@@ -270,7 +273,11 @@ impl Client {
         let (id, rx) = self
             .inner
             .sessions
-            .open(|| next.fetch_add(1, Ordering::Relaxed), usize::MAX, UDP_QUEUE)
+            .open(
+                || next.fetch_add(1, Ordering::Relaxed),
+                usize::MAX,
+                UDP_QUEUE,
+            )
             .unwrap_or_else(|| unreachable!("an endless search ends only with an id"));
         UdpSession {
             client: self.clone(),

@@ -24,8 +24,8 @@ use tokio::task::JoinHandle;
 use super::udp::{fragment, parse, Reassembler};
 use super::wire::{encode_tcp_response, padding, read_tcp_request, UdpHeader};
 use super::{
-    congestion, endpoint, mbps_to_bytes, Hysteria2Error, Settings, AUTH_PATH,
-    STATUS_AUTH_OK, STREAM_BAD_REQUEST, STREAM_RELAY_FAILED,
+    congestion, endpoint, mbps_to_bytes, Hysteria2Error, Settings, AUTH_PATH, STATUS_AUTH_OK,
+    STREAM_BAD_REQUEST, STREAM_RELAY_FAILED,
 };
 use crate::addr::TargetAddr;
 use crate::dial::{connect, resolve};
@@ -197,7 +197,8 @@ async fn http3_until_auth(h3conn: &mut H3Conn, shared: &Shared, peer: SocketAddr
         let header = |name: &str| request.headers().get(name).map(|v| v.as_bytes());
         let authed = request.method() == http::Method::POST
             && request.uri().path() == AUTH_PATH
-            && header("Hysteria-Auth").is_some_and(|p| bool::from(p.ct_eq(shared.password.as_slice())));
+            && header("Hysteria-Auth")
+                .is_some_and(|p| bool::from(p.ct_eq(shared.password.as_slice())));
         let response = if authed {
             let rx = match shared.settings.down_mbps {
                 0 => "0".to_owned(), // unlimited

@@ -361,4 +361,3 @@ impl Outbound for Client {
         &self.inner.opts.relay
     }
 }
-

@@ -9,7 +9,6 @@ use russh::keys::{PrivateKey, PublicKey};
 
 use super::SshError;
 
-
 fn key_error(path: &Path, e: impl fmt::Display) -> SshError {
     SshError::Key {
         path: path.display().to_string(),
@@ -60,4 +59,3 @@ pub fn generate_key(path: &Path) -> Result<PublicKey, SshError> {
     std::fs::write(&pub_path, line + "\n").map_err(|e| key_error(&pub_path, e))?;
     Ok(public)
 }
-

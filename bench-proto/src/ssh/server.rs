@@ -238,4 +238,3 @@ impl ServerHandler {
             .any(|k| k.key_data() == key.key_data())
     }
 }
-

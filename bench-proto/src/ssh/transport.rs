@@ -128,4 +128,3 @@ impl AsyncWrite for ReadAhead {
         Pin::new(&mut self.write).poll_shutdown(cx)
     }
 }
-

@@ -52,9 +52,7 @@ use crate::settings::SettingError;
 
 pub use client::{Client, OpenError};
 pub use server::run_server;
-pub use wire::{
-    PasswordHash, Refusal, CMD_CONNECT, CMD_UDP_ASSOCIATE, HASH_LEN, MAX_HEADER_LEN,
-};
+pub use wire::{PasswordHash, Refusal, CMD_CONNECT, CMD_UDP_ASSOCIATE, HASH_LEN, MAX_HEADER_LEN};
 
 /// Limit on the TLS handshake, so that a silent peer does not hold a task.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -34,7 +34,6 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// answer) and refused.
 const PROBE_STALL: Duration = Duration::from_secs(1);
 
-
 /// The password as the wire carries it: `hex(SHA-224(password))`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PasswordHash([u8; HASH_LEN]);
@@ -105,7 +104,11 @@ pub fn encode_header(password: &PasswordHash, target: &TargetAddr, out: &mut Vec
 
 /// Sends the request header for `target` and flushes it, so that it goes
 /// out before any payload (Trojan has no answer to wait for).
-pub async fn send_request<S>(s: &mut S, password: &PasswordHash, target: &TargetAddr) -> io::Result<()>
+pub async fn send_request<S>(
+    s: &mut S,
+    password: &PasswordHash,
+    target: &TargetAddr,
+) -> io::Result<()>
 where
     S: AsyncWrite + Unpin,
 {

@@ -110,7 +110,11 @@ impl Handshake for Authenticate {
         live
     }
 
-    async fn establish(&self, conn: Connection, server: SocketAddr) -> Result<Connection, TuicError> {
+    async fn establish(
+        &self,
+        conn: Connection,
+        server: SocketAddr,
+    ) -> Result<Connection, TuicError> {
         let (confirmed_tx, mut confirmed) = watch::channel(false);
         tokio::spawn(receive_datagrams(
             conn.clone(),

@@ -28,9 +28,8 @@ use tokio::task::JoinHandle;
 use super::udp::{check_header, parse_datagram, send_packet, Reassembler};
 use super::wire::{Command, PacketHeader, Uuid};
 use super::{
-    auth_token, Settings, TuicError, UdpRelayMode, CLOSE_AUTH_FAILED,
-    CLOSE_AUTH_TIMEOUT, CLOSE_PROTOCOL_ERROR, STREAM_BAD_COMMAND, STREAM_CONNECT_FAILED,
-    STREAM_RELAY_FAILED,
+    auth_token, Settings, TuicError, UdpRelayMode, CLOSE_AUTH_FAILED, CLOSE_AUTH_TIMEOUT,
+    CLOSE_PROTOCOL_ERROR, STREAM_BAD_COMMAND, STREAM_CONNECT_FAILED, STREAM_RELAY_FAILED,
 };
 use crate::addr::TargetAddr;
 use crate::dial::{connect, resolve};
