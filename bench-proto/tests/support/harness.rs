@@ -202,6 +202,9 @@ pub async fn garbage_is_dropped(case: &Case) {
     with_timeout(Duration::from_secs(60), bulk_through(socks, MIB, MIB)).await;
 }
 
+/// A running peer (stopped when dropped) and the address it offers.
+pub type Started = (Box<dyn std::any::Any>, SocketAddr);
+
 /// The other implementation of a protocol (sing-box, OpenSSH), as the
 /// interop suite uses it. The handles it returns stop the peer when
 /// dropped.
@@ -210,10 +213,10 @@ pub struct Peer {
     pub name: &'static str,
     /// Starts its server; returns a handle and the address to give our
     /// client.
-    pub start_server: Box<dyn Fn() -> (Box<dyn std::any::Any>, SocketAddr)>,
+    pub start_server: Box<dyn Fn() -> Started>,
     /// Starts its client against our server at the address; returns a
     /// handle and its SOCKS5 address.
-    pub start_client: Box<dyn Fn(SocketAddr) -> (Box<dyn std::any::Any>, SocketAddr)>,
+    pub start_client: Box<dyn Fn(SocketAddr) -> Started>,
 }
 
 /// 64 MiB each way, on separate connections (8 × 8 MiB, known lengths
