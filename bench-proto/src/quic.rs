@@ -18,7 +18,9 @@ use quinn::crypto::rustls::{NoInitialCipherSuite, QuicClientConfig, QuicServerCo
 use quinn::{AsyncUdpSocket, Connection, RecvStream, SendStream, VarInt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::outbound::SocksReply;
 use crate::relay::{relay, RelayOptions};
+use crate::socks5::ReplyCode;
 
 /// A bidirectional QUIC stream as one [`AsyncRead`] + [`AsyncWrite`] value,
 /// for [`relay`](crate::relay::relay). Shutting down the write half finishes
@@ -201,6 +203,19 @@ pub enum LinkError {
     /// The connection died and opening a stream on a new one failed too.
     #[error("QUIC connection lost: {0}")]
     Lost(quinn::ConnectionError),
+}
+
+impl SocksReply for LinkError {
+    fn reply_code(&self) -> ReplyCode {
+        match self {
+            // The server did not answer at all.
+            LinkError::Handshake {
+                source: quinn::ConnectionError::TimedOut,
+                ..
+            } => ReplyCode::HostUnreachable,
+            _ => ReplyCode::GeneralFailure,
+        }
+    }
 }
 
 /// A protocol's part of setting up a client connection: what follows the

@@ -386,10 +386,7 @@ impl SocksReply for Hysteria2Error {
         match self {
             Hysteria2Error::AuthRejected { .. } => ReplyCode::NotAllowed,
             Hysteria2Error::TargetRefused { .. } => ReplyCode::HostUnreachable,
-            Hysteria2Error::Handshake {
-                source: quinn::ConnectionError::TimedOut,
-                ..
-            } => ReplyCode::HostUnreachable,
+            Hysteria2Error::Link(e) => e.reply_code(),
             _ => ReplyCode::GeneralFailure,
         }
     }

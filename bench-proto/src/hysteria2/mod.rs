@@ -49,7 +49,6 @@ use quinn::VarInt;
 
 use crate::quic::LinkError;
 use crate::settings::{parse_in_range, SettingError};
-use crate::socks5::Socks5Error;
 
 pub use crate::quic::QuicStream;
 pub use client::{run_client, Client, ClientOptions, UdpSession};
@@ -213,16 +212,6 @@ fn endpoint(
     .map_err(Hysteria2Error::Endpoint)
 }
 
-impl From<LinkError> for Hysteria2Error {
-    fn from(e: LinkError) -> Hysteria2Error {
-        match e {
-            LinkError::Connect { server, source } => Hysteria2Error::Connect { server, source },
-            LinkError::Handshake { server, source } => Hysteria2Error::Handshake { server, source },
-            LinkError::Lost(e) => Hysteria2Error::ConnectionLost(e),
-        }
-    }
-}
-
 /// Errors of the hysteria2 endpoints.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -233,22 +222,10 @@ pub enum Hysteria2Error {
     /// Setting up the UDP socket or the QUIC endpoint failed.
     #[error("QUIC endpoint: {0}")]
     Endpoint(io::Error),
-    /// The connection attempt could not even start.
-    #[error("connecting to {server}: {source}")]
-    Connect {
-        /// The server.
-        server: SocketAddr,
-        /// Why.
-        source: quinn::ConnectError,
-    },
-    /// The QUIC handshake failed.
-    #[error("QUIC handshake with {server}: {source}")]
-    Handshake {
-        /// The server.
-        server: SocketAddr,
-        /// Why.
-        source: quinn::ConnectionError,
-    },
+    /// No QUIC connection to the server (connecting, the handshake, or a
+    /// connection that died and could not be replaced).
+    #[error(transparent)]
+    Link(#[from] LinkError),
     /// HTTP/3 failed during authentication.
     #[error("HTTP/3 authentication with {server}: {reason}")]
     Http3 {
@@ -265,9 +242,6 @@ pub enum Hysteria2Error {
         /// The status it sent.
         status: u16,
     },
-    /// The QUIC connection is gone.
-    #[error("QUIC connection lost: {0}")]
-    ConnectionLost(quinn::ConnectionError),
     /// Writing a QUIC stream failed.
     #[error("writing a QUIC stream: {0}")]
     Write(quinn::WriteError),
@@ -304,17 +278,6 @@ pub enum Hysteria2Error {
     /// The UDP session is closed.
     #[error("UDP session closed")]
     SessionClosed,
-    /// Relaying a proxied stream failed.
-    #[error("relaying for {target}: {source}")]
-    Relay {
-        /// The stream's target.
-        target: crate::addr::TargetAddr,
-        /// Why.
-        source: io::Error,
-    },
-    /// The SOCKS5 side failed.
-    #[error(transparent)]
-    Socks5(#[from] Socks5Error),
     /// Other I/O.
     #[error(transparent)]
     Io(#[from] io::Error),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use quinn::{Connection, ConnectionError, RecvStream};
+use quinn::{Connection, RecvStream};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -17,7 +17,7 @@ use super::wire::{Command, PacketHeader, Uuid, CMD_HEARTBEAT, VERSION};
 use super::{auth_token, Settings, TuicError, STREAM_RELAY_FAILED};
 use crate::addr::TargetAddr;
 use crate::outbound::{self, Opened, Outbound, SocksReply};
-use crate::quic::{self, Handshake, Link, QuicStream};
+use crate::quic::{self, Handshake, Link, LinkError, QuicStream};
 use crate::relay::RelayOptions;
 use crate::socks5::ReplyCode;
 use crate::udp_frag::Inboxes;
@@ -134,7 +134,7 @@ impl Handshake for Authenticate {
             token,
         }
         .to_bytes()?;
-        let mut s = conn.open_uni().await.map_err(TuicError::ConnectionLost)?;
+        let mut s = conn.open_uni().await.map_err(LinkError::Lost)?;
         s.write_all(&auth).await.map_err(TuicError::Write)?;
         // Only fails if the server stopped the stream; the close says more.
         let _ = s.finish();
@@ -316,7 +316,7 @@ impl Drop for UdpSession {
 
 async fn send_dissociate(conn: &Connection, assoc_id: u16) -> Result<(), TuicError> {
     let bytes = Command::Dissociate { assoc_id }.to_bytes()?;
-    let mut s = conn.open_uni().await.map_err(TuicError::ConnectionLost)?;
+    let mut s = conn.open_uni().await.map_err(LinkError::Lost)?;
     s.write_all(&bytes).await.map_err(TuicError::Write)?;
     let _ = s.finish();
     Ok(())
@@ -419,10 +419,7 @@ impl SocksReply for TuicError {
     fn reply_code(&self) -> ReplyCode {
         match self {
             TuicError::AuthRejected { .. } => ReplyCode::NotAllowed,
-            TuicError::Handshake {
-                source: ConnectionError::TimedOut,
-                ..
-            } => ReplyCode::HostUnreachable,
+            TuicError::Link(e) => e.reply_code(),
             _ => ReplyCode::GeneralFailure,
         }
     }

@@ -50,7 +50,6 @@ use quinn::VarInt;
 
 use crate::quic::LinkError;
 use crate::settings::{parse_in_range, SettingError};
-use crate::socks5::Socks5Error;
 
 pub use crate::quic::QuicStream;
 
@@ -229,22 +228,10 @@ pub enum TuicError {
     /// Setting up the UDP socket or the QUIC endpoint failed.
     #[error("QUIC endpoint: {0}")]
     Endpoint(io::Error),
-    /// The connection attempt could not even start (bad server name, ...).
-    #[error("connecting to {server}: {source}")]
-    Connect {
-        /// The server.
-        server: SocketAddr,
-        /// Why.
-        source: quinn::ConnectError,
-    },
-    /// The QUIC handshake failed.
-    #[error("QUIC handshake with {server}: {source}")]
-    Handshake {
-        /// The server.
-        server: SocketAddr,
-        /// Why.
-        source: quinn::ConnectionError,
-    },
+    /// No QUIC connection to the server (connecting, the handshake, or a
+    /// connection that died and could not be replaced).
+    #[error(transparent)]
+    Link(#[from] LinkError),
     /// The server closed the connection after `Authenticate`.
     #[error("server {server} refused the authentication: {source}")]
     AuthRejected {
@@ -253,9 +240,6 @@ pub enum TuicError {
         /// The close as the client saw it.
         source: quinn::ConnectionError,
     },
-    /// The QUIC connection is gone.
-    #[error("QUIC connection lost: {0}")]
-    ConnectionLost(quinn::ConnectionError),
     /// Writing a QUIC stream failed.
     #[error("writing a QUIC stream: {0}")]
     Write(quinn::WriteError),
@@ -297,30 +281,9 @@ pub enum TuicError {
     /// The UDP session is closed.
     #[error("UDP session closed")]
     SessionClosed,
-    /// Relaying a proxied stream failed.
-    #[error("relaying for {target}: {source}")]
-    Relay {
-        /// The stream's target.
-        target: crate::addr::TargetAddr,
-        /// Why.
-        source: io::Error,
-    },
-    /// The SOCKS5 side failed.
-    #[error(transparent)]
-    Socks5(#[from] Socks5Error),
     /// Other I/O.
     #[error(transparent)]
     Io(#[from] io::Error),
-}
-
-impl From<LinkError> for TuicError {
-    fn from(e: LinkError) -> TuicError {
-        match e {
-            LinkError::Connect { server, source } => TuicError::Connect { server, source },
-            LinkError::Handshake { server, source } => TuicError::Handshake { server, source },
-            LinkError::Lost(e) => TuicError::ConnectionLost(e),
-        }
-    }
 }
 
 /// The authentication token: the TLS exporter output for label = the UUID's

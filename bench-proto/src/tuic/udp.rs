@@ -115,7 +115,10 @@ pub async fn send_packet(
             let mut buf = Vec::with_capacity(PACKET_FIXED_LEN + 1 + 255 + 2 + payload.len());
             header.encode(&mut buf)?;
             buf.extend_from_slice(payload);
-            let mut s = conn.open_uni().await.map_err(TuicError::ConnectionLost)?;
+            let mut s = conn
+                .open_uni()
+                .await
+                .map_err(crate::quic::LinkError::Lost)?;
             s.write_all(&buf).await.map_err(TuicError::Write)?;
             // Finishing fails only if the peer stopped the stream already;
             // the packet is as lost as a UDP packet can be then.
