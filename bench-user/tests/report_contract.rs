@@ -40,6 +40,20 @@ fn copy_fixture(root: &Path, name: &str) -> PathBuf {
     to
 }
 
+/// `protoprof compare A B --out OUT` with the shipped gates.
+fn compare(a: &Path, b: &Path, out: &Path) -> Output {
+    Command::new(PROTOPROF)
+        .arg("compare")
+        .arg(a)
+        .arg(b)
+        .arg("--out")
+        .arg(out)
+        .arg("--gates")
+        .arg(workspace().join("profiles/gates.toml"))
+        .output()
+        .expect("protoprof compare")
+}
+
 fn one_line_error(o: &Output) -> String {
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(2), "{stderr}");
@@ -111,16 +125,7 @@ fn a_schema_2_report_is_refused_by_render_compare_and_baseline() {
     // compare, on either side
     let new = copy_fixture(&root, "new");
     for (a, b) in [(&old, &new), (&new, &old)] {
-        let o = Command::new(PROTOPROF)
-            .arg("compare")
-            .arg(a)
-            .arg(b)
-            .arg("--out")
-            .arg(root.join("cmp"))
-            .arg("--gates")
-            .arg(workspace().join("profiles/gates.toml"))
-            .output()
-            .expect("protoprof compare");
+        let o = compare(a, b, &root.join("cmp"));
         let e = one_line_error(&o);
         assert!(e.contains("schema_version 2"), "{e}");
         assert!(e.contains(&old.display().to_string()), "{e}");
@@ -181,16 +186,7 @@ fn a_changed_side_file_is_refused_in_one_line() {
     assert!(e.contains("cpu.folded") && e.contains("BLAKE3"), "{e}");
     // compare reads the cpu graph of each run through its report too.
     let good = copy_fixture(&root, "good");
-    let o = Command::new(PROTOPROF)
-        .arg("compare")
-        .arg(&good)
-        .arg(&run)
-        .arg("--out")
-        .arg(root.join("cmp"))
-        .arg("--gates")
-        .arg(workspace().join("profiles/gates.toml"))
-        .output()
-        .expect("protoprof compare");
+    let o = compare(&good, &run, &root.join("cmp"));
     let e = one_line_error(&o);
     assert!(e.contains("cpu.folded") && e.contains("BLAKE3"), "{e}");
     let _ = std::fs::remove_dir_all(&root);
