@@ -13,10 +13,13 @@ use std::{
 
 use protoprof::{
     compare::{judge, Change, Family, GateOutcome, Gates, Samples},
-    report::{FoldedGraph, FoldedStack, Metric, Report, RuleResult, Verdict},
+    report::{FoldedGraph, FoldedStack, Metric, Report, Role, RuleResult, Verdict},
 };
 use rand::{rngs::StdRng, RngExt, SeedableRng};
-use support::{assert_clean, become_subreaper, endpoint, out_dir, workspace, PROTOPROF};
+use support::{
+    assert_clean, assert_run_valid, become_subreaper, endpoint, out_dir, workspace, write_run,
+    PROTOPROF,
+};
 
 /// A small but complete report.json of the tcp profile (one bulk and one rr
 /// phase, one target), as a real run writes it, trimmed.
@@ -39,7 +42,7 @@ fn template() -> Report {
         })
     };
     let v = serde_json::json!({
-        "schema_version": 2,
+        "schema_version": 3,
         "run": {
             "id": "00", "profile": "tcp", "protocol": "tcp", "description": "synthetic",
             "started_at": "2026-01-01T00:00:00Z", "duration_s": 10.0, "measured_s": 6.0,
@@ -79,9 +82,12 @@ fn template() -> Report {
     serde_json::from_value(v).expect("template parses as a Report")
 }
 
+/// A run as written: its report and the graphs of its stacks/ side files.
+type Run = (Report, Vec<FoldedGraph>);
+
 /// One synthetic run: bulk throughput `bps`, the client's CPU ns/byte, a cpu
 /// graph where `relay` takes `relay_samples`, and the verdict of one rule.
-fn synthetic(bps: f64, ns_per_byte: f64, relay_samples: u64, verdict: Verdict) -> Report {
+fn synthetic(bps: f64, ns_per_byte: f64, relay_samples: u64, verdict: Verdict) -> Run {
     let mut r = template();
     let p = &mut r.workload.phases[0];
     p.throughput.up_bps_median = bps / 2.0;
@@ -97,7 +103,7 @@ fn synthetic(bps: f64, ns_per_byte: f64, relay_samples: u64, verdict: Verdict) -
         id: "io.buffer-size".into(),
         area: "io".into(),
         title: "reads of at least 16 KiB".into(),
-        target: "client".into(),
+        target: Role::Client,
         verdict,
         metric: "bytes_per_read".into(),
         value: None,
@@ -105,7 +111,7 @@ fn synthetic(bps: f64, ns_per_byte: f64, relay_samples: u64, verdict: Verdict) -
         evidence: String::new(),
         recommendation: String::new(),
     });
-    r.stacks.push(FoldedGraph {
+    let cpu = FoldedGraph {
         name: "cpu".into(),
         title: "cpu".into(),
         unit: "samples".into(),
@@ -119,16 +125,14 @@ fn synthetic(bps: f64, ns_per_byte: f64, relay_samples: u64, verdict: Verdict) -
                 count: 50,
             },
         ],
-    });
-    r
+    };
+    (r, vec![cpu])
 }
 
-/// Write each report as `<dir>/<name>-<k>/report.json`.
-fn write_runs(dir: &Path, name: &str, reports: &[Report]) -> PathBuf {
-    for (k, r) in reports.iter().enumerate() {
-        let d = dir.join(format!("{name}-{k}"));
-        std::fs::create_dir_all(&d).expect("run dir");
-        protoprof::render::write_json(r, &d).expect("report.json");
+/// Write each run as `<dir>/<name>-<k>/report.json` with its side files.
+fn write_runs(dir: &Path, name: &str, runs: &[Run]) -> PathBuf {
+    for (k, (r, graphs)) in runs.iter().enumerate() {
+        write_run(&dir.join(format!("{name}-{k}")), r, graphs);
     }
     dir.to_path_buf()
 }
@@ -167,11 +171,11 @@ fn worse_throughput_beyond_the_gate_exits_1_and_names_it() {
     let root = out_dir("compare-worse");
     // A around 100 MB/s, B around 80 MB/s: 20 % worse, far beyond 5 %.
     // Six runs a side, as `--repeat` would make for tcp.
-    let a: Vec<Report> = JITTER
+    let a: Vec<Run> = JITTER
         .iter()
         .map(|j| synthetic(100e6 * (1.0 + j / 100.0), 2.0 + j / 100.0, 100, Verdict::Ok))
         .collect();
-    let b: Vec<Report> = JITTER
+    let b: Vec<Run> = JITTER
         .iter()
         .map(|j| {
             synthetic(
@@ -264,11 +268,11 @@ fn worse_throughput_beyond_the_gate_exits_1_and_names_it() {
 #[test]
 fn no_change_exits_0() {
     let root = out_dir("compare-same");
-    let a: Vec<Report> = JITTER
+    let a: Vec<Run> = JITTER
         .iter()
         .map(|j| synthetic(100e6 * (1.0 + j / 100.0), 2.0, 100, Verdict::Ok))
         .collect();
-    let b: Vec<Report> = JITTER
+    let b: Vec<Run> = JITTER
         .iter()
         .rev()
         .map(|j| synthetic(100.1e6 * (1.0 + j / 100.0), 2.0, 100, Verdict::Ok))
@@ -303,11 +307,11 @@ fn too_few_runs_show_the_numbers_and_gates_decline_with_exit_2() {
     // 30 % worse throughput, but three runs a side: the template's six
     // gated metrics need five.
     for (runs, name) in [(3, "three"), (1, "one")] {
-        let a: Vec<Report> = JITTER[..runs]
+        let a: Vec<Run> = JITTER[..runs]
             .iter()
             .map(|j| synthetic(100e6 * (1.0 + j / 100.0), 2.0, 100, Verdict::Ok))
             .collect();
-        let b: Vec<Report> = JITTER[..runs]
+        let b: Vec<Run> = JITTER[..runs]
             .iter()
             .map(|j| synthetic(70e6 * (1.0 + j / 100.0), 2.0, 100, Verdict::Ok))
             .collect();
@@ -354,7 +358,7 @@ fn bad_input_exits_2_with_one_line() {
     assert!(stderr.contains(&empty.display().to_string()) && stderr.contains("report.json"));
     // Runs of another profile: refused without --force.
     let mut other = synthetic(1e6, 1.0, 1, Verdict::Ok);
-    other.run.profile = "tls".into();
+    other.0.run.profile = "tls".into();
     let b = write_runs(&root.join("b"), "b", &[other]);
     let o = compare(&a, &b, &root.join("cmp"));
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -425,7 +429,7 @@ fn profile_compare_runs_interleaved_and_compares() {
     let mut started: Vec<(String, String)> = runs
         .iter()
         .map(|d| {
-            let r = protoprof::render::read_json(&d.join("report.json")).expect("report");
+            let r = assert_run_valid(d);
             let label = d
                 .parent()
                 .and_then(|p| p.file_name())
@@ -497,7 +501,12 @@ fn baseline_save_then_check() {
     assert!(dir.starts_with(store.join("tcp")), "{}", dir.display());
     let index = json(&dir.join("baseline.json"));
     assert_eq!(index["runs"].as_array().map(Vec::len), Some(2));
-    assert!(dir.join("run-1/report.json").is_file());
+    // Each stored run is a valid report with the side files it names.
+    let stored = assert_run_valid(&dir.join("run-1"));
+    assert!(
+        stored.stacks.iter().any(|s| s.name == "cpu"),
+        "no cpu graph stored"
+    );
     // Saving again needs --force.
     let o = base("save", &[]);
     assert_eq!(o.status.code(), Some(2));
