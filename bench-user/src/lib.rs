@@ -14,6 +14,7 @@ pub mod compare;
 pub mod drive;
 pub mod fold;
 pub mod machine;
+pub mod order_statistics;
 pub mod peers;
 pub mod render;
 pub mod report;

@@ -34,8 +34,9 @@ fn template() -> Report {
                            "down_bps_median": 50e6, "down_bps_mean": 50e6},
             "timeseries": [],
             "latency_us": latency,
-            "setup_us": {"count": 4, "mean": 900.0, "p50": 890.0, "p90": 1200.0,
-                         "p99": 1200.0, "p999": 1200.0, "max": 1200.0},
+            "setup_us": {"count": 4, "mean": 900.0, "max": 1200.0, "percentiles": [
+                {"label": "p50", "quantile": 0.5, "samples": 4,
+                 "estimate": {"too_few_samples": {"needed": 5}}}]},
             "round_trips": round_trips,
             "integrity": {"status": "ok", "connections_checked": 4,
                           "bytes_checked": 600_000_000u64, "mismatches": []}
@@ -56,8 +57,13 @@ fn template() -> Report {
             "integrity": "ok", "bytes_up": 0, "bytes_down": 0,
             "phases": [
                 phase("bulk", serde_json::Value::Null, 0),
-                phase("rr", serde_json::json!({"count": 6000, "mean": 300.0, "p50": 240.0,
-                    "p90": 340.0, "p99": 4000.0, "p999": 5000.0, "max": 9000.0}), 30000),
+                phase("rr", serde_json::json!({"count": 6000, "mean": 300.0, "max": 9000.0,
+                    "percentiles": [
+                        {"label": "p50", "quantile": 0.5, "samples": 6000,
+                         "estimate": {"value": {"value": 240.0, "lower": 238.0, "upper": 242.0}}},
+                        {"label": "p99", "quantile": 0.99, "samples": 6000,
+                         "estimate": {"value": {"value": 4000.0, "lower": 3900.0, "upper": 4100.0}}}]}),
+                    30000),
             ]
         },
         "targets": [{

@@ -18,7 +18,7 @@ use protoprof::{
     render,
     report::{
         CategoryCost, CipherBench, CostAttribution, FoldedGraph, Metric, Report, Role, RuleResult,
-        Verdict, WeightedName,
+        ShareInterval, Verdict, WeightedName,
     },
 };
 
@@ -63,6 +63,16 @@ fn enriched() -> Report {
                     share: 10.0 / total as f64,
                     cpu_ns: 2e9 / CATEGORIES.len() as f64,
                     ns_per_byte: Some(0.125 * (i + 1) as f64),
+                    interval: if i == 0 {
+                        ShareInterval::Unavailable("2 thread(s) with samples".into())
+                    } else {
+                        ShareInterval::Interval {
+                            low: 0.089,
+                            high: 0.15 + 0.01 * i as f64,
+                            blocks: 6,
+                            method: "threads".into(),
+                        }
+                    },
                 })
                 .collect(),
             unclassified: vec![WeightedName {
@@ -231,6 +241,8 @@ fn report_html_renders_in_headless_chromium() {
         assert!(dom.contains(&format!("<td>{c}</td>")), "category {c}");
     }
     assert!(dom.contains("<td class=\"n\">0.875</td>"));
+    assert!(dom.contains("14.3 % [8.9, 16.0] of 70 samples"));
+    assert!(dom.contains("p99 — too few samples (n=4; p99 needs 299)"));
     assert!(dom.contains("aes-gcm"));
 
     // One iframe per graph; in each non-empty one, inferno's script ran and
@@ -444,8 +456,23 @@ fn report_md_has_checklist_and_costs_within_budget() {
     assert!(md.contains(
         "| category | server share | server CPU ns/B | client share | client CPU ns/B |"
     ));
+    // Shares carry their samples and interval, or say there is none.
     assert!(
-        md.contains("| copy | 14.3% | 0.250 | 14.3% | 0.250 |"),
+        md.contains("| copy | 14.3 % [8.9, 16.0] of 70 samples | 0.250 | 14.3 % [8.9, 16.0] of 70 samples | 0.250 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| crypto | 14.3 % (no interval) of 70 samples |"),
+        "{md}"
+    );
+    // Four connections: no set-up percentile, said so; 5498 round trips:
+    // p50 to p99 with their bounds.
+    assert!(
+        md.contains("p50 — too few samples (n=4; p50 needs 5) · p99 — too few samples (n=4; p99 needs 299) (n=4)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("p99 5.45 ms [321.0 µs, 22.69 ms] (n=5498)"),
         "{md}"
     );
     assert!(md.contains("6 fail · 6 warn · 6 ok · 6 not evaluated"));

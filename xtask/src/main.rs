@@ -613,8 +613,15 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<()> {
                 let r = plain_run(root, &out, profile, duration, extra)?;
                 let phases = &r["workload"]["phases"];
                 up[i].extend(phases[0]["throughput"]["up_bps_median"].as_f64());
-                p50[i].extend(phases[1]["latency_us"]["p50"].as_f64());
-                p99[i].extend(phases[1]["latency_us"]["p99"].as_f64());
+                // A percentile with too few samples has no value: left out.
+                let pct = |label: &str| {
+                    phases[1]["latency_us"]["percentiles"]
+                        .as_array()
+                        .and_then(|ps| ps.iter().find(|p| p["label"] == label))
+                        .and_then(|p| p["estimate"]["value"]["value"].as_f64())
+                };
+                p50[i].extend(pct("p50"));
+                p99[i].extend(pct("p99"));
             }
         }
         let mib =

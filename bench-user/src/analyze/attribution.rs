@@ -2,13 +2,13 @@
 //! alloc, kernel I/O, runtime, protocol, other) by the frame patterns of
 //! `profiles/attribution.toml`, and the category's CPU ns per byte moved.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use regex::Regex;
 use serde::Deserialize;
 
 use crate::{
-    report::{CategoryCost, CostAttribution, WeightedName},
+    report::{CategoryCost, CostAttribution, ShareInterval, WeightedName},
     resolve::ResolvedSample,
 };
 
@@ -136,6 +136,26 @@ pub enum CpuTime {
     Period { ns_per_sample: f64 },
 }
 
+/// Threads at least, for a bootstrap over threads to mean anything.
+const MIN_THREADS: usize = 5;
+
+/// What the share intervals resample.
+const BLOCKS: &str = "block bootstrap over the target's threads (a block is all samples of one thread, so that correlation between consecutive samples of a thread is kept; the cpu probe keeps counts per stack, not sample times)";
+
+/// The share intervals from per-thread category counts, and the threads
+/// resampled, or why there are none.
+fn share_intervals(threads: &[Vec<u64>]) -> Result<(Vec<(f64, f64)>, usize), String> {
+    let with_samples = threads.iter().filter(|t| t.iter().sum::<u64>() > 0).count();
+    if with_samples < MIN_THREADS {
+        return Err(format!(
+            "{with_samples} thread(s) with samples: the interval resamples whole threads (the cpu probe keeps no sample times) and needs at least {MIN_THREADS}"
+        ));
+    }
+    super::block_bootstrap::share_intervals(threads, 1)
+        .map(|iv| (iv, with_samples))
+        .ok_or_else(|| "too few threads with samples to resample".to_string())
+}
+
 /// The cost attribution of one target's CPU samples.
 pub fn attribute(
     categories: &Categories,
@@ -144,11 +164,15 @@ pub fn attribute(
     bytes: u64,
 ) -> CostAttribution {
     let mut counts = vec![0u64; categories.list.len()];
+    let mut by_thread: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     let mut unclassified: HashMap<String, u64> = HashMap::new();
     let other = categories.list.len() - 1;
     for s in samples {
         let i = categories.classify(&s.frames);
         counts[i] += s.weight;
+        by_thread
+            .entry(s.tid)
+            .or_insert_with(|| vec![0; counts.len()])[i] += s.weight;
         if i == other {
             let leaf = s
                 .frames
@@ -164,11 +188,13 @@ pub fn attribute(
             (total as f64 * ns_per_sample, "samples × sampling period")
         }
     };
+    let intervals = share_intervals(&by_thread.into_values().collect::<Vec<_>>());
     let categories = categories
         .list
         .iter()
         .zip(&counts)
-        .map(|(c, &n)| {
+        .enumerate()
+        .map(|(k, (c, &n))| {
             let share = if total > 0 {
                 n as f64 / total as f64
             } else {
@@ -181,6 +207,15 @@ pub fn attribute(
                 share,
                 cpu_ns: ns,
                 ns_per_byte: (bytes > 0).then(|| ns / bytes as f64),
+                interval: match &intervals {
+                    Ok((iv, blocks)) => ShareInterval::Interval {
+                        low: iv[k].0,
+                        high: iv[k].1,
+                        blocks: *blocks,
+                        method: BLOCKS.to_string(),
+                    },
+                    Err(why) => ShareInterval::Unavailable(why.clone()),
+                },
             }
         })
         .collect();

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::order_statistics::QuantileEstimate;
+
 /// The outcome of one phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseResult {
@@ -90,20 +92,15 @@ pub struct SecondSample {
 
 /// A latency distribution in microseconds, from an HDR histogram of
 /// nanoseconds with 3 significant digits.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LatencySummary {
     /// Number of samples.
     pub count: u64,
     /// Mean.
     pub mean: f64,
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// 99.9th percentile.
-    pub p999: f64,
+    /// p50, p90, p99, p99.9 with their distribution-free bounds, each
+    /// without bounds when there are too few samples for them.
+    pub percentiles: Vec<QuantileEstimate>,
     /// Largest sample.
     pub max: f64,
 }

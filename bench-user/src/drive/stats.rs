@@ -3,6 +3,8 @@
 
 use hdrhistogram::Histogram;
 
+use crate::order_statistics;
+
 use super::error::DriveError;
 use super::meter::Buckets;
 use super::result::{LatencySummary, SecondSample, Throughput};
@@ -22,18 +24,22 @@ pub(crate) fn record_ns(h: &mut Histogram<u64>, ns: u128) {
 }
 
 /// Summary in microseconds of a nanosecond histogram (all zero when empty).
+/// The order statistics are read back from the histogram, so they carry its
+/// 3-significant-digit resolution.
 pub(crate) fn summarize(h: &Histogram<u64>) -> LatencySummary {
     if h.is_empty() {
         return LatencySummary::default();
     }
+    let n = h.len();
     let us = |ns: u64| ns as f64 / 1000.0;
+    let at_rank = |r: u64| us(h.value_at_quantile(r as f64 / n as f64));
     LatencySummary {
-        count: h.len(),
+        count: n,
         mean: h.mean() / 1000.0,
-        p50: us(h.value_at_quantile(0.50)),
-        p90: us(h.value_at_quantile(0.90)),
-        p99: us(h.value_at_quantile(0.99)),
-        p999: us(h.value_at_quantile(0.999)),
+        percentiles: order_statistics::REPORTED
+            .iter()
+            .map(|&q| order_statistics::estimate(q, n, at_rank))
+            .collect(),
         max: us(h.max()),
     }
 }

@@ -189,7 +189,22 @@ async fn rr_counts_round_trips_and_latency() {
     assert!(r.round_trips > 0);
     let lat = r.latency_us.expect("rr has a latency summary");
     assert_eq!(lat.count, r.round_trips);
-    assert!(lat.p50 > 0.0 && lat.p50 <= lat.p99 && lat.p99 <= lat.max);
+    // Every round trip of the window is a sample: each reported percentile
+    // has bounds exactly when its sample count allows them.
+    assert_eq!(lat.percentiles.len(), 4);
+    for p in &lat.percentiles {
+        assert_eq!(p.samples, lat.count);
+        let needed = crate::order_statistics::samples_needed(p.q);
+        assert_eq!(p.bounds.is_some(), lat.count >= needed, "q {}", p.q);
+        if let Some(b) = p.bounds {
+            assert!(b.value > 0.0 && b.value <= b.upper && b.upper <= lat.max);
+            assert!(b.lower.is_none_or(|l| l <= b.value));
+        }
+    }
+    let p50 = lat.percentiles[0]
+        .bounds
+        .expect("a median of this many round trips");
+    assert!(p50.value > 0.0);
     assert_eq!(r.bytes_up % 300, 0);
     assert_eq!(r.bytes_down % 5000, 0);
     assert_eq!(r.bytes_up / 300, r.bytes_down / 5000);

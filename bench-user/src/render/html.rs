@@ -12,7 +12,7 @@ use std::{collections::BTreeSet, fmt::Write as _};
 use super::{
     bytes,
     charts::{line_chart, log_bar_chart, Group, Series},
-    duration_ns, integrity, phase_label,
+    duration_ns, integrity, percentile_bar, percentiles_text, phase_label, share_text,
 };
 use crate::{
     analyze::metrics,
@@ -163,8 +163,8 @@ fn workload(out: &mut String, r: &Report, charts: &mut usize) {
         out,
         "<h2 id=\"workload\">Workload</h2>\n<p>{} up, {} down, BLAKE3-checked end to end.</p>\n\
          <table><tr><th>phase</th><th>conns</th><th>measured</th><th>up /s (median)</th>\
-         <th>down /s (median)</th><th>round trips</th><th>latency p50 / p90 / p99 / p99.9 / max</th>\
-         <th>setup p50</th><th>integrity</th></tr>",
+         <th>down /s (median)</th><th>round trips</th><th>latency [95 % bounds], max</th>\
+         <th>setup [95 % bounds]</th><th>integrity</th></tr>",
         bytes(r.workload.bytes_up as f64),
         bytes(r.workload.bytes_down as f64)
     );
@@ -173,9 +173,12 @@ fn workload(out: &mut String, r: &Report, charts: &mut usize) {
             .latency_us
             .as_ref()
             .map(|l| {
-                [l.p50, l.p90, l.p99, l.p999, l.max]
-                    .map(|v| duration_ns(v * 1e3))
-                    .join(" / ")
+                format!(
+                    "{} · max {} (n={})",
+                    percentiles_text(l, &["p50", "p90", "p99", "p999"]),
+                    duration_ns(l.max * 1e3),
+                    l.count
+                )
             })
             .unwrap_or_else(|| "–".into());
         let _ = writeln!(
@@ -188,8 +191,12 @@ fn workload(out: &mut String, r: &Report, charts: &mut usize) {
             bytes(p.throughput.up_bps_median),
             bytes(p.throughput.down_bps_median),
             p.round_trips,
-            lat,
-            duration_ns(p.setup_us.p50 * 1e3),
+            escape(&lat),
+            escape(&format!(
+                "{} (n={})",
+                percentiles_text(&p.setup_us, &["p50", "p99"]),
+                p.setup_us.count
+            )),
             integrity(p.integrity.status)
         );
     }
@@ -254,7 +261,9 @@ fn workload(out: &mut String, r: &Report, charts: &mut usize) {
         .filter_map(|(i, p)| {
             p.latency_us.as_ref().map(|l| Group {
                 label: format!("phase {i} {}", p.pattern),
-                bars: vec![l.p50, l.p90, l.p99, l.p999],
+                bars: ["p50", "p90", "p99", "p999"]
+                    .map(|q| percentile_bar(l, q))
+                    .to_vec(),
             })
         })
         .collect();
@@ -298,7 +307,7 @@ fn costs(out: &mut String, r: &Report) {
                 let _ = writeln!(
                     out,
                     "<p>{} CPU samples, {} of CPU ({}), {} moved.</p>\n\
-                     <table><tr><th>category</th><th>samples</th><th>share</th><th>CPU</th><th>CPU ns/byte</th></tr>",
+                     <table><tr><th>category</th><th>samples</th><th>share [95 %]</th><th>CPU</th><th>CPU ns/byte</th></tr>",
                     c.samples,
                     duration_ns(c.cpu_ns),
                     escape(&c.cpu_ns_source),
@@ -307,10 +316,10 @@ fn costs(out: &mut String, r: &Report) {
                 for cat in &c.categories {
                     let _ = writeln!(
                         out,
-                        "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1}%</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                        "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
                         escape(&cat.category),
                         cat.samples,
-                        cat.share * 100.0,
+                        escape(&share_text(cat, c.samples)),
                         duration_ns(cat.cpu_ns),
                         cat.ns_per_byte
                             .map(|v| format!("{v:.3}"))

@@ -6,7 +6,10 @@
 
 use std::fmt::Write as _;
 
-use super::{alloc_line, bytes, crypto_line, duration_ns, integrity, phase_label};
+use super::{
+    alloc_line, bytes, crypto_line, duration_ns, integrity, percentiles_text, phase_label,
+    share_text,
+};
 use crate::report::{Report, RuleResult, Target, Verdict};
 
 /// Lines a pull-request comment can hold and still be read.
@@ -81,7 +84,7 @@ fn head(md: &mut String, r: &Report) {
     }
     let _ = writeln!(
         md,
-        "| phase | conns | up /s (median) | down /s (median) | round trips | latency p50 / p90 / p99 | setup p50 |"
+        "| phase | conns | up /s (median) | down /s (median) | round trips | latency [95 % bounds] | setup [95 % bounds] |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---|---:|");
     for p in &r.workload.phases {
@@ -89,21 +92,24 @@ fn head(md: &mut String, r: &Report) {
             .latency_us
             .as_ref()
             .map(|l| {
-                [l.p50, l.p90, l.p99]
-                    .map(|v| duration_ns(v * 1e3))
-                    .join(" / ")
+                format!(
+                    "{} (n={})",
+                    percentiles_text(l, &["p50", "p90", "p99"]),
+                    l.count
+                )
             })
             .unwrap_or_else(|| "–".into());
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} (n={}) |",
             phase_label(p),
             p.connections,
             bytes(p.throughput.up_bps_median),
             bytes(p.throughput.down_bps_median),
             p.round_trips,
             lat,
-            duration_ns(p.setup_us.p50 * 1e3)
+            percentiles_text(&p.setup_us, &["p50", "p99"]),
+            p.setup_us.count
         );
     }
     md.push('\n');
@@ -141,8 +147,8 @@ fn top_costs(md: &mut String, r: &Report) {
                     Some(c) => {
                         let _ = write!(
                             md,
-                            " {:.1}% | {} |",
-                            c.share * 100.0,
+                            " {} | {} |",
+                            share_text(c, t.costs.as_ref().map_or(0, |a| a.samples)),
                             c.ns_per_byte
                                 .map(|v| format!("{v:.3}"))
                                 .unwrap_or_else(|| "–".into())

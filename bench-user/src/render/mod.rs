@@ -15,7 +15,10 @@ pub use markdown::markdown;
 pub use terminal::summary;
 pub use timeseries::timeseries_csv;
 
-use crate::report::{FoldedGraph, IntegrityStatus, Report};
+use crate::report::{
+    CategoryCost, FoldedGraph, IntegrityStatus, LatencySummary, Percentile, PercentileEstimate,
+    Report, ShareInterval,
+};
 pub use crate::units::{bytes, duration_ns};
 
 /// Errors of writing outputs.
@@ -137,6 +140,62 @@ pub fn crypto_line(c: &crate::report::CryptoSummary) -> String {
         "{calls} calls to {} probed functions{share}",
         c.symbols.len()
     )
+}
+
+/// "p99 812 µs [640 µs, 1.02 ms]" (the bounds are one-sided 95 % each), or
+/// "p99 — too few samples (n=4; p99 needs 299)".
+pub fn percentile_text(p: &Percentile) -> String {
+    let us = |v: f64| duration_ns(v * 1e3);
+    match &p.estimate {
+        PercentileEstimate::Value {
+            value,
+            lower,
+            upper,
+        } => format!(
+            "{} {} [{}, {}]",
+            p.label,
+            us(*value),
+            lower.map_or_else(|| "–".to_string(), us),
+            us(*upper)
+        ),
+        PercentileEstimate::TooFewSamples { .. } => {
+            format!("{} — {}", p.label, p.too_few().unwrap_or_default())
+        }
+    }
+}
+
+/// The named percentiles of a summary, joined by " · ".
+pub fn percentiles_text(l: &LatencySummary, labels: &[&str]) -> String {
+    labels
+        .iter()
+        .filter_map(|&label| l.percentile(label))
+        .map(percentile_text)
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// A percentile's value for a chart; 0 (no bar) without one.
+pub fn percentile_bar(l: &LatencySummary, label: &str) -> f64 {
+    l.percentile(label)
+        .and_then(Percentile::value)
+        .unwrap_or(0.0)
+}
+
+/// "10.6 % [8.9, 12.4] of 812 samples", or without the brackets and with
+/// the reason when there is no interval.
+pub fn share_text(c: &CategoryCost, of_samples: u64) -> String {
+    match &c.interval {
+        ShareInterval::Interval { low, high, .. } => format!(
+            "{:.1} % [{:.1}, {:.1}] of {of_samples} samples",
+            c.share * 100.0,
+            low * 100.0,
+            high * 100.0
+        ),
+        ShareInterval::Unavailable(_) => format!(
+            "{:.1} % (no interval) of {of_samples} samples",
+            c.share * 100.0
+        ),
+    }
 }
 
 /// "bulk (both)", "rr": a phase as the tables name it.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{alloc_line, bytes, crypto_line, duration_ns, integrity};
+use super::{alloc_line, bytes, crypto_line, duration_ns, integrity, percentiles_text, share_text};
 use crate::report::{Report, Verdict};
 
 /// Throughput, latency, top syscalls and top functions, for a terminal.
@@ -29,11 +29,18 @@ pub fn summary(r: &Report) -> String {
         if let Some(l) = &p.latency_us {
             let _ = write!(
                 out,
-                "; {} round trips, p50 {:.0} µs p99 {:.0} µs max {:.0} µs",
-                p.round_trips, l.p50, l.p99, l.max
+                "; {} round trips, {}, max {:.0} µs",
+                p.round_trips,
+                percentiles_text(l, &["p50", "p99"]),
+                l.max
             );
         }
-        let _ = writeln!(out, "; setup p50 {:.0} µs", p.setup_us.p50);
+        let _ = writeln!(
+            out,
+            "; setup {} (n={})",
+            percentiles_text(&p.setup_us, &["p50"]),
+            p.setup_us.count
+        );
     }
     for t in &r.targets {
         let _ = writeln!(
@@ -73,7 +80,7 @@ pub fn summary(r: &Report) -> String {
             cats.sort_by(|a, b| b.share.total_cmp(&a.share));
             let cats: Vec<String> = cats
                 .iter()
-                .map(|c| format!("{} {:.0}%", c.category, c.share * 100.0))
+                .map(|k| format!("{} {}", k.category, share_text(k, c.samples)))
                 .collect();
             let _ = writeln!(out, "    costs: {}", cats.join(", "));
         }

@@ -5,11 +5,12 @@
 //! to a runtime type fails to compile here instead of silently changing
 //! the schema that compare and baselines read back.
 
-use crate::{capture, chain, drive};
+use crate::{capture, chain, drive, order_statistics};
 
 use super::{
     AllocAttach, AllocProbeOptions, CryptoProbeOptions, Integrity, IntegrityStatus, LatencySummary,
-    Phase, ProbeOptions, ProgramCost, Reading, Role, SecondSample, Throughput,
+    Percentile, PercentileEstimate, Phase, ProbeOptions, ProgramCost, Reading, Role, SecondSample,
+    Throughput,
 };
 
 impl From<chain::Role> for Role {
@@ -79,15 +80,32 @@ impl From<drive::IntegrityStatus> for IntegrityStatus {
     }
 }
 
+impl From<&order_statistics::QuantileEstimate> for Percentile {
+    fn from(e: &order_statistics::QuantileEstimate) -> Percentile {
+        Percentile {
+            label: order_statistics::label(e.q),
+            quantile: e.q,
+            samples: e.samples,
+            estimate: match e.bounds {
+                Some(b) => PercentileEstimate::Value {
+                    value: b.value,
+                    lower: b.lower,
+                    upper: b.upper,
+                },
+                None => PercentileEstimate::TooFewSamples {
+                    needed: order_statistics::samples_needed(e.q),
+                },
+            },
+        }
+    }
+}
+
 impl From<&drive::LatencySummary> for LatencySummary {
     fn from(l: &drive::LatencySummary) -> LatencySummary {
         LatencySummary {
             count: l.count,
             mean: l.mean,
-            p50: l.p50,
-            p90: l.p90,
-            p99: l.p99,
-            p999: l.p999,
+            percentiles: l.percentiles.iter().map(Percentile::from).collect(),
             max: l.max,
         }
     }

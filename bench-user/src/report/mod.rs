@@ -21,6 +21,7 @@ mod probes;
 mod run;
 pub mod stacks;
 mod target;
+mod uncertainty;
 mod workload;
 
 use std::{collections::BTreeMap, path::Path};
@@ -40,6 +41,7 @@ pub use target::{
     OffCpuSummary, PhaseFigures, Reading, Role, SizeBucket, SocketSummary, SyscallCount,
     SyscallRow, Target, ThreadSummary, WeightedName,
 };
+pub use uncertainty::{Percentile, PercentileEstimate, ShareInterval};
 pub use workload::{
     Integrity, IntegrityStatus, LatencySummary, Phase, SecondSample, Throughput, Workload,
 };

@@ -164,6 +164,9 @@ pub struct CategoryCost {
     pub cpu_ns: f64,
     /// cpu_ns / bytes; absent when no bytes moved.
     pub ns_per_byte: Option<f64>,
+    /// 95 % interval of `share`, respecting that consecutive samples are
+    /// correlated.
+    pub interval: super::ShareInterval,
 }
 
 /// TCP socket options of one target.

@@ -100,16 +100,21 @@ pub struct SecondSample {
 }
 
 /// A latency distribution in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct LatencySummary {
     /// Number of samples.
     pub count: u64,
     pub mean: f64,
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub p999: f64,
+    /// p50, p90, p99 and p99.9, each with its bounds or "too few samples".
+    pub percentiles: Vec<super::Percentile>,
     pub max: f64,
+}
+
+impl LatencySummary {
+    /// The percentile labelled `label` ("p99").
+    pub fn percentile(&self, label: &str) -> Option<&super::Percentile> {
+        self.percentiles.iter().find(|p| p.label == label)
+    }
 }
 
 /// Whether the integrity check passed.

@@ -4,27 +4,44 @@
 use std::collections::BTreeMap;
 
 use super::{ratio, un, MetricInputs};
-use crate::report::{Metric, Target};
+use crate::report::{LatencySummary, Metric, Target};
 
 /// The connection family.
 pub(super) fn insert(t: &Target, inp: &MetricInputs, m: &mut BTreeMap<String, Metric>) {
     // Connections.
-    let setups: Vec<_> = inp.workload.phases.iter().map(|p| p.setup_us).collect();
-    if setups.iter().any(|s| s.count > 0) {
-        // Phases keep percentiles, not samples: the p50 is their
-        // connection-weighted mean, the p99 the worst phase's (an upper bound).
-        let n: u64 = setups.iter().map(|s| s.count).sum();
-        let p50 = setups.iter().map(|s| s.p50 * s.count as f64).sum::<f64>() / n as f64;
-        let p99 = setups
-            .iter()
-            .filter(|s| s.count > 0)
-            .map(|s| s.p99)
-            .fold(0.0, f64::max);
-        m.insert("setup_p50_us".into(), Metric::Value(p50));
-        m.insert("setup_p99_us".into(), Metric::Value(p99));
-    } else {
+    let setups: Vec<_> = inp
+        .workload
+        .phases
+        .iter()
+        .map(|p| &p.setup_us)
+        .filter(|s| s.count > 0)
+        .collect();
+    if setups.is_empty() {
         m.insert("setup_p50_us".into(), un("no connection was set up"));
         m.insert("setup_p99_us".into(), un("no connection was set up"));
+    } else {
+        // Phases keep percentiles, not samples: the p50 is their
+        // connection-weighted mean, the p99 the worst phase's (an upper
+        // bound), and either only when every phase has samples enough.
+        let n: u64 = setups.iter().map(|s| s.count).sum();
+        let value = |s: &LatencySummary, label: &str| match super::percentile(s, label) {
+            Metric::Value(v) => Ok(v),
+            why => Err(why),
+        };
+        let p50 = setups
+            .iter()
+            .try_fold(0.0, |acc, s| Ok(acc + value(s, "p50")? * s.count as f64));
+        let p99 = setups
+            .iter()
+            .try_fold(0.0, |acc: f64, s| Ok(acc.max(value(s, "p99")?)));
+        m.insert(
+            "setup_p50_us".into(),
+            p50.map_or_else(|why| why, |v| Metric::Value(v / n as f64)),
+        );
+        m.insert(
+            "setup_p99_us".into(),
+            p99.map_or_else(|why| why, Metric::Value),
+        );
     }
     m.insert(
         "upstream_connections".into(),

@@ -348,11 +348,23 @@ pub fn workload_metrics(w: &Workload) -> BTreeMap<String, Metric> {
                 format!("p{i}.rr_per_s"),
                 Metric::Value(p.round_trips as f64 / p.measured_s.max(1e-9)),
             );
-            m.insert(format!("p{i}.latency_p50_us"), Metric::Value(l.p50));
-            m.insert(format!("p{i}.latency_p99_us"), Metric::Value(l.p99));
+            m.insert(format!("p{i}.latency_p50_us"), percentile(l, "p50"));
+            m.insert(format!("p{i}.latency_p99_us"), percentile(l, "p99"));
         }
     }
     m
+}
+
+/// A percentile as a metric: its value, or "too few samples" so that no
+/// rule or gate judges it.
+fn percentile(l: &crate::report::LatencySummary, label: &str) -> Metric {
+    match l.percentile(label) {
+        Some(p) => match (p.value(), p.too_few()) {
+            (Some(v), _) => Metric::Value(v),
+            (None, why) => Metric::Unavailable(why.unwrap_or_default()),
+        },
+        None => un(&format!("{label} is not in the latency summary")),
+    }
 }
 
 /// The definition of a `p<i>.<name>` workload metric.
@@ -519,6 +531,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn latency_percentiles_are_metrics_only_with_samples_enough() {
+        let r = fixture();
+        let m = workload_metrics(&r.workload);
+        // 5498 round trips in the rr phase: p50 and p99 both bounded.
+        assert_eq!(value(&m, "p1.latency_p50_us"), 218.111);
+        assert_eq!(value(&m, "p1.latency_p99_us"), 5_451.775);
+        let mut few = r.workload.clone();
+        if let Some(l) = few.phases[1].latency_us.as_mut() {
+            for p in &mut l.percentiles {
+                p.samples = 298;
+                if p.quantile > 0.95 {
+                    p.estimate = crate::report::PercentileEstimate::TooFewSamples {
+                        needed: crate::order_statistics::samples_needed(p.quantile),
+                    };
+                }
+            }
+        }
+        let m = workload_metrics(&few);
+        assert_eq!(value(&m, "p1.latency_p50_us"), 218.111);
+        assert_eq!(
+            why(&m, "p1.latency_p99_us"),
+            "too few samples (n=298; p99 needs 299)"
+        );
+    }
+
+    #[test]
     fn lookup_knows_cost_and_catalogue_metrics() {
         assert_eq!(
             lookup("allocs_per_mib").map(|d| d.better),
@@ -628,13 +666,37 @@ mod tests {
             "no probed crypto function was called"
         );
         assert!(why(&m, "cpu_ns_per_byte").contains("cpu probe was off"));
-        // Set-up: connection-weighted p50 of the two phases (4 each), the
-        // worst phase's p99.
-        assert!(close(
-            value(&m, "setup_p50_us"),
-            (5_636.095 + 10_346.495) / 2.0
-        ));
-        assert_eq!(value(&m, "setup_p99_us"), 30_687.231);
+        // Set-up: 4 connections per phase bound no percentile, so neither is
+        // a number a rule or gate could judge.
+        assert_eq!(
+            why(&m, "setup_p50_us"),
+            "too few samples (n=4; p50 needs 5)"
+        );
+        assert_eq!(
+            why(&m, "setup_p99_us"),
+            "too few samples (n=4; p99 needs 299)"
+        );
+        let c = crate::analyze::checklist::Checklist::parse(
+            crate::analyze::checklist::DEFAULT_CHECKLIST,
+            "checklist.toml",
+        )
+        .expect("shipped checklist");
+        let mut judged = client.clone();
+        judged.metrics = m.clone();
+        let handshake = c
+            .evaluate(&[judged], "tcp")
+            .into_iter()
+            .find(|r| r.id == "crypto.handshake")
+            .expect("rule crypto.handshake");
+        assert_eq!(handshake.verdict, crate::report::Verdict::NotEvaluated);
+        assert_eq!(handshake.value, None);
+        assert!(
+            handshake
+                .evidence
+                .contains("too few samples (n=4; p50 needs 5)"),
+            "{}",
+            handshake.evidence
+        );
         assert!(why(&m, "keepalive_share").contains("could not be inspected"));
         assert!(why(&m, "upstream_connections").contains("could not be inspected"));
         // On the server the same metric is not the server's to measure.
@@ -686,6 +748,7 @@ mod tests {
                 share: 0.25,
                 cpu_ns: 1e9,
                 ns_per_byte: None,
+                interval: crate::report::ShareInterval::Unavailable("not computed here".into()),
             }],
             unclassified: Vec::new(),
         });
