@@ -41,7 +41,8 @@ pub use target::{
     SyscallRow, Target, ThreadSummary, WeightedName,
 };
 pub use workload::{
-    Integrity, IntegrityStatus, LatencySummary, Phase, SecondSample, Throughput, Workload,
+    ConnectionBytes, Integrity, IntegrityStatus, LatencySummary, PassIntegrity, Phase,
+    SecondSample, Throughput, Workload,
 };
 
 /// Version of the report.json layout.
