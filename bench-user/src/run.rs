@@ -59,6 +59,8 @@ pub enum RunError {
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
+    Privileges(#[from] crate::capture::privileges::MissingPrivileges),
+    #[error("{0}")]
     Chain(#[from] ChainError),
     #[error("{0}")]
     Capture(#[from] CaptureError),
@@ -91,7 +93,7 @@ impl RunError {
     /// Process exit status for this error: 2 for bad input, 130 for Ctrl-C.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Spec(_) | RunError::Usage(_) => 2,
+            RunError::Spec(_) | RunError::Usage(_) | RunError::Privileges(_) => 2,
             RunError::Interrupted => 130,
             _ => 1,
         }
@@ -322,6 +324,12 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
             opts.endpoint.display()
         )));
     }
+
+    // Before anything is started or written (launch::build may run python3
+    // to find sing-box): without the privileges to probe a run would fail
+    // halfway.
+    crate::capture::privileges::Privileges::current().check()?;
+
     // The chain's command lines: ports, credentials, placeholders.
     let secrets = Secrets::create().map_err(|e| RunError::Usage(e.to_string()))?;
     let server_port = free_port()?.port();

@@ -6,11 +6,16 @@
 mod support;
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     process::{Command, Output},
 };
 
-use protoprof::report::{FoldedGraph, FoldedStack, Metric, Report, Role, RuleResult, Verdict};
+use protoprof::{
+    compare::{judge, Change, Family, GateOutcome, Gates, Samples},
+    report::{FoldedGraph, FoldedStack, Metric, Report, Role, RuleResult, Verdict},
+};
+use rand::{rngs::StdRng, RngExt, SeedableRng};
 use support::{
     assert_clean, assert_run_valid, become_subreaper, endpoint, out_dir, workspace, write_run,
     PROTOPROF,
@@ -158,18 +163,28 @@ fn metric<'a>(c: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("no {name} in compare.json"))
 }
 
+/// Run-to-run jitter of the synthetic runs, in percent.
+const JITTER: [f64; 6] = [0.0, 0.6, -0.4, 0.3, -0.2, 0.9];
+
 #[test]
 fn worse_throughput_beyond_the_gate_exits_1_and_names_it() {
     let root = out_dir("compare-worse");
     // A around 100 MB/s, B around 80 MB/s: 20 % worse, far beyond 5 %.
-    let jitter = [0.0, 0.6, -0.4, 0.3, -0.2];
-    let a: Vec<Run> = jitter
+    // Six runs a side, as `--repeat` would make for tcp.
+    let a: Vec<Run> = JITTER
         .iter()
-        .map(|j| synthetic(100e6 * (1.0 + j / 100.0), 2.0 + j / 10.0, 100, Verdict::Ok))
+        .map(|j| synthetic(100e6 * (1.0 + j / 100.0), 2.0 + j / 100.0, 100, Verdict::Ok))
         .collect();
-    let b: Vec<Run> = jitter
+    let b: Vec<Run> = JITTER
         .iter()
-        .map(|j| synthetic(80e6 * (1.0 - j / 100.0), 2.0 - j / 10.0, 300, Verdict::Warn))
+        .map(|j| {
+            synthetic(
+                80e6 * (1.0 - j / 100.0),
+                2.0 - j / 100.0,
+                300,
+                Verdict::Warn,
+            )
+        })
         .collect();
     let da = write_runs(&root.join("a"), "a", &a);
     let db = write_runs(&root.join("b"), "b", &b);
@@ -189,29 +204,43 @@ fn worse_throughput_beyond_the_gate_exits_1_and_names_it() {
     let gate_line = md
         .find("p0.throughput_bps: ")
         .expect("the gate names the metric");
-    let significant = md
-        .find("## Significant changes")
-        .expect("significant changes");
-    assert!(gates_at < gate_line && gate_line < significant, "{md}");
-    assert!(md.contains("beyond the gate's 5.0 %"), "{md}");
+    let gated = md.find("## Gated metrics").expect("gated metrics");
+    let exploratory = md.find("## Exploratory metrics").expect("exploratory");
+    assert!(
+        gates_at < gate_line && gate_line < gated && gated < exploratory,
+        "{md}"
+    );
+    assert!(md.contains("wholly beyond the gate's 5.0 %"), "{md}");
 
     let c = json(&out.join("compare.json"));
+    // The template's gated metrics: throughput of both phases, rr/s, p50
+    // and p99 of the rr phase, the client's CPU per byte.
+    assert_eq!(c["gates"]["metrics"], 6);
+    assert_eq!(c["gates"]["outcome"], "failed");
+    let level = 1.0 - 0.1 / 6.0;
+    assert!((c["gates"]["level"].as_f64().expect("level") - level).abs() < 1e-12);
     let t = metric(&c, "p0.throughput_bps");
     assert_eq!(t["change"], "worse");
+    assert_eq!(t["family"], "gated");
+    assert_eq!(t["scale"], "ratio");
     assert_eq!(t["gate_failed"], true);
-    assert_eq!((t["n_a"].as_u64(), t["n_b"].as_u64()), (Some(5), Some(5)));
-    assert!((t["rel_diff"].as_f64().expect("rel") + 0.2).abs() < 0.01);
-    // Complete separation of 5 and 5: exact p = 2/252.
-    assert!((t["p_value"].as_f64().expect("p") - 2.0 / 252.0).abs() < 1e-9);
-    let ci = t["ci"].as_array().expect("ci");
-    assert!(ci[1].as_f64().expect("hi") < 0.0);
-    // The rr phase did not change: no significant change, gate untouched.
-    assert_eq!(metric(&c, "p1.rr_per_s")["change"], "no_significant_change");
-    // Per-target metrics come from Target.metrics; unavailable ones are left out.
+    assert_eq!((t["n_a"].as_u64(), t["n_b"].as_u64()), (Some(6), Some(6)));
+    let est = t["change_estimate"].as_f64().expect("estimate");
+    assert!((est + 0.2).abs() < 0.01, "{est}");
+    let iv = t["interval"].as_array().expect("interval");
+    let (lo, hi) = (iv[0].as_f64().expect("lo"), iv[1].as_f64().expect("hi"));
+    assert!(lo < est && est < hi && hi < -0.05, "[{lo}, {hi}]");
+    assert!(t["coverage"].as_f64().expect("coverage") >= level);
+    // The rr phase did not change: identical runs, a zero interval.
+    let rr = metric(&c, "p1.rr_per_s");
+    assert_eq!(rr["change"], "no_meaningful_change");
+    assert_eq!(rr["gate_failed"], false);
+    // ±0.5 % on CPU per byte is inside its 2 %.
     assert_eq!(
         metric(&c, "client.cpu_ns_per_byte")["change"],
-        "no_significant_change"
+        "no_meaningful_change"
     );
+    // Unavailable metrics are not samples.
     assert!(c["metrics"]
         .as_array()
         .expect("metrics")
@@ -239,15 +268,14 @@ fn worse_throughput_beyond_the_gate_exits_1_and_names_it() {
 #[test]
 fn no_change_exits_0() {
     let root = out_dir("compare-same");
-    let values = [100.0, 101.0, 99.5, 100.4, 99.8];
-    let a: Vec<Run> = values
+    let a: Vec<Run> = JITTER
         .iter()
-        .map(|v| synthetic(v * 1e6, 2.0, 100, Verdict::Ok))
+        .map(|j| synthetic(100e6 * (1.0 + j / 100.0), 2.0, 100, Verdict::Ok))
         .collect();
-    let b: Vec<Run> = values
+    let b: Vec<Run> = JITTER
         .iter()
         .rev()
-        .map(|v| synthetic(v * 1e6 * 1.001, 2.0, 100, Verdict::Ok))
+        .map(|j| synthetic(100.1e6 * (1.0 + j / 100.0), 2.0, 100, Verdict::Ok))
         .collect();
     let out = root.join("cmp");
     let o = compare(
@@ -261,58 +289,59 @@ fn no_change_exits_0() {
     let c = json(&out.join("compare.json"));
     assert_eq!(
         metric(&c, "p0.throughput_bps")["change"],
-        "no_significant_change"
+        "no_meaningful_change"
     );
+    assert_eq!(c["gates"]["outcome"], "pass");
     assert!(c["checklist_changes"].as_array().expect("list").is_empty());
     let md = std::fs::read_to_string(out.join("compare.md")).expect("md");
     assert!(
-        md.contains("Gates: pass") && md.contains("No significant change"),
+        md.contains("Gates: pass") && md.contains("None better or worse"),
         "{md}"
     );
     let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
-fn single_runs_test_throughput_per_second_and_nothing_else() {
-    let root = out_dir("compare-single");
-    let with_seconds = |bps: f64| {
-        let mut r = synthetic(bps, 2.0, 100, Verdict::Ok);
-        r.0.workload.phases[0].timeseries = (0..6)
-            .map(|i| {
-                let b = (bps / 2.0 * (1.0 + (i % 3) as f64 / 200.0)) as u64;
-                serde_json::from_value(serde_json::json!({
-                    "t_s": i as f64, "span_s": 1.0, "bytes_up": b, "bytes_down": b,
-                    "round_trips": 0
-                }))
-                .expect("second")
-            })
+fn too_few_runs_show_the_numbers_and_gates_decline_with_exit_2() {
+    let root = out_dir("compare-few");
+    // 30 % worse throughput, but three runs a side: the template's six
+    // gated metrics need five.
+    for (runs, name) in [(3, "three"), (1, "one")] {
+        let a: Vec<Run> = JITTER[..runs]
+            .iter()
+            .map(|j| synthetic(100e6 * (1.0 + j / 100.0), 2.0, 100, Verdict::Ok))
             .collect();
-        r
-    };
-    let da = root.join("a");
-    let db = root.join("b");
-    for (d, bps) in [(&da, 100e6), (&db, 70e6)] {
-        let (r, graphs) = with_seconds(bps);
-        write_run(d, &r, &graphs);
+        let b: Vec<Run> = JITTER[..runs]
+            .iter()
+            .map(|j| synthetic(70e6 * (1.0 + j / 100.0), 2.0, 100, Verdict::Ok))
+            .collect();
+        let out = root.join(name);
+        let o = compare(
+            &write_runs(&root.join(format!("{name}-a")), "a", &a),
+            &write_runs(&root.join(format!("{name}-b")), "b", &b),
+            &out,
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("A {runs}, B {runs}"))
+                && stderr.contains("need 5 runs a side")
+                && stderr.contains("--repeat 5"),
+            "{stderr}"
+        );
+        let c = json(&out.join("compare.json"));
+        assert_eq!(c["gates"]["outcome"], "too_few_runs");
+        let t = metric(&c, "p0.throughput_bps");
+        assert_eq!(t["change"]["too_few_runs"]["needed"], 5);
+        assert_eq!(t["gate_failed"], false);
+        assert!(t["interval"].is_null());
+        let est = t["change_estimate"].as_f64().expect("estimate");
+        assert!((est + 0.3).abs() < 0.01, "{est}");
+        assert!((t["median_a"].as_f64().expect("median") - 100e6).abs() < 1e6);
+        let md = std::fs::read_to_string(out.join("compare.md")).expect("md");
+        assert!(md.contains("Gates: not judged, too few runs"), "{md}");
     }
-    let out = root.join("cmp");
-    let o = compare(&da, &db, &out);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let c = json(&out.join("compare.json"));
-    let t = metric(&c, "p0.throughput_bps");
-    assert_eq!(t["samples"], "second");
-    assert_eq!(t["n_a"], 6);
-    assert_eq!(t["change"], "worse");
-    let cpu = metric(&c, "client.cpu_ns_per_byte");
-    assert_eq!(cpu["change"]["not_tested"], "n=1; use --repeat");
-    assert!(cpu["median_a"].as_f64().is_some());
-    let md = std::fs::read_to_string(out.join("compare.md")).expect("md");
-    assert!(md.contains("per-second samples"), "{md}");
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -389,11 +418,9 @@ fn profile_compare_runs_interleaved_and_compares() {
         .output()
         .expect("run protoprof");
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        matches!(o.status.code(), Some(0 | 1)),
-        "{}: {stdout}",
-        o.status
-    );
+    // Two runs a side are too few for tcp's 15 gated metrics (6 needed):
+    // the numbers are written, the gates decline with status 2.
+    assert_eq!(o.status.code(), Some(2), "{}: {stdout}", o.status);
     let root = PathBuf::from(stdout.lines().last().expect("last line").trim());
     assert!(root.starts_with(&out), "{}", root.display());
     let runs = run_dirs(&root);
@@ -417,7 +444,11 @@ fn profile_compare_runs_interleaved_and_compares() {
     let c = json(&root.join("compare.json"));
     let t = metric(&c, "p0.throughput_bps");
     assert_eq!((t["n_a"].as_u64(), t["n_b"].as_u64()), (Some(2), Some(2)));
-    assert!(t["change"].is_string() || t["change"].is_object());
+    assert_eq!(t["change"]["too_few_runs"]["needed"], 6);
+    // Loopback moves hundreds of MB/s; 10 MB/s would be a broken run.
+    assert!(t["median_a"].as_f64().expect("median A") > 1e7 && t["interval"].is_null());
+    assert_eq!(c["gates"]["metrics"], 15);
+    assert_eq!(c["gates"]["outcome"], "too_few_runs");
     assert!(root.join("compare.md").is_file() && root.join("diff-cpu.svg").is_file());
     assert_clean();
     let _ = std::fs::remove_dir_all(&out);
@@ -482,12 +513,14 @@ fn baseline_save_then_check() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
     assert_clean();
 
+    // Two runs against two: the gates decline, naming the runs they need.
     let o = base("check", &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{}: {stderr}", o.status);
+    let last = stderr.trim().lines().last().unwrap_or_default();
     assert!(
-        matches!(o.status.code(), Some(0 | 1)),
-        "{}: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
+        last.contains("gates not judged") && last.contains("--repeat 6"),
+        "{stderr}"
     );
     // Another spec has no baseline: 2, before running anything, one line.
     let o = base("check", &["--set", "relay.buffer_size=4096"]);
@@ -500,4 +533,151 @@ fn baseline_save_then_check() {
     );
     assert_clean();
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Real tcp runs, one row of metric values per run (tests/data/README.md
+/// says how they were made).
+fn real_runs() -> Vec<BTreeMap<String, f64>> {
+    let text = include_str!("data/tcp-runs.csv");
+    let mut lines = text.lines().filter(|l| !l.starts_with('#'));
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_string(), v.parse::<f64>().expect("a number")))
+                .collect()
+        })
+        .collect()
+}
+
+/// `n` whole runs drawn with replacement, so that metrics that move
+/// together in real runs move together here; `adjust` may change a value.
+fn draw(
+    rows: &[BTreeMap<String, f64>],
+    n: usize,
+    rng: &mut StdRng,
+    adjust: &dyn Fn(&str, f64) -> f64,
+) -> Samples {
+    let mut s = Samples::new();
+    for _ in 0..n {
+        let row = &rows[rng.random_range(0..rows.len())];
+        for (k, v) in row {
+            s.entry(k.clone()).or_default().push(adjust(k, *v));
+        }
+    }
+    s
+}
+
+fn tcp_gates() -> Gates {
+    Gates::load(&workspace().join("profiles/gates.toml")).expect("profiles/gates.toml")
+}
+
+const COMPARISONS: usize = 1000;
+
+#[test]
+fn aa_comparisons_of_resampled_real_runs_keep_their_error_rates() {
+    let rows = real_runs();
+    assert!(rows.len() >= 8, "{} runs in the fixture", rows.len());
+    let gates = tcp_gates();
+    let mut rng = StdRng::seed_from_u64(0x0a0a);
+    let none = |_: &str, v: f64| v;
+    let n = judge(
+        &draw(&rows, 8, &mut rng, &none),
+        &draw(&rows, 8, &mut rng, &none),
+        &gates,
+    )
+    .1
+    .runs_needed;
+    assert_eq!(n, 6, "tcp's 15 gated metrics need 6 runs a side");
+    let mut failed = 0;
+    let mut called: BTreeMap<String, usize> = BTreeMap::new();
+    let mut exploratory = 0;
+    for _ in 0..COMPARISONS {
+        let (a, b) = (
+            draw(&rows, n, &mut rng, &none),
+            draw(&rows, n, &mut rng, &none),
+        );
+        let (metrics, summary) = judge(&a, &b, &gates);
+        assert_eq!(summary.metrics, 15);
+        assert_ne!(summary.outcome, GateOutcome::TooFewRuns);
+        failed += usize::from(summary.outcome == GateOutcome::Failed);
+        exploratory = metrics
+            .iter()
+            .filter(|r| r.family == Family::Exploratory)
+            .count();
+        for r in metrics.iter().filter(|r| r.family == Family::Exploratory) {
+            *called.entry(r.metric.clone()).or_default() += usize::from(r.change.is_called());
+        }
+    }
+    let (worst, most) = called
+        .iter()
+        .max_by_key(|(_, c)| **c)
+        .map(|(k, c)| (k.clone(), *c))
+        .expect("exploratory metrics");
+    eprintln!(
+        "A/A, {COMPARISONS} comparisons of {n} runs a side: a gate failed in {failed}; \
+         {exploratory} exploratory metrics, most often called: {worst} ({most})"
+    );
+    assert!(exploratory >= 40, "{exploratory} exploratory metrics");
+    assert!(failed * 20 <= COMPARISONS, "gates failed in {failed}");
+    assert!(most * 20 <= COMPARISONS, "{worst} called in {most}");
+}
+
+/// Which share of `COMPARISONS` comparisons, B's `key` multiplied by 1.2
+/// after its run-to-run noise is scaled to a coefficient of variation of
+/// 5 %, called it worse, and failed its gate.
+fn power(key: &str, seed: u64) -> (usize, usize) {
+    let rows = real_runs();
+    let values: Vec<f64> = rows.iter().filter_map(|r| r.get(key).copied()).collect();
+    assert_eq!(values.len(), rows.len(), "{key} in every run");
+    let logs: Vec<f64> = values.iter().map(|v| v.ln()).collect();
+    let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+    let sd =
+        (logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (logs.len() - 1) as f64).sqrt();
+    assert!(sd > 0.0, "{key} varies between runs");
+    let noise = |v: f64| (mean + (v.ln() - mean) * 0.05 / sd).exp();
+    let gates = tcp_gates();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut found, mut failed) = (0, 0);
+    for _ in 0..COMPARISONS {
+        let a = draw(&rows, 6, &mut rng, &|k, v| {
+            if k == key {
+                noise(v)
+            } else {
+                v
+            }
+        });
+        let b = draw(&rows, 6, &mut rng, &|k, v| {
+            if k == key {
+                noise(v) * 1.2
+            } else {
+                v
+            }
+        });
+        let (metrics, _) = judge(&a, &b, &gates);
+        let r = metrics.iter().find(|r| r.metric == key).expect("judged");
+        found += usize::from(r.change == Change::Worse);
+        failed += usize::from(r.gate_failed);
+    }
+    (found, failed)
+}
+
+#[test]
+fn a_20_percent_shift_in_a_5_percent_noisy_metric_is_found() {
+    // Exploratory: the client's wake-ups per MiB have no gate, so their own
+    // 95 % interval judges them.
+    let (found, _) = power("client.wakeups_per_mib", 0x20);
+    eprintln!("exploratory client.wakeups_per_mib +20 %: worse in {found}/{COMPARISONS}");
+    assert!(found * 10 >= COMPARISONS * 8, "found in {found}");
+    // Gated (5 % allowed): the family's wider interval.
+    let (found, failed) = power("client.cpu_ns_per_byte", 0x21);
+    eprintln!(
+        "gated client.cpu_ns_per_byte +20 %: worse in {found}, gate failed in {failed} of {COMPARISONS}"
+    );
+    assert!(found * 10 >= COMPARISONS * 8, "found in {found}");
+    // And its 5 % gate fails: the interval must clear 5 %, not only 2 %.
+    assert!(failed * 10 >= COMPARISONS * 8, "gate failed in {failed}");
 }

@@ -136,8 +136,8 @@ fn chromium() -> &'static str {
         }
     }
     panic!(
-        "headless Chromium is needed to check report.html: `apt-get install chromium` \
-         (.ci/run installs it)"
+        "headless Chromium is needed to check report.html: install it with `cargo xtask setup` \
+         as root, or: apt-get update && apt-get install -y chromium"
     );
 }
 

@@ -11,9 +11,10 @@ use protoprof::{
     compare::{
         self,
         repeat::{self, Variant},
-        CompareOptions, Comparison, Gates, RunSet,
+        CompareOptions, Comparison, GateOutcome, Gates, RunSet,
     },
     render, run,
+    spec::ProfileSpec,
 };
 
 #[derive(Parser)]
@@ -64,6 +65,7 @@ enum Command {
         #[arg(long, value_name = "KEY=V1,KEY=V2")]
         compare: Option<String>,
         /// Runs per variant with --compare, interleaved A, B, A, B…
+        /// (default: the fewest at which the gates can judge, e.g. 6 for tcp).
         #[arg(long)]
         repeat: Option<usize>,
     },
@@ -73,9 +75,10 @@ enum Command {
         /// A run directory.
         run: PathBuf,
     },
-    /// Compare two runs, or two directories of repeated runs: medians,
-    /// bootstrap intervals, Mann-Whitney p, gates, differential flame graph.
-    /// Exit status 1 when a gate fails.
+    /// Compare two runs, or two directories of repeated runs: Hodges-Lehmann
+    /// changes with exact distribution-free intervals, verdicts, gates,
+    /// differential flame graph. Exit status 1 when a gate fails, 2 when
+    /// there are too few runs for the gates to judge.
     Compare {
         /// Run directory (or directory of run directories) of A, the reference.
         a: PathBuf,
@@ -104,9 +107,9 @@ enum Command {
 struct BaselineArgs {
     #[command(flatten)]
     run: RunArgs,
-    /// Runs to make.
-    #[arg(long, default_value_t = 3)]
-    repeat: usize,
+    /// Runs to make (default: the fewest at which the gates can judge).
+    #[arg(long)]
+    repeat: Option<usize>,
     /// Where baselines are stored.
     #[arg(long, default_value = "profiles/baselines")]
     baselines: PathBuf,
@@ -240,14 +243,20 @@ fn profile(a: &RunArgs, out: PathBuf, compare: Option<String>, repeat: Option<us
         Ok(v) => v,
         Err(e) => return fail(2, e),
     };
-    let n = repeat.unwrap_or(3);
-    if n == 0 {
-        return fail(2, "--repeat: use 1 or more runs per variant");
-    }
     let gates = match run_gates(a) {
         Ok(g) => g,
         Err(code) => return code,
     };
+    let n = match repeat {
+        Some(n) => n,
+        None => match ProfileSpec::load_with(&opts.spec_path, &a.set) {
+            Ok(spec) => repeat::default_repeat(&spec, &gates),
+            Err(e) => return fail(2, e),
+        },
+    };
+    if n == 0 {
+        return fail(2, "--repeat: use 1 or more runs per variant");
+    }
     let name = Path::new(&a.profile)
         .file_stem()
         .map_or_else(|| a.profile.clone(), |s| s.to_string_lossy().into_owned());
@@ -291,10 +300,10 @@ fn finish_compare(a: &RunSet, b: &RunSet, gates: &Gates, opts: &CompareOptions, 
 fn report_comparison(c: &Comparison, out: &Path) -> u8 {
     print!("{}", compare::markdown::summary(c));
     println!("{}", out.display());
-    if c.gate_failures().next().is_some() {
-        1
-    } else {
-        0
+    match c.gates.outcome {
+        GateOutcome::Pass => 0,
+        GateOutcome::Failed => 1,
+        GateOutcome::TooFewRuns => fail(2, c.gates.too_few_line(c.a.runs.len(), c.b.runs.len())),
     }
 }
 
@@ -324,38 +333,51 @@ fn compare_dirs(a: &Path, b: &Path, out: Option<PathBuf>, gates: &Path, force: b
     finish_compare(&sa, &sb, &gates, &CompareOptions { force }, &out)
 }
 
-/// The run options, profile name and baseline key of these arguments: the
-/// key of the runs they would make, before making them.
-fn baseline_setup(args: &BaselineArgs) -> Result<(run::RunOptions, String, Key), u8> {
+/// What a baseline command runs: its options, profile name, key (the key
+/// of the runs it would make, before making them) and runs to make.
+struct BaselinePlan {
+    opts: run::RunOptions,
+    profile: String,
+    key: Key,
+    repeat: usize,
+    gates: Gates,
+}
+
+fn baseline_setup(args: &BaselineArgs) -> Result<BaselinePlan, u8> {
     let opts = run_options(&args.run, args.out.clone())?;
     let (spec, hash) = baseline::effective_spec(&opts.spec_path, &opts.overrides, opts.duration)
         .map_err(|e| fail(e.exit_code(), e))?;
-    if args.repeat == 0 {
+    let gates = run_gates(&args.run)?;
+    let repeat = args
+        .repeat
+        .unwrap_or_else(|| repeat::default_repeat(&spec, &gates));
+    if repeat == 0 {
         return Err(fail(2, "--repeat: use 1 or more runs"));
     }
     let key = Key {
         spec_blake3: hash,
         machine: protoprof::machine::this_machine(),
     };
-    Ok((opts, spec.name, key))
+    Ok(BaselinePlan {
+        opts,
+        profile: spec.name,
+        key,
+        repeat,
+        gates,
+    })
 }
 
-/// Run the profile `--repeat` times into `root`, checking that every run
-/// hashed the spec as the key says.
-fn baseline_runs(
-    args: &BaselineArgs,
-    opts: &run::RunOptions,
-    key: &Key,
-    root: &Path,
-) -> Result<RunSet, u8> {
-    let mut opts = opts.clone();
+/// Run the profile the plan's number of times into `root`, checking that
+/// every run hashed the spec as the key says.
+fn baseline_runs(plan: &BaselinePlan, root: &Path) -> Result<RunSet, u8> {
+    let mut opts = plan.opts.clone();
     opts.print_summary = false;
     let variant = Variant {
         label: "run".into(),
         overrides: Vec::new(),
     };
-    let expected = key.spec_blake3.clone();
-    repeat::run_interleaved(&opts, &[variant], args.repeat, root, |_, outcome| {
+    let expected = plan.key.spec_blake3.clone();
+    repeat::run_interleaved(&opts, &[variant], plan.repeat, root, |_, outcome| {
         if outcome.report.run.spec_blake3 == expected {
             Ok(())
         } else {
@@ -374,11 +396,12 @@ fn stamp() -> String {
 }
 
 fn baseline_save(args: &BaselineArgs, force: bool) -> u8 {
-    let (opts, profile, key) = match baseline_setup(args) {
+    let plan = match baseline_setup(args) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let target = baseline::dir(&args.baselines, &profile, &key);
+    let (opts, profile, key) = (&plan.opts, &plan.profile, &plan.key);
+    let target = baseline::dir(&args.baselines, profile, key);
     if target.exists() && !force {
         return fail(
             2,
@@ -389,7 +412,7 @@ fn baseline_save(args: &BaselineArgs, force: bool) -> u8 {
         );
     }
     let root = args.out.join(format!("{profile}-{}", stamp()));
-    let set = match baseline_runs(args, &opts, &key, &root) {
+    let set = match baseline_runs(&plan, &root) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -403,7 +426,7 @@ fn baseline_save(args: &BaselineArgs, force: bool) -> u8 {
         duration: opts.duration,
         runs: Vec::new(),
     };
-    match baseline::save(&args.baselines, &index, &key, &set.runs, force) {
+    match baseline::save(&args.baselines, &index, key, &set.runs, force) {
         Ok(dir) => {
             println!("{}", dir.display());
             0
@@ -413,28 +436,25 @@ fn baseline_save(args: &BaselineArgs, force: bool) -> u8 {
 }
 
 fn baseline_check(args: &BaselineArgs) -> u8 {
-    let (opts, profile, key) = match baseline_setup(args) {
+    let plan = match baseline_setup(args) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    let (profile, key) = (&plan.profile, &plan.key);
     // Before running anything: without a baseline there is nothing to check.
-    let base = match baseline::load(&args.baselines, &profile, &key) {
+    let base = match baseline::load(&args.baselines, profile, key) {
         Ok(b) => b,
         Err(e) => return fail(e.exit_code(), e),
     };
-    let gates = match run_gates(&args.run) {
-        Ok(g) => g,
-        Err(code) => return code,
-    };
     let root = args.out.join(format!("check-{profile}-{}", stamp()));
-    let now = match baseline_runs(args, &opts, &key, &root) {
+    let now = match baseline_runs(&plan, &root) {
         Ok(s) => s,
         Err(code) => return code,
     };
     finish_compare(
         &base,
         &now,
-        &gates,
+        &plan.gates,
         &CompareOptions::default(),
         &root.join("compare"),
     )

@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::CompareError;
+use crate::analyze::metrics::{self, Effect, MetricDef};
 
 /// One gated metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +44,21 @@ impl Gates {
                     g.metric
                 )));
             }
+            match gated_def(&g.metric) {
+                None => {
+                    return Err(bad(format!(
+                        "gate {:?}: no such metric; name one of the catalogue (docs/compare.md), e.g. throughput_bps or *.cpu_ns_per_byte",
+                        g.metric
+                    )))
+                }
+                Some(d) if d.min_effect == Effect::CpuShare => {
+                    return Err(bad(format!(
+                        "gate {:?}: a CPU share rises whenever another category falls; gate the category's cost.<category>.ns_per_byte instead",
+                        g.metric
+                    )))
+                }
+                Some(_) => {}
+            }
         }
         Ok(gates)
     }
@@ -55,6 +71,18 @@ impl Gates {
             .find(|g| g.metric == key)
             .or_else(|| self.gates.iter().find(|g| matches(&g.metric, key)))
     }
+}
+
+/// The catalogue definition a gate pattern names: a bare name or `*.name`
+/// of a workload or target metric, or a full key.
+fn gated_def(pattern: &str) -> Option<MetricDef> {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    let bare = |n: &str| {
+        metrics::lookup(n).or_else(|| metrics::WORKLOAD.iter().find(|d| d.name == n).copied())
+    };
+    bare(name)
+        .or_else(|| metrics::workload_def(name))
+        .or_else(|| bare(name.split_once('.')?.1))
 }
 
 /// Whether a gate's metric pattern names the key `<scope>.<metric>`.
@@ -94,5 +122,44 @@ mod tests {
             Some(0.05)
         );
         assert!(g.for_metric("client.peak_rss_mib").is_none());
+    }
+
+    #[test]
+    fn gates_name_catalogue_metrics_and_no_cpu_share() {
+        for ok in [
+            "throughput_bps",
+            "p1.latency_p99_us",
+            "*.cpu_ns_per_byte",
+            "client.allocs_per_mib",
+            "cost.crypto.ns_per_byte",
+        ] {
+            assert!(gated_def(ok).is_some(), "{ok}");
+        }
+        assert!(gated_def("througput_bps").is_none());
+        assert!(gated_def("client.nonsense").is_none());
+        let dir = std::env::temp_dir().join(format!("protoprof-gates-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("gates.toml");
+        for (text, needle) in [
+            (
+                "[[gate]]\nmetric = \"*.copy_share\"\nmax_regression = 0.1\n",
+                "cost.<category>.ns_per_byte",
+            ),
+            (
+                "[[gate]]\nmetric = \"throughput\"\nmax_regression = 0.1\n",
+                "no such metric",
+            ),
+        ] {
+            std::fs::write(&file, text).expect("write");
+            let e = Gates::load(&file).expect_err(text).to_string();
+            assert!(e.contains(needle) && e.contains("--gates"), "{e}");
+        }
+        std::fs::write(
+            &file,
+            "[[gate]]\nmetric = \"throughput_bps\"\nmax_regression = 0.05\n",
+        )
+        .expect("write");
+        assert_eq!(Gates::load(&file).map(|g| g.gates.len()).ok(), Some(1));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

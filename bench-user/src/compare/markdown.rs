@@ -2,11 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Change, Comparison, MetricRow};
-
-fn pct(x: Option<f64>) -> String {
-    x.map_or("–".into(), |v| format!("{:+.1} %", v * 100.0))
-}
+use super::{Change, Comparison, Family, GateOutcome, MetricRow, Scale};
 
 fn num(x: f64) -> String {
     if !x.is_finite() {
@@ -26,51 +22,101 @@ fn num(x: f64) -> String {
     }
 }
 
-fn ci(r: &MetricRow) -> String {
-    r.ci.map_or("–".into(), |(lo, hi)| {
-        format!("[{:+.1} %, {:+.1} %]", lo * 100.0, hi * 100.0)
+/// A change on the row's scale: a percentage on the ratio scale, a signed
+/// amount in the unit on the difference scale.
+fn amount(r: &MetricRow, x: f64) -> String {
+    match r.scale {
+        Scale::Ratio => format!("{:+.1} %", x * 100.0),
+        Scale::Difference => {
+            let sign = if x > 0.0 { "+" } else { "" };
+            format!("{sign}{}", num(x))
+        }
+    }
+}
+
+fn estimate(r: &MetricRow) -> String {
+    match (r.change_estimate, r.scale) {
+        (None, _) => "–".into(),
+        (Some(x), Scale::Ratio) => amount(r, x),
+        (Some(x), Scale::Difference) => format!("{} {}", amount(r, x), r.unit),
+    }
+}
+
+fn interval(r: &MetricRow) -> String {
+    r.interval.map_or("–".into(), |(lo, hi)| {
+        format!("[{}, {}]", amount(r, lo), amount(r, hi))
     })
 }
 
-fn p(r: &MetricRow) -> String {
-    r.p_value.map_or("–".into(), |p| format!("{p:.3}"))
+fn smallest(r: &MetricRow) -> String {
+    if r.judged_by.is_some() {
+        return "via cost".into();
+    }
+    match r.scale {
+        Scale::Ratio => format!("±{:.0} %", r.min_effect * 100.0),
+        Scale::Difference => format!("±{}", num(r.min_effect)),
+    }
+}
+
+fn verdict(r: &MetricRow) -> String {
+    let mut v = r.change.label();
+    if let Some(k) = &r.judged_by {
+        let _ = write!(v, " (via `{k}`)");
+    }
+    if r.gate_failed {
+        v.push_str(", **gate failed**");
+    }
+    v
 }
 
 /// One gate failure as a sentence with its numbers.
 pub fn gate_line(r: &MetricRow) -> String {
-    let limit = r.gate.as_ref().map_or(0.0, |g| g.max_regression);
-    if r.rel_diff.is_none() {
+    let g = r.gate.as_ref();
+    let name = g.map_or("", |g| g.metric.as_str());
+    let limit = g.map_or(0.0, |g| g.max_regression);
+    let level = r.level * 100.0;
+    if r.scale == Scale::Difference && r.median_a == 0.0 {
         return format!(
-            "{}: {} → {} {} (from zero, Mann-Whitney p {}), beyond any relative gate (gate `{}`)",
+            "{}: {} → {} {} (from zero; {level:.2} % interval of B − A {}), beyond any relative gate (gate `{name}`)",
             r.metric,
             num(r.median_a),
             num(r.median_b),
             r.unit,
-            r.p_value.map_or("–".into(), |p| format!("{p:.3}")),
-            r.gate.as_ref().map_or("", |g| g.metric.as_str())
+            interval(r),
         );
     }
+    let (est, iv) = match r.scale {
+        Scale::Ratio => (estimate(r), interval(r)),
+        // The gate is relative: state the change relative to A too.
+        Scale::Difference => {
+            let rel = |x: f64| format!("{:+.1} %", x / r.median_a.abs() * 100.0);
+            (
+                r.change_estimate.map_or("–".into(), rel),
+                r.interval.map_or("–".into(), |(lo, hi)| {
+                    format!("[{}, {}]", rel(lo), rel(hi))
+                }),
+            )
+        }
+    };
     format!(
-        "{}: {} → {} {} ({}, 95 % CI {}), beyond the gate's {:.1} % (gate `{}`)",
+        "{}: {} → {} {} ({est}, {level:.2} % interval {iv}), wholly beyond the gate's {:.1} % (gate `{name}`)",
         r.metric,
         num(r.median_a),
         num(r.median_b),
         r.unit,
-        pct(r.rel_diff),
-        ci(r),
         limit * 100.0,
-        r.gate.as_ref().map_or("", |g| g.metric.as_str())
     )
 }
 
 fn table(rows: &[&MetricRow], out: &mut String) {
-    out.push_str("| metric | n A/B | median A | median B | change | 95 % CI | p | verdict |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---|\n");
+    out.push_str(
+        "| metric | n A/B | median A | median B | change | interval | level | smallest | verdict |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for r in rows {
-        let per_second = if r.samples == "second" { " ¹" } else { "" };
         let _ = writeln!(
             out,
-            "| `{}`{per_second} | {}/{} | {} {} | {} {} | {} | {} | {} | {} |",
+            "| `{}` | {}/{} | {} {} | {} {} | {} | {} | {:.2} % | {} | {} |",
             r.metric,
             r.n_a,
             r.n_b,
@@ -78,19 +124,55 @@ fn table(rows: &[&MetricRow], out: &mut String) {
             r.unit,
             num(r.median_b),
             r.unit,
-            pct(r.rel_diff),
-            ci(r),
-            p(r),
-            r.change.label()
+            estimate(r),
+            interval(r),
+            r.level * 100.0,
+            smallest(r),
+            verdict(r)
         );
     }
 }
 
-/// compare.md: gate failures first, then significant changes, then the rest
-/// summarised.
+fn gates_heading(c: &Comparison, out: &mut String) {
+    let g = &c.gates;
+    match g.outcome {
+        GateOutcome::Pass if g.metrics == 0 => {
+            out.push_str("**Gates: none** (no gated metric in these runs).\n\n")
+        }
+        GateOutcome::Pass => {
+            let _ = writeln!(
+                out,
+                "**Gates: pass** ({} gated metrics, each on its {:.2} % interval).\n",
+                g.metrics,
+                g.level * 100.0
+            );
+        }
+        GateOutcome::Failed => {
+            let failures: Vec<&MetricRow> = c.gate_failures().collect();
+            let _ = writeln!(out, "**Gates: {} failed.**\n", failures.len());
+            for r in failures {
+                let _ = writeln!(out, "- ❌ {}", gate_line(r));
+            }
+            out.push('\n');
+        }
+        GateOutcome::TooFewRuns => {
+            let _ = writeln!(
+                out,
+                "**Gates: not judged, too few runs.** The {} gated metrics need {} runs a side for their {:.2} % intervals; A has {}, B {}.\n",
+                g.metrics,
+                g.runs_needed,
+                g.level * 100.0,
+                c.a.runs.len(),
+                c.b.runs.len()
+            );
+        }
+    }
+}
+
+/// compare.md: the gates, the gated metrics, the exploratory metrics that
+/// moved, the rest folded.
 pub fn markdown(c: &Comparison) -> String {
     let mut out = String::new();
-    let failures: Vec<&MetricRow> = c.gate_failures().collect();
     let _ = writeln!(
         out,
         "# protoprof compare: {}\n\nA: `{}` ({} runs) · B: `{}` ({} runs)\n",
@@ -100,43 +182,41 @@ pub fn markdown(c: &Comparison) -> String {
         c.b.path,
         c.b.runs.len()
     );
-    if failures.is_empty() {
-        out.push_str("**Gates: pass.**\n\n");
-    } else {
-        let _ = writeln!(out, "**Gates: {} failed.**\n", failures.len());
-        for r in &failures {
-            let _ = writeln!(out, "- ❌ {}", gate_line(r));
-        }
+    gates_heading(c, &mut out);
+    let of = |family: Family| -> Vec<&MetricRow> {
+        c.metrics.iter().filter(|r| r.family == family).collect()
+    };
+    let gated = of(Family::Gated);
+    if !gated.is_empty() {
+        out.push_str("## Gated metrics\n\n");
+        table(&gated, &mut out);
         out.push('\n');
     }
-    let significant: Vec<&MetricRow> = c
-        .metrics
-        .iter()
-        .filter(|r| matches!(r.change, Change::Better | Change::Worse))
-        .collect();
-    if significant.is_empty() {
-        out.push_str("No significant change (95 % bootstrap interval of the change of medians excludes 0 for no metric).\n\n");
+    let exploratory = of(Family::Exploratory);
+    let n_exploratory = exploratory.len();
+    let (called, rest): (Vec<&MetricRow>, Vec<&MetricRow>) =
+        exploratory.into_iter().partition(|r| r.change.is_called());
+    let _ = writeln!(
+        out,
+        "## Exploratory metrics\n\nNot gated; each on its own {:.0} % interval, so among {} of them some can be called by chance: leads to confirm, not decisions.\n",
+        c.exploratory_level * 100.0,
+        n_exploratory
+    );
+    if called.is_empty() {
+        out.push_str("None better or worse beyond its smallest meaningful change.\n\n");
     } else {
-        out.push_str("## Significant changes\n\n");
-        table(&significant, &mut out);
+        table(&called, &mut out);
         out.push('\n');
     }
-    let rest: Vec<&MetricRow> = c
-        .metrics
-        .iter()
-        .filter(|r| !matches!(r.change, Change::Better | Change::Worse))
-        .collect();
     if !rest.is_empty() {
-        let untested = rest
-            .iter()
-            .filter(|r| matches!(r.change, Change::NotTested(_)))
-            .count();
+        let count = |f: fn(&Change) -> bool| rest.iter().filter(|r| f(&r.change)).count();
         let _ = writeln!(
             out,
-            "<details><summary>{} other metrics: {} no significant change, {} not tested</summary>\n",
+            "<details><summary>{} other exploratory metrics: {} no meaningful change, {} inconclusive, {} too few runs or not tested</summary>\n",
             rest.len(),
-            rest.len() - untested,
-            untested
+            count(|c| *c == Change::NoMeaningfulChange),
+            count(|c| *c == Change::Inconclusive),
+            count(|c| matches!(c, Change::TooFewRuns { .. } | Change::NotTested(_)))
         );
         table(&rest, &mut out);
         out.push_str("\n</details>\n\n");
@@ -154,59 +234,53 @@ pub fn markdown(c: &Comparison) -> String {
         }
         out.push('\n');
     }
-    if c.metrics.iter().any(|r| r.samples == "second") {
-        out.push_str("¹ tested on per-second samples of one run a side.\n\n");
-    }
     for n in &c.notes {
         let _ = writeln!(out, "> {n}");
     }
-    let _ = writeln!(
-        out,
-        "\nChange = (median B − median A) / |median A|; {} % percentile bootstrap ({} resamples, seed {:#x}); p: two-sided Mann-Whitney U. Differential CPU flame graph: `diff-cpu.svg` (red: grew in B).",
-        (c.confidence * 100.0).round(),
-        c.resamples,
-        c.seed
+    out.push_str(
+        "\nChange: Hodges-Lehmann estimate (ratio scale: B/A − 1 from the logarithms; otherwise B − A); interval: distribution-free, from the exact Mann-Whitney distribution. Better or worse only when the whole interval lies beyond the metric's smallest meaningful change; a gate fails only when it lies wholly beyond the allowed regression. CPU shares are judged through their category's ns per byte. Differential CPU flame graph: `diff-cpu.svg` (red: grew in B).\n",
     );
     out
 }
 
-/// The terminal summary: gate failures and significant changes, one line
-/// each.
+/// The terminal summary: the gated metrics' verdicts, exploratory calls,
+/// one line each, then the gates.
 pub fn summary(c: &Comparison) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "compare {}: A {} runs, B {} runs, {} metrics",
+        "compare {}: A {} runs, B {} runs, {} metrics ({} gated)",
         c.a.profile,
         c.a.runs.len(),
         c.b.runs.len(),
-        c.metrics.len()
+        c.metrics.len(),
+        c.gates.metrics
     );
-    for r in c
+    let shown = c
         .metrics
         .iter()
-        .filter(|r| matches!(r.change, Change::Better | Change::Worse))
-    {
+        .filter(|r| r.change.is_called() || r.gate_failed);
+    for r in shown {
+        let tag = match r.family {
+            Family::Gated => "gated",
+            Family::Exploratory => "exploratory",
+        };
         let _ = writeln!(
             out,
-            "  {:<8} {:<36} {:>12} → {:<12} {:>9}  CI {}  p {}",
+            "  {:<8} {:<36} {:>12} → {:<12} {:>10}  {:.2} % interval {}  [{tag}]",
             r.change.label(),
             r.metric,
             num(r.median_a),
             num(r.median_b),
-            pct(r.rel_diff),
-            ci(r),
-            p(r)
+            estimate(r),
+            r.level * 100.0,
+            interval(r),
         );
     }
-    let quiet = c
-        .metrics
-        .iter()
-        .filter(|r| !matches!(r.change, Change::Better | Change::Worse))
-        .count();
+    let quiet = c.metrics.iter().filter(|r| !r.change.is_called()).count();
     let _ = writeln!(
         out,
-        "  {quiet} metrics without a significant change or not tested"
+        "  {quiet} metrics without a meaningful change, inconclusive or not tested"
     );
     for ch in &c.checklist_changes {
         let _ = writeln!(
@@ -218,12 +292,19 @@ pub fn summary(c: &Comparison) -> String {
     for n in &c.notes {
         let _ = writeln!(out, "  note: {n}");
     }
-    let failures: Vec<&MetricRow> = c.gate_failures().collect();
-    if failures.is_empty() {
-        out.push_str("gates: pass\n");
-    } else {
-        for r in failures {
-            let _ = writeln!(out, "GATE FAILED {}", gate_line(r));
+    match c.gates.outcome {
+        GateOutcome::Pass => out.push_str("gates: pass\n"),
+        GateOutcome::Failed => {
+            for r in c.gate_failures() {
+                let _ = writeln!(out, "GATE FAILED {}", gate_line(r));
+            }
+        }
+        GateOutcome::TooFewRuns => {
+            let _ = writeln!(
+                out,
+                "gates: not judged ({} runs a side needed)",
+                c.gates.runs_needed
+            );
         }
     }
     out

@@ -11,6 +11,7 @@ pub mod gate;
 pub mod markdown;
 pub mod repeat;
 pub mod stats;
+pub mod verdict;
 
 use std::{
     collections::BTreeMap,
@@ -20,17 +21,12 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    analyze::metrics::{self, Better},
+    analyze::metrics::{self, Better, Effect},
     report::{Report, Verdict},
 };
 
 pub use gate::{Gate, Gates};
-
-/// Bootstrap resamples per metric.
-pub const RESAMPLES: usize = 4000;
-/// Fixed so that the same runs always give the same intervals.
-pub const SEED: u64 = 0x5eed_c0de;
-pub const LEVEL: f64 = 0.95;
+pub use verdict::{Change, Family, Scale};
 
 /// Why a comparison could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -140,28 +136,6 @@ fn sorted_subdirs(dir: &Path) -> Result<Vec<PathBuf>, CompareError> {
     Ok(v)
 }
 
-/// What a comparison concluded about one metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Change {
-    Better,
-    Worse,
-    NoSignificantChange,
-    /// Why no test was made (one run a side, no scale…).
-    NotTested(String),
-}
-
-impl Change {
-    pub fn label(&self) -> String {
-        match self {
-            Change::Better => "better".into(),
-            Change::Worse => "worse".into(),
-            Change::NoSignificantChange => "no significant change".into(),
-            Change::NotTested(why) => format!("not tested ({why})"),
-        }
-    }
-}
-
 /// One metric, A against B.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MetricRow {
@@ -170,25 +144,74 @@ pub struct MetricRow {
     pub unit: String,
     /// "higher" or "lower".
     pub better: String,
-    /// What one sample is: "run" (one value per run) or "second" (the
-    /// per-second throughput samples of a single run).
-    pub samples: String,
+    /// Gated (the primary family, at the adjusted level) or exploratory.
+    pub family: Family,
+    /// Runs with a value, per side.
     pub n_a: usize,
     pub n_b: usize,
     pub median_a: f64,
     pub median_b: f64,
-    /// (median B - median A) / |median A|; absent when A's median is 0.
-    pub rel_diff: Option<f64>,
-    /// 95 % bootstrap interval of `rel_diff`.
-    pub ci: Option<(f64, f64)>,
-    /// Two-sided Mann-Whitney U p-value.
-    pub p_value: Option<f64>,
-    pub p_method: Option<stats::PMethod>,
+    /// The scale of `change_estimate`, `interval` and `min_effect`.
+    pub scale: Scale,
+    /// Hodges-Lehmann estimate of the change: B / A − 1 on the ratio
+    /// scale, B − A in `unit` on the difference scale.
+    pub change_estimate: Option<f64>,
+    /// The distribution-free interval of the change (inverted
+    /// Mann-Whitney) at `level`; absent with too few runs.
+    pub interval: Option<(f64, f64)>,
+    /// The level asked of the interval.
+    pub level: f64,
+    /// The interval's exact coverage at these run counts (≥ `level`).
+    pub coverage: Option<f64>,
+    /// The smallest meaningful change, on `scale` (from the catalogue).
+    pub min_effect: f64,
+    /// A CPU share takes its verdict from this per-byte cost.
+    pub judged_by: Option<String>,
     pub change: Change,
     /// The gate on this metric, when there is one.
     pub gate: Option<Gate>,
     /// Set when the gate failed.
     pub gate_failed: bool,
+}
+
+/// How the gates came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateOutcome {
+    /// Every gated metric judged, none failed (or no gated metric).
+    Pass,
+    /// At least one gate failed.
+    Failed,
+    /// Some gated metric has no interval at the family's level: the gates
+    /// decline to judge.
+    TooFewRuns,
+}
+
+/// The gated metrics as one family.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GateSummary {
+    /// Gated metrics with values on both sides.
+    pub metrics: usize,
+    /// The level of each one's two-sided interval: 1 − 2·0.05 / metrics,
+    /// so that an unchanged build fails any gate (each reads one tail) in
+    /// at most 5 % of comparisons.
+    pub level: f64,
+    /// Runs per side at which those intervals exist.
+    pub runs_needed: usize,
+    pub outcome: GateOutcome,
+}
+
+impl GateSummary {
+    /// The one line saying why the gates declined, with the runs to make.
+    pub fn too_few_line(&self, n_a: usize, n_b: usize) -> String {
+        format!(
+            "gates not judged: too few runs (A {n_a}, B {n_b}); the {} gated metrics need {} runs a side for their {:.2} % intervals: rerun with --repeat {}",
+            self.metrics,
+            self.runs_needed,
+            self.level * 100.0,
+            self.runs_needed
+        )
+    }
 }
 
 /// One checklist rule on one target whose most common verdict changed.
@@ -209,11 +232,12 @@ pub struct Comparison {
     pub metrics: Vec<MetricRow>,
     pub checklist_changes: Vec<ChecklistChange>,
     /// Things the reader should know (different specs, failed runs left
-    /// out, per-second samples…).
+    /// out…).
     pub notes: Vec<String>,
-    pub resamples: usize,
-    pub seed: u64,
-    pub confidence: f64,
+    /// The gated family and how its gates came out.
+    pub gates: GateSummary,
+    /// The level of each exploratory metric's interval.
+    pub exploratory_level: f64,
     /// Output name → file name in the comparison directory.
     pub outputs: BTreeMap<String, String>,
 }
@@ -240,10 +264,12 @@ pub struct CompareOptions {
     pub force: bool,
 }
 
-/// A metric's values, one per run (or per second), keyed `scope.name`.
-type Samples = BTreeMap<String, Vec<f64>>;
+/// A metric's values, one per run, keyed `scope.name`.
+pub type Samples = BTreeMap<String, Vec<f64>>;
 
-fn collect(set: &RunSet) -> Samples {
+/// Every metric's values over a side's runs; a metric unavailable in a run
+/// is not a sample.
+pub fn collect(set: &RunSet) -> Samples {
     let mut out: Samples = BTreeMap::new();
     for r in set.reports() {
         for (k, m) in metrics::workload_metrics(&r.workload) {
@@ -262,23 +288,74 @@ fn collect(set: &RunSet) -> Samples {
     out
 }
 
-/// Per-second throughput samples of phase `i` of a single run.
-fn per_second(r: &Report, phase: usize) -> Vec<f64> {
-    r.workload
-        .phases
-        .get(phase)
-        .map(|p| {
-            p.timeseries
-                .iter()
-                .filter(|s| s.span_s > 0.0)
-                .map(|s| (s.bytes_up + s.bytes_down) as f64 / s.span_s)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn definition(key: &str) -> Option<metrics::MetricDef> {
     metrics::workload_def(key).or_else(|| metrics::lookup(key.split_once('.')?.1))
+}
+
+/// Judge every metric with values on both sides: the gated ones as one
+/// family at the adjusted level, the rest exploratory at 95 %, each CPU
+/// share through its category's per-byte cost.
+pub fn judge(sa: &Samples, sb: &Samples, gates: &Gates) -> (Vec<MetricRow>, GateSummary) {
+    let paired: Vec<(&String, metrics::MetricDef, &Vec<f64>, &Vec<f64>)> = sa
+        .iter()
+        .filter_map(|(key, va)| Some((key, definition(key)?, va, sb.get(key)?)))
+        .filter(|(_, _, va, vb)| !va.is_empty() && !vb.is_empty())
+        .collect();
+    let gated = paired
+        .iter()
+        .filter(|(key, def, ..)| {
+            def.min_effect != Effect::CpuShare && gates.for_metric(key).is_some()
+        })
+        .count();
+    let level = verdict::gated_level(gated);
+    let mut rows: Vec<MetricRow> = paired
+        .iter()
+        .map(|(key, def, va, vb)| {
+            let gate = gates
+                .for_metric(key)
+                .cloned()
+                .filter(|_| def.min_effect != Effect::CpuShare);
+            row(key, def, va, vb, gate, level)
+        })
+        .collect();
+    // CPU shares take the verdict of the per-byte cost behind them.
+    let costs: BTreeMap<String, Change> = rows
+        .iter()
+        .map(|r| (r.metric.clone(), r.change.clone()))
+        .collect();
+    for (r, (_, def, ..)) in rows.iter_mut().zip(&paired) {
+        if def.min_effect != Effect::CpuShare {
+            continue;
+        }
+        let judged_by = r.metric.split_once('.').and_then(|(scope, name)| {
+            Some(format!(
+                "{scope}.cost.{}.ns_per_byte",
+                verdict::share_category(name)?
+            ))
+        });
+        r.change = match judged_by.as_ref().and_then(|k| costs.get(k)) {
+            Some(c) => c.clone(),
+            None => Change::NotTested("no per-byte cost of its category to judge it by".into()),
+        };
+        r.judged_by = judged_by;
+    }
+    let failed = rows.iter().any(|r| r.gate_failed);
+    let undecided = rows
+        .iter()
+        .any(|r| r.family == Family::Gated && matches!(r.change, Change::TooFewRuns { .. }));
+    let summary = GateSummary {
+        metrics: gated,
+        level,
+        runs_needed: verdict::runs_needed(gated),
+        outcome: if failed {
+            GateOutcome::Failed
+        } else if undecided {
+            GateOutcome::TooFewRuns
+        } else {
+            GateOutcome::Pass
+        },
+    };
+    (rows, summary)
 }
 
 /// Compare B against A.
@@ -331,39 +408,15 @@ pub fn compare(
     if machines(&a) != machines(&b) {
         notes.push("A and B ran on different machines: differences may be the machine's".into());
     }
-
-    let (sa, sb) = (collect(&a), collect(&b));
-    let single = a.runs.len() == 1 && b.runs.len() == 1;
-    let mut rows = Vec::new();
-    for (key, va) in &sa {
-        let Some(vb) = sb.get(key) else { continue };
-        let Some(def) = definition(key) else { continue };
-        let (mut xa, mut xb, mut samples) = (va.clone(), vb.clone(), "run");
-        if single && key.ends_with(".throughput_bps") {
-            let phase = key
-                .split_once('.')
-                .and_then(|(p, _)| p.strip_prefix('p')?.parse::<usize>().ok());
-            if let Some(i) = phase {
-                let (pa, pb) = (per_second(&a.runs[0].1, i), per_second(&b.runs[0].1, i));
-                if pa.len() >= 2 && pb.len() >= 2 {
-                    (xa, xb, samples) = (pa, pb, "second");
-                }
-            }
-        }
-        rows.push(row(key, def, &xa, &xb, samples, gates));
-    }
-    if rows.iter().any(|r| r.samples == "second") {
-        notes.push("one run a side: throughput is tested on the per-second samples of each run's measured window (they are not independent; repeat runs with --repeat for a sound test)".into());
-    }
+    let (rows, summary) = judge(&collect(&a), &collect(&b), gates);
     Ok(Comparison {
         a: side_info(&a, spec_a),
         b: side_info(&b, spec_b),
         metrics: rows,
         checklist_changes: checklist_changes(&a, &b),
         notes,
-        resamples: RESAMPLES,
-        seed: SEED,
-        confidence: LEVEL,
+        gates: summary,
+        exploratory_level: verdict::EXPLORATORY_LEVEL,
         outputs: BTreeMap::new(),
     })
 }
@@ -405,83 +458,51 @@ fn side_info(s: &RunSet, spec_blake3: Vec<String>) -> SideInfo {
     }
 }
 
+/// One metric's row: the gated family's `gated_level` when it has a gate,
+/// else the exploratory level.
 fn row(
     key: &str,
-    def: metrics::MetricDef,
+    def: &metrics::MetricDef,
     a: &[f64],
     b: &[f64],
-    samples: &str,
-    gates: &Gates,
+    gate: Option<Gate>,
+    gated_level: f64,
 ) -> MetricRow {
     let (ma, mb) = (
         stats::median(a).unwrap_or(f64::NAN),
         stats::median(b).unwrap_or(f64::NAN),
     );
-    let rel = stats::relative_difference(ma, mb);
-    let mut r = MetricRow {
+    let (family, level) = match gate {
+        Some(_) => (Family::Gated, gated_level),
+        None => (Family::Exploratory, verdict::EXPLORATORY_LEVEL),
+    };
+    let j = verdict::judge(def, a, b, ma, level);
+    let gate_failed = gate
+        .as_ref()
+        .is_some_and(|g| verdict::gate_fails(def, &j, g, ma));
+    MetricRow {
         metric: key.to_string(),
         unit: def.unit.to_string(),
         better: match def.better {
             Better::Higher => "higher".into(),
             Better::Lower => "lower".into(),
         },
-        samples: samples.to_string(),
+        family,
         n_a: a.len(),
         n_b: b.len(),
         median_a: ma,
         median_b: mb,
-        rel_diff: rel,
-        ci: None,
-        p_value: None,
-        p_method: None,
-        change: Change::NoSignificantChange,
-        gate: gates.for_metric(key).cloned(),
-        gate_failed: false,
-    };
-    if a.len() < 2 || b.len() < 2 {
-        r.change = Change::NotTested("n=1; use --repeat".into());
-        return r;
+        scale: j.scale,
+        change_estimate: j.estimate,
+        interval: j.interval,
+        level,
+        coverage: j.coverage,
+        min_effect: j.min_effect,
+        judged_by: None,
+        change: j.change,
+        gate,
+        gate_failed,
     }
-    if let Some(mw) = stats::mann_whitney(a, b) {
-        r.p_value = Some(mw.p);
-        r.p_method = Some(mw.method);
-    }
-    if rel.is_none() {
-        // From zero (e.g. allocations per MiB after a pool) there is no
-        // relative scale or interval; the rank test still says whether B
-        // moved, and any significant growth from zero exceeds every gate.
-        r.change = match r.p_value {
-            Some(p) if p < 1.0 - LEVEL && mb != ma => {
-                if (mb > ma) == (def.better == Better::Higher) {
-                    Change::Better
-                } else {
-                    Change::Worse
-                }
-            }
-            Some(_) => Change::NoSignificantChange,
-            None if mb == ma => Change::NoSignificantChange,
-            None => Change::NotTested("median A is 0: no relative scale".into()),
-        };
-        r.gate_failed = r.change == Change::Worse && r.gate.is_some();
-        return r;
-    }
-    r.ci = stats::bootstrap_ci(a, b, RESAMPLES, LEVEL, SEED);
-    r.change = match (r.ci, rel) {
-        (Some((lo, hi)), Some(d)) if lo > 0.0 || hi < 0.0 => {
-            let up = d > 0.0;
-            if up == (def.better == Better::Higher) {
-                Change::Better
-            } else {
-                Change::Worse
-            }
-        }
-        (Some(_), _) => Change::NoSignificantChange,
-        (None, _) => Change::NotTested("A's resampled median is 0 too often".into()),
-    };
-    if let (Change::Worse, Some(g), Some(d)) = (&r.change, &r.gate, rel) {
-        r.gate_failed = d.abs() > g.max_regression;
-    }
-    r
 }
 
 /// Most common verdict of every (rule, target) on each side; those that
@@ -556,52 +577,119 @@ pub fn write(
 mod tests {
     use super::*;
 
-    fn allocs_gate() -> Gates {
-        Gates {
-            gates: vec![gate::Gate {
-                metric: "*.allocs_per_mib".into(),
-                max_regression: 0.10,
-            }],
-        }
+    /// Six runs around `center` with 1 % of spread, in a fixed order.
+    fn runs(center: f64) -> Vec<f64> {
+        [0.0, 0.6, -0.4, 0.3, -0.2, 0.9]
+            .iter()
+            .map(|j| center * (1.0 + j / 100.0))
+            .collect()
+    }
+
+    fn gates(toml_text: &str) -> Gates {
+        toml::from_str(toml_text).expect("gates")
+    }
+
+    fn find<'a>(rows: &'a [MetricRow], key: &str) -> &'a MetricRow {
+        rows.iter()
+            .find(|r| r.metric == key)
+            .unwrap_or_else(|| panic!("no {key}"))
     }
 
     #[test]
-    fn growth_from_zero_is_tested_by_rank_and_fails_the_gate() {
-        let def = metrics::lookup("allocs_per_mib").expect("catalogue");
-        let zero = [0.0; 5];
-        let grown = [28.0, 29.5, 30.0, 31.0, 29.0];
-        let r = row(
-            "server.allocs_per_mib",
-            def,
-            &zero,
-            &grown,
-            "run",
-            &allocs_gate(),
+    fn a_share_that_rose_because_another_vanished_is_not_worse() {
+        // The 3-vs-3 finding: a pooled relay's allocator share vanished and
+        // kernel_io_share rose 12.7 %, called worse. The kernel's ns per
+        // byte did not move: its share is judged through that.
+        let mut sa = Samples::new();
+        let mut sb = Samples::new();
+        for (s, alloc) in [(&mut sa, 0.10), (&mut sb, 0.0)] {
+            let total = alloc + 0.6 + 0.3;
+            s.insert("server.cost.alloc.ns_per_byte".into(), runs(alloc));
+            s.insert("server.cost.kernel_io.ns_per_byte".into(), runs(0.6));
+            s.insert("server.cost.other.ns_per_byte".into(), runs(0.3));
+            s.insert("server.kernel_io_share".into(), runs(0.6 / total));
+            s.insert("server.cost.kernel_io.share".into(), runs(0.6 / total));
+            s.insert("server.cost.alloc.share".into(), runs(alloc / total));
+        }
+        let (rows, summary) = judge(&sa, &sb, &Gates::default());
+        assert_eq!(summary.outcome, GateOutcome::Pass);
+        let share = find(&rows, "server.kernel_io_share");
+        assert!(share.median_b / share.median_a > 1.1);
+        assert_eq!(share.change, Change::NoMeaningfulChange);
+        assert_eq!(
+            share.judged_by.as_deref(),
+            Some("server.cost.kernel_io.ns_per_byte")
         );
-        assert_eq!(r.change, Change::Worse);
-        assert!(r.gate_failed && r.rel_diff.is_none());
-        assert!(markdown::gate_line(&r).contains("from zero"));
-        // The other way round it is an improvement, and no gate fails.
-        let r = row(
-            "server.allocs_per_mib",
-            def,
-            &grown,
-            &zero,
-            "run",
-            &allocs_gate(),
+        assert_eq!(
+            find(&rows, "server.cost.kernel_io.share").change,
+            Change::NoMeaningfulChange
         );
-        assert_eq!(r.change, Change::Better);
-        assert!(!r.gate_failed);
-        // Zero on both sides: nothing moved.
-        let r = row(
-            "server.allocs_per_mib",
-            def,
-            &zero,
-            &zero,
-            "run",
-            &allocs_gate(),
+        // The category that fell is better, through its cost.
+        assert_eq!(
+            find(&rows, "server.cost.alloc.ns_per_byte").change,
+            Change::Better
         );
-        assert_eq!(r.change, Change::NoSignificantChange);
-        assert!(!r.gate_failed);
+        assert_eq!(
+            find(&rows, "server.cost.alloc.share").change,
+            Change::Better
+        );
+        assert!(rows.iter().all(|r| r.family == Family::Exploratory));
+    }
+
+    #[test]
+    fn gated_metrics_are_one_family_at_the_adjusted_level() {
+        let g = gates(
+            "[[gate]]\nmetric = \"throughput_bps\"\nmax_regression = 0.05\n\
+             [[gate]]\nmetric = \"*.cpu_ns_per_byte\"\nmax_regression = 0.05\n\
+             [[gate]]\nmetric = \"*.copy_share\"\nmax_regression = 0.05\n",
+        );
+        let mut sa = Samples::new();
+        let mut sb = Samples::new();
+        for s in [&mut sa, &mut sb] {
+            s.insert("p0.throughput_bps".into(), runs(1e9));
+            s.insert("p1.throughput_bps".into(), runs(1e6));
+            s.insert("client.cpu_ns_per_byte".into(), runs(0.5));
+            s.insert("server.cpu_ns_per_byte".into(), runs(0.5));
+            s.insert("client.syscalls_per_mib".into(), runs(35.0));
+            s.insert("client.copy_share".into(), runs(0.2));
+        }
+        sb.insert("p0.throughput_bps".into(), runs(0.8e9));
+        let (rows, summary) = judge(&sa, &sb, &g);
+        // Four gated metrics (a share is never gated): 1 − 2·0.05/4.
+        assert_eq!(summary.metrics, 4);
+        assert!((summary.level - 0.975).abs() < 1e-12);
+        assert_eq!(summary.runs_needed, 5);
+        assert_eq!(summary.outcome, GateOutcome::Failed);
+        let t = find(&rows, "p0.throughput_bps");
+        assert_eq!((t.family, t.level), (Family::Gated, summary.level));
+        assert!(t.gate_failed && t.change == Change::Worse);
+        assert!(t.coverage.expect("coverage") >= summary.level);
+        let s = find(&rows, "client.syscalls_per_mib");
+        assert_eq!((s.family, s.level), (Family::Exploratory, 0.95));
+        let c = find(&rows, "client.copy_share");
+        assert!(c.gate.is_none() && c.family == Family::Exploratory);
+
+        // Four runs a side: numbers, but the gates decline to judge.
+        let four = |s: &Samples| -> Samples {
+            s.iter()
+                .map(|(k, v)| (k.clone(), v[..4].to_vec()))
+                .collect()
+        };
+        let (rows, summary) = judge(&four(&sa), &four(&sb), &g);
+        assert_eq!(summary.outcome, GateOutcome::TooFewRuns);
+        let t = find(&rows, "p0.throughput_bps");
+        assert_eq!(t.change, Change::TooFewRuns { needed: 5 });
+        assert!(!t.gate_failed && t.interval.is_none());
+        assert!((t.change_estimate.expect("estimate") + 0.2).abs() < 1e-9);
+        // The exploratory ones still have their 95 % intervals at 4 a side.
+        assert_eq!(
+            find(&rows, "client.syscalls_per_mib").change,
+            Change::NoMeaningfulChange
+        );
+        let line = summary.too_few_line(4, 4);
+        assert!(
+            line.contains("need 5 runs a side") && line.contains("--repeat 5"),
+            "{line}"
+        );
     }
 }

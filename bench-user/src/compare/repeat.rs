@@ -4,8 +4,42 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{CompareError, RunSet};
-use crate::run::{self, RunError, RunOptions};
+use super::{verdict, CompareError, Gates, RunSet};
+use crate::{
+    analyze::metrics,
+    run::{self, RunError, RunOptions},
+    spec::{PatternName, ProfileSpec},
+};
+
+/// Runs per variant when `--repeat` is not given: the fewest at which
+/// every gated metric the profile can produce gets its interval at the
+/// gated family's level (docs/compare.md). Counts every catalogue metric of
+/// both endpoints, so a metric a run leaves unavailable only makes the
+/// number safe, never short.
+pub fn default_repeat(spec: &ProfileSpec, gates: &Gates) -> usize {
+    let mut keys = Vec::new();
+    for (i, p) in spec.phases.iter().enumerate() {
+        keys.push(format!("p{i}.throughput_bps"));
+        if p.pattern == PatternName::Rr {
+            for name in ["rr_per_s", "latency_p50_us", "latency_p99_us"] {
+                keys.push(format!("p{i}.{name}"));
+            }
+        }
+    }
+    for role in ["client", "server"] {
+        for d in metrics::CATALOGUE {
+            keys.push(format!("{role}.{}", d.name));
+        }
+        for cat in metrics::CATEGORIES {
+            keys.push(format!("{role}.cost.{cat}.ns_per_byte"));
+        }
+    }
+    let gated = keys
+        .iter()
+        .filter(|k| gates.for_metric(k).is_some())
+        .count();
+    verdict::runs_needed(gated)
+}
 
 /// Read `--compare KEY=V1,KEY=V2` (or the shorthand `KEY=V1,V2`) into the
 /// two `KEY=VALUE` overrides.
@@ -151,7 +185,21 @@ fn watch_interrupts() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_variants;
+    use super::{default_repeat, parse_variants};
+    use crate::{compare::Gates, spec::ProfileSpec};
+
+    #[test]
+    fn default_repeat_covers_the_gated_family_of_the_profile() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
+        let gates = Gates::load(&root.join("gates.toml")).expect("gates.toml");
+        let tcp = ProfileSpec::load(&root.join("tcp.toml")).expect("tcp.toml");
+        // tcp: bulk (throughput) and rr (throughput, rr/s, p50, p99) and
+        // five gated metrics on each endpoint: 15, so 1 − 0.05/15 and 6
+        // runs a side (2/924 ≤ 0.0033 < 2/252).
+        assert_eq!(default_repeat(&tcp, &gates), 6);
+        // Without gates the exploratory 95 % needs 4.
+        assert_eq!(default_repeat(&tcp, &Gates::default()), 4);
+    }
 
     #[test]
     fn reads_both_spellings() {

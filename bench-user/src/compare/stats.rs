@@ -1,10 +1,10 @@
-//! stats: the statistics `compare` uses, as pure functions.
+//! stats: the statistics of `compare`'s verdicts, as pure functions.
 //!
 //! Benchmark numbers are rarely normal and repeats are few, so everything
-//! here is distribution-free: medians, a percentile bootstrap of the
-//! relative difference of medians, and the Mann-Whitney U test.
-
-use rand::{rngs::StdRng, RngExt, SeedableRng};
+//! here is distribution-free and exact at small run counts: the
+//! Hodges-Lehmann estimate of the shift between two samples and the
+//! confidence interval obtained by inverting the Mann-Whitney (Wilcoxon
+//! rank-sum) test, whose null distribution is computed exactly.
 
 /// Median of the values; `None` when there are none. NaNs sort last.
 pub fn median(values: &[f64]) -> Option<f64> {
@@ -13,205 +13,134 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
+    Some(median_of_sorted(&v))
+}
+
+fn median_of_sorted(v: &[f64]) -> f64 {
     let n = v.len();
-    Some(if n % 2 == 1 {
+    if n % 2 == 1 {
         v[n / 2]
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
-/// `(b - a) / |a|`: the change from A to B as a fraction of A. `None` when
-/// A is 0 (no relative scale).
-pub fn relative_difference(a: f64, b: f64) -> Option<f64> {
-    (a != 0.0 && a.is_finite() && b.is_finite()).then(|| (b - a) / a.abs())
-}
-
-/// Percentile bootstrap confidence interval of the relative difference of
-/// medians: each side resampled with replacement `resamples` times. The
-/// seed makes the interval reproducible run to run. `None` when a side is
-/// empty or A's resampled median is 0 too often to say anything.
-pub fn bootstrap_ci(
-    a: &[f64],
-    b: &[f64],
-    resamples: usize,
-    level: f64,
-    seed: u64,
-) -> Option<(f64, f64)> {
-    if a.is_empty() || b.is_empty() || resamples == 0 {
-        return None;
     }
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut buf_a = vec![0.0; a.len()];
-    let mut buf_b = vec![0.0; b.len()];
-    let mut diffs = Vec::with_capacity(resamples);
-    for _ in 0..resamples {
-        for x in buf_a.iter_mut() {
-            *x = a[rng.random_range(0..a.len())];
+}
+
+/// How many of the C(n1+n2, n1) equally likely arrangements of two samples
+/// without ties give the Mann-Whitney statistic U = 0, 1, …, n1·n2.
+///
+/// These are the coefficients of the Gaussian binomial coefficient
+/// [n1+n2 choose n1] in q, built as ∏ᵢ (1 − q^(n+i)) / (1 − q^i) for
+/// i = 1..=m (m, n the smaller and larger size). Each step's division is
+/// exact; a coefficient depends only on lower ones, by additions of
+/// integers, so the lower tail (all the intervals use) is exact in f64
+/// while the counts stay below 2^53, far beyond any run count.
+pub fn u_counts(n1: usize, n2: usize) -> Vec<f64> {
+    let (m, n) = (n1.min(n2), n1.max(n2));
+    let mut c = vec![0.0; m * n + m + 1];
+    c[0] = 1.0;
+    for i in 1..=m {
+        // Degree before this step (i−1)·n; multiplying adds n+i.
+        let deg = (i - 1) * n + n + i;
+        for k in (n + i..=deg).rev() {
+            c[k] -= c[k - n - i];
         }
-        for x in buf_b.iter_mut() {
-            *x = b[rng.random_range(0..b.len())];
+        for k in i..=deg {
+            c[k] += c[k - i];
         }
-        let (ma, mb) = (median(&buf_a)?, median(&buf_b)?);
-        if let Some(d) = relative_difference(ma, mb) {
-            diffs.push(d);
+        // The quotient has degree i·n; what the series left above it is
+        // rounding of an exact zero.
+        for x in &mut c[i * n + 1..=deg] {
+            *x = 0.0;
         }
     }
-    // A's median at 0 in more than a few resamples leaves no usable scale.
-    if diffs.len() < resamples * 9 / 10 {
-        return None;
-    }
-    diffs.sort_by(f64::total_cmp);
-    let tail = (1.0 - level) / 2.0;
-    Some((percentile(&diffs, tail), percentile(&diffs, 1.0 - tail)))
+    c.truncate(m * n + 1);
+    c
 }
 
-/// Linear-interpolated percentile `q` (0..=1) of sorted values.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+/// C(n1 + n2, n1) as a float.
+fn arrangements(n1: usize, n2: usize) -> f64 {
+    let (m, n) = (n1.min(n2), n1.max(n2));
+    (1..=m).fold(1.0, |acc, i| acc * (n + i) as f64 / i as f64)
 }
 
-/// How a Mann-Whitney p-value was computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PMethod {
-    /// The exact null distribution of U (small samples without ties).
-    Exact,
-    /// Normal approximation with tie and continuity correction.
-    Normal,
-}
+/// Tolerance for comparing tail probabilities with levels written as
+/// decimals (1 − 0.8 is 0.19999999999999996 in f64).
+const ROUNDING: f64 = 1e-12;
 
-/// Result of a two-sided Mann-Whitney U test.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MannWhitney {
-    /// U of sample A: pairs (a, b) with a > b, ties counting one half.
-    pub u: f64,
-    pub p: f64,
-    pub method: PMethod,
-}
-
-/// Up to this many values in all, without ties, the exact distribution is
-/// cheap and better than the normal approximation.
-const EXACT_MAX_N: usize = 40;
-
-/// Two-sided Mann-Whitney U test of A against B. `None` when a side is
-/// empty or every value is the same (no ranking to test).
-pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<MannWhitney> {
-    let (n1, n2) = (a.len(), b.len());
+/// The order statistic the interval at `level` is read at: the largest k ≥ 1
+/// with P(U ≤ k − 1) ≤ (1 − level) / 2, and the interval's exact coverage
+/// 1 − 2·P(U ≤ k − 1) (≥ `level`). `None` when even the widest interval,
+/// from the smallest to the largest difference, falls short of `level`:
+/// these run counts are too few.
+pub fn interval_rank(n1: usize, n2: usize, level: f64) -> Option<(usize, f64)> {
     if n1 == 0 || n2 == 0 {
         return None;
     }
-    let mut all: Vec<(f64, usize)> = a
-        .iter()
-        .map(|&x| (x, 0))
-        .chain(b.iter().map(|&x| (x, 1)))
-        .collect();
-    all.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let n = all.len();
-    // Average ranks over ties; Σ(t³ - t) feeds the variance correction.
-    let mut rank_sum_a = 0.0;
-    let mut tie_term = 0.0;
-    let mut i = 0;
-    while i < n {
-        let mut j = i;
-        while j + 1 < n && all[j + 1].0 == all[i].0 {
-            j += 1;
+    let tail = (1.0 - level) / 2.0;
+    let total = arrangements(n1, n2);
+    let counts = u_counts(n1, n2);
+    let mut below = 0.0; // P(U ≤ k − 1) for the k being tried
+    let mut best = None;
+    // U is symmetric about n1·n2/2, so k never passes the middle.
+    for (k, count) in counts.iter().enumerate().take(n1 * n2 / 2 + 1) {
+        let next = below + count / total;
+        if k >= 1 && below <= tail + ROUNDING {
+            best = Some((k, 1.0 - 2.0 * below));
         }
-        let rank = (i + j) as f64 / 2.0 + 1.0;
-        let t = (j - i + 1) as f64;
-        tie_term += t * t * t - t;
-        rank_sum_a += rank * all[i..=j].iter().filter(|x| x.1 == 0).count() as f64;
-        i = j + 1;
+        if next > tail + ROUNDING {
+            break;
+        }
+        below = next;
     }
-    let (f1, f2, fnn) = (n1 as f64, n2 as f64, n as f64);
-    let u = rank_sum_a - f1 * (f1 + 1.0) / 2.0;
-    if tie_term == 0.0 && n <= EXACT_MAX_N {
-        return Some(MannWhitney {
-            u,
-            p: exact_p(u.round() as usize, n1, n2),
-            method: PMethod::Exact,
-        });
-    }
-    let variance = f1 * f2 / 12.0 * ((fnn + 1.0) - tie_term / (fnn * (fnn - 1.0)));
-    if variance <= 0.0 {
+    best
+}
+
+/// The fewest runs per side (equal sides) for which an interval at `level`
+/// exists: the smallest n with 2 / C(2n, n) ≤ 1 − level.
+pub fn min_runs(level: f64) -> usize {
+    (1..)
+        .find(|&n| 2.0 / arrangements(n, n) <= 1.0 - level + ROUNDING)
+        .unwrap_or(usize::MAX)
+}
+
+/// The level of each interval of a family of `members` so that the chance
+/// that any of them misses is at most `alpha` (Bonferroni).
+pub fn family_level(alpha: f64, members: usize) -> f64 {
+    1.0 - alpha / members.max(1) as f64
+}
+
+/// The shift of B against A.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shift {
+    /// Hodges-Lehmann estimate: the median of the n1·n2 differences b − a.
+    pub estimate: f64,
+    /// The distribution-free interval `[D(k), D(N+1−k)]` of the sorted
+    /// differences (Moses); `None` when the run counts are too few for
+    /// `level`.
+    pub interval: Option<(f64, f64)>,
+    /// The interval's exact coverage without ties (ties only widen it).
+    pub coverage: Option<f64>,
+}
+
+/// Hodges-Lehmann shift of B against A with its interval at `level`,
+/// inverting the Mann-Whitney test: the shifts Δ that the test at 1 − level
+/// would not reject for A against B − Δ. `None` when a side is empty or a
+/// value is not finite.
+pub fn shift(a: &[f64], b: &[f64], level: f64) -> Option<Shift> {
+    if a.is_empty() || b.is_empty() || a.iter().chain(b).any(|x| !x.is_finite()) {
         return None;
     }
-    let mean = f1 * f2 / 2.0;
-    let dev = ((u - mean).abs() - 0.5).max(0.0);
-    let z = dev / variance.sqrt();
-    Some(MannWhitney {
-        u,
-        p: (2.0 * normal_sf(z)).min(1.0),
-        method: PMethod::Normal,
+    let mut d: Vec<f64> = b
+        .iter()
+        .flat_map(|y| a.iter().map(move |x| y - x))
+        .collect();
+    d.sort_by(f64::total_cmp);
+    let rank = interval_rank(a.len(), b.len(), level);
+    Some(Shift {
+        estimate: median_of_sorted(&d),
+        interval: rank.map(|(k, _)| (d[k - 1], d[d.len() - k])),
+        coverage: rank.map(|(_, c)| c),
     })
-}
-
-/// Two-sided exact p-value of U = `u` for sample sizes n1, n2: the number
-/// of arrangements with U at least as extreme, over all C(n1+n2, n1).
-fn exact_p(u: usize, n1: usize, n2: usize) -> f64 {
-    let counts = u_distribution(n1, n2);
-    let total: f64 = counts.iter().sum();
-    let lower: f64 = counts[..=u.min(counts.len() - 1)].iter().sum();
-    let upper: f64 = counts[u.min(counts.len() - 1)..].iter().sum();
-    (2.0 * lower.min(upper) / total).min(1.0)
-}
-
-/// Number of arrangements giving each U = 0..=n1·n2, by the recurrence
-/// f(m, n, u) = f(m-1, n, u-n) + f(m, n-1, u) (the largest value is from
-/// A, adding n to U, or from B, adding nothing).
-fn u_distribution(n1: usize, n2: usize) -> Vec<f64> {
-    let max = n1 * n2;
-    // table[m][n] built row by row in m, as vectors over u.
-    let mut prev: Vec<Vec<f64>> = (0..=n2).map(|_| one_at_zero(max)).collect();
-    for _ in 1..=n1 {
-        let mut cur: Vec<Vec<f64>> = Vec::with_capacity(n2 + 1);
-        cur.push(one_at_zero(max));
-        for n in 1..=n2 {
-            let mut v = vec![0.0; max + 1];
-            for (u, slot) in v.iter_mut().enumerate() {
-                let from_a = if u >= n { prev[n][u - n] } else { 0.0 };
-                *slot = from_a + cur[n - 1][u];
-            }
-            cur.push(v);
-        }
-        prev = cur;
-    }
-    prev.swap_remove(n2)
-}
-
-fn one_at_zero(max: usize) -> Vec<f64> {
-    let mut v = vec![0.0; max + 1];
-    v[0] = 1.0;
-    v
-}
-
-/// P(Z > z) for a standard normal Z.
-fn normal_sf(z: f64) -> f64 {
-    0.5 * erfc(z / std::f64::consts::SQRT_2)
-}
-
-/// Complementary error function, Chebyshev fit with fractional error below
-/// 1.2e-7 everywhere: ample for a p-value.
-fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let r = t * poly.exp();
-    if x >= 0.0 {
-        r
-    } else {
-        2.0 - r
-    }
 }
 
 #[cfg(test)]
@@ -231,80 +160,124 @@ mod tests {
     }
 
     #[test]
-    fn relative_difference_is_against_a() {
-        assert_eq!(relative_difference(100.0, 90.0), Some(-0.1));
-        assert_eq!(relative_difference(-2.0, -1.0), Some(0.5));
-        assert_eq!(relative_difference(0.0, 1.0), None);
+    fn u_distribution_matches_the_tables() {
+        // n1 = n2 = 4 (Mann & Whitney 1947, table I): 70 arrangements.
+        assert_eq!(
+            u_counts(4, 4),
+            [1, 1, 2, 3, 5, 5, 7, 7, 8, 7, 7, 5, 5, 3, 2, 1, 1].map(f64::from)
+        );
+        // 3 and 5, either way round: 56 arrangements, symmetric.
+        let c = u_counts(3, 5);
+        assert_eq!(c, u_counts(5, 3));
+        assert_eq!(c.len(), 16);
+        assert_eq!(c.iter().sum::<f64>(), 56.0);
+        assert!(c.iter().eq(c.iter().rev()));
+        assert_eq!(&c[..5], &[1.0, 1.0, 2.0, 3.0, 4.0]);
+        // 6 and 6: P(U ≤ 5) = 19/924, P(U ≤ 6) = 30/924.
+        let c = u_counts(6, 6);
+        assert_eq!(c[..=6].iter().sum::<f64>(), 30.0);
+        assert_eq!(c.iter().sum::<f64>(), 924.0);
+        // Large sides: exact totals and symmetry still hold.
+        let c = u_counts(20, 25);
+        assert!(close(c.iter().sum::<f64>(), arrangements(20, 25), 1.0));
+        assert!(close(arrangements(20, 25), 3_169_870_830_126.0, 0.5));
+        assert_eq!(c[3], 3.0);
+        assert_eq!(u_counts(1, 1), [1.0, 1.0]);
     }
 
     #[test]
-    fn normal_tail_matches_tables() {
-        assert!(close(normal_sf(0.0), 0.5, 1e-7));
-        assert!(close(normal_sf(1.959_964), 0.025, 1e-6));
-        assert!(close(normal_sf(-1.0), 0.841_344_7, 1e-6));
+    fn interval_rank_reaches_the_level_exactly() {
+        // 6 and 6 at 95 %: P(U ≤ 5) = 19/924 ≤ 0.025 < 30/924, so k = 6
+        // and the coverage is 1 − 38/924.
+        let (k, cov) = interval_rank(6, 6, 0.95).expect("6 a side reach 95 %");
+        assert_eq!(k, 6);
+        assert!(close(cov, 1.0 - 38.0 / 924.0, 1e-12));
+        // 3 and 3: the widest interval covers 1 − 2/20 = 90 % only.
+        assert_eq!(interval_rank(3, 3, 0.95), None);
+        assert_eq!(interval_rank(3, 3, 0.90).map(|r| r.0), Some(1));
+        // 4 and 4: full separation is 2/70 = 2.9 %.
+        assert_eq!(interval_rank(4, 4, 0.95).map(|r| r.0), Some(1));
+        assert_eq!(interval_rank(1, 30, 0.95), None);
+        assert_eq!(interval_rank(0, 5, 0.5), None);
     }
 
     #[test]
-    fn mann_whitney_exact_on_separated_samples() {
-        // Complete separation, 5 and 5: 2 of C(10,5) = 252 arrangements are
-        // as extreme, p = 2/252.
-        let r =
-            mann_whitney(&[1.0, 2.0, 3.0, 4.0, 5.0], &[6.0, 7.0, 8.0, 9.0, 10.0]).expect("test");
-        assert_eq!(r.method, PMethod::Exact);
-        assert_eq!(r.u, 0.0);
-        assert!(close(r.p, 2.0 / 252.0, 1e-12));
-        // 3 and 3 can never reach 5 %: 2/20.
-        let r = mann_whitney(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]).expect("test");
-        assert!(close(r.p, 0.1, 1e-12));
+    fn runs_needed_for_a_gated_family() {
+        // 2/C(2n, n) ≤ 0.05: 4 a side (2/70), not 3 (2/20).
+        assert_eq!(min_runs(0.95), 4);
+        // 15 gated metrics at 5 % family-wise: 0.05/15 = 0.0033; 2/924 is
+        // below it, 2/252 is not.
+        let level = family_level(0.05, 15);
+        assert!(close(level, 1.0 - 0.05 / 15.0, 1e-15));
+        assert_eq!(min_runs(level), 6);
+        // Up to 23 metrics stay at 6; 24 need 7 (2/3432).
+        assert_eq!(min_runs(family_level(0.05, 23)), 6);
+        assert_eq!(min_runs(family_level(0.05, 24)), 7);
+        assert_eq!(min_runs(family_level(0.05, 1)), 4);
+        assert_eq!(family_level(0.05, 0), 0.95);
     }
 
     #[test]
-    fn mann_whitney_exact_textbook_value() {
-        // U = 2 for n1 = n2 = 4: the tables' P(U <= 2) = 4/70 = 0.0571,
-        // two-sided 8/70.
-        let r = mann_whitney(&[1.0, 2.0, 5.0, 6.0], &[3.0, 7.0, 8.0, 9.0]).expect("test");
-        assert_eq!(r.u, 2.0);
-        assert!(close(r.p, 8.0 / 70.0, 1e-12), "p = {}", r.p);
+    fn hodges_lehmann_and_its_interval() {
+        // Differences b − a of {1,2,3} and {11,13}: 10,9,8,12,11,10 →
+        // median 10. 3 and 2 reach 80 % at most (2/10 = 0.2).
+        let s = shift(&[1.0, 2.0, 3.0], &[11.0, 13.0], 0.8).expect("shift");
+        assert_eq!(s.estimate, 10.0);
+        assert_eq!(s.interval, Some((8.0, 12.0)));
+        assert!(close(s.coverage.expect("coverage"), 0.8, 1e-12));
+        assert_eq!(
+            shift(&[1.0, 2.0, 3.0], &[11.0, 13.0], 0.95).map(|s| s.interval),
+            Some(None)
+        );
+        // A known shift of +5 with the same spread: 36 differences, k = 6.
+        let a = [10.0, 11.0, 12.5, 13.0, 14.2, 15.1];
+        let b = a.map(|x| x + 5.0);
+        let s = shift(&a, &b, 0.95).expect("shift");
+        assert_eq!(s.estimate, 5.0);
+        let (lo, hi) = s.interval.expect("interval");
+        assert!(lo < 5.0 && 5.0 < hi && lo > 0.0, "[{lo}, {hi}]");
+        // The sorted differences' 6th and 31st: computed by hand.
+        let mut d: Vec<f64> = b
+            .iter()
+            .flat_map(|y| a.iter().map(move |x| y - x))
+            .collect();
+        d.sort_by(f64::total_cmp);
+        assert_eq!((lo, hi), (d[5], d[30]));
+        // Identical values on both sides: a zero shift, a zero interval.
+        let s = shift(&[4.0; 6], &[4.0; 6], 0.95).expect("shift");
+        assert_eq!((s.estimate, s.interval), (0.0, Some((0.0, 0.0))));
+        assert!(shift(&[], &[1.0], 0.95).is_none());
+        assert!(shift(&[f64::NAN], &[1.0], 0.95).is_none());
     }
 
+    /// The interval's coverage, checked by brute force: every split of 8
+    /// distinct values into 4 and 4 is equally likely under no shift, and
+    /// the interval at 95 % (k = 1: full separation) must miss 0 in exactly
+    /// 2 of the 70.
     #[test]
-    fn mann_whitney_normal_with_ties() {
-        // Worked by hand: ranks of A = {1.5, 3.5, 5.5, 7.5, 9} → R = 27,
-        // U = 12; Σ(t³-t) = 24; σ² = 25/12·(11 - 24/90) = 22.3611;
-        // z = (12.5 - 12 - 0.5)/σ = 0 → p = 1.
-        let a = [1.0, 2.0, 3.0, 4.0, 5.0];
-        let b = [1.0, 2.0, 3.0, 4.0, 6.0];
-        let r = mann_whitney(&a, &b).expect("test");
-        assert_eq!(r.method, PMethod::Normal);
-        assert_eq!(r.u, 12.0);
-        assert!(close(r.p, 1.0, 1e-9));
-        // Separated with ties: U = 0, z = (12.5 - 0.5)/σ, σ² = 25/12·(11 - 12/90).
-        let r = mann_whitney(&[1.0, 1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0, 8.0]).expect("test");
-        let sigma = (25.0f64 / 12.0 * (11.0 - 12.0 / 90.0)).sqrt();
-        let expected = 2.0 * normal_sf(12.0 / sigma);
-        assert!(close(r.p, expected, 1e-12));
-        assert!(close(r.p, 0.011_67, 1e-4), "p = {}", r.p);
-    }
-
-    #[test]
-    fn mann_whitney_of_identical_values_is_untestable() {
-        assert!(mann_whitney(&[1.0, 1.0], &[1.0, 1.0]).is_none());
-        assert!(mann_whitney(&[], &[1.0]).is_none());
-    }
-
-    #[test]
-    fn bootstrap_covers_a_known_shift_and_is_reproducible() {
-        // B is A scaled by 0.8: a 20 % drop, with the same spread.
-        let a: Vec<f64> = (0..30).map(|i| 100.0 + (i % 7) as f64).collect();
-        let b: Vec<f64> = a.iter().map(|x| x * 0.8).collect();
-        let (lo, hi) = bootstrap_ci(&a, &b, 2000, 0.95, 7).expect("ci");
-        assert!(lo <= -0.2 && -0.2 <= hi, "[{lo}, {hi}]");
-        assert!(hi < 0.0, "excludes 0: [{lo}, {hi}]");
-        assert_eq!(bootstrap_ci(&a, &b, 2000, 0.95, 7), Some((lo, hi)));
-        // No shift: the interval contains 0.
-        let (lo, hi) = bootstrap_ci(&a, &a, 2000, 0.95, 7).expect("ci");
-        assert!(lo <= 0.0 && 0.0 <= hi);
-        assert!(bootstrap_ci(&[], &a, 2000, 0.95, 7).is_none());
-        assert!(bootstrap_ci(&[0.0, 0.0], &a, 2000, 0.95, 7).is_none());
+    fn interval_misses_a_zero_shift_as_often_as_it_says() {
+        let values: Vec<f64> = (0..8).map(|i| (i * i) as f64 + 0.5 * i as f64).collect();
+        let mut misses = 0;
+        let mut splits = 0;
+        for mask in 0u32..256 {
+            if mask.count_ones() != 4 {
+                continue;
+            }
+            splits += 1;
+            let side = |in_a: bool| -> Vec<f64> {
+                (0..values.len())
+                    .filter(|i| (mask & (1 << i) != 0) == in_a)
+                    .map(|i| values[i])
+                    .collect()
+            };
+            let (a, b) = (side(true), side(false));
+            let (lo, hi) = shift(&a, &b, 0.95)
+                .and_then(|s| s.interval)
+                .expect("interval");
+            if lo > 0.0 || hi < 0.0 {
+                misses += 1;
+            }
+        }
+        assert_eq!((splits, misses), (70, 2));
     }
 }

@@ -22,12 +22,28 @@ pub enum Better {
     Higher,
 }
 
+/// The smallest change of a metric that matters: `compare` calls a metric
+/// better or worse only when the whole interval of its change lies beyond
+/// it (docs/compare.md).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Effect {
+    /// This fraction of A's value (0.02 = 2 %).
+    Relative(f64),
+    /// This much in the metric's unit (for counts, their resolution).
+    Absolute(f64),
+    /// A share of CPU samples: judged through its category's
+    /// `cost.<category>.ns_per_byte`, since one category falling raises
+    /// every other category's share.
+    CpuShare,
+}
+
 /// One metric's definition.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricDef {
     pub name: &'static str,
     pub unit: &'static str,
     pub better: Better,
+    pub min_effect: Effect,
     pub doc: &'static str,
 }
 
@@ -35,12 +51,14 @@ const fn def(
     name: &'static str,
     unit: &'static str,
     better: Better,
+    min_effect: Effect,
     doc: &'static str,
 ) -> MetricDef {
     MetricDef {
         name,
         unit,
         better,
+        min_effect,
         doc,
     }
 }
@@ -64,162 +82,189 @@ pub const CATALOGUE: &[MetricDef] = &[
         "cpu_ns_per_byte",
         "ns/B",
         Better::Lower,
+        Effect::Relative(0.02),
         "CPU time of the target per payload byte moved",
     ),
     def(
         "copy_share",
         "share",
         Better::Lower,
+        Effect::CpuShare,
         "share of CPU samples copying payload: memcpy/memmove in user space and the kernel's copies to and from user memory",
     ),
     def(
         "zero_copy_share",
         "share",
         Better::Higher,
+        Effect::Absolute(0.05),
         "share of bytes moved by splice/sendfile/tee/vmsplice/copy_file_range",
     ),
     def(
         "vectored_share",
         "share",
         Better::Higher,
+        Effect::Absolute(0.05),
         "share of read/write syscalls that are vectored (readv/writev/sendmsg/recvmsg…)",
     ),
     def(
         "bytes_per_read",
         "B",
         Better::Higher,
+        Effect::Relative(0.05),
         "payload bytes per read-family syscall",
     ),
     def(
         "bytes_per_write",
         "B",
         Better::Higher,
+        Effect::Relative(0.05),
         "payload bytes per write-family syscall",
     ),
     def(
         "syscalls_per_mib",
         "1/MiB",
         Better::Lower,
+        Effect::Relative(0.05),
         "syscalls per MiB moved",
     ),
     def(
         "wakeups_per_mib",
         "1/MiB",
         Better::Lower,
+        Effect::Relative(0.05),
         "epoll/poll/futex calls per MiB moved",
     ),
     def(
         "context_switches_per_mib",
         "1/MiB",
         Better::Lower,
+        Effect::Relative(0.05),
         "context switches per MiB moved (perf software counter)",
     ),
     def(
         "allocs_per_mib",
         "1/MiB",
         Better::Lower,
+        Effect::Relative(0.05),
         "allocator calls per MiB moved",
     ),
     def(
         "buffer_allocs_per_mib",
         "1/MiB",
         Better::Lower,
+        Effect::Relative(0.05),
         "allocations of 4 KiB or more per MiB moved",
     ),
     def(
         "alloc_bytes_per_byte",
         "B/B",
         Better::Lower,
+        Effect::Relative(0.05),
         "bytes allocated per payload byte moved",
     ),
     def(
         "peak_rss_mib",
         "MiB",
         Better::Lower,
+        Effect::Relative(0.05),
         "peak resident set size (VmHWM)",
     ),
     def(
         "live_heap_growth_mib_per_s",
         "MiB/s",
         Better::Lower,
+        Effect::Absolute(0.01),
         "slope of live sampled heap bytes over the run",
     ),
     def(
         "crypto_software_share",
         "share",
         Better::Lower,
+        Effect::Absolute(0.05),
         "share of crypto calls in software fallbacks",
     ),
     def(
         "crypto_ns_per_byte",
         "ns/B",
         Better::Lower,
+        Effect::Relative(0.02),
         "crypto CPU time per payload byte moved",
     ),
     def(
         "crypto_vs_calibration",
         "ratio",
         Better::Lower,
+        Effect::Relative(0.05),
         "crypto ns/byte over the same primitive's micro-benchmark on this machine",
     ),
     def(
         "crypto_record_bytes",
         "B",
         Better::Higher,
+        Effect::Relative(0.05),
         "mean bytes per seal/open call",
     ),
     def(
         "full_handshakes_per_stream",
         "ratio",
         Better::Lower,
+        Effect::Absolute(0.05),
         "full TLS handshakes (server signature checks by the client) per stream driven",
     ),
     def(
         "upstream_connections",
         "",
         Better::Lower,
+        Effect::Absolute(1.0),
         "the client endpoint's open TCP connections to the server, mid-run",
     ),
     def(
         "setup_p50_us",
         "µs",
         Better::Lower,
+        Effect::Relative(0.05),
         "connection setup, TCP connect to SOCKS5 success: the phases' medians weighted by connections",
     ),
     def(
         "setup_p99_us",
         "µs",
         Better::Lower,
+        Effect::Relative(0.10),
         "99th percentile connection setup: the worst phase's",
     ),
     def(
         "upstream_connections_per_stream",
         "ratio",
         Better::Lower,
+        Effect::Absolute(0.05),
         "the client endpoint's TCP connections to the server per stream it accepted",
     ),
     def(
         "keepalive_share",
         "share",
         Better::Higher,
+        Effect::Absolute(0.05),
         "share of the target's TCP sockets with SO_KEEPALIVE",
     ),
     def(
         "nodelay_share",
         "share",
         Better::Higher,
+        Effect::Absolute(0.05),
         "share of the target's TCP sockets with TCP_NODELAY",
     ),
     def(
         "runtime_share",
         "share",
         Better::Lower,
+        Effect::CpuShare,
         "share of CPU samples in the async runtime and scheduler",
     ),
     def(
         "kernel_io_share",
         "share",
         Better::Lower,
+        Effect::CpuShare,
         "share of CPU samples in syscalls and the network stack",
     ),
 ];
@@ -231,24 +276,28 @@ pub const WORKLOAD: &[MetricDef] = &[
         "throughput_bps",
         "B/s",
         Better::Higher,
+        Effect::Relative(0.02),
         "median bytes/s of the phase, up + down",
     ),
     def(
         "rr_per_s",
         "1/s",
         Better::Higher,
+        Effect::Relative(0.02),
         "round trips per second (rr)",
     ),
     def(
         "latency_p50_us",
         "µs",
         Better::Lower,
+        Effect::Relative(0.03),
         "median round-trip latency (rr)",
     ),
     def(
         "latency_p99_us",
         "µs",
         Better::Lower,
+        Effect::Relative(0.05),
         "99th percentile round-trip latency (rr)",
     ),
 ];
@@ -271,12 +320,14 @@ pub fn cost_metric(name: &str) -> Option<MetricDef> {
             "cost",
             "ns/B",
             Better::Lower,
+            Effect::Relative(0.05),
             "CPU ns per byte in the category",
         )),
         "share" => Some(def(
             "cost",
             "share",
             Better::Lower,
+            Effect::CpuShare,
             "share of CPU samples in the category",
         )),
         _ => None,
