@@ -521,6 +521,9 @@ struct Measured {
     main: Pass,
     per_call_overhead: Vec<Overhead>,
     per_call_window_bytes: Option<u64>,
+    /// The per-call pass's phases (empty when it did not run apart): its
+    /// integrity counts as much as the main pass's.
+    per_call_results: Vec<PhaseResult>,
     exited_early: Option<(Role, String)>,
     samples: Vec<resolve::ResolvedSample>,
 }
@@ -531,6 +534,7 @@ fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
         samples: Vec::new(),
         per_call_overhead: Vec::new(),
         per_call_window_bytes: None,
+        per_call_results: Vec::new(),
         main,
     };
     m.samples = std::mem::take(&mut m.main.samples);
@@ -560,15 +564,54 @@ fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
     }
     main.window_errors.extend(pc.window_errors);
     main.live = pc.live;
-    if pc
-        .results
-        .iter()
-        .any(|r| r.integrity.status != IntegrityStatus::Ok)
-    {
-        main.window_errors
-            .push("the per-call pass lost or corrupted payload bytes (see run.log)".into());
-    }
+    m.per_call_results = pc.results;
     m
+}
+
+/// Whether every phase of a pass ran and kept every byte.
+fn pass_ok(results: &[PhaseResult]) -> bool {
+    results
+        .iter()
+        .all(|r| r.integrity.status == IntegrityStatus::Ok)
+}
+
+/// The workload section: the main pass's phases, the per-call pass's
+/// integrity beside them. A mismatch in either pass, or a main pass without
+/// a phase, makes the workload's integrity `mismatch`, which fails the run.
+fn workload(main: &[PhaseResult], per_call: &[PhaseResult]) -> Workload {
+    let ok = !main.is_empty() && pass_ok(main) && pass_ok(per_call);
+    Workload {
+        integrity: if ok {
+            report::IntegrityStatus::Ok
+        } else {
+            report::IntegrityStatus::Mismatch
+        },
+        bytes_up: main.iter().map(|r| r.bytes_up).sum(),
+        bytes_down: main.iter().map(|r| r.bytes_down).sum(),
+        phases: main.iter().map(Into::into).collect(),
+        per_call_pass: report::PassIntegrity {
+            phases: per_call
+                .iter()
+                .map(|r| report::Phase::from(r).integrity)
+                .collect(),
+        },
+    }
+}
+
+/// Every pass's uneven connections, one warning each, naming pass and phase.
+fn integrity_warnings(main: &[PhaseResult], per_call: &[PhaseResult]) -> Vec<String> {
+    let passes = [("main", main), ("per-call", per_call)];
+    passes
+        .iter()
+        .flat_map(|(pass, results)| {
+            results.iter().enumerate().flat_map(move |(i, r)| {
+                r.integrity
+                    .warnings
+                    .iter()
+                    .map(move |w| format!("{pass} pass, phase {i} ({}): {w}", r.pattern))
+            })
+        })
+        .collect()
 }
 
 /// Read what the chain knows of each endpoint, then stop it.
@@ -694,7 +737,10 @@ fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
     });
     let mut warnings = analyze::warnings(&targets, a.capture_opts);
     warnings.extend(main.window_errors.iter().cloned());
-    let integrity_ok = main.integrity_ok();
+    let per_call = &a.measured.per_call_results;
+    warnings.extend(integrity_warnings(results, per_call));
+    let workload = workload(results, per_call);
+    let integrity_ok = workload.integrity == report::IntegrityStatus::Ok;
     let status = match (&a.measured.exited_early, integrity_ok) {
         (Some((role, how)), _) => format!("failed: the {} endpoint exited ({how})", role.as_str()),
         (None, false) => "failed: payload integrity".to_string(),
@@ -723,16 +769,7 @@ fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
             inputs: id.inputs,
             status,
         },
-        workload: Workload {
-            integrity: if integrity_ok {
-                report::IntegrityStatus::Ok
-            } else {
-                report::IntegrityStatus::Mismatch
-            },
-            bytes_up: results.iter().map(|r| r.bytes_up).sum(),
-            bytes_down: results.iter().map(|r| r.bytes_down).sum(),
-            phases: results.iter().map(Into::into).collect(),
-        },
+        workload,
         targets,
         probes: ProbesInfo {
             options: a.capture_opts.into(),
@@ -772,13 +809,23 @@ fn verdict(
         });
     }
     if report.workload.integrity != report::IntegrityStatus::Ok {
-        let details = report
-            .workload
-            .phases
-            .iter()
-            .flat_map(|p| p.integrity.mismatches.iter().cloned())
-            .collect::<Vec<_>>()
-            .join("; ");
+        let w = &report.workload;
+        let main = w.phases.iter().map(|p| &p.integrity);
+        let per_call = w.per_call_pass.phases.iter();
+        let details = [
+            ("main", main.collect::<Vec<_>>()),
+            ("per-call", per_call.collect()),
+        ]
+        .iter()
+        .flat_map(|(pass, phases)| {
+            phases.iter().enumerate().flat_map(move |(i, p)| {
+                p.mismatches
+                    .iter()
+                    .map(move |m| format!("{pass} pass, phase {i}: {m}"))
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
         return Err(RunError::Integrity { dir, details });
     }
     Ok(RunOutcome { dir, report })
@@ -813,11 +860,7 @@ struct Pass {
 
 impl Pass {
     fn integrity_ok(&self) -> bool {
-        !self.results.is_empty()
-            && self
-                .results
-                .iter()
-                .all(|r| r.integrity.status == IntegrityStatus::Ok)
+        !self.results.is_empty() && pass_ok(&self.results)
     }
 }
 
@@ -1012,4 +1055,108 @@ fn peak_rss(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::drive::test_relay::{Mode, Relay};
+    use crate::drive::{BulkOptions, Direction, Pattern, PhaseOptions, DEFAULT_CHUNK_SIZE};
+
+    /// One short bulk-up phase through a relay stub behaving as `mode`; the
+    /// result whether or not its bytes arrived intact.
+    async fn phase_through(mode: Mode) -> PhaseResult {
+        let relay = Relay::start(mode).await;
+        let sink = Sink::start((std::net::Ipv4Addr::LOCALHOST, 0).into())
+            .await
+            .expect("sink");
+        let opts = PhaseOptions {
+            pattern: Pattern::Bulk(BulkOptions {
+                connections: 2,
+                direction: Direction::Up,
+                chunk_size: DEFAULT_CHUNK_SIZE,
+            }),
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_millis(300),
+            io_timeout: Duration::from_secs(2),
+        };
+        let cancel = CancellationToken::new();
+        let r = drive::run_phase(&opts, relay.addr, &sink, &drive::NoWindow, &cancel).await;
+        sink.stop().await;
+        match r {
+            Ok(r) => r,
+            Err(DriveError::Integrity(r)) => *r,
+            Err(e) => panic!("phase failed without a result: {e}"),
+        }
+    }
+
+    /// The checked-in run's report, to carry a workload section under test.
+    fn fixture_report() -> Report {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-tcp/report.json");
+        render::read_json(&path).expect("fixture report")
+    }
+
+    #[tokio::test]
+    async fn per_call_pass_mismatch_fails_the_run() {
+        let main = vec![phase_through(Mode::Relay).await];
+        let per_call = vec![phase_through(Mode::CorruptUp { at: 100_000 }).await];
+        assert_eq!(main[0].integrity.status, IntegrityStatus::Ok);
+        assert_eq!(per_call[0].integrity.status, IntegrityStatus::Mismatch);
+
+        let w = workload(&main, &per_call);
+        assert_eq!(w.integrity, report::IntegrityStatus::Mismatch);
+        assert_eq!(w.phases.len(), 1);
+        assert_eq!(w.phases[0].integrity.status, report::IntegrityStatus::Ok);
+        assert_eq!(w.per_call_pass.phases.len(), 1);
+        assert_eq!(w.bytes_up, main[0].bytes_up);
+
+        let mut report = fixture_report();
+        report.workload = w;
+        let dir = PathBuf::from("run-dir");
+        match verdict(report, None, dir.clone()) {
+            Err(RunError::Integrity { dir: d, details }) => {
+                assert_eq!(d, dir);
+                // Only the per-call pass was corrupted (the stub flips a bit
+                // at one offset of each connection's upstream stream).
+                assert!(
+                    details.starts_with("per-call pass, phase 0: connection 0 up: same byte count, different content"),
+                    "{details}"
+                );
+                assert!(!details.contains("main pass"), "{details}");
+            }
+            Err(e) => panic!("expected an integrity failure, got {e}"),
+            Ok(_) => panic!("a corrupted per-call pass passed the run"),
+        }
+    }
+
+    #[tokio::test]
+    async fn clean_passes_pass_and_an_empty_main_pass_fails() {
+        let main = vec![phase_through(Mode::Relay).await];
+        let per_call = vec![phase_through(Mode::Relay).await];
+        let w = workload(&main, &per_call);
+        assert_eq!(w.integrity, report::IntegrityStatus::Ok);
+        let mut report = fixture_report();
+        report.workload = w;
+        assert!(verdict(report, None, PathBuf::from("d")).is_ok());
+
+        assert_eq!(
+            workload(&[], &per_call).integrity,
+            report::IntegrityStatus::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn thin_connection_warnings_name_pass_and_phase() {
+        let mut r = phase_through(Mode::Relay).await;
+        r.integrity.warnings = vec!["connection 3 moved 5 bytes".into()];
+        let got = integrity_warnings(&[], std::slice::from_ref(&r));
+        assert_eq!(
+            got,
+            ["per-call pass, phase 0 (bulk): connection 3 moved 5 bytes"]
+        );
+    }
 }

@@ -36,7 +36,7 @@ fn fixture(args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
 fn assert_no_programs_left() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let left = capture::loaded_program_names();
+        let left = capture::loaded_program_names().expect("listing loaded BPF programs");
         if left.is_empty() {
             return;
         }
@@ -48,10 +48,25 @@ fn assert_no_programs_left() {
     }
 }
 
+/// The fixture exited by itself, successfully, and is reaped: its pid no
+/// longer names a child of ours (`try_wait` after `wait` would only replay
+/// the cached status, so it proved nothing). A pid reused by an unrelated
+/// process has another parent.
 fn assert_exited(child: &mut Child) {
     let status = child.wait().expect("wait fixture");
     assert!(status.success(), "fixture failed: {status}");
-    assert!(child.try_wait().expect("try_wait").is_some());
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+    // Fields after the command's closing parenthesis: state, ppid, ...
+    let ppid = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .and_then(|p| p.parse::<u32>().ok());
+    assert_ne!(
+        ppid,
+        Some(std::process::id()),
+        "fixture pid {} is still our child after wait: {stat}",
+        child.id()
+    );
 }
 
 #[test]

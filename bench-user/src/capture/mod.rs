@@ -555,16 +555,18 @@ fn proc_thread_name(tgid: u32, tid: u32) -> String {
         .unwrap_or_else(|_| format!("tid-{tid}"))
 }
 
-/// Loaded BPF programs whose names are ours (for leak checks).
-pub fn loaded_program_names() -> Vec<String> {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter_map(|p| p.name_as_str().map(str::to_string))
-        .filter(|n| {
-            n.starts_with("pp_")
-                && PROGRAM_NAMES
-                    .iter()
-                    .any(|ours| ours.starts_with(n.as_str()))
-        })
-        .collect()
+/// Loaded BPF programs whose names are ours (for leak checks). A listing
+/// that fails is an error, not an empty list: a leak check must not pass
+/// because it could not look.
+pub fn loaded_program_names() -> Result<Vec<String>, aya::programs::ProgramError> {
+    let mut ours = Vec::new();
+    for p in aya::programs::loaded_programs() {
+        let Some(n) = p?.name_as_str().map(str::to_string) else {
+            continue;
+        };
+        if n.starts_with("pp_") && PROGRAM_NAMES.iter().any(|o| o.starts_with(n.as_str())) {
+            ours.push(n);
+        }
+    }
+    Ok(ours)
 }

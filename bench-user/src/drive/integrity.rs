@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::result::{Integrity, IntegrityStatus};
+use super::result::{ConnectionBytes, Integrity, IntegrityStatus};
 
 /// Count and BLAKE3 of one direction of one connection, as one side saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,19 +91,74 @@ fn compare(
     false
 }
 
+/// Which directions the phase's pattern asks every connection to carry
+/// payload in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Expected {
+    pub(crate) up: bool,
+    pub(crate) down: bool,
+}
+
+/// Two views that agree on zero bytes agree on nothing: a direction asked to
+/// carry payload that carried none is a failure of its own.
+fn carried(out: &mut Vec<String>, g: &GeneratorSide, expected: Expected) {
+    for (dir, asked, bytes) in [
+        ("up", expected.up, g.up.bytes),
+        ("down", expected.down, g.down.bytes),
+    ] {
+        if asked && bytes == 0 {
+            out.push(format!(
+                "connection {} {dir}: asked to carry payload, carried none",
+                g.conn_id
+            ));
+        }
+    }
+}
+
+/// A connection that moved under this fraction of the median connection's
+/// bytes is named in a warning.
+const THIN_FRACTION: f64 = 0.1;
+
+/// Warnings for connections that moved under [`THIN_FRACTION`] of the
+/// median connection's bytes (both directions; the upper median when the
+/// count is even).
+pub(crate) fn thin_connections(conns: &[ConnectionBytes]) -> Vec<String> {
+    let mut totals: Vec<u64> = conns.iter().map(ConnectionBytes::total).collect();
+    totals.sort_unstable();
+    let Some(&median) = totals.get(totals.len() / 2) else {
+        return Vec::new();
+    };
+    let floor = median as f64 * THIN_FRACTION;
+    conns
+        .iter()
+        .filter(|c| (c.total() as f64) < floor)
+        .map(|c| {
+            format!(
+                "connection {} moved {} bytes, under {:.0} % of the median connection's {median} bytes",
+                c.id,
+                c.total(),
+                THIN_FRACTION * 100.0
+            )
+        })
+        .collect()
+}
+
 /// Compares every connection's two views. A connection the sink has no record
-/// of, a record for a connection the generator did not open, and a sink-side
-/// error are mismatches too; `sink_errors` (connections whose header the sink
-/// could not read) are listed when anything is missing.
+/// of, a record for a connection the generator did not open, a sink-side
+/// error and a direction in `expected` that carried no payload are mismatches
+/// too; `sink_errors` (connections whose header the sink could not read) are
+/// listed when anything is missing.
 pub(crate) fn check(
     generator: &[GeneratorSide],
     mut sink: HashMap<u32, SinkRecord>,
     sink_errors: &[String],
+    expected: Expected,
 ) -> Integrity {
     let mut mismatches = Vec::new();
     let mut bytes_checked = 0u64;
     for g in generator {
         bytes_checked += g.up.bytes + g.down.bytes;
+        carried(&mut mismatches, g, expected);
         let Some(rec) = sink.remove(&g.conn_id) else {
             mismatches.push(format!(
                 "connection {}: the sink has no record of it (generator sent {} bytes, received {} bytes)",
@@ -141,7 +196,17 @@ pub(crate) fn check(
             mismatches.push(format!("sink, unattributed: {e}"));
         }
     }
+    let connections: Vec<ConnectionBytes> = generator
+        .iter()
+        .map(|g| ConnectionBytes {
+            id: g.conn_id,
+            bytes_up: g.up.bytes,
+            bytes_down: g.down.bytes,
+        })
+        .collect();
     Integrity {
+        warnings: thin_connections(&connections),
+        connections,
         status: if mismatches.is_empty() {
             IntegrityStatus::Ok
         } else {

@@ -25,7 +25,9 @@
 //! Integrity: both sides count and BLAKE3-hash every payload byte they send
 //! and receive, over the whole connection (warm-up and drain included). After
 //! the phase, each connection's two views are compared both ways; any
-//! difference fails the phase with [`DriveError::Integrity`], which still
+//! difference, or a direction the pattern asks to carry payload that carried
+//! none (two empty hashes agree, so agreement alone proves nothing), fails
+//! the phase with [`DriveError::Integrity`], which still
 //! carries the complete [`PhaseResult`] so the report can be written first.
 //!
 //! Robustness: every network wait is bounded by `io_timeout` without progress,
@@ -47,7 +49,7 @@ mod watchdog;
 mod window;
 
 #[cfg(test)]
-mod test_relay;
+pub(crate) mod test_relay;
 #[cfg(test)]
 mod tests;
 
@@ -59,7 +61,8 @@ pub use options::{
 };
 pub use phase::run_phase;
 pub use result::{
-    Integrity, IntegrityStatus, LatencySummary, PhaseResult, SecondSample, Throughput,
+    ConnectionBytes, Integrity, IntegrityStatus, LatencySummary, PhaseResult, SecondSample,
+    Throughput,
 };
 pub use sink::Sink;
 pub use socks5::{connect as socks5_connect, reply_meaning, Socks5Error, TargetAddr};

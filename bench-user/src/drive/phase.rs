@@ -104,7 +104,17 @@ pub async fn run_phase(
     let mut outcomes = fleet.done;
     outcomes.sort_by_key(|o| o.side.conn_id);
     let sides: Vec<_> = outcomes.iter().map(|o| o.side).collect();
-    let integrity = integrity::check(&sides, collected.records, &collected.errors);
+    let expected = match &opts.pattern {
+        Pattern::Bulk(b) => integrity::Expected {
+            up: b.direction.sends_up(),
+            down: b.direction.sends_down(),
+        },
+        Pattern::Rr(_) => integrity::Expected {
+            up: true,
+            down: true,
+        },
+    };
+    let integrity = integrity::check(&sides, collected.records, &collected.errors, expected);
 
     let mut setup = new_histogram()?;
     let mut latency = match opts.pattern {

@@ -127,4 +127,28 @@ pub struct Integrity {
     /// One line per problem: connection id, direction, expected and actual
     /// byte counts and hash prefixes.
     pub mismatches: Vec<String>,
+    /// Every connection's payload bytes per direction, by connection id.
+    pub connections: Vec<ConnectionBytes>,
+    /// Connections that moved under a tenth of the median connection's
+    /// bytes: not a failure, but the load was uneven.
+    pub warnings: Vec<String>,
+}
+
+/// Payload bytes one connection moved over its whole life, as the generator
+/// counted them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionBytes {
+    /// The connection id the header carried.
+    pub id: u32,
+    /// Generator → sink.
+    pub bytes_up: u64,
+    /// Sink → generator.
+    pub bytes_down: u64,
+}
+
+impl ConnectionBytes {
+    /// Both directions.
+    pub fn total(&self) -> u64 {
+        self.bytes_up + self.bytes_down
+    }
 }

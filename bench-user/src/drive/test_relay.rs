@@ -12,7 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 /// How the stub behaves.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Mode {
+pub(crate) enum Mode {
     /// A faithful relay that passes half-closes on.
     Relay,
     /// Flips one bit of the byte at offset `at` of the upstream
@@ -32,14 +32,14 @@ pub(super) enum Mode {
     StallAfterConnect,
 }
 
-pub(super) struct Relay {
-    pub(super) addr: SocketAddr,
+pub(crate) struct Relay {
+    pub(crate) addr: SocketAddr,
     /// Bytes read from clients (after the SOCKS5 handshake).
-    pub(super) up: Arc<AtomicU64>,
+    pub(crate) up: Arc<AtomicU64>,
     /// Bytes read from targets.
-    pub(super) down: Arc<AtomicU64>,
+    pub(crate) down: Arc<AtomicU64>,
     /// Relayed connections still open.
-    pub(super) open: Arc<AtomicU64>,
+    pub(crate) open: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -50,7 +50,7 @@ impl Drop for Relay {
 }
 
 impl Relay {
-    pub(super) async fn start(mode: Mode) -> Relay {
+    pub(crate) async fn start(mode: Mode) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind stub");
         let addr = listener.local_addr().expect("stub addr");
         let up = Arc::new(AtomicU64::new(0));

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use std::collections::HashMap;
+
 use super::header::{Header, Work, HEADER_LEN};
+use super::integrity::{check, thin_connections, Expected, GeneratorSide, SinkRecord, Tally};
 use super::meter::Buckets;
 use super::payload::{seed, PayloadStream, POOL_LEN};
 use super::stats::fold_samples;
@@ -101,6 +104,11 @@ fn assert_accounted(run: &Run, opts: &PhaseOptions) -> PhaseResult {
     assert!(r.integrity.mismatches.is_empty());
     assert_eq!(r.integrity.connections_checked, n);
     assert_eq!(r.integrity.bytes_checked, r.bytes_up + r.bytes_down);
+    let ids: Vec<u32> = r.integrity.connections.iter().map(|c| c.id).collect();
+    assert_eq!(ids, (0..n as u32).collect::<Vec<_>>());
+    let conn_up: u64 = r.integrity.connections.iter().map(|c| c.bytes_up).sum();
+    let conn_down: u64 = r.integrity.connections.iter().map(|c| c.bytes_down).sum();
+    assert_eq!((conn_up, conn_down), (r.bytes_up, r.bytes_down));
     assert_eq!(
         run.relay.up.load(Ordering::SeqCst),
         r.bytes_up + (n * HEADER_LEN) as u64
@@ -611,4 +619,123 @@ async fn socks5_client_rejects_other_methods() {
         "{e}"
     );
     assert_eq!(reply_meaning(0x02), "connection not allowed by ruleset");
+}
+
+/// A connection's two views, both having seen `up` bytes up and `down`
+/// bytes down: they agree.
+fn agreeing(id: u32, up: &[u8], down: &[u8]) -> (GeneratorSide, SinkRecord) {
+    let (mut u, mut d) = (Tally::default(), Tally::default());
+    u.add(up);
+    d.add(down);
+    (
+        GeneratorSide {
+            conn_id: id,
+            up: u.digest(),
+            down: d.digest(),
+        },
+        SinkRecord {
+            up: u.digest(),
+            down: d.digest(),
+            error: None,
+        },
+    )
+}
+
+fn check_views(views: &[(GeneratorSide, SinkRecord)], expected: Expected) -> Integrity {
+    let gen: Vec<_> = views.iter().map(|v| v.0).collect();
+    let sink: HashMap<_, _> = views.iter().map(|v| (v.0.conn_id, v.1.clone())).collect();
+    check(&gen, sink, &[], expected)
+}
+
+const BOTH: Expected = Expected {
+    up: true,
+    down: true,
+};
+
+#[test]
+fn a_direction_asked_for_payload_that_carried_none_fails() {
+    // Connection 1's down direction is empty on both sides: the hashes agree,
+    // the direction still failed.
+    let views = [agreeing(0, b"abc", b"defg"), agreeing(1, b"xyz", b"")];
+    let i = check_views(&views, BOTH);
+    assert_eq!(i.status, IntegrityStatus::Mismatch);
+    assert_eq!(
+        i.mismatches,
+        ["connection 1 down: asked to carry payload, carried none"]
+    );
+    assert_eq!(i.bytes_checked, 3 + 4 + 3);
+
+    // A whole connection that carried nothing fails both ways.
+    let i = check_views(&[agreeing(7, b"", b"")], BOTH);
+    assert_eq!(
+        i.mismatches,
+        [
+            "connection 7 up: asked to carry payload, carried none",
+            "connection 7 down: asked to carry payload, carried none",
+        ]
+    );
+
+    // A direction the pattern does not use may stay empty.
+    let up_only = Expected {
+        up: true,
+        down: false,
+    };
+    let i = check_views(&[agreeing(0, b"abc", b"")], up_only);
+    assert_eq!(i.status, IntegrityStatus::Ok, "{:?}", i.mismatches);
+    assert_eq!(
+        i.connections,
+        [ConnectionBytes {
+            id: 0,
+            bytes_up: 3,
+            bytes_down: 0
+        }]
+    );
+}
+
+fn conn(id: u32, bytes_up: u64, bytes_down: u64) -> ConnectionBytes {
+    ConnectionBytes {
+        id,
+        bytes_up,
+        bytes_down,
+    }
+}
+
+#[test]
+fn a_connection_under_a_tenth_of_the_median_is_warned_about() {
+    // Totals 1000, 1000, 1000, 99, 100: median 1000, floor 100.
+    let conns = [
+        conn(0, 500, 500),
+        conn(1, 1000, 0),
+        conn(2, 0, 1000),
+        conn(3, 99, 0),
+        conn(4, 50, 50),
+    ];
+    assert_eq!(
+        thin_connections(&conns),
+        ["connection 3 moved 99 bytes, under 10 % of the median connection's 1000 bytes"]
+    );
+    // Even count: the upper median (here 1000) is the reference.
+    assert_eq!(
+        thin_connections(&[conn(0, 99, 0), conn(1, 1000, 0)]).len(),
+        1
+    );
+    assert!(thin_connections(&[conn(0, 10, 0)]).is_empty());
+    assert!(thin_connections(&[]).is_empty());
+}
+
+#[test]
+fn thin_connection_warnings_reach_the_phase_result() {
+    let views = [
+        agreeing(0, &[1u8; 1000], b"x"),
+        agreeing(1, &[2u8; 1000], b"y"),
+        agreeing(2, &[3u8; 50], b"z"),
+    ];
+    let i = check_views(&views, BOTH);
+    assert_eq!(i.status, IntegrityStatus::Ok);
+    assert_eq!(i.warnings.len(), 1, "{:?}", i.warnings);
+    assert!(
+        i.warnings[0].starts_with("connection 2 moved 51 bytes"),
+        "{:?}",
+        i.warnings
+    );
 }

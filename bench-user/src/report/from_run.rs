@@ -8,9 +8,9 @@
 use crate::{capture, chain, drive, order_statistics};
 
 use super::{
-    AllocAttach, AllocProbeOptions, CryptoProbeOptions, Integrity, IntegrityStatus, LatencySummary,
-    Percentile, PercentileEstimate, Phase, ProbeOptions, ProgramCost, Reading, Role, SecondSample,
-    Throughput,
+    AllocAttach, AllocProbeOptions, ConnectionBytes, CryptoProbeOptions, Integrity,
+    IntegrityStatus, LatencySummary, Percentile, PercentileEstimate, Phase, ProbeOptions,
+    ProgramCost, Reading, Role, SecondSample, Throughput,
 };
 
 impl From<chain::Role> for Role {
@@ -150,6 +150,16 @@ impl From<&drive::PhaseResult> for Phase {
                 connections_checked: p.integrity.connections_checked,
                 bytes_checked: p.integrity.bytes_checked,
                 mismatches: p.integrity.mismatches.clone(),
+                connections: p
+                    .integrity
+                    .connections
+                    .iter()
+                    .map(|c| ConnectionBytes {
+                        id: c.id,
+                        bytes_up: c.bytes_up,
+                        bytes_down: c.bytes_down,
+                    })
+                    .collect(),
             },
         }
     }

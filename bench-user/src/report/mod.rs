@@ -43,7 +43,8 @@ pub use target::{
 };
 pub use uncertainty::{Percentile, PercentileEstimate, ShareInterval};
 pub use workload::{
-    Integrity, IntegrityStatus, LatencySummary, Phase, SecondSample, Throughput, Workload,
+    ConnectionBytes, Integrity, IntegrityStatus, LatencySummary, PassIntegrity, Phase,
+    SecondSample, Throughput, Workload,
 };
 
 /// Version of the report.json layout.

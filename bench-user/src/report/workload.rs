@@ -7,13 +7,24 @@ use serde::{Deserialize, Serialize};
 /// The traffic that was driven through the chain.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Workload {
-    /// `ok` only when every phase's hashes matched.
+    /// `ok` only when every phase's hashes matched and every direction asked
+    /// to carry payload carried some, in every pass (control, main and
+    /// per-call).
     pub integrity: IntegrityStatus,
     /// Payload bytes generator → sink, all phases, whole connections.
     pub bytes_up: u64,
     /// Payload bytes sink → generator.
     pub bytes_down: u64,
     pub phases: Vec<Phase>,
+    /// The per-call pass's integrity, when it ran apart from the main pass.
+    pub per_call_pass: PassIntegrity,
+}
+
+/// The integrity checks of a pass whose phases are not otherwise reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PassIntegrity {
+    /// One check per phase, in phase order; empty when the pass did not run.
+    pub phases: Vec<Integrity>,
 }
 
 /// The outcome of one phase.
@@ -147,4 +158,18 @@ pub struct Integrity {
     /// One line per problem: connection id, direction, expected and actual
     /// byte counts and hash prefixes.
     pub mismatches: Vec<String>,
+    /// Every connection's payload bytes per direction, by connection id.
+    pub connections: Vec<ConnectionBytes>,
+}
+
+/// Payload bytes one connection moved over its whole life (warm-up, window
+/// and drain), as the generator counted them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConnectionBytes {
+    /// Connection id within the phase (0-based).
+    pub id: u32,
+    /// Generator → sink.
+    pub bytes_up: u64,
+    /// Sink → generator.
+    pub bytes_down: u64,
 }

@@ -185,7 +185,7 @@ pub fn my_children() -> Vec<u32> {
 pub fn assert_clean() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let left = capture::loaded_program_names();
+        let left = capture::loaded_program_names().expect("listing loaded BPF programs");
         let kids = my_children();
         if left.is_empty() && kids.is_empty() {
             return;
