@@ -7,6 +7,7 @@
 mod alloc;
 mod cpu;
 mod crypto;
+mod floor;
 mod offcpu;
 mod syscalls;
 mod user_stack;

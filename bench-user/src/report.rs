@@ -209,6 +209,10 @@ pub struct CategoryCost {
     pub cpu_ns: f64,
     /// cpu_ns / bytes; absent when no bytes moved.
     pub ns_per_byte: Option<f64>,
+    /// The profiler's own probes, not the target's work (the `profiler`
+    /// category): shown apart from the target's costs.
+    #[serde(default)]
+    pub measuring: bool,
 }
 
 /// TCP socket options of one target.

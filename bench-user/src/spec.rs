@@ -131,6 +131,11 @@ pub struct ProbeSpec {
     /// everything runs in one pass.
     #[serde(default = "yes")]
     pub per_call_pass: bool,
+    /// Attach empty programs where the syscalls, cpu and offcpu probes go:
+    /// nothing is recorded; what remains is the cost of any program on
+    /// those points (`cargo xtask bench probes` measures it).
+    #[serde(default)]
+    pub floor: bool,
 }
 
 /// The cpu sampling probe.
@@ -192,6 +197,7 @@ impl Default for ProbeSpec {
             syscall_stacks: SyscallStacksSpec::default(),
             control: false,
             per_call_pass: true,
+            floor: false,
         }
     }
 }
@@ -253,6 +259,7 @@ impl ProbeSpec {
             crypto: self.crypto.enabled.then_some(CryptoOptions {
                 return_probes: self.crypto.return_probes,
             }),
+            floor: self.floor,
         }
     }
 }

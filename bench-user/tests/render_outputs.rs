@@ -50,6 +50,7 @@ fn enriched() -> Report {
                     share: 10.0 / total as f64,
                     cpu_ns: 2e9 / CATEGORIES.len() as f64,
                     ns_per_byte: Some(0.125 * (i + 1) as f64),
+                    measuring: *c == "profiler",
                 })
                 .collect(),
             unclassified: vec![WeightedName {

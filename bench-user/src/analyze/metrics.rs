@@ -48,6 +48,7 @@ pub const CATEGORIES: &[&str] = &[
     "kernel_io",
     "runtime",
     "protocol",
+    "profiler",
     "other",
 ];
 

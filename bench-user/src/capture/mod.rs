@@ -16,9 +16,11 @@ pub mod crypto;
 pub mod elf;
 pub mod gopclntab;
 mod offcpu;
+pub mod probe_frames;
 pub mod sockets;
 mod stacks;
 mod syscalls;
+mod uprobe_multi;
 mod uprobes;
 
 use std::{
@@ -60,6 +62,10 @@ pub const PROGRAM_NAMES: &[&str] = &[
     "pp_free",
     "pp_crypto",
     "pp_crypto_ret",
+    "pp_floor_sys_enter",
+    "pp_floor_sys_exit",
+    "pp_floor_sched_switch",
+    "pp_floor_cpu_sample",
 ];
 
 /// Which probes to attach, and how.
@@ -74,6 +80,11 @@ pub struct CaptureOptions {
     pub counters: bool,
     pub alloc: Option<AllocOptions>,
     pub crypto: Option<CryptoOptions>,
+    /// Attach empty programs in place of the syscalls, cpu and offcpu
+    /// probes: they record nothing, and what they cost is the floor of
+    /// measuring on those attach points (`cargo xtask bench probes`).
+    #[serde(default)]
+    pub floor: bool,
 }
 
 /// The alloc probe's settings.
@@ -104,6 +115,7 @@ impl CaptureOptions {
             counters: false,
             alloc: None,
             crypto: None,
+            floor: false,
         }
     }
 
@@ -231,6 +243,27 @@ pub struct Capture {
     pub program_costs: Vec<ProgramCost>,
 }
 
+/// Load program `name` and attach it to raw tracepoint `event` (by name: no
+/// tracefs mount needed).
+fn attach_raw_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    event: &str,
+) -> Result<(), CaptureError> {
+    let program: &mut aya::programs::RawTracePoint = ebpf
+        .program_mut(name)
+        .ok_or(CaptureError::Missing(name))?
+        .try_into()
+        .map_err(|source| CaptureError::Program { name, source })?;
+    program
+        .load()
+        .map_err(|source| CaptureError::Program { name, source })?;
+    program
+        .attach(event)
+        .map_err(|source| CaptureError::Program { name, source })?;
+    Ok(())
+}
+
 fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), CaptureError> {
     let p: &mut UProbe = ebpf
         .program_mut(name)
@@ -254,6 +287,12 @@ impl Probes {
         unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
 
         let mut ebpf = Ebpf::load(PROBES_OBJECT)?;
+        // Before any map is taken out of `ebpf`: it needs them all.
+        let multi = if options.has_per_call() {
+            uprobe_multi::MultiPrograms::new(PROBES_OBJECT, &ebpf).map_err(|e| e.to_string())
+        } else {
+            Err("no per-call probes".to_string())
+        };
         let config = take_map(&mut ebpf, "CONFIG")?;
         let mut config: Array<MapData, u64> =
             Array::try_from(config).map_err(|source| CaptureError::Map {
@@ -278,16 +317,16 @@ impl Probes {
         let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
         if options.syscalls {
             set(CONFIG_SYSCALL_STACK_EVERY, options.syscall_stack_every)?;
-            syscalls::attach(&mut ebpf)?;
+            syscalls::attach(&mut ebpf, options.floor)?;
         }
         if let Some(hz) = options.cpu_frequency_hz {
-            cpu::attach(&mut ebpf, hz)?;
+            cpu::attach(&mut ebpf, hz, options.floor)?;
         }
         if options.offcpu {
             let (pid, tgid) = btf::task_pid_tgid_offsets()?;
             set(CONFIG_TASK_PID_OFFSET, pid)?;
             set(CONFIG_TASK_TGID_OFFSET, tgid)?;
-            offcpu::attach(&mut ebpf)?;
+            offcpu::attach(&mut ebpf, options.floor)?;
         }
         if let Some(a) = &options.alloc {
             set(CONFIG_ALLOC_SAMPLE_BYTES, a.sample_bytes)?;
@@ -310,7 +349,7 @@ impl Probes {
             attached: BTreeMap::new(),
             families: Families::shipped(),
             next_crypto_id: 0,
-            uprobes: uprobes::UprobeSet::new(),
+            uprobes: uprobes::UprobeSet::new(multi),
             _stats: stats,
             windows: 0,
         })
@@ -364,10 +403,24 @@ impl Probes {
                 info.notes.extend(notes);
             }
         }
-        self.attached.insert(pid, info);
         // Attached now, not at the first window: handshake markers count
         // the connection set-up that happens before a window opens.
-        self.uprobes.attach(&mut self.ebpf)
+        let attached = self.uprobes.attach(&mut self.ebpf);
+        if self.options.has_per_call() {
+            if let Some(why) = &self.uprobes.multi_unavailable {
+                info.notes.push(format!(
+                    "uprobe_multi links unavailable ({why}): one link per probe, each slow to detach"
+                ));
+            }
+        }
+        self.attached.insert(pid, info);
+        attached
+    }
+
+    /// Open uprobe links (one per program, file and process with
+    /// uprobe_multi; one per probe without).
+    pub fn uprobe_links(&self) -> usize {
+        self.uprobes.link_count()
     }
 
     /// What was found and attached per target pid.
