@@ -136,6 +136,11 @@ pub struct ProbeSpec {
     /// those points (`cargo xtask bench probes` measures it).
     #[serde(default)]
     pub floor: bool,
+    /// Have the kernel time every run of every probe program and report it
+    /// (`probes.program_costs` in report.json). Off by default: the timing
+    /// itself costs two clock reads per run, about 65 ns here.
+    #[serde(default)]
+    pub program_costs: bool,
 }
 
 /// The cpu sampling probe.
@@ -198,6 +203,7 @@ impl Default for ProbeSpec {
             control: false,
             per_call_pass: true,
             floor: false,
+            program_costs: false,
         }
     }
 }
@@ -260,6 +266,7 @@ impl ProbeSpec {
                 return_probes: self.crypto.return_probes,
             }),
             floor: self.floor,
+            program_stats: self.program_costs,
         }
     }
 }

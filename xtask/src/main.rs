@@ -324,47 +324,53 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
         "probes.alloc.enabled=false",
         "probes.crypto.enabled=false",
     ];
-    // (label, settings on top of "every probe off"; `None` = the defaults).
-    let configs: Vec<(&str, Option<Vec<&str>>)> = vec![
+    // (label, base settings: every probe off or the defaults, settings on top).
+    let configs: Vec<(&str, &[&str], Vec<&str>)> = vec![
         (
             "floor: empty programs on the syscalls, cpu and offcpu points",
-            Some(vec![
+            OFF,
+            vec![
                 "probes.syscalls=true",
                 "probes.cpu.enabled=true",
                 "probes.offcpu=true",
                 "probes.floor=true",
-            ]),
+            ],
         ),
-        ("syscalls", Some(vec!["probes.syscalls=true"])),
+        ("syscalls", OFF, vec!["probes.syscalls=true"]),
         (
             "syscalls + syscall stacks (1 in 64)",
-            Some(vec![
-                "probes.syscalls=true",
-                "probes.syscall_stacks.enabled=true",
-            ]),
+            OFF,
+            vec!["probes.syscalls=true", "probes.syscall_stacks.enabled=true"],
         ),
-        ("cpu (99 Hz)", Some(vec!["probes.cpu.enabled=true"])),
-        ("offcpu", Some(vec!["probes.offcpu=true"])),
-        ("counters", Some(vec!["probes.counters=true"])),
+        ("cpu (99 Hz)", OFF, vec!["probes.cpu.enabled=true"]),
+        ("offcpu", OFF, vec!["probes.offcpu=true"]),
+        ("counters", OFF, vec!["probes.counters=true"]),
         (
             "alloc + crypto (per-call uprobes)",
-            Some(vec![
+            OFF,
+            vec![
                 "probes.alloc.enabled=true",
                 "probes.crypto.enabled=true",
                 "probes.per_call_pass=false",
-            ]),
+            ],
         ),
         (
             "floor of the default set: empty programs + counters",
-            Some(vec![
+            OFF,
+            vec![
                 "probes.syscalls=true",
                 "probes.cpu.enabled=true",
                 "probes.offcpu=true",
                 "probes.counters=true",
                 "probes.floor=true",
-            ]),
+            ],
         ),
-        ("default set, main pass", None),
+        ("default set, main pass", &[], vec![]),
+        (
+            "default set + program run-time stats (probes.program_costs)",
+            &[],
+            vec!["probes.program_costs=true"],
+        ),
     ];
     let out = root.join("target/protoprof/bench-probes");
     let _ = std::fs::remove_dir_all(&out);
@@ -372,7 +378,7 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
         "| probes | bulk throughput, probed / unprofiled | rr round trips, probed / unprofiled | load avg (1 min), start–end |"
     );
     println!("|---|---:|---:|---:|");
-    for (label, on) in configs {
+    for (label, base, on) in configs {
         if !only.is_empty() && !only.iter().any(|o| label.contains(o.as_str())) {
             continue;
         }
@@ -392,11 +398,7 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
                     "--set",
                     "probes.control=true",
                 ]);
-            let sets: Vec<&str> = match &on {
-                Some(on) => OFF.iter().chain(on.iter()).copied().collect(),
-                None => Vec::new(),
-            };
-            for s in sets {
+            for s in base.iter().chain(&on) {
                 cmd.args(["--set", s]);
             }
             let output = cmd

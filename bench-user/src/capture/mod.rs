@@ -85,6 +85,12 @@ pub struct CaptureOptions {
     /// measuring on those attach points (`cargo xtask bench probes`).
     #[serde(default)]
     pub floor: bool,
+    /// Have the kernel time every program run (BPF_ENABLE_STATS) for
+    /// `Capture::program_costs`. Off by default: the two clock reads it adds
+    /// to every run cost about as much as an empty program's whole dispatch
+    /// (docs/probes.md).
+    #[serde(default)]
+    pub program_stats: bool,
 }
 
 /// The alloc probe's settings.
@@ -116,6 +122,7 @@ impl CaptureOptions {
             alloc: None,
             crypto: None,
             floor: false,
+            program_stats: false,
         }
     }
 
@@ -185,13 +192,14 @@ pub struct Probes {
     options: CaptureOptions,
     config: Array<MapData, u64>,
     targets: HashMap<MapData, u32, u32>,
+    target_filter: Array<MapData, u32>,
     counters: BTreeMap<u32, counters::TargetCounters>,
     attached: BTreeMap<u32, TargetProbes>,
     families: Families,
     next_crypto_id: u32,
     uprobes: uprobes::UprobeSet,
     /// Keeps the kernel's BPF run-time statistics on while we hold it.
-    _stats: Option<OwnedFd>,
+    stats: Option<OwnedFd>,
     windows: u32,
 }
 
@@ -304,6 +312,11 @@ impl Probes {
             name: "TARGETS",
             source,
         })?;
+        let target_filter = take_map(&mut ebpf, "TARGET_FILTER")?;
+        let target_filter = Array::try_from(target_filter).map_err(|source| CaptureError::Map {
+            name: "TARGET_FILTER",
+            source,
+        })?;
         let mut set = |index: u32, value: u64| {
             config
                 .set(index, value, 0)
@@ -312,9 +325,13 @@ impl Probes {
                     source,
                 })
         };
-        // Program statistics cost two clock reads per program run; they are
-        // what lets the report say what measuring cost.
-        let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
+        // Program statistics cost two clock reads per program run: only
+        // when asked for.
+        let stats = if options.program_stats {
+            aya::sys::enable_stats(aya::sys::Stats::RunTime).ok()
+        } else {
+            None
+        };
         if options.syscalls {
             set(CONFIG_SYSCALL_STACK_EVERY, options.syscall_stack_every)?;
             syscalls::attach(&mut ebpf, options.floor)?;
@@ -345,12 +362,13 @@ impl Probes {
             options: options.clone(),
             config,
             targets,
+            target_filter,
             counters: BTreeMap::new(),
             attached: BTreeMap::new(),
             families: Families::shipped(),
             next_crypto_id: 0,
             uprobes: uprobes::UprobeSet::new(multi),
-            _stats: stats,
+            stats,
             windows: 0,
         })
     }
@@ -358,6 +376,17 @@ impl Probes {
     /// Record process `pid` (all its threads) from now on, attaching the
     /// per-process probes (allocator, crypto) to the files it has mapped.
     pub fn add_target(&mut self, pid: u32, role: u32) -> Result<(), CaptureError> {
+        let filter_err = |source| CaptureError::Map {
+            name: "TARGET_FILTER",
+            source,
+        };
+        let slot = bench_common::target_slot(pid);
+        // Counted before TARGETS is written: a slot never reads empty for a
+        // listed target.
+        if self.targets.get(&pid, 0).is_err() {
+            let n = self.target_filter.get(&slot, 0).map_err(filter_err)?;
+            self.target_filter.set(slot, n + 1, 0).map_err(filter_err)?;
+        }
         self.targets
             .insert(pid, role, 0)
             .map_err(|source| CaptureError::Map {
@@ -574,6 +603,10 @@ impl Probes {
 
     fn program_costs(&self) -> Vec<ProgramCost> {
         let mut out = Vec::new();
+        if self.stats.is_none() {
+            // Not timed: the kernel's zeros are no measurement.
+            return out;
+        }
         for (name, program) in self.ebpf.programs() {
             if let Ok(info) = program.info() {
                 out.push(ProgramCost {
