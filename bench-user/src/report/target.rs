@@ -164,8 +164,7 @@ pub struct CategoryCost {
     pub cpu_ns: f64,
     /// cpu_ns / bytes; absent when no bytes moved.
     pub ns_per_byte: Option<f64>,
-    /// The profiler's own probes, not the target's work (the `profiler`
-    /// category): shown apart from the target's costs.
+    /// Our probes' own cost (the `profiler` category), shown apart from the target's.
     #[serde(default)]
     pub measuring: bool,
 }
