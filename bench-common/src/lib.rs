@@ -36,6 +36,24 @@ pub const CONFIG_LEN: u32 = 8;
 /// The processes the probes record: key = tgid, value = role index.
 pub const MAX_TARGETS: u32 = 64;
 
+/// Slots of the target pre-filter (a power of two): slot `tgid % N` counts
+/// the targets whose tgid falls in it. The syscall and sched_switch probes
+/// run for every process on the machine; for almost all of them an empty
+/// slot (one array load, which the verifier inlines) says "not a target"
+/// before any hash lookup.
+pub const TARGET_FILTER_SLOTS: u32 = 4096;
+
+/// The pre-filter slot of a tgid.
+#[inline(always)]
+pub fn target_slot(tgid: u32) -> u32 {
+    tgid & (TARGET_FILTER_SLOTS - 1)
+}
+
+/// `InFlight::nr` of a thread with no syscall in progress: entries are
+/// reused in place rather than deleted (a hash delete takes the bucket
+/// lock; a store into the looked-up value does not).
+pub const NO_SYSCALL: u64 = u64::MAX;
+
 /// Key of the per-(thread, syscall) statistics.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

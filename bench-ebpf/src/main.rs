@@ -11,6 +11,7 @@
 mod alloc;
 mod cpu;
 mod crypto;
+mod floor;
 mod offcpu;
 mod syscalls;
 mod user_stack;
@@ -20,7 +21,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, StackTrace},
 };
-use bench_common::{CONFIG_ENABLED, CONFIG_LEN, MAX_TARGETS};
+use bench_common::{target_slot, CONFIG_ENABLED, CONFIG_LEN, MAX_TARGETS, TARGET_FILTER_SLOTS};
 
 /// Runner-written settings (see the `CONFIG_*` indices in bench-common);
 /// `CONFIG_ENABLED` is the measuring switch.
@@ -30,6 +31,11 @@ static CONFIG: Array<u64> = Array::with_max_entries(CONFIG_LEN, 0);
 /// The processes being profiled (tgid → role index).
 #[map]
 static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TARGETS, 0);
+
+/// How many targets' tgids fall in each slot (`target_slot`): a cheap "no"
+/// for the other processes on the machine, before the `TARGETS` lookup.
+#[map]
+static TARGET_FILTER: Array<u32> = Array::with_max_entries(TARGET_FILTER_SLOTS, 0);
 
 /// Kernel stacks, by id, for every probe that records them.
 #[map]
@@ -53,6 +59,12 @@ fn enabled() -> bool {
 
 #[inline(always)]
 pub(crate) fn is_target(tgid: u32) -> bool {
+    // An array lookup is inlined by the verifier into a bounds check and a
+    // load; the hash lookup behind it is a call and a jhash.
+    match TARGET_FILTER.get(target_slot(tgid)) {
+        Some(&n) if n != 0 => {}
+        _ => return false,
+    }
     // SAFETY: the value is only tested for presence, never held.
     unsafe { TARGETS.get(&tgid) }.is_some()
 }

@@ -57,10 +57,18 @@ pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
             user_stack: user_stack::walk_current(),
             kernel_stack_id,
         };
-        let _ = OFFCPU_START.insert(&prev_tid, &start, 0);
+        match OFFCPU_START.get_ptr_mut(&prev_tid) {
+            // SAFETY: see the switch-in below.
+            Some(slot) => unsafe { *slot = start },
+            None => {
+                let _ = OFFCPU_START.insert(&prev_tid, &start, 0);
+            }
+        }
     }
 
-    // Switch-in: the next task, known by its task_struct.
+    // Switch-in: the next task, known by its task_struct. Its tgid first:
+    // for the other processes on the machine that and the target filter
+    // are all the work.
     let pid_offset = config(CONFIG_TASK_PID_OFFSET);
     let tgid_offset = config(CONFIG_TASK_TGID_OFFSET);
     if pid_offset == 0 || tgid_offset == 0 {
@@ -68,23 +76,29 @@ pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
     }
     let next: u64 = ctx.arg(NEXT_ARG);
     // SAFETY: bpf_probe_read_kernel checks the address.
-    let Ok(next_tid) = (unsafe { bpf_probe_read_kernel((next + pid_offset) as *const i32) }) else {
-        return 0;
-    };
-    let next_tid = next_tid as u32;
-    // SAFETY: copied out before removal.
-    let Some(start) = (unsafe { OFFCPU_START.get(&next_tid) }).copied() else {
-        return 0;
-    };
-    let _ = OFFCPU_START.remove(&next_tid);
-    if start.start_ns < config(CONFIG_WINDOW_START_NS) {
-        // Switched out before this window opened.
-        return 0;
-    }
     let Ok(next_tgid) = (unsafe { bpf_probe_read_kernel((next + tgid_offset) as *const i32) })
     else {
         return 0;
     };
+    if !is_target(next_tgid as u32) {
+        return 0;
+    }
+    let Ok(next_tid) = (unsafe { bpf_probe_read_kernel((next + pid_offset) as *const i32) }) else {
+        return 0;
+    };
+    let next_tid = next_tid as u32;
+    let Some(slot) = OFFCPU_START.get_ptr_mut(&next_tid) else {
+        return 0;
+    };
+    // SAFETY: the entry of a thread is written only when it is switched
+    // out and read when it is switched in, never both at once; copied out,
+    // then marked used (start 0) instead of deleted.
+    let start = unsafe { *slot };
+    unsafe { (*slot).start_ns = 0 };
+    if start.start_ns < config(CONFIG_WINDOW_START_NS) {
+        // Switched out before this window opened (or already counted).
+        return 0;
+    }
     let key = OffCpuKey {
         tgid: next_tgid as u32,
         tid: next_tid,

@@ -14,13 +14,14 @@ use aya_ebpf::{
 };
 use bench_common::{
     latency_bucket, moves_bytes, InFlight, SyscallHistKey, SyscallKey, SyscallStackKey,
-    SyscallStats, CONFIG_SYSCALL_STACK_EVERY,
+    SyscallStats, CONFIG_SYSCALL_STACK_EVERY, NO_SYSCALL,
 };
 
 use crate::{config, note_thread, recording, user_stack};
 
-/// Syscalls in progress, by thread id. LRU so that calls which never return
-/// (exit, exit_group, execve) cannot fill it.
+/// Syscalls in progress, by thread id: one entry per target thread, reused
+/// in place (`nr` = `NO_SYSCALL` between calls). LRU so that threads that
+/// exit cannot fill it.
 #[map]
 static INFLIGHT: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(16384, 0);
 
@@ -52,11 +53,22 @@ pub fn pp_sys_enter(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     let tid = pid_tgid as u32;
-    let call = InFlight {
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        nr: nr as u64,
-    };
-    let _ = INFLIGHT.insert(&tid, &call, 0);
+    let start_ns = unsafe { bpf_ktime_get_ns() };
+    match INFLIGHT.get_ptr_mut(&tid) {
+        // SAFETY: only this thread's own syscalls write its entry, and a
+        // thread runs one syscall at a time.
+        Some(call) => unsafe {
+            (*call).start_ns = start_ns;
+            (*call).nr = nr as u64;
+        },
+        None => {
+            let call = InFlight {
+                start_ns,
+                nr: nr as u64,
+            };
+            let _ = INFLIGHT.insert(&tid, &call, 0);
+        }
+    }
 
     let every = config(CONFIG_SYSCALL_STACK_EVERY);
     // Random, not every Nth: a fixed stride would alias with loops that
@@ -87,11 +99,16 @@ pub fn pp_sys_exit(ctx: RawTracePointContext) -> u32 {
         return 0;
     };
     let tid = pid_tgid as u32;
-    // SAFETY: copied out before the entry is removed.
-    let Some(call) = (unsafe { INFLIGHT.get(&tid) }).copied() else {
+    let Some(slot) = INFLIGHT.get_ptr_mut(&tid) else {
         return 0;
     };
-    let _ = INFLIGHT.remove(&tid);
+    // SAFETY: see pp_sys_enter; copied out, then marked free.
+    let call = unsafe { *slot };
+    if call.nr == NO_SYSCALL {
+        // Entered before the window opened.
+        return 0;
+    }
+    unsafe { (*slot).nr = NO_SYSCALL };
     let now = unsafe { bpf_ktime_get_ns() };
     let dt = now.saturating_sub(call.start_ns);
     let ret: i64 = ctx.arg(RET_ARG);

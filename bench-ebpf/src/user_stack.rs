@@ -41,6 +41,14 @@ fn read(addr: u64) -> Option<u64> {
     unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
 }
 
+/// A frame record: the saved frame pointer and the return address above
+/// it, in one helper call.
+#[inline(always)]
+fn read_frame(addr: u64) -> Option<[u64; 2]> {
+    // SAFETY: as in `read`.
+    unsafe { bpf_probe_read_user(addr as *const [u64; 2]) }.ok()
+}
+
 #[inline(always)]
 fn in_span(lower: u64, p: u64) -> bool {
     p > lower && p - lower < STACK_SPAN && p & 7 == 0
@@ -135,7 +143,7 @@ fn walk_regs(regs: &pt_regs, at_entry: bool) -> u64 {
         if bp == 0 || n >= MAX_USER_FRAMES {
             break;
         }
-        let (Some(ret), Some(next)) = (read(bp + 8), read(bp)) else {
+        let Some([next, ret]) = read_frame(bp) else {
             break;
         };
         if ret == 0 {
@@ -163,7 +171,10 @@ fn walk_regs(regs: &pt_regs, at_entry: bool) -> u64 {
     if hash == 0 {
         hash = 1;
     }
-    // BPF_NOEXIST: an existing entry is the same stack.
-    let _ = USER_STACKS.insert(&hash, stack, 1);
+    // A lookup takes no lock; most stacks have been seen before.
+    if USER_STACKS.get_ptr(&hash).is_none() {
+        // BPF_NOEXIST: an entry a racing insert made is the same stack.
+        let _ = USER_STACKS.insert(&hash, stack, 1);
+    }
     hash
 }

@@ -20,7 +20,7 @@ use blazesym::{
 
 use crate::capture::{
     elf::{self, ElfFile, Mapping},
-    Graph, StackRecord,
+    probe_frames, Graph, StackRecord,
 };
 
 /// One frame of a resolved stack.
@@ -136,6 +136,7 @@ pub fn resolve(
             for addr in lookup_addrs(&r.user).collect::<Vec<_>>().into_iter().rev() {
                 push_frames(&mut frames, user_names.get(&(r.tgid, addr)), addr, false);
             }
+            let user_frames = frames.len();
             for addr in lookup_addrs(&r.kernel)
                 .collect::<Vec<_>>()
                 .into_iter()
@@ -143,6 +144,7 @@ pub fn resolve(
             {
                 push_frames(&mut frames, kernel_names.get(&addr), addr, true);
             }
+            trim_probe_frames(r.graph, &mut frames, user_frames);
             if let Some(leaf) = &r.leaf {
                 frames.push(Frame {
                     name: leaf.clone(),
@@ -163,6 +165,26 @@ pub fn resolve(
             }
         })
         .collect()
+}
+
+/// Our probes' frames are not the target's: off-CPU stacks end where the
+/// thread blocked, and a CPU sample taken while a probe ran ends in one
+/// `[profiler] <program>` frame (the `profiler` cost category).
+fn trim_probe_frames(graph: Graph, frames: &mut Vec<Frame>, kernel_from: usize) {
+    let names: Vec<&str> = frames[kernel_from..]
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    let Some(cut) = probe_frames::probe_cut(&names) else {
+        return;
+    };
+    frames.truncate(kernel_from + cut.start);
+    if graph == Graph::Cpu {
+        frames.push(Frame {
+            name: format!("{}{}", probe_frames::PROFILER_FRAME_PREFIX, cut.program),
+            kernel: true,
+        });
+    }
 }
 
 /// The address to look up for each frame, innermost first: return
@@ -312,6 +334,40 @@ mod tests {
         );
         assert_eq!(clean_name("a::hello"), "a::hello");
         assert_eq!(clean_name("x;y"), "x:y");
+    }
+
+    #[test]
+    fn probe_frames_are_trimmed() {
+        let frames = |names: &[&str]| -> Vec<Frame> {
+            names
+                .iter()
+                .map(|n| Frame {
+                    name: n.to_string(),
+                    kernel: !n.starts_with("user"),
+                })
+                .collect()
+        };
+        let stack = [
+            "user_main",
+            "do_syscall_64",
+            "__schedule",
+            "__traceiter_sched_switch",
+            "bpf_trace_run4",
+            "bpf_prog_6deef7357e7b4530_pp_sched_switch",
+            "bpf_get_stackid",
+        ];
+        let mut off = frames(&stack);
+        trim_probe_frames(Graph::OffCpu, &mut off, 1);
+        assert_eq!(off, frames(&stack[..3]));
+        let mut cpu = frames(&stack);
+        trim_probe_frames(Graph::Cpu, &mut cpu, 1);
+        let mut want = frames(&stack[..3]);
+        want.extend(frames(&["[profiler] pp_sched_switch"]));
+        assert_eq!(cpu, want);
+        // A user frame that happens to share a probe's name is not cut.
+        let mut user = frames(&["user_pp_sys_enter", "do_syscall_64"]);
+        trim_probe_frames(Graph::Cpu, &mut user, 1);
+        assert_eq!(user, frames(&["user_pp_sys_enter", "do_syscall_64"]));
     }
 
     #[test]

@@ -131,6 +131,16 @@ pub struct ProbeSpec {
     /// everything runs in one pass.
     #[serde(default = "yes")]
     pub per_call_pass: bool,
+    /// Attach empty programs where the syscalls, cpu and offcpu probes go:
+    /// nothing is recorded; what remains is the cost of any program on
+    /// those points (`cargo xtask bench probes` measures it).
+    #[serde(default)]
+    pub floor: bool,
+    /// Have the kernel time every run of every probe program and report it
+    /// (`probes.program_costs` in report.json). Off by default: the timing
+    /// itself costs two clock reads per run, about 65 ns here.
+    #[serde(default)]
+    pub program_costs: bool,
 }
 
 /// The cpu sampling probe.
@@ -192,6 +202,8 @@ impl Default for ProbeSpec {
             syscall_stacks: SyscallStacksSpec::default(),
             control: false,
             per_call_pass: true,
+            floor: false,
+            program_costs: false,
         }
     }
 }
@@ -253,6 +265,8 @@ impl ProbeSpec {
             crypto: self.crypto.enabled.then_some(CryptoOptions {
                 return_probes: self.crypto.return_probes,
             }),
+            floor: self.floor,
+            program_stats: self.program_costs,
         }
     }
 }

@@ -327,6 +327,14 @@ fn crypto_calls_are_counted_exactly_and_the_symbol_reported() {
     );
     let pid = child.id();
     let matched = probes.attached()[&pid].crypto.clone();
+    // One uprobe_multi link per program in the one probed file (entry and
+    // return), not one per symbol: they detach in one grace period each.
+    let notes = &probes.attached()[&pid].notes;
+    assert!(
+        !notes.iter().any(|n| n.contains("uprobe_multi")),
+        "{notes:?}"
+    );
+    assert_eq!(probes.uprobe_links(), 2);
     let cap = probes.read().expect("read");
     drop(stdin);
     assert_exited(&mut child);
@@ -390,5 +398,115 @@ fn off_cpu_time_matches_a_known_sleep() {
         (540_000..=660_000).contains(&off_us),
         "off-CPU {off_us} µs for 600 ms of sleep"
     );
+    assert_no_programs_left();
+}
+
+/// Whether a resolved frame is one of our probes' programs.
+fn is_probe_frame(name: &str) -> bool {
+    name.starts_with("bpf_prog_")
+        || capture::PROGRAM_NAMES
+            .iter()
+            .any(|p| name == *p || (name.len() >= 15 && p.starts_with(name)))
+}
+
+#[test]
+#[ignore = "needs root"]
+fn probe_frames_go_to_the_profiler_not_the_target() {
+    const GETPPID: u64 = 3_000_000;
+    let opts = CaptureOptions {
+        syscalls: true,
+        cpu_frequency_hz: Some(499),
+        offcpu: true,
+        ..CaptureOptions::none()
+    };
+    let mut probes = Probes::load(&opts).expect("load probes");
+    let (mut busy, _busy_out) = fixture(&[
+        "syscalls",
+        "--getppid",
+        &GETPPID.to_string(),
+        "--writes",
+        "0",
+        "--size",
+        "1",
+    ]);
+    let (mut sleeper, _sleeper_out) = fixture(&["sleep", "--ms", "50", "--times", "4"]);
+    probes.add_target(busy.id(), 0).expect("add target");
+    probes.add_target(sleeper.id(), 1).expect("add target");
+    probes.start().expect("start");
+    for child in [&mut busy, &mut sleeper] {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"g")
+            .expect("go");
+    }
+    assert_exited(&mut busy);
+    assert_exited(&mut sleeper);
+    probes.stop().expect("stop");
+    let cap = probes.read().expect("read");
+    drop(probes);
+    let samples = resolve::resolve(&cap.stacks, &cap.thread_names);
+    let categories = protoprof::analyze::attribution::Categories::parse(
+        protoprof::analyze::attribution::DEFAULT_ATTRIBUTION,
+        "attribution.toml",
+    )
+    .expect("shipped attribution");
+    let names: Vec<&str> = categories.names().collect();
+
+    // No stack of any graph keeps a probe's own frame.
+    for s in &samples {
+        assert!(
+            !s.frames.iter().any(|f| f.kernel && is_probe_frame(&f.name)),
+            "{:?} stack holds a probe frame: {:?}",
+            s.graph,
+            s.frames
+        );
+    }
+
+    // CPU: the busy fixture spends a good part of each getppid in the
+    // syscall probes; those samples end in one `[profiler]` frame and go to
+    // the profiler category.
+    let cpu: Vec<_> = samples
+        .iter()
+        .filter(|s| s.graph == Graph::Cpu && s.tgid == busy.id())
+        .collect();
+    let total: u64 = cpu.iter().map(|s| s.weight).sum();
+    let in_probes: Vec<_> = cpu
+        .iter()
+        .filter(|s| {
+            s.frames
+                .last()
+                .is_some_and(|f| f.kernel && f.name.starts_with("[profiler] pp_sys_e"))
+        })
+        .collect();
+    let probe_weight: u64 = in_probes.iter().map(|s| s.weight).sum();
+    assert!(total >= 200, "only {total} cpu samples");
+    assert!(
+        probe_weight * 20 >= total,
+        "{probe_weight} of {total} samples in the syscall probes"
+    );
+    for s in &in_probes {
+        assert_eq!(names[categories.classify(&s.frames)], "profiler");
+    }
+
+    // Off-CPU: the sleeper's stacks end where it blocked, in the scheduler.
+    let off: Vec<_> = samples
+        .iter()
+        .filter(|s| s.graph == Graph::OffCpu && s.tgid == sleeper.id())
+        .collect();
+    let off_us: u64 = off.iter().map(|s| s.weight).sum();
+    assert!(
+        (180_000..=260_000).contains(&off_us),
+        "off-CPU {off_us} µs for 200 ms of sleep"
+    );
+    for s in &off {
+        assert_eq!(
+            s.frames.last().map(|f| (f.kernel, f.name.as_str())),
+            Some((true, "__schedule")),
+            "{:?}",
+            s.frames
+        );
+    }
     assert_no_programs_left();
 }

@@ -73,6 +73,7 @@ fn enriched() -> Report {
                             method: "threads".into(),
                         }
                     },
+                    measuring: *c == "profiler",
                 })
                 .collect(),
             unclassified: vec![WeightedName {

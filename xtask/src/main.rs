@@ -92,6 +92,9 @@ enum Cmd {
         /// Measured seconds per run.
         #[arg(long, default_value_t = 6.0)]
         duration: f64,
+        /// `probes`: only the rows whose label contains this (repeatable).
+        #[arg(long)]
+        only: Vec<String>,
     },
     /// Format check, clippy and every test.
     Test {
@@ -203,11 +206,12 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             what,
             repeat,
             duration,
+            only,
         } => {
             match what.as_str() {
                 "probes" => {
                     build(&root, &tools)?;
-                    bench_probes(&root, repeat, duration)?;
+                    bench_probes(&root, repeat, duration, &only)?;
                 }
                 "protocols" => {
                     build(&root, &tools)?;
@@ -439,7 +443,7 @@ fn test_result_counts(line: &str) -> Option<[u64; 3]> {
 
 /// Every probe alone, then the default set, each with a control pass, on
 /// the tcp profile: throughput and round-trip ratios, medians over repeats.
-fn bench_probes(root: &Path, repeat: usize, duration: f64) -> Result<()> {
+fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> Result<()> {
     const OFF: &[&str] = &[
         "probes.syscalls=false",
         "probes.cpu.enabled=false",
@@ -448,32 +452,65 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64) -> Result<()> {
         "probes.alloc.enabled=false",
         "probes.crypto.enabled=false",
     ];
-    let configs: Vec<(&str, Vec<&str>)> = vec![
-        ("syscalls", vec!["probes.syscalls=true"]),
+    // (label, base settings: every probe off or the defaults, settings on top).
+    let configs: Vec<(&str, &[&str], Vec<&str>)> = vec![
+        (
+            "floor: empty programs on the syscalls, cpu and offcpu points",
+            OFF,
+            vec![
+                "probes.syscalls=true",
+                "probes.cpu.enabled=true",
+                "probes.offcpu=true",
+                "probes.floor=true",
+            ],
+        ),
+        ("syscalls", OFF, vec!["probes.syscalls=true"]),
         (
             "syscalls + syscall stacks (1 in 64)",
+            OFF,
             vec!["probes.syscalls=true", "probes.syscall_stacks.enabled=true"],
         ),
-        ("cpu (99 Hz)", vec!["probes.cpu.enabled=true"]),
-        ("offcpu", vec!["probes.offcpu=true"]),
-        ("counters", vec!["probes.counters=true"]),
+        ("cpu (99 Hz)", OFF, vec!["probes.cpu.enabled=true"]),
+        ("offcpu", OFF, vec!["probes.offcpu=true"]),
+        ("counters", OFF, vec!["probes.counters=true"]),
         (
             "alloc + crypto (per-call uprobes)",
+            OFF,
             vec![
                 "probes.alloc.enabled=true",
                 "probes.crypto.enabled=true",
                 "probes.per_call_pass=false",
             ],
         ),
-        ("default set, main pass", vec![]),
+        (
+            "floor of the default set: empty programs + counters",
+            OFF,
+            vec![
+                "probes.syscalls=true",
+                "probes.cpu.enabled=true",
+                "probes.offcpu=true",
+                "probes.counters=true",
+                "probes.floor=true",
+            ],
+        ),
+        ("default set, main pass", &[], vec![]),
+        (
+            "default set + program run-time stats (probes.program_costs)",
+            &[],
+            vec!["probes.program_costs=true"],
+        ),
     ];
     let out = root.join("target/protoprof/bench-probes");
     let _ = std::fs::remove_dir_all(&out);
     println!(
-        "| probes | bulk throughput, probed / unprofiled | rr round trips, probed / unprofiled |"
+        "| probes | bulk throughput, probed / unprofiled | rr round trips, probed / unprofiled | load avg (1 min), start–end |"
     );
-    println!("|---|---:|---:|");
-    for (label, on) in configs {
+    println!("|---|---:|---:|---:|");
+    for (label, base, on) in configs {
+        if !only.is_empty() && !only.iter().any(|o| label.contains(o.as_str())) {
+            continue;
+        }
+        let load_before = load_average();
         let mut bulk = Vec::new();
         let mut rr = Vec::new();
         for _ in 0..repeat {
@@ -489,12 +526,7 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64) -> Result<()> {
                     "--set",
                     "probes.control=true",
                 ]);
-            let sets: Vec<&str> = if on.is_empty() {
-                Vec::new()
-            } else {
-                OFF.iter().chain(on.iter()).copied().collect()
-            };
-            for s in sets {
+            for s in base.iter().chain(&on) {
                 cmd.args(["--set", s]);
             }
             let output = cmd
@@ -529,12 +561,31 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64) -> Result<()> {
             }
         }
         println!(
-            "| {label} | {} | {} |",
-            median(&mut bulk).map_or("–".into(), |m| format!("{m:.3}")),
-            median(&mut rr).map_or("–".into(), |m| format!("{m:.3}"))
+            "| {label} | {} | {} | {}–{} |",
+            spread(&mut bulk),
+            spread(&mut rr),
+            load_before,
+            load_average()
         );
     }
     Ok(())
+}
+
+/// "median [min–max], n" of ratios.
+fn spread(v: &mut [f64]) -> String {
+    match median(v) {
+        // median() sorted v.
+        Some(m) => format!("{m:.3} [{:.3}–{:.3}], n={}", v[0], v[v.len() - 1], v.len()),
+        None => "–".into(),
+    }
+}
+
+/// The 1-minute load average, as /proc/loadavg gives it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// One profile run with every probe off; the run's report.json.

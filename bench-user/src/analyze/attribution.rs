@@ -47,10 +47,14 @@ struct CategorySpec {
     user: Vec<String>,
     #[serde(default)]
     kernel: Vec<String>,
+    /// The profiler's own cost, shown apart from the target's.
+    #[serde(default)]
+    measuring: bool,
 }
 
 struct Category {
     name: String,
+    measuring: bool,
     user: Vec<Regex>,
     kernel: Vec<Regex>,
 }
@@ -83,6 +87,7 @@ impl Categories {
         for c in &file.category {
             list.push(Category {
                 name: c.name.clone(),
+                measuring: c.measuring,
                 user: compile(&c.name, &c.user)?,
                 kernel: compile(&c.name, &c.kernel)?,
             });
@@ -216,6 +221,7 @@ pub fn attribute(
                     },
                     Err(why) => ShareInterval::Unavailable(why.clone()),
                 },
+                measuring: c.measuring,
             }
         })
         .collect();

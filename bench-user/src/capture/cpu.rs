@@ -13,18 +13,21 @@ use bench_common::StackKey;
 use super::{stacks::StackReader, CaptureError, Graph, StackRecord};
 
 const NAME: &str = "pp_cpu_sample";
+const FLOOR: &str = "pp_floor_cpu_sample";
 
 /// One software cpu-clock event per online CPU, every process on it; the
-/// program itself keeps only the target processes.
-pub(super) fn attach(ebpf: &mut Ebpf, frequency_hz: u64) -> Result<(), CaptureError> {
+/// program itself keeps only the target processes. `floor`: the empty
+/// program instead (see `CaptureOptions::floor`).
+pub(super) fn attach(ebpf: &mut Ebpf, frequency_hz: u64, floor: bool) -> Result<(), CaptureError> {
+    let name = if floor { FLOOR } else { NAME };
     let program: &mut PerfEvent = ebpf
-        .program_mut(NAME)
-        .ok_or(CaptureError::Missing(NAME))?
+        .program_mut(name)
+        .ok_or(CaptureError::Missing(name))?
         .try_into()
-        .map_err(|source| CaptureError::Program { name: NAME, source })?;
+        .map_err(|source| CaptureError::Program { name, source })?;
     program
         .load()
-        .map_err(|source| CaptureError::Program { name: NAME, source })?;
+        .map_err(|source| CaptureError::Program { name, source })?;
     let cpus =
         aya::util::online_cpus().map_err(|(what, e)| CaptureError::Cpus(format!("{what}: {e}")))?;
     for cpu in cpus {
@@ -35,7 +38,7 @@ pub(super) fn attach(ebpf: &mut Ebpf, frequency_hz: u64) -> Result<(), CaptureEr
                 SamplePolicy::Frequency(frequency_hz),
                 false,
             )
-            .map_err(|source| CaptureError::Program { name: NAME, source })?;
+            .map_err(|source| CaptureError::Program { name, source })?;
     }
     Ok(())
 }

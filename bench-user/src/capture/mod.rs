@@ -17,9 +17,11 @@ pub mod elf;
 pub mod gopclntab;
 mod offcpu;
 pub mod privileges;
+pub mod probe_frames;
 pub mod sockets;
 mod stacks;
 mod syscalls;
+mod uprobe_multi;
 mod uprobes;
 
 use std::{
@@ -61,6 +63,10 @@ pub const PROGRAM_NAMES: &[&str] = &[
     "pp_free",
     "pp_crypto",
     "pp_crypto_ret",
+    "pp_floor_sys_enter",
+    "pp_floor_sys_exit",
+    "pp_floor_sched_switch",
+    "pp_floor_cpu_sample",
 ];
 
 /// Which probes to attach, and how.
@@ -75,6 +81,17 @@ pub struct CaptureOptions {
     pub counters: bool,
     pub alloc: Option<AllocOptions>,
     pub crypto: Option<CryptoOptions>,
+    /// Attach empty programs in place of the syscalls, cpu and offcpu
+    /// probes: they record nothing, and what they cost is the floor of
+    /// measuring on those attach points (`cargo xtask bench probes`).
+    #[serde(default)]
+    pub floor: bool,
+    /// Have the kernel time every program run (BPF_ENABLE_STATS) for
+    /// `Capture::program_costs`. Off by default: the two clock reads it adds
+    /// to every run cost about as much as an empty program's whole dispatch
+    /// (docs/probes.md).
+    #[serde(default)]
+    pub program_stats: bool,
 }
 
 /// The alloc probe's settings.
@@ -105,6 +122,8 @@ impl CaptureOptions {
             counters: false,
             alloc: None,
             crypto: None,
+            floor: false,
+            program_stats: false,
         }
     }
 
@@ -174,13 +193,14 @@ pub struct Probes {
     options: CaptureOptions,
     config: Array<MapData, u64>,
     targets: HashMap<MapData, u32, u32>,
+    target_filter: Array<MapData, u32>,
     counters: BTreeMap<u32, counters::TargetCounters>,
     attached: BTreeMap<u32, TargetProbes>,
     families: Families,
     next_crypto_id: u32,
     uprobes: uprobes::UprobeSet,
     /// Keeps the kernel's BPF run-time statistics on while we hold it.
-    _stats: Option<OwnedFd>,
+    stats: Option<OwnedFd>,
     windows: u32,
 }
 
@@ -232,6 +252,27 @@ pub struct Capture {
     pub program_costs: Vec<ProgramCost>,
 }
 
+/// Load program `name` and attach it to raw tracepoint `event` (by name: no
+/// tracefs mount needed).
+fn attach_raw_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    event: &str,
+) -> Result<(), CaptureError> {
+    let program: &mut aya::programs::RawTracePoint = ebpf
+        .program_mut(name)
+        .ok_or(CaptureError::Missing(name))?
+        .try_into()
+        .map_err(|source| CaptureError::Program { name, source })?;
+    program
+        .load()
+        .map_err(|source| CaptureError::Program { name, source })?;
+    program
+        .attach(event)
+        .map_err(|source| CaptureError::Program { name, source })?;
+    Ok(())
+}
+
 fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), CaptureError> {
     let p: &mut UProbe = ebpf
         .program_mut(name)
@@ -255,6 +296,12 @@ impl Probes {
         unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
 
         let mut ebpf = Ebpf::load(PROBES_OBJECT)?;
+        // Before any map is taken out of `ebpf`: it needs them all.
+        let multi = if options.has_per_call() {
+            uprobe_multi::MultiPrograms::new(PROBES_OBJECT, &ebpf).map_err(|e| e.to_string())
+        } else {
+            Err("no per-call probes".to_string())
+        };
         let config = take_map(&mut ebpf, "CONFIG")?;
         let mut config: Array<MapData, u64> =
             Array::try_from(config).map_err(|source| CaptureError::Map {
@@ -266,6 +313,11 @@ impl Probes {
             name: "TARGETS",
             source,
         })?;
+        let target_filter = take_map(&mut ebpf, "TARGET_FILTER")?;
+        let target_filter = Array::try_from(target_filter).map_err(|source| CaptureError::Map {
+            name: "TARGET_FILTER",
+            source,
+        })?;
         let mut set = |index: u32, value: u64| {
             config
                 .set(index, value, 0)
@@ -274,21 +326,25 @@ impl Probes {
                     source,
                 })
         };
-        // Program statistics cost two clock reads per program run; they are
-        // what lets the report say what measuring cost.
-        let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
+        // Program statistics cost two clock reads per program run: only
+        // when asked for.
+        let stats = if options.program_stats {
+            aya::sys::enable_stats(aya::sys::Stats::RunTime).ok()
+        } else {
+            None
+        };
         if options.syscalls {
             set(CONFIG_SYSCALL_STACK_EVERY, options.syscall_stack_every)?;
-            syscalls::attach(&mut ebpf)?;
+            syscalls::attach(&mut ebpf, options.floor)?;
         }
         if let Some(hz) = options.cpu_frequency_hz {
-            cpu::attach(&mut ebpf, hz)?;
+            cpu::attach(&mut ebpf, hz, options.floor)?;
         }
         if options.offcpu {
             let (pid, tgid) = btf::task_pid_tgid_offsets()?;
             set(CONFIG_TASK_PID_OFFSET, pid)?;
             set(CONFIG_TASK_TGID_OFFSET, tgid)?;
-            offcpu::attach(&mut ebpf)?;
+            offcpu::attach(&mut ebpf, options.floor)?;
         }
         if let Some(a) = &options.alloc {
             set(CONFIG_ALLOC_SAMPLE_BYTES, a.sample_bytes)?;
@@ -307,12 +363,13 @@ impl Probes {
             options: options.clone(),
             config,
             targets,
+            target_filter,
             counters: BTreeMap::new(),
             attached: BTreeMap::new(),
             families: Families::shipped(),
             next_crypto_id: 0,
-            uprobes: uprobes::UprobeSet::new(),
-            _stats: stats,
+            uprobes: uprobes::UprobeSet::new(multi),
+            stats,
             windows: 0,
         })
     }
@@ -320,6 +377,17 @@ impl Probes {
     /// Record process `pid` (all its threads) from now on, attaching the
     /// per-process probes (allocator, crypto) to the files it has mapped.
     pub fn add_target(&mut self, pid: u32, role: u32) -> Result<(), CaptureError> {
+        let filter_err = |source| CaptureError::Map {
+            name: "TARGET_FILTER",
+            source,
+        };
+        let slot = bench_common::target_slot(pid);
+        // Counted before TARGETS is written: a slot never reads empty for a
+        // listed target.
+        if self.targets.get(&pid, 0).is_err() {
+            let n = self.target_filter.get(&slot, 0).map_err(filter_err)?;
+            self.target_filter.set(slot, n + 1, 0).map_err(filter_err)?;
+        }
         self.targets
             .insert(pid, role, 0)
             .map_err(|source| CaptureError::Map {
@@ -365,10 +433,24 @@ impl Probes {
                 info.notes.extend(notes);
             }
         }
-        self.attached.insert(pid, info);
         // Attached now, not at the first window: handshake markers count
         // the connection set-up that happens before a window opens.
-        self.uprobes.attach(&mut self.ebpf)
+        let attached = self.uprobes.attach(&mut self.ebpf);
+        if self.options.has_per_call() {
+            if let Some(why) = &self.uprobes.multi_unavailable {
+                info.notes.push(format!(
+                    "uprobe_multi links unavailable ({why}): one link per probe, each slow to detach"
+                ));
+            }
+        }
+        self.attached.insert(pid, info);
+        attached
+    }
+
+    /// Open uprobe links (one per program, file and process with
+    /// uprobe_multi; one per probe without).
+    pub fn uprobe_links(&self) -> usize {
+        self.uprobes.link_count()
     }
 
     /// What was found and attached per target pid.
@@ -522,6 +604,10 @@ impl Probes {
 
     fn program_costs(&self) -> Vec<ProgramCost> {
         let mut out = Vec::new();
+        if self.stats.is_none() {
+            // Not timed: the kernel's zeros are no measurement.
+            return out;
+        }
         for (name, program) in self.ebpf.programs() {
             if let Ok(info) = program.info() {
                 out.push(ProgramCost {

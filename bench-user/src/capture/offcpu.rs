@@ -2,28 +2,20 @@
 
 use aya::{
     maps::{HashMap, MapData},
-    programs::RawTracePoint,
     Ebpf,
 };
 use bench_common::{OffCpuKey, OffCpuValue};
 
 use super::{stacks::StackReader, CaptureError, Graph, StackRecord};
 
-const NAME: &str = "pp_sched_switch";
-
-pub(super) fn attach(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
-    let program: &mut RawTracePoint = ebpf
-        .program_mut(NAME)
-        .ok_or(CaptureError::Missing(NAME))?
-        .try_into()
-        .map_err(|source| CaptureError::Program { name: NAME, source })?;
-    program
-        .load()
-        .map_err(|source| CaptureError::Program { name: NAME, source })?;
-    program
-        .attach("sched_switch")
-        .map_err(|source| CaptureError::Program { name: NAME, source })?;
-    Ok(())
+/// `floor`: the empty program instead (see `CaptureOptions::floor`).
+pub(super) fn attach(ebpf: &mut Ebpf, floor: bool) -> Result<(), CaptureError> {
+    let name = if floor {
+        "pp_floor_sched_switch"
+    } else {
+        "pp_sched_switch"
+    };
+    super::attach_raw_tracepoint(ebpf, name, "sched_switch")
 }
 
 /// Off-CPU time by stack, weighted in microseconds.

@@ -4,26 +4,24 @@ use std::collections::HashMap as StdHashMap;
 
 use aya::{
     maps::{MapData, PerCpuHashMap},
-    programs::RawTracePoint,
     Ebpf,
 };
 use bench_common::{SyscallHistKey, SyscallKey, SyscallStackKey, SyscallStats, LATENCY_BUCKETS};
 
 use super::{stacks::StackReader, CaptureError, Graph, StackRecord, SyscallRecord};
 
-pub(super) fn attach(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
-    for (name, event) in [("pp_sys_enter", "sys_enter"), ("pp_sys_exit", "sys_exit")] {
-        let program: &mut RawTracePoint = ebpf
-            .program_mut(name)
-            .ok_or(CaptureError::Missing(name))?
-            .try_into()
-            .map_err(|source| CaptureError::Program { name, source })?;
-        program
-            .load()
-            .map_err(|source| CaptureError::Program { name, source })?;
-        program
-            .attach(event)
-            .map_err(|source| CaptureError::Program { name, source })?;
+/// `floor`: the empty programs instead (see `CaptureOptions::floor`).
+pub(super) fn attach(ebpf: &mut Ebpf, floor: bool) -> Result<(), CaptureError> {
+    let programs = if floor {
+        [
+            ("pp_floor_sys_enter", "sys_enter"),
+            ("pp_floor_sys_exit", "sys_exit"),
+        ]
+    } else {
+        [("pp_sys_enter", "sys_enter"), ("pp_sys_exit", "sys_exit")]
+    };
+    for (name, event) in programs {
+        super::attach_raw_tracepoint(ebpf, name, event)?;
     }
     Ok(())
 }

@@ -132,12 +132,15 @@ fn top_costs(md: &mut String, r: &Report) {
         }
         let _ = writeln!(md, "{header}\n{rule}");
         // Categories in the first target's order (the attribution file's).
-        let categories = measured[0]
-            .costs
-            .iter()
-            .flat_map(|c| c.categories.iter().map(|c| c.category.as_str()));
-        for cat in categories {
-            let _ = write!(md, "| {cat} |");
+        let categories = measured[0].costs.iter().flat_map(|c| {
+            c.categories
+                .iter()
+                .map(|c| (c.category.as_str(), c.measuring))
+        });
+        for (cat, measuring) in categories {
+            // The profiler's own probes: measuring, not the target.
+            let apart = if measuring { " (measuring)" } else { "" };
+            let _ = write!(md, "| {cat}{apart} |");
             for t in &measured {
                 let row = t
                     .costs

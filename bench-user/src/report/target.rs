@@ -167,6 +167,9 @@ pub struct CategoryCost {
     /// 95 % interval of `share`, respecting that consecutive samples are
     /// correlated.
     pub interval: super::ShareInterval,
+    /// Our probes' own cost (the `profiler` category), shown apart from the target's.
+    #[serde(default)]
+    pub measuring: bool,
 }
 
 /// TCP socket options of one target.

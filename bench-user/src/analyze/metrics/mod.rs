@@ -72,6 +72,7 @@ pub const CATEGORIES: &[&str] = &[
     "kernel_io",
     "runtime",
     "protocol",
+    "profiler",
     "other",
 ];
 
@@ -749,6 +750,7 @@ mod tests {
                 cpu_ns: 1e9,
                 ns_per_byte: None,
                 interval: crate::report::ShareInterval::Unavailable("not computed here".into()),
+                measuring: false,
             }],
             unclassified: Vec::new(),
         });
