@@ -28,6 +28,7 @@
 //!   default none, refused connections are closed.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -36,7 +37,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use sha2::{Digest, Sha224};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -268,7 +269,7 @@ impl ServerOptions {
 
 /// Why the server refused a request.
 #[derive(Debug, thiserror::Error)]
-enum Refusal {
+pub(crate) enum Refusal {
     #[error("closed or paused after {0} bytes, before a whole hash line")]
     ShortHashLine(usize),
     #[error("wrong password hash")]
@@ -289,7 +290,7 @@ enum Refusal {
 
 /// Why one proxied connection failed.
 #[derive(Debug, thiserror::Error)]
-enum ConnError {
+pub(crate) enum ConnError {
     #[error(transparent)]
     Socks5(#[from] Socks5Error),
     #[error("encoding target address: {0}")]
@@ -363,33 +364,48 @@ fn encode_header(password: &PasswordHash, target: &TargetAddr, out: &mut Vec<u8>
     out.extend_from_slice(CRLF);
 }
 
-async fn client_conn(mut inbound: TcpStream, opts: Arc<ClientOptions>) -> Result<(), ConnError> {
+async fn client_conn(inbound: TcpStream, opts: Arc<ClientOptions>) -> Result<(), ConnError> {
+    let connector = TlsConnector::from(Arc::clone(&opts.tls));
+    let name = opts.server_name.clone();
+    trojan_client_conn(inbound, opts.server, &opts.password, &opts.relay, |tcp| {
+        connector.connect(name, tcp)
+    })
+    .await
+}
+
+/// The client side of one proxied connection, for any TLS library:
+/// SOCKS5 in, TCP to `server`, `handshake` on it, the Trojan request, then
+/// the relay. `ech` runs it with BoringSSL's handshake.
+pub(crate) async fn trojan_client_conn<H, Fut, S>(
+    mut inbound: TcpStream,
+    server: SocketAddr,
+    password: &PasswordHash,
+    relay_opts: &RelayOptions,
+    handshake: H,
+) -> Result<(), ConnError>
+where
+    H: FnOnce(TcpStream) -> Fut,
+    Fut: Future<Output = io::Result<S>>,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let target = socks5::accept(&mut inbound).await?;
     if let Err(e) = target.encode(&mut Vec::new()) {
         socks5::reply(&mut inbound, Reply::Failed(ReplyCode::GeneralFailure)).await?;
         return Err(e.into());
     }
 
-    let tcp = match TcpStream::connect(opts.server).await {
+    let tcp = match TcpStream::connect(server).await {
         Ok(s) => s,
         Err(source) => {
             let code = ReplyCode::from_connect_error(&source);
             socks5::reply(&mut inbound, Reply::Failed(code)).await?;
-            return Err(ConnError::ConnectServer {
-                server: opts.server,
-                source,
-            });
+            return Err(ConnError::ConnectServer { server, source });
         }
     };
     tcp.set_nodelay(true)?;
     let bound = tcp.local_addr()?;
 
-    let connector = TlsConnector::from(Arc::clone(&opts.tls));
-    let handshake = timeout(
-        HANDSHAKE_TIMEOUT,
-        connector.connect(opts.server_name.clone(), tcp),
-    );
-    let mut upstream = match handshake.await {
+    let mut upstream = match timeout(HANDSHAKE_TIMEOUT, handshake(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             socks5::reply(&mut inbound, Reply::Failed(ReplyCode::GeneralFailure)).await?;
@@ -402,7 +418,7 @@ async fn client_conn(mut inbound: TcpStream, opts: Arc<ClientOptions>) -> Result
     };
 
     let mut header = Vec::with_capacity(MAX_HEADER_LEN);
-    encode_header(&opts.password, &target, &mut header);
+    encode_header(password, &target, &mut header);
     let sent = async {
         upstream.write_all(&header).await?;
         upstream.flush().await
@@ -413,7 +429,7 @@ async fn client_conn(mut inbound: TcpStream, opts: Arc<ClientOptions>) -> Result
     }
 
     socks5::reply(&mut inbound, Reply::Succeeded(bound)).await?;
-    relay(inbound, upstream, &opts.relay)
+    relay(inbound, upstream, relay_opts)
         .await
         .map_err(|source| ConnError::Relay { target, source })?;
     Ok(())
@@ -421,7 +437,33 @@ async fn client_conn(mut inbound: TcpStream, opts: Arc<ClientOptions>) -> Result
 
 async fn server_conn(tcp: TcpStream, opts: Arc<ServerOptions>) -> Result<(), ConnError> {
     let acceptor = TlsAcceptor::from(Arc::clone(&opts.tls));
-    let mut inbound = timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+    trojan_server_conn(
+        tcp,
+        |tcp| acceptor.accept(tcp),
+        &opts.password,
+        opts.fallback.as_ref(),
+        &opts.relay,
+    )
+    .await
+}
+
+/// The server side of one proxied connection, for any TLS library:
+/// `handshake` on the accepted TCP stream, the Trojan request, then the
+/// relay to its target (or to `fallback` when refused). `ech` runs it with
+/// BoringSSL's handshake.
+pub(crate) async fn trojan_server_conn<H, Fut, S>(
+    tcp: TcpStream,
+    handshake: H,
+    password: &PasswordHash,
+    fallback: Option<&TargetAddr>,
+    relay_opts: &RelayOptions,
+) -> Result<(), ConnError>
+where
+    H: FnOnce(TcpStream) -> Fut,
+    Fut: Future<Output = io::Result<S>>,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut inbound = timeout(HANDSHAKE_TIMEOUT, handshake(tcp))
         .await
         .map_err(|_| ConnError::HandshakeTimeout)?
         .map_err(ConnError::Handshake)?;
@@ -429,13 +471,13 @@ async fn server_conn(tcp: TcpStream, opts: Arc<ServerOptions>) -> Result<(), Con
     // Everything read so far: a refused connection's fallback gets all of it,
     // an accepted one's target gets what follows the header.
     let mut buf = Vec::with_capacity(4096);
-    let request = read_request(&mut inbound, &mut buf, &opts.password)
+    let request = read_request(&mut inbound, &mut buf, password)
         .await
         .map_err(ConnError::ReadRequest)?;
     let (target, header_len) = match request {
         Ok(accepted) => accepted,
         Err(refusal) => {
-            let Some(fallback) = &opts.fallback else {
+            let Some(fallback) = fallback else {
                 // Best effort close_notify: the peer may be gone already.
                 let _ = inbound.shutdown().await;
                 return Err(ConnError::Refused(refusal));
@@ -453,7 +495,7 @@ async fn server_conn(tcp: TcpStream, opts: Arc<ServerOptions>) -> Result<(), Con
                 return Err(fallback_err(e));
             }
             drop(buf);
-            return match relay(inbound, upstream, &opts.relay).await {
+            return match relay(inbound, upstream, relay_opts).await {
                 Ok(_) => Ok(()),
                 Err(e) => Err(fallback_err(e)),
             };
@@ -475,7 +517,7 @@ async fn server_conn(tcp: TcpStream, opts: Arc<ServerOptions>) -> Result<(), Con
         }
     }
     drop(buf);
-    relay(inbound, upstream, &opts.relay)
+    relay(inbound, upstream, relay_opts)
         .await
         .map_err(|source| ConnError::Relay { target, source })?;
     Ok(())

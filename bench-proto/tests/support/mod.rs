@@ -5,6 +5,7 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod ech;
 pub mod endpoint;
 pub mod hysteria2;
 pub mod sing_box;
