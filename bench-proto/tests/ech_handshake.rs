@@ -111,7 +111,7 @@ fn sni(body: &[u8]) -> String {
     String::from_utf8(body[5..5 + len].to_vec()).unwrap()
 }
 
-fn ext<'a>(exts: &'a [(u16, Vec<u8>)], ty: u16) -> Option<&'a [u8]> {
+fn ext(exts: &[(u16, Vec<u8>)], ty: u16) -> Option<&[u8]> {
     exts.iter()
         .find(|(t, _)| *t == ty)
         .map(|(_, b)| b.as_slice())
@@ -189,8 +189,7 @@ async fn wrong_config_gets_the_public_name_and_retry_configs_and_the_client_abor
         let tcp = TcpStream::connect(server).await.unwrap();
         let err = ech::client::handshake(&opts, tcp)
             .await
-            .err()
-            .expect("rejected");
+            .expect_err("rejected");
         let HandshakeFailure::Rejected {
             public_name,
             retry_configs,
