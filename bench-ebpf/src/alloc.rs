@@ -234,10 +234,7 @@ pub fn pp_alloc_ret(ctx: RetProbeContext) -> u32 {
     let _ = ALLOC_PENDING.remove(&tid);
     let ptr = if pending.old_ptr != 0 {
         // posix_memalign: the result lives at *memptr.
-        match unsafe { bpf_probe_read_user(pending.old_ptr as *const u64) } {
-            Ok(p) => p,
-            Err(_) => 0,
-        }
+        unsafe { bpf_probe_read_user(pending.old_ptr as *const u64) }.unwrap_or_default()
     } else {
         ctx.ret::<u64>()
     };

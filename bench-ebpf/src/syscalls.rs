@@ -61,7 +61,7 @@ pub fn pp_sys_enter(ctx: RawTracePointContext) -> u32 {
     let every = config(CONFIG_SYSCALL_STACK_EVERY);
     // Random, not every Nth: a fixed stride would alias with loops that
     // make the same N syscalls over and over.
-    if every != 0 && (unsafe { bpf_get_prandom_u32() } as u64) % every == 0 {
+    if every != 0 && (unsafe { bpf_get_prandom_u32() } as u64).is_multiple_of(every) {
         let regs: *const pt_regs = ctx.arg(REGS_ARG);
         let key = SyscallStackKey {
             tgid: (pid_tgid >> 32) as u32,

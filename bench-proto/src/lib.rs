@@ -6,6 +6,12 @@
 //!
 //! - [`addr`]: the target address and its SOCKS5-style wire encoding,
 //! - [`socks5`]: the server side of SOCKS5 (the client endpoint's inbound),
+//! - [`outbound`]: the one client loop (SOCKS5 CONNECT in, a protocol's
+//!   [`Outbound`](outbound::Outbound) stream out) and the one mapping of
+//!   failures to SOCKS5 replies,
+//! - [`dial`]: the one way a server reaches its target,
+//! - [`quic`]: what the QUIC protocols share (endpoint binding, the client's
+//!   lazily opened, reconnecting connection, the server's accept loop),
 //! - [`relay`](mod@relay): the bidirectional byte pump used once a stream is established,
 //!   with its buffer modes; [`buffer_pool`] for mode `pooled`, [`splice`] for
 //!   mode `splice` (protocol `tcp` only),
@@ -14,7 +20,8 @@
 //! - [`udp_frag`]: reassembly of UDP packets fragmented into QUIC datagrams.
 //!
 //! One module per protocol: [`tcp`] (plain relay baseline).
-//! Also [`tls`] (Trojan over TLS 1.3).
+//! Also [`tls`] (Trojan over TLS 1.3; its [`wire`](tls::wire) and
+//! [`serve_trojan`](tls::server::serve_trojan) serve any Trojan protocol).
 //! Also [`ssh`] (SSH direct-tcpip channels).
 //! Also [`tuic`] (TUIC v5 over QUIC).
 //! Also [`hysteria2`] (Hysteria 2 over QUIC with HTTP/3 authentication).
@@ -22,9 +29,12 @@
 
 pub mod addr;
 pub mod buffer_pool;
+pub mod dial;
 pub mod ech;
 pub mod hysteria2;
+pub mod outbound;
 pub mod pki;
+pub mod quic;
 pub mod relay;
 pub mod settings;
 pub mod socks5;
@@ -35,7 +45,6 @@ pub mod tls;
 pub mod tuic;
 pub mod udp_frag;
 
-mod dial;
 mod serve;
 
 pub use addr::{AddrError, TargetAddr};

@@ -21,9 +21,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::addr::{AddrError, TargetAddr};
+use crate::dial::{connect, DialError};
+use crate::outbound::{self, Opened, Outbound, SocksReply};
 use crate::relay::{relay, RelayMode, RelayOptions, RelayStats};
 use crate::serve::serve;
-use crate::socks5::{self, Reply, ReplyCode, Socks5Error};
+use crate::socks5::ReplyCode;
 use crate::splice;
 
 /// Status byte the server sends when it is connected to the target.
@@ -45,35 +47,62 @@ pub struct ServerOptions {
     pub relay: RelayOptions,
 }
 
-/// Why one proxied connection failed.
+/// Why the client could not open a stream through the server.
 #[derive(Debug, thiserror::Error)]
-enum ConnError {
-    #[error(transparent)]
-    Socks5(#[from] Socks5Error),
-    #[error("reading target address: {0}")]
+pub enum OpenError {
+    /// The target cannot be encoded (a domain name over 255 bytes).
+    #[error("encoding target address: {0}")]
     Addr(#[from] AddrError),
+    /// The server endpoint did not take the connection.
     #[error("connecting to server {server}: {source}")]
     ConnectServer {
+        /// The server.
         server: SocketAddr,
+        /// Why.
         source: io::Error,
     },
+    /// The server closed before its status byte.
     #[error("server closed before answering for {target}: {source}")]
     NoStatus {
+        /// The target.
         target: TargetAddr,
+        /// Why.
         source: io::Error,
     },
+    /// The server could not reach the target.
     #[error("server could not connect to {target}: SOCKS5 reply code {code:#04x}")]
-    ServerRefused { target: TargetAddr, code: u8 },
-    #[error("resolving {target}: {source}")]
-    Resolve {
+    ServerRefused {
+        /// The target.
         target: TargetAddr,
-        source: io::Error,
+        /// The status byte it sent.
+        code: u8,
     },
-    #[error("connecting to {target}: {source}")]
-    ConnectTarget {
-        target: TargetAddr,
-        source: io::Error,
-    },
+    /// Other I/O with the server.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl SocksReply for OpenError {
+    fn reply_code(&self) -> ReplyCode {
+        match self {
+            // The SOCKS5 client learns why, e.g. "connection refused" when
+            // the server endpoint is down.
+            OpenError::ConnectServer { source, .. } => ReplyCode::from_connect_error(source),
+            OpenError::ServerRefused { code, .. } => {
+                ReplyCode::from_u8(*code).unwrap_or(ReplyCode::GeneralFailure)
+            }
+            _ => ReplyCode::GeneralFailure,
+        }
+    }
+}
+
+/// Why one proxied connection failed on the server side.
+#[derive(Debug, thiserror::Error)]
+enum ServerError {
+    #[error("reading target address: {0}")]
+    Addr(#[from] AddrError),
+    #[error(transparent)]
+    Dial(#[from] DialError),
     #[error("relaying for {target}: {source}")]
     Relay {
         target: TargetAddr,
@@ -83,14 +112,74 @@ enum ConnError {
     Io(#[from] io::Error),
 }
 
+/// The client side as an [`Outbound`]: one TCP connection to the server per
+/// proxied connection.
+#[derive(Debug, Clone)]
+pub struct Client {
+    opts: Arc<ClientOptions>,
+}
+
+impl Client {
+    /// A client with these options.
+    pub fn new(opts: ClientOptions) -> Client {
+        Client {
+            opts: Arc::new(opts),
+        }
+    }
+}
+
+impl Outbound for Client {
+    type Stream = TcpStream;
+    type Error = OpenError;
+    const NAME: &'static str = "tcp client";
+
+    async fn open(
+        &self,
+        target: &TargetAddr,
+        _origin: SocketAddr,
+    ) -> Result<Opened<TcpStream>, OpenError> {
+        let mut request = Vec::with_capacity(1 + 1 + 255 + 2);
+        target.encode(&mut request)?;
+        let server = self.opts.server;
+        let mut upstream = TcpStream::connect(server)
+            .await
+            .map_err(|source| OpenError::ConnectServer { server, source })?;
+        upstream.set_nodelay(true)?;
+        upstream.write_all(&request).await?;
+        let mut status = [0u8; 1];
+        if let Err(source) = upstream.read_exact(&mut status).await {
+            return Err(OpenError::NoStatus {
+                target: target.clone(),
+                source,
+            });
+        }
+        if status[0] != STATUS_CONNECTED {
+            return Err(OpenError::ServerRefused {
+                target: target.clone(),
+                code: status[0],
+            });
+        }
+        let bound = upstream.local_addr()?;
+        Ok(Opened {
+            stream: upstream,
+            bound,
+        })
+    }
+
+    fn relay_options(&self) -> &RelayOptions {
+        &self.opts.relay
+    }
+
+    async fn relay(&self, inbound: TcpStream, upstream: TcpStream) -> io::Result<()> {
+        relay_streams(inbound, upstream, &self.opts.relay).await?;
+        Ok(())
+    }
+}
+
 /// Serves the client side on `listener` forever: SOCKS5 in, `tcp` out to
 /// `opts.server`. Returns only if the listener fails for good.
 pub async fn run_client(listener: TcpListener, opts: ClientOptions) -> io::Result<()> {
-    let opts = Arc::new(opts);
-    serve(listener, "tcp client", move |stream| {
-        client_conn(stream, Arc::clone(&opts))
-    })
-    .await
+    outbound::run_client(listener, Client::new(opts)).await
 }
 
 /// Serves the server side on `listener` forever: `tcp` in, TCP out to each
@@ -103,63 +192,20 @@ pub async fn run_server(listener: TcpListener, opts: ServerOptions) -> io::Resul
     .await
 }
 
-async fn client_conn(mut inbound: TcpStream, opts: Arc<ClientOptions>) -> Result<(), ConnError> {
-    let target = socks5::accept(&mut inbound).await?;
-
-    let mut upstream = match TcpStream::connect(opts.server).await {
-        Ok(s) => s,
-        Err(source) => {
-            // The SOCKS5 client learns why, e.g. "connection refused" when
-            // the server endpoint is down.
-            let code = ReplyCode::from_connect_error(&source);
-            socks5::reply(&mut inbound, Reply::Failed(code)).await?;
-            return Err(ConnError::ConnectServer {
-                server: opts.server,
-                source,
-            });
-        }
-    };
-    upstream.set_nodelay(true)?;
-
-    let mut request = Vec::with_capacity(1 + 1 + 255 + 2);
-    target.encode(&mut request)?;
-    upstream.write_all(&request).await?;
-
-    let mut status = [0u8; 1];
-    if let Err(source) = upstream.read_exact(&mut status).await {
-        socks5::reply(&mut inbound, Reply::Failed(ReplyCode::GeneralFailure)).await?;
-        return Err(ConnError::NoStatus { target, source });
-    }
-    if status[0] != STATUS_CONNECTED {
-        let code = ReplyCode::from_u8(status[0]).unwrap_or(ReplyCode::GeneralFailure);
-        socks5::reply(&mut inbound, Reply::Failed(code)).await?;
-        return Err(ConnError::ServerRefused {
-            target,
-            code: status[0],
-        });
-    }
-
-    socks5::reply(&mut inbound, Reply::Succeeded(upstream.local_addr()?)).await?;
-    relay_streams(inbound, upstream, &opts.relay)
-        .await
-        .map_err(|source| ConnError::Relay { target, source })?;
-    Ok(())
-}
-
-async fn server_conn(mut inbound: TcpStream, opts: Arc<ServerOptions>) -> Result<(), ConnError> {
+async fn server_conn(mut inbound: TcpStream, opts: Arc<ServerOptions>) -> Result<(), ServerError> {
     let target = TargetAddr::read_from(&mut inbound).await?;
     let upstream = match connect(&target).await {
         Ok(s) => s,
-        Err((code, err)) => {
-            // Best effort: the client may be gone, and `err` says more.
-            let _ = inbound.write_all(&[code.as_u8()]).await;
-            return Err(err);
+        Err(e) => {
+            // Best effort: the client may be gone, and `e` says more.
+            let _ = inbound.write_all(&[e.reply_code().as_u8()]).await;
+            return Err(e.into());
         }
     };
     inbound.write_all(&[STATUS_CONNECTED]).await?;
     relay_streams(inbound, upstream, &opts.relay)
         .await
-        .map_err(|source| ConnError::Relay { target, source })?;
+        .map_err(|source| ServerError::Relay { target, source })?;
     Ok(())
 }
 
@@ -174,46 +220,4 @@ pub async fn relay_streams(
         RelayMode::Splice => splice::relay(a, b, opts.buffer_size).await,
         RelayMode::Reuse | RelayMode::Copy | RelayMode::Pooled => relay(a, b, opts).await,
     }
-}
-
-/// Connects to `target`, trying each resolved address in turn; on failure
-/// returns the SOCKS5 code to report with the error to log.
-async fn connect(target: &TargetAddr) -> Result<TcpStream, (ReplyCode, ConnError)> {
-    let addrs: Vec<SocketAddr> = match target {
-        TargetAddr::Ip(sa) => vec![*sa],
-        TargetAddr::Domain(name, port) => {
-            match tokio::net::lookup_host((name.as_str(), *port)).await {
-                Ok(addrs) => addrs.collect(),
-                Err(source) => {
-                    let err = ConnError::Resolve {
-                        target: target.clone(),
-                        source,
-                    };
-                    return Err((ReplyCode::HostUnreachable, err));
-                }
-            }
-        }
-    };
-    let mut last = io::Error::new(
-        io::ErrorKind::HostUnreachable,
-        "name resolved to no address",
-    );
-    for sa in addrs {
-        match TcpStream::connect(sa).await {
-            Ok(s) => {
-                if let Err(e) = s.set_nodelay(true) {
-                    last = e;
-                    continue;
-                }
-                return Ok(s);
-            }
-            Err(e) => last = e,
-        }
-    }
-    let code = ReplyCode::from_connect_error(&last);
-    let err = ConnError::ConnectTarget {
-        target: target.clone(),
-        source: last,
-    };
-    Err((code, err))
 }

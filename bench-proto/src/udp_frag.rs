@@ -5,9 +5,12 @@
 //! protocol encodes its own headers and hands the fields here.
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::sync::mpsc;
 
 use crate::addr::TargetAddr;
 
@@ -75,6 +78,18 @@ pub struct Fragment<'a> {
     pub addr: Option<&'a TargetAddr>,
 }
 
+/// A protocol's fragment header, as the reassembler reads it.
+pub trait FragmentHeader {
+    /// The fields of the header that reassembly needs.
+    fn fragment(&self) -> Fragment<'_>;
+}
+
+impl FragmentHeader for Fragment<'_> {
+    fn fragment(&self) -> Fragment<'_> {
+        self.clone()
+    }
+}
+
 /// Reassembles the fragments of one UDP session's packets.
 #[derive(Debug, Default)]
 pub struct Reassembler {
@@ -97,10 +112,11 @@ impl Reassembler {
     /// headers that cannot be right are errors.
     pub fn feed(
         &mut self,
-        f: Fragment<'_>,
+        h: &impl FragmentHeader,
         payload: Bytes,
         now: Instant,
     ) -> Result<Option<(TargetAddr, Bytes)>, FragmentError> {
+        let f = h.fragment();
         check(f.frag_id, f.frag_total)?;
         if f.frag_total == 1 {
             let addr = f.addr.cloned().ok_or(FragmentError::MissingAddress)?;
@@ -173,5 +189,86 @@ impl Reassembler {
     /// Packets waiting for fragments.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+}
+
+/// A packet that came back to a client's UDP session: its source and data.
+pub type Received = (TargetAddr, Bytes);
+
+/// A client's UDP sessions over one QUIC client, by session id: each
+/// session's reassembly and the queue its whole packets wait in for the
+/// session's owner. The same for every QUIC protocol; only the id type
+/// (TUIC's 16 bits, Hysteria's 32) differs.
+#[derive(Debug)]
+pub struct Inboxes<K> {
+    sessions: Mutex<HashMap<K, Inbox>>,
+}
+
+#[derive(Debug)]
+struct Inbox {
+    tx: mpsc::Sender<Received>,
+    reassembler: Reassembler,
+}
+
+impl<K> Default for Inboxes<K> {
+    fn default() -> Self {
+        Inboxes {
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Copy> Inboxes<K> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Inbox>> {
+        // A panic elsewhere while holding the lock leaves plain data behind.
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens a session under the first id from `next` (at most `tries`
+    /// asked) that is not in use, with a queue of `queue` packets; `None`
+    /// if every id tried is taken.
+    pub fn open(
+        &self,
+        mut next: impl FnMut() -> K,
+        tries: usize,
+        queue: usize,
+    ) -> Option<(K, mpsc::Receiver<Received>)> {
+        let mut sessions = self.lock();
+        let id = (0..tries)
+            .map(|_| next())
+            .find(|id| !sessions.contains_key(id))?;
+        let (tx, rx) = mpsc::channel(queue);
+        sessions.insert(
+            id,
+            Inbox {
+                tx,
+                reassembler: Reassembler::default(),
+            },
+        );
+        Some((id, rx))
+    }
+
+    /// Forgets a session; its later packets are dropped.
+    pub fn close(&self, id: K) {
+        self.lock().remove(&id);
+    }
+
+    /// Takes (a fragment of) a packet for session `id`; queues it once
+    /// whole. A packet for a session that is gone, or that finds its queue
+    /// full, is dropped as a full socket buffer would drop it.
+    pub fn deliver(
+        &self,
+        id: K,
+        h: &impl FragmentHeader,
+        payload: Bytes,
+    ) -> Result<(), FragmentError> {
+        let mut sessions = self.lock();
+        let Some(inbox) = sessions.get_mut(&id) else {
+            return Ok(());
+        };
+        if let Some(packet) = inbox.reassembler.feed(h, payload, Instant::now())? {
+            let _ = inbox.tx.try_send(packet);
+        }
+        Ok(())
     }
 }

@@ -7,24 +7,15 @@ mod support;
 use std::time::Duration;
 
 use bench_proto::ech::{self, client};
-use bench_proto::tls::PasswordHash;
 use bench_proto::TargetAddr;
 use support::ech::*;
+use support::trojan::{self, header};
 use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const LIMIT: Duration = Duration::from_secs(300);
 const CLOSE_WITHIN: Duration = Duration::from_secs(5);
-
-fn header(password: &str, cmd: u8, target: &TargetAddr) -> Vec<u8> {
-    let mut v = PasswordHash::new(password).as_bytes().to_vec();
-    v.extend_from_slice(b"\r\n");
-    v.push(cmd);
-    target.encode(&mut v).unwrap();
-    v.extend_from_slice(b"\r\n");
-    v
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bulk_64_mib_both_ways_and_many_connections() {
@@ -81,28 +72,7 @@ async fn bad_input_closes_that_connection_and_others_go_on() {
         let socks = start_client(pki.client_options(server, PASSWORD, false)).await;
         let good = Midway::start(socks).await;
         let target = TargetAddr::Ip(good.sink);
-        let good_header = header(PASSWORD, 1, &target);
-        let mut oversized = header(PASSWORD, 1, &TargetAddr::Domain("a".into(), 80));
-        // Domain length 200 for a 1-byte name: no CRLF where it must be.
-        oversized[60] = 200;
-        let mut unknown_atyp = good_header.clone();
-        unknown_atyp[59] = 9;
-        let cases: Vec<(&str, Vec<u8>)> = vec![
-            ("empty", vec![]),
-            ("truncated hash", good_header[..30].to_vec()),
-            (
-                "truncated request",
-                good_header[..good_header.len() - 3].to_vec(),
-            ),
-            ("unknown CMD", header(PASSWORD, 0x7f, &target)),
-            ("UDP ASSOCIATE", header(PASSWORD, 3, &target)),
-            ("unknown ATYP", unknown_atyp),
-            (
-                "oversized domain length",
-                [oversized, vec![b'x'; 300]].concat(),
-            ),
-            ("garbage", (0..=255u8).cycle().take(1000).collect()),
-        ];
+        let cases = trojan::bad_requests(PASSWORD, &target);
         let opts = pki.client_options(server, PASSWORD, false);
         for (what, bytes) in cases {
             let tcp = TcpStream::connect(server).await.unwrap();

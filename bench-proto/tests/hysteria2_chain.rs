@@ -9,6 +9,7 @@ use std::time::Duration;
 use bench_proto::hysteria2::congestion::{self, MIN_WINDOW_PACKETS};
 use bench_proto::hysteria2::wire::{encode_tcp_request, put_varint, read_tcp_response};
 use bench_proto::hysteria2::{Client, Hysteria2Error, STREAM_BAD_REQUEST};
+use bench_proto::quic::LinkError;
 use bench_proto::TargetAddr;
 use quinn::{ReadError, VarInt};
 use support::hysteria2::*;
@@ -352,7 +353,7 @@ async fn salamander_moves_data_and_shuts_out_clients_without_it() {
             assert_ne!(code, 0);
             assert!(matches!(
                 client.connection().await,
-                Err(Hysteria2Error::Handshake { .. })
+                Err(Hysteria2Error::Link(LinkError::Handshake { .. }))
             ));
         }
     })

@@ -4,8 +4,10 @@
 //! same kind of machine, so its key is both: the BLAKE3 of the spec (after
 //! overrides and duration, as `run.spec_blake3`) and the machine
 //! fingerprint. Layout: `<baselines>/<profile>/<spec16>-<machine16>/` with
-//! `baseline.json` and `run-<k>/report.json` (the report holds the folded
-//! stacks, so nothing else is needed to compare or draw).
+//! `baseline.json` and `run-<k>/report.json` with the side files it names
+//! (`run-<k>/stacks/*.folded`, each checked against its BLAKE3 as it is
+//! copied), so nothing else is needed to compare or draw. Baselines of an
+//! older report schema are refused on load and must be re-recorded.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     compare::RunSet,
-    report::{Machine, Report},
+    report::{stacks, Machine, Report},
     spec::{ProfileSpec, SpecError},
 };
 
@@ -147,7 +149,7 @@ pub fn save(
     }
     let mut index = index.clone();
     index.runs.clear();
-    for (k, (run_dir, _)) in runs.iter().enumerate() {
+    for (k, (run_dir, report)) in runs.iter().enumerate() {
         let name = format!("run-{}", k + 1);
         let to = d.join(&name);
         std::fs::create_dir_all(&to).map_err(io_err(format!("creating {}", to.display())))?;
@@ -155,6 +157,17 @@ pub fn save(
         let from = run_dir.join("report.json");
         std::fs::copy(&from, to.join("report.json"))
             .map_err(io_err(format!("copying {}", from.display())))?;
+        // And every side file it names, only if it is the one it names.
+        for entry in &report.stacks {
+            let bytes = stacks::read_verified(run_dir, entry)
+                .map_err(|e| BaselineError::Usage(e.to_string()))?;
+            let dest = to.join(&entry.file);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(io_err(format!("creating {}", parent.display())))?;
+            }
+            std::fs::write(&dest, bytes).map_err(io_err(format!("writing {}", dest.display())))?;
+        }
         index.runs.push(name);
     }
     let text = serde_json::to_string_pretty(&index).map_err(|e| BaselineError::Io {

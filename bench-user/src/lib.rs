@@ -20,3 +20,4 @@ pub mod report;
 pub mod resolve;
 pub mod run;
 pub mod spec;
+pub mod units;

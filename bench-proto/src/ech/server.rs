@@ -18,13 +18,14 @@ use boring::ssl::{
 };
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
 use tokio_boring::SslStream;
 
 use super::{keys, EchError, Settings};
-use crate::addr::TargetAddr;
 use crate::relay::RelayOptions;
 use crate::serve::serve;
-use crate::tls::{trojan_server_conn, PasswordHash};
+use crate::tls::server::{serve_trojan, ServerError, Trojan};
+use crate::tls::{PasswordHash, HANDSHAKE_TIMEOUT};
 
 /// Paths of the server's certificates and keys.
 #[derive(Debug, Clone, Copy)]
@@ -46,19 +47,15 @@ pub struct ServerOptions {
     pub acceptor: SslAcceptor,
     /// The public names of the ECH configs served.
     pub public_names: Vec<String>,
-    /// The password, hashed.
-    pub password: PasswordHash,
-    /// Where refused requests go; `None` closes them.
-    pub fallback: Option<TargetAddr>,
-    /// How to relay once the stream is up.
-    pub relay: RelayOptions,
+    /// The Trojan part: password, fallback, relay (`tls`'s).
+    pub trojan: Trojan,
 }
 
 impl std::fmt::Debug for ServerOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerOptions")
             .field("public_names", &self.public_names)
-            .field("fallback", &self.fallback)
+            .field("fallback", &self.trojan.fallback)
             .finish_non_exhaustive()
     }
 }
@@ -126,9 +123,11 @@ impl ServerOptions {
         Ok(ServerOptions {
             acceptor,
             public_names,
-            password: PasswordHash::new(password),
-            fallback: settings.fallback.clone(),
-            relay: RelayOptions::default(),
+            trojan: Trojan {
+                password: PasswordHash::new(password),
+                fallback: settings.fallback.clone(),
+                relay: RelayOptions::default(),
+            },
         })
     }
 }
@@ -146,18 +145,16 @@ pub async fn accept(opts: &ServerOptions, tcp: TcpStream) -> io::Result<SslStrea
 pub async fn run_server(listener: TcpListener, opts: ServerOptions) -> io::Result<()> {
     let opts = Arc::new(opts);
     serve(listener, "ech server", move |tcp| {
-        let opts = Arc::clone(&opts);
-        async move {
-            let o: &ServerOptions = &opts;
-            trojan_server_conn(
-                tcp,
-                move |tcp| accept(o, tcp),
-                &o.password,
-                o.fallback.as_ref(),
-                &o.relay,
-            )
-            .await
-        }
+        server_conn(tcp, Arc::clone(&opts))
     })
     .await
+}
+
+/// BoringSSL's handshake, then `tls`'s Trojan server part.
+async fn server_conn(tcp: TcpStream, opts: Arc<ServerOptions>) -> Result<(), ServerError> {
+    let inbound = timeout(HANDSHAKE_TIMEOUT, accept(&opts, tcp))
+        .await
+        .map_err(|_| ServerError::HandshakeTimeout)?
+        .map_err(ServerError::Handshake)?;
+    serve_trojan(inbound, &opts.trojan).await
 }

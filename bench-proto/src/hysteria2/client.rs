@@ -1,28 +1,28 @@
 //! The client side: SOCKS5 in, Hysteria 2 out, all over one QUIC connection
 //! that is re-established when it dies.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{Connection, VarInt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::udp::{fragment, parse, Reassembler};
+use super::udp::{fragment, parse};
 use super::wire::{encode_tcp_request, padding, read_tcp_response};
 use super::{
-    congestion, endpoint, mbps_to_bytes, Hysteria2Error, QuicStream, Settings, AUTH_PATH,
-    CLOSE_NORMAL, STATUS_AUTH_OK, STREAM_RELAY_FAILED,
+    congestion, endpoint, mbps_to_bytes, Hysteria2Error, Settings, AUTH_PATH, CLOSE_NORMAL,
+    STATUS_AUTH_OK, STREAM_RELAY_FAILED,
 };
 use crate::addr::TargetAddr;
-use crate::relay::{relay, RelayOptions};
-use crate::serve::serve;
-use crate::socks5::{self, Reply, ReplyCode};
+use crate::outbound::{self, Opened, Outbound, SocksReply};
+use crate::quic::{self, Handshake, Link, QuicStream};
+use crate::relay::RelayOptions;
+use crate::socks5::ReplyCode;
+use crate::udp_frag::Inboxes;
 
 /// Packets queued per UDP session; more are dropped as a full socket buffer
 /// would drop them.
@@ -60,16 +60,17 @@ pub struct Client {
 }
 
 struct Inner {
-    server: SocketAddr,
-    server_name: String,
+    link: Link<Authenticate>,
+    relay: RelayOptions,
+    sessions: Arc<Inboxes<u32>>,
+    next_session: AtomicU32,
+}
+
+/// Hysteria 2's part of a new connection: the HTTP/3 `POST /auth`.
+struct Authenticate {
     password: String,
     settings: Settings,
-    relay: RelayOptions,
-    endpoint: quinn::Endpoint,
-    current: tokio::sync::Mutex<Option<Live>>,
-    opened: AtomicU64,
-    sessions: Arc<Mutex<HashMap<u32, SessionEntry>>>,
-    next_session: AtomicU32,
+    sessions: Arc<Inboxes<u32>>,
 }
 
 /// An authenticated connection.
@@ -83,11 +84,6 @@ struct Live {
     _h3: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
 }
 
-struct SessionEntry {
-    tx: mpsc::Sender<(TargetAddr, Bytes)>,
-    reassembler: Reassembler,
-}
-
 /// Serves the client side on `listener` forever: SOCKS5 CONNECT in,
 /// Hysteria 2 out to `opts.server`. Returns only if the listener fails.
 pub async fn run_client(listener: TcpListener, opts: ClientOptions) -> Result<(), Hysteria2Error> {
@@ -95,103 +91,22 @@ pub async fn run_client(listener: TcpListener, opts: ClientOptions) -> Result<()
     Ok(())
 }
 
-impl Client {
-    /// Creates the QUIC endpoint (on loopback when the server is, else on
-    /// the unspecified address); connects lazily. Must be called inside a
-    /// tokio runtime.
-    pub fn new(opts: ClientOptions) -> Result<Client, Hysteria2Error> {
-        let ClientOptions {
-            server,
-            server_name,
-            password,
-            mut tls,
-            settings,
-            relay,
-        } = opts;
-        tls.alpn_protocols = vec![b"h3".to_vec()];
-        let crypto = QuicClientConfig::try_from(Arc::new(tls))
-            .map_err(|e| Hysteria2Error::Config(format!("TLS for QUIC: {e}")))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        let mut transport = settings.transport()?;
-        transport.keep_alive_interval(Some(KEEP_ALIVE));
-        config.transport_config(Arc::new(transport));
-        let ip = match (server.is_ipv4(), server.ip().is_loopback()) {
-            (true, true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            (true, false) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            (false, true) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            (false, false) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
-        let socket =
-            std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(Hysteria2Error::Endpoint)?;
-        let mut endpoint = endpoint(socket, None, settings.obfs()?)?;
-        endpoint.set_default_client_config(config);
-        Ok(Client {
-            inner: Arc::new(Inner {
-                server,
-                server_name,
-                password,
-                settings,
-                relay,
-                endpoint,
-                current: tokio::sync::Mutex::new(None),
-                opened: AtomicU64::new(0),
-                sessions: Arc::new(Mutex::new(HashMap::new())),
-                next_session: AtomicU32::new(1),
-            }),
-        })
+impl Handshake for Authenticate {
+    type Live = Live;
+    type Error = Hysteria2Error;
+
+    fn connection(live: &Live) -> &Connection {
+        &live.conn
     }
 
-    /// Serves SOCKS5 on `listener` forever, each CONNECT as one stream.
-    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        serve(listener, "hysteria2 client", move |stream| {
-            socks_conn(self.clone(), stream)
-        })
-        .await
-    }
-
-    /// QUIC connections opened so far.
-    pub fn connections_opened(&self) -> u64 {
-        self.inner.opened.load(Ordering::Relaxed)
-    }
-
-    /// The local address of the QUIC endpoint.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.inner.endpoint.local_addr()
-    }
-
-    /// The live, authenticated connection; opens one if there is none or the
-    /// last one has died.
-    pub async fn connection(&self) -> Result<Connection, Hysteria2Error> {
-        Ok(self.live().await?.conn)
-    }
-
-    async fn live(&self) -> Result<Live, Hysteria2Error> {
-        let mut current = self.inner.current.lock().await;
-        if let Some(l) = current.as_ref() {
-            if l.conn.close_reason().is_none() {
-                return Ok(l.clone());
-            }
-        }
-        // Held across the handshake on purpose: concurrent callers wait for
-        // this one connection instead of each opening their own.
-        let live = self.connect().await?;
-        *current = Some(live.clone());
-        Ok(live)
-    }
-
-    async fn connect(&self) -> Result<Live, Hysteria2Error> {
-        let inner = &self.inner;
-        let server = inner.server;
-        let conn = inner
-            .endpoint
-            .connect(server, &inner.server_name)
-            .map_err(|source| Hysteria2Error::Connect { server, source })?
-            .await
-            .map_err(|source| Hysteria2Error::Handshake { server, source })?;
-        inner.opened.fetch_add(1, Ordering::Relaxed);
-        match tokio::time::timeout(AUTH_TIMEOUT, self.authenticate(&conn)).await {
+    async fn establish(
+        &self,
+        conn: Connection,
+        server: SocketAddr,
+    ) -> Result<Live, Hysteria2Error> {
+        match tokio::time::timeout(AUTH_TIMEOUT, self.authenticate(&conn, server)).await {
             Ok(Ok(live)) => {
-                tokio::spawn(receive_datagrams(conn.clone(), Arc::clone(&inner.sessions)));
+                tokio::spawn(receive_datagrams(conn, Arc::clone(&self.sessions)));
                 Ok(live)
             }
             Ok(Err(e)) => {
@@ -207,12 +122,16 @@ impl Client {
             }
         }
     }
+}
 
+impl Authenticate {
     /// The HTTP/3 `POST /auth`; sets the congestion controller's rate from
     /// the answer.
-    async fn authenticate(&self, conn: &Connection) -> Result<Live, Hysteria2Error> {
-        let inner = &self.inner;
-        let server = inner.server;
+    async fn authenticate(
+        &self,
+        conn: &Connection,
+        server: SocketAddr,
+    ) -> Result<Live, Hysteria2Error> {
         let h3err = |e: &dyn std::fmt::Display| Hysteria2Error::Http3 {
             server,
             reason: e.to_string(),
@@ -225,10 +144,10 @@ impl Client {
         tokio::spawn(async move {
             let _ = driver.wait_idle().await;
         });
-        let rx = mbps_to_bytes(inner.settings.down_mbps);
+        let rx = mbps_to_bytes(self.settings.down_mbps);
         let pad = padding(256..2048);
         let request = http::Request::post(format!("https://hysteria{AUTH_PATH}"))
-            .header("Hysteria-Auth", inner.password.as_str())
+            .header("Hysteria-Auth", self.password.as_str())
             .header("Hysteria-CC-RX", rx.to_string())
             .header("Hysteria-Padding", pad)
             .body(())
@@ -252,7 +171,7 @@ impl Client {
         let udp = header("Hysteria-UDP") == Some("true");
         // "auto" (or nothing usable): the server wants congestion control.
         let server_rx = header("Hysteria-CC-RX").and_then(|v| v.parse::<u64>().ok());
-        let up = mbps_to_bytes(inner.settings.up_mbps);
+        let up = mbps_to_bytes(self.settings.up_mbps);
         let tx = match server_rx {
             None => 0,
             Some(0) => up,
@@ -266,23 +185,75 @@ impl Client {
             _h3: send,
         })
     }
+}
+
+impl Client {
+    /// Creates the QUIC endpoint (on loopback when the server is, else on
+    /// the unspecified address); connects lazily. Must be called inside a
+    /// tokio runtime.
+    pub fn new(opts: ClientOptions) -> Result<Client, Hysteria2Error> {
+        let ClientOptions {
+            server,
+            server_name,
+            password,
+            tls,
+            settings,
+            relay,
+        } = opts;
+        let mut transport = settings.transport()?;
+        transport.keep_alive_interval(Some(KEEP_ALIVE));
+        let config = quic::client_config(tls, vec![b"h3".to_vec()], transport)
+            .map_err(|e| Hysteria2Error::Config(format!("TLS for QUIC: {e}")))?;
+        let socket = quic::bind_toward(server).map_err(Hysteria2Error::Endpoint)?;
+        let mut endpoint = endpoint(socket, None, settings.obfs()?)?;
+        endpoint.set_default_client_config(config);
+        let sessions = Arc::new(Inboxes::default());
+        let auth = Authenticate {
+            password,
+            settings,
+            sessions: Arc::clone(&sessions),
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                link: Link::new(endpoint, server, server_name, auth),
+                relay,
+                sessions,
+                next_session: AtomicU32::new(1),
+            }),
+        })
+    }
+
+    /// Serves SOCKS5 on `listener` forever, each CONNECT as one stream.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        outbound::run_client(listener, self).await
+    }
+
+    /// QUIC connections opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.inner.link.opened()
+    }
+
+    /// The local address of the QUIC endpoint.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.link.local_addr()
+    }
+
+    /// The live, authenticated connection; opens one if there is none or the
+    /// last one has died.
+    pub async fn connection(&self) -> Result<Connection, Hysteria2Error> {
+        Ok(self.live().await?.conn)
+    }
+
+    async fn live(&self) -> Result<Live, Hysteria2Error> {
+        self.inner.link.live().await
+    }
 
     /// Opens a stream to `target` through the server: `TCPRequest`, then
     /// the server's `TCPResponse`; the stream carries the proxied bytes from
     /// there on.
     pub async fn open_tcp(&self, target: &TargetAddr) -> Result<QuicStream, Hysteria2Error> {
         let request = encode_tcp_request(target, &padding(64..512))?;
-        let mut retried = false;
-        let (mut send, mut recv) = loop {
-            let conn = self.connection().await?;
-            match conn.open_bi().await {
-                Ok(s) => break s,
-                // The connection died between the check and its use:
-                // reconnect once.
-                Err(_) if !retried => retried = true,
-                Err(e) => return Err(Hysteria2Error::ConnectionLost(e)),
-            }
-        };
+        let (_, QuicStream { mut send, mut recv }) = self.inner.link.open_bi().await?;
         send.write_all(&request)
             .await
             .map_err(Hysteria2Error::Write)?;
@@ -297,19 +268,17 @@ impl Client {
 
     /// Starts a UDP session (a new session id).
     pub fn udp_session(&self) -> UdpSession {
-        let (tx, rx) = mpsc::channel(UDP_QUEUE);
-        let mut sessions = lock(&self.inner.sessions);
-        let mut id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
-        while sessions.contains_key(&id) {
-            id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
-        }
-        sessions.insert(
-            id,
-            SessionEntry {
-                tx,
-                reassembler: Reassembler::default(),
-            },
-        );
+        let next = &self.inner.next_session;
+        // 2^32 ids and a few hundred sessions at most: a free one comes soon.
+        let (id, rx) = self
+            .inner
+            .sessions
+            .open(
+                || next.fetch_add(1, Ordering::Relaxed),
+                usize::MAX,
+                UDP_QUEUE,
+            )
+            .unwrap_or_else(|| unreachable!("an endless search ends only with an id"));
         UdpSession {
             client: self.clone(),
             session_id: id,
@@ -369,66 +338,56 @@ impl UdpSession {
 
 impl Drop for UdpSession {
     fn drop(&mut self) {
-        lock(&self.client.inner.sessions).remove(&self.session_id);
+        self.client.inner.sessions.close(self.session_id);
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves plain data behind.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-async fn receive_datagrams(conn: Connection, sessions: Arc<Mutex<HashMap<u32, SessionEntry>>>) {
+async fn receive_datagrams(conn: Connection, sessions: Arc<Inboxes<u32>>) {
     while let Ok(d) = conn.read_datagram().await {
-        let (h, payload) = match parse(&d) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("hysteria2 client: bad datagram from server: {e}");
-                continue;
-            }
-        };
-        let mut sessions = lock(&sessions);
-        let Some(entry) = sessions.get_mut(&h.session_id) else {
-            continue; // a session we dropped
-        };
-        match entry.reassembler.feed(&h, payload, Instant::now()) {
-            // A full queue drops the packet, as a full socket buffer would.
-            Ok(Some(packet)) => {
-                let _ = entry.tx.try_send(packet);
-            }
-            Ok(None) => {}
-            Err(e) => eprintln!("hysteria2 client: packet from server dropped: {e}"),
+        let delivered = parse(&d)
+            .map_err(|e| e.to_string())
+            .and_then(|(h, payload)| {
+                sessions
+                    .deliver(h.session_id, &h, payload)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = delivered {
+            eprintln!("hysteria2 client: datagram from server dropped: {e}");
         }
     }
 }
 
-async fn socks_conn(client: Client, mut inbound: TcpStream) -> Result<(), Hysteria2Error> {
-    let target = socks5::accept(&mut inbound).await?;
-    let mut stream = match client.open_tcp(&target).await {
-        Ok(s) => s,
-        Err(e) => {
-            socks5::reply(&mut inbound, Reply::Failed(reply_code(&e))).await?;
-            return Err(e);
-        }
-    };
-    let bound = client.local_addr()?;
-    socks5::reply(&mut inbound, Reply::Succeeded(bound)).await?;
-    if let Err(source) = relay(inbound, &mut stream, &client.inner.relay).await {
-        stream.abort(STREAM_RELAY_FAILED);
-        return Err(Hysteria2Error::Relay { target, source });
+impl Outbound for Client {
+    type Stream = QuicStream;
+    type Error = Hysteria2Error;
+    const NAME: &'static str = "hysteria2 client";
+
+    async fn open(
+        &self,
+        target: &TargetAddr,
+        _origin: SocketAddr,
+    ) -> Result<Opened<QuicStream>, Hysteria2Error> {
+        let stream = self.open_tcp(target).await?;
+        let bound = self.local_addr()?;
+        Ok(Opened { stream, bound })
     }
-    Ok(())
+
+    fn relay_options(&self) -> &RelayOptions {
+        &self.inner.relay
+    }
+
+    async fn relay(&self, inbound: TcpStream, mut stream: QuicStream) -> std::io::Result<()> {
+        quic::relay_or_abort(inbound, &mut stream, &self.inner.relay, STREAM_RELAY_FAILED).await
+    }
 }
 
-/// The SOCKS5 reply code for a failure to get a stream through.
-fn reply_code(e: &Hysteria2Error) -> ReplyCode {
-    match e {
-        Hysteria2Error::AuthRejected { .. } => ReplyCode::NotAllowed,
-        Hysteria2Error::TargetRefused { .. } => ReplyCode::HostUnreachable,
-        Hysteria2Error::Handshake {
-            source: quinn::ConnectionError::TimedOut,
-            ..
-        } => ReplyCode::HostUnreachable,
-        _ => ReplyCode::GeneralFailure,
+impl SocksReply for Hysteria2Error {
+    fn reply_code(&self) -> ReplyCode {
+        match self {
+            Hysteria2Error::AuthRejected { .. } => ReplyCode::NotAllowed,
+            Hysteria2Error::TargetRefused { .. } => ReplyCode::HostUnreachable,
+            Hysteria2Error::Link(e) => e.reply_code(),
+            _ => ReplyCode::GeneralFailure,
+        }
     }
 }

@@ -47,10 +47,10 @@ use std::time::Duration;
 
 use quinn::VarInt;
 
+use crate::quic::LinkError;
 use crate::settings::{parse_in_range, SettingError};
-use crate::socks5::Socks5Error;
 
-pub use crate::tuic::QuicStream;
+pub use crate::quic::QuicStream;
 pub use client::{run_client, Client, ClientOptions, UdpSession};
 pub use obfs::{Salamander, SalamanderSocket};
 pub use server::{run_server, ServerOptions};
@@ -205,23 +205,10 @@ fn endpoint(
     server: Option<quinn::ServerConfig>,
     obfs: Option<Salamander>,
 ) -> Result<quinn::Endpoint, Hysteria2Error> {
-    use quinn::Runtime;
-    socket
-        .set_nonblocking(true)
-        .map_err(Hysteria2Error::Endpoint)?;
-    let runtime = Arc::new(quinn::TokioRuntime);
-    let mut socket = runtime
-        .wrap_udp_socket(socket)
-        .map_err(Hysteria2Error::Endpoint)?;
-    if let Some(obfs) = obfs {
-        socket = Arc::new(SalamanderSocket::new(socket, obfs));
-    }
-    quinn::Endpoint::new_with_abstract_socket(
-        quinn::EndpointConfig::default(),
-        server,
-        socket,
-        runtime,
-    )
+    crate::quic::endpoint(socket, server, |socket| match obfs {
+        Some(obfs) => Arc::new(SalamanderSocket::new(socket, obfs)),
+        None => socket,
+    })
     .map_err(Hysteria2Error::Endpoint)
 }
 
@@ -235,22 +222,10 @@ pub enum Hysteria2Error {
     /// Setting up the UDP socket or the QUIC endpoint failed.
     #[error("QUIC endpoint: {0}")]
     Endpoint(io::Error),
-    /// The connection attempt could not even start.
-    #[error("connecting to {server}: {source}")]
-    Connect {
-        /// The server.
-        server: SocketAddr,
-        /// Why.
-        source: quinn::ConnectError,
-    },
-    /// The QUIC handshake failed.
-    #[error("QUIC handshake with {server}: {source}")]
-    Handshake {
-        /// The server.
-        server: SocketAddr,
-        /// Why.
-        source: quinn::ConnectionError,
-    },
+    /// No QUIC connection to the server (connecting, the handshake, or a
+    /// connection that died and could not be replaced).
+    #[error(transparent)]
+    Link(#[from] LinkError),
     /// HTTP/3 failed during authentication.
     #[error("HTTP/3 authentication with {server}: {reason}")]
     Http3 {
@@ -267,9 +242,6 @@ pub enum Hysteria2Error {
         /// The status it sent.
         status: u16,
     },
-    /// The QUIC connection is gone.
-    #[error("QUIC connection lost: {0}")]
-    ConnectionLost(quinn::ConnectionError),
     /// Writing a QUIC stream failed.
     #[error("writing a QUIC stream: {0}")]
     Write(quinn::WriteError),
@@ -306,17 +278,6 @@ pub enum Hysteria2Error {
     /// The UDP session is closed.
     #[error("UDP session closed")]
     SessionClosed,
-    /// Relaying a proxied stream failed.
-    #[error("relaying for {target}: {source}")]
-    Relay {
-        /// The stream's target.
-        target: crate::addr::TargetAddr,
-        /// Why.
-        source: io::Error,
-    },
-    /// The SOCKS5 side failed.
-    #[error(transparent)]
-    Socks5(#[from] Socks5Error),
     /// Other I/O.
     #[error(transparent)]
     Io(#[from] io::Error),

@@ -11,24 +11,25 @@
 //! connection goes on either way.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
+use subtle::ConstantTimeEq;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
 use super::udp::{fragment, parse, Reassembler};
 use super::wire::{encode_tcp_response, padding, read_tcp_request, UdpHeader};
 use super::{
-    congestion, endpoint, mbps_to_bytes, Hysteria2Error, QuicStream, Settings, AUTH_PATH,
-    STATUS_AUTH_OK, STREAM_BAD_REQUEST, STREAM_RELAY_FAILED,
+    congestion, endpoint, mbps_to_bytes, Hysteria2Error, Settings, AUTH_PATH, STATUS_AUTH_OK,
+    STREAM_BAD_REQUEST, STREAM_RELAY_FAILED,
 };
 use crate::addr::TargetAddr;
 use crate::dial::{connect, resolve};
+use crate::quic::{self, QuicStream};
 use crate::relay::{relay, RelayOptions};
 
 /// How long a stream may take to deliver its `TCPRequest`, and an HTTP/3
@@ -66,32 +67,23 @@ pub async fn run_server(
     opts: ServerOptions,
 ) -> Result<(), Hysteria2Error> {
     let ServerOptions {
-        mut tls,
+        tls,
         password,
         settings,
         relay,
     } = opts;
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    let crypto = QuicServerConfig::try_from(Arc::new(tls))
+    let config = quic::server_config(tls, vec![b"h3".to_vec()], settings.transport()?)
         .map_err(|e| Hysteria2Error::Config(format!("TLS for QUIC: {e}")))?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(Arc::new(settings.transport()?));
     let endpoint = endpoint(socket, Some(config), settings.obfs()?)?;
     let shared = Arc::new(Shared {
         password: password.into_bytes(),
         settings,
         relay,
     });
-    while let Some(incoming) = endpoint.accept().await {
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let peer = incoming.remote_address();
-            match incoming.await {
-                Ok(conn) => serve_connection(conn, shared).await,
-                Err(e) => log(peer, format_args!("handshake: {e}")),
-            }
-        });
-    }
+    quic::accept_loop(&endpoint, "hysteria2 server", move |conn| {
+        serve_connection(conn, Arc::clone(&shared))
+    })
+    .await;
     Ok(())
 }
 
@@ -205,7 +197,8 @@ async fn http3_until_auth(h3conn: &mut H3Conn, shared: &Shared, peer: SocketAddr
         let header = |name: &str| request.headers().get(name).map(|v| v.as_bytes());
         let authed = request.method() == http::Method::POST
             && request.uri().path() == AUTH_PATH
-            && header("Hysteria-Auth").is_some_and(|p| constant_time_eq(p, &shared.password));
+            && header("Hysteria-Auth")
+                .is_some_and(|p| bool::from(p.ct_eq(shared.password.as_slice())));
         let response = if authed {
             let rx = match shared.settings.down_mbps {
                 0 => "0".to_owned(), // unlimited
@@ -275,9 +268,10 @@ async fn handle_bi(s: Arc<Session>, send: SendStream, recv: RecvStream) {
     let tcp = match connect(&target).await {
         Ok(t) => t,
         Err(e) => {
-            log(s.peer, format_args!("connecting to {target}: {e}"));
+            log(s.peer, &e);
             // Refused: say why, then end the stream as the spec asks.
-            if let Ok(resp) = encode_tcp_response(false, &e.to_string(), &padding(128..1024)) {
+            let why = e.io_error().to_string();
+            if let Ok(resp) = encode_tcp_response(false, &why, &padding(128..1024)) {
                 let _ = stream.send.write_all(&resp).await;
             }
             let _ = stream.send.finish();
@@ -379,15 +373,7 @@ impl Session {
         if let Some(s) = &assoc.socket {
             return Ok(Some(Arc::clone(s)));
         }
-        let ip = match (dest.is_ipv4(), dest.ip().is_loopback()) {
-            (true, true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            (true, false) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            (false, true) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            (false, false) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
-        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
-        std_socket.set_nonblocking(true)?;
-        let socket = Arc::new(UdpSocket::from_std(std_socket)?);
+        let socket = Arc::new(quic::udp_socket_toward(dest)?);
         assoc.back = Some(tokio::spawn(udp_back(
             self.conn.clone(),
             Arc::clone(&socket),
@@ -450,10 +436,4 @@ fn release_idle(udp: &mut HashMap<u32, Assoc>, now: Instant) {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic elsewhere while holding the lock leaves plain data behind.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Compares secrets without stopping at the first difference, so that
-/// timing tells an attacker nothing about how close a guess was.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -1,17 +1,16 @@
 //! UDP over QUIC datagrams: splitting a packet into `UDPMessage` fragments
 //! that fit the connection's datagram size, and reassembling them.
 
-use std::time::Instant;
-
 use bytes::Bytes;
 
 use super::wire::{UdpHeader, WireError};
 use super::Hysteria2Error;
 use crate::addr::TargetAddr;
 
-use crate::udp_frag::Fragment;
+use crate::udp_frag::{Fragment, FragmentHeader};
 pub use crate::udp_frag::{
-    FragmentError, MAX_FRAGMENTS, MAX_PENDING_PACKETS, MAX_UDP_PAYLOAD, REASSEMBLY_TIMEOUT,
+    FragmentError, Reassembler, MAX_FRAGMENTS, MAX_PENDING_PACKETS, MAX_UDP_PAYLOAD,
+    REASSEMBLY_TIMEOUT,
 };
 
 /// Splits `payload` into `UDPMessage` datagrams of at most `max_datagram`
@@ -65,39 +64,22 @@ pub fn parse(d: &Bytes) -> Result<(UdpHeader, Bytes), WireError> {
     Ok((h, d.slice(at..)))
 }
 
-/// Reassembles the fragmented packets of one session: the shared
-/// [`udp_frag::Reassembler`](crate::udp_frag::Reassembler), fed
-/// `UDPMessage` headers (each fragment carries the address).
-#[derive(Debug, Default)]
-pub struct Reassembler(crate::udp_frag::Reassembler);
-
-impl Reassembler {
-    /// Takes one fragment; returns the whole packet once all have arrived.
-    /// Packets that grow past [`MAX_UDP_PAYLOAD`], are crowded out or time
-    /// out are dropped silently, as UDP would drop them.
-    pub fn feed(
-        &mut self,
-        h: &UdpHeader,
-        payload: Bytes,
-        now: Instant,
-    ) -> Result<Option<(TargetAddr, Bytes)>, FragmentError> {
-        let f = Fragment {
-            pkt_id: h.packet_id,
-            frag_id: h.frag_id,
-            frag_total: h.frag_count,
-            addr: Some(&h.addr),
-        };
-        self.0.feed(f, payload, now)
-    }
-
-    /// Packets waiting for fragments.
-    pub fn pending(&self) -> usize {
-        self.0.pending()
+impl FragmentHeader for UdpHeader {
+    fn fragment(&self) -> Fragment<'_> {
+        // Each fragment carries the address.
+        Fragment {
+            pkt_id: self.packet_id,
+            frag_id: self.frag_id,
+            frag_total: self.frag_count,
+            addr: Some(&self.addr),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
     use std::time::Duration;
 

@@ -1,26 +1,26 @@
 //! The client side: SOCKS5 in, TUIC out, all over one QUIC connection that is
 //! re-established when it dies.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use quinn::crypto::rustls::QuicClientConfig;
-use quinn::{Connection, ConnectionError, RecvStream};
+use quinn::{Connection, RecvStream};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use super::udp::{check_header, parse_datagram, send_packet, Reassembler};
+use super::udp::{check_header, parse_datagram, send_packet};
 use super::wire::{Command, PacketHeader, Uuid, CMD_HEARTBEAT, VERSION};
-use super::{auth_token, QuicStream, Settings, TuicError, STREAM_RELAY_FAILED};
+use super::{auth_token, Settings, TuicError, STREAM_RELAY_FAILED};
 use crate::addr::TargetAddr;
-use crate::relay::{relay, RelayOptions};
-use crate::serve::serve;
-use crate::socks5::{self, Reply, ReplyCode};
+use crate::outbound::{self, Opened, Outbound, SocksReply};
+use crate::quic::{self, Handshake, Link, LinkError, QuicStream};
+use crate::relay::RelayOptions;
+use crate::socks5::ReplyCode;
+use crate::udp_frag::Inboxes;
 
 /// How long a new connection waits for the server's confirming heartbeat
 /// before it is taken as authenticated anyway (a server that does not send
@@ -61,24 +61,22 @@ pub struct Client {
 }
 
 struct Inner {
-    server: SocketAddr,
-    server_name: String,
-    uuid: Uuid,
-    password: String,
+    link: Link<Authenticate>,
     settings: Settings,
     relay: RelayOptions,
-    endpoint: quinn::Endpoint,
-    current: tokio::sync::Mutex<Option<Connection>>,
-    opened: AtomicU64,
-    /// Streams and UDP sessions in use: heartbeats go out only while some are.
-    active: Arc<AtomicUsize>,
-    sessions: Arc<Mutex<HashMap<u16, SessionEntry>>>,
+    sessions: Arc<Inboxes<u16>>,
     next_assoc: AtomicU16,
 }
 
-struct SessionEntry {
-    tx: mpsc::Sender<(TargetAddr, Bytes)>,
-    reassembler: Reassembler,
+/// TUIC's part of a new connection: the tasks that serve it, then
+/// `Authenticate` and the wait for the server's confirmation.
+struct Authenticate {
+    uuid: Uuid,
+    password: String,
+    heartbeat: Duration,
+    /// Streams and UDP sessions in use: heartbeats go out only while some are.
+    active: Arc<AtomicUsize>,
+    sessions: Arc<Inboxes<u16>>,
 }
 
 /// Counts one user of the connection while it lives.
@@ -104,125 +102,39 @@ pub async fn run_client(listener: TcpListener, opts: ClientOptions) -> Result<()
     Ok(())
 }
 
-impl Client {
-    /// Creates the QUIC endpoint (bound to loopback when the server is on
-    /// loopback, else to the unspecified address); connects lazily. Must be
-    /// called inside a tokio runtime.
-    pub fn new(opts: ClientOptions) -> Result<Client, TuicError> {
-        let ClientOptions {
-            server,
-            server_name,
-            uuid,
-            password,
-            mut tls,
-            settings,
-            relay,
-        } = opts;
-        tls.alpn_protocols = settings.alpn.clone();
-        let crypto = QuicClientConfig::try_from(Arc::new(tls))
-            .map_err(|e| TuicError::Config(format!("TLS for QUIC: {e}")))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(Arc::new(settings.transport()?));
-        let ip = match (server.is_ipv4(), server.ip().is_loopback()) {
-            (true, true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            (true, false) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            (false, true) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            (false, false) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
-        let socket =
-            std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(TuicError::Endpoint)?;
-        socket.set_nonblocking(true).map_err(TuicError::Endpoint)?;
-        let mut endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            None,
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(TuicError::Endpoint)?;
-        endpoint.set_default_client_config(config);
-        Ok(Client {
-            inner: Arc::new(Inner {
-                server,
-                server_name,
-                uuid,
-                password,
-                settings,
-                relay,
-                endpoint,
-                current: tokio::sync::Mutex::new(None),
-                opened: AtomicU64::new(0),
-                active: Arc::new(AtomicUsize::new(0)),
-                sessions: Arc::new(Mutex::new(HashMap::new())),
-                next_assoc: AtomicU16::new(0),
-            }),
-        })
+impl Handshake for Authenticate {
+    type Live = Connection;
+    type Error = TuicError;
+
+    fn connection(live: &Connection) -> &Connection {
+        live
     }
 
-    /// Serves SOCKS5 on `listener` forever, each CONNECT as one stream.
-    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        serve(listener, "tuic client", move |stream| {
-            socks_conn(self.clone(), stream)
-        })
-        .await
-    }
-
-    /// QUIC connections opened so far (1 while the first one lives).
-    pub fn connections_opened(&self) -> u64 {
-        self.inner.opened.load(Ordering::Relaxed)
-    }
-
-    /// The local address of the QUIC endpoint.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.inner.endpoint.local_addr()
-    }
-
-    /// The live, authenticated connection; opens one if there is none or the
-    /// last one has died.
-    pub async fn connection(&self) -> Result<Connection, TuicError> {
-        let mut current = self.inner.current.lock().await;
-        if let Some(c) = current.as_ref() {
-            if c.close_reason().is_none() {
-                return Ok(c.clone());
-            }
-        }
-        // Held across the handshake on purpose: concurrent callers wait for
-        // this one connection instead of each opening their own.
-        let conn = self.connect().await?;
-        *current = Some(conn.clone());
-        Ok(conn)
-    }
-
-    async fn connect(&self) -> Result<Connection, TuicError> {
-        let inner = &self.inner;
-        let server = inner.server;
-        let conn = inner
-            .endpoint
-            .connect(server, &inner.server_name)
-            .map_err(|source| TuicError::Connect { server, source })?
-            .await
-            .map_err(|source| TuicError::Handshake { server, source })?;
-        inner.opened.fetch_add(1, Ordering::Relaxed);
-
+    async fn establish(
+        &self,
+        conn: Connection,
+        server: SocketAddr,
+    ) -> Result<Connection, TuicError> {
         let (confirmed_tx, mut confirmed) = watch::channel(false);
         tokio::spawn(receive_datagrams(
             conn.clone(),
-            Arc::clone(&inner.sessions),
+            Arc::clone(&self.sessions),
             confirmed_tx,
         ));
-        tokio::spawn(receive_streams(conn.clone(), Arc::clone(&inner.sessions)));
+        tokio::spawn(receive_streams(conn.clone(), Arc::clone(&self.sessions)));
         tokio::spawn(heartbeats(
             conn.clone(),
-            Arc::clone(&inner.active),
-            inner.settings.heartbeat,
+            Arc::clone(&self.active),
+            self.heartbeat,
         ));
 
-        let token = auth_token(&conn, &inner.uuid, inner.password.as_bytes())?;
+        let token = auth_token(&conn, &self.uuid, self.password.as_bytes())?;
         let auth = Command::Authenticate {
-            uuid: inner.uuid,
+            uuid: self.uuid,
             token,
         }
         .to_bytes()?;
-        let mut s = conn.open_uni().await.map_err(TuicError::ConnectionLost)?;
+        let mut s = conn.open_uni().await.map_err(LinkError::Lost)?;
         s.write_all(&auth).await.map_err(TuicError::Write)?;
         // Only fails if the server stopped the stream; the close says more.
         let _ = s.finish();
@@ -235,6 +147,71 @@ impl Client {
             _ = tokio::time::sleep(grace) => Ok(conn),
         }
     }
+}
+
+impl Client {
+    /// Creates the QUIC endpoint (bound to loopback when the server is on
+    /// loopback, else to the unspecified address); connects lazily. Must be
+    /// called inside a tokio runtime.
+    pub fn new(opts: ClientOptions) -> Result<Client, TuicError> {
+        let ClientOptions {
+            server,
+            server_name,
+            uuid,
+            password,
+            tls,
+            settings,
+            relay,
+        } = opts;
+        let config = quic::client_config(tls, settings.alpn.clone(), settings.transport()?)
+            .map_err(|e| TuicError::Config(format!("TLS for QUIC: {e}")))?;
+        let socket = quic::bind_toward(server).map_err(TuicError::Endpoint)?;
+        let mut endpoint =
+            quic::endpoint(socket, None, std::convert::identity).map_err(TuicError::Endpoint)?;
+        endpoint.set_default_client_config(config);
+        let sessions = Arc::new(Inboxes::default());
+        let auth = Authenticate {
+            uuid,
+            password,
+            heartbeat: settings.heartbeat,
+            active: Arc::new(AtomicUsize::new(0)),
+            sessions: Arc::clone(&sessions),
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                link: Link::new(endpoint, server, server_name, auth),
+                settings,
+                relay,
+                sessions,
+                next_assoc: AtomicU16::new(0),
+            }),
+        })
+    }
+
+    /// Serves SOCKS5 on `listener` forever, each CONNECT as one stream.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        outbound::run_client(listener, self).await
+    }
+
+    /// QUIC connections opened so far (1 while the first one lives).
+    pub fn connections_opened(&self) -> u64 {
+        self.inner.link.opened()
+    }
+
+    /// The local address of the QUIC endpoint.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.link.local_addr()
+    }
+
+    /// The live, authenticated connection; opens one if there is none or the
+    /// last one has died.
+    pub async fn connection(&self) -> Result<Connection, TuicError> {
+        self.inner.link.live().await
+    }
+
+    fn active(&self) -> &Arc<AtomicUsize> {
+        &self.inner.link.handshake().active
+    }
 
     /// Opens a stream to `target` through the server: a bidirectional stream
     /// that starts with `Connect`. The server never answers; the stream
@@ -244,56 +221,36 @@ impl Client {
             addr: target.clone(),
         }
         .to_bytes()?;
-        let mut retried = false;
-        loop {
-            let conn = self.connection().await?;
-            match conn.open_bi().await {
-                Ok((mut send, recv)) => {
-                    send.write_all(&header).await.map_err(TuicError::Write)?;
-                    return Ok(QuicStream { send, recv });
-                }
-                // The connection died between the check and its use:
-                // reconnect once.
-                Err(_) if !retried => retried = true,
-                Err(e) => return Err(TuicError::ConnectionLost(e)),
-            }
-        }
+        let (_, mut stream) = self.inner.link.open_bi().await?;
+        stream
+            .send
+            .write_all(&header)
+            .await
+            .map_err(TuicError::Write)?;
+        Ok(stream)
     }
 
     /// Starts a UDP session (a new association id). Packets go out in
     /// `tuic.udp_relay_mode`; the server answers in the same mode.
     pub fn udp_session(&self) -> Result<UdpSession, TuicError> {
-        let (tx, rx) = mpsc::channel(UDP_QUEUE);
-        let mut sessions = lock(&self.inner.sessions);
-        let mut assoc_id = None;
-        for _ in 0..=u16::MAX {
-            let id = self.inner.next_assoc.fetch_add(1, Ordering::Relaxed);
-            if !sessions.contains_key(&id) {
-                assoc_id = Some(id);
-                break;
-            }
-        }
-        let assoc_id =
-            assoc_id.ok_or_else(|| TuicError::Config("all 65536 UDP session ids in use".into()))?;
-        sessions.insert(
-            assoc_id,
-            SessionEntry {
-                tx,
-                reassembler: Reassembler::default(),
-            },
-        );
+        let next = &self.inner.next_assoc;
+        let (assoc_id, rx) = self
+            .inner
+            .sessions
+            .open(|| next.fetch_add(1, Ordering::Relaxed), 1 << 16, UDP_QUEUE)
+            .ok_or_else(|| TuicError::Config("all 65536 UDP session ids in use".into()))?;
         Ok(UdpSession {
             client: self.clone(),
             assoc_id,
             rx,
             next_pkt: AtomicU16::new(0),
             dissociated: false,
-            _active: ActiveGuard::new(&self.inner.active),
+            _active: ActiveGuard::new(self.active()),
         })
     }
 
     fn drop_session(&self, assoc_id: u16) {
-        lock(&self.inner.sessions).remove(&assoc_id);
+        self.inner.sessions.close(assoc_id);
     }
 }
 
@@ -347,13 +304,7 @@ impl Drop for UdpSession {
         self.client.drop_session(self.assoc_id);
         // Best effort: only over a connection that is up, never opening one
         // just to say goodbye, and only if there is a runtime to send from.
-        let conn = match self.client.inner.current.try_lock() {
-            Ok(current) => current
-                .as_ref()
-                .filter(|c| c.close_reason().is_none())
-                .cloned(),
-            Err(_) => None,
-        };
+        let conn = self.client.inner.link.live_now();
         if let (Some(conn), Ok(rt)) = (conn, tokio::runtime::Handle::try_current()) {
             let assoc_id = self.assoc_id;
             rt.spawn(async move {
@@ -365,36 +316,22 @@ impl Drop for UdpSession {
 
 async fn send_dissociate(conn: &Connection, assoc_id: u16) -> Result<(), TuicError> {
     let bytes = Command::Dissociate { assoc_id }.to_bytes()?;
-    let mut s = conn.open_uni().await.map_err(TuicError::ConnectionLost)?;
+    let mut s = conn.open_uni().await.map_err(LinkError::Lost)?;
     s.write_all(&bytes).await.map_err(TuicError::Write)?;
     let _ = s.finish();
     Ok(())
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves plain data behind.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Hands a packet (fragment) from the server to its session.
-fn deliver(sessions: &Mutex<HashMap<u16, SessionEntry>>, h: &PacketHeader, payload: Bytes) {
-    let mut sessions = lock(sessions);
-    let Some(entry) = sessions.get_mut(&h.assoc_id) else {
-        return; // a session we dropped: its packets are lost
-    };
-    match entry.reassembler.feed(h, payload, Instant::now()) {
-        // A full queue drops the packet, as a full socket buffer would.
-        Ok(Some(packet)) => {
-            let _ = entry.tx.try_send(packet);
-        }
-        Ok(None) => {}
-        Err(e) => eprintln!("tuic client: packet from server dropped: {e}"),
+fn deliver(sessions: &Inboxes<u16>, h: &PacketHeader, payload: Bytes) {
+    if let Err(e) = sessions.deliver(h.assoc_id, h, payload) {
+        eprintln!("tuic client: packet from server dropped: {e}");
     }
 }
 
 async fn receive_datagrams(
     conn: Connection,
-    sessions: Arc<Mutex<HashMap<u16, SessionEntry>>>,
+    sessions: Arc<Inboxes<u16>>,
     confirmed: watch::Sender<bool>,
 ) {
     while let Ok(d) = conn.read_datagram().await {
@@ -409,7 +346,7 @@ async fn receive_datagrams(
     }
 }
 
-async fn receive_streams(conn: Connection, sessions: Arc<Mutex<HashMap<u16, SessionEntry>>>) {
+async fn receive_streams(conn: Connection, sessions: Arc<Inboxes<u16>>) {
     while let Ok(recv) = conn.accept_uni().await {
         let sessions = Arc::clone(&sessions);
         tokio::spawn(async move {
@@ -451,33 +388,39 @@ async fn heartbeats(conn: Connection, active: Arc<AtomicUsize>, interval: Durati
     }
 }
 
-async fn socks_conn(client: Client, mut inbound: TcpStream) -> Result<(), TuicError> {
-    let target = socks5::accept(&mut inbound).await?;
-    let _active = ActiveGuard::new(&client.inner.active);
-    let mut stream = match client.open_tcp(&target).await {
-        Ok(s) => s,
-        Err(e) => {
-            socks5::reply(&mut inbound, Reply::Failed(reply_code(&e))).await?;
-            return Err(e);
-        }
-    };
-    let bound = client.local_addr()?;
-    socks5::reply(&mut inbound, Reply::Succeeded(bound)).await?;
-    if let Err(source) = relay(inbound, &mut stream, &client.inner.relay).await {
-        stream.abort(STREAM_RELAY_FAILED);
-        return Err(TuicError::Relay { target, source });
+impl Outbound for Client {
+    type Stream = QuicStream;
+    type Error = TuicError;
+    const NAME: &'static str = "tuic client";
+
+    async fn open(
+        &self,
+        target: &TargetAddr,
+        _origin: SocketAddr,
+    ) -> Result<Opened<QuicStream>, TuicError> {
+        let _active = ActiveGuard::new(self.active());
+        let stream = self.open_tcp(target).await?;
+        let bound = self.local_addr()?;
+        Ok(Opened { stream, bound })
     }
-    Ok(())
+
+    fn relay_options(&self) -> &RelayOptions {
+        &self.inner.relay
+    }
+
+    async fn relay(&self, inbound: TcpStream, mut stream: QuicStream) -> std::io::Result<()> {
+        // Heartbeats keep the connection up while this relays.
+        let _active = ActiveGuard::new(self.active());
+        quic::relay_or_abort(inbound, &mut stream, &self.inner.relay, STREAM_RELAY_FAILED).await
+    }
 }
 
-/// The SOCKS5 reply code for a failure to reach the server.
-fn reply_code(e: &TuicError) -> ReplyCode {
-    match e {
-        TuicError::AuthRejected { .. } => ReplyCode::NotAllowed,
-        TuicError::Handshake {
-            source: ConnectionError::TimedOut,
-            ..
-        } => ReplyCode::HostUnreachable,
-        _ => ReplyCode::GeneralFailure,
+impl SocksReply for TuicError {
+    fn reply_code(&self) -> ReplyCode {
+        match self {
+            TuicError::AuthRejected { .. } => ReplyCode::NotAllowed,
+            TuicError::Link(e) => e.reply_code(),
+            _ => ReplyCode::GeneralFailure,
+        }
     }
 }

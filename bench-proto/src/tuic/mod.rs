@@ -43,16 +43,15 @@ pub mod wire;
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use quinn::{RecvStream, SendStream, VarInt};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use quinn::VarInt;
 
+use crate::quic::LinkError;
 use crate::settings::{parse_in_range, SettingError};
-use crate::socks5::Socks5Error;
+
+pub use crate::quic::QuicStream;
 
 pub use client::{run_client, Client, ClientOptions, UdpSession};
 pub use server::{run_server, ServerOptions};
@@ -229,22 +228,10 @@ pub enum TuicError {
     /// Setting up the UDP socket or the QUIC endpoint failed.
     #[error("QUIC endpoint: {0}")]
     Endpoint(io::Error),
-    /// The connection attempt could not even start (bad server name, ...).
-    #[error("connecting to {server}: {source}")]
-    Connect {
-        /// The server.
-        server: SocketAddr,
-        /// Why.
-        source: quinn::ConnectError,
-    },
-    /// The QUIC handshake failed.
-    #[error("QUIC handshake with {server}: {source}")]
-    Handshake {
-        /// The server.
-        server: SocketAddr,
-        /// Why.
-        source: quinn::ConnectionError,
-    },
+    /// No QUIC connection to the server (connecting, the handshake, or a
+    /// connection that died and could not be replaced).
+    #[error(transparent)]
+    Link(#[from] LinkError),
     /// The server closed the connection after `Authenticate`.
     #[error("server {server} refused the authentication: {source}")]
     AuthRejected {
@@ -253,9 +240,6 @@ pub enum TuicError {
         /// The close as the client saw it.
         source: quinn::ConnectionError,
     },
-    /// The QUIC connection is gone.
-    #[error("QUIC connection lost: {0}")]
-    ConnectionLost(quinn::ConnectionError),
     /// Writing a QUIC stream failed.
     #[error("writing a QUIC stream: {0}")]
     Write(quinn::WriteError),
@@ -297,70 +281,9 @@ pub enum TuicError {
     /// The UDP session is closed.
     #[error("UDP session closed")]
     SessionClosed,
-    /// Relaying a proxied stream failed.
-    #[error("relaying for {target}: {source}")]
-    Relay {
-        /// The stream's target.
-        target: crate::addr::TargetAddr,
-        /// Why.
-        source: io::Error,
-    },
-    /// The SOCKS5 side failed.
-    #[error(transparent)]
-    Socks5(#[from] Socks5Error),
     /// Other I/O.
     #[error(transparent)]
     Io(#[from] io::Error),
-}
-
-/// A bidirectional QUIC stream as one [`AsyncRead`] + [`AsyncWrite`] value,
-/// for [`relay`](crate::relay::relay). Shutting down the write half finishes
-/// the send stream.
-#[derive(Debug)]
-pub struct QuicStream {
-    /// The sending half.
-    pub send: SendStream,
-    /// The receiving half.
-    pub recv: RecvStream,
-}
-
-impl QuicStream {
-    /// Aborts both directions with `code` (RESET_STREAM and STOP_SENDING),
-    /// so the peer sees an error instead of a clean end.
-    pub fn abort(&mut self, code: u32) {
-        let code = VarInt::from_u32(code);
-        // Either half may be closed already; then there is nothing to abort.
-        let _ = self.send.reset(code);
-        let _ = self.recv.stop(code);
-    }
-}
-
-impl AsyncRead for QuicStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        AsyncRead::poll_read(Pin::new(&mut self.recv), cx, buf)
-    }
-}
-
-impl AsyncWrite for QuicStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_flush(Pin::new(&mut self.send), cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_shutdown(Pin::new(&mut self.send), cx)
-    }
 }
 
 /// The authentication token: the TLS exporter output for label = the UUID's

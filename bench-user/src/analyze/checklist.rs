@@ -140,7 +140,7 @@ impl Checklist {
         let mut out = Vec::new();
         for rule in &self.rules {
             for t in targets {
-                if rule.roles.is_empty() || rule.roles.iter().any(|r| r == &t.role) {
+                if rule.roles.is_empty() || rule.roles.iter().any(|r| r == t.role.as_str()) {
                     out.push(judge(rule, t, protocol));
                 }
             }
@@ -159,8 +159,8 @@ pub fn format_value(name: &str, v: f64) -> String {
     let unit = metrics::lookup(name).map_or("", |d| d.unit);
     match unit {
         "share" => format!("{:.1}%", v * 100.0),
-        "B" => crate::render::bytes(v),
-        "µs" => crate::render::duration_ns(v * 1e3),
+        "B" => crate::units::bytes(v),
+        "µs" => crate::units::duration_ns(v * 1e3),
         "ns/B" => format!("{v:.3} ns/B"),
         "ratio" => format!("{v:.2}×"),
         "" => format!("{v:.0}"),
@@ -180,7 +180,7 @@ fn judge(rule: &Rule, t: &Target, protocol: &str) -> RuleResult {
         id: rule.id.clone(),
         area: rule.area.clone(),
         title: rule.title.clone(),
-        target: t.role.clone(),
+        target: t.role,
         verdict: Verdict::NotEvaluated,
         metric: rule.metric.clone(),
         value: None,

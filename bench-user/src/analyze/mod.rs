@@ -16,8 +16,8 @@ use crate::{
     capture::{Capture, CaptureOptions, Families, Graph, SyscallRecord, TargetProbes},
     report::{
         AllocFunction, AllocSummary, BinaryInfo, CpuSummary, CryptoSummary, CryptoSymbolRow,
-        FunctionCost, LatencyBucket, LiveSample, OffCpuSummary, SyscallRow, Target, ThreadSummary,
-        WeightedName,
+        FunctionCost, LatencyBucket, LiveSample, OffCpuSummary, Role, SizeBucket, SyscallRow,
+        Target, ThreadSummary, WeightedName,
     },
     resolve::ResolvedSample,
 };
@@ -34,7 +34,7 @@ pub const SHALLOW_STACK_DEPTH: u64 = 4;
 /// What the chain knows about one endpoint process.
 #[derive(Debug, Clone)]
 pub struct TargetFacts {
-    pub role: String,
+    pub role: Role,
     pub pid: u32,
     pub exe: String,
     pub command: Vec<String>,
@@ -125,7 +125,7 @@ fn target(inp: &Inputs, f: &TargetFacts) -> Target {
     let counters = cap
         .counters
         .get(&f.pid)
-        .map(|c| c.iter().map(|(n, r)| (n.to_string(), r.clone())).collect())
+        .map(|c| c.iter().map(|(n, r)| (n.to_string(), r.into())).collect())
         .unwrap_or_default();
     let attached = inp.attached.get(&f.pid).cloned().unwrap_or_default();
     let syscalls = syscall_rows(
@@ -151,7 +151,7 @@ fn target(inp: &Inputs, f: &TargetFacts) -> Target {
         .as_ref()
         .map(|_| crypto_summary(inp, f.pid, &attached, &cpu_samples));
     Target {
-        role: f.role.clone(),
+        role: f.role,
         pid: f.pid,
         exe: f.exe.clone(),
         command: f.command.clone(),
@@ -196,7 +196,7 @@ pub fn phase_figures(
     snapshots: &[crate::capture::WindowSnapshot],
     pid: u32,
 ) -> Vec<crate::report::PhaseFigures> {
-    use crate::capture::Reading;
+    use crate::report::Reading;
     let totals = |snap: &crate::capture::WindowSnapshot| {
         let mut by_name: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
         for r in snap.syscalls.iter().filter(|r| r.tgid == pid) {
@@ -208,7 +208,7 @@ pub fn phase_figures(
         let counters: BTreeMap<String, Reading> = snap
             .counters
             .get(&pid)
-            .map(|c| c.iter().map(|(n, r)| (n.to_string(), r.clone())).collect())
+            .map(|c| c.iter().map(|(n, r)| (n.to_string(), r.into())).collect())
             .unwrap_or_default();
         (by_name, counters)
     };
@@ -302,19 +302,38 @@ pub fn syscall_rows<'a>(
     rows
 }
 
-/// Non-empty log2 buckets with their bounds.
+/// Non-empty log2 buckets as (lower bound, upper bound, count); the last
+/// bucket is open-ended.
+fn log2_buckets(h: &[u64]) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+    h.iter().enumerate().filter(|(_, &n)| n > 0).map(|(b, &n)| {
+        let ge = if b == 0 { 0 } else { 1u64 << b };
+        let lt = if b as u32 + 1 >= LATENCY_BUCKETS {
+            u64::MAX
+        } else {
+            1u64 << (b + 1)
+        };
+        (ge, lt, n)
+    })
+}
+
+/// Non-empty log2 latency buckets, in nanoseconds.
 pub fn buckets(h: &[u64]) -> Vec<LatencyBucket> {
-    h.iter()
-        .enumerate()
-        .filter(|(_, &n)| n > 0)
-        .map(|(b, &n)| LatencyBucket {
-            ge_ns: if b == 0 { 0 } else { 1u64 << b },
-            lt_ns: if b as u32 + 1 >= LATENCY_BUCKETS {
-                u64::MAX
-            } else {
-                1u64 << (b + 1)
-            },
-            count: n,
+    log2_buckets(h)
+        .map(|(ge_ns, lt_ns, count)| LatencyBucket {
+            ge_ns,
+            lt_ns,
+            count,
+        })
+        .collect()
+}
+
+/// Non-empty log2 allocation size buckets, in bytes.
+pub fn size_buckets(h: &[u64]) -> Vec<SizeBucket> {
+    log2_buckets(h)
+        .map(|(ge_bytes, lt_bytes, count)| SizeBucket {
+            ge_bytes,
+            lt_bytes,
+            count,
         })
         .collect()
 }
@@ -493,7 +512,7 @@ fn alloc_summary(
         *sites.entry(site).or_default() += s.weight;
     }
     AllocSummary {
-        attached: attached.alloc.clone(),
+        attached: attached.alloc.iter().map(Into::into).collect(),
         by_function: by_fn
             .into_iter()
             .map(|(function, (calls, bytes))| AllocFunction {
@@ -505,7 +524,7 @@ fn alloc_summary(
         calls,
         bytes,
         frees,
-        size_histogram: buckets(&hist),
+        size_histogram: size_buckets(&hist),
         sample_bytes,
         samples: cap.alloc.samples.get(&pid).copied().unwrap_or(0),
         top_sites: top_names(sites, TOP_OTHER),

@@ -91,6 +91,8 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print the JSON Schema of report.json (docs/report.schema.json).
+    Schema,
     /// Stored runs to check new runs against, keyed by spec and machine.
     Baseline {
         #[command(subcommand)]
@@ -141,6 +143,7 @@ fn main() -> ExitCode {
             repeat,
         } => profile(&run, out, compare, repeat),
         Command::Render { run } => render_again(&run),
+        Command::Schema => print_schema(),
         Command::Compare {
             a,
             b,
@@ -437,12 +440,24 @@ fn baseline_check(args: &BaselineArgs) -> u8 {
     )
 }
 
+fn print_schema() -> u8 {
+    match serde_json::to_string_pretty(&protoprof::report::json_schema()) {
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
+        Err(e) => fail(1, e),
+    }
+}
+
 fn render_again(run: &Path) -> u8 {
-    let report = match render::read_json(&run.join("report.json")) {
+    // An older schema or a side file that is not the one report.json
+    // names is refused in one line.
+    let (report, graphs) = match render::read_run(run) {
         Ok(r) => r,
         Err(e) => return fail(2, e),
     };
-    if let Err(e) = render::write_all(&report, run) {
+    if let Err(e) = render::write_all(&report, &graphs, run) {
         return fail(1, e);
     }
     print!("{}", render::summary(&report));

@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod elf;
 pub mod gopclntab;
 mod offcpu;
+pub mod privileges;
 pub mod sockets;
 mod stacks;
 mod syscalls;

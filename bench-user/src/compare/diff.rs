@@ -12,25 +12,26 @@ use inferno::{differential, flamegraph};
 use super::{io_err, CompareError, RunSet};
 use crate::{
     fold::{self, FoldOptions},
-    report::FoldedStack,
+    report::{stacks, FoldedStack},
 };
 
-/// The `cpu` stacks of a side's ok runs, summed stack by stack.
-pub fn merged_cpu(set: &RunSet) -> Vec<FoldedStack> {
-    let mut sum: BTreeMap<&str, u64> = BTreeMap::new();
-    for (_, r) in set.runs.iter().filter(|(_, r)| r.run.status == "ok") {
-        for g in r.stacks.iter().filter(|g| g.name == "cpu") {
-            for s in &g.stacks {
-                *sum.entry(s.stack.as_str()).or_default() += s.count;
-            }
+/// The `cpu` stacks of a side's ok runs, summed stack by stack; each run's
+/// side file is read through its report.json and its BLAKE3 checked.
+pub fn merged_cpu(set: &RunSet) -> Result<Vec<FoldedStack>, CompareError> {
+    let mut sum: BTreeMap<String, u64> = BTreeMap::new();
+    for (dir, r) in set.runs.iter().filter(|(_, r)| r.run.status == "ok") {
+        let graph = stacks::read_named(dir, r, "cpu").map_err(|e| CompareError::BadInput {
+            argument: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        for s in graph.into_iter().flat_map(|g| g.stacks) {
+            *sum.entry(s.stack).or_default() += s.count;
         }
     }
-    sum.into_iter()
-        .map(|(stack, count)| FoldedStack {
-            stack: stack.to_string(),
-            count,
-        })
-        .collect()
+    Ok(sum
+        .into_iter()
+        .map(|(stack, count)| FoldedStack { stack, count })
+        .collect())
 }
 
 /// Write `cpu-a.folded`, `cpu-b.folded`, `diff-cpu.folded` (inferno's
@@ -40,7 +41,7 @@ pub fn write_cpu_diff(
     b: &RunSet,
     out: &Path,
 ) -> Result<BTreeMap<String, String>, CompareError> {
-    let (fa, fb) = (merged_cpu(a), merged_cpu(b));
+    let (fa, fb) = (merged_cpu(a)?, merged_cpu(b)?);
     let fold_err = |e: fold::FoldError| CompareError::Draw(e.to_string());
     fold::write_folded(&fa, &out.join("cpu-a.folded")).map_err(fold_err)?;
     fold::write_folded(&fb, &out.join("cpu-b.folded")).map_err(fold_err)?;

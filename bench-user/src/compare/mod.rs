@@ -109,11 +109,8 @@ impl RunSet {
         let mut runs = Vec::new();
         for d in dirs {
             let file = d.join("report.json");
-            let report = crate::render::read_json(&file).map_err(|e| {
-                bad(format!(
-                    "{e}; re-render it with this protoprof or remove the run"
-                ))
-            })?;
+            // An older schema is refused in one line that names its version.
+            let report = crate::report::read(&file).map_err(|e| bad(e.to_string()))?;
             runs.push((d, report));
         }
         Ok(RunSet {
@@ -496,7 +493,7 @@ fn checklist_changes(a: &RunSet, b: &RunSet) -> Vec<ChecklistChange> {
         for r in s.reports() {
             for rr in &r.checklist {
                 let e = counts
-                    .entry((rr.id.clone(), rr.target.clone()))
+                    .entry((rr.id.clone(), rr.target.to_string()))
                     .or_insert_with(|| (rr.title.clone(), BTreeMap::new()));
                 *e.1.entry(rr.verdict).or_default() += 1;
             }

@@ -92,7 +92,7 @@ window.addEventListener('load', function () {
 </script>";
 
 /// The page. Fails only when a flame graph cannot be drawn.
-pub fn html(r: &Report) -> Result<String, String> {
+pub fn html(r: &Report, graphs: &[FoldedGraph]) -> Result<String, String> {
     let mut body = String::new();
     let mut charts = 0;
     summary(&mut body, r);
@@ -101,7 +101,7 @@ pub fn html(r: &Report) -> Result<String, String> {
     checklist(&mut body, r);
     metrics_table(&mut body, r);
     calibration(&mut body, r);
-    flame_graphs(&mut body, r)?;
+    flame_graphs(&mut body, graphs)?;
     let mut page = String::new();
     let _ = write!(
         page,
@@ -196,7 +196,7 @@ fn workload(out: &mut String, r: &Report, charts: &mut usize) {
     out.push_str("</table>\n<h3>Throughput over time</h3>\n<div>");
     for (i, p) in r.workload.phases.iter().enumerate() {
         // Each sample is plotted at the middle of its interval, as a rate.
-        let rate = |f: fn(&crate::drive::SecondSample) -> u64| -> Vec<(f64, f64)> {
+        let rate = |f: fn(&crate::report::SecondSample) -> u64| -> Vec<(f64, f64)> {
             p.timeseries
                 .iter()
                 .filter(|s| s.span_s > 0.0)
@@ -226,7 +226,7 @@ fn workload(out: &mut String, r: &Report, charts: &mut usize) {
                 )],
                 &|v| format!("{v:.0}/s"),
             );
-            let latency = |f: fn(&crate::drive::SecondSample) -> Option<f64>| -> Vec<(f64, f64)> {
+            let latency = |f: fn(&crate::report::SecondSample) -> Option<f64>| -> Vec<(f64, f64)> {
                 p.timeseries
                     .iter()
                     .filter_map(|s| f(s).map(|v| (s.t_s + s.span_s / 2.0, v)))
@@ -286,7 +286,7 @@ fn costs(out: &mut String, r: &Report) {
         let _ = writeln!(
             out,
             "<h3>{} endpoint (pid {})</h3>\n<p><code>{}</code>{}</p>",
-            escape(&t.role),
+            escape(t.role.as_str()),
             t.pid,
             escape(&t.exe),
             t.peak_rss_bytes
@@ -398,7 +398,7 @@ fn checklist(out: &mut String, r: &Report) {
             escape(&c.id),
             escape(&c.title),
             escape(&c.area),
-            escape(&c.target),
+            escape(c.target.as_str()),
             verdict,
             c.value
                 .map(|v| format!("{} {}", number(v), escape(&c.unit)))
@@ -417,7 +417,7 @@ fn metrics_table(out: &mut String, r: &Report) {
     }
     out.push_str("<table><tr><th>metric</th><th>unit</th>");
     for t in &r.targets {
-        let _ = write!(out, "<th>{}</th>", escape(&t.role));
+        let _ = write!(out, "<th>{}</th>", escape(t.role.as_str()));
     }
     out.push_str("</tr>\n");
     for name in names {
@@ -470,12 +470,12 @@ fn calibration(out: &mut String, r: &Report) {
     out.push_str("</table>\n");
 }
 
-fn flame_graphs(out: &mut String, r: &Report) -> Result<(), String> {
+fn flame_graphs(out: &mut String, graphs: &[FoldedGraph]) -> Result<(), String> {
     if !section(
         out,
         "flame-graphs",
         "Flame graphs",
-        r.stacks.is_empty(),
+        graphs.is_empty(),
         "no stacks recorded",
     ) {
         return Ok(());
@@ -484,7 +484,7 @@ fn flame_graphs(out: &mut String, r: &Report) -> Result<(), String> {
         "<p class=\"muted\">Click a frame to zoom, Ctrl-F or \"Search\" to highlight; \
          the root's children are the endpoints (client, server), then their threads.</p>\n",
     );
-    for g in &r.stacks {
+    for g in graphs {
         let (doc, height) = flame_document(g)?;
         let _ = writeln!(
             out,

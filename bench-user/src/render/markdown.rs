@@ -230,7 +230,7 @@ fn checklist(md: &mut String, r: &Report) {
             "| {} {} | {} | {} | {} | {} |",
             cell(&c.id),
             cell(&c.title),
-            cell(&c.target),
+            cell(c.target.as_str()),
             c.verdict.as_str(),
             cell(&c.evidence),
             cell(&c.recommendation)

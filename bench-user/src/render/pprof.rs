@@ -166,7 +166,7 @@ impl Frames {
 /// The report's `cpu` graph as a pprof profile. Each folded stack is one
 /// sample; its first two elements (role, thread) become labels. Without a
 /// cpu graph the profile has no samples and a comment saying why.
-pub fn profile(r: &Report) -> Profile {
+pub fn profile(r: &Report, graphs: &[FoldedGraph]) -> Profile {
     let mut strings = Strings::new();
     let hz = r.probes.options.cpu_frequency_hz.filter(|&hz| hz > 0);
     let period_ns = hz.map(|hz| 1_000_000_000 / hz as i64);
@@ -184,7 +184,7 @@ pub fn profile(r: &Report) -> Profile {
         functions: Vec::new(),
     };
     let mut samples = Vec::new();
-    match r.stacks.iter().find(|g| g.name == "cpu") {
+    match graphs.iter().find(|g| g.name == "cpu") {
         Some(graph) => samples = cpu_samples(graph, period_ns, &mut strings, &mut frames),
         None => comment.push(strings.id("no cpu graph: the cpu probe was off")),
     }
@@ -258,6 +258,6 @@ fn start_nanos(rfc3339: &str) -> i64 {
 }
 
 /// The profile, protobuf-encoded (not yet gzipped).
-pub fn encode(r: &Report) -> Vec<u8> {
-    profile(r).encode_to_vec()
+pub fn encode(r: &Report, graphs: &[FoldedGraph]) -> Vec<u8> {
+    profile(r, graphs).encode_to_vec()
 }

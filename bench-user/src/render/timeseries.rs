@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::drive::SecondSample;
+use crate::report::SecondSample;
 
 /// CSV with a header: phase, pattern, t_s (from the window's start), span_s,
 /// bytes_up, bytes_down, round_trips, up_bps, down_bps, latency_p50_us,

@@ -94,8 +94,59 @@ pub fn profile_ok_with(
         "last line is not the run dir: {}",
         dir.display()
     );
-    let report = protoprof::render::read_json(&dir.join("report.json")).expect("report.json");
+    let report = assert_run_valid(&dir);
     (dir, report, stdout)
+}
+
+/// The published schema, docs/report.schema.json.
+pub fn published_schema() -> serde_json::Value {
+    let path = workspace().join("docs/report.schema.json");
+    let text = std::fs::read_to_string(&path).expect("docs/report.schema.json");
+    serde_json::from_str(&text).expect("docs/report.schema.json is JSON")
+}
+
+/// Every way `value` breaks the published schema (empty when it is valid).
+pub fn schema_errors(value: &serde_json::Value) -> Vec<String> {
+    let schema = published_schema();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    validator
+        .iter_errors(value)
+        .map(|e| e.to_string())
+        .collect()
+}
+
+/// A run directory's report.json is valid against the published schema,
+/// reads back as this protoprof's report, and every side file it names is
+/// there with the BLAKE3 and size it gives. Returns the report.
+pub fn assert_run_valid(dir: &Path) -> protoprof::report::Report {
+    let path = dir.join("report.json");
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("report.json"))
+            .expect("report.json is JSON");
+    let errors = schema_errors(&value);
+    assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+    let report = protoprof::render::read_json(&path).expect("report.json");
+    for entry in &report.stacks {
+        let bytes = protoprof::report::stacks::read_verified(dir, entry).expect("side file");
+        assert_eq!(bytes.len() as u64, entry.bytes, "{}", entry.file);
+    }
+    report
+}
+
+/// Write `report` into the run directory `dir` the way a run does: each
+/// graph as a side file under stacks/, named in report.json.
+pub fn write_run(
+    dir: &Path,
+    report: &protoprof::report::Report,
+    graphs: &[protoprof::report::FoldedGraph],
+) {
+    std::fs::create_dir_all(dir).expect("run dir");
+    let mut r = report.clone();
+    r.stacks = graphs
+        .iter()
+        .map(|g| protoprof::report::stacks::write_graph(dir, g).expect("side file"))
+        .collect();
+    protoprof::render::write_json(&r, dir).expect("report.json");
 }
 
 /// Orphans of anything we started come to us, so "no child left" can be

