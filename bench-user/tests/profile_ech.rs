@@ -2,7 +2,7 @@
 //! ECH seal and open) and its TLS record AEAD, linked statically into
 //! protoprof-endpoint, are found by symbol and counted. Needs root.
 
-use protoprof::drive::IntegrityStatus;
+use protoprof::report::{IntegrityStatus, Role};
 
 mod support;
 use support::*;
@@ -24,7 +24,7 @@ fn ech_profile_counts_boringssl_hpke_and_record_aead() {
                 .map(|s| s.calls)
                 .sum()
         };
-        let (setup, other_setup, hpke) = if t.role == "client" {
+        let (setup, other_setup, hpke) = if t.role == Role::Client {
             (
                 "EVP_HPKE_CTX_setup_sender",
                 "EVP_HPKE_CTX_setup_recipient",
