@@ -25,10 +25,12 @@
 //! Also [`ssh`] (SSH direct-tcpip channels).
 //! Also [`tuic`] (TUIC v5 over QUIC).
 //! Also [`hysteria2`] (Hysteria 2 over QUIC with HTTP/3 authentication).
+//! Also [`ech`] (Trojan over TLS 1.3 with Encrypted Client Hello, BoringSSL).
 
 pub mod addr;
 pub mod buffer_pool;
 pub mod dial;
+pub mod ech;
 pub mod hysteria2;
 pub mod outbound;
 pub mod pki;

@@ -32,14 +32,23 @@ pub enum PkiError {
     Config(#[from] rustls::Error),
 }
 
-/// A self-signed certificate for `names` (DNS names or IP addresses).
+/// A self-signed certificate for `names` (DNS names or IP addresses),
+/// whose subject is the first name: distinct subjects let one CA file
+/// trust several of them (OpenSSL-style verifiers find issuers by subject).
 pub fn self_signed(names: &[&str]) -> Result<Identity, PkiError> {
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let certified =
-        rcgen::generate_simple_self_signed(names).map_err(|e| PkiError::Generate(e.to_string()))?;
+    let generate = |e: rcgen::Error| PkiError::Generate(e.to_string());
+    let owned: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(owned).map_err(generate)?;
+    if let Some(first) = names.first() {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, *first);
+    }
+    let key = rcgen::KeyPair::generate().map_err(generate)?;
+    let cert = params.self_signed(&key).map_err(generate)?;
     Ok(Identity {
-        cert_pem: certified.cert.pem(),
-        key_pem: certified.signing_key.serialize_pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
     })
 }
 

@@ -42,6 +42,7 @@ macro_rules! suites {
 }
 
 suites!(tls, cases::tls());
+suites!(ech, cases::ech());
 suites!(ssh_password, cases::ssh(false));
 suites!(ssh_key, cases::ssh(true));
 suites!(tuic, cases::tuic());

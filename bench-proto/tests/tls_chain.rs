@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bench_proto::pki;
-use bench_proto::tls::{self, run_client, run_server, ClientOptions, PasswordHash, ServerOptions};
+use bench_proto::tls::{self, run_client, run_server, ClientOptions, ServerOptions};
 use bench_proto::TargetAddr;
 use rustls::pki_types::ServerName;
+use support::trojan::{self, header};
 use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -75,15 +76,6 @@ async fn tls_connect(certs: &Certs, server: SocketAddr) -> TlsStream<TcpStream> 
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap()
-}
-
-fn header(password: &str, cmd: u8, target: &TargetAddr) -> Vec<u8> {
-    let mut v = PasswordHash::new(password).as_bytes().to_vec();
-    v.extend_from_slice(b"\r\n");
-    v.push(cmd);
-    target.encode(&mut v).unwrap();
-    v.extend_from_slice(b"\r\n");
-    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -232,30 +224,7 @@ async fn bad_input_closes_that_connection_and_others_go_on() {
         let sink = good.sink;
 
         let target = TargetAddr::Ip(sink);
-        let good_header = header(PASSWORD, 1, &target);
-        let mut oversized = header(PASSWORD, 1, &TargetAddr::Domain("a".into(), 80));
-        // Domain length byte (after the 58-byte hash line, CMD and ATYP)
-        // 200 for a name of 1 byte: the rest of the request and payload
-        // are read as the name, and no CRLF follows where it must.
-        oversized[60] = 200;
-        let mut unknown_atyp = good_header.clone();
-        unknown_atyp[59] = 9;
-        let cases: Vec<(&str, Vec<u8>)> = vec![
-            ("empty", vec![]),
-            ("truncated hash", good_header[..30].to_vec()),
-            (
-                "truncated request",
-                good_header[..good_header.len() - 3].to_vec(),
-            ),
-            ("unknown CMD", header(PASSWORD, 0x7f, &target)),
-            ("UDP ASSOCIATE", header(PASSWORD, 3, &target)),
-            ("unknown ATYP", unknown_atyp),
-            (
-                "oversized domain length",
-                [oversized, vec![b'x'; 300]].concat(),
-            ),
-            ("garbage", (0..=255u8).cycle().take(1000).collect()),
-        ];
+        let cases = trojan::bad_requests(PASSWORD, &target);
         for (what, bytes) in cases {
             let mut s = tls_connect(&certs, server).await;
             s.write_all(&bytes).await.unwrap();

@@ -638,6 +638,7 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<()> {
         ("tls", Some("sing-box-tls")),
         ("tuic", Some("sing-box-tuic")),
         ("ssh", None),
+        ("ech", Some("sing-box-ech")),
     ];
     let hysteria = root.join("bench-proto/src/hysteria2");
     let mut pairs: Vec<(&str, Option<&str>)> = pairs.to_vec();

@@ -53,6 +53,13 @@ pub const PIECES: &[Piece] = &[
         tests: Some("chromium"),
         source: Source::Apt(&["chromium"]),
     },
+    // boring-sys (protocol ech) builds BoringSSL from source with cmake and
+    // a C/C++ compiler, and generates its bindings with bindgen (libclang).
+    Piece {
+        name: "BoringSSL's build tools",
+        tests: None,
+        source: Source::Apt(&["cmake", "g++", "clang", "libclang-dev"]),
+    },
     // A Go proxy: interop tests and profiling an outside implementation.
     Piece {
         name: "sing-box 1.14.4",

@@ -16,7 +16,7 @@ use anyhow::Context;
 use bench_proto::relay::RelayOptions;
 use bench_proto::settings::{parse_assignment, SettingError};
 use bench_proto::tcp;
-use bench_proto::{hysteria2, ssh, tls, tuic};
+use bench_proto::{ech, hysteria2, ssh, tls, tuic};
 use clap::{Parser, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -79,6 +79,19 @@ struct Cli {
     /// SSH client: private key to authenticate with (instead of a password).
     #[arg(long, value_name = "PATH")]
     identity: Option<PathBuf>,
+    /// ECH server: its keys ("ECH KEYS" PEM, as `sing-box generate
+    /// ech-keypair` writes).
+    #[arg(long, value_name = "PATH")]
+    ech_keys: Option<PathBuf>,
+    /// ECH server: certificate chain (PEM) for the ECH public name.
+    #[arg(long, value_name = "PATH")]
+    public_cert: Option<PathBuf>,
+    /// ECH server: private key (PEM) for the ECH public name.
+    #[arg(long, value_name = "PATH")]
+    public_key: Option<PathBuf>,
+    /// ECH client: the server's ECH configs ("ECH CONFIGS" PEM).
+    #[arg(long, value_name = "PATH")]
+    ech_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,6 +113,10 @@ enum Protocol {
     /// client: --ca --password [--server-name]; --listen of the server is a
     /// UDP address).
     Hysteria2,
+    /// Trojan over TLS 1.3 with Encrypted Client Hello, BoringSSL (server:
+    /// --cert --key --public-cert --public-key --ech-keys --password;
+    /// client: --ca --ech-config --password [--server-name]).
+    Ech,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,6 +139,8 @@ enum Endpoint {
     TuicServer(tuic::ServerOptions),
     Hysteria2Client(hysteria2::ClientOptions),
     Hysteria2Server(hysteria2::ServerOptions),
+    EchClient(ech::ClientOptions),
+    EchServer(ech::ServerOptions),
 }
 
 fn main() -> ExitCode {
@@ -155,6 +174,7 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
         ssh: ssh_settings,
         tuic: tuic_settings,
         hysteria2: hysteria2_settings,
+        ech: ech_settings,
     } = settings;
     if cli.protocol != Protocol::Tcp {
         // splice needs two plain sockets; say so now, not per connection.
@@ -224,6 +244,21 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
                 relay,
             }))
         }
+        (Protocol::Ech, Side::Client, Some(server)) => {
+            let ca = required(&cli.ca, "the ech client needs --ca PATH")?;
+            let password = required(&cli.password, "the ech client needs --password SECRET")?;
+            let mut opts = ech::ClientOptions::new(
+                server,
+                ca,
+                &cli.server_name,
+                password,
+                cli.ech_config.as_deref(),
+                &ech_settings,
+            )
+            .map_err(|e| e.to_string())?;
+            opts.relay = relay;
+            Ok(Endpoint::EchClient(opts))
+        }
         // clap enforces --server for the client side already.
         (_, Side::Client, None) => Err("the client side needs --server ADDR".into()),
         (Protocol::Tcp, Side::Server, None) => {
@@ -278,6 +313,26 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
                 relay,
             }))
         }
+        (Protocol::Ech, Side::Server, None) => {
+            let files = ech::server::ServerFiles {
+                cert: required(&cli.cert, "the ech server needs --cert PATH")?,
+                key: required(&cli.key, "the ech server needs --key PATH")?,
+                public_cert: required(
+                    &cli.public_cert,
+                    "the ech server needs --public-cert PATH (for the ECH public name)",
+                )?,
+                public_key: required(
+                    &cli.public_key,
+                    "the ech server needs --public-key PATH (for the ECH public name)",
+                )?,
+                ech_keys: required(&cli.ech_keys, "the ech server needs --ech-keys PATH")?,
+            };
+            let password = required(&cli.password, "the ech server needs --password SECRET")?;
+            let mut opts = ech::ServerOptions::new(files, password, &ech_settings)
+                .map_err(|e| e.to_string())?;
+            opts.trojan.relay = relay;
+            Ok(Endpoint::EchServer(opts))
+        }
         (_, Side::Server, Some(_)) => Err(
             "--server is for the client side only; drop it (the server side connects to \
              each connection's target)"
@@ -309,6 +364,7 @@ struct Settings {
     ssh: ssh::Settings,
     tuic: tuic::Settings,
     hysteria2: hysteria2::Settings,
+    ech: ech::Settings,
 }
 
 impl Settings {
@@ -320,6 +376,7 @@ impl Settings {
             Some(("ssh", rest)) => self.ssh.set(rest, value),
             Some(("tuic", rest)) => self.tuic.set(rest, value),
             Some(("hysteria2", rest)) => self.hysteria2.set(rest, value),
+            Some(("ech", rest)) => self.ech.set(rest, value),
             _ => {
                 let group = |g: &str, keys: &[&str]| {
                     keys.iter().map(|k| format!("{g}.{k}")).collect::<Vec<_>>()
@@ -329,6 +386,7 @@ impl Settings {
                 known.extend(group("ssh", ssh::Settings::KEYS));
                 known.extend(group("tuic", tuic::Settings::KEYS));
                 known.extend(group("hysteria2", hysteria2::Settings::KEYS));
+                known.extend(group("ech", ech::Settings::KEYS));
                 Err(SettingError::UnknownKey {
                     key: key.to_owned(),
                     known,
@@ -399,6 +457,8 @@ async fn serve_until_signal(listen: SocketAddr, endpoint: Endpoint) -> anyhow::R
             Endpoint::TlsServer(opts) => tls::run_server(listener, opts).await,
             Endpoint::SshClient(opts) => ssh::run_client(listener, opts).await,
             Endpoint::SshServer(opts) => ssh::run_server(listener, opts).await,
+            Endpoint::EchClient(opts) => ech::client::run_client(listener, opts).await,
+            Endpoint::EchServer(opts) => ech::server::run_server(listener, opts).await,
             Endpoint::TuicClient(opts) => tuic::run_client(listener, opts)
                 .await
                 .map_err(std::io::Error::other),

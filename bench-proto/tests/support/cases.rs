@@ -4,6 +4,7 @@
 
 use bench_proto::{pki, ssh};
 
+use super::ech::{self, ech_pki};
 use super::harness::{args, Case, Transport};
 use super::{pki as test_pki, TempDir};
 
@@ -427,6 +428,106 @@ pub fn hysteria2(obfs: bool) -> Case {
         transport: Transport::Udp,
         server,
         client: client(PASSWORD),
+        wrong_client: Some(client("not the password")),
+        bad: bad_lines,
+        cert_key: Some((pki.cert.clone(), pki.key.clone())),
+        _files: Box::new(pki),
+    }
+}
+
+/// Trojan over TLS 1.3 with ECH (BoringSSL): the server holds the ECH keys
+/// and both certificates, the client seals its ClientHello to the config.
+/// Its bad lines are ECH's own; the Trojan settings are `tls`'s case's.
+pub fn ech() -> Case {
+    let pki = ech_pki();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (cert, key, public_cert, public_key) = (
+        path(&pki.cert),
+        path(&pki.key),
+        path(&pki.public_cert),
+        path(&pki.public_key),
+    );
+    let (ca, ech_config, ech_keys) = (path(&pki.ca), path(&pki.ech_config), path(&pki.ech_keys));
+    let client = |password: &str| {
+        args(&[
+            "--ca",
+            &ca,
+            "--ech-config",
+            &ech_config,
+            "--server-name",
+            ech::INNER_NAME,
+            "--password",
+            password,
+        ])
+    };
+    let server_files = [
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--public-cert",
+        &public_cert,
+        "--public-key",
+        &public_key,
+        "--ech-keys",
+        &ech_keys,
+    ];
+    let server_line = |files: &[&str]| -> Vec<String> {
+        let mut v = args(&["ech", "server", "--listen", "127.0.0.1:0"]);
+        v.extend(args(files));
+        v.extend(args(&["--password", "pw"]));
+        v
+    };
+    let client_line = |extra: &[&str]| -> Vec<String> {
+        let mut v = args(&[
+            "ech",
+            "client",
+            "--listen",
+            "127.0.0.1:0",
+            "--server",
+            "127.0.0.1:1",
+            "--ca",
+            &ca,
+            "--password",
+            "pw",
+        ]);
+        v.extend(args(extra));
+        v
+    };
+    let bad_lines = vec![
+        owned(server_line(&server_files[..8]), "--ech-keys"),
+        owned(server_line(&server_files[4..]), "--cert"),
+        owned(
+            server_line(&[&server_files[..4], &server_files[8..]].concat()),
+            "--public-cert",
+        ),
+        // The ECH configs are no ECH keys.
+        owned(
+            server_line(&[&server_files[..9], &[ech_config.as_str()]].concat()),
+            &ech_config,
+        ),
+        owned(client_line(&[]), "--ech-config"),
+        owned(
+            client_line(&["--ech-config", &ech_config, "--set", "ech.grease=true"]),
+            "ech.grease",
+        ),
+        owned(client_line(&["--set", "ech.grease=yes"]), "ech.grease"),
+        owned(client_line(&["--ech-config", &cert]), &cert),
+        owned(
+            [server_line(&server_files), args(&["--set", "ech.nope=1"])].concat(),
+            "ech.nope",
+        ),
+    ];
+    let server_args = {
+        let mut v = args(&server_files);
+        v.extend(args(&["--password", "pw"]));
+        v
+    };
+    Case {
+        protocol: "ech",
+        transport: Transport::Tcp,
+        server: server_args,
+        client: client("pw"),
         wrong_client: Some(client("not the password")),
         bad: bad_lines,
         cert_key: Some((pki.cert.clone(), pki.key.clone())),

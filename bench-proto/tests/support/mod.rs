@@ -6,11 +6,13 @@
 #![allow(dead_code)]
 
 pub mod cases;
+pub mod ech;
 pub mod endpoint;
 pub mod harness;
 pub mod hysteria2;
 pub mod peers;
 pub mod sing_box;
+pub mod trojan;
 pub mod tuic;
 
 use std::future::Future;

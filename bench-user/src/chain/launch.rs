@@ -12,6 +12,8 @@
 //! | `{server_name}` | `localhost` (the certificate's name) |
 //! | `{password}`, `{uuid}` | the run's credentials |
 //! | `{ssh_host_key}`, `{ssh_host_pub}` | the run's SSH host key and its public half |
+//! | `{ech_keys}`, `{ech_config}` | the run's ECH keys ("ECH KEYS" PEM) and configs ("ECH CONFIGS" PEM) |
+//! | `{ech_ca}` | the certificate and the ECH public name's, both to trust |
 //! | `{sing_box}` | the sing-box binary (see [`crate::peers`]) |
 //! | `{config:PATH}` | PATH (relative to the profiles directory) rendered with these placeholders into the run's private directory |
 
@@ -37,7 +39,7 @@ pub struct Context<'a> {
 /// Errors of building a command line.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("endpoints.{side}.command: unknown placeholder {{{name}}}; use one of client_port, server_port, cert, key, ca, server_name, password, uuid, ssh_host_key, ssh_host_pub, sing_box, config:PATH")]
+    #[error("endpoints.{side}.command: unknown placeholder {{{name}}}; use one of client_port, server_port, cert, key, ca, server_name, password, uuid, ssh_host_key, ssh_host_pub, ech_keys, ech_config, ech_ca, sing_box, config:PATH")]
     Placeholder { side: &'static str, name: String },
     #[error("endpoints.{side}.command: template {path}: {message}")]
     Template {
@@ -123,14 +125,20 @@ fn builtin_args(spec: &ProfileSpec, role: Role, ctx: &Context) -> (Vec<String>, 
     if role == Role::Client {
         args.extend(["--server".into(), format!("127.0.0.1:{}", ctx.server_port)]);
     }
-    let tls = matches!(spec.protocol.as_str(), "tls" | "tuic" | "hysteria2");
+    let tls = matches!(spec.protocol.as_str(), "tls" | "tuic" | "hysteria2" | "ech");
     match (tls, role) {
         (true, Role::Server) => {
             args.extend(["--cert".into(), path(&s.cert), "--key".into(), path(&s.key)])
         }
         (true, Role::Client) => args.extend([
             "--ca".into(),
-            path(&s.cert),
+            // An ech client trusts the ECH public name's certificate too,
+            // which a server shows when it rejects ECH.
+            path(if spec.protocol == "ech" {
+                &s.ech.ca
+            } else {
+                &s.cert
+            }),
             "--server-name".into(),
             "localhost".into(),
         ]),
@@ -144,6 +152,20 @@ fn builtin_args(spec: &ProfileSpec, role: Role, ctx: &Context) -> (Vec<String>, 
             s.password.clone(),
         ]),
         "tls" | "hysteria2" => args.extend(["--password".into(), s.password.clone()]),
+        "ech" => {
+            args.extend(["--password".into(), s.password.clone()]);
+            match role {
+                Role::Server => args.extend([
+                    "--public-cert".into(),
+                    path(&s.ech.public_cert),
+                    "--public-key".into(),
+                    path(&s.ech.public_key),
+                    "--ech-keys".into(),
+                    path(&s.ech.keys),
+                ]),
+                Role::Client => args.extend(["--ech-config".into(), path(&s.ech.config)]),
+            }
+        }
         "ssh" => {
             args.extend([
                 "--user".into(),
@@ -212,6 +234,9 @@ fn value(name: &str, side: &'static str, ctx: &Context) -> Result<String, Launch
         "password" => s.password.clone(),
         "ssh_host_key" => s.ssh_host_key.display().to_string(),
         "ssh_host_pub" => s.ssh_host_pub.display().to_string(),
+        "ech_keys" => s.ech.keys.display().to_string(),
+        "ech_config" => s.ech.config.display().to_string(),
+        "ech_ca" => s.ech.ca.display().to_string(),
         "uuid" => s.uuid.clone(),
         "sing_box" => crate::peers::sing_box()
             .map_err(|message| LaunchError::Peer { side, message })?

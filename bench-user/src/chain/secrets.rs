@@ -35,6 +35,49 @@ pub struct Secrets {
     /// SSH host key (OpenSSH private key) and its `.pub`.
     pub ssh_host_key: PathBuf,
     pub ssh_host_pub: PathBuf,
+    /// ECH: the keys and configs, the public name's certificate and key,
+    /// and a CA file trusting both certificates.
+    pub ech: EchSecrets,
+}
+
+/// The ECH part of the run's credentials (protocol `ech`, and sing-box's
+/// `tls.ech`), in the files `sing-box generate ech-keypair` writes.
+#[derive(Debug)]
+pub struct EchSecrets {
+    /// "ECH CONFIGS" PEM, for clients.
+    pub config: PathBuf,
+    /// "ECH KEYS" PEM, for servers.
+    pub keys: PathBuf,
+    /// Certificate and key for the ECH public name.
+    pub public_cert: PathBuf,
+    pub public_key: PathBuf,
+    /// The inner and the public name's certificates.
+    pub ca: PathBuf,
+}
+
+impl EchSecrets {
+    fn create(dir: &Path, inner_cert_pem: &str) -> Result<EchSecrets, SecretsError> {
+        use bench_proto::ech::keys;
+        let generate = |e: &dyn std::fmt::Display| SecretsError::Generate(e.to_string());
+        let public_dir = dir.join("ech-public");
+        std::fs::create_dir(&public_dir).map_err(|e| generate(&e))?;
+        let public = bench_proto::pki::self_signed(&[keys::DEFAULT_PUBLIC_NAME])
+            .map_err(|e| generate(&e))?;
+        let (public_cert, public_key) = public.write(&public_dir).map_err(|e| generate(&e))?;
+        let ca = dir.join("ech-ca.pem");
+        std::fs::write(&ca, format!("{inner_cert_pem}{}", public.cert_pem))
+            .map_err(|e| generate(&e))?;
+        let (config, keys) = keys::generate(keys::DEFAULT_PUBLIC_NAME)
+            .and_then(|pair| pair.write(dir))
+            .map_err(|e| generate(&e))?;
+        Ok(EchSecrets {
+            config,
+            keys,
+            public_cert,
+            public_key,
+            ca,
+        })
+    }
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], SecretsError> {
@@ -87,6 +130,7 @@ impl Secrets {
         bench_proto::ssh::generate_key(&ssh_host_key)
             .map_err(|e| SecretsError::Generate(e.to_string()))?;
         let ssh_host_pub = dir.join("ssh_host_ed25519_key.pub");
+        let ech = EchSecrets::create(&dir, &identity.cert_pem)?;
         Ok(Secrets {
             dir,
             cert,
@@ -95,6 +139,7 @@ impl Secrets {
             uuid,
             ssh_host_key,
             ssh_host_pub,
+            ech,
         })
     }
 
@@ -128,6 +173,23 @@ mod tests {
         assert_eq!(mode, 0o700);
         assert!(s.cert.is_file() && s.key.is_file());
         assert!(s.ssh_host_key.is_file() && s.ssh_host_pub.is_file());
+        for f in [
+            &s.ech.config,
+            &s.ech.keys,
+            &s.ech.public_cert,
+            &s.ech.public_key,
+        ] {
+            assert!(f.starts_with(&dir), "{}", f.display());
+        }
+        assert_eq!(
+            bench_proto::ech::keys::load_keys(&s.ech.keys)
+                .expect("keys")
+                .len(),
+            1
+        );
+        bench_proto::ech::keys::load_config_list(&s.ech.config).expect("configs");
+        let ca = std::fs::read_to_string(&s.ech.ca).expect("ca");
+        assert_eq!(ca.matches("BEGIN CERTIFICATE").count(), 2);
         assert_eq!(s.password.len(), 32);
         assert_eq!(s.uuid.len(), 36);
         assert_eq!(&s.uuid[14..15], "4");

@@ -1,0 +1,132 @@
+//! The `ech` chain in one process: SOCKS5 → ech client → ech server →
+//! sink, BLAKE3 on both ends; refusals and bad input to the server, as for
+//! `tls` (the Trojan layer is the same code).
+
+mod support;
+
+use std::time::Duration;
+
+use bench_proto::ech::{self, client};
+use bench_proto::TargetAddr;
+use support::ech::*;
+use support::trojan::{self, header};
+use support::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+const LIMIT: Duration = Duration::from_secs(300);
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bulk_64_mib_both_ways_and_many_connections() {
+    with_timeout(LIMIT, async {
+        let pki = ech_pki();
+        let server = start_server(pki.server_options(&ech::Settings::default())).await;
+        let socks = start_client(pki.client_options(server, PASSWORD, false)).await;
+        bulk_through(socks, BULK_UP, BULK_DOWN).await;
+        concurrent_through(socks, 32, 256 * 1024 + 3).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_goes_to_the_fallback_or_is_closed() {
+    with_timeout(LIMIT, async {
+        let pki = ech_pki();
+        let (fallback, mut recorded) = start_recorder(b"HTTP/1.1 200 OK\r\n\r\nfallback").await;
+        let mut settings = ech::Settings::default();
+        settings.set("fallback", &fallback.to_string()).unwrap();
+        let server = start_server(pki.server_options(&settings)).await;
+        let (sink, mut sink_reports) = start_sink(10).await;
+        let target = TargetAddr::Ip(sink);
+
+        let socks = start_client(pki.client_options(server, "wrong password", false)).await;
+        let (mut stream, code) = socks_connect(socks, &target).await;
+        assert_eq!(code, 0, "Trojan has no refusal to pass on");
+        stream.write_all(b"client payload").await.unwrap();
+        stream.shutdown().await.unwrap();
+        let answer = expect_closed(&mut stream, CLOSE_WITHIN).await;
+        assert_eq!(answer, b"HTTP/1.1 200 OK\r\n\r\nfallback");
+        let mut want = header("wrong password", 1, &target);
+        want.extend_from_slice(b"client payload");
+        assert_eq!(recorded.recv().await.unwrap(), want);
+
+        // Without a fallback the server just closes.
+        let server = start_server(pki.server_options(&ech::Settings::default())).await;
+        let socks = start_client(pki.client_options(server, "wrong password", false)).await;
+        let (mut stream, code) = socks_connect(socks, &target).await;
+        assert_eq!(code, 0);
+        stream.write_all(b"client payload").await.unwrap();
+        let got = expect_closed(&mut stream, CLOSE_WITHIN).await;
+        assert!(got.is_empty(), "{got:?}");
+        assert!(sink_reports.try_recv().is_err(), "the target was reached");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_closes_that_connection_and_others_go_on() {
+    with_timeout(LIMIT, async {
+        let pki = ech_pki();
+        let server = start_server(pki.server_options(&ech::Settings::default())).await;
+        let socks = start_client(pki.client_options(server, PASSWORD, false)).await;
+        let good = Midway::start(socks).await;
+        let target = TargetAddr::Ip(good.sink);
+        let cases = trojan::bad_requests(PASSWORD, &target);
+        let opts = pki.client_options(server, PASSWORD, false);
+        for (what, bytes) in cases {
+            let tcp = TcpStream::connect(server).await.unwrap();
+            let mut s = client::handshake(&opts, tcp).await.unwrap();
+            assert!(s.ssl().ech_accepted(), "{what}");
+            s.write_all(&bytes).await.unwrap();
+            s.shutdown().await.unwrap();
+            let got = expect_closed(&mut s, CLOSE_WITHIN).await;
+            assert!(got.is_empty(), "{what}: got {got:?}");
+        }
+        // Not TLS at all, and a truncated ClientHello.
+        for bytes in [
+            &b"SSH-2.0-OpenSSH_9.2\r\n"[..],
+            &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00][..],
+        ] {
+            let mut s = TcpStream::connect(server).await.unwrap();
+            s.write_all(bytes).await.unwrap();
+            s.shutdown().await.unwrap();
+            expect_closed(&mut s, CLOSE_WITHIN).await;
+        }
+        good.finish().await;
+        bulk_through(socks, MIB, MIB).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_target_and_untrusted_server() {
+    with_timeout(LIMIT, async {
+        let pki = ech_pki();
+        let server = start_server(pki.server_options(&ech::Settings::default())).await;
+        let socks = start_client(pki.client_options(server, PASSWORD, false)).await;
+        let (mut stream, code) = socks_connect(socks, &TargetAddr::Ip(closed_port().await)).await;
+        assert_eq!(code, 0, "Trojan has no refusal to pass on");
+        assert!(expect_closed(&mut stream, CLOSE_WITHIN).await.is_empty());
+
+        // A client trusting other certificates (with the right ECH config).
+        let other = ech_pki();
+        let opts = ech::ClientOptions::new(
+            server,
+            &other.ca,
+            INNER_NAME,
+            PASSWORD,
+            Some(&pki.ech_config),
+            &ech::Settings::default(),
+        )
+        .unwrap();
+        let socks = start_client(opts).await;
+        let (_, code) = socks_connect(socks, &TargetAddr::Ip(closed_port().await)).await;
+        assert_eq!(code, 0x01);
+        // Server endpoint down.
+        let socks = start_client(pki.client_options(closed_port().await, PASSWORD, false)).await;
+        let (_, code) = socks_connect(socks, &TargetAddr::Ip(closed_port().await)).await;
+        assert_eq!(code, 0x05);
+    })
+    .await;
+}
