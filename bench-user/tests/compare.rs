@@ -57,7 +57,7 @@ fn template() -> Report {
             "status": "ok"
         },
         "workload": {
-            "integrity": "ok", "bytes_up": 0, "bytes_down": 0,
+            "integrity": "ok", "bytes_up": 0, "bytes_down": 0, "per_call_pass": {"phases": []},
             "phases": [
                 phase("bulk", serde_json::Value::Null, 0),
                 phase("rr", serde_json::json!({"count": 6000, "mean": 300.0, "max": 9000.0,
