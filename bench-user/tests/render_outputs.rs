@@ -242,7 +242,7 @@ fn report_html_renders_in_headless_chromium() {
         assert!(dom.contains(&format!("<td>{c}</td>")), "category {c}");
     }
     assert!(dom.contains("<td class=\"n\">0.875</td>"));
-    assert!(dom.contains("14.3 % [8.9, 16.0] of 70 samples"));
+    assert!(dom.contains("12.5 % [8.9, 16.0] of 80 samples"));
     assert!(dom.contains("p99 — too few samples (n=4; p99 needs 299)"));
     assert!(dom.contains("aes-gcm"));
 
@@ -459,11 +459,11 @@ fn report_md_has_checklist_and_costs_within_budget() {
     ));
     // Shares carry their samples and interval, or say there is none.
     assert!(
-        md.contains("| copy | 14.3 % [8.9, 16.0] of 70 samples | 0.250 | 14.3 % [8.9, 16.0] of 70 samples | 0.250 |"),
+        md.contains("| copy | 12.5 % [8.9, 16.0] of 80 samples | 0.250 | 12.5 % [8.9, 16.0] of 80 samples | 0.250 |"),
         "{md}"
     );
     assert!(
-        md.contains("| crypto | 14.3 % (no interval) of 70 samples |"),
+        md.contains("| crypto | 12.5 % (no interval) of 80 samples |"),
         "{md}"
     );
     // Four connections: no set-up percentile, said so; 5498 round trips:
