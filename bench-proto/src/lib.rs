@@ -19,6 +19,11 @@
 //! - [`pki`]: per-run certificates and rustls configurations,
 //! - [`udp_frag`]: reassembly of UDP packets fragmented into QUIC datagrams.
 //!
+//! Feature `endpoints` (default) builds the endpoints; without it only the
+//! wire decoders build (`addr`, `socks5`, `udp_frag`, and each protocol's
+//! `wire` module and Salamander), which is what the fuzz targets in
+//! `fuzz/` link.
+//!
 //! One module per protocol: [`tcp`] (plain relay baseline).
 //! Also [`tls`] (Trojan over TLS 1.3; its [`wire`](tls::wire) and
 //! [`serve_trojan`](tls::server::serve_trojan) serve any Trojan protocol).
@@ -27,25 +32,69 @@
 //! Also [`hysteria2`] (Hysteria 2 over QUIC with HTTP/3 authentication).
 //! Also [`ech`] (Trojan over TLS 1.3 with Encrypted Client Hello, BoringSSL).
 
+// The wire decoders: built with and without the `endpoints` feature (the
+// fuzz crate, fuzz/, builds them alone).
 pub mod addr;
-pub mod buffer_pool;
-pub mod dial;
-pub mod ech;
-pub mod hysteria2;
-pub mod outbound;
-pub mod pki;
-pub mod quic;
-pub mod relay;
-pub mod settings;
 pub mod socks5;
-pub mod splice;
-pub mod ssh;
-pub mod tcp;
-pub mod tls;
-pub mod tuic;
 pub mod udp_frag;
 
+// The endpoints.
+#[cfg(feature = "endpoints")]
+pub mod buffer_pool;
+#[cfg(feature = "endpoints")]
+pub mod dial;
+#[cfg(feature = "endpoints")]
+pub mod ech;
+#[cfg(feature = "endpoints")]
+pub mod hysteria2;
+#[cfg(feature = "endpoints")]
+pub mod outbound;
+#[cfg(feature = "endpoints")]
+pub mod pki;
+#[cfg(feature = "endpoints")]
+pub mod quic;
+#[cfg(feature = "endpoints")]
+pub mod relay;
+#[cfg(feature = "endpoints")]
+pub mod settings;
+#[cfg(feature = "endpoints")]
+pub mod splice;
+#[cfg(feature = "endpoints")]
+pub mod ssh;
+#[cfg(feature = "endpoints")]
+pub mod tcp;
+#[cfg(feature = "endpoints")]
+pub mod tls;
+#[cfg(feature = "endpoints")]
+pub mod tuic;
+
+#[cfg(feature = "endpoints")]
 mod serve;
 
+// Without the endpoints, each protocol module is its wire decoders alone
+// (the same files, at the same paths).
+/// Protocol `ech`'s decoders only (built without the `endpoints` feature).
+#[cfg(not(feature = "endpoints"))]
+pub mod ech {
+    pub mod wire;
+}
+/// Protocol `hysteria2`'s decoders only (built without the `endpoints` feature).
+#[cfg(not(feature = "endpoints"))]
+pub mod hysteria2 {
+    pub mod obfs;
+    pub mod wire;
+}
+/// Protocol `tls`'s (Trojan's) decoders only (built without the `endpoints` feature).
+#[cfg(not(feature = "endpoints"))]
+pub mod tls {
+    pub mod wire;
+}
+/// Protocol `tuic`'s decoders only (built without the `endpoints` feature).
+#[cfg(not(feature = "endpoints"))]
+pub mod tuic {
+    pub mod wire;
+}
+
 pub use addr::{AddrError, TargetAddr};
+#[cfg(feature = "endpoints")]
 pub use relay::{relay, RelayMode, RelayOptions, RelayStats};

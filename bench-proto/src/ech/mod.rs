@@ -35,6 +35,7 @@
 pub mod client;
 pub mod keys;
 pub mod server;
+pub mod wire;
 
 pub use client::{Client, ClientOptions, EchMode, HandshakeFailure};
 pub use server::ServerOptions;
