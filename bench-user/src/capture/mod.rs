@@ -9,12 +9,9 @@
 //! and counter.
 
 pub mod alloc;
-mod btf;
 mod counters;
 mod cpu;
 pub mod crypto;
-pub mod elf;
-pub mod gopclntab;
 mod offcpu;
 pub mod privileges;
 pub mod probe_frames;
@@ -23,6 +20,10 @@ mod stacks;
 mod syscalls;
 mod uprobe_multi;
 mod uprobes;
+
+// The binary readers live in their own crate, which the fuzz targets link.
+use bench_binfmt::btf;
+pub use bench_binfmt::{elf, gopclntab};
 
 use std::{
     collections::{BTreeMap, HashMap as StdHashMap},

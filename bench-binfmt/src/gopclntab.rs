@@ -14,7 +14,7 @@
 //! from the function table); a `_func` record starts with its entry offset
 //! (u32) and its name offset (i32) into the function-name table.
 
-use super::elf::Function;
+use crate::elf::Function;
 
 /// Errors of parsing a pclntab.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //!
 //! Symbols come from `.symtab` and `.dynsym` (Rust names demangled), and for
 //! Go binaries — often shipped stripped — from the Go runtime's own function
-//! table (`.gopclntab`, see [`super::gopclntab`]), which no strip removes.
+//! table (`.gopclntab`, see [`crate::gopclntab`]), which no strip removes.
 
 use std::{
     collections::HashMap,
@@ -83,7 +83,7 @@ impl ElfFile {
                     .map(|s| s.address())
                     .unwrap_or(0);
                 if let Ok(bytes) = section.data() {
-                    for f in super::gopclntab::functions(bytes, text).unwrap_or_default() {
+                    for f in crate::gopclntab::functions(bytes, text).unwrap_or_default() {
                         by_address.entry((f.address, f.name.clone())).or_insert(f);
                     }
                 }
