@@ -4,6 +4,10 @@
 //! Symbols come from `.symtab` and `.dynsym` (Rust names demangled), and for
 //! Go binaries — often shipped stripped — from the Go runtime's own function
 //! table (`.gopclntab`, see [`crate::gopclntab`]), which no strip removes.
+//!
+//! A part that cannot be read (a malformed `.gopclntab`, say) does not fail
+//! the file: it is left out and said in [`ElfFile::notes`], which the runner
+//! carries into the report.
 
 use std::{
     collections::HashMap,
@@ -34,6 +38,9 @@ pub struct ElfFile {
     pub pie: bool,
     /// Sorted by address.
     pub functions: Vec<Function>,
+    /// What could not be read and was left out (a malformed function
+    /// table, say), one sentence each.
+    pub notes: Vec<String>,
     /// (file offset, virtual address, size) of each loadable segment.
     segments: Vec<(u64, u64, u64)>,
 }
@@ -49,16 +56,25 @@ pub struct ElfError {
 impl ElfFile {
     /// Read the functions of `path`.
     pub fn read(path: &Path) -> Result<ElfFile, ElfError> {
+        let data = std::fs::read(path).map_err(|e| ElfError {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        ElfFile::parse(path, &data)
+    }
+
+    /// Read the functions of `data`, the contents of the file at `path`.
+    pub fn parse(path: &Path, data: &[u8]) -> Result<ElfFile, ElfError> {
         let err = |message: String| ElfError {
             path: path.display().to_string(),
             message,
         };
-        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let file = object::File::parse(&*data).map_err(|e| err(e.to_string()))?;
+        let file = object::File::parse(data).map_err(|e| err(e.to_string()))?;
         let has_symtab = file.section_by_name(".symtab").is_some();
         let pclntab = file.section_by_name(".gopclntab");
         let is_go = pclntab.is_some() || file.section_by_name(".go.buildinfo").is_some();
         let pie = file.kind() == object::ObjectKind::Dynamic;
+        let mut notes = Vec::new();
 
         let mut by_address: HashMap<(u64, String), Function> = HashMap::new();
         for sym in file.symbols().chain(file.dynamic_symbols()) {
@@ -82,56 +98,79 @@ impl ElfFile {
                     .section_by_name(".text")
                     .map(|s| s.address())
                     .unwrap_or(0);
-                if let Ok(bytes) = section.data() {
-                    for f in crate::gopclntab::functions(bytes, text).unwrap_or_default() {
-                        by_address.entry((f.address, f.name.clone())).or_insert(f);
+                let functions = section.data().map_err(|e| e.to_string()).and_then(|bytes| {
+                    crate::gopclntab::functions(bytes, text).map_err(|e| e.to_string())
+                });
+                match functions {
+                    Ok(functions) => {
+                        for f in functions {
+                            by_address.entry((f.address, f.name.clone())).or_insert(f);
+                        }
                     }
+                    Err(e) => notes.push(format!(
+                        "{}: .gopclntab unreadable ({e}): its Go functions are not named",
+                        path.display()
+                    )),
                 }
             }
         }
         let mut functions: Vec<Function> = by_address.into_values().collect();
         functions.sort_by(|a, b| a.address.cmp(&b.address).then_with(|| a.name.cmp(&b.name)));
-        let segments = file
-            .segments()
-            .map(|s| {
-                let (offset, size) = s.file_range();
-                (offset, s.address(), size)
-            })
-            .collect();
+        let mut segments = Vec::new();
+        for s in file.segments() {
+            let (offset, size) = s.file_range();
+            // A segment that says it holds bytes past the end of the file
+            // (or of the address space) cannot be mapped as it says.
+            let in_file = offset
+                .checked_add(size)
+                .is_some_and(|end| end <= data.len() as u64);
+            if in_file && s.address().checked_add(size).is_some() {
+                segments.push((offset, s.address(), size));
+            } else {
+                notes.push(format!(
+                    "{}: segment at {:#x} of {size} bytes from file offset {offset:#x} lies outside \
+                     the file or the address space: its addresses are not mapped",
+                    path.display(),
+                    s.address()
+                ));
+            }
+        }
         Ok(ElfFile {
             path: path.to_path_buf(),
             is_go,
             has_symtab,
             pie,
             functions,
+            notes,
             segments,
         })
     }
 
     /// The file offset of a virtual address (what a uprobe attaches to).
     pub fn file_offset(&self, address: u64) -> Option<u64> {
-        self.segments
-            .iter()
-            .find(|(_, vaddr, size)| address >= *vaddr && address < vaddr + size)
-            .map(|(offset, vaddr, _)| address - vaddr + offset)
+        self.segments.iter().find_map(|(offset, vaddr, size)| {
+            let into = address.checked_sub(*vaddr).filter(|into| into < size)?;
+            into.checked_add(*offset)
+        })
     }
 
     /// The virtual address of a file offset (for symbolizing a runtime
     /// address: runtime − mapping start + mapping file offset).
     pub fn address_of_offset(&self, offset: u64) -> Option<u64> {
-        self.segments
-            .iter()
-            .find(|(off, _, size)| offset >= *off && offset < off + size)
-            .map(|(off, vaddr, _)| offset - off + vaddr)
+        self.segments.iter().find_map(|(off, vaddr, size)| {
+            let into = offset.checked_sub(*off).filter(|into| into < size)?;
+            into.checked_add(*vaddr)
+        })
     }
 
     /// The function containing a virtual address.
     pub fn function_at(&self, address: u64) -> Option<&Function> {
         let i = self.functions.partition_point(|f| f.address <= address);
         let f = self.functions.get(i.checked_sub(1)?)?;
-        // Sizes of 0 (some assembly symbols) cover up to the next function.
+        // Sizes of 0 (some assembly symbols) cover up to the next function;
+        // a size past the address space, to its end.
         let end = if f.size > 0 {
-            f.address + f.size
+            f.address.saturating_add(f.size)
         } else {
             self.functions.get(i).map_or(u64::MAX, |n| n.address)
         };
@@ -230,6 +269,59 @@ mod tests {
                 .and_then(|o| elf.address_of_offset(o)),
             Some(f.address)
         );
+    }
+
+    /// Found by `cargo xtask fuzz elf`: a LOAD segment of file size
+    /// 0xffff_ffff_ffff_ffff at 0x2000 made the address lookups overflow.
+    #[test]
+    fn lookups_near_the_end_of_the_address_space_do_not_overflow() {
+        let elf = ElfFile {
+            path: PathBuf::from("x"),
+            is_go: false,
+            has_symtab: true,
+            pie: true,
+            functions: vec![Function {
+                name: "f".into(),
+                address: u64::MAX - 4,
+                size: 100,
+            }],
+            notes: Vec::new(),
+            segments: vec![(0x2000, 0x2000, u64::MAX), (u64::MAX - 8, u64::MAX - 8, 8)],
+        };
+        assert_eq!(elf.file_offset(0x2010), Some(0x2010));
+        assert_eq!(elf.file_offset(u64::MAX), Some(u64::MAX));
+        assert_eq!(elf.address_of_offset(u64::MAX - 1), Some(u64::MAX - 1));
+        assert_eq!(elf.file_offset(0x1fff), None);
+        assert_eq!(
+            elf.function_at(u64::MAX - 1).map(|f| f.address),
+            Some(u64::MAX - 4)
+        );
+    }
+
+    /// The same segment read from a file: left out, with a note, and the
+    /// file's functions still read.
+    #[test]
+    fn a_segment_past_the_end_of_the_file_is_a_note() {
+        let exe = std::env::current_exe().expect("exe");
+        let mut data = std::fs::read(&exe).expect("read");
+        let elf = ElfFile::parse(&exe, &data).expect("parse");
+        assert!(elf.notes.is_empty(), "{:?}", elf.notes);
+        // The first PT_LOAD header's p_filesz made to run past the file
+        // (ELF64: e_phoff at 0x20, 56-byte headers, p_filesz at 0x20 of one).
+        let phoff = u64::from_le_bytes(data[0x20..0x28].try_into().unwrap()) as usize;
+        let load = (0..)
+            .map(|i| phoff + i * 56)
+            .find(|&h| data[h..h + 4] == 1u32.to_le_bytes())
+            .expect("a PT_LOAD header");
+        data[load + 0x20..load + 0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        let bad = ElfFile::parse(&exe, &data).expect("still parses");
+        assert_eq!(bad.notes.len(), 1, "{:?}", bad.notes);
+        assert!(
+            bad.notes[0].contains("outside the file"),
+            "{}",
+            bad.notes[0]
+        );
+        assert_eq!(bad.functions.len(), elf.functions.len());
     }
 
     #[test]

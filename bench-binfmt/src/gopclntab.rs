@@ -23,6 +23,10 @@ pub enum PclntabError {
     Magic(u32),
     #[error("pclntab truncated at offset {0}")]
     Truncated(usize),
+    #[error("pclntab says {0} functions, more than its {1} bytes can hold")]
+    TooManyFunctions(u64, usize),
+    #[error("pclntab function at text offset {0:#x} lies past the end of the address space")]
+    AddressOverflow(u32),
 }
 
 const MAGIC_118: u32 = 0xffff_fff0;
@@ -33,11 +37,16 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// The bytes at `at..at + len`; offsets come from the table itself, so
+    /// any of them may point anywhere.
+    fn bytes(&self, at: usize, len: usize) -> Result<&[u8], PclntabError> {
+        at.checked_add(len)
+            .and_then(|end| self.data.get(at..end))
+            .ok_or(PclntabError::Truncated(at))
+    }
+
     fn u32(&self, at: usize) -> Result<u32, PclntabError> {
-        let b = self
-            .data
-            .get(at..at + 4)
-            .ok_or(PclntabError::Truncated(at))?;
+        let b = self.bytes(at, 4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
@@ -45,10 +54,7 @@ impl Reader<'_> {
         if ptr_size == 4 {
             return self.u32(at).map(u64::from);
         }
-        let b = self
-            .data
-            .get(at..at + 8)
-            .ok_or(PclntabError::Truncated(at))?;
+        let b = self.bytes(at, 8)?;
         let mut w = [0u8; 8];
         w.copy_from_slice(b);
         Ok(u64::from_le_bytes(w))
@@ -77,29 +83,41 @@ pub fn functions(data: &[u8], text_section: u64) -> Result<Vec<Function>, Pclnta
         return Err(PclntabError::Magic(magic));
     }
     let word = |i: usize| r.word(8 + i * ptr_size, ptr_size);
-    let nfunc = word(0)? as usize;
+    let nfunc = word(0)?;
+    // Each function has an 8-byte entry in the function table: a count the
+    // data cannot hold is a malformed table, not an allocation to attempt.
+    if nfunc >= (data.len() / 8) as u64 {
+        return Err(PclntabError::TooManyFunctions(nfunc, data.len()));
+    }
+    let nfunc = nfunc as usize;
     let text_start = match word(2)? {
         0 => text_section,
         t => t,
     };
-    let funcname_off = word(3)? as usize;
-    let functab_off = word(7)? as usize;
+    let offset = |w: u64| usize::try_from(w).map_err(|_| PclntabError::Truncated(usize::MAX));
+    let funcname_off = offset(word(3)?)?;
+    let functab_off = offset(word(7)?)?;
+    // Offsets relative to a table offset; past usize is past the data.
+    let at = |base: usize, rel: usize| base.checked_add(rel).ok_or(PclntabError::Truncated(base));
 
     let mut out = Vec::with_capacity(nfunc);
     let mut entries = Vec::with_capacity(nfunc + 1);
     for i in 0..=nfunc {
-        let at = functab_off + i * 8;
-        entries.push((r.u32(at)?, r.u32(at + 4)?));
+        let entry = at(functab_off, i * 8)?;
+        entries.push((r.u32(entry)?, r.u32(at(entry, 4)?)?));
     }
     for i in 0..nfunc {
         let (entry, func_off) = entries[i];
-        let record = functab_off + func_off as usize;
-        let name_off = r.u32(record + 4)? as usize;
-        let name = r.c_str(funcname_off + name_off)?;
+        let record = at(functab_off, func_off as usize)?;
+        let name_off = r.u32(at(record, 4)?)? as usize;
+        let name = r.c_str(at(funcname_off, name_off)?)?;
         let size = entries[i + 1].0.saturating_sub(entry);
+        let address = text_start
+            .checked_add(u64::from(entry))
+            .ok_or(PclntabError::AddressOverflow(entry))?;
         out.push(Function {
             name: name.to_string(),
-            address: text_start + u64::from(entry),
+            address,
             size: u64::from(size),
         });
     }
@@ -160,6 +178,46 @@ mod tests {
         assert_eq!(
             (f[1].name.as_str(), f[1].address, f[1].size),
             ("runtime.mallocgc", 0x401040, 0xc0)
+        );
+    }
+
+    /// Found by `cargo xtask fuzz gopclntab`: a function count far beyond
+    /// the data made the reader try to allocate for it (capacity overflow).
+    #[test]
+    fn a_function_count_the_data_cannot_hold_is_an_error() {
+        let crash = [
+            0xf1, 0xff, 0xff, 0xff, 0x00, 0x00, 0x01, 0x08, 0x02, 0x00, 0x00, 0x00, 0x6e, 0x61,
+            0x69, 0x6e, 0x00, 0x72, 0x75, 0x6e, 0x74, 0x69, 0x6d, 0x65, 0x2e, 0x6d, 0x61, 0x6c,
+            0x6c, 0x6f, 0x63, 0x67, 0x63, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1a, 0x00, 0x00, 0x00,
+            0x40, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00,
+            0x0a, 0x00, 0x00, 0x00,
+        ];
+        assert!(matches!(
+            functions(&crash, 0),
+            Err(PclntabError::TooManyFunctions(_, 74))
+        ));
+        // The same with the count at its largest.
+        let mut t = table();
+        t[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            functions(&t, 0),
+            Err(PclntabError::TooManyFunctions(u64::MAX, _))
+        ));
+    }
+
+    #[test]
+    fn offsets_and_addresses_past_the_end_are_errors() {
+        // Function-table offset at the top of the address space.
+        let mut t = table();
+        t[8 + 7 * 8..8 + 8 * 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(functions(&t, 0), Err(PclntabError::Truncated(_))));
+        // Text start so high that a function's address wraps.
+        let mut t = table();
+        t[8 + 2 * 8..8 + 3 * 8].copy_from_slice(&(u64::MAX - 0x10).to_le_bytes());
+        assert_eq!(
+            functions(&t, 0).unwrap_err(),
+            PclntabError::AddressOverflow(0x40)
         );
     }
 

@@ -404,7 +404,12 @@ impl Probes {
             let mut files = Vec::new();
             for path in elf::mapped_files(pid) {
                 match elf::ElfFile::read(&path) {
-                    Ok(f) => files.push(f),
+                    Ok(mut f) => {
+                        // Parts of the file that could not be read: the
+                        // profile goes on without them, and says so.
+                        info.notes.append(&mut f.notes);
+                        files.push(f);
+                    }
                     Err(e) => info.notes.push(format!("not probed: {e}")),
                 }
             }
