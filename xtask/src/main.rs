@@ -17,8 +17,12 @@
 //!   ignored, never passed). A peer that is missing and cannot be installed
 //!   skips the tests that need it, with one line naming it and its install
 //!   command; under `CI=true` it fails the run instead.
+//! - `fuzz [TARGET] [--time S]`: run the fuzz targets (every wire decoder
+//!   and binary reader, `fuzz/`) for S seconds each; `test` runs each for
+//!   [`FUZZ_TEST_SECONDS`] and fails on a crash.
 //! - `lint`: format check and clippy only.
 
+mod fuzz;
 mod peers;
 mod setup;
 
@@ -107,7 +111,21 @@ enum Cmd {
     },
     /// Format check and clippy.
     Lint,
+    /// Fuzz the wire decoders and binary readers (cargo-fuzz on nightly,
+    /// installed on demand); fails on a crash, naming the input.
+    Fuzz {
+        /// One target (default: every one in fuzz/Cargo.toml).
+        target: Option<String>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+    },
 }
+
+/// Seconds each fuzz target runs in `cargo xtask test`: a smoke run that
+/// catches a decoder change that crashes at once, within CI's budget (the
+/// long runs are `cargo xtask fuzz`).
+const FUZZ_TEST_SECONDS: u64 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -230,6 +248,17 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             lint(&root, &tools)?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Fuzz { target, time } => {
+            if let Some(why) = fuzz::missing_toolchain() {
+                bail!("{why}");
+            }
+            let outcomes = fuzz::run(&root, target.as_deref(), time)?;
+            Ok(if outcomes.iter().all(|o| o.crash.is_none()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }
 
@@ -284,6 +313,20 @@ fn lint(root: &Path, tools: &setup::Tools) -> Result<()> {
         "warnings",
     ]);
     check(cmd, "cargo clippy")?;
+    // The decoders-only build the fuzz targets link (no default features).
+    let mut cmd = cargo(root, tools);
+    cmd.args([
+        "clippy",
+        "--release",
+        "-p",
+        "bench-proto",
+        "--no-default-features",
+        "--lib",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    check(cmd, "cargo clippy on bench-proto's wire decoders alone")?;
     clippy_probes(root, tools)
 }
 
@@ -391,6 +434,21 @@ fn test(
         }
     }
     let status = child.wait().context("waiting for cargo test")?;
+    // A short run of every fuzz target, each counted as one test.
+    match fuzz::missing_toolchain() {
+        Some(why) if ci => bail!("CI=true: {why}"),
+        Some(why) => {
+            let n = fuzz::targets(root, &fuzz::ensure_cargo_fuzz()?)?.len() as u64;
+            skip_lines.push(format!("xtask test: skipped {n} fuzz targets: {why}"));
+            skipped += n;
+        }
+        None => {
+            for o in fuzz::run(root, None, FUZZ_TEST_SECONDS)? {
+                let i = if o.crash.is_none() { 0 } else { 1 };
+                totals[i] += 1;
+            }
+        }
+    }
     for line in &skip_lines {
         println!("{line}");
     }
@@ -400,6 +458,10 @@ fn test(
         totals[1],
         totals[2] + skipped
     );
+    if totals[1] > 0 && status.success() {
+        // Only a fuzz target failed.
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(exit_code(status))
 }
 

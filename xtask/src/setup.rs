@@ -89,7 +89,8 @@ fn rustc_info() -> Result<Rustc> {
     })
 }
 
-fn cache_dir() -> Result<PathBuf> {
+/// Where built tools are kept across clones (bpf-linker, cargo-fuzz).
+pub(crate) fn cache_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("PROTOPROF_CACHE") {
         return Ok(PathBuf::from(d));
     }
