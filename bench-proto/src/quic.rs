@@ -14,10 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use quinn::crypto::rustls::{NoInitialCipherSuite, QuicClientConfig, QuicServerConfig};
 use quinn::{AsyncUdpSocket, Connection, RecvStream, SendStream, VarInt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::addr::TargetAddr;
 use crate::outbound::SocksReply;
 use crate::relay::{relay, RelayOptions};
 use crate::socks5::ReplyCode;
@@ -89,6 +91,55 @@ where
             stream.abort(code);
             Err(e)
         }
+    }
+}
+
+/// Relays what a server's UDP session socket receives back to the client
+/// in QUIC datagrams made by `fragment(message id, source, data, datagram
+/// size)` (each Hysteria version frames its own), until receiving fails or
+/// the connection ends. Failures are one line each through `log`.
+pub async fn relay_udp_back<F, E>(
+    conn: Connection,
+    socket: Arc<tokio::net::UdpSocket>,
+    session_id: u32,
+    log: impl Fn(std::fmt::Arguments<'_>),
+    fragment: F,
+) where
+    F: Fn(u16, &TargetAddr, &[u8], usize) -> Result<Vec<Bytes>, E>,
+    E: std::fmt::Display,
+{
+    let mut buf = vec![0u8; 65536];
+    let mut msg_id: u16 = 0;
+    loop {
+        // Runs until the session is released (which aborts this task) or
+        // the connection ends.
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => return log(format_args!("UDP session {session_id}: receiving: {e}")),
+        };
+        // An IPv6 socket reports IPv4 peers as mapped addresses; the client
+        // should see the address it sent to.
+        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+        let Some(max) = conn.max_datagram_size() else {
+            return log(format_args!(
+                "client takes no datagrams, UDP answers dropped"
+            ));
+        };
+        match fragment(msg_id, &TargetAddr::Ip(from), &buf[..n], max) {
+            Ok(ds) => {
+                for d in ds {
+                    if let Err(e) = conn.send_datagram_wait(d).await {
+                        if conn.close_reason().is_some() {
+                            return;
+                        }
+                        log(format_args!("UDP session {session_id}: to client: {e}"));
+                        break;
+                    }
+                }
+            }
+            Err(e) => log(format_args!("UDP session {session_id}: {e}")),
+        }
+        msg_id = msg_id.wrapping_add(1);
     }
 }
 

@@ -44,6 +44,12 @@ macro_rules! interop {
 
 interop!(tls, cases::tls(), peers::trojan);
 interop!(tuic, cases::tuic(), peers::tuic);
+interop!(hysteria1, cases::hysteria1(false), |c| peers::hysteria1(
+    c, false
+));
+interop!(hysteria1_xplus, cases::hysteria1(true), |c| {
+    peers::hysteria1(c, true)
+});
 interop!(hysteria2, cases::hysteria2(false), |c| peers::hysteria2(
     c, false
 ));
