@@ -52,7 +52,10 @@ pub use crate::quic::QuicStream;
 pub use client::{run_client, Client, ClientOptions, UdpSession};
 pub use server::{run_server, ServerOptions};
 pub use wire::WireError;
-pub use xplus::{XPlus, XPlusSocket};
+pub use xplus::XPlus;
+
+/// A UDP socket that applies XPlus below quinn.
+pub type XPlusSocket = crate::packet_obfs::ObfsSocket<XPlus>;
 
 /// The ALPN protocol.
 pub const ALPN: &[u8] = b"hysteria";

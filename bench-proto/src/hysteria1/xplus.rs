@@ -1,14 +1,14 @@
 //! XPlus obfuscation (Hysteria v1's `obfs`): every QUIC packet becomes a
 //! 16-byte random salt followed by the packet XORed with SHA-256(key +
 //! salt), repeated. It runs below quinn on the shared
-//! [`ObfsSocket`](crate::packet_obfs::ObfsSocket); undoing it is
+//! [`ObfsSocket`](crate::packet_obfs::ObfsSocket) ([`XPlusSocket`](super::XPlusSocket)); undoing it is
 //! [`SaltedMask::deobfuscate`], a plain function over a byte slice.
 
 use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::packet_obfs::{ObfsSocket, SaltedMask, MASK_LEN};
+use crate::packet_obfs::{SaltedMask, MASK_LEN};
 
 /// Bytes of salt before each packet.
 pub const SALT_LEN: usize = 16;
@@ -18,9 +18,6 @@ pub const SALT_LEN: usize = 16;
 pub struct XPlus {
     key: Vec<u8>,
 }
-
-/// A UDP socket that applies XPlus below quinn.
-pub type XPlusSocket = ObfsSocket<XPlus>;
 
 impl fmt::Debug for XPlus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

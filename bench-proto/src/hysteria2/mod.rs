@@ -52,7 +52,10 @@ use crate::settings::{parse_in_range, SettingError};
 pub use crate::brutal as congestion;
 pub use crate::quic::QuicStream;
 pub use client::{run_client, Client, ClientOptions, UdpSession};
-pub use obfs::{Salamander, SalamanderSocket};
+pub use obfs::Salamander;
+
+/// A UDP socket that applies Salamander below quinn.
+pub type SalamanderSocket = crate::packet_obfs::ObfsSocket<Salamander>;
 pub use server::{run_server, ServerOptions};
 pub use udp::FragmentError;
 pub use wire::WireError;

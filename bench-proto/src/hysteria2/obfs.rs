@@ -1,14 +1,14 @@
 //! Salamander obfuscation: every QUIC packet becomes an 8-byte random salt
 //! followed by the packet XORed with BLAKE2b-256(key + salt), repeated.
 //!
-//! [`SalamanderSocket`] applies it below quinn as an
-//! [`AsyncUdpSocket`](quinn::AsyncUdpSocket), so QUIC never sees it.
+//! [`SalamanderSocket`](super::SalamanderSocket) applies it below quinn, so
+//! QUIC never sees it.
 
 use std::fmt;
 
 use blake2::{Blake2b256, Digest};
 
-use crate::packet_obfs::{ObfsSocket, SaltedMask, MASK_LEN};
+use crate::packet_obfs::{SaltedMask, MASK_LEN};
 
 /// Bytes of salt before each packet.
 pub const SALT_LEN: usize = 8;
@@ -18,9 +18,6 @@ pub const SALT_LEN: usize = 8;
 pub struct Salamander {
     key: Vec<u8>,
 }
-
-/// A UDP socket that applies Salamander below quinn.
-pub type SalamanderSocket = ObfsSocket<Salamander>;
 
 impl fmt::Debug for Salamander {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
