@@ -23,6 +23,7 @@ use crate::addr::TargetAddr;
 use crate::outbound::SocksReply;
 use crate::relay::{relay, RelayOptions};
 use crate::socks5::ReplyCode;
+use crate::udp_frag::{FragmentHeader, Inboxes};
 
 /// A bidirectional QUIC stream as one [`AsyncRead`] + [`AsyncWrite`] value,
 /// for [`relay`](crate::relay::relay). Shutting down the write half finishes
@@ -90,6 +91,30 @@ where
         Err(e) => {
             stream.abort(code);
             Err(e)
+        }
+    }
+}
+
+/// Hands the datagrams the server sends on `conn` to the client's UDP
+/// sessions until the connection ends: `parse` splits one into its session
+/// id, fragment header and data (each Hysteria version frames its own).
+/// A datagram that does not parse, or whose fragment cannot be right, is
+/// dropped with one line prefixed `who`.
+pub async fn deliver_datagrams<H, E>(
+    conn: Connection,
+    sessions: Arc<Inboxes<u32>>,
+    who: &'static str,
+    parse: impl Fn(&Bytes) -> Result<(u32, H, Bytes), E>,
+) where
+    H: FragmentHeader,
+    E: std::fmt::Display,
+{
+    while let Ok(d) = conn.read_datagram().await {
+        let delivered = parse(&d)
+            .map_err(|e| e.to_string())
+            .and_then(|(id, h, data)| sessions.deliver(id, &h, data).map_err(|e| e.to_string()));
+        if let Err(e) = delivered {
+            eprintln!("{who}: datagram from server dropped: {e}");
         }
     }
 }
