@@ -17,7 +17,10 @@
 //!   mode `splice` (protocol `tcp` only),
 //! - [`settings`]: `KEY=VALUE` settings as given by `--set`,
 //! - [`pki`]: per-run certificates and rustls configurations,
-//! - [`udp_frag`]: reassembly of UDP packets fragmented into QUIC datagrams.
+//! - [`udp_frag`]: reassembly of UDP packets fragmented into QUIC datagrams,
+//! - [`brutal`]: the Hysteria protocols' fixed-rate congestion control,
+//! - [`packet_obfs`]: the Hysteria protocols' salted XOR of every UDP packet
+//!   below quinn (Salamander, XPlus).
 //!
 //! Feature `endpoints` (default) builds the endpoints; without it only the
 //! wire decoders build (`addr`, `socks5`, `udp_frag`, and each protocol's
@@ -29,22 +32,28 @@
 //! [`serve_trojan`](tls::server::serve_trojan) serve any Trojan protocol).
 //! Also [`ssh`] (SSH direct-tcpip channels).
 //! Also [`tuic`] (TUIC v5 over QUIC).
+//! Also [`hysteria1`] (Hysteria v1, protocol version 3, over QUIC).
 //! Also [`hysteria2`] (Hysteria 2 over QUIC with HTTP/3 authentication).
 //! Also [`ech`] (Trojan over TLS 1.3 with Encrypted Client Hello, BoringSSL).
 
 // The wire decoders: built with and without the `endpoints` feature (the
 // fuzz crate, fuzz/, builds them alone).
 pub mod addr;
+pub mod packet_obfs;
 pub mod socks5;
 pub mod udp_frag;
 
 // The endpoints.
+#[cfg(feature = "endpoints")]
+pub mod brutal;
 #[cfg(feature = "endpoints")]
 pub mod buffer_pool;
 #[cfg(feature = "endpoints")]
 pub mod dial;
 #[cfg(feature = "endpoints")]
 pub mod ech;
+#[cfg(feature = "endpoints")]
+pub mod hysteria1;
 #[cfg(feature = "endpoints")]
 pub mod hysteria2;
 #[cfg(feature = "endpoints")]

@@ -3,6 +3,7 @@
 #![no_main]
 
 use bench_proto::hysteria2::obfs::{Salamander, SALT_LEN};
+use bench_proto::packet_obfs::SaltedMask;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
@@ -23,7 +24,7 @@ fuzz_target!(|input: &[u8]| {
     let take = datagram.len().min(SALT_LEN);
     salt[..take].copy_from_slice(&datagram[..take]);
     let mut sealed = Vec::new();
-    s.obfuscate(salt, datagram, &mut sealed);
+    s.obfuscate(&salt, datagram, &mut sealed);
     assert_eq!(sealed.len(), SALT_LEN + datagram.len());
     let n = s
         .deobfuscate(&mut sealed)

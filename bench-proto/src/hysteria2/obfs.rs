@@ -1,22 +1,17 @@
 //! Salamander obfuscation: every QUIC packet becomes an 8-byte random salt
 //! followed by the packet XORed with BLAKE2b-256(key + salt), repeated.
 //!
-//! [`SalamanderSocket`] applies it below quinn as an
-//! [`AsyncUdpSocket`](quinn::AsyncUdpSocket), so QUIC never sees it.
+//! [`SalamanderSocket`](super::SalamanderSocket) applies it below quinn, so
+//! QUIC never sees it.
 
 use std::fmt;
 
 use blake2::{Blake2b256, Digest};
 
-// The socket needs quinn: not in the decoders-only (fuzz) build.
-#[cfg(feature = "endpoints")]
-mod socket;
-#[cfg(feature = "endpoints")]
-pub use socket::SalamanderSocket;
+use crate::packet_obfs::{SaltedMask, MASK_LEN};
 
 /// Bytes of salt before each packet.
 pub const SALT_LEN: usize = 8;
-const HASH_LEN: usize = 32;
 
 /// The Salamander transform with one pre-shared key.
 #[derive(Clone)]
@@ -36,35 +31,16 @@ impl Salamander {
     pub fn new(key: &[u8]) -> Salamander {
         Salamander { key: key.to_vec() }
     }
+}
 
-    fn mask(&self, salt: &[u8]) -> [u8; HASH_LEN] {
+impl SaltedMask for Salamander {
+    const SALT_LEN: usize = SALT_LEN;
+
+    fn mask(&self, salt: &[u8]) -> [u8; MASK_LEN] {
         let mut h = Blake2b256::new();
         h.update(&self.key);
         h.update(salt);
         h.finalize().into()
-    }
-
-    /// Appends the obfuscated form of `packet` with `salt` to `out`.
-    pub fn obfuscate(&self, salt: [u8; SALT_LEN], packet: &[u8], out: &mut Vec<u8>) {
-        let mask = self.mask(&salt);
-        out.reserve(SALT_LEN + packet.len());
-        out.extend_from_slice(&salt);
-        out.extend(packet.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
-    }
-
-    /// Undoes [`obfuscate`](Self::obfuscate) in place: the packet ends up at
-    /// the start of `buf`; returns its length, or `None` for a datagram too
-    /// short to carry a salt (which must be discarded).
-    pub fn deobfuscate(&self, buf: &mut [u8]) -> Option<usize> {
-        if buf.len() < SALT_LEN {
-            return None;
-        }
-        let mask = self.mask(&buf[..SALT_LEN]);
-        let n = buf.len() - SALT_LEN;
-        for i in 0..n {
-            buf[i] = buf[i + SALT_LEN] ^ mask[i % HASH_LEN];
-        }
-        Some(n)
     }
 }
 
@@ -77,7 +53,7 @@ mod tests {
         let s = Salamander::new(b"cry me a river");
         let packet: Vec<u8> = (0..100u8).collect();
         let mut out = Vec::new();
-        s.obfuscate([1, 2, 3, 4, 5, 6, 7, 8], &packet, &mut out);
+        s.obfuscate(&[1, 2, 3, 4, 5, 6, 7, 8], &packet, &mut out);
         assert_eq!(&out[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_ne!(&out[8..], &packet[..]);
         // The mask is BLAKE2b-256(key + salt), independently computed.
@@ -90,7 +66,7 @@ mod tests {
         assert_eq!(s.deobfuscate(&mut [0u8; 8]), Some(0));
         // Another key does not undo it.
         let mut out = Vec::new();
-        s.obfuscate([9; 8], &packet, &mut out);
+        s.obfuscate(&[9; 8], &packet, &mut out);
         let n = Salamander::new(b"other").deobfuscate(&mut out).unwrap();
         assert_ne!(&out[..n], &packet[..]);
     }

@@ -1,4 +1,4 @@
-//! [`SalamanderSocket`]: Salamander below quinn.
+//! [`ObfsSocket`]: a [`SaltedMask`] applied below quinn.
 
 use std::fmt;
 use std::io::{self, IoSliceMut};
@@ -11,29 +11,30 @@ use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::{Salamander, SALT_LEN};
+use super::{SaltedMask, MAX_SALT_LEN};
 
 /// A UDP socket that obfuscates what quinn sends and deobfuscates what it
 /// receives.
-pub struct SalamanderSocket {
+pub struct ObfsSocket<O> {
     inner: Arc<dyn AsyncUdpSocket>,
-    obfs: Salamander,
+    obfs: O,
     rng: SystemRandom,
 }
 
-impl fmt::Debug for SalamanderSocket {
+impl<O: SaltedMask> fmt::Debug for ObfsSocket<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SalamanderSocket")
+        f.debug_struct("ObfsSocket")
             .field("inner", &self.inner)
+            .field("obfs", &self.obfs)
             .finish_non_exhaustive()
     }
 }
 
-impl SalamanderSocket {
+impl<O: SaltedMask> ObfsSocket<O> {
     /// Wraps a socket made by quinn's runtime (e.g.
     /// `quinn::TokioRuntime.wrap_udp_socket`).
-    pub fn new(inner: Arc<dyn AsyncUdpSocket>, obfs: Salamander) -> SalamanderSocket {
-        SalamanderSocket {
+    pub fn new(inner: Arc<dyn AsyncUdpSocket>, obfs: O) -> ObfsSocket<O> {
+        ObfsSocket {
             inner,
             obfs,
             rng: SystemRandom::new(),
@@ -41,7 +42,7 @@ impl SalamanderSocket {
     }
 }
 
-impl AsyncUdpSocket for SalamanderSocket {
+impl<O: SaltedMask> AsyncUdpSocket for ObfsSocket<O> {
     fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
         Arc::clone(&self.inner).create_io_poller()
     }
@@ -53,11 +54,12 @@ impl AsyncUdpSocket for SalamanderSocket {
             .segment_size
             .unwrap_or(transmit.contents.len())
             .max(1);
-        let mut buf = Vec::with_capacity(SALT_LEN + seg);
+        let mut buf = Vec::with_capacity(O::SALT_LEN + seg);
+        let mut salt = [0u8; MAX_SALT_LEN];
+        let salt = &mut salt[..O::SALT_LEN];
         for packet in transmit.contents.chunks(seg) {
-            let mut salt = [0u8; SALT_LEN];
             self.rng
-                .fill(&mut salt)
+                .fill(salt)
                 .map_err(|_| io::Error::other("system random number generator failed"))?;
             buf.clear();
             self.obfs.obfuscate(salt, packet, &mut buf);
@@ -84,7 +86,7 @@ impl AsyncUdpSocket for SalamanderSocket {
             // shorter); each loses its salt, so the batch is compacted to a
             // stride of `stride - SALT_LEN`.
             let stride = m.stride.max(1);
-            let new_stride = stride.saturating_sub(SALT_LEN);
+            let new_stride = stride.saturating_sub(O::SALT_LEN);
             let mut out = 0;
             let mut at = 0;
             while at < m.len {
@@ -113,4 +115,17 @@ impl AsyncUdpSocket for SalamanderSocket {
     fn may_fragment(&self) -> bool {
         self.inner.may_fragment()
     }
+}
+
+/// A quinn endpoint on `socket` (see [`quic::endpoint`](crate::quic::endpoint)),
+/// obfuscated with `obfs` if given.
+pub fn endpoint<O: SaltedMask>(
+    socket: std::net::UdpSocket,
+    server: Option<quinn::ServerConfig>,
+    obfs: Option<O>,
+) -> io::Result<quinn::Endpoint> {
+    crate::quic::endpoint(socket, server, |socket| match obfs {
+        Some(obfs) => Arc::new(ObfsSocket::new(socket, obfs)),
+        None => socket,
+    })
 }
