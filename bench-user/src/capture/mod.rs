@@ -15,6 +15,7 @@ mod cpu;
 pub mod crypto;
 pub mod elf;
 pub mod gopclntab;
+pub mod machine_load;
 mod offcpu;
 pub mod privileges;
 pub mod probe_frames;
