@@ -269,3 +269,75 @@ pub fn write_timeseries(report: &Report, dir: &Path) -> Result<(), RenderError> 
         .map(|p| (p.pattern.as_str(), p.timeseries.as_slice()));
     write_file(&path, timeseries_csv(phases).as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{order_statistics, report};
+
+    fn fixture() -> Report {
+        serde_json::from_str(include_str!("../../tests/data/run-tcp/report.json"))
+            .expect("fixture report")
+    }
+
+    /// Samples 1, 2, … n µs.
+    fn ranks(n: u64) -> report::LatencySummary {
+        report::LatencySummary {
+            count: n,
+            mean: (n + 1) as f64 / 2.0,
+            percentiles: order_statistics::REPORTED
+                .iter()
+                .map(|&q| report::Percentile::from(&order_statistics::estimate(q, n, |k| k as f64)))
+                .collect(),
+            max: n as f64,
+        }
+    }
+
+    fn load(phase: usize, other: f64, steal: f64) -> report::WindowLoad {
+        report::WindowLoad {
+            pass: "main".into(),
+            phase,
+            opened_unix_s: 1.7e9,
+            seconds: 2.0,
+            steal_cores: steal,
+            irq_cores: 0.1,
+            targets_cores: 1.2,
+            runner_cores: 0.4,
+            other_cores: other,
+        }
+    }
+
+    #[test]
+    fn markdown_shows_the_setup_phase_and_only_disturbed_windows() {
+        let mut r = fixture();
+        r.workload.setup = Some(report::SetupPhase {
+            planned: 300,
+            connections: 300,
+            request_size: 64,
+            response_size: 1024,
+            elapsed_s: 0.42,
+            setup_us: ranks(300),
+            first_response_us: ranks(300),
+            integrity: r.workload.phases[0].integrity.clone(),
+        });
+        r.workload.windows = vec![load(0, 0.62, 0.0), load(1, 0.04, 0.01), load(1, 0.0, 0.2)];
+        let md = markdown(&r);
+        let line = md
+            .lines()
+            .find(|l| l.starts_with("Connection set-up phase: 300 of 300 connections"))
+            .unwrap_or_else(|| panic!("{md}"));
+        assert!(line.contains("in 0.4 s: set-up p50 "), "{line}");
+        assert!(line.contains("p99 "), "{line}");
+        let noisy: Vec<&str> = md
+            .lines()
+            .filter(|l| l.starts_with("> **disturbed window:**"))
+            .collect();
+        assert_eq!(
+            noisy,
+            [
+                "> **disturbed window:** main pass, phase 0 (bulk (both)): other processes 0.62 cores, steal 0.00, over 2.0 s (targets 1.20, runner 0.40)",
+                "> **disturbed window:** main pass, phase 1 (rr): other processes 0.00 cores, steal 0.20, over 2.0 s (targets 1.20, runner 0.40)",
+            ]
+        );
+    }
+}
