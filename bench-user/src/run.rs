@@ -15,7 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     analyze::{self, TargetFacts},
-    capture::{CaptureError, Graph, Probes},
+    capture::{
+        machine_load::{self, LoadSnapshot},
+        CaptureError, Graph, Probes,
+    },
     chain::{free_port, launch, secrets::Secrets, Chain, ChainError, Role},
     drive::{self, DriveError, IntegrityStatus, PhaseResult, Sink, Window},
     fold::{self, FoldOptions},
@@ -125,10 +128,24 @@ struct ProbeWindow<'a> {
     sockets: Mutex<std::collections::BTreeMap<u32, crate::report::SocketSummary>>,
     /// Running totals as each window closed, for figures per phase.
     snapshots: Mutex<Vec<crate::capture::WindowSnapshot>>,
+    /// The targets, whose CPU is not "other processes'" load.
+    pids: &'a [u32],
+    /// The machine's load at the open window's start.
+    load_at_open: Mutex<Option<LoadSnapshot>>,
+    /// Each closed window's load.
+    loads: Mutex<Vec<machine_load::WindowLoad>>,
 }
 
 impl Window for ProbeWindow<'_> {
     fn open(&self) {
+        match LoadSnapshot::read(self.pids) {
+            Ok(l) => {
+                if let Ok(mut at) = self.load_at_open.lock() {
+                    *at = Some(l);
+                }
+            }
+            Err(e) => self.note(format!("reading the machine's load: {e}")),
+        }
         if let Ok(mut p) = self.probes.lock() {
             if let Err(e) = p.start() {
                 self.note(format!("opening the window: {e}"));
@@ -147,6 +164,18 @@ impl Window for ProbeWindow<'_> {
                     }
                 }
                 Err(e) => self.note(format!("reading the window's totals: {e}")),
+            }
+        }
+        let opened = self.load_at_open.lock().ok().and_then(|mut a| a.take());
+        if let Some(opened) = opened {
+            match LoadSnapshot::read(self.pids) {
+                Ok(closed) => {
+                    let load = opened.until(&closed, machine_load::ticks_per_second());
+                    if let Ok(mut v) = self.loads.lock() {
+                        v.push(load);
+                    }
+                }
+                Err(e) => self.note(format!("reading the machine's load: {e}")),
             }
         }
         // The phase's connections are still open here (not yet drained).
@@ -218,6 +247,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         .block_on(Sink::start((std::net::Ipv4Addr::LOCALHOST, 0).into()))
         .map_err(io_err("starting the sink"))?;
     let control = control_pass(&plan, &rt, &sink, &phases, &cancel, &id.dir, &mut log)?;
+    let setup = setup_phase(&plan, &rt, &sink, &cancel, &mut log)?;
 
     let capture_opts = plan.spec.probes.capture_options();
     // Per-call probes trap on every call; measured apart, they leave the
@@ -283,6 +313,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             capture_opts: &capture_opts,
             facts: &facts,
             control: &control,
+            setup: setup.as_ref(),
             measured: &measured,
             graphs: &graphs,
         },
@@ -515,6 +546,32 @@ fn control_pass(
     Ok(control)
 }
 
+/// The set-up phase, when the profile has it: before the main pass, with
+/// no probe attached, so that its connections are timed, not profiled.
+fn setup_phase(
+    plan: &Plan,
+    rt: &tokio::runtime::Runtime,
+    sink: &Sink,
+    cancel: &CancellationToken,
+    log: &mut RunLog,
+) -> Result<Option<drive::SetupResult>, RunError> {
+    let Some(opts) = plan.spec.setup.options() else {
+        return Ok(None);
+    };
+    log.line(&format!("set-up phase: {} connections", opts.connections));
+    match rt.block_on(drive::run_setup(&opts, plan.socks_addr, sink, cancel)) {
+        Ok(r) => {
+            log.line(&format!(
+                "set-up phase: {} connections in {:.2} s, integrity {:?}",
+                r.connections, r.elapsed_s, r.integrity.status
+            ));
+            Ok(Some(r))
+        }
+        Err(DriveError::Cancelled) => Err(RunError::Interrupted),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The main pass, with the per-call pass's allocation and crypto figures
 /// (when it ran apart) in place of the main pass's.
 struct Measured {
@@ -524,6 +581,8 @@ struct Measured {
     /// The per-call pass's phases (empty when it did not run apart): its
     /// integrity counts as much as the main pass's.
     per_call_results: Vec<PhaseResult>,
+    /// The per-call pass's window loads (empty when it did not run apart).
+    per_call_loads: Vec<machine_load::WindowLoad>,
     exited_early: Option<(Role, String)>,
     samples: Vec<resolve::ResolvedSample>,
 }
@@ -535,6 +594,7 @@ fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
         per_call_overhead: Vec::new(),
         per_call_window_bytes: None,
         per_call_results: Vec::new(),
+        per_call_loads: Vec::new(),
         main,
     };
     m.samples = std::mem::take(&mut m.main.samples);
@@ -565,6 +625,7 @@ fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
     main.window_errors.extend(pc.window_errors);
     main.live = pc.live;
     m.per_call_results = pc.results;
+    m.per_call_loads = pc.loads;
     m
 }
 
@@ -575,11 +636,17 @@ fn pass_ok(results: &[PhaseResult]) -> bool {
         .all(|r| r.integrity.status == IntegrityStatus::Ok)
 }
 
-/// The workload section: the main pass's phases, the per-call pass's
-/// integrity beside them. A mismatch in either pass, or a main pass without
-/// a phase, makes the workload's integrity `mismatch`, which fails the run.
-fn workload(main: &[PhaseResult], per_call: &[PhaseResult]) -> Workload {
-    let ok = !main.is_empty() && pass_ok(main) && pass_ok(per_call);
+/// The workload section: the set-up phase, the main pass's phases, the
+/// per-call pass's integrity beside them. A mismatch in any of them, or a
+/// main pass without a phase, makes the workload's integrity `mismatch`,
+/// which fails the run.
+fn workload(
+    main: &[PhaseResult],
+    per_call: &[PhaseResult],
+    setup: Option<&drive::SetupResult>,
+) -> Workload {
+    let setup_ok = setup.is_none_or(|s| s.integrity.status == IntegrityStatus::Ok);
+    let ok = !main.is_empty() && pass_ok(main) && pass_ok(per_call) && setup_ok;
     Workload {
         integrity: if ok {
             report::IntegrityStatus::Ok
@@ -595,6 +662,8 @@ fn workload(main: &[PhaseResult], per_call: &[PhaseResult]) -> Workload {
                 .map(|r| report::Phase::from(r).integrity)
                 .collect(),
         },
+        setup: setup.map(Into::into),
+        windows: Vec::new(),
     }
 }
 
@@ -712,6 +781,7 @@ struct Assembly<'a> {
     capture_opts: &'a crate::capture::CaptureOptions,
     facts: &'a [TargetFacts],
     control: &'a [PhaseResult],
+    setup: Option<&'a drive::SetupResult>,
     measured: &'a Measured,
     graphs: &'a Graphs,
 }
@@ -739,7 +809,19 @@ fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
     warnings.extend(main.window_errors.iter().cloned());
     let per_call = &a.measured.per_call_results;
     warnings.extend(integrity_warnings(results, per_call));
-    let workload = workload(results, per_call);
+    let mut workload = workload(results, per_call, a.setup);
+    workload.windows = [
+        ("main", &main.loads),
+        ("per_call", &a.measured.per_call_loads),
+    ]
+    .into_iter()
+    .flat_map(|(pass, loads)| {
+        loads
+            .iter()
+            .enumerate()
+            .map(move |(i, l)| report::from_run::window_load(pass, i, l))
+    })
+    .collect();
     let integrity_ok = workload.integrity == report::IntegrityStatus::Ok;
     let status = match (&a.measured.exited_early, integrity_ok) {
         (Some((role, how)), _) => format!("failed: the {} endpoint exited ({how})", role.as_str()),
@@ -812,20 +894,29 @@ fn verdict(
         let w = &report.workload;
         let main = w.phases.iter().map(|p| &p.integrity);
         let per_call = w.per_call_pass.phases.iter();
-        let details = [
-            ("main", main.collect::<Vec<_>>()),
-            ("per-call", per_call.collect()),
-        ]
-        .iter()
-        .flat_map(|(pass, phases)| {
-            phases.iter().enumerate().flat_map(move |(i, p)| {
-                p.mismatches
-                    .iter()
-                    .map(move |m| format!("{pass} pass, phase {i}: {m}"))
-            })
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
+        let setup = w.setup.iter().flat_map(|s| {
+            s.integrity
+                .mismatches
+                .iter()
+                .map(|m| format!("set-up phase: {m}"))
+        });
+        let details = setup
+            .chain(
+                [
+                    ("main", main.collect::<Vec<_>>()),
+                    ("per-call", per_call.collect()),
+                ]
+                .iter()
+                .flat_map(|(pass, phases)| {
+                    phases.iter().enumerate().flat_map(move |(i, p)| {
+                        p.mismatches
+                            .iter()
+                            .map(move |m| format!("{pass} pass, phase {i}: {m}"))
+                    })
+                }),
+            )
+            .collect::<Vec<_>>()
+            .join("; ");
         return Err(RunError::Integrity { dir, details });
     }
     Ok(RunOutcome { dir, report })
@@ -856,6 +947,8 @@ struct Pass {
     exited_early: Option<(Role, String)>,
     sockets: std::collections::BTreeMap<u32, crate::report::SocketSummary>,
     snapshots: Vec<crate::capture::WindowSnapshot>,
+    /// The machine's load in each window, in phase order.
+    loads: Vec<machine_load::WindowLoad>,
 }
 
 impl Pass {
@@ -884,6 +977,9 @@ fn measure(
         ports: ctx.ports,
         sockets: Mutex::new(std::collections::BTreeMap::new()),
         snapshots: Mutex::new(Vec::new()),
+        pids: ctx.pids,
+        load_at_open: Mutex::new(None),
+        loads: Mutex::new(Vec::new()),
     };
     let mut results = Vec::new();
     let mut exited_early = None;
@@ -950,6 +1046,7 @@ fn measure(
     let window_errors = window.errors.into_inner().unwrap_or_default();
     let sockets = window.sockets.into_inner().unwrap_or_default();
     let snapshots = window.snapshots.into_inner().unwrap_or_default();
+    let loads = window.loads.into_inner().unwrap_or_default();
     let mut probes = probes.into_inner().unwrap_or_else(|p| p.into_inner());
     let capture = probes.read()?;
     let windows = probes.windows();
@@ -973,6 +1070,7 @@ fn measure(
         exited_early,
         sockets,
         snapshots,
+        loads,
     })
 }
 
@@ -1107,7 +1205,7 @@ mod tests {
         assert_eq!(main[0].integrity.status, IntegrityStatus::Ok);
         assert_eq!(per_call[0].integrity.status, IntegrityStatus::Mismatch);
 
-        let w = workload(&main, &per_call);
+        let w = workload(&main, &per_call, None);
         assert_eq!(w.integrity, report::IntegrityStatus::Mismatch);
         assert_eq!(w.phases.len(), 1);
         assert_eq!(w.phases[0].integrity.status, report::IntegrityStatus::Ok);
@@ -1134,17 +1232,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_setup_phase_mismatch_fails_the_run() {
+        let relay = Relay::start(Mode::CorruptUp { at: 50 }).await;
+        let sink = Sink::start((std::net::Ipv4Addr::LOCALHOST, 0).into())
+            .await
+            .expect("sink");
+        let opts = drive::SetupOptions {
+            connections: 3,
+            request_size: 64,
+            response_size: 1024,
+            max_duration: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(2),
+        };
+        let cancel = CancellationToken::new();
+        let setup = drive::run_setup(&opts, relay.addr, &sink, &cancel)
+            .await
+            .expect("the phase runs to its end");
+        sink.stop().await;
+        assert_eq!(setup.integrity.status, IntegrityStatus::Mismatch);
+        let main = vec![phase_through(Mode::Relay).await];
+        let w = workload(&main, &[], Some(&setup));
+        assert_eq!(w.integrity, report::IntegrityStatus::Mismatch);
+        assert_eq!(w.setup.as_ref().map(|s| s.connections), Some(3));
+        let mut report = fixture_report();
+        report.workload = w;
+        match verdict(report, None, PathBuf::from("d")) {
+            Err(RunError::Integrity { details, .. }) => {
+                // The header is 40 bytes: offset 50 is the request's 11th.
+                assert!(
+                    details.starts_with(
+                        "set-up phase: connection 0 up: same byte count, different content"
+                    ),
+                    "{details}"
+                );
+                assert!(!details.contains("main pass"), "{details}");
+            }
+            Err(e) => panic!("expected an integrity failure, got {e}"),
+            Ok(_) => panic!("a corrupted set-up phase passed the run"),
+        }
+    }
+
+    #[tokio::test]
     async fn clean_passes_pass_and_an_empty_main_pass_fails() {
         let main = vec![phase_through(Mode::Relay).await];
         let per_call = vec![phase_through(Mode::Relay).await];
-        let w = workload(&main, &per_call);
+        let w = workload(&main, &per_call, None);
         assert_eq!(w.integrity, report::IntegrityStatus::Ok);
         let mut report = fixture_report();
         report.workload = w;
         assert!(verdict(report, None, PathBuf::from("d")).is_ok());
 
         assert_eq!(
-            workload(&[], &per_call).integrity,
+            workload(&[], &per_call, None).integrity,
             report::IntegrityStatus::Mismatch
         );
     }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     capture::{AllocOptions, CaptureOptions, CryptoOptions},
     chain::Ready,
-    drive::{BulkOptions, Direction, Pattern, PhaseOptions, RrOptions},
+    drive::{BulkOptions, Direction, Pattern, PhaseOptions, RrOptions, SetupOptions},
 };
 
 /// A profile as written in `profiles/<name>.toml`.
@@ -40,8 +40,63 @@ pub struct ProfileSpec {
     /// Traffic phases, driven in order.
     #[serde(rename = "phase")]
     pub phases: Vec<PhaseSpec>,
+    /// The set-up phase, before the traffic phases of the main pass.
+    #[serde(default)]
+    pub setup: SetupSpec,
     #[serde(default)]
     pub probes: ProbeSpec,
+}
+
+/// The set-up phase: `connections` short connections, one after another,
+/// each timed from TCP connect to the SOCKS5 reply and to the end of its
+/// one response, outside any measured window. On by default: 300
+/// connections bound set-up's p50, p90 and p99 (p99 needs 299).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_setup_connections")]
+    pub connections: usize,
+    /// Bytes of each connection's one request.
+    #[serde(default = "default_request_size")]
+    pub request_size: usize,
+    /// Bytes of its response.
+    #[serde(default = "default_response_size")]
+    pub response_size: usize,
+    /// No connection starts after this many seconds; fewer connections
+    /// then leave the higher percentiles "too few samples".
+    #[serde(default = "default_setup_max_s")]
+    pub max_s: f64,
+    /// Seconds without progress before a connection counts as hung.
+    #[serde(default = "default_io_timeout")]
+    pub io_timeout_s: f64,
+}
+
+impl Default for SetupSpec {
+    fn default() -> Self {
+        SetupSpec {
+            enabled: true,
+            connections: default_setup_connections(),
+            request_size: default_request_size(),
+            response_size: default_response_size(),
+            max_s: default_setup_max_s(),
+            io_timeout_s: default_io_timeout(),
+        }
+    }
+}
+
+impl SetupSpec {
+    /// The drive options, or `None` when the phase is off.
+    pub fn options(&self) -> Option<SetupOptions> {
+        self.enabled.then(|| SetupOptions {
+            connections: self.connections,
+            request_size: self.request_size,
+            response_size: self.response_size,
+            max_duration: Duration::from_secs_f64(self.max_s),
+            io_timeout: Duration::from_secs_f64(self.io_timeout_s),
+        })
+    }
 }
 
 /// Which sides run something other than protoprof-endpoint.
@@ -277,6 +332,22 @@ fn default_sample_bytes() -> u64 {
 fn default_every() -> u64 {
     64
 }
+fn default_setup_connections() -> usize {
+    300
+}
+
+fn default_request_size() -> usize {
+    64
+}
+
+fn default_response_size() -> usize {
+    1024
+}
+
+fn default_setup_max_s() -> f64 {
+    10.0
+}
+
 fn yes() -> bool {
     true
 }
@@ -464,6 +535,38 @@ impl ProfileSpec {
                 }
             }
         }
+        let setup = &self.setup;
+        if setup.enabled {
+            if setup.connections == 0 || setup.connections > crate::drive::MAX_SETUP_CONNECTIONS {
+                return Err((
+                    "setup.connections".into(),
+                    format!(
+                        "use 1 to {} (or setup.enabled = false)",
+                        crate::drive::MAX_SETUP_CONNECTIONS
+                    ),
+                ));
+            }
+            for (name, size) in [
+                ("setup.request_size", setup.request_size),
+                ("setup.response_size", setup.response_size),
+            ] {
+                if size == 0 || size > 64 << 20 {
+                    return Err((name.into(), "use 1 byte to 64 MiB".into()));
+                }
+            }
+            if !(setup.max_s > 0.0 && setup.max_s <= 3_600.0) {
+                return Err((
+                    "setup.max_s".into(),
+                    "use a number of seconds above 0 (at most 3600)".into(),
+                ));
+            }
+            if !(setup.io_timeout_s > 0.0 && setup.io_timeout_s <= 3_600.0) {
+                return Err((
+                    "setup.io_timeout_s".into(),
+                    "use a number of seconds above 0 (at most 3600)".into(),
+                ));
+            }
+        }
         if self.probes.alloc.enabled && !(4096..=1 << 32).contains(&self.probes.alloc.sample_bytes)
         {
             return Err((
@@ -540,8 +643,8 @@ impl PhaseSpec {
             }),
             PatternName::Rr => Pattern::Rr(RrOptions {
                 connections: self.connections,
-                request_size: self.request_size.unwrap_or(64),
-                response_size: self.response_size.unwrap_or(1024),
+                request_size: self.request_size.unwrap_or_else(default_request_size),
+                response_size: self.response_size.unwrap_or_else(default_response_size),
             }),
         };
         PhaseOptions {
@@ -648,6 +751,39 @@ duration_s = 2
         assert_eq!(spec.endpoint_settings(), vec!["relay.buffer_size=16384"]);
         assert!(spec.probes.cpu.enabled && spec.probes.syscalls);
         assert_eq!(spec.probes.cpu.frequency_hz, 99);
+    }
+
+    #[test]
+    fn the_setup_phase_is_on_by_default_and_checked() {
+        let spec = parse(GOOD).expect("valid");
+        let o = spec.setup.options().expect("on by default");
+        assert_eq!(
+            (o.connections, o.request_size, o.response_size),
+            (300, 64, 1024)
+        );
+        assert_eq!(o.max_duration, Duration::from_secs(10));
+        let off = ProfileSpec::parse_with(
+            GOOD,
+            Path::new("p.toml"),
+            &["setup.enabled=false".to_string()],
+        )
+        .expect("valid");
+        assert!(off.setup.options().is_none());
+        let e = ProfileSpec::parse_with(
+            GOOD,
+            Path::new("p.toml"),
+            &["setup.connections=0".to_string()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "p.toml: setup.connections: use 1 to 100000 (or setup.enabled = false)"
+        );
+        let e = parse(&format!("{GOOD}[setup]\nmax_s = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("p.toml: setup.max_s: "), "{e}");
     }
 
     #[test]

@@ -145,11 +145,11 @@ pub enum CpuTime {
 const MIN_THREADS: usize = 5;
 
 /// What the share intervals resample.
-const BLOCKS: &str = "block bootstrap over the target's threads (a block is all samples of one thread, so that correlation between consecutive samples of a thread is kept; the cpu probe keeps counts per stack, not sample times)";
+pub(crate) const BLOCKS: &str = "block bootstrap over the target's threads (a block is all samples of one thread, so that correlation between consecutive samples of a thread is kept; the cpu probe keeps counts per stack, not sample times)";
 
 /// The share intervals from per-thread category counts, and the threads
 /// resampled, or why there are none.
-fn share_intervals(threads: &[Vec<u64>]) -> Result<(Vec<(f64, f64)>, usize), String> {
+pub(crate) fn share_intervals(threads: &[Vec<u64>]) -> Result<(Vec<(f64, f64)>, usize), String> {
     let with_samples = threads.iter().filter(|t| t.iter().sum::<u64>() > 0).count();
     if with_samples < MIN_THREADS {
         return Err(format!(

@@ -570,16 +570,43 @@ fn crypto_summary(
             }
         })
         .collect();
-    let cpu_share = inp.options.cpu_frequency_hz.map(|_| {
-        let total: u64 = cpu_samples.iter().map(|s| s.weight).sum();
-        let crypto: u64 = cpu_samples
-            .iter()
-            .filter(|s| s.frames.iter().any(|f| inp.families.is_crypto(&f.name)))
-            .map(|s| s.weight)
-            .sum();
-        share(crypto, total)
-    });
+    let cpu_share = inp
+        .options
+        .cpu_frequency_hz
+        .map(|_| crypto_cpu_share(cpu_samples, |name| inp.families.is_crypto(name)));
     CryptoSummary { symbols, cpu_share }
+}
+
+/// The share of samples with a crypto frame on the stack, with its
+/// interval from the same per-thread block bootstrap as the category
+/// shares (a thread's samples are correlated; see `attribution`).
+fn crypto_cpu_share(
+    cpu_samples: &[&ResolvedSample],
+    is_crypto: impl Fn(&str) -> bool,
+) -> crate::report::CryptoCpuShare {
+    // Per thread: [crypto, not crypto] samples.
+    let mut by_thread: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for s in cpu_samples {
+        let k = usize::from(!s.frames.iter().any(|f| is_crypto(&f.name)));
+        by_thread.entry(s.tid).or_insert_with(|| vec![0, 0])[k] += s.weight;
+    }
+    let crypto: u64 = by_thread.values().map(|t| t[0]).sum();
+    let total: u64 = by_thread.values().map(|t| t[0] + t[1]).sum();
+    let threads: Vec<Vec<u64>> = by_thread.into_values().collect();
+    crate::report::CryptoCpuShare {
+        share: share(crypto, total),
+        crypto_samples: crypto,
+        samples: total,
+        interval: match attribution::share_intervals(&threads) {
+            Ok((iv, blocks)) => crate::report::ShareInterval::Interval {
+                low: iv[0].0,
+                high: iv[0].1,
+                blocks,
+                method: attribution::BLOCKS.to_string(),
+            },
+            Err(why) => crate::report::ShareInterval::Unavailable(why),
+        },
+    }
 }
 
 fn thread_summaries(inp: &Inputs, pid: u32) -> Vec<ThreadSummary> {
@@ -721,6 +748,48 @@ mod tests {
             user_depth: frames.len(),
             weight: n,
         }
+    }
+
+    #[test]
+    fn crypto_share_carries_its_samples_and_a_thread_bootstrap_interval() {
+        let on = |tid: u32, frames: &[&str], n: u64| ResolvedSample {
+            tid,
+            ..s(frames, n)
+        };
+        let is_crypto = |name: &str| name.starts_with("aes");
+        // Six threads, each 30 % crypto but 10 % on thread 5.
+        let samples: Vec<ResolvedSample> = (0..6u32)
+            .flat_map(|t| {
+                let c = if t == 5 { 10 } else { 30 };
+                [
+                    on(t, &["main", "aes_seal"], c),
+                    on(t, &["main", "relay"], 100 - c),
+                ]
+            })
+            .collect();
+        let refs: Vec<&ResolvedSample> = samples.iter().collect();
+        let c = crypto_cpu_share(&refs, is_crypto);
+        assert_eq!((c.crypto_samples, c.samples), (160, 600));
+        assert!((c.share - 160.0 / 600.0).abs() < 1e-12);
+        match c.interval {
+            crate::report::ShareInterval::Interval {
+                low, high, blocks, ..
+            } => {
+                assert_eq!(blocks, 6);
+                // A replicate's share lies between the threads' own (0.1
+                // and 0.3), and the interval holds the estimate.
+                assert!((0.1..=c.share).contains(&low), "{low}");
+                assert!((c.share..=0.3).contains(&high), "{high}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Four threads are too few to resample.
+        let c = crypto_cpu_share(&refs[..8], is_crypto);
+        assert_eq!(c.samples, 400);
+        assert!(matches!(
+            c.interval,
+            crate::report::ShareInterval::Unavailable(ref why) if why.contains("needs at least 5")
+        ));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod alloc;
 mod counters;
 mod cpu;
 pub mod crypto;
+pub mod machine_load;
 mod offcpu;
 pub mod privileges;
 pub mod probe_frames;

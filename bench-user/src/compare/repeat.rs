@@ -17,6 +17,11 @@ use crate::{
 /// both endpoints, so a metric a run leaves unavailable only makes the
 /// number safe, never short.
 pub fn default_repeat(spec: &ProfileSpec, gates: &Gates) -> usize {
+    verdict::runs_needed(gated_count(spec, gates))
+}
+
+/// How many of the metrics a run of `spec` can produce `gates` gate.
+pub fn gated_count(spec: &ProfileSpec, gates: &Gates) -> usize {
     let mut keys = Vec::new();
     for (i, p) in spec.phases.iter().enumerate() {
         keys.push(format!("p{i}.throughput_bps"));
@@ -34,11 +39,9 @@ pub fn default_repeat(spec: &ProfileSpec, gates: &Gates) -> usize {
             keys.push(format!("{role}.cost.{cat}.ns_per_byte"));
         }
     }
-    let gated = keys
-        .iter()
+    keys.iter()
         .filter(|k| gates.for_metric(k).is_some())
-        .count();
-    verdict::runs_needed(gated)
+        .count()
 }
 
 /// Read `--compare KEY=V1,KEY=V2` (or the shorthand `KEY=V1,V2`) into the
@@ -185,7 +188,7 @@ fn watch_interrupts() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 
 #[cfg(test)]
 mod tests {
-    use super::{default_repeat, parse_variants};
+    use super::{default_repeat, gated_count, parse_variants};
     use crate::{compare::Gates, spec::ProfileSpec};
 
     #[test]
@@ -199,6 +202,38 @@ mod tests {
         assert_eq!(default_repeat(&tcp, &gates), 6);
         // Without gates the exploratory 95 % needs 4.
         assert_eq!(default_repeat(&tcp, &Gates::default()), 4);
+    }
+
+    /// README.md, docs/compare.md and gates.toml state tcp's gate count and default
+    /// runs; they must be the numbers this code computes.
+    #[test]
+    fn docs_state_the_computed_tcp_numbers() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let gates = Gates::load(&root.join("profiles/gates.toml")).expect("gates.toml");
+        let tcp = ProfileSpec::load(&root.join("profiles/tcp.toml")).expect("tcp.toml");
+        let (m, n) = (gated_count(&tcp, &gates), default_repeat(&tcp, &gates));
+        // Line breaks fall anywhere: compare the text with whitespace folded.
+        let text = |f: &str| {
+            let t = std::fs::read_to_string(root.join(f)).expect(f);
+            t.split_whitespace().collect::<Vec<_>>().join(" ")
+        };
+        let readme = text("README.md");
+        let want = format!("({n} runs each for tcp, the fewest at which its {m} gates can judge)");
+        assert!(readme.contains(&want), "README.md lacks {want:?}");
+        let compare = text("docs/compare.md");
+        for want in [
+            format!("they are many ({m} for tcp:"),
+            format!("catalogue metrics: {n} for tcp."),
+            format!("the fewest runs at which the gates can judge, {n} for tcp)"),
+            format!("(tcp's {m}) |"),
+        ] {
+            assert!(compare.contains(&want), "docs/compare.md lacks {want:?}");
+        }
+        let want = format!("tcp's {m} need {n} runs a side");
+        assert!(
+            text("profiles/gates.toml").contains(&want),
+            "profiles/gates.toml lacks {want:?}"
+        );
     }
 
     #[test]

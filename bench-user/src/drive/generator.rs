@@ -34,12 +34,17 @@ pub(crate) struct ConnPlan {
     pub(crate) target: TargetAddr,
     pub(crate) work: Work,
     pub(crate) io_timeout: Duration,
+    /// rr: stop after this many round trips instead of at the stop token
+    /// (the set-up phase's one request per connection).
+    pub(crate) round_limit: Option<u64>,
 }
 
 /// What one connection measured.
 pub(crate) struct ConnOutcome {
     pub(crate) side: GeneratorSide,
     pub(crate) setup_ns: u128,
+    /// rr: connect start to the end of the first response.
+    pub(crate) first_response_ns: Option<u128>,
     /// Round trips completed in the window (rr only).
     pub(crate) latency: Option<Histogram<u64>>,
 }
@@ -91,7 +96,7 @@ async fn run(
     let _ = ready.send(()).await;
     drop(ready);
 
-    let (up, down, latency) = match plan.work {
+    let (up, down, latency, first_response_ns) = match plan.work {
         Work::Bulk {
             direction,
             chunk_size,
@@ -105,13 +110,13 @@ async fn run(
                 stop,
             )
             .await?;
-            (up, down, None)
+            (up, down, None, None)
         }
         Work::Rr {
             request_size,
             response_size,
         } => {
-            let (up, down, h) = rr(
+            let (up, down, h, first) = rr(
                 &mut stream,
                 plan,
                 request_size as usize,
@@ -120,7 +125,7 @@ async fn run(
                 stop,
             )
             .await?;
-            (up, down, Some(h))
+            (up, down, Some(h), first.map(|t| (t - started).as_nanos()))
         }
     };
     Ok(ConnOutcome {
@@ -130,6 +135,7 @@ async fn run(
             down: down.digest(),
         },
         setup_ns,
+        first_response_ns,
         latency,
     })
 }
@@ -210,7 +216,9 @@ async fn bulk(
     Ok((up, down))
 }
 
-/// Closed-loop request/response until `stop`, then shutdown and read to EOF.
+/// Closed-loop request/response until `stop` (or the plan's round limit),
+/// then shutdown and read to EOF. Also returns when the first response
+/// ended.
 async fn rr(
     stream: &mut TcpStream,
     plan: &ConnPlan,
@@ -218,8 +226,10 @@ async fn rr(
     response: usize,
     meter: &Meter,
     stop: &CancellationToken,
-) -> Result<(Tally, Tally, Histogram<u64>), DriveError> {
+) -> Result<(Tally, Tally, Histogram<u64>, Option<Instant>), DriveError> {
     let progress = Progress::new();
+    let mut first: Option<Instant> = None;
+    let mut rounds = 0u64;
     let mut up = Tally::default();
     let mut down = Tally::default();
     let mut hist = new_histogram()?;
@@ -227,7 +237,7 @@ async fn rr(
     let mut buf = vec![0u8; response.clamp(1, READ_BUF)];
 
     let work = async {
-        while !stop.is_cancelled() {
+        while !stop.is_cancelled() && plan.round_limit.is_none_or(|l| rounds < l) {
             let t0 = Instant::now();
             let mut left = request;
             while left > 0 {
@@ -271,6 +281,8 @@ async fn rr(
                 meter.received(n, Instant::now());
             }
             let t1 = Instant::now();
+            rounds += 1;
+            first.get_or_insert(t1);
             let ns = (t1 - t0).as_nanos();
             if meter.round_trip(t1, ns) {
                 record_ns(&mut hist, ns);
@@ -295,5 +307,5 @@ async fn rr(
         }
     };
     guarded(&progress, plan.io_timeout, "rr", work).await?;
-    Ok((up, down, hist))
+    Ok((up, down, hist, first))
 }

@@ -30,6 +30,10 @@
 //! the phase with [`DriveError::Integrity`], which still
 //! carries the complete [`PhaseResult`] so the report can be written first.
 //!
+//! The set-up phase ([`run_setup`]) opens many short connections one after
+//! another, each with one `rr` round trip, to time connection set-up over
+//! enough samples for its percentiles.
+//!
 //! Robustness: every network wait is bounded by `io_timeout` without progress,
 //! cancellation stops a phase promptly, and no task outlives `run_phase`.
 
@@ -42,6 +46,7 @@ mod options;
 mod payload;
 mod phase;
 mod result;
+mod setup;
 mod sink;
 mod socks5;
 mod stats;
@@ -62,8 +67,9 @@ pub use options::{
 pub use phase::run_phase;
 pub use result::{
     ConnectionBytes, Integrity, IntegrityStatus, LatencySummary, PhaseResult, SecondSample,
-    Throughput,
+    SetupResult, Throughput,
 };
+pub use setup::{run_setup, SetupOptions, MAX_SETUP_CONNECTIONS};
 pub use sink::Sink;
 pub use socks5::{connect as socks5_connect, reply_meaning, Socks5Error, TargetAddr};
 pub use window::{NoWindow, Window};

@@ -233,14 +233,18 @@ impl PhaseOptions {
                 self.warmup
             ));
         }
-        let ms = self.io_timeout.as_millis();
-        if ms == 0 || ms > u128::from(u32::MAX) {
-            return bad(format!(
-                "io_timeout must be 1 ms ..= {} ms, got {:?}",
-                u32::MAX,
-                self.io_timeout
-            ));
-        }
-        Ok(())
+        check_io_timeout("io_timeout", self.io_timeout)
     }
+}
+
+/// The header carries the I/O timeout in milliseconds as a u32.
+pub(super) fn check_io_timeout(name: &str, t: Duration) -> Result<(), DriveError> {
+    let ms = t.as_millis();
+    if ms == 0 || ms > u128::from(u32::MAX) {
+        return Err(DriveError::InvalidOptions(format!(
+            "{name} must be 1 ms ..= {} ms, got {t:?}",
+            u32::MAX
+        )));
+    }
+    Ok(())
 }

@@ -75,6 +75,7 @@ pub async fn run_phase(
             target: TargetAddr::Ip(sink.addr()),
             work,
             io_timeout: opts.io_timeout,
+            round_limit: None,
         };
         fleet.tasks.spawn(run_connection(
             plan,
@@ -158,7 +159,7 @@ pub async fn run_phase(
 
 /// A run nonce unique to this phase: BLAKE3 of the time, the process id and
 /// a counter.
-fn new_nonce() -> u64 {
+pub(crate) fn new_nonce() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -49,6 +49,25 @@ impl PhaseResult {
     }
 }
 
+/// The outcome of the set-up phase (see `drive::run_setup`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetupResult {
+    /// Connections the profile asked for.
+    pub planned: usize,
+    /// Connections made before the time bound (all, normally).
+    pub connections: usize,
+    pub request_size: usize,
+    pub response_size: usize,
+    /// Real length of the phase, seconds.
+    pub elapsed_s: f64,
+    /// TCP connect start to the SOCKS5 success reply.
+    pub setup_us: LatencySummary,
+    /// TCP connect start to the end of the first response.
+    pub first_response_us: LatencySummary,
+    /// Every connection's request and response, checked both ways.
+    pub integrity: Integrity,
+}
+
 /// Throughput in bytes per second. The medians are over the per-second samples
 /// (each sample's bytes divided by its span); the means are window bytes over
 /// the window's real length, i.e. the time-weighted mean of the samples.
@@ -83,7 +102,8 @@ pub struct SecondSample {
     /// Round trips completed in the interval (rr).
     pub round_trips: u64,
     /// Median and 99th percentile round-trip latency of the interval's
-    /// round trips, µs (rr; absent without round trips).
+    /// `round_trips` round trips, µs (rr; each absent below the sample
+    /// count that bounds it: 5 and 299).
     #[serde(default)]
     pub latency_p50_us: Option<f64>,
     #[serde(default)]

@@ -86,9 +86,15 @@ pub(crate) fn fold_samples(b: &Buckets, measured_s: f64) -> Vec<SecondSample> {
         }
     }
     for (s, h) in samples.iter_mut().zip(latency) {
-        if let Some(h) = h.filter(|h| !h.is_empty()) {
-            s.latency_p50_us = Some(h.value_at_quantile(0.50) as f64 / 1000.0);
-            s.latency_p99_us = Some(h.value_at_quantile(0.99) as f64 / 1000.0);
+        // Only where an order statistic bounds the percentile (p99: 299
+        // round trips in the second); `round_trips` is the sample count.
+        if let Some(h) = h {
+            let at = |q: f64| {
+                (h.len() >= order_statistics::samples_needed(q))
+                    .then(|| h.value_at_quantile(q) as f64 / 1000.0)
+            };
+            s.latency_p50_us = at(0.50);
+            s.latency_p99_us = at(0.99);
         }
     }
     samples

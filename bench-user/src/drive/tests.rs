@@ -545,7 +545,8 @@ fn samples_carry_each_seconds_latency_and_merge_a_folded_tail() {
     meter.open_at(open);
     let at = |s: f64| open + std::time::Duration::from_secs_f64(s);
     // Second 0: 100 µs round trips; second 1: 200 µs; the 0.2 s tail: 1 ms.
-    for _ in 0..99 {
+    // 300 a second: enough for a p99 bound (299).
+    for _ in 0..299 {
         assert!(meter.round_trip(at(0.5), 100_000));
         assert!(meter.round_trip(at(1.5), 200_000));
     }
@@ -556,10 +557,27 @@ fn samples_carry_each_seconds_latency_and_merge_a_folded_tail() {
     let near = |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want).abs() <= want * 0.03);
     assert!(near(s[0].latency_p50_us, 100.0), "{:?}", s[0]);
     assert!(near(s[0].latency_p99_us, 100.0), "{:?}", s[0]);
-    // The tail folds into the last sample: 99 × 200 µs and one 1 ms.
-    assert_eq!(s[1].round_trips, 100);
+    // The tail folds into the last sample: 299 × 200 µs and one 1 ms.
+    assert_eq!(s[1].round_trips, 300);
     assert!(near(s[1].latency_p50_us, 200.0), "{:?}", s[1]);
     assert!(near(s[1].latency_p99_us, 200.0), "{:?}", s[1]);
+}
+
+#[test]
+fn a_second_with_too_few_round_trips_has_no_p99() {
+    let meter = super::meter::Meter::new(std::time::Duration::from_secs(1));
+    let open = tokio::time::Instant::now();
+    meter.open_at(open);
+    let at = open + std::time::Duration::from_millis(500);
+    for _ in 0..298 {
+        assert!(meter.round_trip(at, 100_000));
+    }
+    let s = fold_samples(&meter.buckets(), 1.0);
+    assert_eq!(s[0].round_trips, 298);
+    assert!(s[0]
+        .latency_p50_us
+        .is_some_and(|v| (v - 100.0).abs() <= 3.0));
+    assert_eq!(s[0].latency_p99_us, None);
 }
 
 #[tokio::test]
@@ -738,4 +756,114 @@ fn thin_connection_warnings_reach_the_phase_result() {
         "{:?}",
         i.warnings
     );
+}
+
+fn setup_opts(connections: usize, max_duration: Duration) -> SetupOptions {
+    SetupOptions {
+        connections,
+        request_size: 64,
+        response_size: 1024,
+        max_duration,
+        io_timeout: ms(2000),
+    }
+}
+
+#[tokio::test]
+async fn setup_phase_times_every_connection_and_checks_its_bytes() {
+    let relay = Relay::start(Mode::Relay).await;
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let cancel = CancellationToken::new();
+    let r = run_setup(
+        &setup_opts(300, Duration::from_secs(60)),
+        relay.addr,
+        &sink,
+        &cancel,
+    )
+    .await
+    .expect("setup phase");
+    sink.stop().await;
+    assert_eq!((r.planned, r.connections), (300, 300));
+    assert_eq!(r.setup_us.count, 300);
+    assert_eq!(r.first_response_us.count, 300);
+    assert_eq!(r.integrity.status, IntegrityStatus::Ok);
+    assert_eq!(r.integrity.connections_checked, 300);
+    // One request and one response per connection, header besides.
+    assert_eq!(r.integrity.bytes_checked, 300 * (64 + 1024));
+    assert_eq!(
+        relay.up.load(Ordering::SeqCst),
+        (300 * (64 + HEADER_LEN)) as u64
+    );
+    assert_eq!(relay.down.load(Ordering::SeqCst), 300 * 1024);
+    // 300 samples bound p50, p90 and p99 (299 needed), not p99.9.
+    let labels: Vec<bool> = r
+        .setup_us
+        .percentiles
+        .iter()
+        .map(|p| p.bounds.is_some())
+        .collect();
+    assert_eq!(labels, [true, true, true, false]);
+    // The first response comes after the SOCKS5 reply of the same
+    // connection, so every percentile of it is at least set-up's.
+    for (s, f) in r
+        .setup_us
+        .percentiles
+        .iter()
+        .zip(&r.first_response_us.percentiles)
+    {
+        if let (Some(s), Some(f)) = (s.bounds, f.bounds) {
+            assert!(f.value >= s.value, "{s:?} {f:?}");
+        }
+    }
+    assert!(r.first_response_us.max >= r.setup_us.max * 0.99);
+}
+
+#[tokio::test]
+async fn setup_phase_stops_at_its_time_bound() {
+    let relay = Relay::start(Mode::Relay).await;
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let cancel = CancellationToken::new();
+    let t0 = Instant::now();
+    let r = run_setup(&setup_opts(100_000, ms(300)), relay.addr, &sink, &cancel)
+        .await
+        .expect("setup phase");
+    let took = t0.elapsed();
+    sink.stop().await;
+    assert_eq!(r.planned, 100_000);
+    // A connection through the stub takes tens of µs at least, so 100000
+    // cannot fit in 300 ms: the time bound stopped the phase.
+    assert!(
+        r.connections >= 1 && r.connections < 100_000,
+        "{}",
+        r.connections
+    );
+    assert_eq!(r.setup_us.count, r.connections as u64);
+    assert_eq!(r.integrity.connections_checked, r.connections);
+    assert!(
+        r.elapsed_s >= 0.3 && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn setup_phase_rejects_bad_options_by_name() {
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let cancel = CancellationToken::new();
+    let addr = sink.addr();
+    for (opts, field) in [
+        (setup_opts(0, ms(100)), "setup connections"),
+        (
+            SetupOptions {
+                request_size: 0,
+                ..setup_opts(1, ms(100))
+            },
+            "setup request_size",
+        ),
+        (setup_opts(1, Duration::ZERO), "setup max_duration"),
+    ] {
+        match run_setup(&opts, addr, &sink, &cancel).await {
+            Err(DriveError::InvalidOptions(m)) => assert!(m.starts_with(field), "{m}"),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    sink.stop().await;
 }

@@ -200,7 +200,19 @@ fn workload(out: &mut String, r: &Report, charts: &mut usize) {
             integrity(p.integrity.status)
         );
     }
-    out.push_str("</table>\n<h3>Throughput over time</h3>\n<div>");
+    out.push_str("</table>\n");
+    if let Some(s) = &r.workload.setup {
+        let _ = writeln!(
+            out,
+            "<p>Connection set-up phase: {}; integrity {}.</p>",
+            escape(&super::setup_line(s)),
+            integrity(s.integrity.status)
+        );
+    }
+    for w in super::noisy_windows(r) {
+        let _ = writeln!(out, "<p><b>Disturbed window:</b> {}</p>", escape(&w));
+    }
+    out.push_str("<h3>Throughput over time</h3>\n<div>");
     for (i, p) in r.workload.phases.iter().enumerate() {
         // Each sample is plotted at the middle of its interval, as a rate.
         let rate = |f: fn(&crate::report::SecondSample) -> u64| -> Vec<(f64, f64)> {

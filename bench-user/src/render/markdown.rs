@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    alloc_line, bytes, crypto_line, duration_ns, integrity, percentiles_text, phase_label,
-    share_text,
+    alloc_line, bytes, crypto_line, duration_ns, integrity, noisy_windows, percentiles_text,
+    phase_label, setup_line, share_text,
 };
 use crate::report::{Report, RuleResult, Target, Verdict};
 
@@ -113,6 +113,16 @@ fn head(md: &mut String, r: &Report) {
         );
     }
     md.push('\n');
+    if let Some(s) = &r.workload.setup {
+        let _ = writeln!(md, "Connection set-up phase: {}.\n", setup_line(s));
+    }
+    let noisy = noisy_windows(r);
+    for w in &noisy {
+        let _ = writeln!(md, "> **disturbed window:** {w}");
+    }
+    if !noisy.is_empty() {
+        md.push('\n');
+    }
 }
 
 /// Cost categories side by side per target, then each target's top

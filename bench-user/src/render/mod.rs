@@ -129,12 +129,19 @@ pub fn alloc_line(a: &crate::report::AllocSummary) -> String {
     )
 }
 
-/// "40 calls to 12 probed functions, 3.1% of CPU samples".
+/// "40 calls to 12 probed functions, crypto on the stack in 3.1 % [2.2,
+/// 4.0] of 812 samples".
 pub fn crypto_line(c: &crate::report::CryptoSummary) -> String {
     let calls: u64 = c.symbols.iter().map(|s| s.calls).sum();
     let share = c
         .cpu_share
-        .map(|s| format!(", {:.1}% of CPU samples", s * 100.0))
+        .as_ref()
+        .map(|s| {
+            format!(
+                ", crypto on the stack in {}",
+                share_with_interval(s.share, &s.interval, s.samples)
+            )
+        })
         .unwrap_or_default();
     format!(
         "{calls} calls to {} probed functions{share}",
@@ -184,18 +191,67 @@ pub fn percentile_bar(l: &LatencySummary, label: &str) -> f64 {
 /// "10.6 % [8.9, 12.4] of 812 samples", or without the brackets and with
 /// the reason when there is no interval.
 pub fn share_text(c: &CategoryCost, of_samples: u64) -> String {
-    match &c.interval {
+    share_with_interval(c.share, &c.interval, of_samples)
+}
+
+/// [`share_text`] of any share with its interval.
+pub fn share_with_interval(share: f64, interval: &ShareInterval, of_samples: u64) -> String {
+    match interval {
         ShareInterval::Interval { low, high, .. } => format!(
             "{:.1} % [{:.1}, {:.1}] of {of_samples} samples",
-            c.share * 100.0,
+            share * 100.0,
             low * 100.0,
             high * 100.0
         ),
-        ShareInterval::Unavailable(_) => format!(
-            "{:.1} % (no interval) of {of_samples} samples",
-            c.share * 100.0
-        ),
+        ShareInterval::Unavailable(_) => {
+            format!(
+                "{:.1} % (no interval) of {of_samples} samples",
+                share * 100.0
+            )
+        }
     }
+}
+
+/// "300 of 300 connections, one at a time, in 0.4 s: set-up p50 … p99 …;
+/// first response p50 … p99 …".
+pub fn setup_line(s: &crate::report::SetupPhase) -> String {
+    format!(
+        "{} of {} connections, one at a time, in {:.1} s: set-up {}; first response {}",
+        s.connections,
+        s.planned,
+        s.elapsed_s,
+        percentiles_text(&s.setup_us, &["p50", "p90", "p99"]),
+        percentiles_text(&s.first_response_us, &["p50", "p99"])
+    )
+}
+
+/// One line per measured window where steal or other processes took more
+/// than [`WindowLoad::NOTABLE_CORES`](crate::report::WindowLoad::NOTABLE_CORES):
+/// "main pass, phase 0 (bulk): other processes 0.62 cores, steal 0.00, over
+/// 8.0 s (targets 1.31, runner 0.55)".
+pub fn noisy_windows(r: &Report) -> Vec<String> {
+    r.workload
+        .windows
+        .iter()
+        .filter(|w| w.notable())
+        .map(|w| {
+            let phase = r
+                .workload
+                .phases
+                .get(w.phase)
+                .map_or_else(String::new, |p| format!(" ({})", p.label()));
+            format!(
+                "{} pass, phase {}{phase}: other processes {:.2} cores, steal {:.2}, over {:.1} s (targets {:.2}, runner {:.2})",
+                w.pass.replace('_', "-"),
+                w.phase,
+                w.other_cores,
+                w.steal_cores,
+                w.seconds,
+                w.targets_cores,
+                w.runner_cores
+            )
+        })
+        .collect()
 }
 
 /// "bulk (both)", "rr": a phase as the tables name it.
@@ -212,4 +268,76 @@ pub fn write_timeseries(report: &Report, dir: &Path) -> Result<(), RenderError> 
         .iter()
         .map(|p| (p.pattern.as_str(), p.timeseries.as_slice()));
     write_file(&path, timeseries_csv(phases).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{order_statistics, report};
+
+    fn fixture() -> Report {
+        serde_json::from_str(include_str!("../../tests/data/run-tcp/report.json"))
+            .expect("fixture report")
+    }
+
+    /// Samples 1, 2, … n µs.
+    fn ranks(n: u64) -> report::LatencySummary {
+        report::LatencySummary {
+            count: n,
+            mean: (n + 1) as f64 / 2.0,
+            percentiles: order_statistics::REPORTED
+                .iter()
+                .map(|&q| report::Percentile::from(&order_statistics::estimate(q, n, |k| k as f64)))
+                .collect(),
+            max: n as f64,
+        }
+    }
+
+    fn load(phase: usize, other: f64, steal: f64) -> report::WindowLoad {
+        report::WindowLoad {
+            pass: "main".into(),
+            phase,
+            opened_unix_s: 1.7e9,
+            seconds: 2.0,
+            steal_cores: steal,
+            irq_cores: 0.1,
+            targets_cores: 1.2,
+            runner_cores: 0.4,
+            other_cores: other,
+        }
+    }
+
+    #[test]
+    fn markdown_shows_the_setup_phase_and_only_disturbed_windows() {
+        let mut r = fixture();
+        r.workload.setup = Some(report::SetupPhase {
+            planned: 300,
+            connections: 300,
+            request_size: 64,
+            response_size: 1024,
+            elapsed_s: 0.42,
+            setup_us: ranks(300),
+            first_response_us: ranks(300),
+            integrity: r.workload.phases[0].integrity.clone(),
+        });
+        r.workload.windows = vec![load(0, 0.62, 0.0), load(1, 0.04, 0.01), load(1, 0.0, 0.2)];
+        let md = markdown(&r);
+        let line = md
+            .lines()
+            .find(|l| l.starts_with("Connection set-up phase: 300 of 300 connections"))
+            .unwrap_or_else(|| panic!("{md}"));
+        assert!(line.contains("in 0.4 s: set-up p50 "), "{line}");
+        assert!(line.contains("p99 "), "{line}");
+        let noisy: Vec<&str> = md
+            .lines()
+            .filter(|l| l.starts_with("> **disturbed window:**"))
+            .collect();
+        assert_eq!(
+            noisy,
+            [
+                "> **disturbed window:** main pass, phase 0 (bulk (both)): other processes 0.62 cores, steal 0.00, over 2.0 s (targets 1.20, runner 0.40)",
+                "> **disturbed window:** main pass, phase 1 (rr): other processes 0.00 cores, steal 0.20, over 2.0 s (targets 1.20, runner 0.40)",
+            ]
+        );
+    }
 }

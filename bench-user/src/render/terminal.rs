@@ -42,6 +42,12 @@ pub fn summary(r: &Report) -> String {
             p.setup_us.count
         );
     }
+    if let Some(s) = &r.workload.setup {
+        let _ = writeln!(out, "  set-up: {}", super::setup_line(s));
+    }
+    for w in super::noisy_windows(r) {
+        let _ = writeln!(out, "  disturbed window: {w}");
+    }
     for t in &r.targets {
         let _ = writeln!(
             out,

@@ -10,7 +10,7 @@ use crate::{capture, chain, drive, order_statistics};
 use super::{
     AllocAttach, AllocProbeOptions, ConnectionBytes, CryptoProbeOptions, Integrity,
     IntegrityStatus, LatencySummary, Percentile, PercentileEstimate, Phase, ProbeOptions,
-    ProgramCost, Reading, Role, SecondSample, Throughput,
+    ProgramCost, Reading, Role, SecondSample, SetupPhase, Throughput, WindowLoad,
 };
 
 impl From<chain::Role> for Role {
@@ -145,22 +145,58 @@ impl From<&drive::PhaseResult> for Phase {
             latency_us: p.latency_us.as_ref().map(LatencySummary::from),
             setup_us: LatencySummary::from(&p.setup_us),
             round_trips: p.round_trips,
-            integrity: Integrity {
-                status: p.integrity.status.into(),
-                connections_checked: p.integrity.connections_checked,
-                bytes_checked: p.integrity.bytes_checked,
-                mismatches: p.integrity.mismatches.clone(),
-                connections: p
-                    .integrity
-                    .connections
-                    .iter()
-                    .map(|c| ConnectionBytes {
-                        id: c.id,
-                        bytes_up: c.bytes_up,
-                        bytes_down: c.bytes_down,
-                    })
-                    .collect(),
-            },
+            integrity: Integrity::from(&p.integrity),
         }
+    }
+}
+
+impl From<&drive::Integrity> for Integrity {
+    fn from(i: &drive::Integrity) -> Integrity {
+        Integrity {
+            status: i.status.into(),
+            connections_checked: i.connections_checked,
+            bytes_checked: i.bytes_checked,
+            mismatches: i.mismatches.clone(),
+            connections: i
+                .connections
+                .iter()
+                .map(|c| ConnectionBytes {
+                    id: c.id,
+                    bytes_up: c.bytes_up,
+                    bytes_down: c.bytes_down,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&drive::SetupResult> for SetupPhase {
+    fn from(s: &drive::SetupResult) -> SetupPhase {
+        SetupPhase {
+            planned: s.planned,
+            connections: s.connections,
+            request_size: s.request_size,
+            response_size: s.response_size,
+            elapsed_s: s.elapsed_s,
+            setup_us: LatencySummary::from(&s.setup_us),
+            first_response_us: LatencySummary::from(&s.first_response_us),
+            integrity: Integrity::from(&s.integrity),
+        }
+    }
+}
+
+/// One window's load, in cores, labelled with its pass and phase.
+pub fn window_load(pass: &str, phase: usize, w: &capture::machine_load::WindowLoad) -> WindowLoad {
+    let cores = |s: f64| if w.seconds > 0.0 { s / w.seconds } else { 0.0 };
+    WindowLoad {
+        pass: pass.to_string(),
+        phase,
+        opened_unix_s: w.opened_unix_s,
+        seconds: w.seconds,
+        steal_cores: cores(w.steal_s),
+        irq_cores: cores(w.irq_s),
+        targets_cores: cores(w.targets_s),
+        runner_cores: cores(w.runner_s),
+        other_cores: cores(w.other_s),
     }
 }

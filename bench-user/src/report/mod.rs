@@ -37,14 +37,14 @@ pub use run::{Input, Machine, RunInfo};
 pub use stacks::{FoldedGraph, FoldedStack, StackFile};
 pub use target::{
     AllocAttach, AllocFunction, AllocSummary, BinaryInfo, CategoryCost, CostAttribution,
-    CpuSummary, CryptoSummary, CryptoSymbolRow, FunctionCost, LatencyBucket, LiveSample, Metric,
-    OffCpuSummary, PhaseFigures, Reading, Role, SizeBucket, SocketSummary, SyscallCount,
-    SyscallRow, Target, ThreadSummary, WeightedName,
+    CpuSummary, CryptoCpuShare, CryptoSummary, CryptoSymbolRow, FunctionCost, LatencyBucket,
+    LiveSample, Metric, OffCpuSummary, PhaseFigures, Reading, Role, SizeBucket, SocketSummary,
+    SyscallCount, SyscallRow, Target, ThreadSummary, WeightedName,
 };
 pub use uncertainty::{Percentile, PercentileEstimate, ShareInterval};
 pub use workload::{
     ConnectionBytes, Integrity, IntegrityStatus, LatencySummary, PassIntegrity, Phase,
-    SecondSample, Throughput, Workload,
+    SecondSample, SetupPhase, Throughput, WindowLoad, Workload,
 };
 
 /// Version of the report.json layout.

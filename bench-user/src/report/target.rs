@@ -256,9 +256,22 @@ pub struct LiveSample {
 pub struct CryptoSummary {
     /// Every probed symbol, with what it did.
     pub symbols: Vec<CryptoSymbolRow>,
-    /// Share of this target's CPU samples with a crypto function on the
-    /// stack (from the cpu probe, at no extra cost); absent without it.
-    pub cpu_share: Option<f64>,
+    /// This target's CPU samples with a crypto function on the stack (from
+    /// the cpu probe, at no extra cost); absent without it.
+    pub cpu_share: Option<CryptoCpuShare>,
+}
+
+/// The share of CPU samples with a crypto function anywhere on the stack,
+/// with the samples behind it and its 95 % interval (the same block
+/// bootstrap as the category shares).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CryptoCpuShare {
+    pub share: f64,
+    /// Samples with crypto on the stack.
+    pub crypto_samples: u64,
+    /// All the target's samples: the share's denominator.
+    pub samples: u64,
+    pub interval: super::ShareInterval,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

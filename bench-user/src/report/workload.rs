@@ -18,6 +18,75 @@ pub struct Workload {
     pub phases: Vec<Phase>,
     /// The per-call pass's integrity, when it ran apart from the main pass.
     pub per_call_pass: PassIntegrity,
+    /// The set-up phase (before the main pass's phases, outside any
+    /// measured window); absent when the profile switched it off.
+    #[serde(default)]
+    pub setup: Option<SetupPhase>,
+    /// The machine's load in each measured window, main pass then
+    /// per-call pass: what else ran beside the targets.
+    #[serde(default)]
+    pub windows: Vec<WindowLoad>,
+}
+
+/// Connection set-up over many short connections, one after another: TCP
+/// connect, SOCKS5 CONNECT, one request and its response, close.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SetupPhase {
+    /// Connections the profile asked for.
+    pub planned: usize,
+    /// Connections made before the phase's time bound (`setup.max_s`).
+    pub connections: usize,
+    pub request_size: usize,
+    pub response_size: usize,
+    /// Real length of the phase, seconds.
+    pub elapsed_s: f64,
+    /// TCP connect start to the SOCKS5 success reply, one sample per
+    /// connection: the source of the `setup_p50_us`/`setup_p99_us` metrics.
+    pub setup_us: LatencySummary,
+    /// TCP connect start to the end of the connection's one response.
+    pub first_response_us: LatencySummary,
+    /// Every connection's request and response, checked both ways.
+    pub integrity: Integrity,
+}
+
+/// The machine's load over one measured window, in cores (CPU seconds per
+/// second of the window): what ran beside the targets, so that a disturbed
+/// window can be recognised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WindowLoad {
+    /// `main` or `per_call`.
+    pub pass: String,
+    /// The phase whose window this was.
+    pub phase: usize,
+    /// When the window opened, seconds since the Unix epoch (to line it up
+    /// with other monitoring).
+    pub opened_unix_s: f64,
+    /// Wall-clock length of the window, seconds.
+    pub seconds: f64,
+    /// Steal time: a hypervisor ran something else while a CPU of this
+    /// machine wanted to run (/proc/stat).
+    pub steal_cores: f64,
+    /// Interrupt and softirq time, charged to no process (on loopback
+    /// much of the targets' network stack runs there).
+    pub irq_cores: f64,
+    /// The targets' CPU (/proc/PID/stat).
+    pub targets_cores: f64,
+    /// The runner's: load generator, sink and probe reading.
+    pub runner_cores: f64,
+    /// Every other process's CPU: the machine's user + nice + system time
+    /// less the targets' and the runner's.
+    pub other_cores: f64,
+}
+
+impl WindowLoad {
+    /// Above this many cores of steal or other processes' CPU, report.md
+    /// points the window out.
+    pub const NOTABLE_CORES: f64 = 0.05;
+
+    /// Whether something else took enough CPU to disturb the window.
+    pub fn notable(&self) -> bool {
+        self.steal_cores > Self::NOTABLE_CORES || self.other_cores > Self::NOTABLE_CORES
+    }
 }
 
 /// The integrity checks of a pass whose phases are not otherwise reported.
@@ -105,7 +174,8 @@ pub struct SecondSample {
     /// Round trips completed in the interval (rr).
     pub round_trips: u64,
     /// Median and 99th percentile round-trip latency of the interval's
-    /// round trips, µs (rr; absent without round trips).
+    /// `round_trips` round trips, µs (rr; each absent below the sample
+    /// count that bounds it: 5 and 299).
     pub latency_p50_us: Option<f64>,
     pub latency_p99_us: Option<f64>,
 }

@@ -6,9 +6,20 @@ use std::collections::BTreeMap;
 use super::{ratio, un, MetricInputs};
 use crate::report::{LatencySummary, Metric, Target};
 
-/// The connection family.
-pub(super) fn insert(t: &Target, inp: &MetricInputs, m: &mut BTreeMap<String, Metric>) {
-    // Connections.
+/// `setup_p50_us` and `setup_p99_us`.
+fn setup(inp: &MetricInputs, m: &mut BTreeMap<String, Metric>) {
+    // Set-up: from the set-up phase when the run had one (its hundreds of
+    // connections bound p50 and p99), else from the traffic phases' few.
+    if let Some(s) = inp.workload.setup.as_ref().filter(|s| s.setup_us.count > 0) {
+        m.insert("setup_p50_us".into(), super::percentile(&s.setup_us, "p50"));
+        m.insert("setup_p99_us".into(), super::percentile(&s.setup_us, "p99"));
+    } else {
+        phase_setups(inp, m);
+    }
+}
+
+/// Set-up percentiles from the traffic phases' connections.
+fn phase_setups(inp: &MetricInputs, m: &mut BTreeMap<String, Metric>) {
     let setups: Vec<_> = inp
         .workload
         .phases
@@ -43,6 +54,11 @@ pub(super) fn insert(t: &Target, inp: &MetricInputs, m: &mut BTreeMap<String, Me
             p99.map_or_else(|why| why, Metric::Value),
         );
     }
+}
+
+/// The connection family.
+pub(super) fn insert(t: &Target, inp: &MetricInputs, m: &mut BTreeMap<String, Metric>) {
+    setup(inp, m);
     m.insert(
         "upstream_connections".into(),
         match &t.sockets {

@@ -224,14 +224,14 @@ pub const CATALOGUE: &[MetricDef] = &[
         "µs",
         Better::Lower,
         Effect::Relative(0.05),
-        "connection setup, TCP connect to SOCKS5 success: the phases' medians weighted by connections",
+        "median connection set-up, TCP connect to SOCKS5 success, over the set-up phase's connections (without one: the traffic phases' medians weighted by connections)",
     ),
     def(
         "setup_p99_us",
         "µs",
         Better::Lower,
         Effect::Relative(0.10),
-        "99th percentile connection setup: the worst phase's",
+        "99th percentile connection set-up over the set-up phase's connections (needs 299; without the phase: the worst traffic phase's)",
     ),
     def(
         "upstream_connections_per_stream",
@@ -553,6 +553,53 @@ mod tests {
         assert_eq!(value(&m, "p1.latency_p50_us"), 218.111);
         assert_eq!(
             why(&m, "p1.latency_p99_us"),
+            "too few samples (n=298; p99 needs 299)"
+        );
+    }
+
+    #[test]
+    fn setup_percentiles_come_from_the_setup_phase() {
+        use crate::{order_statistics, report};
+        let r = fixture();
+        let summary = |n: u64| report::LatencySummary {
+            count: n,
+            mean: n as f64 / 2.0,
+            percentiles: order_statistics::REPORTED
+                .iter()
+                .map(|&q| report::Percentile::from(&order_statistics::estimate(q, n, |k| k as f64)))
+                .collect(),
+            max: n as f64,
+        };
+        let phase = |n: u64| report::SetupPhase {
+            planned: 300,
+            connections: n as usize,
+            request_size: 64,
+            response_size: 1024,
+            elapsed_s: 0.5,
+            setup_us: summary(n),
+            first_response_us: summary(n),
+            integrity: r.workload.phases[0].integrity.clone(),
+        };
+        let metrics_with = |n: u64| {
+            let mut w = r.workload.clone();
+            w.setup = Some(phase(n));
+            let inputs = MetricInputs {
+                workload: &w,
+                probes: &r.probes,
+                calibration: &r.calibration,
+                streams: 8,
+            };
+            target_metrics(&r.targets[1], &inputs)
+        };
+        let m = metrics_with(300);
+        // The ⌈0.5·300⌉-th and ⌈0.99·300⌉-th of samples 1, 2, … 300.
+        assert_eq!(value(&m, "setup_p50_us"), 150.0);
+        assert_eq!(value(&m, "setup_p99_us"), 297.0);
+        // Cut short by its time bound at 298 connections: p99 unjudged.
+        let m = metrics_with(298);
+        assert_eq!(value(&m, "setup_p50_us"), 149.0);
+        assert_eq!(
+            why(&m, "setup_p99_us"),
             "too few samples (n=298; p99 needs 299)"
         );
     }
