@@ -24,7 +24,7 @@
 //!
 //! Feature `endpoints` (default) builds the endpoints; without it only the
 //! wire decoders build (`addr`, `socks5`, `udp_frag`, and each protocol's
-//! `wire` module and Salamander), which is what the fuzz targets in
+//! `wire` module, Salamander and XPlus), which is what the fuzz targets in
 //! `fuzz/` link.
 //!
 //! One module per protocol: [`tcp`] (plain relay baseline).
@@ -86,6 +86,12 @@ mod serve;
 #[cfg(not(feature = "endpoints"))]
 pub mod ech {
     pub mod wire;
+}
+/// Protocol `hysteria1`'s decoders only (built without the `endpoints` feature).
+#[cfg(not(feature = "endpoints"))]
+pub mod hysteria1 {
+    pub mod wire;
+    pub mod xplus;
 }
 /// Protocol `hysteria2`'s decoders only (built without the `endpoints` feature).
 #[cfg(not(feature = "endpoints"))]

@@ -7,6 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bench_proto::packet_obfs::SaltedMask;
 use tokio::io::{AsyncRead, ReadBuf};
 
 thread_local! {
@@ -60,4 +61,34 @@ impl AsyncRead for Chunked<'_> {
         self.data = tail;
         Poll::Ready(Ok(()))
     }
+}
+
+/// The checks every salted-XOR obfuscation (Salamander, XPlus) must pass
+/// on any input: the first byte is the key length, then the key, the rest
+/// a datagram. Undoing any datagram either fails for want of a salt or
+/// yields the bytes after it; obfuscating and undoing gives the datagram.
+pub fn salted_mask_holds<M: SaltedMask>(input: &[u8], keyed: impl Fn(&[u8]) -> M) {
+    let Some((&key_len, rest)) = input.split_first() else {
+        return;
+    };
+    let (key, datagram) = rest.split_at(usize::from(key_len).min(rest.len()));
+    let m = keyed(key);
+    let salt_len = M::SALT_LEN;
+
+    let mut buf = datagram.to_vec();
+    match m.deobfuscate(&mut buf) {
+        Some(n) => assert_eq!(n, datagram.len() - salt_len),
+        None => assert!(datagram.len() < salt_len),
+    }
+
+    let mut salt = vec![0u8; salt_len];
+    let take = datagram.len().min(salt_len);
+    salt[..take].copy_from_slice(&datagram[..take]);
+    let mut sealed = Vec::new();
+    m.obfuscate(&salt, datagram, &mut sealed);
+    assert_eq!(sealed.len(), salt_len + datagram.len());
+    let n = m
+        .deobfuscate(&mut sealed)
+        .expect("an obfuscated packet has a salt");
+    assert_eq!(&sealed[..n], datagram);
 }
