@@ -352,7 +352,7 @@ pub fn spread(v: &mut [f64], digits: usize) -> String {
 
 const PROBES_REPEAT: usize = 5;
 const PROBES_DURATION: f64 = 4.0;
-const PROBES_ONLY: &[&str] = &["floor", "offcpu", "default"];
+const PROBES_ONLY: &[&str] = &["floor", "default set"];
 
 fn probes_main(root: &Path) -> Result<String> {
     let only: Vec<String> = PROBES_ONLY.iter().map(|s| s.to_string()).collect();
@@ -362,7 +362,7 @@ fn probes_main(root: &Path) -> Result<String> {
             "cargo xtask bench probes --repeat {PROBES_REPEAT} --duration {PROBES_DURATION} {}",
             PROBES_ONLY
                 .iter()
-                .map(|o| format!("--only {o}"))
+                .map(|o| format!("--only {o:?}"))
                 .collect::<Vec<_>>()
                 .join(" ")
         ),

@@ -84,7 +84,7 @@ enum Cmd {
     /// Benchmarks: `probes` measures what each probe costs on the tcp chain
     /// (profiled against unprofiled throughput, medians over repeats);
     /// `protocols` compares every protocol through our endpoints and through
-    /// sing-box's, side by side, and writes docs/benchmarks.md.
+    /// sing-box's, side by side. Both print a table; `figures` writes the docs.
     Bench {
         /// What to measure: `protocols` (default) or `probes`.
         #[arg(default_value = "protocols")]
