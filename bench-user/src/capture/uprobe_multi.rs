@@ -203,14 +203,17 @@ impl MultiPrograms {
         };
         let fd = match load(&mut Vec::new()) {
             Ok(fd) => fd,
-            Err(_) => {
-                // Again with the verifier's log, to say why.
-                let mut log = vec![0u8; 1 << 16];
+            Err(first) => {
+                // Again with the verifier's log, to say why. The log must
+                // hold the whole verification: a full buffer fails the load
+                // with ENOSPC, which would hide the first error.
+                let mut log = vec![0u8; 1 << 24];
                 let error = match load(&mut log) {
                     Ok(fd) => {
                         self.loaded.insert(name.to_string(), fd);
                         return self.program(name);
                     }
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => first,
                     Err(e) => e,
                 };
                 let text = String::from_utf8_lossy(&log);
