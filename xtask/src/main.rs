@@ -678,6 +678,7 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<BenchTab
         ("tuic", Some("sing-box-tuic")),
         ("ssh", None),
         ("ech", Some("sing-box-ech")),
+        ("hysteria1", Some("sing-box-hysteria1")),
     ];
     let hysteria = root.join("bench-proto/src/hysteria2");
     let mut pairs: Vec<(&str, Option<&str>)> = pairs.to_vec();
@@ -737,8 +738,13 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<BenchTab
             (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
             _ => "–".into(),
         };
+        // Brutal sends at a fixed rate: the row says which, for both sides.
+        let label = match ours {
+            "hysteria1" => format!("{ours} (Brutal {HYSTERIA1_MBPS} Mbit/s both sides)"),
+            _ => ours.to_owned(),
+        };
         let row = format!(
-            "| {ours} | {} | {} | {ratio} | {} | {} |\n",
+            "| {label} | {} | {} | {ratio} | {} | {} |\n",
             mib(&up[0]),
             mib(&up[1]),
             lat(median(&mut p50[0]), median(&mut p99[0])),
@@ -754,6 +760,11 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<BenchTab
         load,
     })
 }
+
+/// The Brutal rate of both hysteria1 profiles, each way, in Mbit/s: our
+/// endpoint's default and the sing-box configurations' `up_mbps` and
+/// `down_mbps`.
+pub const HYSTERIA1_MBPS: u64 = 1000;
 
 fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {

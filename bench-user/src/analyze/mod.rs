@@ -559,6 +559,7 @@ fn crypto_summary(
                 family: sym.family.clone(),
                 primitive: sym.primitive.clone(),
                 accel: sym.accel.clone(),
+                connection_setup: sym.connection_setup,
                 calls,
                 bytes: (sym.length_scale > 0)
                     .then(|| rec.map_or(0, |r| r.length_sum) * sym.length_scale),

@@ -203,19 +203,15 @@ impl MultiPrograms {
         };
         let fd = match load(&mut Vec::new()) {
             Ok(fd) => fd,
-            Err(first) => {
-                // Again with the verifier's log, to say why. The log must
-                // hold the whole verification: a full buffer fails the load
-                // with ENOSPC, which would hide the first error.
-                let mut log = vec![0u8; 1 << 24];
-                let error = match load(&mut log) {
-                    Ok(fd) => {
-                        self.loaded.insert(name.to_string(), fd);
-                        return self.program(name);
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => first,
-                    Err(e) => e,
-                };
+            Err(error) => {
+                // Again with the verifier's log, to say why. The first error
+                // is the one reported: with a log the kernel may fail with
+                // ENOSPC merely because the log did not fit.
+                let mut log = vec![0u8; 1 << 22];
+                if let Ok(fd) = load(&mut log) {
+                    self.loaded.insert(name.to_string(), fd);
+                    return self.program(name);
+                }
                 let text = String::from_utf8_lossy(&log);
                 let text = text.trim_end_matches('\0').trim_end();
                 let tail: Vec<&str> = text.lines().rev().take(3).collect();

@@ -10,13 +10,10 @@ use crate::report::{Metric, Target};
 /// stream, crypto ns/B and its ratio to the calibration.
 pub(super) fn insert(t: &Target, inp: &MetricInputs, bytes: f64, m: &mut BTreeMap<String, Metric>) {
     let all_rows = t.crypto.as_ref().map(|c| c.symbols.as_slice());
-    // Handshake markers are not ciphers: they count handshakes.
-    let cipher_rows: Option<Vec<crate::report::CryptoSymbolRow>> = all_rows.map(|r| {
-        r.iter()
-            .filter(|s| s.primitive != "handshake")
-            .cloned()
-            .collect()
-    });
+    // Rows counted at connection set-up (handshake markers, HPKE) are not
+    // the windows' record ciphers.
+    let cipher_rows: Option<Vec<crate::report::CryptoSymbolRow>> =
+        all_rows.map(|r| r.iter().filter(|s| !s.connection_setup).cloned().collect());
     let rows = cipher_rows.as_deref();
     let calls: u64 = rows.map_or(0, |r| r.iter().map(|s| s.calls).sum());
     match rows {
