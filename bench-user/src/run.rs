@@ -338,6 +338,8 @@ struct Plan {
     server_port: u16,
     categories: analyze::attribution::Categories,
     checklist: analyze::checklist::Checklist,
+    /// The crypto families that classify the targets' crypto functions.
+    families: crate::capture::Families,
     /// Server first: the client needs it.
     launches: [crate::chain::Launch; 2],
     socks_addr: std::net::SocketAddr,
@@ -375,6 +377,8 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
         .map_err(|e| RunError::Usage(e.to_string()))?;
     let checklist = analyze::checklist::Checklist::load(&profiles_dir)
         .map_err(|e| RunError::Usage(e.to_string()))?;
+    let families = crate::capture::Families::shipped()
+        .map_err(|e| RunError::Capture(crate::capture::CaptureError::Families(e)))?;
     let ctx = launch::Context {
         client_port,
         server_port,
@@ -393,6 +397,7 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
         server_port,
         categories,
         checklist,
+        families,
         launches: [server_launch, client_launch],
         socks_addr,
     })
@@ -791,7 +796,6 @@ struct Assembly<'a> {
 fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
     let main = &a.measured.main;
     let results = &main.results;
-    let families = crate::capture::Families::shipped();
     let targets = analyze::targets(&analyze::Inputs {
         facts: a.facts,
         capture: &main.capture,
@@ -799,7 +803,7 @@ fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
         attached: &main.attached,
         options: a.capture_opts,
         live: &main.live,
-        families: &families,
+        families: &plan.families,
         categories: &plan.categories,
         window_bytes: results.iter().map(|r| r.window_bytes()).sum(),
         sockets: &main.sockets,

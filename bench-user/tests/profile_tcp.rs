@@ -26,10 +26,57 @@ fn tcp_profile_end_to_end() {
         report.workload.integrity,
         protoprof::report::IntegrityStatus::Ok
     );
-    assert!(report.workload.bytes_up > 0 && report.workload.bytes_down > 0);
     assert_eq!(report.workload.phases.len(), 2);
+    for p in &report.workload.phases {
+        // Whole connections carry at least what their window did, and the
+        // mean throughput is window bytes over window seconds.
+        assert!(p.bytes_up >= p.window_bytes_up && p.bytes_down >= p.window_bytes_down);
+        let mean = p.window_bytes_up as f64 / p.measured_s;
+        assert!(
+            (p.throughput.up_bps_mean / mean - 1.0).abs() < 0.01,
+            "{}: mean {} against {mean}",
+            p.pattern,
+            p.throughput.up_bps_mean
+        );
+    }
+    assert_eq!(
+        report.workload.bytes_up,
+        report
+            .workload
+            .phases
+            .iter()
+            .map(|p| p.bytes_up)
+            .sum::<u64>()
+    );
+    // Bulk both ways on 4 connections: a working loopback relay moves tens of
+    // MiB a second; 1 MiB in the window is far below any healthy run.
+    let bulk = &report.workload.phases[0];
+    assert!(
+        bulk.window_bytes_up >= 1 << 20 && bulk.window_bytes_down >= 1 << 20,
+        "bulk window moved {} up, {} down",
+        bulk.window_bytes_up,
+        bulk.window_bytes_down
+    );
+    // Closed-loop rr, 64-byte requests and 1 KiB responses on 4
+    // connections: the window's bytes are its round trips' bytes, give or
+    // take the one request per connection in flight at each window edge.
     let rr = &report.workload.phases[1];
-    assert!(rr.round_trips > 0 && rr.latency_us.is_some());
+    let latency = rr.latency_us.as_ref().expect("rr latency");
+    assert_eq!(latency.count, rr.round_trips);
+    assert!(rr.round_trips >= 100, "{} round trips", rr.round_trips);
+    let edge = 2 * 4;
+    assert!(
+        rr.window_bytes_up.abs_diff(64 * rr.round_trips) <= 64 * edge,
+        "rr: {} bytes up for {} round trips",
+        rr.window_bytes_up,
+        rr.round_trips
+    );
+    assert!(
+        rr.window_bytes_down.abs_diff(1024 * rr.round_trips) <= 1024 * edge,
+        "rr: {} bytes down for {} round trips",
+        rr.window_bytes_down,
+        rr.round_trips
+    );
     setup_phase_judged(&report);
     windows_carry_the_machine_load(&report);
     assert!(
@@ -38,9 +85,10 @@ fn tcp_profile_end_to_end() {
         report.run.measured_s
     );
     assert_eq!(report.targets.len(), 2);
+    let window_s: f64 = report.workload.phases.iter().map(|p| p.measured_s).sum();
+    let cpus = report.run.cpus as f64;
     for t in &report.targets {
         let calls: u64 = t.syscalls.iter().map(|s| s.count).sum();
-        assert!(calls > 0, "{} endpoint: no syscalls", t.role);
         // The relay moves every payload byte through read/write-family calls.
         let moved: u64 = t.syscalls.iter().map(|s| s.bytes).sum();
         assert!(
@@ -48,10 +96,42 @@ fn tcp_profile_end_to_end() {
             "{} endpoint moved only {moved} bytes",
             t.role
         );
-        assert!(t.cpu.samples > 0, "{} endpoint: no cpu samples", t.role);
-        assert!(t.peak_rss_bytes.unwrap_or(0) > 0);
+        // No call moves more than the 64 KiB relay buffer.
+        assert!(
+            calls >= moved / 65536,
+            "{} endpoint: {calls} syscalls moved {moved} bytes",
+            t.role
+        );
+        // 99 Hz per CPU, only inside the windows: at most that many
+        // samples (10 % for window edges), and a relay moving MiB a second
+        // is on CPU for more than a tenth of a second.
+        let most = 99.0 * cpus * window_s * 1.1;
+        assert!(
+            (10.0..=most).contains(&(t.cpu.samples as f64)),
+            "{} endpoint: {} cpu samples (at most {most:.0})",
+            t.role,
+            t.cpu.samples
+        );
+        let rss = t.peak_rss_bytes.expect("peak RSS");
+        assert!(
+            (1 << 20..1 << 30).contains(&rss),
+            "{} endpoint: peak RSS {rss}",
+            t.role
+        );
         match t.counters.get("task_clock_ns") {
-            Some(protoprof::report::Reading::Value(ns)) => assert!(*ns > 0),
+            // CPU time inside the windows: no more than every CPU for
+            // their whole length, and it agrees with the cpu samples ×
+            // their period (10.1 ms) within sampling error.
+            Some(protoprof::report::Reading::Value(ns)) => {
+                let ns = *ns as f64;
+                assert!(ns <= window_s * cpus * 1.05e9, "task clock {ns} ns");
+                let sampled = t.cpu.samples as f64 * 1e9 / 99.0;
+                assert!(
+                    (0.4..2.5).contains(&(ns / sampled)),
+                    "{} endpoint: task clock {ns} ns against {sampled} ns sampled",
+                    t.role
+                );
+            }
             other => panic!("task clock: {other:?}"),
         }
         // Unavailable with a reason, or a real non-zero count: never zero.
@@ -82,7 +162,16 @@ fn tcp_profile_end_to_end() {
     }
     for t in &report.targets {
         let off = t.offcpu.as_ref().expect("offcpu summary");
-        assert!(off.total_us > 0, "{} endpoint: no off-CPU time", t.role);
+        // Every thread blocks (epoll) between chunks; none can be off CPU
+        // for longer than the windows last.
+        let threads: usize = t.threads.iter().map(|th| th.threads).sum();
+        let most = (threads as f64 * window_s * 1e6 * 1.1) as u64;
+        assert!(
+            (1000..=most).contains(&off.total_us),
+            "{} endpoint: {} µs off CPU over {threads} threads",
+            t.role,
+            off.total_us
+        );
         let alloc = t.alloc.as_ref().expect("alloc summary");
         assert!(
             alloc.attached.iter().any(|a| a.symbol == "malloc"),
@@ -178,6 +267,8 @@ fn windows_carry_the_machine_load(report: &protoprof::report::Report) {
 /// real run.
 fn judged_and_rendered(dir: &std::path::Path, report: &protoprof::report::Report) {
     use protoprof::report::{Metric, Verdict};
+    let window_s: f64 = report.workload.phases.iter().map(|p| p.measured_s).sum();
+    let cpus = report.run.cpus as f64;
     for t in &report.targets {
         let costs = t.costs.as_ref().expect("cost attribution");
         let names: Vec<_> = costs
@@ -194,9 +285,25 @@ fn judged_and_rendered(dir: &std::path::Path, report: &protoprof::report::Report
         // A plain relay's CPU is mostly syscalls and the network stack.
         let kernel = costs.categories.iter().find(|c| c.category == "kernel_io");
         assert!(kernel.is_some_and(|k| k.share > 0.3), "{costs:?}");
-        assert!(costs.cpu_ns > 0.0 && costs.bytes > 0);
+        // Both directions of every window of the main pass.
+        assert_eq!(
+            costs.bytes,
+            report
+                .workload
+                .phases
+                .iter()
+                .map(|p| p.window_bytes())
+                .sum::<u64>()
+        );
+        assert!(
+            costs.cpu_ns > 0.0 && costs.cpu_ns <= window_s * cpus * 1.05e9,
+            "{costs:?}"
+        );
+        // Over the bulk phase, each endpoint reads every payload byte once
+        // and writes it once, at most 64 KiB a call: at least 32 calls per
+        // MiB of both directions; a relay making a call per KiB is broken.
         match t.metrics.get("syscalls_per_mib") {
-            Some(Metric::Value(v)) => assert!(*v > 0.0),
+            Some(Metric::Value(v)) => assert!((32.0..1024.0).contains(v), "{v}"),
             other => panic!("syscalls_per_mib: {other:?}"),
         }
         let sockets = t.sockets.as_ref().expect("sockets inspected");
@@ -446,7 +553,22 @@ fn tuic_profile_end_to_end() {
             .filter(|s| s.family.starts_with("ring AES-GCM"))
             .map(|s| s.calls)
             .sum();
-        assert!(calls > 0, "{}: {:?}", t.role, crypto.symbols);
+        // Per packet, the bulk AEAD call or the leftover-blocks call.
+        let bytes = assert_a_call_per_quic_packet(&report, t, calls);
+        // The family's bytes are the payload plus QUIC's framing, less the
+        // last partial block of each packet (encrypted outside the family).
+        let sealed: u64 = crypto
+            .symbols
+            .iter()
+            .filter(|s| s.family.starts_with("ring AES-GCM"))
+            .filter_map(|s| s.bytes)
+            .sum();
+        let ratio = sealed as f64 / bytes as f64;
+        assert!(
+            (0.8..2.0).contains(&ratio),
+            "{}: the AES-GCM calls covered {sealed} bytes for {bytes} payload bytes",
+            t.role
+        );
     }
     let folded = std::fs::read_to_string(dir.join("stacks/cpu.folded")).expect("cpu.folded");
     assert!(

@@ -21,8 +21,11 @@
 //!   and binary reader, `fuzz/`) for S seconds each; `test` runs each for
 //!   [`FUZZ_TEST_SECONDS`] and fails on a crash.
 //! - `lint`: format check and clippy only.
+//! - `figures [DOC…]`: rerun what the measured tables in docs/ need and
+//!   rewrite them between their markers (see `figures`).
 
 mod fuzz;
+mod figures;
 mod peers;
 mod setup;
 
@@ -85,7 +88,7 @@ enum Cmd {
     /// Benchmarks: `probes` measures what each probe costs on the tcp chain
     /// (profiled against unprofiled throughput, medians over repeats);
     /// `protocols` compares every protocol through our endpoints and through
-    /// sing-box's, side by side, and writes docs/benchmarks.md.
+    /// sing-box's, side by side. Both print a table; `figures` writes the docs.
     Bench {
         /// What to measure: `protocols` (default) or `probes`.
         #[arg(default_value = "protocols")]
@@ -119,6 +122,22 @@ enum Cmd {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]
         time: u64,
+    },
+    /// Rerun what the docs' measured tables need and rewrite them between
+    /// their `<!-- figures: ID -->` markers, stamped with date, machine
+    /// and command.
+    Figures {
+        /// Only the figures of these documents (default: every document).
+        docs: Vec<PathBuf>,
+        /// Only these figures (repeatable; `--list` names them).
+        #[arg(long)]
+        only: Vec<String>,
+        /// Also the figures that take many minutes (the compares).
+        #[arg(long)]
+        slow: bool,
+        /// List the figures and exit.
+        #[arg(long)]
+        list: bool,
     },
 }
 
@@ -258,6 +277,27 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Cmd::Figures {
+            docs,
+            only,
+            slow,
+            list,
+        } => {
+            if list {
+                for f in figures::FIGURES {
+                    let slow = if f.slow { " (slow)" } else { "" };
+                    println!("{}\t{}{slow}\t{}", f.id, f.doc, f.what);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            build(&root, &tools)?;
+            let docs = docs
+                .into_iter()
+                .map(|d| std::path::absolute(&d).unwrap_or(d))
+                .collect();
+            figures::run(&root, &figures::Request { docs, only, slow })?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -503,17 +543,28 @@ fn test_result_counts(line: &str) -> Option<[u64; 3]> {
     Some(counts)
 }
 
+/// A benchmark's markdown table, the machine its runs named and the load
+/// seen while they ran: what a figure block is made of.
+pub struct BenchTable {
+    pub table: String,
+    pub machine: String,
+    pub load: figures::Load,
+}
+
+/// Settings that switch every probe off.
+const PROBES_OFF: &[&str] = &[
+    "probes.syscalls=false",
+    "probes.cpu.enabled=false",
+    "probes.offcpu=false",
+    "probes.counters=false",
+    "probes.alloc.enabled=false",
+    "probes.crypto.enabled=false",
+];
+
 /// Every probe alone, then the default set, each with a control pass, on
 /// the tcp profile: throughput and round-trip ratios, medians over repeats.
-fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> Result<()> {
-    const OFF: &[&str] = &[
-        "probes.syscalls=false",
-        "probes.cpu.enabled=false",
-        "probes.offcpu=false",
-        "probes.counters=false",
-        "probes.alloc.enabled=false",
-        "probes.crypto.enabled=false",
-    ];
+fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> Result<BenchTable> {
+    const OFF: &[&str] = PROBES_OFF;
     // (label, base settings: every probe off or the defaults, settings on top).
     let configs: Vec<(&str, &[&str], Vec<&str>)> = vec![
         (
@@ -564,46 +615,29 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
     ];
     let out = root.join("target/protoprof/bench-probes");
     let _ = std::fs::remove_dir_all(&out);
-    println!(
-        "| probes | bulk throughput, probed / unprofiled | rr round trips, probed / unprofiled | load avg (1 min), start–end |"
+    let mut table = String::from(
+        "| probes | bulk throughput, probed / unprofiled | rr round trips, probed / unprofiled | load avg (1 min), start–end |\n|---|---:|---:|---:|\n",
     );
-    println!("|---|---:|---:|---:|");
+    print!("{table}");
+    let mut load = figures::Load::default();
+    let mut machine = String::new();
+    let mut program_ns = std::collections::BTreeMap::<String, (Vec<f64>, u64)>::new();
     for (label, base, on) in configs {
         if !only.is_empty() && !only.iter().any(|o| label.contains(o.as_str())) {
             continue;
         }
         let load_before = load_average();
+        load.sample();
         let mut bulk = Vec::new();
         let mut rr = Vec::new();
         for _ in 0..repeat {
-            let mut cmd = Command::new(root.join("target/release/protoprof"));
-            cmd.current_dir(root)
-                .args(["profile", "tcp", "--profiles"])
-                .arg(root.join("profiles"))
-                .arg("--out")
-                .arg(&out)
-                .args([
-                    "--duration",
-                    &duration.to_string(),
-                    "--set",
-                    "probes.control=true",
-                ]);
-            for s in base.iter().chain(&on) {
-                cmd.args(["--set", s]);
-            }
-            let output = cmd
-                .stderr(Stdio::inherit())
-                .output()
-                .context("running protoprof")?;
-            if !output.status.success() {
-                bail!("protoprof failed for {label}: {}", output.status);
-            }
-            let text = String::from_utf8_lossy(&output.stdout);
-            let dir = PathBuf::from(text.lines().last().unwrap_or_default().trim());
-            let report: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(dir.join("report.json")).context("reading report.json")?,
-            )
-            .context("parsing report.json")?;
+            let sets: Vec<&str> = std::iter::once("probes.control=true")
+                .chain(base.iter().copied())
+                .chain(on.iter().copied())
+                .collect();
+            let (_, report) = figures::profile_run(root, &out, "tcp", Some(duration), &sets)
+                .with_context(|| label.to_string())?;
+            machine = figures::machine_line(&report);
             for o in report["probes"]["overhead"]
                 .as_array()
                 .into_iter()
@@ -621,25 +655,58 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
                     _ => {}
                 }
             }
+            // With probes.program_costs: the kernel's time per run of each
+            // program, one value per run.
+            for c in report["probes"]["program_costs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(name), Some(ns), Some(n)) = (
+                    c["program"].as_str(),
+                    c["run_time_ns"].as_f64(),
+                    c["run_count"].as_f64(),
+                ) {
+                    if n > 0.0 {
+                        let e = program_ns.entry(name.to_string()).or_default();
+                        e.0.push(ns / n);
+                        e.1 += n as u64;
+                    }
+                }
+            }
         }
-        println!(
-            "| {label} | {} | {} | {}–{} |",
-            spread(&mut bulk),
-            spread(&mut rr),
+        load.sample();
+        let row = format!(
+            "| {label} | {} | {} | {}–{} |\n",
+            figures::spread(&mut bulk, 3),
+            figures::spread(&mut rr, 3),
             load_before,
             load_average()
         );
+        print!("{row}");
+        table.push_str(&row);
     }
-    Ok(())
-}
-
-/// "median [min–max], n" of ratios.
-fn spread(v: &mut [f64]) -> String {
-    match median(v) {
-        // median() sorted v.
-        Some(m) => format!("{m:.3} [{:.3}–{:.3}], n={}", v[0], v[v.len() - 1], v.len()),
-        None => "–".into(),
+    if !program_ns.is_empty() {
+        let mut costs = String::from(
+            "\nThe kernel's run time per invocation of each program (`BPF_ENABLE_STATS`, \
+             rows with `probes.program_costs`; every invocation on the machine, targets or not; \
+             the statistics' own two clock reads included):\n\n\
+             | program | ns per run, median [min–max] over runs | runs counted |\n|---|---:|---:|\n",
+        );
+        for (name, (mut v, n)) in program_ns {
+            costs.push_str(&format!(
+                "| `{name}` | {} | {n} |\n",
+                figures::spread(&mut v, 0)
+            ));
+        }
+        print!("{costs}");
+        table.push_str(&costs);
     }
+    Ok(BenchTable {
+        table,
+        machine,
+        load,
+    })
 }
 
 /// The 1-minute load average, as /proc/loadavg gives it.
@@ -658,43 +725,15 @@ fn plain_run(
     duration: f64,
     extra: &[&str],
 ) -> Result<serde_json::Value> {
-    const OFF: &[&str] = &[
-        "probes.syscalls=false",
-        "probes.cpu.enabled=false",
-        "probes.offcpu=false",
-        "probes.counters=false",
-        "probes.alloc.enabled=false",
-        "probes.crypto.enabled=false",
-    ];
-    let mut cmd = Command::new(root.join("target/release/protoprof"));
-    cmd.current_dir(root)
-        .args(["profile", profile, "--profiles"])
-        .arg(root.join("profiles"))
-        .arg("--out")
-        .arg(out)
-        .args(["--duration", &duration.to_string()]);
-    for s in OFF.iter().chain(extra) {
-        cmd.args(["--set", s]);
-    }
-    let output = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running protoprof")?;
-    if !output.status.success() {
-        bail!("protoprof profile {profile} failed: {}", output.status);
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let dir = PathBuf::from(text.lines().last().unwrap_or_default().trim());
-    serde_json::from_str(
-        &std::fs::read_to_string(dir.join("report.json")).context("reading report.json")?,
-    )
-    .context("parsing report.json")
+    let sets: Vec<&str> = PROBES_OFF.iter().chain(extra).copied().collect();
+    figures::profile_run(root, out, profile, Some(duration), &sets).map(|(_, r)| r)
 }
 
 /// Our endpoints against sing-box's, protocol by protocol, interleaved run
 /// by run, probes off: upload throughput (sing-box relays no half-close, so
-/// both sides upload only) and rr latency. Writes docs/benchmarks.md.
-fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<()> {
+/// both sides upload only) and rr latency. `cargo xtask figures` writes
+/// the table into docs/benchmarks.md.
+fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<BenchTable> {
     let pairs = [
         ("tcp", None),
         ("tls", Some("sing-box-tls")),
@@ -712,8 +751,10 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<()> {
     let _ = std::fs::remove_dir_all(&out);
     // Our bulk phase as sing-box's: upload only.
     let ours_extra = ["phase.0.direction=up"];
+    let mut load = figures::Load::default();
+    let mut machine = String::new();
     let mut table = String::from(
-        "| protocol | ours: upload /s | sing-box: upload /s | ours / sing-box | ours: rr p50 / p99 | sing-box: rr p50 / p99 |\n|---|---:|---:|---:|---:|---:|\n",
+        "| protocol | ours: upload MiB/s | sing-box: upload MiB/s | ours / sing-box (medians) | ours: rr p50 / p99 (medians) | sing-box: rr p50 / p99 (medians) |\n|---|---:|---:|---:|---:|---:|\n",
     );
     for (ours, theirs) in pairs {
         let mut up = [Vec::new(), Vec::new()];
@@ -725,7 +766,9 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<()> {
                 let Some((profile, extra)) = run else {
                     continue;
                 };
+                load.sample();
                 let r = plain_run(root, &out, profile, duration, extra)?;
+                machine = figures::machine_line(&r);
                 let phases = &r["workload"]["phases"];
                 up[i].extend(phases[0]["throughput"]["up_bps_median"].as_f64());
                 // A percentile with too few samples has no value: left out.
@@ -739,8 +782,15 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<()> {
                 p99[i].extend(pct("p99"));
             }
         }
-        let mib =
-            |v: Option<f64>| v.map_or("–".to_string(), |b| format!("{:.1} MiB", b / 1048576.0));
+        // MiB/s, median [min–max] over the repeats.
+        let mib = |v: &[f64]| {
+            let mut m: Vec<f64> = v.iter().map(|b| b / 1048576.0).collect();
+            if m.is_empty() {
+                "–".to_string()
+            } else {
+                figures::spread(&mut m, 1)
+            }
+        };
         let lat = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) => format!("{a:.0} / {b:.0} µs"),
             _ => "–".into(),
@@ -757,37 +807,26 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<()> {
         };
         let row = format!(
             "| {label} | {} | {} | {ratio} | {} | {} |\n",
-            mib(u0),
-            mib(u1),
+            mib(&up[0]),
+            mib(&up[1]),
             lat(median(&mut p50[0]), median(&mut p99[0])),
             lat(median(&mut p50[1]), median(&mut p99[1]))
         );
         print!("{row}");
         table.push_str(&row);
     }
-    let hy_mib = HYSTERIA1_MBPS as f64 * 125_000.0 / 1_048_576.0;
-    let doc = format!(
-        "# Benchmarks\n\nOur reference endpoints against sing-box 1.14.4's, protocol by protocol, on this machine \
-         (2 vCPUs, loopback), measured side by side in one run: each repeat runs ours, then sing-box's; \
-         medians over {repeat} repeats of {duration} measured seconds, every probe off. The bulk phase uploads \
-         only on both sides (sing-box does not relay a half-close, so download-after-upload would lose data); \
-         4 connections, 64 KiB writes. rr: 4 connections, 64-byte requests, 1 KiB responses, closed loop. \
-         sing-box has no SSH server and protoprof no sing-box profile for plain TCP: those rows have no sing-box column. \
-         hysteria1 runs Brutal congestion control at a fixed rate on both sides: {HYSTERIA1_MBPS} Mbit/s up and down \
-         ({hy_mib:.1} MiB/s) for our endpoints (the `hysteria1.up_mbps`/`down_mbps` defaults) and for sing-box \
-         (`up_mbps`/`down_mbps` in profiles/sing-box/hysteria1-*.json), so its upload is capped near that rate.\n\n\
-         Reproduce: `cargo xtask bench protocols --repeat {repeat} --duration {duration}`.\n\n{table}\n\
-         The ratios are reported as measured; nothing was tuned to them.\n"
-    );
-    std::fs::write(root.join("docs/benchmarks.md"), doc).context("writing docs/benchmarks.md")?;
-    println!("wrote docs/benchmarks.md");
-    Ok(())
+    load.sample();
+    Ok(BenchTable {
+        table,
+        machine,
+        load,
+    })
 }
 
 /// The Brutal rate of both hysteria1 profiles, each way, in Mbit/s: our
 /// endpoint's default and the sing-box configurations' `up_mbps` and
 /// `down_mbps`.
-const HYSTERIA1_MBPS: u64 = 1000;
+pub const HYSTERIA1_MBPS: u64 = 1000;
 
 fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {

@@ -74,12 +74,13 @@ impl Families {
         Ok(Families { entries })
     }
 
-    /// The shipped families.
-    pub fn shipped() -> Families {
-        // Checked by a test; an error here is a build defect.
-        Families::parse(DEFAULT_FAMILIES).unwrap_or(Families {
-            entries: Vec::new(),
-        })
+    /// The shipped families (`profiles/crypto.toml`, compiled in). A parse
+    /// error is returned, never an empty set: with no families the crypto
+    /// probe would attach to nothing and report no calls, as if the target
+    /// did no crypto.
+    pub fn shipped() -> Result<Families, String> {
+        Families::parse(DEFAULT_FAMILIES)
+            .map_err(|e| format!("profiles/crypto.toml (compiled in): {e}"))
     }
 
     /// Whether a function name is one of the crypto functions.
@@ -241,7 +242,7 @@ mod tests {
 
     #[test]
     fn shipped_families_parse_and_classify() {
-        let f = Families::parse(DEFAULT_FAMILIES).expect("crypto.toml parses");
+        let f = Families::shipped().expect("crypto.toml parses");
         let (fam, _) = f
             .classify("ring_core_0_17_14__chacha20_poly1305_seal_avx2")
             .expect("ring chacha");

@@ -174,6 +174,8 @@ pub enum CaptureError {
     Cpus(String),
     #[error("offcpu probe: {0}")]
     Btf(#[from] btf::BtfError),
+    #[error("crypto families: {0}")]
+    Families(String),
 }
 
 /// What the probes found and attached to in one target.
@@ -368,7 +370,7 @@ impl Probes {
             target_filter,
             counters: BTreeMap::new(),
             attached: BTreeMap::new(),
-            families: Families::shipped(),
+            families: Families::shipped().map_err(CaptureError::Families)?,
             next_crypto_id: 0,
             uprobes: uprobes::UprobeSet::new(multi),
             stats,

@@ -54,6 +54,11 @@ pub fn inspect(
         // fails (the fd may have closed meanwhile).
         let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target_fd, 0) };
         if dup < 0 {
+            // A socket closed since the listing is simply gone; any other
+            // failure leaves a socket we know nothing about.
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EBADF) {
+                out.unreadable += 1;
+            }
             continue;
         }
         // SAFETY: a fresh fd that nothing else owns; closed on drop.
@@ -70,11 +75,16 @@ pub fn inspect(
                 if listen_port.is_some() && port(&fd, libc::getsockname) == listen_port {
                     out.inbound += 1;
                 }
-                if int_opt(&fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE).unwrap_or(0) != 0 {
-                    out.keepalive += 1;
+                // An option that cannot be read is unknown, not off.
+                match int_opt(&fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE) {
+                    Some(0) => {}
+                    Some(_) => out.keepalive += 1,
+                    None => out.keepalive_unknown += 1,
                 }
-                if int_opt(&fd, libc::IPPROTO_TCP, libc::TCP_NODELAY).unwrap_or(0) != 0 {
-                    out.nodelay += 1;
+                match int_opt(&fd, libc::IPPROTO_TCP, libc::TCP_NODELAY) {
+                    Some(0) => {}
+                    Some(_) => out.nodelay += 1,
+                    None => out.nodelay_unknown += 1,
                 }
             }
             Some(p) if p == libc::IPPROTO_UDP => out.udp += 1,
@@ -170,6 +180,14 @@ mod tests {
         assert_eq!(after.nodelay - before.nodelay, 1);
         assert_eq!(after.keepalive - before.keepalive, 1);
         assert_eq!(after.udp - before.udp, 1);
+        assert_eq!(
+            (
+                after.keepalive_unknown,
+                after.nodelay_unknown,
+                after.unreadable
+            ),
+            (0, 0, 0)
+        );
         drop((a, b));
     }
 }

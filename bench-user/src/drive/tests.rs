@@ -13,6 +13,7 @@ use super::header::{Header, Work, HEADER_LEN};
 use super::integrity::{check, thin_connections, Expected, GeneratorSide, SinkRecord, Tally};
 use super::meter::Buckets;
 use super::payload::{seed, PayloadStream, POOL_LEN};
+use super::result::SecondSample;
 use super::stats::fold_samples;
 use super::test_relay::{Mode, Relay};
 use super::*;
@@ -126,7 +127,41 @@ fn assert_accounted(run: &Run, opts: &PhaseOptions) -> PhaseResult {
     let span: f64 = r.timeseries.iter().map(|s| s.span_s).sum();
     assert!((span - r.measured_s).abs() < 1e-9);
     assert_eq!(r.setup_us.count, n as u64);
-    assert!(r.setup_us.max > 0.0);
+    // Each set-up is a TCP connect and a SOCKS5 exchange on loopback.
+    assert!(
+        r.setup_us.max > 0.0 && r.setup_us.max < 5e6,
+        "set-up max {} µs",
+        r.setup_us.max
+    );
+    // The means are window bytes over the window's real length.
+    for (bytes, mean) in [
+        (r.window_bytes_up, r.throughput.up_bps_mean),
+        (r.window_bytes_down, r.throughput.down_bps_mean),
+    ] {
+        let want = bytes as f64 / r.measured_s;
+        assert!(
+            (mean - want).abs() <= want * 1e-9,
+            "mean {mean}, want {want}"
+        );
+    }
+    // The medians lie among the per-second rates they are the median of.
+    for (median, rate) in [
+        (
+            r.throughput.up_bps_median,
+            (|s: &SecondSample| s.bytes_up as f64 / s.span_s) as fn(&SecondSample) -> f64,
+        ),
+        (r.throughput.down_bps_median, |s: &SecondSample| {
+            s.bytes_down as f64 / s.span_s
+        }),
+    ] {
+        let rates: Vec<f64> = r.timeseries.iter().map(rate).collect();
+        let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rates.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        assert!(
+            (lo..=hi).contains(&median),
+            "median {median} outside [{lo}, {hi}]"
+        );
+    }
     let d = opts.duration.as_secs_f64();
     assert!(
         r.measured_s >= d && r.measured_s < d + 0.3,
@@ -158,9 +193,13 @@ async fn bulk_up_accounts_every_byte() {
     let r = assert_accounted(&run, &opts);
     assert_eq!(r.pattern, "bulk");
     assert_eq!(r.direction.as_deref(), Some("up"));
-    assert!(r.window_bytes_up > 0);
+    // 800 ms of an in-process loopback relay carry many chunks.
+    assert!(
+        r.window_bytes_up >= 4 * DEFAULT_CHUNK_SIZE as u64,
+        "{}",
+        r.window_bytes_up
+    );
     assert_eq!(r.bytes_down, 0);
-    assert!(r.throughput.up_bps_mean > 0.0 && r.throughput.up_bps_median > 0.0);
     assert_eq!(r.throughput.down_bps_mean, 0.0);
     assert!(r.latency_us.is_none());
     assert_eq!(r.round_trips, 0);
@@ -172,8 +211,11 @@ async fn bulk_down_accounts_every_byte() {
     let run = run(Mode::Relay, &opts).await;
     let r = assert_accounted(&run, &opts);
     assert_eq!(r.bytes_up, 0);
-    assert!(r.window_bytes_down > 0);
-    assert!(r.throughput.down_bps_mean > 0.0 && r.throughput.down_bps_median > 0.0);
+    assert!(
+        r.window_bytes_down >= 4 * DEFAULT_CHUNK_SIZE as u64,
+        "{}",
+        r.window_bytes_down
+    );
     assert_eq!(r.throughput.up_bps_mean, 0.0);
 }
 
@@ -185,7 +227,12 @@ async fn bulk_both_accounts_every_byte() {
     }
     let run = run(Mode::Relay, &opts).await;
     let r = assert_accounted(&run, &opts);
-    assert!(r.window_bytes_up > 0 && r.window_bytes_down > 0);
+    assert!(
+        r.window_bytes_up >= 40_000 && r.window_bytes_down >= 40_000,
+        "{} up, {} down",
+        r.window_bytes_up,
+        r.window_bytes_down
+    );
     assert_eq!(r.direction.as_deref(), Some("both"));
 }
 
@@ -194,7 +241,15 @@ async fn rr_counts_round_trips_and_latency() {
     let opts = rr(2, 300, 5000);
     let run = run(Mode::Relay, &opts).await;
     let r = assert_accounted(&run, &opts);
-    assert!(r.round_trips > 0);
+    // Closed loop on 2 connections: the window's bytes are its round
+    // trips', give or take one request per connection at each edge.
+    assert!(r.round_trips >= 10, "{} round trips", r.round_trips);
+    assert!(
+        r.window_bytes_up.abs_diff(300 * r.round_trips) <= 300 * 4,
+        "{} bytes up for {} round trips",
+        r.window_bytes_up,
+        r.round_trips
+    );
     let lat = r.latency_us.expect("rr has a latency summary");
     assert_eq!(lat.count, r.round_trips);
     // Every round trip of the window is a sample: each reported percentile
@@ -212,7 +267,15 @@ async fn rr_counts_round_trips_and_latency() {
     let p50 = lat.percentiles[0]
         .bounds
         .expect("a median of this many round trips");
-    assert!(p50.value > 0.0);
+    // Each connection's round trips run one after another, so their mean
+    // is at most window × 2 connections / round trips (plus the edges),
+    // and a median is at most twice the mean (Markov).
+    let most_us = r.measured_s * 1e6 * 2.0 / r.round_trips as f64 * 2.0 * 1.5;
+    assert!(
+        p50.value > 0.0 && p50.value <= most_us,
+        "p50 {} µs (at most {most_us})",
+        p50.value
+    );
     assert_eq!(r.bytes_up % 300, 0);
     assert_eq!(r.bytes_down % 5000, 0);
     assert_eq!(r.bytes_up / 300, r.bytes_down / 5000);

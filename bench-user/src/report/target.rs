@@ -177,8 +177,20 @@ pub struct CategoryCost {
 pub struct SocketSummary {
     /// Connected TCP sockets seen.
     pub tcp: u32,
+    /// TCP sockets with SO_KEEPALIVE on, of those where it could be read.
     pub keepalive: u32,
+    /// TCP sockets with TCP_NODELAY on, of those where it could be read.
     pub nodelay: u32,
+    /// TCP sockets whose SO_KEEPALIVE could not be read: neither on nor off.
+    #[serde(default)]
+    pub keepalive_unknown: u32,
+    /// TCP sockets whose TCP_NODELAY could not be read.
+    #[serde(default)]
+    pub nodelay_unknown: u32,
+    /// Sockets that could not be borrowed (pidfd_getfd failed other than
+    /// by the fd closing meanwhile): their kind and options are unknown.
+    #[serde(default)]
+    pub unreadable: u32,
     /// UDP sockets (QUIC); their keep-alive lives in the protocol.
     pub udp: u32,
     /// Connected TCP sockets accepted on the endpoint's listening port.

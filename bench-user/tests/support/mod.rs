@@ -174,7 +174,12 @@ pub fn my_children() -> Vec<u32> {
         };
         let mut f = rest.split_whitespace();
         let state = f.next().unwrap_or("");
-        let ppid: u32 = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        // A stat line without a numeric ppid is a parsing bug: say so
+        // rather than count the process as no child of ours.
+        let ppid: u32 = f
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("/proc/{pid}/stat has no ppid: {stat}"));
         if ppid == me && state != "Z" {
             out.push(pid);
         }
@@ -196,4 +201,26 @@ pub fn assert_clean() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Each endpoint of a QUIC chain seals or opens every payload byte once, in
+/// packets of at most ~1.5 KB, each at least one AEAD call: `calls` (the
+/// target's, per-call pass) must be at least window bytes / 1500. Returns
+/// the window bytes.
+pub fn assert_a_call_per_quic_packet(
+    report: &protoprof::report::Report,
+    t: &protoprof::report::Target,
+    calls: u64,
+) -> u64 {
+    let bytes = report
+        .probes
+        .per_call_window_bytes
+        .expect("per-call window bytes");
+    assert!(
+        calls >= bytes / 1500,
+        "{}: {calls} AEAD calls for {bytes} bytes: {:?}",
+        t.role,
+        t.crypto.as_ref().map(|c| &c.symbols)
+    );
+    bytes
 }

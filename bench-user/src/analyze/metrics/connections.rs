@@ -86,14 +86,22 @@ pub(super) fn insert(t: &Target, inp: &MetricInputs, m: &mut BTreeMap<String, Me
         },
     );
     match &t.sockets {
+        Some(s) if s.unreadable > 0 => {
+            let why = format!(
+                "{} of the target's sockets could not be borrowed to read their options",
+                s.unreadable
+            );
+            m.insert("keepalive_share".into(), un(&why));
+            m.insert("nodelay_share".into(), un(&why));
+        }
         Some(s) if s.tcp > 0 => {
             m.insert(
                 "keepalive_share".into(),
-                Metric::Value(s.keepalive as f64 / s.tcp as f64),
+                option_share(s.keepalive, s.tcp, s.keepalive_unknown, "SO_KEEPALIVE"),
             );
             m.insert(
                 "nodelay_share".into(),
-                Metric::Value(s.nodelay as f64 / s.tcp as f64),
+                option_share(s.nodelay, s.tcp, s.nodelay_unknown, "TCP_NODELAY"),
             );
         }
         Some(s) => {
@@ -111,4 +119,16 @@ pub(super) fn insert(t: &Target, inp: &MetricInputs, m: &mut BTreeMap<String, Me
             m.insert("nodelay_share".into(), un(why));
         }
     }
+}
+
+/// The share of TCP sockets with an option on, over those where it could be
+/// read; not evaluated when it could be read on none.
+fn option_share(on: u32, tcp: u32, unknown: u32, option: &str) -> Metric {
+    let read = tcp.saturating_sub(unknown);
+    if read == 0 {
+        return un(&format!(
+            "{option} could not be read on any of the target's {tcp} TCP sockets"
+        ));
+    }
+    Metric::Value(f64::from(on) / f64::from(read))
 }

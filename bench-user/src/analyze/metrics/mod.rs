@@ -808,6 +808,7 @@ mod tests {
             udp: 0,
             inbound: 4,
             upstream: 4,
+            ..SocketSummary::default()
         });
         let m = metrics_of(&r, &t);
         let bulk_mib = bulk_bytes as f64 / MIB;
@@ -831,6 +832,36 @@ mod tests {
         assert_eq!(value(&m, "nodelay_share"), 1.0);
         assert_eq!(value(&m, "upstream_connections"), 4.0);
         assert_eq!(value(&m, "upstream_connections_per_stream"), 1.0);
+    }
+
+    /// A socket option that could not be read is unknown, never "off":
+    /// the share is over the sockets where it was read, and with none
+    /// read, or a socket that could not be borrowed, not evaluated.
+    #[test]
+    fn unreadable_socket_options_are_unknown_not_off() {
+        let r = fixture();
+        let mut t = r.targets[1].clone();
+        use crate::report::SocketSummary;
+        let sockets = |keepalive_unknown, nodelay_unknown, unreadable| SocketSummary {
+            tcp: 8,
+            keepalive: 2,
+            nodelay: 4,
+            keepalive_unknown,
+            nodelay_unknown,
+            unreadable,
+            inbound: 4,
+            upstream: 4,
+            ..SocketSummary::default()
+        };
+        t.sockets = Some(sockets(4, 8, 0));
+        let m = metrics_of(&r, &t);
+        assert_eq!(value(&m, "keepalive_share"), 0.5);
+        assert!(why(&m, "nodelay_share").contains("TCP_NODELAY could not be read on any"));
+        t.sockets = Some(sockets(0, 0, 1));
+        let m = metrics_of(&r, &t);
+        for name in ["keepalive_share", "nodelay_share"] {
+            assert!(why(&m, name).contains("1 of the target's sockets could not be borrowed"));
+        }
     }
 
     #[test]

@@ -1,0 +1,735 @@
+//! `cargo xtask figures`: the measured numbers in docs/ are produced, not
+//! typed. Each one lives in a marker block
+//!
+//! ```text
+//! <!-- figures: ID -->
+//! … generated …
+//! <!-- /figures: ID -->
+//! ```
+//!
+//! whose ID is one of [`FIGURES`]; `cargo xtask figures [DOC…]` reruns what
+//! each block needs and rewrites it with the date, the machine (as the
+//! runs' report.json names it), the command, the sample count and the
+//! spread. A block that was not regenerated keeps its text, which says
+//! since when.
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Context, Result};
+
+/// One generated block: where it lives and what produces it.
+pub struct Figure {
+    pub id: &'static str,
+    pub doc: &'static str,
+    /// What the block holds, for `--list`.
+    pub what: &'static str,
+    /// Runs for many minutes: only with `--slow`.
+    pub slow: bool,
+}
+
+/// Every figure `cargo xtask figures` knows.
+pub const FIGURES: &[Figure] = &[
+    Figure {
+        id: "probes-main",
+        doc: "docs/probes.md",
+        what: "main-pass probe cost against the control pass, floor rows first (tcp)",
+        slow: false,
+    },
+    Figure {
+        id: "probes-per-call",
+        doc: "docs/probes.md",
+        what: "per-call pass of tuic: its throughput against the main pass, detach time, time per crypto call",
+        slow: false,
+    },
+    Figure {
+        id: "checklist-examples",
+        doc: "docs/checklist.md",
+        what: "the measured examples: tuic's CPU, crypto, copying, allocations, syscalls; tcp's copy share",
+        slow: false,
+    },
+    Figure {
+        id: "protocols",
+        doc: "docs/benchmarks.md",
+        what: "our endpoints against sing-box's, every protocol, probes off",
+        slow: false,
+    },
+    Figure {
+        id: "compare-pool",
+        doc: "docs/validating-optimizations.md",
+        what: "tcp relay.mode=copy against pooled, compared (6 runs a side)",
+        slow: true,
+    },
+    Figure {
+        id: "compare-splice",
+        doc: "docs/validating-optimizations.md",
+        what: "tcp relay.mode=reuse against splice, compared (6 runs a side)",
+        slow: true,
+    },
+];
+
+/// A marker block in a document: its id and the byte range of its body
+/// (between the begin line and the end line).
+#[derive(Debug, PartialEq)]
+pub struct Block {
+    pub id: String,
+    pub body: std::ops::Range<usize>,
+}
+
+const BEGIN: &str = "<!-- figures: ";
+const END: &str = "<!-- /figures: ";
+
+/// The marker blocks of a document, in order. A begin without its end, an
+/// end without its begin, or a nested block is an error naming the line.
+pub fn blocks(text: &str) -> Result<Vec<Block>> {
+    let mut out = Vec::new();
+    let mut open: Option<(String, usize, usize)> = None;
+    let mut offset = 0;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_end();
+        let marker = |prefix: &str| {
+            trimmed
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(" -->"))
+                .map(str::trim)
+                .map(str::to_string)
+        };
+        if let Some(id) = marker(BEGIN) {
+            if let Some((prev, at, _)) = &open {
+                bail!(
+                    "line {}: block {id:?} opens inside block {prev:?} (line {at})",
+                    n + 1
+                );
+            }
+            open = Some((id, n + 1, offset + line.len()));
+        } else if let Some(id) = marker(END) {
+            match open.take() {
+                Some((begun, _, start)) if begun == id => out.push(Block {
+                    id,
+                    body: start..offset,
+                }),
+                Some((begun, at, _)) => {
+                    bail!("line {}: end of {id:?} closes {begun:?} (line {at})", n + 1)
+                }
+                None => bail!("line {}: end of {id:?} without its begin", n + 1),
+            }
+        }
+        offset += line.len();
+    }
+    if let Some((id, at, _)) = open {
+        bail!("line {at}: block {id:?} is never closed ({END}{id} -->)");
+    }
+    Ok(out)
+}
+
+/// The document with block `id`'s body replaced.
+pub fn rewrite(text: &str, id: &str, body: &str) -> Result<String> {
+    let found = blocks(text)?;
+    let Some(b) = found.iter().find(|b| b.id == id) else {
+        bail!("no block {id:?} ({BEGIN}{id} -->)");
+    };
+    let mut body = body.to_string();
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    Ok(format!(
+        "{}{body}{}",
+        &text[..b.body.start],
+        &text[b.body.end..]
+    ))
+}
+
+/// What `cargo xtask figures` was asked to do.
+pub struct Request {
+    /// Only the blocks of these documents (all when empty).
+    pub docs: Vec<PathBuf>,
+    /// Only these figures (all when empty).
+    pub only: Vec<String>,
+    /// Run the slow figures too.
+    pub slow: bool,
+}
+
+/// Regenerate the blocks asked for; each document is written as soon as one
+/// of its blocks is done, so an interrupted run keeps what it finished.
+pub fn run(root: &Path, req: &Request) -> Result<()> {
+    for d in &req.docs {
+        let rel = d.strip_prefix(root).unwrap_or(d);
+        if !FIGURES.iter().any(|f| Path::new(f.doc) == rel) {
+            bail!(
+                "{}: no figure lives in this document; documents with figures: {}",
+                d.display(),
+                doc_list()
+            );
+        }
+    }
+    for id in &req.only {
+        if !FIGURES.iter().any(|f| f.id == id) {
+            bail!("--only {id}: no such figure; `cargo xtask figures --list` names them");
+        }
+    }
+    let mut skipped = Vec::new();
+    for f in FIGURES {
+        let wanted_doc = req.docs.is_empty()
+            || req
+                .docs
+                .iter()
+                .any(|d| d.strip_prefix(root).unwrap_or(d) == Path::new(f.doc));
+        let wanted_id = req.only.is_empty() || req.only.iter().any(|o| o == f.id);
+        if !wanted_doc || !wanted_id {
+            continue;
+        }
+        if f.slow && !req.slow {
+            skipped.push(f.id);
+            continue;
+        }
+        println!("figures: {} ({}) …", f.id, f.doc);
+        let body = generate(root, f.id)?;
+        let path = root.join(f.doc);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", f.doc))?;
+        let text = rewrite(&text, f.id, &body).with_context(|| f.doc.to_string())?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", f.doc))?;
+        println!("figures: {} written", f.id);
+    }
+    for id in skipped {
+        println!("figures: {id} not regenerated (slow: add --slow)");
+    }
+    Ok(())
+}
+
+fn doc_list() -> String {
+    let mut docs: Vec<_> = FIGURES.iter().map(|f| f.doc).collect();
+    docs.dedup();
+    docs.join(", ")
+}
+
+fn generate(root: &Path, id: &str) -> Result<String> {
+    match id {
+        "probes-main" => probes_main(root),
+        "probes-per-call" => probes_per_call(root),
+        "checklist-examples" => checklist_examples(root),
+        "protocols" => protocols(root),
+        "compare-pool" => compare(root, "relay.mode=copy,relay.mode=pooled"),
+        "compare-splice" => compare(root, "relay.mode=reuse,relay.mode=splice"),
+        _ => bail!("no generator for figure {id:?}"),
+    }
+}
+
+/// The stamp every block opens with.
+struct Stamp {
+    command: String,
+    machine: String,
+    load: Load,
+}
+
+impl Stamp {
+    fn line(&self) -> String {
+        format!(
+            "_Generated {} by `{}` on {}; load average (1 min) {} during the runs \
+             (the machine may have been shared: see the spread)._\n\n",
+            utc_now(),
+            self.command,
+            self.machine,
+            self.load.range()
+        )
+    }
+}
+
+/// The lowest and highest 1-minute load average seen between runs.
+#[derive(Default)]
+pub struct Load {
+    seen: Vec<f64>,
+}
+
+impl Load {
+    pub fn sample(&mut self) {
+        if let Some(v) = load_average() {
+            self.seen.push(v);
+        }
+    }
+
+    pub fn range(&self) -> String {
+        let lo = self.seen.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = self.seen.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if self.seen.is_empty() {
+            "unknown".into()
+        } else {
+            format!("{lo:.1}–{hi:.1}")
+        }
+    }
+}
+
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn utc_now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "(date unknown)".into())
+}
+
+/// "CPU model, N CPUs, M GiB, Linux K (machine 0123abcd)" from a report's
+/// `run.machine`, as bench-user's machine.rs describes it.
+pub fn machine_line(report: &serde_json::Value) -> String {
+    let m = &report["run"]["machine"];
+    let gib = m["memory_bytes"].as_f64().unwrap_or(0.0) / (1u64 << 30) as f64;
+    format!(
+        "{}, {} CPUs, {gib:.0} GiB, Linux {} (machine {})",
+        m["cpu_model"].as_str().unwrap_or("unknown CPU"),
+        m["cpus"].as_u64().unwrap_or(0),
+        m["kernel"].as_str().unwrap_or("?"),
+        m["fingerprint"]
+            .as_str()
+            .map_or("?", |f| &f[..f.len().min(12)])
+    )
+}
+
+/// One `protoprof profile` run; its run directory and report.json.
+pub fn profile_run(
+    root: &Path,
+    out: &Path,
+    profile: &str,
+    duration: Option<f64>,
+    sets: &[&str],
+) -> Result<(PathBuf, serde_json::Value)> {
+    let mut cmd = Command::new(root.join("target/release/protoprof"));
+    cmd.current_dir(root)
+        .args(["profile", profile, "--profiles"])
+        .arg(root.join("profiles"))
+        .arg("--out")
+        .arg(out);
+    if let Some(d) = duration {
+        cmd.args(["--duration", &d.to_string()]);
+    }
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let output = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running protoprof")?;
+    if !output.status.success() {
+        bail!(
+            "protoprof profile {profile} {sets:?} failed: {}",
+            output.status
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let dir = PathBuf::from(text.lines().last().unwrap_or_default().trim());
+    let report = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("report.json"))
+            .with_context(|| format!("reading {}/report.json", dir.display()))?,
+    )
+    .context("parsing report.json")?;
+    Ok((dir, report))
+}
+
+/// "median [min–max], n=N" of values, with `digits` decimals.
+pub fn spread(v: &mut [f64], digits: usize) -> String {
+    match crate::median(v) {
+        // median() sorted v.
+        Some(m) => format!(
+            "{m:.digits$} [{:.digits$}–{:.digits$}], n={}",
+            v[0],
+            v[v.len() - 1],
+            v.len()
+        ),
+        None => "–".into(),
+    }
+}
+
+const PROBES_REPEAT: usize = 5;
+const PROBES_DURATION: f64 = 4.0;
+const PROBES_ONLY: &[&str] = &["floor", "default set"];
+
+fn probes_main(root: &Path) -> Result<String> {
+    let only: Vec<String> = PROBES_ONLY.iter().map(|s| s.to_string()).collect();
+    let t = crate::bench_probes(root, PROBES_REPEAT, PROBES_DURATION, &only)?;
+    let stamp = Stamp {
+        command: format!(
+            "cargo xtask bench probes --repeat {PROBES_REPEAT} --duration {PROBES_DURATION} {}",
+            PROBES_ONLY
+                .iter()
+                .map(|o| format!("--only {o:?}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        machine: t.machine,
+        load: t.load,
+    };
+    Ok(format!(
+        "{}Each cell: probed / unprofiled from the control pass of the same run, median \
+         [min–max] over n runs of {PROBES_DURATION} measured seconds (tcp profile: bulk, then \
+         closed-loop rr). The load generator, the sink (hashing every byte) and both \
+         endpoints share the machine's cores.\n\n{}",
+        stamp.line(),
+        t.table
+    ))
+}
+
+const PER_CALL_RUNS: usize = 3;
+
+fn probes_per_call(root: &Path) -> Result<String> {
+    let out = root.join("target/protoprof/figures-per-call");
+    let _ = std::fs::remove_dir_all(&out);
+    let mut load = Load::default();
+    let (mut bulk, mut rr, mut detach, mut per_call_us) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut calls = 0u64;
+    let mut machine = String::new();
+    for _ in 0..PER_CALL_RUNS {
+        load.sample();
+        let (dir, r) = profile_run(root, &out, "tuic", None, &[])?;
+        machine = machine_line(&r);
+        for o in r["probes"]["per_call_pass"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            match o["pattern"].as_str() {
+                Some("bulk") => bulk.extend(o["ratio"].as_f64()),
+                Some("rr") => rr.extend(o["ratio"].as_f64()),
+                _ => {}
+            }
+        }
+        let log = std::fs::read_to_string(dir.join("run.log")).context("reading run.log")?;
+        detach.push(per_call_detach_s(&log).context("run.log has no per-call pass detach lines")?);
+        // Mean time per timed crypto call, per run, over both endpoints:
+        // each symbol's mean weighted by its calls.
+        let (mut ns, mut n) = (0.0, 0u64);
+        for t in r["targets"].as_array().into_iter().flatten() {
+            for s in t["crypto"]["symbols"].as_array().into_iter().flatten() {
+                if let (Some(mean), Some(c)) = (s["mean_ns"].as_f64(), s["calls"].as_u64()) {
+                    ns += mean * c as f64;
+                    n += c;
+                }
+            }
+        }
+        calls += n;
+        if n > 0 {
+            per_call_us.push(ns / n as f64 / 1000.0);
+        }
+    }
+    load.sample();
+    let stamp = Stamp {
+        command: format!("cargo xtask profile tuic, {PER_CALL_RUNS} times"),
+        machine,
+        load,
+    };
+    Ok(format!(
+        "{}| per-call pass of tuic (alloc + crypto uprobes) | median [min–max], n runs |\n\
+         |---|---:|\n\
+         | bulk throughput, per-call pass / main pass | {} |\n\
+         | rr throughput, per-call pass / main pass | {} |\n\
+         | detaching the per-call probes, s (run.log: `read … stacks` → `probes detached`) | {} |\n\
+         | time per timed crypto call (entry + return probe included), µs; {calls} calls in all | {} |\n",
+        stamp.line(),
+        spread(&mut bulk, 3),
+        spread(&mut rr, 3),
+        spread(&mut detach, 3),
+        spread(&mut per_call_us, 2),
+    ))
+}
+
+/// Seconds between the per-call pass's last read and its "probes detached"
+/// line in run.log (`[   12.345s] message`): the second pass's detach.
+pub fn per_call_detach_s(log: &str) -> Option<f64> {
+    let stamped: Vec<(f64, &str)> = log
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix('[')?;
+            let (t, msg) = rest.split_once("s] ")?;
+            Some((t.trim().parse().ok()?, msg))
+        })
+        .collect();
+    let start = stamped
+        .iter()
+        .position(|(_, m)| m.starts_with("per-call pass"))?;
+    let pass = &stamped[start..];
+    let done = pass.iter().position(|(_, m)| *m == "probes detached")?;
+    let read = pass[..done]
+        .iter()
+        .rposition(|(_, m)| m.starts_with("read "))?;
+    Some(pass[done].0 - pass[read].0)
+}
+
+const EXAMPLE_RUNS: usize = 3;
+
+fn checklist_examples(root: &Path) -> Result<String> {
+    let out = root.join("target/protoprof/figures-checklist");
+    let _ = std::fs::remove_dir_all(&out);
+    let mut load = Load::default();
+    let mut machine = String::new();
+    // (label, metric, scale, unit) per endpoint.
+    let tuic_rows: &[(&str, &str, f64, &str)] = &[
+        ("CPU per byte (bulk)", "cpu_ns_per_byte", 1.0, "ns/B"),
+        ("crypto per byte", "crypto_ns_per_byte", 1.0, "ns/B"),
+        (
+            "crypto against the calibration",
+            "crypto_vs_calibration",
+            1.0,
+            "×",
+        ),
+        ("copying, share of CPU", "copy_share", 100.0, "%"),
+        ("allocations per MiB", "allocs_per_mib", 1.0, "1/MiB"),
+        (
+            "bytes allocated per byte moved",
+            "alloc_bytes_per_byte",
+            1.0,
+            "B/B",
+        ),
+        ("syscalls per MiB (bulk)", "syscalls_per_mib", 1.0, "1/MiB"),
+        (
+            "bytes per read (bulk)",
+            "bytes_per_read",
+            1.0 / 1024.0,
+            "KiB",
+        ),
+    ];
+    let mut values: Vec<[Vec<f64>; 2]> = vec![[Vec::new(), Vec::new()]; tuic_rows.len()];
+    let mut calibration = std::collections::BTreeMap::<String, Vec<f64>>::new();
+    let mut verdicts = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for _ in 0..EXAMPLE_RUNS {
+        load.sample();
+        let (_, r) = profile_run(root, &out, "tuic", Some(4.0), &[])?;
+        machine = machine_line(&r);
+        for t in r["targets"].as_array().into_iter().flatten() {
+            let side = usize::from(t["role"] == "server");
+            for (i, (_, key, scale, _)) in tuic_rows.iter().enumerate() {
+                if let Some(v) = metric_value(&t["metrics"][key]) {
+                    values[i][side].push(v * scale);
+                }
+            }
+        }
+        for c in r["calibration"].as_array().into_iter().flatten() {
+            let name = c["implementation"].as_str().unwrap_or("?").to_string();
+            calibration
+                .entry(name)
+                .or_default()
+                .extend(c["ns_per_byte"].as_f64());
+        }
+        for c in r["checklist"].as_array().into_iter().flatten() {
+            if c["id"] == "crypto.vs-calibration" || c["id"] == "cpu.per-byte" {
+                let key = format!(
+                    "{} {}",
+                    c["target"].as_str().unwrap_or("?"),
+                    c["id"].as_str().unwrap_or("?")
+                );
+                verdicts
+                    .entry(key)
+                    .or_default()
+                    .push(c["verdict"].as_str().unwrap_or("?").to_string());
+            }
+        }
+    }
+    let mut copy = [Vec::new(), Vec::new()];
+    for (i, mode) in ["relay.mode=reuse", "relay.mode=splice"].iter().enumerate() {
+        for _ in 0..EXAMPLE_RUNS {
+            load.sample();
+            let (_, r) = profile_run(root, &out, "tcp", Some(3.0), &[mode])?;
+            for t in r["targets"].as_array().into_iter().flatten() {
+                copy[i].extend(metric_value(&t["metrics"]["copy_share"]).map(|v| v * 100.0));
+            }
+        }
+    }
+    load.sample();
+    let stamp = Stamp {
+        command: format!(
+            "cargo xtask profile tuic --duration 4 ({EXAMPLE_RUNS} runs); \
+             cargo xtask profile tcp --duration 3 --set relay.mode=reuse|splice ({EXAMPLE_RUNS} runs each)"
+        ),
+        machine,
+        load,
+    };
+    let mut s = stamp.line();
+    s.push_str(
+        "Each cell: median [min–max] over n runs (tuic: n per endpoint). Per-MiB and \
+         CPU-per-byte figures cover the bulk phase; allocation figures the per-call pass.\n\n\
+         | tuic | client | server |\n|---|---:|---:|\n",
+    );
+    for (i, (label, _, _, unit)) in tuic_rows.iter().enumerate() {
+        let [c, sv] = &mut values[i];
+        let _ = writeln!(
+            s,
+            "| {label}, {unit} | {} | {} |",
+            spread(c, 2),
+            spread(sv, 2)
+        );
+    }
+    let _ = writeln!(s, "\nCalibration (16 KiB records) in the same runs:\n");
+    let _ = writeln!(s, "| cipher | ns/B |\n|---|---:|");
+    for (name, v) in &mut calibration {
+        let _ = writeln!(s, "| {name} | {} |", spread(v, 3));
+    }
+    let _ = writeln!(s, "\nVerdicts per run (tuic):\n");
+    for (k, v) in &verdicts {
+        let _ = writeln!(s, "- {k}: {}", v.join(", "));
+    }
+    let _ = writeln!(
+        s,
+        "\ntcp, copying as a share of CPU (both endpoints, per run): `relay.mode=reuse` {} %, \
+         `relay.mode=splice` {} %.",
+        spread(&mut copy[0], 1),
+        spread(&mut copy[1], 1)
+    );
+    Ok(s)
+}
+
+/// A report metric's value, or None when it was not evaluated.
+fn metric_value(m: &serde_json::Value) -> Option<f64> {
+    m["value"].as_f64().or_else(|| m.as_f64())
+}
+
+const PROTOCOLS_REPEAT: usize = 3;
+const PROTOCOLS_DURATION: f64 = 4.0;
+
+fn protocols(root: &Path) -> Result<String> {
+    let t = crate::bench_protocols(root, PROTOCOLS_REPEAT, PROTOCOLS_DURATION)?;
+    let stamp = Stamp {
+        command: format!(
+            "cargo xtask bench protocols --repeat {PROTOCOLS_REPEAT} --duration {PROTOCOLS_DURATION}"
+        ),
+        machine: t.machine,
+        load: t.load,
+    };
+    Ok(format!(
+        "{}Medians over {PROTOCOLS_REPEAT} repeats (each repeat runs ours, then sing-box's), \
+         every probe off; the load generator, the sink (hashing every byte) and both endpoints \
+         share the machine's cores, so these are throughputs of the whole loop, not of a proxy \
+         alone. hysteria1 runs Brutal at {} Mbit/s each way on both sides.\n\n{}",
+        stamp.line(),
+        crate::HYSTERIA1_MBPS,
+        t.table
+    ))
+}
+
+fn compare(root: &Path, variants: &str) -> Result<String> {
+    let mut load = Load::default();
+    load.sample();
+    let mut cmd = Command::new(root.join("target/release/protoprof"));
+    cmd.current_dir(root)
+        .args(["profile", "tcp", "--profiles"])
+        .arg(root.join("profiles"))
+        .arg("--out")
+        .arg(root.join("target/protoprof/figures-compare"))
+        .args(["--compare", variants]);
+    let output = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running protoprof")?;
+    load.sample();
+    // 1 is a failed gate: still a comparison to show.
+    if !matches!(output.status.code(), Some(0 | 1)) {
+        bail!(
+            "protoprof profile tcp --compare {variants}: {}",
+            output.status
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let dir = PathBuf::from(text.lines().last().unwrap_or_default().trim());
+    let md = std::fs::read_to_string(dir.join("compare.md"))
+        .with_context(|| format!("reading {}/compare.md", dir.display()))?;
+    let machine = std::fs::read_dir(&dir)
+        .ok()
+        .and_then(|mut d| {
+            d.find_map(|e| {
+                let p = e.ok()?.path().join("report.json");
+                serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(p).ok()?).ok()
+            })
+        })
+        .map_or_else(|| "(machine unknown)".to_string(), |r| machine_line(&r));
+    let stamp = Stamp {
+        command: format!("cargo xtask profile tcp --compare {variants}"),
+        machine,
+        load,
+    };
+    Ok(format!(
+        "{}compare.md of that run, as written:\n\n{}",
+        stamp.line(),
+        md.trim_end()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_found_and_rewritten() {
+        let doc = "a\n<!-- figures: x -->\nold\n<!-- /figures: x -->\nb\n";
+        let b = blocks(doc).expect("parses");
+        assert_eq!(b.len(), 1);
+        assert_eq!(&doc[b[0].body.clone()], "old\n");
+        assert_eq!(
+            rewrite(doc, "x", "new").expect("rewrites"),
+            "a\n<!-- figures: x -->\nnew\n<!-- /figures: x -->\nb\n"
+        );
+    }
+
+    #[test]
+    fn broken_markers_are_errors() {
+        for doc in [
+            "<!-- figures: x -->\n",
+            "<!-- /figures: x -->\n",
+            "<!-- figures: x -->\n<!-- /figures: y -->\n",
+            "<!-- figures: x -->\n<!-- figures: y -->\n",
+        ] {
+            assert!(blocks(doc).is_err(), "{doc:?} accepted");
+        }
+    }
+
+    #[test]
+    fn per_call_detach_is_read_from_run_log() {
+        let log = "[   1.000s] read 10 syscall rows, 5 stacks\n\
+                   [   1.200s] probes detached\n\
+                   [   2.000s] per-call pass: alloc and crypto probes\n\
+                   [   9.500s] read 12 syscall rows, 7 stacks\n\
+                   [  10.250s] probes detached\n\
+                   [  10.300s] endpoints stopped, probes detached\n";
+        let d = per_call_detach_s(log).expect("found");
+        assert!((d - 0.75).abs() < 1e-9, "{d}");
+        assert_eq!(per_call_detach_s("[ 1.0s] probes detached\n"), None);
+    }
+
+    /// Every marker block in docs/ names a figure this command produces, in
+    /// the document the figure says, and every figure has its block.
+    #[test]
+    fn every_block_in_docs_is_a_known_figure() {
+        let root = crate::workspace_root().expect("root");
+        let mut seen = Vec::new();
+        let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+            .expect("docs/")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md"))
+            .collect();
+        docs.push(root.join("README.md"));
+        for path in docs {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let rel = path.strip_prefix(&root).expect("under root");
+            for b in blocks(&text).unwrap_or_else(|e| panic!("{}: {e}", rel.display())) {
+                let f = FIGURES
+                    .iter()
+                    .find(|f| f.id == b.id)
+                    .unwrap_or_else(|| panic!("{}: unknown figure {:?}", rel.display(), b.id));
+                assert_eq!(Path::new(f.doc), rel, "figure {} lives elsewhere", f.id);
+                seen.push(f.id);
+            }
+        }
+        seen.sort_unstable();
+        let mut all: Vec<_> = FIGURES.iter().map(|f| f.id).collect();
+        all.sort_unstable();
+        assert_eq!(seen, all, "each figure has exactly one block");
+    }
+}
