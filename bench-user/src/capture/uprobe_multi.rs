@@ -199,7 +199,17 @@ impl MultiPrograms {
                 expected_attach_type: BPF_TRACE_UPROBE_MULTI,
                 ..Default::default()
             };
-            bpf(BPF_PROG_LOAD, &attr)
+            // The verifier gives up with EAGAIN when a signal is pending
+            // (the endpoints' SIGCHLD, say): try again, as libbpf does.
+            let mut attempts = 0;
+            loop {
+                match bpf(BPF_PROG_LOAD, &attr) {
+                    Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && attempts < 5 => {
+                        attempts += 1;
+                    }
+                    other => return other,
+                }
+            }
         };
         let fd = match load(&mut Vec::new()) {
             Ok(fd) => fd,
