@@ -38,8 +38,8 @@ pub use stacks::{FoldedGraph, FoldedStack, StackFile};
 pub use target::{
     AllocAttach, AllocFunction, AllocSummary, BinaryInfo, CategoryCost, CostAttribution,
     CpuSummary, CryptoSummary, CryptoSymbolRow, FunctionCost, LatencyBucket, LiveSample, Metric,
-    OffCpuSummary, PhaseFigures, Reading, Role, SizeBucket, SocketSummary, SyscallCount,
-    SyscallRow, Target, ThreadSummary, WeightedName,
+    MetricPass, MetricScope, OffCpuSummary, PhaseAlloc, PhaseCrypto, PhaseFigures, Reading, Role,
+    SizeBucket, SocketSummary, SyscallCount, SyscallRow, Target, ThreadSummary, WeightedName,
 };
 pub use uncertainty::{Percentile, PercentileEstimate, ShareInterval};
 pub use workload::{
