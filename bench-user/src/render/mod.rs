@@ -129,12 +129,35 @@ pub fn alloc_line(a: &crate::report::AllocSummary) -> String {
     )
 }
 
-/// "40 calls to 12 probed functions, 3.1% of CPU samples".
+/// "phase 0 (bulk (both))", "phases 0 (bulk (both)), 1 (rr)"; "every
+/// phase" for figures that name none (older reports).
+pub fn phases_text(phases: &[usize], r: &crate::report::Report) -> String {
+    if phases.is_empty() {
+        return "every phase".into();
+    }
+    let named: Vec<String> = phases
+        .iter()
+        .map(|&i| match r.workload.phases.get(i) {
+            Some(p) => format!("{i} ({})", p.label()),
+            None => i.to_string(),
+        })
+        .collect();
+    let word = if phases.len() == 1 { "phase" } else { "phases" };
+    format!("{word} {}", named.join(", "))
+}
+
+/// "40 calls to 12 probed functions, 3.1% of CPU samples (crypto cost
+/// category, the same phases as the costs)".
 pub fn crypto_line(c: &crate::report::CryptoSummary) -> String {
     let calls: u64 = c.symbols.iter().map(|s| s.calls).sum();
     let share = c
         .cpu_share
-        .map(|s| format!(", {:.1}% of CPU samples", s * 100.0))
+        .map(|s| {
+            format!(
+                ", {:.1}% of CPU samples (the crypto cost category)",
+                s * 100.0
+            )
+        })
         .unwrap_or_default();
     format!(
         "{calls} calls to {} probed functions{share}",
