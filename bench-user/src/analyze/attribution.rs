@@ -160,9 +160,17 @@ fn method(slots: usize, block: usize) -> String {
     )
 }
 
+/// Share intervals per category, with the slots with samples and the block
+/// length (in slots) they were resampled by.
+struct SlotIntervals {
+    intervals: Vec<(f64, f64)>,
+    slots: usize,
+    block: usize,
+}
+
 /// The share intervals from per-time-slot category counts (in time order),
-/// with the slots and block length used, or why there are none.
-fn share_intervals(slots: &[Vec<u64>]) -> Result<(Vec<(f64, f64)>, usize, usize), String> {
+/// or why there are none.
+fn share_intervals(slots: &[Vec<u64>]) -> Result<SlotIntervals, String> {
     let with_samples = slots.iter().filter(|t| t.iter().sum::<u64>() > 0).count();
     if with_samples < MIN_SLOTS {
         return Err(format!(
@@ -172,7 +180,11 @@ fn share_intervals(slots: &[Vec<u64>]) -> Result<(Vec<(f64, f64)>, usize, usize)
     }
     let block = block_len(with_samples);
     super::block_bootstrap::share_intervals(slots, block)
-        .map(|iv| (iv, with_samples, block))
+        .map(|intervals| SlotIntervals {
+            intervals,
+            slots: with_samples,
+            block,
+        })
         .ok_or_else(|| "too few time slots with samples to resample".to_string())
 }
 
@@ -230,11 +242,11 @@ pub fn attribute(
                 cpu_ns: ns,
                 ns_per_byte: (bytes > 0).then(|| ns / bytes as f64),
                 interval: match &intervals {
-                    Ok((iv, slots, block)) => ShareInterval::Interval {
-                        low: iv[k].0,
-                        high: iv[k].1,
-                        blocks: slots.div_ceil(*block),
-                        method: method(*slots, *block),
+                    Ok(s) => ShareInterval::Interval {
+                        low: s.intervals[k].0,
+                        high: s.intervals[k].1,
+                        blocks: s.slots.div_ceil(s.block),
+                        method: method(s.slots, s.block),
                     },
                     Err(why) => ShareInterval::Unavailable(why.clone()),
                 },
