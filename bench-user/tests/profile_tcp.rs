@@ -154,11 +154,8 @@ fn one_scope_per_figure(report: &protoprof::report::Report, t: &protoprof::repor
     );
     let offcpu: u64 = t.phases.iter().filter_map(|p| p.offcpu_us).sum();
     assert_eq!(offcpu, t.offcpu.as_ref().expect("offcpu").total_us);
-    // Task clock vs samples × period, phase by phase. The samples are a
-    // count of ~Poisson arrivals at 99 Hz of CPU time, so n samples stand
-    // for n/99 s ± √n/99 s; 4 standard deviations, plus 5 % for the
-    // kernel's adjusting of the period in frequency mode, bound the
-    // difference so that an agreeing pair fails about once in 10^4 runs.
+    // Task clock vs samples × period, phase by phase, within sampling
+    // error (`task_clock_agrees` states the bound and why).
     let hz = report
         .probes
         .options
@@ -169,18 +166,12 @@ fn one_scope_per_figure(report: &protoprof::report::Report, t: &protoprof::repor
         let Some(Reading::Value(task_ns)) = p.counters.get("task_clock_ns") else {
             panic!("{} phase {}: no task clock", t.role, p.phase);
         };
-        let task = *task_ns as f64;
-        assert_eq!(c.cpu_ns, task);
-        let n = c.samples as f64;
-        let sampled = n / hz * 1e9;
-        let bound = 4.0 * n.sqrt() / hz * 1e9 + 0.05 * task;
-        assert!(
-            (sampled - task).abs() <= bound,
-            "{} phase {}: {} samples × period = {sampled:.0} ns vs task clock {task:.0} ns (bound {bound:.0})",
-            t.role,
-            p.phase,
-            c.samples
-        );
+        assert_eq!(c.cpu_ns, *task_ns as f64);
+        if let Err(e) =
+            protoprof::analyze::attribution::task_clock_agrees(*task_ns as f64, c.samples, hz)
+        {
+            panic!("{} phase {}: {e}", t.role, p.phase);
+        }
     }
     // Throughput is the window's bytes over the window's seconds.
     for p in &report.workload.phases {

@@ -141,6 +141,25 @@ pub enum CpuTime {
     Period { ns_per_sample: f64 },
 }
 
+/// Whether a window's task-clock CPU time and its CPU `samples` taken at
+/// `hz` agree within sampling error. The samples are ~Poisson arrivals over
+/// the CPU time, so n of them stand for n/hz s ± √n/hz s: the bound is 4
+/// standard deviations (an agreeing pair fails about once in 10^4) plus 5 %
+/// of the task clock for the kernel's adjusting of the period in frequency
+/// mode. `Err` says by how much they differ.
+pub fn task_clock_agrees(task_ns: f64, samples: u64, hz: f64) -> Result<(), String> {
+    let n = samples as f64;
+    let sampled = n / hz * 1e9;
+    let bound = 4.0 * n.sqrt() / hz * 1e9 + 0.05 * task_ns;
+    if (sampled - task_ns).abs() <= bound {
+        Ok(())
+    } else {
+        Err(format!(
+            "{samples} samples × period = {sampled:.0} ns vs task clock {task_ns:.0} ns (bound ±{bound:.0} ns)"
+        ))
+    }
+}
+
 /// Time slots with samples at least, for a block bootstrap over time to
 /// mean anything (1 s of 100 ms slots).
 const MIN_SLOTS: usize = 10;
@@ -468,6 +487,15 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn task_clock_and_samples_agree_within_sampling_error() {
+        // 100 samples at 100 Hz: 1 s ± 0.1 s; bound 0.4 s + 5 %.
+        assert!(task_clock_agrees(1e9, 100, 100.0).is_ok());
+        assert!(task_clock_agrees(1.44e9, 100, 100.0).is_ok());
+        assert!(task_clock_agrees(1.5e9, 100, 100.0).is_err());
+        assert!(task_clock_agrees(0.6e9, 100, 100.0).is_err());
     }
 
     #[test]

@@ -737,6 +737,81 @@ mod tests {
             .expect("fixture report")
     }
 
+    /// A real tcp run with costs split by phase, as `protoprof profile tcp`
+    /// wrote it (tests/data/README.md).
+    fn phases_fixture() -> crate::report::Report {
+        serde_json::from_str(include_str!(
+            "../../../tests/data/run-tcp-phases/report.json"
+        ))
+        .expect("fixture report")
+    }
+
+    #[test]
+    fn a_real_run_keeps_one_scope_per_figure() {
+        use crate::analyze::attribution::task_clock_agrees;
+        let r = phases_fixture();
+        let hz = r.probes.options.cpu_frequency_hz.expect("cpu probe on") as f64;
+        for t in &r.targets {
+            let (m, scopes) = target_metrics(
+                t,
+                &MetricInputs {
+                    workload: &r.workload,
+                    probes: &r.probes,
+                    calibration: &r.calibration,
+                    streams: r.workload.phases.iter().map(|p| p.connections as u64).sum(),
+                },
+            );
+            // The figures the run wrote are the ones the catalogue gives.
+            assert_eq!(m, t.metrics, "{}", t.role);
+            assert_eq!(scopes, t.metric_scopes, "{}", t.role);
+            // tcp: bulk is phase 0; the costs cover it and only it.
+            let costs = t.costs.as_ref().expect("costs");
+            assert_eq!(
+                (costs.phases.clone(), t.metrics_phases.clone()),
+                (vec![0], vec![0])
+            );
+            assert_eq!(costs.bytes, r.workload.phases[0].window_bytes());
+            let total = value(&m, "cpu_ns_per_byte");
+            let sum: f64 = CATEGORIES
+                .iter()
+                .map(|c| value(&m, &format!("cost.{c}.ns_per_byte")))
+                .sum();
+            assert!((sum - total).abs() <= 0.01 * total, "{sum} vs {total}");
+            // Each phase's task clock vs its samples × period, within
+            // sampling error (`task_clock_agrees` states the bound).
+            let mut in_phases = 0;
+            for p in &t.phases {
+                let c = p.costs.as_ref().expect("phase costs");
+                in_phases += c.samples;
+                let Some(crate::report::Reading::Value(task)) = p.counters.get("task_clock_ns")
+                else {
+                    panic!("phase {}: no task clock", p.phase);
+                };
+                assert_eq!(c.cpu_ns, *task as f64);
+                if let Err(e) = task_clock_agrees(*task as f64, c.samples, hz) {
+                    panic!("{} phase {}: {e}", t.role, p.phase);
+                }
+            }
+            assert_eq!(in_phases, t.cpu.samples);
+            let offcpu: u64 = t.phases.iter().filter_map(|p| p.offcpu_us).sum();
+            assert_eq!(offcpu, t.offcpu.as_ref().expect("offcpu").total_us);
+            // One crypto share: the crypto category's of the same costs.
+            assert_eq!(
+                t.crypto.as_ref().and_then(|c| c.cpu_share),
+                Some(value(&m, "cost.crypto.share"))
+            );
+        }
+        // Throughput is the window's bytes over the window's seconds, in
+        // this run and in the older fixture.
+        for w in [&r.workload, &fixture().workload] {
+            for p in &w.phases {
+                let mean = p.throughput.up_bps_mean + p.throughput.down_bps_mean;
+                let direct = p.window_bytes() as f64 / p.measured_s;
+                assert!((mean - direct).abs() <= 0.01 * direct, "{mean} vs {direct}");
+            }
+        }
+    }
+
     fn metrics_of(r: &crate::report::Report, t: &Target) -> BTreeMap<String, Metric> {
         target_metrics(
             t,
