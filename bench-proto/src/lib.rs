@@ -17,22 +17,29 @@
 //!   mode `splice` (protocol `tcp` only),
 //! - [`settings`]: `KEY=VALUE` settings as given by `--set`,
 //! - [`pki`]: per-run certificates and rustls configurations,
-//! - [`udp_frag`]: reassembly of UDP packets fragmented into QUIC datagrams.
+//! - [`udp_frag`]: reassembly of UDP packets fragmented into QUIC datagrams,
+//! - [`brutal`]: the Hysteria protocols' fixed-rate congestion control,
+//! - [`packet_obfs`]: the Hysteria protocols' salted XOR of every UDP packet
+//!   below quinn (Salamander, XPlus).
 //!
 //! One module per protocol: [`tcp`] (plain relay baseline).
 //! Also [`tls`] (Trojan over TLS 1.3; its [`wire`](tls::wire) and
 //! [`serve_trojan`](tls::server::serve_trojan) serve any Trojan protocol).
 //! Also [`ssh`] (SSH direct-tcpip channels).
 //! Also [`tuic`] (TUIC v5 over QUIC).
+//! Also [`hysteria1`] (Hysteria v1, protocol version 3, over QUIC).
 //! Also [`hysteria2`] (Hysteria 2 over QUIC with HTTP/3 authentication).
 //! Also [`ech`] (Trojan over TLS 1.3 with Encrypted Client Hello, BoringSSL).
 
 pub mod addr;
+pub mod brutal;
 pub mod buffer_pool;
 pub mod dial;
 pub mod ech;
+pub mod hysteria1;
 pub mod hysteria2;
 pub mod outbound;
+pub mod packet_obfs;
 pub mod pki;
 pub mod quic;
 pub mod relay;

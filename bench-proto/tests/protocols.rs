@@ -46,5 +46,7 @@ suites!(ech, cases::ech());
 suites!(ssh_password, cases::ssh(false));
 suites!(ssh_key, cases::ssh(true));
 suites!(tuic, cases::tuic());
+suites!(hysteria1, cases::hysteria1(false));
+suites!(hysteria1_xplus, cases::hysteria1(true));
 suites!(hysteria2, cases::hysteria2(false));
 suites!(hysteria2_salamander_brutal, cases::hysteria2(true));

@@ -318,7 +318,7 @@ impl fmt::Display for SpecError {
 }
 
 /// Protocols whose reference endpoints exist.
-pub const PROTOCOLS: &[&str] = &["tcp", "tls", "tuic", "ssh", "hysteria2", "ech"];
+pub const PROTOCOLS: &[&str] = &["tcp", "tls", "tuic", "ssh", "hysteria1", "hysteria2", "ech"];
 /// Protocol names a profile may use when both sides are outside
 /// implementations (the name then only labels the report).
 pub const LABELS: &[&str] = &["hysteria1", "reality", "shadowsocks", "vless", "vmess"];

@@ -1,7 +1,7 @@
 //! The `ech` chain profiled with the crypto probe: BoringSSL's HPKE (the
 //! ECH seal and open) and TLS record AEAD families, linked statically into
-//! protoprof-endpoint, are found by symbol, and the record AEAD calls are
-//! counted. Needs root.
+//! protoprof-endpoint, are found by symbol, HPKE is counted once per
+//! handshake and the record AEAD calls are counted. Needs root.
 
 use protoprof::report::IntegrityStatus;
 
@@ -10,7 +10,7 @@ use support::*;
 
 #[test]
 #[ignore = "needs root"]
-fn ech_profile_finds_boringssl_families_and_counts_record_aead() {
+fn ech_profile_counts_hpke_per_handshake_and_record_aead() {
     become_subreaper();
     let out = out_dir("ech");
     let (_, report, _) = profile_ok("ech", &out, "2");
@@ -39,10 +39,17 @@ fn ech_profile_finds_boringssl_families_and_counts_record_aead() {
             .iter()
             .map(|p| p.connections as u64)
             .sum();
-        // The HPKE symbols are found and attached (the family above), but
-        // EVP_HPKE_CTX_setup_*/seal/open read 0 calls on both sides where one
-        // per handshake is expected (first seen 2026-12-02, unexplained), so
-        // no HPKE count is asserted until that is found.
+        // ECH's HPKE runs once per handshake: the client sets up a sender
+        // context and seals the inner ClientHello, the server sets up a
+        // recipient context and opens it. Handshakes happen while the
+        // connections are set up, before a window opens; the family is
+        // counted over the whole run (`connection_setup` in crypto.toml).
+        let (setup, once) = match t.role {
+            protoprof::report::Role::Client => ("EVP_HPKE_CTX_setup_sender", "EVP_HPKE_CTX_seal"),
+            _ => ("EVP_HPKE_CTX_setup_recipient", "EVP_HPKE_CTX_open"),
+        };
+        assert_eq!(calls(setup), connections, "{}: {setup}", t.role);
+        assert_eq!(calls(once), connections, "{}: {once}", t.role);
         // The record layer seals and opens more than once per connection
         // (Finished, the request, the payload both ways).
         let records = calls("EVP_AEAD_CTX_seal_scatter") + calls("EVP_AEAD_CTX_open");

@@ -639,6 +639,7 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<()> {
         ("tuic", Some("sing-box-tuic")),
         ("ssh", None),
         ("ech", Some("sing-box-ech")),
+        ("hysteria1", Some("sing-box-hysteria1")),
     ];
     let hysteria = root.join("bench-proto/src/hysteria2");
     let mut pairs: Vec<(&str, Option<&str>)> = pairs.to_vec();
@@ -687,8 +688,13 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<()> {
             (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
             _ => "–".into(),
         };
+        // Brutal sends at a fixed rate: the row says which, for both sides.
+        let label = match ours {
+            "hysteria1" => format!("{ours} (Brutal {HYSTERIA1_MBPS} Mbit/s both sides)"),
+            _ => ours.to_owned(),
+        };
         let row = format!(
-            "| {ours} | {} | {} | {ratio} | {} | {} |\n",
+            "| {label} | {} | {} | {ratio} | {} | {} |\n",
             mib(u0),
             mib(u1),
             lat(median(&mut p50[0]), median(&mut p99[0])),
@@ -697,13 +703,17 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<()> {
         print!("{row}");
         table.push_str(&row);
     }
+    let hy_mib = HYSTERIA1_MBPS as f64 * 125_000.0 / 1_048_576.0;
     let doc = format!(
         "# Benchmarks\n\nOur reference endpoints against sing-box 1.14.4's, protocol by protocol, on this machine \
          (2 vCPUs, loopback), measured side by side in one run: each repeat runs ours, then sing-box's; \
          medians over {repeat} repeats of {duration} measured seconds, every probe off. The bulk phase uploads \
          only on both sides (sing-box does not relay a half-close, so download-after-upload would lose data); \
          4 connections, 64 KiB writes. rr: 4 connections, 64-byte requests, 1 KiB responses, closed loop. \
-         sing-box has no SSH server and protoprof no sing-box profile for plain TCP: those rows have no sing-box column.\n\n\
+         sing-box has no SSH server and protoprof no sing-box profile for plain TCP: those rows have no sing-box column. \
+         hysteria1 runs Brutal congestion control at a fixed rate on both sides: {HYSTERIA1_MBPS} Mbit/s up and down \
+         ({hy_mib:.1} MiB/s) for our endpoints (the `hysteria1.up_mbps`/`down_mbps` defaults) and for sing-box \
+         (`up_mbps`/`down_mbps` in profiles/sing-box/hysteria1-*.json), so its upload is capped near that rate.\n\n\
          Reproduce: `cargo xtask bench protocols --repeat {repeat} --duration {duration}`.\n\n{table}\n\
          The ratios are reported as measured; nothing was tuned to them.\n"
     );
@@ -711,6 +721,11 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<()> {
     println!("wrote docs/benchmarks.md");
     Ok(())
 }
+
+/// The Brutal rate of both hysteria1 profiles, each way, in Mbit/s: our
+/// endpoint's default and the sing-box configurations' `up_mbps` and
+/// `down_mbps`.
+const HYSTERIA1_MBPS: u64 = 1000;
 
 fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {

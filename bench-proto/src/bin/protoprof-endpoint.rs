@@ -16,7 +16,7 @@ use anyhow::Context;
 use bench_proto::relay::RelayOptions;
 use bench_proto::settings::{parse_assignment, SettingError};
 use bench_proto::tcp;
-use bench_proto::{ech, hysteria2, ssh, tls, tuic};
+use bench_proto::{ech, hysteria1, hysteria2, ssh, tls, tuic};
 use clap::{Parser, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -109,6 +109,10 @@ enum Protocol {
     /// client: --ca --user UUID --password [--server-name]; --listen of the
     /// server is a UDP address).
     Tuic,
+    /// Hysteria v1 over QUIC (server: --cert --key --password; client:
+    /// --ca --password [--server-name]; the password is the authentication
+    /// string; --listen of the server is a UDP address).
+    Hysteria1,
     /// Hysteria 2 over QUIC + HTTP/3 (server: --cert --key --password;
     /// client: --ca --password [--server-name]; --listen of the server is a
     /// UDP address).
@@ -137,6 +141,8 @@ enum Endpoint {
     SshServer(ssh::ServerOptions),
     TuicClient(tuic::ClientOptions),
     TuicServer(tuic::ServerOptions),
+    Hysteria1Client(hysteria1::ClientOptions),
+    Hysteria1Server(hysteria1::ServerOptions),
     Hysteria2Client(hysteria2::ClientOptions),
     Hysteria2Server(hysteria2::ServerOptions),
     EchClient(ech::ClientOptions),
@@ -173,6 +179,7 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
         tls: tls_settings,
         ssh: ssh_settings,
         tuic: tuic_settings,
+        hysteria1: hysteria1_settings,
         hysteria2: hysteria2_settings,
         ech: ech_settings,
     } = settings;
@@ -223,6 +230,22 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
                     .to_owned(),
                 tls,
                 settings: tuic_settings,
+                relay,
+            }))
+        }
+        (Protocol::Hysteria1, Side::Client, Some(server)) => {
+            let ca = required(&cli.ca, "the hysteria1 client needs --ca PATH")?;
+            let auth = required(
+                &cli.password,
+                "the hysteria1 client needs --password SECRET (its authentication string)",
+            )?;
+            let tls = bench_proto::pki::client_config(ca, &[]).map_err(|e| e.to_string())?;
+            Ok(Endpoint::Hysteria1Client(hysteria1::ClientOptions {
+                server,
+                server_name: cli.server_name.clone(),
+                auth: auth.to_owned(),
+                tls,
+                settings: hysteria1_settings,
                 relay,
             }))
         }
@@ -297,6 +320,21 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
                 relay,
             }))
         }
+        (Protocol::Hysteria1, Side::Server, None) => {
+            let cert = required(&cli.cert, "the hysteria1 server needs --cert PATH")?;
+            let key = required(&cli.key, "the hysteria1 server needs --key PATH")?;
+            let auth = required(
+                &cli.password,
+                "the hysteria1 server needs --password SECRET (the authentication string)",
+            )?;
+            let tls = bench_proto::pki::server_config(cert, key, &[]).map_err(|e| e.to_string())?;
+            Ok(Endpoint::Hysteria1Server(hysteria1::ServerOptions {
+                tls,
+                auth: auth.to_owned(),
+                settings: hysteria1_settings,
+                relay,
+            }))
+        }
         (Protocol::Hysteria2, Side::Server, None) => {
             let cert = required(&cli.cert, "the hysteria2 server needs --cert PATH")?;
             let key = required(&cli.key, "the hysteria2 server needs --key PATH")?;
@@ -363,6 +401,7 @@ struct Settings {
     tls: tls::Settings,
     ssh: ssh::Settings,
     tuic: tuic::Settings,
+    hysteria1: hysteria1::Settings,
     hysteria2: hysteria2::Settings,
     ech: ech::Settings,
 }
@@ -375,6 +414,7 @@ impl Settings {
             Some(("tls", rest)) => self.tls.set(rest, value),
             Some(("ssh", rest)) => self.ssh.set(rest, value),
             Some(("tuic", rest)) => self.tuic.set(rest, value),
+            Some(("hysteria1", rest)) => self.hysteria1.set(rest, value),
             Some(("hysteria2", rest)) => self.hysteria2.set(rest, value),
             Some(("ech", rest)) => self.ech.set(rest, value),
             _ => {
@@ -385,6 +425,7 @@ impl Settings {
                 known.extend(group("tls", tls::Settings::KEYS));
                 known.extend(group("ssh", ssh::Settings::KEYS));
                 known.extend(group("tuic", tuic::Settings::KEYS));
+                known.extend(group("hysteria1", hysteria1::Settings::KEYS));
                 known.extend(group("hysteria2", hysteria2::Settings::KEYS));
                 known.extend(group("ech", ech::Settings::KEYS));
                 Err(SettingError::UnknownKey {
@@ -412,14 +453,11 @@ async fn serve_until_signal(listen: SocketAddr, endpoint: Endpoint) -> anyhow::R
     // SIGTERM as soon as it has seen it.
     let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
-    // QUIC runs on UDP: the tuic and hysteria2 servers bind a UDP socket, every other side
+    // QUIC runs on UDP: the tuic and hysteria servers bind a UDP socket, every other side
     // a TCP listener.
     let endpoint = match endpoint {
         Endpoint::TuicServer(opts) => {
-            let socket = std::net::UdpSocket::bind(listen)
-                .with_context(|| format!("binding UDP {listen}"))?;
-            let bound = socket.local_addr().context("reading the bound address")?;
-            eprintln!("listening on {bound}");
+            let (socket, bound) = bind_udp(listen)?;
             return tokio::select! {
                 res = tuic::run_server(socket, opts) => {
                     res.with_context(|| format!("serving QUIC on {bound}"))
@@ -428,11 +466,18 @@ async fn serve_until_signal(listen: SocketAddr, endpoint: Endpoint) -> anyhow::R
                 _ = sigint.recv() => Ok(()),
             };
         }
+        Endpoint::Hysteria1Server(opts) => {
+            let (socket, bound) = bind_udp(listen)?;
+            return tokio::select! {
+                res = hysteria1::run_server(socket, opts) => {
+                    res.with_context(|| format!("serving QUIC on {bound}"))
+                }
+                _ = sigterm.recv() => Ok(()),
+                _ = sigint.recv() => Ok(()),
+            };
+        }
         Endpoint::Hysteria2Server(opts) => {
-            let socket = std::net::UdpSocket::bind(listen)
-                .with_context(|| format!("binding UDP {listen}"))?;
-            let bound = socket.local_addr().context("reading the bound address")?;
-            eprintln!("listening on {bound}");
+            let (socket, bound) = bind_udp(listen)?;
             return tokio::select! {
                 res = hysteria2::run_server(socket, opts) => {
                     res.with_context(|| format!("serving QUIC on {bound}"))
@@ -462,11 +507,16 @@ async fn serve_until_signal(listen: SocketAddr, endpoint: Endpoint) -> anyhow::R
             Endpoint::TuicClient(opts) => tuic::run_client(listener, opts)
                 .await
                 .map_err(std::io::Error::other),
+            Endpoint::Hysteria1Client(opts) => hysteria1::run_client(listener, opts)
+                .await
+                .map_err(std::io::Error::other),
             Endpoint::Hysteria2Client(opts) => hysteria2::run_client(listener, opts)
                 .await
                 .map_err(std::io::Error::other),
             // Served on their UDP sockets above.
-            Endpoint::TuicServer(_) | Endpoint::Hysteria2Server(_) => Ok(()),
+            Endpoint::TuicServer(_)
+            | Endpoint::Hysteria1Server(_)
+            | Endpoint::Hysteria2Server(_) => Ok(()),
         }
     };
     tokio::select! {
@@ -474,4 +524,14 @@ async fn serve_until_signal(listen: SocketAddr, endpoint: Endpoint) -> anyhow::R
         _ = sigterm.recv() => Ok(()),
         _ = sigint.recv() => Ok(()),
     }
+}
+
+/// Binds the UDP socket of a QUIC server and prints the `listening on`
+/// line.
+fn bind_udp(listen: SocketAddr) -> anyhow::Result<(std::net::UdpSocket, SocketAddr)> {
+    let socket =
+        std::net::UdpSocket::bind(listen).with_context(|| format!("binding UDP {listen}"))?;
+    let bound = socket.local_addr().context("reading the bound address")?;
+    eprintln!("listening on {bound}");
+    Ok((socket, bound))
 }

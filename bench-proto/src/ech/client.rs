@@ -12,14 +12,12 @@ use boring::x509::X509;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_boring::SslStream;
 
-use tokio::time::timeout;
-
 use super::{keys, EchError, Settings};
 use crate::addr::TargetAddr;
 use crate::outbound::{self, Opened, Outbound};
 use crate::relay::RelayOptions;
-use crate::tls::wire::send_request;
-use crate::tls::{OpenError, PasswordHash, HANDSHAKE_TIMEOUT};
+use crate::tls::open_trojan;
+use crate::tls::{OpenError, PasswordHash};
 
 /// What the client puts in its ClientHello's ECH extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,25 +219,13 @@ impl Outbound for Client {
         target: &TargetAddr,
         _origin: SocketAddr,
     ) -> Result<Opened<Self::Stream>, OpenError> {
-        // Refuse what the header cannot carry before connecting at all.
-        target.encode(&mut Vec::new())?;
-        let server = self.opts.server;
-        let tcp = TcpStream::connect(server)
-            .await
-            .map_err(|source| OpenError::ConnectServer { server, source })?;
-        tcp.set_nodelay(true)?;
-        let bound = tcp.local_addr()?;
-        let mut stream = timeout(HANDSHAKE_TIMEOUT, handshake(&self.opts, tcp))
-            .await
-            .map_err(|_| OpenError::HandshakeTimeout)?
-            .map_err(|e| OpenError::Handshake(io::Error::other(e)))?;
-        send_request(&mut stream, &self.opts.password, target)
-            .await
-            .map_err(|source| OpenError::SendRequest {
-                target: target.clone(),
-                source,
-            })?;
-        Ok(Opened { stream, bound })
+        let opts = &self.opts;
+        open_trojan(opts.server, &opts.password, target, |tcp| async move {
+            handshake(opts, tcp)
+                .await
+                .map_err(|e| OpenError::Handshake(io::Error::other(e)))
+        })
+        .await
     }
 
     fn relay_options(&self) -> &RelayOptions {

@@ -106,7 +106,12 @@ impl Handshake for Authenticate {
     ) -> Result<Live, Hysteria2Error> {
         match tokio::time::timeout(AUTH_TIMEOUT, self.authenticate(&conn, server)).await {
             Ok(Ok(live)) => {
-                tokio::spawn(receive_datagrams(conn, Arc::clone(&self.sessions)));
+                tokio::spawn(quic::deliver_datagrams(
+                    conn,
+                    Arc::clone(&self.sessions),
+                    "hysteria2 client",
+                    |d| parse(d).map(|(h, data)| (h.session_id, h, data)),
+                ));
                 Ok(live)
             }
             Ok(Err(e)) => {
@@ -339,21 +344,6 @@ impl UdpSession {
 impl Drop for UdpSession {
     fn drop(&mut self) {
         self.client.inner.sessions.close(self.session_id);
-    }
-}
-
-async fn receive_datagrams(conn: Connection, sessions: Arc<Inboxes<u32>>) {
-    while let Ok(d) = conn.read_datagram().await {
-        let delivered = parse(&d)
-            .map_err(|e| e.to_string())
-            .and_then(|(h, payload)| {
-                sessions
-                    .deliver(h.session_id, &h, payload)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = delivered {
-            eprintln!("hysteria2 client: datagram from server dropped: {e}");
-        }
     }
 }
 

@@ -34,7 +34,6 @@
 //! quinn's BBR otherwise.
 
 mod client;
-pub mod congestion;
 pub mod obfs;
 mod server;
 pub mod udp;
@@ -50,9 +49,13 @@ use quinn::VarInt;
 use crate::quic::LinkError;
 use crate::settings::{parse_in_range, SettingError};
 
+pub use crate::brutal as congestion;
 pub use crate::quic::QuicStream;
 pub use client::{run_client, Client, ClientOptions, UdpSession};
-pub use obfs::{Salamander, SalamanderSocket};
+pub use obfs::Salamander;
+
+/// A UDP socket that applies Salamander below quinn.
+pub type SalamanderSocket = crate::packet_obfs::ObfsSocket<Salamander>;
 pub use server::{run_server, ServerOptions};
 pub use udp::FragmentError;
 pub use wire::WireError;
@@ -205,11 +208,7 @@ fn endpoint(
     server: Option<quinn::ServerConfig>,
     obfs: Option<Salamander>,
 ) -> Result<quinn::Endpoint, Hysteria2Error> {
-    crate::quic::endpoint(socket, server, |socket| match obfs {
-        Some(obfs) => Arc::new(SalamanderSocket::new(socket, obfs)),
-        None => socket,
-    })
-    .map_err(Hysteria2Error::Endpoint)
+    crate::packet_obfs::endpoint(socket, server, obfs).map_err(Hysteria2Error::Endpoint)
 }
 
 /// Errors of the hysteria2 endpoints.

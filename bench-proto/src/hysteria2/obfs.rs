@@ -1,24 +1,17 @@
 //! Salamander obfuscation: every QUIC packet becomes an 8-byte random salt
 //! followed by the packet XORed with BLAKE2b-256(key + salt), repeated.
 //!
-//! [`SalamanderSocket`] applies it below quinn as an
-//! [`AsyncUdpSocket`](quinn::AsyncUdpSocket), so QUIC never sees it.
+//! [`SalamanderSocket`](super::SalamanderSocket) applies it below quinn, so
+//! QUIC never sees it.
 
 use std::fmt;
-use std::io::{self, IoSliceMut};
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 
 use blake2::{Blake2b256, Digest};
-use quinn::udp::{RecvMeta, Transmit};
-use quinn::{AsyncUdpSocket, UdpPoller};
-use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::packet_obfs::{SaltedMask, MASK_LEN};
 
 /// Bytes of salt before each packet.
 pub const SALT_LEN: usize = 8;
-const HASH_LEN: usize = 32;
 
 /// The Salamander transform with one pre-shared key.
 #[derive(Clone)]
@@ -38,137 +31,16 @@ impl Salamander {
     pub fn new(key: &[u8]) -> Salamander {
         Salamander { key: key.to_vec() }
     }
+}
 
-    fn mask(&self, salt: &[u8]) -> [u8; HASH_LEN] {
+impl SaltedMask for Salamander {
+    const SALT_LEN: usize = SALT_LEN;
+
+    fn mask(&self, salt: &[u8]) -> [u8; MASK_LEN] {
         let mut h = Blake2b256::new();
         h.update(&self.key);
         h.update(salt);
         h.finalize().into()
-    }
-
-    /// Appends the obfuscated form of `packet` with `salt` to `out`.
-    pub fn obfuscate(&self, salt: [u8; SALT_LEN], packet: &[u8], out: &mut Vec<u8>) {
-        let mask = self.mask(&salt);
-        out.reserve(SALT_LEN + packet.len());
-        out.extend_from_slice(&salt);
-        out.extend(packet.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
-    }
-
-    /// Undoes [`obfuscate`](Self::obfuscate) in place: the packet ends up at
-    /// the start of `buf`; returns its length, or `None` for a datagram too
-    /// short to carry a salt (which must be discarded).
-    pub fn deobfuscate(&self, buf: &mut [u8]) -> Option<usize> {
-        if buf.len() < SALT_LEN {
-            return None;
-        }
-        let mask = self.mask(&buf[..SALT_LEN]);
-        let n = buf.len() - SALT_LEN;
-        for i in 0..n {
-            buf[i] = buf[i + SALT_LEN] ^ mask[i % HASH_LEN];
-        }
-        Some(n)
-    }
-}
-
-/// A UDP socket that obfuscates what quinn sends and deobfuscates what it
-/// receives.
-pub struct SalamanderSocket {
-    inner: Arc<dyn AsyncUdpSocket>,
-    obfs: Salamander,
-    rng: SystemRandom,
-}
-
-impl fmt::Debug for SalamanderSocket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SalamanderSocket")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SalamanderSocket {
-    /// Wraps a socket made by quinn's runtime (e.g.
-    /// `quinn::TokioRuntime.wrap_udp_socket`).
-    pub fn new(inner: Arc<dyn AsyncUdpSocket>, obfs: Salamander) -> SalamanderSocket {
-        SalamanderSocket {
-            inner,
-            obfs,
-            rng: SystemRandom::new(),
-        }
-    }
-}
-
-impl AsyncUdpSocket for SalamanderSocket {
-    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
-        Arc::clone(&self.inner).create_io_poller()
-    }
-
-    fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
-        // max_transmit_segments is 1, but split anyway should quinn ever
-        // hand over a GSO batch: every datagram needs its own salt.
-        let seg = transmit
-            .segment_size
-            .unwrap_or(transmit.contents.len())
-            .max(1);
-        let mut buf = Vec::with_capacity(SALT_LEN + seg);
-        for packet in transmit.contents.chunks(seg) {
-            let mut salt = [0u8; SALT_LEN];
-            self.rng
-                .fill(&mut salt)
-                .map_err(|_| io::Error::other("system random number generator failed"))?;
-            buf.clear();
-            self.obfs.obfuscate(salt, packet, &mut buf);
-            self.inner.try_send(&Transmit {
-                destination: transmit.destination,
-                ecn: transmit.ecn,
-                contents: &buf,
-                segment_size: None,
-                src_ip: transmit.src_ip,
-            })?;
-        }
-        Ok(())
-    }
-
-    fn poll_recv(
-        &self,
-        cx: &mut Context,
-        bufs: &mut [IoSliceMut<'_>],
-        meta: &mut [RecvMeta],
-    ) -> Poll<io::Result<usize>> {
-        let n = ready!(self.inner.poll_recv(cx, bufs, meta))?;
-        for (buf, m) in bufs.iter_mut().zip(meta.iter_mut()).take(n) {
-            // A GRO batch holds datagrams of `stride` bytes (the last may be
-            // shorter); each loses its salt, so the batch is compacted to a
-            // stride of `stride - SALT_LEN`.
-            let stride = m.stride.max(1);
-            let new_stride = stride.saturating_sub(SALT_LEN);
-            let mut out = 0;
-            let mut at = 0;
-            while at < m.len {
-                let end = (at + stride).min(m.len);
-                if let Some(k) = self.obfs.deobfuscate(&mut buf[at..end]) {
-                    buf.copy_within(at..at + k, out);
-                    out += k;
-                }
-                // A short datagram can only be the last one: dropped.
-                at = end;
-            }
-            m.len = out;
-            m.stride = new_stride.max(1);
-        }
-        Poll::Ready(Ok(n))
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-
-    fn max_receive_segments(&self) -> usize {
-        self.inner.max_receive_segments()
-    }
-
-    fn may_fragment(&self) -> bool {
-        self.inner.may_fragment()
     }
 }
 
@@ -181,7 +53,7 @@ mod tests {
         let s = Salamander::new(b"cry me a river");
         let packet: Vec<u8> = (0..100u8).collect();
         let mut out = Vec::new();
-        s.obfuscate([1, 2, 3, 4, 5, 6, 7, 8], &packet, &mut out);
+        s.obfuscate(&[1, 2, 3, 4, 5, 6, 7, 8], &packet, &mut out);
         assert_eq!(&out[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_ne!(&out[8..], &packet[..]);
         // The mask is BLAKE2b-256(key + salt), independently computed.
@@ -194,7 +66,7 @@ mod tests {
         assert_eq!(s.deobfuscate(&mut [0u8; 8]), Some(0));
         // Another key does not undo it.
         let mut out = Vec::new();
-        s.obfuscate([9; 8], &packet, &mut out);
+        s.obfuscate(&[9; 8], &packet, &mut out);
         let n = Salamander::new(b"other").deobfuscate(&mut out).unwrap();
         assert_ne!(&out[..n], &packet[..]);
     }

@@ -27,7 +27,6 @@ use super::{
     congestion, endpoint, mbps_to_bytes, Hysteria2Error, Settings, AUTH_PATH, STATUS_AUTH_OK,
     STREAM_BAD_REQUEST, STREAM_RELAY_FAILED,
 };
-use crate::addr::TargetAddr;
 use crate::dial::{connect, resolve};
 use crate::quic::{self, QuicStream};
 use crate::relay::{relay, RelayOptions};
@@ -387,45 +386,14 @@ impl Session {
 
 /// Relays what a UDP session's socket receives back to the client.
 async fn udp_back(conn: Connection, socket: Arc<UdpSocket>, session_id: u32, peer: SocketAddr) {
-    let mut buf = vec![0u8; 65536];
-    let mut packet_id: u16 = 0;
-    loop {
-        // Runs until the session is released (its Assoc dropped, which
-        // aborts this task) or the connection ends.
-        let (n, from) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                return log(
-                    peer,
-                    format_args!("UDP session {session_id}: receiving: {e}"),
-                );
-            }
-        };
-        // An IPv6 socket reports IPv4 peers as mapped addresses; the client
-        // should see the address it sent to.
-        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
-        let Some(max) = conn.max_datagram_size() else {
-            return log(peer, "client takes no datagrams, UDP answers dropped");
-        };
-        match fragment(session_id, packet_id, &TargetAddr::Ip(from), &buf[..n], max) {
-            Ok(ds) => {
-                for d in ds {
-                    if let Err(e) = conn.send_datagram_wait(d).await {
-                        if conn.close_reason().is_some() {
-                            return;
-                        }
-                        log(
-                            peer,
-                            format_args!("UDP session {session_id}: to client: {e}"),
-                        );
-                        break;
-                    }
-                }
-            }
-            Err(e) => log(peer, format_args!("UDP session {session_id}: {e}")),
-        }
-        packet_id = packet_id.wrapping_add(1);
-    }
+    quic::relay_udp_back(
+        conn,
+        socket,
+        session_id,
+        |what| log(peer, what),
+        |id, from, data, max| fragment(session_id, id, from, data, max),
+    )
+    .await;
 }
 
 /// Releases UDP sessions idle for [`UDP_SESSION_IDLE`].

@@ -7,7 +7,7 @@ use super::wire::{UdpHeader, WireError};
 use super::Hysteria2Error;
 use crate::addr::TargetAddr;
 
-use crate::udp_frag::{Fragment, FragmentHeader};
+use crate::udp_frag::{split, Fragment, FragmentHeader, SplitError};
 pub use crate::udp_frag::{
     FragmentError, Reassembler, MAX_FRAGMENTS, MAX_PENDING_PACKETS, MAX_UDP_PAYLOAD,
     REASSEMBLY_TIMEOUT,
@@ -22,9 +22,6 @@ pub fn fragment(
     payload: &[u8],
     max_datagram: usize,
 ) -> Result<Vec<Bytes>, Hysteria2Error> {
-    if payload.len() > MAX_UDP_PAYLOAD {
-        return Err(Hysteria2Error::PacketTooLarge(payload.len()));
-    }
     let mut h = UdpHeader {
         session_id,
         packet_id,
@@ -33,19 +30,12 @@ pub fn fragment(
         addr: addr.clone(),
     };
     let head = h.encoded_len();
-    let chunk = max_datagram.saturating_sub(head);
-    if chunk == 0 {
-        return Err(Hysteria2Error::DatagramTooSmall(max_datagram));
-    }
-    let count = payload.len().div_ceil(chunk).max(1);
-    h.frag_count = u8::try_from(count)
-        .ok()
-        .filter(|n| *n <= MAX_FRAGMENTS)
-        .ok_or(Hysteria2Error::TooManyFragments(count))?;
-    let mut parts: Vec<&[u8]> = payload.chunks(chunk).collect();
-    if parts.is_empty() {
-        parts.push(&[]);
-    }
+    let parts = split(payload, head, max_datagram).map_err(|e| match e {
+        SplitError::PacketTooLarge(n) => Hysteria2Error::PacketTooLarge(n),
+        SplitError::DatagramTooSmall(n) => Hysteria2Error::DatagramTooSmall(n),
+        SplitError::TooManyFragments(n) => Hysteria2Error::TooManyFragments(n),
+    })?;
+    h.frag_count = parts.len() as u8; // at most MAX_FRAGMENTS
     let mut out = Vec::with_capacity(parts.len());
     for (i, part) in parts.into_iter().enumerate() {
         h.frag_id = i as u8; // below frag_count, checked above

@@ -1,17 +1,19 @@
 //! The client side: SOCKS5 in, one TLS session per proxied connection, the
 //! Trojan request first.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::wire::send_request;
-use super::{ClientOptions, HANDSHAKE_TIMEOUT};
+use super::{ClientOptions, PasswordHash, HANDSHAKE_TIMEOUT};
 use crate::addr::{AddrError, TargetAddr};
 use crate::outbound::{Opened, Outbound, SocksReply};
 use crate::relay::RelayOptions;
@@ -59,6 +61,40 @@ impl SocksReply for OpenError {
     }
 }
 
+/// Opens one Trojan stream: a TCP connection to `server`, the TLS
+/// handshake that `handshake` runs on it (rustls here, BoringSSL with ECH in
+/// `ech`), then the request for `target`. Trojan has no server reply, so the
+/// stream counts as open once the request is sent.
+pub(crate) async fn open_trojan<S, F, H>(
+    server: SocketAddr,
+    password: &PasswordHash,
+    target: &TargetAddr,
+    handshake: F,
+) -> Result<Opened<S>, OpenError>
+where
+    S: AsyncWrite + Unpin,
+    F: FnOnce(TcpStream) -> H,
+    H: Future<Output = Result<S, OpenError>>,
+{
+    // Refuse what the header cannot carry before connecting at all.
+    target.encode(&mut Vec::new())?;
+    let tcp = TcpStream::connect(server)
+        .await
+        .map_err(|source| OpenError::ConnectServer { server, source })?;
+    tcp.set_nodelay(true)?;
+    let bound = tcp.local_addr()?;
+    let mut stream = timeout(HANDSHAKE_TIMEOUT, handshake(tcp))
+        .await
+        .map_err(|_| OpenError::HandshakeTimeout)??;
+    send_request(&mut stream, password, target)
+        .await
+        .map_err(|source| OpenError::SendRequest {
+            target: target.clone(),
+            source,
+        })?;
+    Ok(Opened { stream, bound })
+}
+
 /// The client side as an [`Outbound`]: Trojan has no server reply, so a
 /// stream counts as open once the TLS session is up and the request sent.
 #[derive(Clone)]
@@ -88,26 +124,14 @@ impl Outbound for Client {
         target: &TargetAddr,
         _origin: SocketAddr,
     ) -> Result<Opened<Self::Stream>, OpenError> {
-        // Refuse what the header cannot carry before connecting at all.
-        target.encode(&mut Vec::new())?;
-        let server = self.opts.server;
-        let tcp = TcpStream::connect(server)
-            .await
-            .map_err(|source| OpenError::ConnectServer { server, source })?;
-        tcp.set_nodelay(true)?;
-        let bound = tcp.local_addr()?;
-        let handshake = self.connector.connect(self.opts.server_name.clone(), tcp);
-        let mut stream = timeout(HANDSHAKE_TIMEOUT, handshake)
-            .await
-            .map_err(|_| OpenError::HandshakeTimeout)?
-            .map_err(OpenError::Handshake)?;
-        send_request(&mut stream, &self.opts.password, target)
-            .await
-            .map_err(|source| OpenError::SendRequest {
-                target: target.clone(),
-                source,
-            })?;
-        Ok(Opened { stream, bound })
+        let opts = &self.opts;
+        open_trojan(opts.server, &opts.password, target, |tcp| async move {
+            self.connector
+                .connect(opts.server_name.clone(), tcp)
+                .await
+                .map_err(OpenError::Handshake)
+        })
+        .await
     }
 
     fn relay_options(&self) -> &RelayOptions {

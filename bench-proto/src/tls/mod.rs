@@ -50,6 +50,7 @@ use crate::pki::{self, PkiError};
 use crate::relay::RelayOptions;
 use crate::settings::SettingError;
 
+pub(crate) use client::open_trojan;
 pub use client::{Client, OpenError};
 pub use server::run_server;
 pub use wire::{PasswordHash, Refusal, CMD_CONNECT, CMD_UDP_ASSOCIATE, HASH_LEN, MAX_HEADER_LEN};

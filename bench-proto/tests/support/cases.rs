@@ -435,6 +435,92 @@ pub fn hysteria2(obfs: bool) -> Case {
     }
 }
 
+/// The XPlus key of the hysteria1 case with obfuscation.
+pub const HYSTERIA1_OBFS_KEY: &str = "pass the salt";
+
+/// Hysteria v1 over QUIC at 1000 Mbit/s each way on both sides (Brutal);
+/// `obfs` adds XPlus.
+pub fn hysteria1(obfs: bool) -> Case {
+    let pki = test_pki();
+    let cert = pki.cert.to_str().unwrap().to_owned();
+    let key = pki.key.to_str().unwrap().to_owned();
+    let obfs_set = format!("hysteria1.obfs={HYSTERIA1_OBFS_KEY}");
+    let mut extra = args(&[
+        "--set",
+        "hysteria1.up_mbps=1000",
+        "--set",
+        "hysteria1.down_mbps=1000",
+    ]);
+    if obfs {
+        extra.extend(args(&["--set", &obfs_set]));
+    }
+    let server_base = [
+        "hysteria1",
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--password",
+        PASSWORD,
+    ];
+    let mut bad_lines: Vec<(Vec<String>, String)> = [
+        ("hysteria1.x=1", "hysteria1.x"),
+        ("hysteria1.up_mbps=0", "hysteria1.up_mbps"),
+        ("hysteria1.down_mbps=fast", "hysteria1.down_mbps"),
+        ("hysteria1.udp=maybe", "hysteria1.udp"),
+        ("hysteria1.idle_timeout_s=0", "hysteria1.idle_timeout_s"),
+    ]
+    .iter()
+    .map(|(set, name)| (with_set(&server_base, set), (*name).to_owned()))
+    .collect();
+    // A missing --ca, --password or --cert is a usage error too.
+    bad_lines.push(bad(
+        &[
+            "hysteria1",
+            "client",
+            "--listen",
+            "127.0.0.1:0",
+            "--server",
+            "127.0.0.1:1",
+            "--password",
+            PASSWORD,
+        ],
+        "--ca",
+    ));
+    bad_lines.push(bad(&server_base[..8], "--password"));
+    bad_lines.push(bad(
+        &[&server_base[..4], &server_base[6..]].concat(),
+        "--cert",
+    ));
+    let client = |auth: &str| {
+        let mut v = args(&[
+            "--ca",
+            &cert,
+            "--server-name",
+            "localhost",
+            "--password",
+            auth,
+        ]);
+        v.extend(extra.iter().cloned());
+        v
+    };
+    let mut server = args(&["--cert", &cert, "--key", &key, "--password", PASSWORD]);
+    server.extend(extra.iter().cloned());
+    Case {
+        protocol: "hysteria1",
+        transport: Transport::Udp,
+        server,
+        client: client(PASSWORD),
+        wrong_client: Some(client("not the password")),
+        bad: bad_lines,
+        cert_key: Some((pki.cert.clone(), pki.key.clone())),
+        _files: Box::new(pki),
+    }
+}
+
 /// Trojan over TLS 1.3 with ECH (BoringSSL): the server holds the ECH keys
 /// and both certificates, the client seals its ClientHello to the config.
 /// Its bad lines are ECH's own; the Trojan settings are `tls`'s case's.

@@ -228,7 +228,7 @@ async fn bulk_64_mib(socks: SocketAddr) {
 
 /// Waits until a CONNECT through `socks` succeeds: a QUIC server has no
 /// "port closed", so there is no other sign that the peer is up.
-async fn wait_until_through(socks: SocketAddr, who: &str) {
+pub async fn wait_until_through(socks: SocketAddr, who: &str) {
     let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = TargetAddr::Ip(target.local_addr().unwrap());
     for _ in 0..40 {

@@ -9,6 +9,7 @@ pub mod cases;
 pub mod ech;
 pub mod endpoint;
 pub mod harness;
+pub mod hysteria1;
 pub mod hysteria2;
 pub mod peers;
 pub mod sing_box;

@@ -1,5 +1,6 @@
 //! The other implementations the interop suite runs against, as
-//! [`Peer`]s: sing-box 1.14.4 for Trojan (tls), TUIC and Hysteria 2.
+//! [`Peer`]s: sing-box 1.14.4 for Trojan (tls), TUIC, Hysteria v1 and
+//! Hysteria 2.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -168,6 +169,50 @@ pub fn hysteria2(case: &Case, obfs: bool) -> Peer {
       {extras}
       "password": "{PASSWORD}",
       "tls": {{ "enabled": true, "server_name": "localhost", "alpn": ["h3"],
+               "certificate_path": "{client_cert}" }}
+    }}"#,
+                extras = extras()
+            )
+        },
+        true,
+    )
+}
+
+/// sing-box's `hysteria` (v1) for the hysteria1 case: 1000 Mbit/s each way
+/// as the case, the case's authentication string, XPlus when `obfs`.
+pub fn hysteria1(case: &Case, obfs: bool) -> Peer {
+    use super::cases::HYSTERIA1_OBFS_KEY;
+    let (cert, key) = cert_key(case);
+    let client_cert = cert.clone();
+    let extras = move || {
+        let obfs = if obfs {
+            format!(r#""obfs": "{HYSTERIA1_OBFS_KEY}","#)
+        } else {
+            String::new()
+        };
+        format!(r#""up_mbps": 1000, "down_mbps": 1000, {obfs}"#)
+    };
+    sing_box(
+        "sing-box hysteria",
+        move |port| {
+            format!(
+                r#"{{
+      "type": "hysteria", "tag": "hy-in", "listen": "127.0.0.1", "listen_port": {port},
+      {extras}
+      "users": [{{ "name": "bench", "auth_str": "{PASSWORD}" }}],
+      "tls": {{ "enabled": true, "alpn": ["hysteria"],
+               "certificate_path": "{cert}", "key_path": "{key}" }}
+    }}"#,
+                extras = extras()
+            )
+        },
+        move |server_port| {
+            format!(
+                r#"{{
+      "type": "hysteria", "tag": "hy-out", "server": "127.0.0.1", "server_port": {server_port},
+      {extras}
+      "auth_str": "{PASSWORD}",
+      "tls": {{ "enabled": true, "server_name": "localhost", "alpn": ["hysteria"],
                "certificate_path": "{client_cert}" }}
     }}"#,
                 extras = extras()

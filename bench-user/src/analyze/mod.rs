@@ -732,6 +732,7 @@ fn crypto_summary(inp: &Inputs, pid: u32, attached: &TargetProbes) -> CryptoSumm
                 family: sym.family.clone(),
                 primitive: sym.primitive.clone(),
                 accel: sym.accel.clone(),
+                connection_setup: sym.connection_setup,
                 calls,
                 bytes: (sym.length_scale > 0)
                     .then(|| rec.map_or(0, |r| r.length_sum) * sym.length_scale),

@@ -35,6 +35,11 @@ struct FamilySpec {
     library: String,
     primitive: String,
     accel: String,
+    /// Called while a connection is set up (handshake markers, ECH's HPKE):
+    /// counted over the whole run, since handshakes happen before a window
+    /// opens, and kept out of the windows' per-record figures.
+    #[serde(default)]
+    connection_setup: bool,
     symbols: Vec<SymbolSpec>,
 }
 
@@ -104,6 +109,8 @@ pub struct CryptoSymbol {
     pub library: String,
     pub primitive: String,
     pub accel: String,
+    /// Counted over the whole run (the family's `connection_setup`).
+    pub connection_setup: bool,
     /// Whether the return is probed too (call timing); never on Go.
     pub return_probe: bool,
     /// Multiplier from the length argument to bytes (0 = length unknown).
@@ -143,9 +150,7 @@ pub(super) fn points(
             }
             let id = *next_id;
             *next_id += 1;
-            // Handshake markers count outside windows too: handshakes happen
-            // while connections are set up, before a window opens.
-            let cookie = crypto_cookie(id, spec.length_arg, family.primitive == "handshake");
+            let cookie = crypto_cookie(id, spec.length_arg, family.connection_setup);
             let point = |program| Point {
                 program,
                 path: file.path.clone(),
@@ -167,6 +172,7 @@ pub(super) fn points(
                 library: family.library.clone(),
                 primitive: family.primitive.clone(),
                 accel: family.accel.clone(),
+                connection_setup: family.connection_setup,
                 return_probe,
                 length_scale: match spec.length_arg {
                     Some(_) => spec.length_scale.unwrap_or(1),

@@ -203,16 +203,15 @@ impl MultiPrograms {
         };
         let fd = match load(&mut Vec::new()) {
             Ok(fd) => fd,
-            Err(_) => {
-                // Again with the verifier's log, to say why.
-                let mut log = vec![0u8; 1 << 16];
-                let error = match load(&mut log) {
-                    Ok(fd) => {
-                        self.loaded.insert(name.to_string(), fd);
-                        return self.program(name);
-                    }
-                    Err(e) => e,
-                };
+            Err(error) => {
+                // Again with the verifier's log, to say why. The first error
+                // is the one reported: with a log the kernel may fail with
+                // ENOSPC merely because the log did not fit.
+                let mut log = vec![0u8; 1 << 22];
+                if let Ok(fd) = load(&mut log) {
+                    self.loaded.insert(name.to_string(), fd);
+                    return self.program(name);
+                }
                 let text = String::from_utf8_lossy(&log);
                 let text = text.trim_end_matches('\0').trim_end();
                 let tail: Vec<&str> = text.lines().rev().take(3).collect();

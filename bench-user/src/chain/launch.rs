@@ -125,7 +125,10 @@ fn builtin_args(spec: &ProfileSpec, role: Role, ctx: &Context) -> (Vec<String>, 
     if role == Role::Client {
         args.extend(["--server".into(), format!("127.0.0.1:{}", ctx.server_port)]);
     }
-    let tls = matches!(spec.protocol.as_str(), "tls" | "tuic" | "hysteria2" | "ech");
+    let tls = matches!(
+        spec.protocol.as_str(),
+        "tls" | "tuic" | "hysteria1" | "hysteria2" | "ech"
+    );
     match (tls, role) {
         (true, Role::Server) => {
             args.extend(["--cert".into(), path(&s.cert), "--key".into(), path(&s.key)])
@@ -151,7 +154,7 @@ fn builtin_args(spec: &ProfileSpec, role: Role, ctx: &Context) -> (Vec<String>, 
             "--password".into(),
             s.password.clone(),
         ]),
-        "tls" | "hysteria2" => args.extend(["--password".into(), s.password.clone()]),
+        "tls" | "hysteria1" | "hysteria2" => args.extend(["--password".into(), s.password.clone()]),
         "ech" => {
             args.extend(["--password".into(), s.password.clone()]);
             match role {
@@ -188,7 +191,7 @@ fn builtin_args(spec: &ProfileSpec, role: Role, ctx: &Context) -> (Vec<String>, 
     }
     // QUIC servers listen on UDP.
     let ready = match (spec.protocol.as_str(), role) {
-        ("tuic" | "hysteria2", Role::Server) => Ready::Udp,
+        ("tuic" | "hysteria1" | "hysteria2", Role::Server) => Ready::Udp,
         _ => Ready::Tcp,
     };
     (args, ready)

@@ -343,6 +343,9 @@ pub struct CryptoSymbolRow {
     pub family: String,
     pub primitive: String,
     pub accel: String,
+    /// Counted over the whole run, connection set-up included (handshake
+    /// markers, ECH's HPKE); the other rows count inside the windows only.
+    pub connection_setup: bool,
     pub calls: u64,
     /// Bytes, where the length argument is known.
     pub bytes: Option<u64>,

@@ -15,13 +15,10 @@ pub(super) fn insert(
     m: &mut BTreeMap<String, Metric>,
 ) {
     let all_rows = t.crypto.as_ref().map(|c| c.symbols.as_slice());
-    // Handshake markers are not ciphers: they count handshakes.
-    let cipher_rows: Option<Vec<crate::report::CryptoSymbolRow>> = all_rows.map(|r| {
-        r.iter()
-            .filter(|s| s.primitive != "handshake")
-            .cloned()
-            .collect()
-    });
+    // Rows counted at connection set-up (handshake markers, HPKE) are not
+    // the windows' record ciphers.
+    let cipher_rows: Option<Vec<crate::report::CryptoSymbolRow>> =
+        all_rows.map(|r| r.iter().filter(|s| !s.connection_setup).cloned().collect());
     let rows = cipher_rows.as_deref();
     // Calls of the scope's phases where the report splits them by phase.
     let calls: u64 = match &scope.crypto {

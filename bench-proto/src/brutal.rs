@@ -1,11 +1,12 @@
-//! Congestion control: quinn's BBR until the authentication exchange has
-//! settled a send rate, Brutal (a fixed rate) from then on.
+//! Congestion control of the Hysteria protocols (v1 and 2): quinn's BBR
+//! until the handshake has settled a send rate, Brutal (a fixed rate) from
+//! then on.
 //!
 //! quinn picks a connection's controller before the handshake, but Hysteria
-//! only knows the rate after `/auth`. So every connection gets an
-//! [`Adaptive`] controller whose rate cell is shared by all its clones;
-//! [`set_rate`] reaches it through `Connection::congestion_state`, which
-//! hands out such a clone.
+//! only knows the rate afterwards (v2: the `/auth` answer; v1: the server
+//! hello). So every connection gets an [`Adaptive`] controller whose rate
+//! cell is shared by all its clones; [`set_rate`] reaches it through
+//! `Connection::congestion_state`, which hands out such a clone.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,373 @@
+//! The client side: SOCKS5 in, Hysteria v1 out, all over one QUIC
+//! connection that is re-established when it dies.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::{Connection, ConnectionError, VarInt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::udp::{fragment, parse};
+use super::wire::{
+    read_message, ClientHello, Request, Response, ServerHello, MAX_RESPONSE, MAX_SERVER_HELLO,
+};
+use super::{
+    endpoint, Hysteria1Error, Settings, ALPN, CLOSE_AUTH_ERROR, CLOSE_GENERIC,
+    CLOSE_PROTOCOL_ERROR, PROTOCOL_TIMEOUT,
+};
+use crate::addr::TargetAddr;
+use crate::brutal;
+use crate::outbound::{self, Opened, Outbound, SocksReply};
+use crate::quic::{self, Handshake, Link, QuicStream};
+use crate::relay::RelayOptions;
+use crate::socks5::ReplyCode;
+use crate::udp_frag::Inboxes;
+
+/// Packets queued per UDP session; more are dropped as a full socket buffer
+/// would drop them.
+const UDP_QUEUE: usize = 256;
+/// Keep-alive interval (Hysteria's default), so that a connection kept for
+/// later use is not closed by the idle timeout.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// Options of the client side.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The server endpoint (UDP).
+    pub server: SocketAddr,
+    /// The TLS server name to send and verify.
+    pub server_name: String,
+    /// The authentication string.
+    pub auth: String,
+    /// TLS 1.3 configuration that trusts the server, e.g. from
+    /// [`pki::client_config`](crate::pki::client_config); its ALPN list is
+    /// replaced by `hysteria`.
+    pub tls: rustls::ClientConfig,
+    /// Hysteria v1 settings.
+    pub settings: Settings,
+    /// How to relay once a stream is up.
+    pub relay: RelayOptions,
+}
+
+/// A Hysteria v1 client: one QUIC endpoint, at most one live accepted
+/// connection, shared by every stream and UDP session. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    link: Link<Hello>,
+    relay: RelayOptions,
+    sessions: Arc<Inboxes<u32>>,
+}
+
+/// Hysteria v1's part of a new connection: the hellos on the first stream.
+struct Hello {
+    auth: String,
+    settings: Settings,
+    sessions: Arc<Inboxes<u32>>,
+}
+
+/// An accepted connection.
+#[derive(Clone)]
+struct Live {
+    conn: Connection,
+    /// The hello stream, kept open for the connection's life as Hysteria
+    /// clients keep it.
+    _control: Arc<QuicStream>,
+}
+
+/// Serves the client side on `listener` forever: SOCKS5 CONNECT in,
+/// Hysteria v1 out to `opts.server`. Returns only if the listener fails.
+pub async fn run_client(listener: TcpListener, opts: ClientOptions) -> Result<(), Hysteria1Error> {
+    Client::new(opts)?.serve(listener).await?;
+    Ok(())
+}
+
+impl Handshake for Hello {
+    type Live = Live;
+    type Error = Hysteria1Error;
+
+    fn connection(live: &Live) -> &Connection {
+        &live.conn
+    }
+
+    async fn establish(
+        &self,
+        conn: Connection,
+        server: SocketAddr,
+    ) -> Result<Live, Hysteria1Error> {
+        match tokio::time::timeout(PROTOCOL_TIMEOUT, self.hello(&conn, server)).await {
+            Ok(Ok(live)) => {
+                tokio::spawn(quic::deliver_datagrams(
+                    conn,
+                    Arc::clone(&self.sessions),
+                    "hysteria1 client",
+                    |d| parse(d).map(|(h, data)| (h.session_id, h, data)),
+                ));
+                Ok(live)
+            }
+            Ok(Err(e)) => {
+                conn.close(VarInt::from_u32(CLOSE_GENERIC), b"");
+                Err(e)
+            }
+            Err(_) => {
+                conn.close(VarInt::from_u32(CLOSE_GENERIC), b"");
+                Err(Hysteria1Error::Hello {
+                    server,
+                    reason: "no server hello in time".into(),
+                })
+            }
+        }
+    }
+}
+
+impl Hello {
+    /// Sends the client hello on the first stream and reads the server's;
+    /// sets Brutal's rate from it.
+    async fn hello(&self, conn: &Connection, server: SocketAddr) -> Result<Live, Hysteria1Error> {
+        let failed = |e: &dyn std::fmt::Display| Hysteria1Error::Hello {
+            server,
+            reason: e.to_string(),
+        };
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| failed(&e))?;
+        let hello = ClientHello {
+            send_bps: self.settings.send_bps(),
+            recv_bps: self.settings.recv_bps(),
+            auth: self.auth.as_bytes().to_vec(),
+        }
+        .encode()?;
+        send.write_all(&hello).await.map_err(|e| failed(&e))?;
+        let answer = match read_message(&mut recv, ServerHello::decode, MAX_SERVER_HELLO).await {
+            Ok(a) => a,
+            Err(e) => {
+                // The server may close (code 2) before its refusing hello
+                // arrives: that is a refusal too.
+                if let Some(ConnectionError::ApplicationClosed(c)) = conn.close_reason() {
+                    if c.error_code == VarInt::from_u32(CLOSE_AUTH_ERROR) {
+                        return Err(Hysteria1Error::AuthRejected {
+                            server,
+                            message: String::from_utf8_lossy(&c.reason).into_owned(),
+                        });
+                    }
+                }
+                return Err(failed(&e));
+            }
+        };
+        if !answer.ok {
+            return Err(Hysteria1Error::AuthRejected {
+                server,
+                message: answer.message,
+            });
+        }
+        if answer.recv_bps == 0 {
+            conn.close(VarInt::from_u32(CLOSE_PROTOCOL_ERROR), b"protocol error");
+            return Err(failed(&"server hello with a receive rate of 0"));
+        }
+        brutal::set_rate(conn, self.settings.send_bps().min(answer.recv_bps));
+        Ok(Live {
+            conn: conn.clone(),
+            _control: Arc::new(QuicStream { send, recv }),
+        })
+    }
+}
+
+impl Client {
+    /// Creates the QUIC endpoint (on loopback when the server is, else on
+    /// the unspecified address); connects lazily. Must be called inside a
+    /// tokio runtime.
+    pub fn new(opts: ClientOptions) -> Result<Client, Hysteria1Error> {
+        let ClientOptions {
+            server,
+            server_name,
+            auth,
+            tls,
+            settings,
+            relay,
+        } = opts;
+        let mut transport = settings.transport()?;
+        transport.keep_alive_interval(Some(KEEP_ALIVE));
+        let config = quic::client_config(tls, vec![ALPN.to_vec()], transport)
+            .map_err(|e| Hysteria1Error::Config(format!("TLS for QUIC: {e}")))?;
+        let socket = quic::bind_toward(server).map_err(Hysteria1Error::Endpoint)?;
+        let mut endpoint = endpoint(socket, None, settings.xplus())?;
+        endpoint.set_default_client_config(config);
+        let sessions = Arc::new(Inboxes::default());
+        let hello = Hello {
+            auth,
+            settings,
+            sessions: Arc::clone(&sessions),
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                link: Link::new(endpoint, server, server_name, hello),
+                relay,
+                sessions,
+            }),
+        })
+    }
+
+    /// Serves SOCKS5 on `listener` forever, each CONNECT as one stream.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        outbound::run_client(listener, self).await
+    }
+
+    /// QUIC connections opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.inner.link.opened()
+    }
+
+    /// The local address of the QUIC endpoint.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.link.local_addr()
+    }
+
+    /// The live, accepted connection; opens one if there is none or the
+    /// last one has died.
+    pub async fn connection(&self) -> Result<Connection, Hysteria1Error> {
+        Ok(self.inner.link.live().await?.conn)
+    }
+
+    /// Opens a stream with `request` and reads the server's response;
+    /// returns the stream and the response if it is ok.
+    async fn request(&self, request: &Request) -> Result<(QuicStream, u32), Hysteria1Error> {
+        let bytes = request.encode()?;
+        let (_, mut stream) = self.inner.link.open_bi().await?;
+        stream
+            .send
+            .write_all(&bytes)
+            .await
+            .map_err(Hysteria1Error::Write)?;
+        let response = read_message(&mut stream.recv, Response::decode, MAX_RESPONSE).await?;
+        if !response.ok {
+            return Err(Hysteria1Error::TargetRefused {
+                target: request.target.clone(),
+                message: response.message,
+            });
+        }
+        Ok((stream, response.session_id))
+    }
+
+    /// Opens a stream to `target` through the server; it carries the
+    /// proxied bytes once the server has answered.
+    pub async fn open_tcp(&self, target: &TargetAddr) -> Result<QuicStream, Hysteria1Error> {
+        let request = Request {
+            udp: false,
+            target: target.clone(),
+        };
+        Ok(self.request(&request).await?.0)
+    }
+
+    /// Opens a UDP session (its first target is `target`, as Hysteria
+    /// clients name one; packets may go anywhere).
+    pub async fn udp_session(&self, target: &TargetAddr) -> Result<UdpSession, Hysteria1Error> {
+        let request = Request {
+            udp: true,
+            target: target.clone(),
+        };
+        let (stream, id) = self.request(&request).await?;
+        let (id, rx) = self
+            .inner
+            .sessions
+            .open(|| id, 1, UDP_QUEUE)
+            .ok_or_else(|| Hysteria1Error::Hello {
+                server: self.inner.link.server(),
+                reason: format!("UDP session id {id} given twice"),
+            })?;
+        Ok(UdpSession {
+            client: self.clone(),
+            session_id: id,
+            rx,
+            next_msg: AtomicU16::new(0),
+            _stream: stream,
+        })
+    }
+}
+
+/// One UDP session through the server: packets to any target, answers from
+/// any source. Dropping it closes its stream, which ends it on the server.
+pub struct UdpSession {
+    client: Client,
+    session_id: u32,
+    rx: mpsc::Receiver<(TargetAddr, Bytes)>,
+    next_msg: AtomicU16,
+    _stream: QuicStream,
+}
+
+impl UdpSession {
+    /// The session id the server gave.
+    pub fn session_id(&self) -> u32 {
+        self.session_id
+    }
+
+    /// Sends one UDP packet (at most 65535 bytes) to `target`, fragmented
+    /// to fit the connection's datagrams.
+    pub async fn send_to(&self, payload: &[u8], target: &TargetAddr) -> Result<(), Hysteria1Error> {
+        let conn = self.client.connection().await?;
+        let max = conn
+            .max_datagram_size()
+            .ok_or(Hysteria1Error::UdpUnsupported)?;
+        let id = self.next_msg.fetch_add(1, Ordering::Relaxed);
+        for d in fragment(self.session_id, id, target, payload, max)? {
+            // Waits for room instead of dropping the oldest datagram.
+            conn.send_datagram_wait(d)
+                .await
+                .map_err(Hysteria1Error::Datagram)?;
+        }
+        Ok(())
+    }
+
+    /// The next packet that came back, with its source.
+    pub async fn recv_from(&mut self) -> Result<(Bytes, TargetAddr), Hysteria1Error> {
+        match self.rx.recv().await {
+            Some((from, data)) => Ok((data, from)),
+            None => Err(Hysteria1Error::SessionClosed),
+        }
+    }
+}
+
+impl Drop for UdpSession {
+    fn drop(&mut self) {
+        self.client.inner.sessions.close(self.session_id);
+    }
+}
+
+impl Outbound for Client {
+    type Stream = QuicStream;
+    type Error = Hysteria1Error;
+    const NAME: &'static str = "hysteria1 client";
+
+    async fn open(
+        &self,
+        target: &TargetAddr,
+        _origin: SocketAddr,
+    ) -> Result<Opened<QuicStream>, Hysteria1Error> {
+        let stream = self.open_tcp(target).await?;
+        let bound = self.local_addr()?;
+        Ok(Opened { stream, bound })
+    }
+
+    fn relay_options(&self) -> &RelayOptions {
+        &self.inner.relay
+    }
+
+    async fn relay(&self, inbound: TcpStream, mut stream: QuicStream) -> std::io::Result<()> {
+        quic::relay_or_abort(inbound, &mut stream, &self.inner.relay, CLOSE_GENERIC).await
+    }
+}
+
+impl SocksReply for Hysteria1Error {
+    fn reply_code(&self) -> ReplyCode {
+        match self {
+            Hysteria1Error::AuthRejected { .. } => ReplyCode::NotAllowed,
+            Hysteria1Error::TargetRefused { .. } => ReplyCode::HostUnreachable,
+            Hysteria1Error::Link(e) => e.reply_code(),
+            _ => ReplyCode::GeneralFailure,
+        }
+    }
+}
