@@ -27,11 +27,37 @@ pub const CONFIG_SYSCALL_STACK_EVERY: u32 = 4;
 /// `CONFIG` word: 1 = track live bytes of sampled allocations (the runner
 /// sets it only where it attached the allocator's return probes).
 pub const CONFIG_ALLOC_LIVE: u32 = 5;
-/// `CONFIG` word: CLOCK_MONOTONIC time (ns) the current window opened at;
-/// off-CPU intervals that began before it are dropped.
+/// `CONFIG` word: CLOCK_MONOTONIC time (ns) the current window opened at:
+/// off-CPU intervals are clipped to it, CPU samples take their time slot
+/// from it.
 pub const CONFIG_WINDOW_START_NS: u32 = 6;
+/// `CONFIG` word: index of the current measured window (the phase), or
+/// [`OUTSIDE_WINDOWS`] between windows. Every record carries it, so each
+/// phase's costs stay apart.
+pub const CONFIG_WINDOW_INDEX: u32 = 7;
 /// Number of words in the `CONFIG` array map.
 pub const CONFIG_LEN: u32 = 8;
+
+/// The window index of what is recorded between windows (handshake
+/// markers only). Window indices stay below it.
+pub const OUTSIDE_WINDOWS: u32 = 0xffff;
+
+/// Length of a CPU sample's time slot within its window: consecutive slots
+/// are the blocks the share intervals resample (samples carry no time of
+/// their own).
+pub const TIME_SLOT_NS: u64 = 100_000_000;
+
+/// The time slot of `now_ns` in a window opened at `start_ns`, clamped to
+/// what a key's 16 bits hold.
+#[inline(always)]
+pub fn time_slot(now_ns: u64, start_ns: u64) -> u16 {
+    let slot = now_ns.saturating_sub(start_ns) / TIME_SLOT_NS;
+    if slot > 0xfffe {
+        0xfffe
+    } else {
+        slot as u16
+    }
+}
 
 /// The processes the probes record: key = tgid, value = role index.
 pub const MAX_TARGETS: u32 = 64;
@@ -123,7 +149,10 @@ pub struct StackKey {
     pub tid: u32,
     pub user_stack: u64,
     pub kernel_stack_id: i32,
-    pub _pad: u32,
+    /// The measured window (phase) the sample fell in.
+    pub window: u16,
+    /// Its [`TIME_SLOT_NS`] slot since the window opened.
+    pub slot: u16,
 }
 
 /// Key of off-CPU time: a thread, and the user and kernel stacks it blocked
@@ -135,7 +164,8 @@ pub struct OffCpuKey {
     pub tid: u32,
     pub user_stack: u64,
     pub kernel_stack_id: i32,
-    pub _pad: u32,
+    /// The measured window the (clipped) interval fell in.
+    pub window: u32,
 }
 
 /// Off-CPU time of one key.
@@ -150,9 +180,14 @@ pub struct OffCpuValue {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OffCpuStart {
+    /// 0 once counted (switched in inside a window).
     pub start_ns: u64,
     pub user_stack: u64,
     pub kernel_stack_id: i64,
+    /// The thread's process, so the runner can count the in-window part of
+    /// intervals still open when a window closes.
+    pub tgid: u32,
+    pub _pad: u32,
 }
 
 /// Allocator entry points, passed to the probes as the attach cookie.
@@ -185,7 +220,8 @@ pub struct AllocKey {
     pub tgid: u32,
     pub tid: u32,
     pub func: u32,
-    pub _pad: u32,
+    /// The measured window.
+    pub window: u32,
 }
 
 /// Allocation counts of one key (per CPU, summed by the runner).
@@ -204,7 +240,8 @@ pub struct AllocHistKey {
     pub tgid: u32,
     pub func: u32,
     pub bucket: u32,
-    pub _pad: u32,
+    /// The measured window.
+    pub window: u32,
 }
 
 /// Key of sampled allocation stacks.
@@ -214,6 +251,9 @@ pub struct AllocStackKey {
     pub tgid: u32,
     pub tid: u32,
     pub user_stack: u64,
+    /// The measured window.
+    pub window: u32,
+    pub _pad: u32,
 }
 
 /// What the samples of one allocation stack stand for.
@@ -255,6 +295,9 @@ pub struct LiveAlloc {
 pub struct CryptoKey {
     pub tgid: u32,
     pub symbol: u32,
+    /// The measured window, or [`OUTSIDE_WINDOWS`] (handshake markers).
+    pub window: u32,
+    pub _pad: u32,
 }
 
 /// Crypto call statistics of one key (per CPU).
@@ -276,7 +319,8 @@ pub struct CryptoHistKey {
     pub tgid: u32,
     pub symbol: u32,
     pub bucket: u32,
-    pub _pad: u32,
+    /// The measured window.
+    pub window: u32,
 }
 
 /// A crypto call in progress on one thread.
@@ -410,6 +454,14 @@ mod tests {
         assert_eq!(latency_bucket((1 << 31) - 1), 30);
         assert_eq!(latency_bucket(1 << 31), 31);
         assert_eq!(latency_bucket(u64::MAX), 31);
+    }
+
+    #[test]
+    fn time_slots_count_from_the_window_start() {
+        assert_eq!(time_slot(5, 10), 0);
+        assert_eq!(time_slot(10 + TIME_SLOT_NS - 1, 10), 0);
+        assert_eq!(time_slot(10 + 3 * TIME_SLOT_NS, 10), 3);
+        assert_eq!(time_slot(u64::MAX, 0), 0xfffe);
     }
 
     #[test]

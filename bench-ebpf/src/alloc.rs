@@ -25,7 +25,7 @@ use bench_common::{
     AllocStats, LiveAlloc, CONFIG_ALLOC_LIVE, CONFIG_ALLOC_SAMPLE_BYTES,
 };
 
-use crate::{config, recording, user_stack};
+use crate::{config, recording, user_stack, window};
 
 #[map]
 static ALLOC_STATS: PerCpuHashMap<AllocKey, AllocStats> = PerCpuHashMap::with_max_entries(8192, 0);
@@ -113,7 +113,7 @@ pub fn pp_alloc(ctx: ProbeContext) -> u32 {
         tgid,
         tid,
         func: func as u32,
-        _pad: 0,
+        window: window(),
     };
     match ALLOC_STATS.get_ptr_mut(&key) {
         Some(s) => {
@@ -137,7 +137,7 @@ pub fn pp_alloc(ctx: ProbeContext) -> u32 {
         tgid,
         func: func as u32,
         bucket: latency_bucket(size),
-        _pad: 0,
+        window: window(),
     };
     match ALLOC_HIST.get_ptr_mut(&hkey) {
         // SAFETY: per-CPU slot.
@@ -186,6 +186,8 @@ pub fn pp_alloc(ctx: ProbeContext) -> u32 {
         tgid,
         tid,
         user_stack: stack,
+        window: window(),
+        _pad: 0,
     };
     let calls = bytes.checked_div(size).unwrap_or(0).max(1);
     match ALLOC_STACKS.get_ptr_mut(&skey) {
@@ -262,7 +264,7 @@ pub fn pp_free(ctx: ProbeContext) -> u32 {
         tgid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
         func: alloc_fn::FREE as u32,
-        _pad: 0,
+        window: window(),
     };
     match ALLOC_STATS.get_ptr_mut(&key) {
         // SAFETY: per-CPU slot.

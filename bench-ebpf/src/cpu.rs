@@ -1,15 +1,17 @@
 //! cpu probe: a perf_event program on the software cpu-clock of every CPU.
 //! Each sample of a profiled thread counts one (thread, user stack, kernel
-//! stack); the runner reads the stacks back out of their maps.
+//! stack, window, time slot); the runner reads the stacks back out of their
+//! maps.
 
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::{
     macros::{map, perf_event},
     maps::HashMap,
     programs::{tracing::StackIdContext, PerfEventContext},
 };
-use bench_common::StackKey;
+use bench_common::{time_slot, StackKey, CONFIG_WINDOW_START_NS};
 
-use crate::{note_thread, recording, user_stack, KERNEL_STACKS};
+use crate::{config, note_thread, recording, user_stack, window, KERNEL_STACKS};
 
 /// Sample counts. A thread is on one CPU at a time and the key holds its
 /// tid, so two CPUs never update one key at once: a plain hash is enough.
@@ -34,7 +36,12 @@ pub fn pp_cpu_sample(ctx: PerfEventContext) -> u32 {
         tid,
         user_stack: user_stack::walk_current(),
         kernel_stack_id,
-        _pad: 0,
+        window: window() as u16,
+        // SAFETY: plain helper call.
+        slot: time_slot(
+            unsafe { bpf_ktime_get_ns() },
+            config(CONFIG_WINDOW_START_NS),
+        ),
     };
     match CPU_SAMPLES.get_ptr_mut(&key) {
         // SAFETY: see CPU_SAMPLES.

@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 use bench_common::{latency_bucket, CryptoHistKey, CryptoKey, CryptoStats, CRYPTO_COUNT_ALWAYS};
 
-use crate::{is_target, recording};
+use crate::{is_target, recording, window};
 
 #[map]
 static CRYPTO: PerCpuHashMap<CryptoKey, CryptoStats> = PerCpuHashMap::with_max_entries(4096, 0);
@@ -80,6 +80,8 @@ pub fn pp_crypto(ctx: ProbeContext) -> u32 {
     let key = CryptoKey {
         tgid: (pid_tgid >> 32) as u32,
         symbol,
+        window: window(),
+        _pad: 0,
     };
     match CRYPTO.get_ptr_mut(&key) {
         Some(s) => {
@@ -120,7 +122,13 @@ pub fn pp_crypto_ret(ctx: RetProbeContext) -> u32 {
     let _ = CRYPTO_PENDING.remove(&pending);
     let dt = unsafe { bpf_ktime_get_ns() }.saturating_sub(start);
     let tgid = (pid_tgid >> 32) as u32;
-    let key = CryptoKey { tgid, symbol };
+    let window = window();
+    let key = CryptoKey {
+        tgid,
+        symbol,
+        window,
+        _pad: 0,
+    };
     if let Some(s) = CRYPTO.get_ptr_mut(&key) {
         // SAFETY: per-CPU slot.
         let s = unsafe { &mut *s };
@@ -131,7 +139,7 @@ pub fn pp_crypto_ret(ctx: RetProbeContext) -> u32 {
         tgid,
         symbol,
         bucket: latency_bucket(dt),
-        _pad: 0,
+        window,
     };
     match CRYPTO_HIST.get_ptr_mut(&hkey) {
         // SAFETY: per-CPU slot.

@@ -21,7 +21,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, StackTrace},
 };
-use bench_common::{target_slot, CONFIG_ENABLED, CONFIG_LEN, MAX_TARGETS, TARGET_FILTER_SLOTS};
+use bench_common::{
+    target_slot, CONFIG_ENABLED, CONFIG_LEN, CONFIG_WINDOW_INDEX, MAX_TARGETS, TARGET_FILTER_SLOTS,
+};
 
 /// Runner-written settings (see the `CONFIG_*` indices in bench-common);
 /// `CONFIG_ENABLED` is the measuring switch.
@@ -50,6 +52,12 @@ static THREAD_NAMES: HashMap<u32, [u8; 16]> = HashMap::with_max_entries(8192, 0)
 #[inline(always)]
 fn config(index: u32) -> u64 {
     CONFIG.get(index).copied().unwrap_or(0)
+}
+
+/// The current measured window's index (see `CONFIG_WINDOW_INDEX`).
+#[inline(always)]
+fn window() -> u32 {
+    config(CONFIG_WINDOW_INDEX) as u32
 }
 
 #[inline(always)]

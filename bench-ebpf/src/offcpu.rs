@@ -2,6 +2,10 @@
 //! switched out, its time and its user and kernel stacks are noted; when it
 //! is switched in again, the interval is added to (thread, stacks). Blocked
 //! and preempted time both count: both are time the thread did not run.
+//! Intervals are split at window edges: a switch-in counts from the later
+//! of the interval's start and the window's opening, and the runner counts
+//! the part of an interval still open when a window closes
+//! (capture/offcpu.rs).
 //!
 //! The tracepoint runs in the context of the thread being switched out, so
 //! that one is `current`. The one being switched in is only known through
@@ -20,7 +24,7 @@ use bench_common::{
     CONFIG_WINDOW_START_NS,
 };
 
-use crate::{config, enabled, is_target, note_thread, user_stack, KERNEL_STACKS};
+use crate::{config, enabled, is_target, note_thread, user_stack, window, KERNEL_STACKS};
 
 /// Threads switched out, by tid.
 #[map]
@@ -37,12 +41,12 @@ const NEXT_ARG: usize = 2;
 
 #[raw_tracepoint(tracepoint = "sched_switch")]
 pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
-    if !enabled() {
-        return 0;
-    }
+    let on = enabled();
     let now = unsafe { bpf_ktime_get_ns() };
 
-    // Switch-out: the current task.
+    // Switch-out: the current task. Noted between windows too, so that an
+    // interval that began before a window opened is counted from its edge
+    // rather than dropped.
     let pid_tgid = bpf_get_current_pid_tgid();
     let prev_tgid = (pid_tgid >> 32) as u32;
     let prev_tid = pid_tgid as u32;
@@ -56,14 +60,30 @@ pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
             start_ns: now,
             user_stack: user_stack::walk_current(),
             kernel_stack_id,
+            tgid: prev_tgid,
+            _pad: 0,
         };
         match OFFCPU_START.get_ptr_mut(&prev_tid) {
             // SAFETY: see the switch-in below.
-            Some(slot) => unsafe { *slot = start },
+            Some(slot) => unsafe {
+                if on || (*slot).start_ns == 0 {
+                    *slot = start;
+                } else {
+                    // Between windows, an interval not yet counted (its
+                    // switch-in came after the window closed) keeps its
+                    // start: the runner counts its in-window part when
+                    // the window closes. Only the stack is renewed.
+                    (*slot).user_stack = start.user_stack;
+                    (*slot).kernel_stack_id = start.kernel_stack_id;
+                }
+            },
             None => {
                 let _ = OFFCPU_START.insert(&prev_tid, &start, 0);
             }
         }
+    }
+    if !on {
+        return 0;
     }
 
     // Switch-in: the next task, known by its task_struct. Its tgid first:
@@ -95,18 +115,26 @@ pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
     // then marked used (start 0) instead of deleted.
     let start = unsafe { *slot };
     unsafe { (*slot).start_ns = 0 };
-    if start.start_ns < config(CONFIG_WINDOW_START_NS) {
-        // Switched out before this window opened (or already counted).
+    if start.start_ns == 0 {
+        // Already counted.
         return 0;
     }
+    // Clipped at the window's opening edge: the part before it belongs to
+    // no window (or was counted by the runner as the last one closed).
+    let window_start = config(CONFIG_WINDOW_START_NS);
+    let from = if start.start_ns > window_start {
+        start.start_ns
+    } else {
+        window_start
+    };
     let key = OffCpuKey {
         tgid: next_tgid as u32,
         tid: next_tid,
         user_stack: start.user_stack,
         kernel_stack_id: start.kernel_stack_id as i32,
-        _pad: 0,
+        window: window(),
     };
-    let dt = now.saturating_sub(start.start_ns);
+    let dt = now.saturating_sub(from);
     match OFFCPU.get_ptr_mut(&key) {
         Some(v) => {
             // SAFETY: see OFFCPU.

@@ -169,6 +169,8 @@ mod tests {
             frames: f,
             user_depth: frames.len(),
             weight,
+            window: Some(0),
+            slot: 0,
         }
     }
 

@@ -41,6 +41,10 @@ pub struct ResolvedSample {
     /// Frames walked for the user stack (before inline expansion).
     pub user_depth: usize,
     pub weight: u64,
+    /// The measured window (phase) it was recorded in, if the probe keeps one.
+    pub window: Option<u32>,
+    /// Its time slot in the window (CPU samples).
+    pub slot: u16,
 }
 
 /// Name used where an address has no symbol.
@@ -162,6 +166,8 @@ pub fn resolve(
                 frames,
                 user_depth: r.user.len(),
                 weight: r.weight,
+                window: r.window,
+                slot: r.slot,
             }
         })
         .collect()
@@ -389,6 +395,8 @@ mod tests {
             kernel: vec![],
             leaf: Some("write".into()),
             weight: 3,
+            window: Some(0),
+            slot: 0,
         };
         let names = HashMap::from([(me, "t".to_string())]);
         let out = resolve(&[rec], &names);

@@ -583,6 +583,8 @@ struct Measured {
     main: Pass,
     per_call_overhead: Vec<Overhead>,
     per_call_window_bytes: Option<u64>,
+    /// The same per phase.
+    per_call_phase_window_bytes: Option<Vec<u64>>,
     /// The per-call pass's phases (empty when it did not run apart): its
     /// integrity counts as much as the main pass's.
     per_call_results: Vec<PhaseResult>,
@@ -598,6 +600,7 @@ fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
         samples: Vec::new(),
         per_call_overhead: Vec::new(),
         per_call_window_bytes: None,
+        per_call_phase_window_bytes: None,
         per_call_results: Vec::new(),
         per_call_loads: Vec::new(),
         main,
@@ -610,6 +613,7 @@ fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
     m.exited_early = pc.exited_early.clone();
     m.per_call_overhead = overhead(&main.results, &pc.results);
     m.per_call_window_bytes = Some(pc.results.iter().map(|r| r.window_bytes()).sum());
+    m.per_call_phase_window_bytes = Some(pc.results.iter().map(|r| r.window_bytes()).collect());
     main.capture.alloc = pc.capture.alloc;
     main.capture.crypto = pc.capture.crypto;
     main.capture.stacks.extend(pc.capture.stacks);
@@ -796,6 +800,13 @@ struct Assembly<'a> {
 fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
     let main = &a.measured.main;
     let results = &main.results;
+    let phases: Vec<analyze::PhaseInput> = results
+        .iter()
+        .map(|r| analyze::PhaseInput {
+            pattern: r.pattern.clone(),
+            window_bytes: r.window_bytes(),
+        })
+        .collect();
     let targets = analyze::targets(&analyze::Inputs {
         facts: a.facts,
         capture: &main.capture,
@@ -803,9 +814,8 @@ fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
         attached: &main.attached,
         options: a.capture_opts,
         live: &main.live,
-        families: &plan.families,
         categories: &plan.categories,
-        window_bytes: results.iter().map(|r| r.window_bytes()).sum(),
+        phases: &phases,
         sockets: &main.sockets,
         snapshots: &main.snapshots,
     });
@@ -864,6 +874,11 @@ fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
             overhead: overhead(a.control, results),
             per_call_pass: a.measured.per_call_overhead.clone(),
             per_call_window_bytes: a.measured.per_call_window_bytes,
+            per_call_phase_window_bytes: a
+                .measured
+                .per_call_phase_window_bytes
+                .clone()
+                .unwrap_or_default(),
         },
         outputs: a.graphs.outputs.clone(),
         warnings,

@@ -263,6 +263,91 @@ fn windows_carry_the_machine_load(report: &protoprof::report::Report) {
     }
 }
 
+/// Every figure of `t` divides quantities of the same windows: the costs
+/// cover the bulk phase, the categories add up to the total, each phase's
+/// task clock agrees with its samples × period, and throughput is window
+/// bytes over window seconds.
+fn one_scope_per_figure(report: &protoprof::report::Report, t: &protoprof::report::Target) {
+    use protoprof::report::{Metric, MetricPass, Reading};
+    let costs = t.costs.as_ref().expect("cost attribution");
+    // tcp: phase 0 is bulk, phase 1 rr; the per-byte costs cover bulk.
+    assert_eq!(t.metrics_phases, vec![0]);
+    assert_eq!(costs.phases, vec![0]);
+    assert_eq!(costs.bytes, report.workload.phases[0].window_bytes());
+    let value = |name: &str| match t.metrics.get(name) {
+        Some(Metric::Value(v)) => *v,
+        other => panic!("{} {name}: {other:?}", t.role),
+    };
+    let total = value("cpu_ns_per_byte");
+    assert!(
+        (total - costs.cpu_ns / costs.bytes as f64).abs() <= 1e-9 * total,
+        "{total}"
+    );
+    let sum: f64 = protoprof::analyze::metrics::CATEGORIES
+        .iter()
+        .map(|c| value(&format!("cost.{c}.ns_per_byte")))
+        .sum();
+    assert!(
+        (sum - total).abs() <= 0.01 * total,
+        "{}: categories {sum} ns/B vs total {total} ns/B",
+        t.role
+    );
+    assert_eq!(
+        value("crypto_ns_per_byte"),
+        value("cost.crypto.ns_per_byte")
+    );
+    let scope = &t.metric_scopes["cpu_ns_per_byte"];
+    assert_eq!(
+        (scope.pass, scope.phases.clone()),
+        (MetricPass::Main, vec![0])
+    );
+    assert_eq!(t.metric_scopes.len(), t.metrics.len());
+    // Every phase has its own costs; together they hold the target's
+    // samples (a sample taken as a window closes may land in none).
+    let phase_samples: u64 = t
+        .phases
+        .iter()
+        .map(|p| p.costs.as_ref().expect("phase costs").samples)
+        .sum();
+    assert!(
+        phase_samples <= t.cpu.samples && phase_samples * 100 >= t.cpu.samples * 99,
+        "{} of {} samples in the phases",
+        phase_samples,
+        t.cpu.samples
+    );
+    let offcpu: u64 = t.phases.iter().filter_map(|p| p.offcpu_us).sum();
+    assert_eq!(offcpu, t.offcpu.as_ref().expect("offcpu").total_us);
+    // Task clock vs samples × period, phase by phase, within sampling
+    // error (`task_clock_agrees` states the bound and why).
+    let hz = report
+        .probes
+        .options
+        .cpu_frequency_hz
+        .expect("cpu probe on") as f64;
+    for p in &t.phases {
+        let c = p.costs.as_ref().expect("phase costs");
+        let Some(Reading::Value(task_ns)) = p.counters.get("task_clock_ns") else {
+            panic!("{} phase {}: no task clock", t.role, p.phase);
+        };
+        assert_eq!(c.cpu_ns, *task_ns as f64);
+        if let Err(e) =
+            protoprof::analyze::attribution::task_clock_agrees(*task_ns as f64, c.samples, hz)
+        {
+            panic!("{} phase {}: {e}", t.role, p.phase);
+        }
+    }
+    // Throughput is the window's bytes over the window's seconds.
+    for p in &report.workload.phases {
+        let mean = p.throughput.up_bps_mean + p.throughput.down_bps_mean;
+        let direct = p.window_bytes() as f64 / p.measured_s;
+        assert!(
+            (mean - direct).abs() <= 0.01 * direct,
+            "{}: {mean} vs {direct}",
+            p.pattern
+        );
+    }
+}
+
 /// Cost attribution, metrics, checklist and every rendered output of a
 /// real run.
 fn judged_and_rendered(dir: &std::path::Path, report: &protoprof::report::Report) {
@@ -277,7 +362,7 @@ fn judged_and_rendered(dir: &std::path::Path, report: &protoprof::report::Report
             .map(|c| c.category.as_str())
             .collect();
         assert_eq!(names, protoprof::analyze::metrics::CATEGORIES);
-        assert_eq!(costs.samples, t.cpu.samples);
+        one_scope_per_figure(report, t);
         assert_eq!(
             costs.categories.iter().map(|c| c.samples).sum::<u64>(),
             costs.samples

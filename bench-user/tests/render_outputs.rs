@@ -50,6 +50,7 @@ fn enriched() -> Report {
     for t in &mut r.targets {
         let total = CATEGORIES.len() as u64 * 10;
         t.costs = Some(CostAttribution {
+            phases: vec![0],
             samples: total,
             cpu_ns: 2e9,
             cpu_ns_source: "task-clock counter".into(),

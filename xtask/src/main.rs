@@ -24,8 +24,8 @@
 //! - `figures [DOC…]`: rerun what the measured tables in docs/ need and
 //!   rewrite them between their markers (see `figures`).
 
-mod fuzz;
 mod figures;
+mod fuzz;
 mod peers;
 mod setup;
 

@@ -141,42 +141,90 @@ pub enum CpuTime {
     Period { ns_per_sample: f64 },
 }
 
-/// Threads at least, for a bootstrap over threads to mean anything.
-const MIN_THREADS: usize = 5;
-
-/// What the share intervals resample.
-pub(crate) const BLOCKS: &str = "block bootstrap over the target's threads (a block is all samples of one thread, so that correlation between consecutive samples of a thread is kept; the cpu probe keeps counts per stack, not sample times)";
-
-/// The share intervals from per-thread category counts, and the threads
-/// resampled, or why there are none.
-pub(crate) fn share_intervals(threads: &[Vec<u64>]) -> Result<(Vec<(f64, f64)>, usize), String> {
-    let with_samples = threads.iter().filter(|t| t.iter().sum::<u64>() > 0).count();
-    if with_samples < MIN_THREADS {
-        return Err(format!(
-            "{with_samples} thread(s) with samples: the interval resamples whole threads (the cpu probe keeps no sample times) and needs at least {MIN_THREADS}"
-        ));
+/// Whether a window's task-clock CPU time and its CPU `samples` taken at
+/// `hz` agree within sampling error. The samples are ~Poisson arrivals over
+/// the CPU time, so n of them stand for n/hz s ± √n/hz s: the bound is 4
+/// standard deviations (an agreeing pair fails about once in 10^4) plus 5 %
+/// of the task clock for the kernel's adjusting of the period in frequency
+/// mode. `Err` says by how much they differ.
+pub fn task_clock_agrees(task_ns: f64, samples: u64, hz: f64) -> Result<(), String> {
+    let n = samples as f64;
+    let sampled = n / hz * 1e9;
+    let bound = 4.0 * n.sqrt() / hz * 1e9 + 0.05 * task_ns;
+    if (sampled - task_ns).abs() <= bound {
+        Ok(())
+    } else {
+        Err(format!(
+            "{samples} samples × period = {sampled:.0} ns vs task clock {task_ns:.0} ns (bound ±{bound:.0} ns)"
+        ))
     }
-    super::block_bootstrap::share_intervals(threads, 1)
-        .map(|iv| (iv, with_samples))
-        .ok_or_else(|| "too few threads with samples to resample".to_string())
 }
 
-/// The cost attribution of one target's CPU samples.
+/// Time slots with samples at least, for a block bootstrap over time to
+/// mean anything (1 s of 100 ms slots).
+const MIN_SLOTS: usize = 10;
+
+/// The bootstrap's block length in time slots for `n` slots with samples:
+/// about n^(1/3), the usual order for a block bootstrap of a variance-like
+/// quantity, so that blocks grow with the run but stay many.
+fn block_len(n: usize) -> usize {
+    ((n as f64).cbrt().round() as usize).max(1)
+}
+
+/// What the share intervals resample.
+fn method(slots: usize, block: usize) -> String {
+    format!(
+        "block bootstrap over time: {slots} slots of {} ms (all the target's threads' samples in a window's slot), resampled in runs of {block} consecutive slots, so that correlation between consecutive samples is kept",
+        bench_common::TIME_SLOT_NS / 1_000_000
+    )
+}
+
+/// Share intervals per category, with the slots with samples and the block
+/// length (in slots) they were resampled by.
+struct SlotIntervals {
+    intervals: Vec<(f64, f64)>,
+    slots: usize,
+    block: usize,
+}
+
+/// The share intervals from per-time-slot category counts (in time order),
+/// or why there are none.
+fn share_intervals(slots: &[Vec<u64>]) -> Result<SlotIntervals, String> {
+    let with_samples = slots.iter().filter(|t| t.iter().sum::<u64>() > 0).count();
+    if with_samples < MIN_SLOTS {
+        return Err(format!(
+            "{with_samples} time slot(s) of {} ms with samples: the interval resamples blocks of time and needs at least {MIN_SLOTS}",
+            bench_common::TIME_SLOT_NS / 1_000_000
+        ));
+    }
+    let block = block_len(with_samples);
+    super::block_bootstrap::share_intervals(slots, block)
+        .map(|intervals| SlotIntervals {
+            intervals,
+            slots: with_samples,
+            block,
+        })
+        .ok_or_else(|| "too few time slots with samples to resample".to_string())
+}
+
+/// The cost attribution of one target's CPU samples in the windows of
+/// `phases`: `samples`, `cpu_time` and `bytes` must all be those windows'.
 pub fn attribute(
     categories: &Categories,
     samples: &[&ResolvedSample],
     cpu_time: CpuTime,
     bytes: u64,
+    phases: Vec<usize>,
 ) -> CostAttribution {
     let mut counts = vec![0u64; categories.list.len()];
-    let mut by_thread: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    let mut by_slot: BTreeMap<(Option<u32>, u16), Vec<u64>> = BTreeMap::new();
     let mut unclassified: HashMap<String, u64> = HashMap::new();
     let other = categories.list.len() - 1;
     for s in samples {
         let i = categories.classify(&s.frames);
         counts[i] += s.weight;
-        by_thread
-            .entry(s.tid)
+        by_slot
+            .entry((s.window, s.slot))
             .or_insert_with(|| vec![0; counts.len()])[i] += s.weight;
         if i == other {
             let leaf = s
@@ -193,7 +241,7 @@ pub fn attribute(
             (total as f64 * ns_per_sample, "samples × sampling period")
         }
     };
-    let intervals = share_intervals(&by_thread.into_values().collect::<Vec<_>>());
+    let intervals = share_intervals(&by_slot.into_values().collect::<Vec<_>>());
     let categories = categories
         .list
         .iter()
@@ -213,11 +261,11 @@ pub fn attribute(
                 cpu_ns: ns,
                 ns_per_byte: (bytes > 0).then(|| ns / bytes as f64),
                 interval: match &intervals {
-                    Ok((iv, blocks)) => ShareInterval::Interval {
-                        low: iv[k].0,
-                        high: iv[k].1,
-                        blocks: *blocks,
-                        method: BLOCKS.to_string(),
+                    Ok(s) => ShareInterval::Interval {
+                        low: s.intervals[k].0,
+                        high: s.intervals[k].1,
+                        blocks: s.slots.div_ceil(s.block),
+                        method: method(s.slots, s.block),
                     },
                     Err(why) => ShareInterval::Unavailable(why.clone()),
                 },
@@ -240,6 +288,7 @@ pub fn attribute(
     unclassified.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.name.cmp(&b.name)));
     unclassified.truncate(super::TOP_OTHER);
     CostAttribution {
+        phases,
         samples: total,
         cpu_ns,
         cpu_ns_source: source.to_string(),
@@ -274,6 +323,8 @@ mod tests {
             frames,
             user_depth: user.len(),
             weight,
+            window: Some(0),
+            slot: 0,
         }
     }
 
@@ -389,7 +440,7 @@ mod tests {
         let a = stack(&["bench_proto::relay::Pump::pump"], &[], 3);
         let b = stack(&["memcpy"], &[], 1);
         let d = stack(&["mystery"], &[], 4);
-        let out = attribute(&c, &[&a, &b, &d], CpuTime::TaskClock(8_000), 1000);
+        let out = attribute(&c, &[&a, &b, &d], CpuTime::TaskClock(8_000), 1000, vec![0]);
         let get = |n: &str| {
             out.categories
                 .iter()
@@ -401,10 +452,94 @@ mod tests {
         assert!((get("copy").cpu_ns - 1000.0).abs() < 1e-9);
         assert_eq!(get("copy").ns_per_byte, Some(1.0));
         assert_eq!(out.unclassified[0].name, "mystery");
-        let p = attribute(&c, &[&a], CpuTime::Period { ns_per_sample: 1e7 }, 0);
+        let p = attribute(
+            &c,
+            &[&a],
+            CpuTime::Period { ns_per_sample: 1e7 },
+            0,
+            vec![0],
+        );
         assert_eq!(p.cpu_ns, 3e7);
         assert_eq!(get("crypto").samples, 0);
         assert!(p.categories.iter().all(|k| k.ns_per_byte.is_none()));
+        // Three time slots with samples are too few to resample.
+        match &get("copy").interval {
+            ShareInterval::Unavailable(why) => assert!(why.contains("1 time slot"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Samples of two categories over `slots` slots of window 0 (and the
+    /// same again in window 1), three quarters protocol.
+    fn timed(slots: u16) -> Vec<ResolvedSample> {
+        let mut out = Vec::new();
+        for window in 0..2 {
+            for slot in 0..slots {
+                for (frames, n) in [
+                    (&["bench_proto::relay::Pump::pump"][..], 3),
+                    (&["memcpy"][..], 1),
+                ] {
+                    let mut s = stack(frames, &[], n);
+                    s.window = Some(window);
+                    s.slot = slot;
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn task_clock_and_samples_agree_within_sampling_error() {
+        // 100 samples at 100 Hz: 1 s ± 0.1 s; bound 0.4 s + 5 % of the
+        // task clock.
+        assert!(task_clock_agrees(1e9, 100, 100.0).is_ok());
+        assert!(task_clock_agrees(1.44e9, 100, 100.0).is_ok());
+        assert!(task_clock_agrees(1.5e9, 100, 100.0).is_err());
+        assert!(task_clock_agrees(0.6e9, 100, 100.0).is_ok());
+        assert!(task_clock_agrees(0.55e9, 100, 100.0).is_err());
+    }
+
+    #[test]
+    fn intervals_resample_blocks_of_time() {
+        let c =
+            Categories::parse(DEFAULT_ATTRIBUTION, "attribution.toml").expect("shipped patterns");
+        let samples = timed(32);
+        let refs: Vec<&ResolvedSample> = samples.iter().collect();
+        let out = attribute(&c, &refs, CpuTime::TaskClock(1_000_000), 2_000, vec![0, 1]);
+        assert_eq!(out.phases, vec![0, 1]);
+        let copy = out
+            .categories
+            .iter()
+            .find(|k| k.category == "copy")
+            .expect("copy");
+        assert_eq!((copy.samples, copy.share), (64, 0.25));
+        match &copy.interval {
+            ShareInterval::Interval {
+                low,
+                high,
+                blocks,
+                method,
+            } => {
+                // Every slot holds the same mix: no resample can move it.
+                assert_eq!((*low, *high), (0.25, 0.25));
+                // 64 slots in runs of round(64^(1/3)) = 4.
+                assert_eq!(*blocks, 16);
+                assert!(method.contains("64 slots of 100 ms"), "{method}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The categories' ns/B add up to the whole target's.
+        let sum: f64 = out.categories.iter().filter_map(|k| k.ns_per_byte).sum();
+        let total = out.cpu_ns / out.bytes as f64;
+        assert!((sum - total).abs() <= 0.01 * total, "{sum} vs {total}");
+        let few = timed(4);
+        let refs: Vec<&ResolvedSample> = few.iter().collect();
+        let out = attribute(&c, &refs, CpuTime::TaskClock(1), 1, vec![0, 1]);
+        match &out.categories[0].interval {
+            ShareInterval::Unavailable(why) => assert!(why.contains("8 time slot"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use bench_common::LATENCY_BUCKETS;
 
 use crate::{
-    capture::{Capture, CaptureOptions, Families, Graph, SyscallRecord, TargetProbes},
+    capture::{Capture, CaptureOptions, Graph, SyscallRecord, TargetProbes},
     report::{
         AllocFunction, AllocSummary, BinaryInfo, CpuSummary, CryptoSummary, CryptoSymbolRow,
         FunctionCost, LatencyBucket, LiveSample, OffCpuSummary, Role, SizeBucket, SyscallRow,
@@ -52,15 +52,42 @@ pub struct Inputs<'a> {
     pub options: &'a CaptureOptions,
     /// (seconds since start, live bytes per tgid).
     pub live: &'a [(f64, BTreeMap<u32, i64>)],
-    pub families: &'a Families,
     /// Cost categories for the CPU samples.
     pub categories: &'a attribution::Categories,
-    /// Payload bytes through the chain in the main pass's windows.
-    pub window_bytes: u64,
+    /// The main pass's phases, in order: pattern and payload bytes through
+    /// the chain in the phase's window.
+    pub phases: &'a [PhaseInput],
     /// Socket options per target, when they could be read.
     pub sockets: &'a BTreeMap<u32, crate::report::SocketSummary>,
     /// Running totals at the close of each window, one per phase in order.
     pub snapshots: &'a [crate::capture::WindowSnapshot],
+}
+
+/// What analysis needs to know of one phase of the main pass.
+#[derive(Debug, Clone)]
+pub struct PhaseInput {
+    /// "bulk", "rr", …
+    pub pattern: String,
+    /// Payload bytes, both directions, in the phase's measured window.
+    pub window_bytes: u64,
+}
+
+/// The phases the data-path metrics and the target's `costs` cover: the
+/// bulk phases when there are any and the target has figures for each of
+/// them, else every phase.
+pub fn metric_phases<'p>(patterns: impl Iterator<Item = &'p str>, have: &[usize]) -> Vec<usize> {
+    let patterns: Vec<&str> = patterns.collect();
+    let bulk: Vec<usize> = patterns
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| **p == "bulk")
+        .map(|(i, _)| i)
+        .collect();
+    if !bulk.is_empty() && bulk.iter().all(|i| have.contains(i)) {
+        bulk
+    } else {
+        (0..patterns.len()).collect()
+    }
 }
 
 /// Fill every target's metrics and judge them by the checklist.
@@ -77,29 +104,23 @@ pub fn judge(report: &mut crate::report::Report, checklist: &checklist::Checklis
         calibration: &report.calibration,
         streams,
     };
-    let bulk: Vec<usize> = report
-        .workload
-        .phases
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.pattern == "bulk")
-        .map(|(i, _)| i)
-        .collect();
     for t in report.targets.iter_mut() {
-        let have: Vec<usize> = t.phases.iter().map(|p| p.phase).collect();
-        t.metrics_phases = if !bulk.is_empty() && bulk.iter().all(|i| have.contains(i)) {
-            bulk.clone()
-        } else {
-            (0..report.workload.phases.len()).collect()
-        };
+        // Chosen by `targets` at run time; reports read back without one
+        // get the same rule.
+        if t.metrics_phases.is_empty() {
+            let have: Vec<usize> = t.phases.iter().map(|p| p.phase).collect();
+            let patterns = report.workload.phases.iter().map(|p| p.pattern.as_str());
+            t.metrics_phases = metric_phases(patterns, &have);
+        }
     }
     let all: Vec<_> = report
         .targets
         .iter()
         .map(|t| metrics::target_metrics(t, &inputs))
         .collect();
-    for (t, m) in report.targets.iter_mut().zip(all) {
+    for (t, (m, scopes)) in report.targets.iter_mut().zip(all) {
         t.metrics = m;
+        t.metric_scopes = scopes;
     }
     report.checklist = checklist.evaluate(&report.targets, &report.run.protocol);
 }
@@ -146,11 +167,55 @@ fn target(inp: &Inputs, f: &TargetFacts) -> Target {
             &own(Graph::AllocBytes),
         )
     });
-    let crypto = inp
-        .options
-        .crypto
-        .as_ref()
-        .map(|_| crypto_summary(inp, f.pid, &attached, &cpu_samples));
+    let mut phases = phase_figures(inp.snapshots, f.pid);
+    let have: Vec<usize> = phases.iter().map(|p| p.phase).collect();
+    let metrics_phases = metric_phases(inp.phases.iter().map(|p| p.pattern.as_str()), &have);
+    for p in phases.iter_mut() {
+        p.costs = phase_costs(inp, &cpu_samples, &[p.phase], std::slice::from_ref(p));
+        p.offcpu_us = inp.options.offcpu.then(|| {
+            own(Graph::OffCpu)
+                .iter()
+                .filter(|s| s.window == Some(p.phase as u32))
+                .map(|s| s.weight)
+                .sum()
+        });
+        p.alloc = inp
+            .options
+            .alloc
+            .as_ref()
+            .map(|_| phase_alloc(cap, f.pid, p.phase));
+        p.crypto = inp
+            .options
+            .crypto
+            .as_ref()
+            .map(|_| phase_crypto(inp, f.pid, &attached, p.phase));
+    }
+    let scoped: Vec<crate::report::PhaseFigures> = phases
+        .iter()
+        .filter(|p| metrics_phases.contains(&p.phase))
+        .cloned()
+        .collect();
+    let costs = phase_costs(inp, &cpu_samples, &metrics_phases, &scoped);
+    let crypto = inp.options.crypto.as_ref().map(|_| {
+        let mut c = crypto_summary(inp, f.pid, &attached);
+        c.cpu_share = costs.as_ref().map(|k| {
+            let crypto = k.categories.iter().find(|c| c.category == "crypto");
+            crate::report::CryptoCpuShare {
+                share: crypto.map_or(0.0, |c| c.share),
+                crypto_samples: crypto.map_or(0, |c| c.samples),
+                samples: k.samples,
+                interval: crypto.map_or_else(
+                    || {
+                        crate::report::ShareInterval::Unavailable(
+                            "no crypto category in the attribution".into(),
+                        )
+                    },
+                    |c| c.interval.clone(),
+                ),
+            }
+        });
+        c
+    });
     Target {
         role: f.role,
         pid: f.pid,
@@ -170,26 +235,125 @@ fn target(inp: &Inputs, f: &TargetFacts) -> Target {
             has_symbols: attached.has_symbols,
             notes: attached.notes.clone(),
         },
-        costs: inp.options.cpu_frequency_hz.map(|hz| {
-            let cpu_time = match cap.counters.get(&f.pid).and_then(|c| {
-                c.iter()
-                    .find(|(n, _)| *n == "task_clock_ns")
-                    .map(|(_, r)| r.clone())
-            }) {
-                Some(crate::capture::Reading::Value(ns)) => attribution::CpuTime::TaskClock(ns),
-                _ => attribution::CpuTime::Period {
-                    ns_per_sample: 1e9 / hz.max(1) as f64,
-                },
-            };
-            attribution::attribute(inp.categories, &cpu_samples, cpu_time, inp.window_bytes)
-        }),
+        costs,
         metrics: BTreeMap::new(),
         sockets: inp.sockets.get(&f.pid).cloned(),
-        phases: phase_figures(inp.snapshots, f.pid),
-        // Chosen by `judge`, which knows the phases' patterns.
-        metrics_phases: Vec::new(),
+        phases,
+        metrics_phases,
+        metric_scopes: BTreeMap::new(),
     }
 }
+
+/// The cost attribution of the windows of `phases`: their samples, their
+/// CPU time (the task-clock counter of exactly those windows when it ran
+/// in each, else samples × period) and their bytes. `None` when the cpu
+/// probe was off.
+fn phase_costs(
+    inp: &Inputs,
+    cpu_samples: &[&ResolvedSample],
+    phases: &[usize],
+    figures: &[crate::report::PhaseFigures],
+) -> Option<crate::report::CostAttribution> {
+    let hz = inp.options.cpu_frequency_hz?;
+    let samples: Vec<&ResolvedSample> = cpu_samples
+        .iter()
+        .filter(|s| s.window.is_some_and(|w| phases.contains(&(w as usize))))
+        .copied()
+        .collect();
+    let task_clock: Option<u64> = if figures.len() == phases.len() {
+        figures
+            .iter()
+            .map(|p| match p.counters.get("task_clock_ns") {
+                Some(crate::report::Reading::Value(ns)) => Some(*ns),
+                _ => None,
+            })
+            .sum()
+    } else {
+        None
+    };
+    let cpu_time = match task_clock {
+        Some(ns) => attribution::CpuTime::TaskClock(ns),
+        None => attribution::CpuTime::Period {
+            ns_per_sample: 1e9 / hz.max(1) as f64,
+        },
+    };
+    let bytes = phases
+        .iter()
+        .filter_map(|&i| inp.phases.get(i))
+        .map(|p| p.window_bytes)
+        .sum();
+    Some(attribution::attribute(
+        inp.categories,
+        &samples,
+        cpu_time,
+        bytes,
+        phases.to_vec(),
+    ))
+}
+
+/// One target's allocations in window `phase`.
+fn phase_alloc(cap: &Capture, pid: u32, phase: usize) -> crate::report::PhaseAlloc {
+    let mut out = crate::report::PhaseAlloc::default();
+    let window = phase as u32;
+    for r in cap
+        .alloc
+        .records
+        .iter()
+        .filter(|r| r.tgid == pid && r.window == window)
+    {
+        if r.role == "free" {
+            out.frees += r.calls;
+        } else {
+            out.calls += r.calls;
+            out.bytes += r.bytes;
+        }
+    }
+    for ((tgid, role, w), h) in &cap.alloc.size_histograms {
+        if *tgid == pid && *w == window && role != "free" {
+            out.buffer_calls += size_buckets(h)
+                .iter()
+                .filter(|b| b.ge_bytes >= BUFFER_BYTES)
+                .map(|b| b.count)
+                .sum::<u64>();
+        }
+    }
+    out
+}
+
+/// One target's cipher calls in window `phase` (handshake markers left out).
+fn phase_crypto(
+    inp: &Inputs,
+    pid: u32,
+    attached: &TargetProbes,
+    phase: usize,
+) -> crate::report::PhaseCrypto {
+    let mut out = crate::report::PhaseCrypto::default();
+    for sym in attached
+        .crypto
+        .iter()
+        .filter(|s| s.primitive != "handshake")
+    {
+        for r in inp
+            .capture
+            .crypto
+            .iter()
+            .filter(|r| r.tgid == pid && r.symbol == sym.id && r.window == phase as u32)
+        {
+            out.calls += r.calls;
+            if sym.accel == "software" {
+                out.software_calls += r.calls;
+            }
+            if sym.length_scale > 0 {
+                out.length_calls += r.calls;
+                out.length_bytes += r.length_sum * sym.length_scale;
+            }
+        }
+    }
+    out
+}
+
+/// Allocations of at least this many bytes count as buffers.
+pub const BUFFER_BYTES: u64 = 4096;
 
 /// One target's syscalls and counters per window: each snapshot minus the
 /// one before.
@@ -249,6 +413,10 @@ pub fn phase_figures(
             phase,
             syscalls,
             counters,
+            costs: None,
+            offcpu_us: None,
+            alloc: None,
+            crypto: None,
         });
         before = now;
     }
@@ -494,7 +662,7 @@ fn alloc_summary(
         .map(|(_, v)| v.1)
         .sum();
     let mut hist = vec![0u64; LATENCY_BUCKETS as usize];
-    for ((tgid, role), h) in &cap.alloc.size_histograms {
+    for ((tgid, role, _), h) in &cap.alloc.size_histograms {
         if *tgid == pid && role != "free" {
             for (slot, n) in hist.iter_mut().zip(h) {
                 *slot += n;
@@ -537,21 +705,36 @@ fn alloc_summary(
     }
 }
 
-fn crypto_summary(
-    inp: &Inputs,
-    pid: u32,
-    attached: &TargetProbes,
-    cpu_samples: &[&ResolvedSample],
-) -> CryptoSummary {
+/// Every probed symbol's calls over all windows (handshake markers also
+/// between them); `cpu_share` is filled by the caller from the costs.
+fn crypto_summary(inp: &Inputs, pid: u32, attached: &TargetProbes) -> CryptoSummary {
     let symbols = attached
         .crypto
         .iter()
         .map(|sym| {
-            let rec = inp
+            let mut merged: Option<crate::capture::CryptoRecord> = None;
+            for r in inp
                 .capture
                 .crypto
                 .iter()
-                .find(|r| r.tgid == pid && r.symbol == sym.id);
+                .filter(|r| r.tgid == pid && r.symbol == sym.id)
+            {
+                let m = merged.get_or_insert_with(|| crate::capture::CryptoRecord {
+                    tgid: r.tgid,
+                    symbol: r.symbol,
+                    window: r.window,
+                    histogram: vec![0; LATENCY_BUCKETS as usize],
+                    ..Default::default()
+                });
+                m.calls += r.calls;
+                m.timed += r.timed;
+                m.total_ns += r.total_ns;
+                m.length_sum += r.length_sum;
+                for (a, b) in m.histogram.iter_mut().zip(&r.histogram) {
+                    *a += b;
+                }
+            }
+            let rec = merged.as_ref();
             let calls = rec.map_or(0, |r| r.calls);
             CryptoSymbolRow {
                 symbol: sym.symbol.clone(),
@@ -570,42 +753,9 @@ fn crypto_summary(
             }
         })
         .collect();
-    let cpu_share = inp
-        .options
-        .cpu_frequency_hz
-        .map(|_| crypto_cpu_share(cpu_samples, |name| inp.families.is_crypto(name)));
-    CryptoSummary { symbols, cpu_share }
-}
-
-/// The share of samples with a crypto frame on the stack, with its
-/// interval from the same per-thread block bootstrap as the category
-/// shares (a thread's samples are correlated; see `attribution`).
-fn crypto_cpu_share(
-    cpu_samples: &[&ResolvedSample],
-    is_crypto: impl Fn(&str) -> bool,
-) -> crate::report::CryptoCpuShare {
-    // Per thread: [crypto, not crypto] samples.
-    let mut by_thread: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-    for s in cpu_samples {
-        let k = usize::from(!s.frames.iter().any(|f| is_crypto(&f.name)));
-        by_thread.entry(s.tid).or_insert_with(|| vec![0, 0])[k] += s.weight;
-    }
-    let crypto: u64 = by_thread.values().map(|t| t[0]).sum();
-    let total: u64 = by_thread.values().map(|t| t[0] + t[1]).sum();
-    let threads: Vec<Vec<u64>> = by_thread.into_values().collect();
-    crate::report::CryptoCpuShare {
-        share: share(crypto, total),
-        crypto_samples: crypto,
-        samples: total,
-        interval: match attribution::share_intervals(&threads) {
-            Ok((iv, blocks)) => crate::report::ShareInterval::Interval {
-                low: iv[0].0,
-                high: iv[0].1,
-                blocks,
-                method: attribution::BLOCKS.to_string(),
-            },
-            Err(why) => crate::report::ShareInterval::Unavailable(why),
-        },
+    CryptoSummary {
+        symbols,
+        cpu_share: None,
     }
 }
 
@@ -747,49 +897,9 @@ mod tests {
                 .collect(),
             user_depth: frames.len(),
             weight: n,
+            window: Some(0),
+            slot: 0,
         }
-    }
-
-    #[test]
-    fn crypto_share_carries_its_samples_and_a_thread_bootstrap_interval() {
-        let on = |tid: u32, frames: &[&str], n: u64| ResolvedSample {
-            tid,
-            ..s(frames, n)
-        };
-        let is_crypto = |name: &str| name.starts_with("aes");
-        // Six threads, each 30 % crypto but 10 % on thread 5.
-        let samples: Vec<ResolvedSample> = (0..6u32)
-            .flat_map(|t| {
-                let c = if t == 5 { 10 } else { 30 };
-                [
-                    on(t, &["main", "aes_seal"], c),
-                    on(t, &["main", "relay"], 100 - c),
-                ]
-            })
-            .collect();
-        let refs: Vec<&ResolvedSample> = samples.iter().collect();
-        let c = crypto_cpu_share(&refs, is_crypto);
-        assert_eq!((c.crypto_samples, c.samples), (160, 600));
-        assert!((c.share - 160.0 / 600.0).abs() < 1e-12);
-        match c.interval {
-            crate::report::ShareInterval::Interval {
-                low, high, blocks, ..
-            } => {
-                assert_eq!(blocks, 6);
-                // A replicate's share lies between the threads' own (0.1
-                // and 0.3), and the interval holds the estimate.
-                assert!((0.1..=c.share).contains(&low), "{low}");
-                assert!((c.share..=0.3).contains(&high), "{high}");
-            }
-            other => panic!("{other:?}"),
-        }
-        // Four threads are too few to resample.
-        let c = crypto_cpu_share(&refs[..8], is_crypto);
-        assert_eq!(c.samples, 400);
-        assert!(matches!(
-            c.interval,
-            crate::report::ShareInterval::Unavailable(ref why) if why.contains("needs at least 5")
-        ));
     }
 
     #[test]

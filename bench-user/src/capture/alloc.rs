@@ -115,6 +115,8 @@ pub(super) fn points(
 pub struct AllocRecord {
     pub tgid: u32,
     pub tid: u32,
+    /// The measured window (phase).
+    pub window: u32,
     pub role: String,
     pub calls: u64,
     pub bytes: u64,
@@ -124,8 +126,8 @@ pub struct AllocRecord {
 #[derive(Debug, Clone, Default)]
 pub struct AllocCapture {
     pub records: Vec<AllocRecord>,
-    /// (tgid, role) → calls per log2 size bucket.
-    pub size_histograms: BTreeMap<(u32, String), Vec<u64>>,
+    /// (tgid, role, window) → calls per log2 size bucket.
+    pub size_histograms: BTreeMap<(u32, String, u32), Vec<u64>>,
     /// Sampled stacks, weighted by bytes ([`Graph::AllocBytes`]) and by
     /// calls ([`Graph::AllocCalls`]).
     pub stacks: Vec<StackRecord>,
@@ -145,13 +147,15 @@ pub(super) fn read(ebpf: &Ebpf, stacks: &mut StackReader) -> Result<AllocCapture
         out.records.push(AllocRecord {
             tgid: k.tgid,
             tid: k.tid,
+            window: k.window,
             role: role_name(k.func),
             calls: per_cpu.iter().map(|s| s.calls).sum(),
             bytes: per_cpu.iter().map(|s| s.bytes).sum(),
         });
     }
-    out.records
-        .sort_by(|a, b| (a.tgid, a.tid, &a.role).cmp(&(b.tgid, b.tid, &b.role)));
+    out.records.sort_by(|a, b| {
+        (a.tgid, a.tid, a.window, &a.role).cmp(&(b.tgid, b.tid, b.window, &b.role))
+    });
 
     let hist: PerCpuHashMap<&MapData, AllocHistKey, u64> =
         PerCpuHashMap::try_from(map("ALLOC_HIST")?).map_err(err("ALLOC_HIST"))?;
@@ -159,7 +163,7 @@ pub(super) fn read(ebpf: &Ebpf, stacks: &mut StackReader) -> Result<AllocCapture
         let (k, per_cpu) = entry.map_err(err("ALLOC_HIST"))?;
         let h = out
             .size_histograms
-            .entry((k.tgid, role_name(k.func)))
+            .entry((k.tgid, role_name(k.func), k.window))
             .or_insert_with(|| vec![0; LATENCY_BUCKETS as usize]);
         if let Some(slot) = h.get_mut(k.bucket as usize) {
             *slot += per_cpu.iter().sum::<u64>();
@@ -184,6 +188,8 @@ pub(super) fn read(ebpf: &Ebpf, stacks: &mut StackReader) -> Result<AllocCapture
                 kernel: Vec::new(),
                 leaf: None,
                 weight,
+                window: Some(k.window),
+                slot: 0,
             });
         }
     }

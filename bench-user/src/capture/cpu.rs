@@ -69,6 +69,8 @@ pub(super) fn read(
             kernel: stacks.kernel(i64::from(key.kernel_stack_id)),
             leaf: None,
             weight: count,
+            window: Some(u32::from(key.window)),
+            slot: key.slot,
         });
     }
     Ok(out)

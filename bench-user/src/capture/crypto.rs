@@ -190,6 +190,9 @@ pub(super) fn points(
 pub struct CryptoRecord {
     pub tgid: u32,
     pub symbol: u32,
+    /// The measured window (phase), or `bench_common::OUTSIDE_WINDOWS` for
+    /// handshake markers counted between windows.
+    pub window: u32,
     pub calls: u64,
     pub timed: u64,
     pub total_ns: u64,
@@ -204,14 +207,15 @@ pub(super) fn read(ebpf: &Ebpf) -> Result<Vec<CryptoRecord>, CaptureError> {
     let stats: PerCpuHashMap<&MapData, CryptoKey, CryptoStats> =
         PerCpuHashMap::try_from(ebpf.map("CRYPTO").ok_or(CaptureError::Missing("CRYPTO"))?)
             .map_err(err("CRYPTO"))?;
-    let mut records: BTreeMap<(u32, u32), CryptoRecord> = BTreeMap::new();
+    let mut records: BTreeMap<(u32, u32, u32), CryptoRecord> = BTreeMap::new();
     for entry in stats.iter() {
         let (k, per_cpu) = entry.map_err(err("CRYPTO"))?;
         records.insert(
-            (k.tgid, k.symbol),
+            (k.tgid, k.symbol, k.window),
             CryptoRecord {
                 tgid: k.tgid,
                 symbol: k.symbol,
+                window: k.window,
                 calls: per_cpu.iter().map(|s| s.calls).sum(),
                 timed: per_cpu.iter().map(|s| s.timed).sum(),
                 total_ns: per_cpu.iter().map(|s| s.total_ns).sum(),
@@ -227,7 +231,7 @@ pub(super) fn read(ebpf: &Ebpf) -> Result<Vec<CryptoRecord>, CaptureError> {
     .map_err(err("CRYPTO_HIST"))?;
     for entry in hist.iter() {
         let (k, per_cpu) = entry.map_err(err("CRYPTO_HIST"))?;
-        if let Some(r) = records.get_mut(&(k.tgid, k.symbol)) {
+        if let Some(r) = records.get_mut(&(k.tgid, k.symbol, k.window)) {
             if let Some(slot) = r.histogram.get_mut(k.bucket as usize) {
                 *slot += per_cpu.iter().sum::<u64>();
             }

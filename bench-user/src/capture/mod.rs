@@ -37,9 +37,9 @@ use aya::{
     Ebpf,
 };
 use bench_common::{
-    SyscallStats, CONFIG_ALLOC_LIVE, CONFIG_ALLOC_SAMPLE_BYTES, CONFIG_ENABLED,
+    OffCpuKey, SyscallStats, CONFIG_ALLOC_LIVE, CONFIG_ALLOC_SAMPLE_BYTES, CONFIG_ENABLED,
     CONFIG_SYSCALL_STACK_EVERY, CONFIG_TASK_PID_OFFSET, CONFIG_TASK_TGID_OFFSET,
-    CONFIG_WINDOW_START_NS,
+    CONFIG_WINDOW_INDEX, CONFIG_WINDOW_START_NS, OUTSIDE_WINDOWS,
 };
 use serde::{Deserialize, Serialize};
 
@@ -206,6 +206,10 @@ pub struct Probes {
     /// Keeps the kernel's BPF run-time statistics on while we hold it.
     stats: Option<OwnedFd>,
     windows: u32,
+    /// When the current (or last) window opened, CLOCK_MONOTONIC ns.
+    window_start_ns: u64,
+    /// Off-CPU time of intervals still open as each window closed.
+    offcpu_tails: StdHashMap<OffCpuKey, u64>,
 }
 
 /// One syscall of one thread, summed over CPUs.
@@ -375,6 +379,8 @@ impl Probes {
             uprobes: uprobes::UprobeSet::new(multi),
             stats,
             windows: 0,
+            window_start_ns: 0,
+            offcpu_tails: StdHashMap::new(),
         })
     }
 
@@ -467,31 +473,38 @@ impl Probes {
         &self.attached
     }
 
-    /// Open the measured window.
+    /// Open the next measured window: its index (the phase, counted from
+    /// 0) goes into every record until it closes.
     pub fn start(&mut self) -> Result<(), CaptureError> {
         for c in self.counters.values_mut() {
             c.enable();
         }
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime with a valid struct; bpf_ktime_get_ns is
-        // CLOCK_MONOTONIC.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-        let now_ns = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
-        self.set_config(CONFIG_WINDOW_START_NS, now_ns)?;
         self.uprobes.attach(&mut self.ebpf)?;
+        let index = self.windows.min(OUTSIDE_WINDOWS - 1);
+        self.set_config(CONFIG_WINDOW_INDEX, u64::from(index))?;
+        self.window_start_ns = monotonic_ns();
+        self.set_config(CONFIG_WINDOW_START_NS, self.window_start_ns)?;
         self.set_config(CONFIG_ENABLED, 1)?;
         self.windows += 1;
         Ok(())
     }
 
-    /// Close the measured window.
+    /// Close the measured window, counting the off-CPU intervals still open
+    /// at its edge.
     pub fn stop(&mut self) -> Result<(), CaptureError> {
         self.set_config(CONFIG_ENABLED, 0)?;
+        let end_ns = monotonic_ns();
         for c in self.counters.values_mut() {
             c.disable();
+        }
+        self.set_config(CONFIG_WINDOW_INDEX, u64::from(OUTSIDE_WINDOWS))?;
+        if self.options.offcpu && !self.options.floor && self.windows > 0 {
+            let closed = offcpu::ClosedWindow {
+                index: (self.windows - 1).min(OUTSIDE_WINDOWS - 1),
+                start_ns: self.window_start_ns,
+                end_ns,
+            };
+            offcpu::count_open_intervals(&self.ebpf, closed, &mut self.offcpu_tails)?;
         }
         Ok(())
     }
@@ -555,7 +568,9 @@ impl Probes {
                 capture.stacks.extend(cpu::read(ebpf, &mut stacks)?);
             }
             if self.options.offcpu {
-                capture.stacks.extend(offcpu::read(ebpf, &mut stacks)?);
+                capture
+                    .stacks
+                    .extend(offcpu::read(ebpf, &mut stacks, &self.offcpu_tails)?);
             }
             if self.options.alloc.is_some() {
                 let mut a = alloc::read(ebpf, &mut stacks)?;
@@ -637,6 +652,17 @@ impl Drop for Probes {
         // link outlives the Probes.
         self.uprobes.close(&mut self.ebpf);
     }
+}
+
+/// CLOCK_MONOTONIC now, ns: the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime with a valid struct.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, CaptureError> {

@@ -74,6 +74,12 @@ pub struct StackRecord {
     /// A frame to put on top (the syscall's name for syscall stacks).
     pub leaf: Option<String>,
     pub weight: u64,
+    /// The measured window (phase) it was recorded in; `None` where the
+    /// probe keeps no window (syscall stacks).
+    pub window: Option<u32>,
+    /// Its time slot in the window (`bench_common::TIME_SLOT_NS`); CPU
+    /// samples only, 0 for the rest.
+    pub slot: u16,
 }
 
 /// Reads stacks out of `USER_STACKS` and `KERNEL_STACKS`, once each.

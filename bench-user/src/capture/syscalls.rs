@@ -118,6 +118,8 @@ pub(super) fn read_stacks(
             kernel: Vec::new(),
             leaf: Some(syscall_name(key.nr)),
             weight: per_cpu.iter().sum(),
+            window: None,
+            slot: 0,
         });
     }
     Ok(out)

@@ -177,10 +177,11 @@ fn top_costs(md: &mut String, r: &Report) {
             .filter_map(|t| {
                 t.costs.as_ref().map(|c| {
                     format!(
-                        "{} {} over {} ({})",
+                        "{} {} over {} in {} ({})",
                         t.role,
                         duration_ns(c.cpu_ns),
                         bytes(c.bytes as f64),
+                        super::phases_text(&c.phases, r),
                         c.cpu_ns_source
                     )
                 })

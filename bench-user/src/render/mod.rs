@@ -129,8 +129,25 @@ pub fn alloc_line(a: &crate::report::AllocSummary) -> String {
     )
 }
 
-/// "40 calls to 12 probed functions, crypto on the stack in 3.1 % [2.2,
-/// 4.0] of 812 samples".
+/// "phase 0 (bulk (both))", "phases 0 (bulk (both)), 1 (rr)"; "every
+/// phase" for figures that name none (older reports).
+pub fn phases_text(phases: &[usize], r: &crate::report::Report) -> String {
+    if phases.is_empty() {
+        return "every phase".into();
+    }
+    let named: Vec<String> = phases
+        .iter()
+        .map(|&i| match r.workload.phases.get(i) {
+            Some(p) => format!("{i} ({})", p.label()),
+            None => i.to_string(),
+        })
+        .collect();
+    let word = if phases.len() == 1 { "phase" } else { "phases" };
+    format!("{word} {}", named.join(", "))
+}
+
+/// "40 calls to 12 probed functions, crypto cost category 3.1 % [2.2,
+/// 4.0] of 812 samples (the same phases as the costs)".
 pub fn crypto_line(c: &crate::report::CryptoSummary) -> String {
     let calls: u64 = c.symbols.iter().map(|s| s.calls).sum();
     let share = c
@@ -138,7 +155,7 @@ pub fn crypto_line(c: &crate::report::CryptoSummary) -> String {
         .as_ref()
         .map(|s| {
             format!(
-                ", crypto on the stack in {}",
+                ", crypto cost category {} (the same phases as the costs)",
                 share_with_interval(s.share, &s.interval, s.samples)
             )
         })

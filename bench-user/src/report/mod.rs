@@ -38,8 +38,9 @@ pub use stacks::{FoldedGraph, FoldedStack, StackFile};
 pub use target::{
     AllocAttach, AllocFunction, AllocSummary, BinaryInfo, CategoryCost, CostAttribution,
     CpuSummary, CryptoCpuShare, CryptoSummary, CryptoSymbolRow, FunctionCost, LatencyBucket,
-    LiveSample, Metric, OffCpuSummary, PhaseFigures, Reading, Role, SizeBucket, SocketSummary,
-    SyscallCount, SyscallRow, Target, ThreadSummary, WeightedName,
+    LiveSample, Metric, MetricPass, MetricScope, OffCpuSummary, PhaseAlloc, PhaseCrypto,
+    PhaseFigures, Reading, Role, SizeBucket, SocketSummary, SyscallCount, SyscallRow, Target,
+    ThreadSummary, WeightedName,
 };
 pub use uncertainty::{Percentile, PercentileEstimate, ShareInterval};
 pub use workload::{

@@ -25,6 +25,10 @@ pub struct ProbesInfo {
     /// the per-call probes counted in: the denominator of allocations and
     /// crypto per byte.
     pub per_call_window_bytes: Option<u64>,
+    /// The same per phase, in phase order (empty when the per-call probes
+    /// ran in the main pass: then the workload's phases hold them).
+    #[serde(default)]
+    pub per_call_phase_window_bytes: Vec<u64>,
 }
 
 /// The probes switched on, and how.

@@ -90,15 +90,44 @@ pub struct Target {
     /// Options of the target's TCP sockets, inspected mid-run; absent when
     /// they could not be read.
     pub sockets: Option<SocketSummary>,
-    /// Syscalls and counters split by phase (one measured window each).
+    /// Syscalls, counters, CPU costs, off-CPU time, allocations and crypto
+    /// calls split by phase (one measured window each).
     #[serde(default)]
     pub phases: Vec<PhaseFigures>,
-    /// The phases the per-MiB, per-read/write and CPU-per-byte metrics
-    /// cover: the bulk phases when there are any (a request/response
-    /// phase's syscalls per byte measure its pattern, not the data path,
-    /// and would make those metrics follow the mix of phases).
+    /// The phases the per-byte, per-MiB, per-read/write metrics and the
+    /// CPU shares cover (and `costs`): the bulk phases when there are any
+    /// (a request/response phase's costs per byte measure its pattern, not
+    /// the data path, and would make those metrics follow the mix of
+    /// phases).
     #[serde(default)]
     pub metrics_phases: Vec<usize>,
+    /// For each metric in `metrics`: the pass and the phases its figures
+    /// come from.
+    #[serde(default)]
+    pub metric_scopes: BTreeMap<String, MetricScope>,
+}
+
+/// Where a metric's figures come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MetricScope {
+    pub pass: MetricPass,
+    /// The phases (measured windows) whose figures it divides, numerator
+    /// and denominator alike; empty for whole-run figures (`pass: run`).
+    pub phases: Vec<usize>,
+}
+
+/// Which pass a metric's figures were measured in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricPass {
+    /// The main pass (syscalls, cpu, off-CPU, counters).
+    Main,
+    /// The per-call pass (alloc and crypto probes), or the main pass when
+    /// the per-call probes ran in it (`probes.per_call_window_bytes`).
+    PerCall,
+    /// The whole life of the process or run (peak RSS, live heap, sockets,
+    /// connection set-up).
+    Run,
 }
 
 /// What one target did in one phase's measured window.
@@ -108,6 +137,45 @@ pub struct PhaseFigures {
     pub syscalls: Vec<SyscallCount>,
     /// Counter name → value in this window, or why there is none.
     pub counters: BTreeMap<String, Reading>,
+    /// This window's CPU by cost category: its samples, its CPU time, its
+    /// payload bytes. Absent when the cpu probe was off.
+    #[serde(default)]
+    pub costs: Option<CostAttribution>,
+    /// Off-CPU time in this window, µs, intervals split at its edges;
+    /// absent when the offcpu probe was off.
+    #[serde(default)]
+    pub offcpu_us: Option<u64>,
+    /// Allocations in this phase's window of the pass the alloc probe ran
+    /// in; absent when it was off.
+    #[serde(default)]
+    pub alloc: Option<PhaseAlloc>,
+    /// Crypto calls in this phase's window of the pass the crypto probe ran
+    /// in; absent when it was off.
+    #[serde(default)]
+    pub crypto: Option<PhaseCrypto>,
+}
+
+/// Allocations of one phase window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PhaseAlloc {
+    /// Calls of every allocating role (all but free).
+    pub calls: u64,
+    /// Bytes they requested.
+    pub bytes: u64,
+    /// Allocations of 4 KiB or more.
+    pub buffer_calls: u64,
+    pub frees: u64,
+}
+
+/// Cipher calls of one phase window (handshake markers left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PhaseCrypto {
+    pub calls: u64,
+    /// Calls of software fallbacks.
+    pub software_calls: u64,
+    /// Calls of symbols whose length argument is known, and those lengths.
+    pub length_calls: u64,
+    pub length_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
@@ -136,17 +204,23 @@ impl Metric {
     }
 }
 
-/// One target's CPU split by cost category (profiles/attribution.toml).
+/// One target's CPU split by cost category (profiles/attribution.toml),
+/// over the phases in `phases`: samples, CPU time and bytes all of those
+/// phases' windows.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CostAttribution {
-    /// CPU samples of the target in the measured windows.
+    /// The phases (measured windows) covered; empty in reports written
+    /// before costs were split by phase (there: every phase).
+    #[serde(default)]
+    pub phases: Vec<usize>,
+    /// CPU samples of the target in those windows.
     pub samples: u64,
-    /// The target's CPU time in the windows, ns.
+    /// The target's CPU time in those windows, ns.
     pub cpu_ns: f64,
     /// Where `cpu_ns` comes from: "task-clock counter" or "samples ×
     /// sampling period".
     pub cpu_ns_source: String,
-    /// Payload bytes through the chain in the windows (both directions).
+    /// Payload bytes through the chain in those windows (both directions).
     pub bytes: u64,
     /// Every category, in the file's order, including empty ones.
     pub categories: Vec<CategoryCost>,
@@ -268,14 +342,14 @@ pub struct LiveSample {
 pub struct CryptoSummary {
     /// Every probed symbol, with what it did.
     pub symbols: Vec<CryptoSymbolRow>,
-    /// This target's CPU samples with a crypto function on the stack (from
-    /// the cpu probe, at no extra cost); absent without it.
+    /// This target's CPU samples in the `crypto` cost category (the same
+    /// matcher and phases as `costs`, so the same number); absent without
+    /// the cpu probe.
     pub cpu_share: Option<CryptoCpuShare>,
 }
 
-/// The share of CPU samples with a crypto function anywhere on the stack,
-/// with the samples behind it and its 95 % interval (the same block
-/// bootstrap as the category shares).
+/// The crypto cost category's share of a target's CPU samples, with the
+/// samples behind it and its 95 % interval (the category's, from `costs`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CryptoCpuShare {
     pub share: f64,

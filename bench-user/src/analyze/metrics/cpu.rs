@@ -2,20 +2,18 @@
 
 use std::collections::BTreeMap;
 
-use super::{ratio, un, Scope, NO_BYTES};
+use super::{ratio, un, NO_BYTES};
 use crate::report::{Metric, Target};
 
 /// `cpu_ns_per_byte`, `cost.<category>.{share,ns_per_byte}`, and the
-/// copy, runtime and kernel-I/O shares.
-pub(super) fn insert(t: &Target, scope: &Scope, bytes: f64, m: &mut BTreeMap<String, Metric>) {
-    // CPU and its categories.
+/// copy, runtime and kernel-I/O shares: all from the target's `costs`, so
+/// CPU time, samples and bytes are those of the same windows and the
+/// categories' ns/B add up to the total.
+pub(super) fn insert(t: &Target, m: &mut BTreeMap<String, Metric>) {
     match &t.costs {
         Some(c) if c.samples > 0 => {
-            let cpu_ns = scope.task_clock_ns.map_or(c.cpu_ns, |ns| ns as f64);
-            m.insert(
-                "cpu_ns_per_byte".into(),
-                ratio(cpu_ns, scope.bytes, NO_BYTES),
-            );
+            let bytes = c.bytes as f64;
+            m.insert("cpu_ns_per_byte".into(), ratio(c.cpu_ns, bytes, NO_BYTES));
             for cat in &c.categories {
                 m.insert(
                     format!("cost.{}.share", cat.category),

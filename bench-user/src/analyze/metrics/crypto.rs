@@ -3,19 +3,28 @@
 
 use std::collections::BTreeMap;
 
-use super::{ratio, un, MetricInputs};
+use super::{ratio, un, MetricInputs, PerCallScope};
 use crate::report::{Metric, Target};
 
 /// The crypto family: software share, record size, full handshakes per
 /// stream, crypto ns/B and its ratio to the calibration.
-pub(super) fn insert(t: &Target, inp: &MetricInputs, bytes: f64, m: &mut BTreeMap<String, Metric>) {
+pub(super) fn insert(
+    t: &Target,
+    inp: &MetricInputs,
+    scope: &PerCallScope,
+    m: &mut BTreeMap<String, Metric>,
+) {
     let all_rows = t.crypto.as_ref().map(|c| c.symbols.as_slice());
     // Rows counted at connection set-up (handshake markers, HPKE) are not
     // the windows' record ciphers.
     let cipher_rows: Option<Vec<crate::report::CryptoSymbolRow>> =
         all_rows.map(|r| r.iter().filter(|s| !s.connection_setup).cloned().collect());
     let rows = cipher_rows.as_deref();
-    let calls: u64 = rows.map_or(0, |r| r.iter().map(|s| s.calls).sum());
+    // Calls of the scope's phases where the report splits them by phase.
+    let calls: u64 = match &scope.crypto {
+        Some(c) => c.calls,
+        None => rows.map_or(0, |r| r.iter().map(|s| s.calls).sum()),
+    };
     match rows {
         None => {
             let why = "the crypto probe was off (probes.crypto.enabled)";
@@ -30,19 +39,25 @@ pub(super) fn insert(t: &Target, inp: &MetricInputs, bytes: f64, m: &mut BTreeMa
             }
         }
         Some(rows) => {
-            let software: u64 = rows
-                .iter()
-                .filter(|s| s.accel == "software")
-                .map(|s| s.calls)
-                .sum();
+            let (software, kb, kc) = match &scope.crypto {
+                Some(c) => (c.software_calls, c.length_bytes, c.length_calls),
+                None => {
+                    // Only rows whose length is known.
+                    let known: Vec<_> = rows.iter().filter(|s| s.bytes.is_some()).collect();
+                    (
+                        rows.iter()
+                            .filter(|s| s.accel == "software")
+                            .map(|s| s.calls)
+                            .sum(),
+                        known.iter().filter_map(|s| s.bytes).sum(),
+                        known.iter().map(|s| s.calls).sum(),
+                    )
+                }
+            };
             m.insert(
                 "crypto_software_share".into(),
                 Metric::Value(software as f64 / calls as f64),
             );
-            // Only rows whose length is known and that run once per record.
-            let known: Vec<_> = rows.iter().filter(|s| s.bytes.is_some()).collect();
-            let kb: u64 = known.iter().filter_map(|s| s.bytes).sum();
-            let kc: u64 = known.iter().map(|s| s.calls).sum();
             m.insert(
                 "crypto_record_bytes".into(),
                 ratio(
@@ -71,10 +86,11 @@ pub(super) fn insert(t: &Target, inp: &MetricInputs, bytes: f64, m: &mut BTreeMa
             }
         },
     );
-    let crypto_ns = t
-        .costs
-        .as_ref()
-        .filter(|c| c.samples > 0)
+    // The crypto category of the target's costs, over the costs' own bytes:
+    // the same figure as `cost.crypto.ns_per_byte`.
+    let costs = t.costs.as_ref().filter(|c| c.samples > 0);
+    let bytes = costs.map_or(0.0, |c| c.bytes as f64);
+    let crypto_ns = costs
         .and_then(|c| c.categories.iter().find(|k| k.category == "crypto"))
         .map(|k| k.cpu_ns);
     match crypto_ns {

@@ -3,14 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use super::{ratio, un, MetricInputs, MIB, NO_BYTES};
+use super::{ratio, un, MetricInputs, PerCallScope, MIB, NO_BYTES};
 use crate::report::{Metric, Target};
 
-/// The memory family; allocations are per byte of the pass the per-call
-/// probes counted in.
-pub(super) fn insert(t: &Target, inp: &MetricInputs, bytes: f64, m: &mut BTreeMap<String, Metric>) {
-    // Memory.
-    let per_call_mib = inp.probes.per_call_window_bytes.unwrap_or(bytes as u64) as f64 / MIB;
+/// The memory family; allocations are per byte of the same phases' windows
+/// of the pass the per-call probes counted in.
+pub(super) fn insert(
+    t: &Target,
+    _inp: &MetricInputs,
+    scope: &PerCallScope,
+    m: &mut BTreeMap<String, Metric>,
+) {
+    let per_call_mib = scope.bytes / MIB;
     match &t.alloc {
         Some(a) if a.attached.is_empty() => {
             let why = "no allocator entry point was found to probe";
@@ -23,23 +27,31 @@ pub(super) fn insert(t: &Target, inp: &MetricInputs, bytes: f64, m: &mut BTreeMa
             }
         }
         Some(a) => {
+            // Split by phase where the report has it; whole-pass totals in
+            // older reports (and then `scope` covers every phase).
+            let (calls, bytes, big) = match &scope.alloc {
+                Some(p) => (p.calls, p.bytes, p.buffer_calls),
+                None => (
+                    a.calls,
+                    a.bytes,
+                    a.size_histogram
+                        .iter()
+                        .filter(|b| b.ge_bytes >= crate::analyze::BUFFER_BYTES)
+                        .map(|b| b.count)
+                        .sum(),
+                ),
+            };
             m.insert(
                 "allocs_per_mib".into(),
-                ratio(a.calls as f64, per_call_mib, NO_BYTES),
+                ratio(calls as f64, per_call_mib, NO_BYTES),
             );
-            let big: u64 = a
-                .size_histogram
-                .iter()
-                .filter(|b| b.ge_bytes >= 4096)
-                .map(|b| b.count)
-                .sum();
             m.insert(
                 "buffer_allocs_per_mib".into(),
                 ratio(big as f64, per_call_mib, NO_BYTES),
             );
             m.insert(
                 "alloc_bytes_per_byte".into(),
-                ratio(a.bytes as f64, per_call_mib * MIB, NO_BYTES),
+                ratio(bytes as f64, per_call_mib * MIB, NO_BYTES),
             );
         }
         None => {

@@ -13,7 +13,7 @@ mod syscalls;
 
 use std::collections::BTreeMap;
 
-use crate::report::{Metric, ProbesInfo, Target, Workload};
+use crate::report::{Metric, MetricPass, MetricScope, ProbesInfo, Target, Workload};
 
 /// Which way a metric improves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,27 @@ pub enum Effect {
     CpuShare,
 }
 
+/// Which figures a metric divides: the pass and the phases they were
+/// measured in (numerator and denominator alike). Each target's report
+/// carries the resolved phases in `metric_scopes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Covers {
+    /// The main pass's windows of the target's `costs` (its metric phases:
+    /// the bulk ones when there are any).
+    Costs,
+    /// The main pass's windows of the target's metric phases.
+    MetricPhases,
+    /// The per-call pass's windows of the target's metric phases.
+    PerCallMetricPhases,
+    /// The main pass, every phase.
+    AllPhases,
+    /// The per-call pass, every phase (handshake markers also between the
+    /// windows, where connections are set up).
+    PerCallAllPhases,
+    /// The whole run or process life.
+    Run,
+}
+
 /// One metric's definition.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricDef {
@@ -45,6 +66,7 @@ pub struct MetricDef {
     pub better: Better,
     pub min_effect: Effect,
     pub doc: &'static str,
+    pub covers: Covers,
 }
 
 const fn def(
@@ -60,6 +82,13 @@ const fn def(
         better,
         min_effect,
         doc,
+        covers: Covers::MetricPhases,
+    }
+}
+
+impl MetricDef {
+    const fn covering(self, covers: Covers) -> MetricDef {
+        MetricDef { covers, ..self }
     }
 }
 
@@ -85,14 +114,16 @@ pub const CATALOGUE: &[MetricDef] = &[
         Better::Lower,
         Effect::Relative(0.02),
         "CPU time of the target per payload byte moved",
-    ),
+    )
+    .covering(Covers::Costs),
     def(
         "copy_share",
         "share",
         Better::Lower,
         Effect::CpuShare,
         "share of CPU samples copying payload: memcpy/memmove in user space and the kernel's copies to and from user memory",
-    ),
+    )
+    .covering(Covers::Costs),
     def(
         "zero_copy_share",
         "share",
@@ -148,126 +179,144 @@ pub const CATALOGUE: &[MetricDef] = &[
         Better::Lower,
         Effect::Relative(0.05),
         "allocator calls per MiB moved",
-    ),
+    )
+    .covering(Covers::PerCallMetricPhases),
     def(
         "buffer_allocs_per_mib",
         "1/MiB",
         Better::Lower,
         Effect::Relative(0.05),
         "allocations of 4 KiB or more per MiB moved",
-    ),
+    )
+    .covering(Covers::PerCallMetricPhases),
     def(
         "alloc_bytes_per_byte",
         "B/B",
         Better::Lower,
         Effect::Relative(0.05),
         "bytes allocated per payload byte moved",
-    ),
+    )
+    .covering(Covers::PerCallMetricPhases),
     def(
         "peak_rss_mib",
         "MiB",
         Better::Lower,
         Effect::Relative(0.05),
         "peak resident set size (VmHWM)",
-    ),
+    )
+    .covering(Covers::Run),
     def(
         "live_heap_growth_mib_per_s",
         "MiB/s",
         Better::Lower,
         Effect::Absolute(0.01),
         "slope of live sampled heap bytes over the run",
-    ),
+    )
+    .covering(Covers::Run),
     def(
         "crypto_software_share",
         "share",
         Better::Lower,
         Effect::Absolute(0.05),
         "share of crypto calls in software fallbacks",
-    ),
+    )
+    .covering(Covers::PerCallMetricPhases),
     def(
         "crypto_ns_per_byte",
         "ns/B",
         Better::Lower,
         Effect::Relative(0.02),
         "crypto CPU time per payload byte moved",
-    ),
+    )
+    .covering(Covers::Costs),
     def(
         "crypto_vs_calibration",
         "ratio",
         Better::Lower,
         Effect::Relative(0.05),
         "crypto ns/byte over the same primitive's micro-benchmark on this machine",
-    ),
+    )
+    .covering(Covers::Costs),
     def(
         "crypto_record_bytes",
         "B",
         Better::Higher,
         Effect::Relative(0.05),
         "mean bytes per seal/open call",
-    ),
+    )
+    .covering(Covers::PerCallMetricPhases),
     def(
         "full_handshakes_per_stream",
         "ratio",
         Better::Lower,
         Effect::Absolute(0.05),
         "full TLS handshakes (server signature checks by the client) per stream driven",
-    ),
+    )
+    .covering(Covers::PerCallAllPhases),
     def(
         "upstream_connections",
         "",
         Better::Lower,
         Effect::Absolute(1.0),
         "the client endpoint's open TCP connections to the server, mid-run",
-    ),
+    )
+    .covering(Covers::AllPhases),
     def(
         "setup_p50_us",
         "µs",
         Better::Lower,
         Effect::Relative(0.05),
         "median connection set-up, TCP connect to SOCKS5 success, over the set-up phase's connections (without one: the traffic phases' medians weighted by connections)",
-    ),
+    )
+    .covering(Covers::Run),
     def(
         "setup_p99_us",
         "µs",
         Better::Lower,
         Effect::Relative(0.10),
         "99th percentile connection set-up over the set-up phase's connections (needs 299; without the phase: the worst traffic phase's)",
-    ),
+    )
+    .covering(Covers::Run),
     def(
         "upstream_connections_per_stream",
         "ratio",
         Better::Lower,
         Effect::Absolute(0.05),
         "the client endpoint's TCP connections to the server per stream it accepted",
-    ),
+    )
+    .covering(Covers::AllPhases),
     def(
         "keepalive_share",
         "share",
         Better::Higher,
         Effect::Absolute(0.05),
         "share of the target's TCP sockets with SO_KEEPALIVE",
-    ),
+    )
+    .covering(Covers::AllPhases),
     def(
         "nodelay_share",
         "share",
         Better::Higher,
         Effect::Absolute(0.05),
         "share of the target's TCP sockets with TCP_NODELAY",
-    ),
+    )
+    .covering(Covers::AllPhases),
     def(
         "runtime_share",
         "share",
         Better::Lower,
         Effect::CpuShare,
         "share of CPU samples in the async runtime and scheduler",
-    ),
+    )
+    .covering(Covers::Costs),
     def(
         "kernel_io_share",
         "share",
         Better::Lower,
         Effect::CpuShare,
         "share of CPU samples in syscalls and the network stack",
-    ),
+    )
+    .covering(Covers::Costs),
 ];
 
 /// Run-level metrics of the workload (per phase `p<i>.`): the ones
@@ -317,20 +366,26 @@ pub fn cost_metric(name: &str) -> Option<MetricDef> {
     let (cat, what) = rest.rsplit_once('.')?;
     CATEGORIES.contains(&cat).then_some(())?;
     match what {
-        "ns_per_byte" => Some(def(
-            "cost",
-            "ns/B",
-            Better::Lower,
-            Effect::Relative(0.05),
-            "CPU ns per byte in the category",
-        )),
-        "share" => Some(def(
-            "cost",
-            "share",
-            Better::Lower,
-            Effect::CpuShare,
-            "share of CPU samples in the category",
-        )),
+        "ns_per_byte" => Some(
+            def(
+                "cost",
+                "ns/B",
+                Better::Lower,
+                Effect::Relative(0.05),
+                "CPU ns per byte in the category",
+            )
+            .covering(Covers::Costs),
+        ),
+        "share" => Some(
+            def(
+                "cost",
+                "share",
+                Better::Lower,
+                Effect::CpuShare,
+                "share of CPU samples in the category",
+            )
+            .covering(Covers::Costs),
+        ),
         _ => None,
     }
 }
@@ -430,17 +485,127 @@ fn ratio(num: f64, den: f64, why_zero: &str) -> Metric {
     }
 }
 
-/// Every catalogue metric of one target, family by family.
-pub fn target_metrics(t: &Target, inp: &MetricInputs) -> BTreeMap<String, Metric> {
+/// Every catalogue metric of one target, family by family, and for each
+/// the pass and phases its figures cover.
+pub fn target_metrics(
+    t: &Target,
+    inp: &MetricInputs,
+) -> (BTreeMap<String, Metric>, BTreeMap<String, MetricScope>) {
     let mut m = BTreeMap::new();
-    let bytes = window_bytes(inp.workload) as f64;
     let scope = Scope::of(t, inp.workload);
-    cpu::insert(t, &scope, bytes, &mut m);
+    let per_call = PerCallScope::of(t, inp);
+    cpu::insert(t, &mut m);
     syscalls::insert(inp, &scope, &mut m);
-    memory::insert(t, inp, bytes, &mut m);
-    crypto::insert(t, inp, bytes, &mut m);
+    memory::insert(t, inp, &per_call, &mut m);
+    crypto::insert(t, inp, &per_call, &mut m);
     connections::insert(t, inp, &mut m);
-    m
+    let scopes = m
+        .keys()
+        .filter_map(|name| {
+            let covers = lookup(name)?.covers;
+            Some((
+                name.clone(),
+                resolve_scope(covers, t, inp.workload, &per_call),
+            ))
+        })
+        .collect();
+    (m, scopes)
+}
+
+/// The pass and phases of `covers` for target `t`.
+fn resolve_scope(covers: Covers, t: &Target, w: &Workload, per_call: &PerCallScope) -> MetricScope {
+    let all: Vec<usize> = (0..w.phases.len()).collect();
+    let metric_phases = if t.metrics_phases.is_empty() {
+        all.clone()
+    } else {
+        t.metrics_phases.clone()
+    };
+    let (pass, phases) = match covers {
+        Covers::Costs => (
+            MetricPass::Main,
+            t.costs
+                .as_ref()
+                .map(|c| c.phases.clone())
+                .filter(|p| !p.is_empty())
+                .unwrap_or(all),
+        ),
+        Covers::MetricPhases => (MetricPass::Main, metric_phases),
+        Covers::PerCallMetricPhases => (MetricPass::PerCall, per_call.phases.clone()),
+        Covers::AllPhases => (MetricPass::Main, all),
+        Covers::PerCallAllPhases => (MetricPass::PerCall, all),
+        Covers::Run => (MetricPass::Run, Vec::new()),
+    };
+    MetricScope { pass, phases }
+}
+
+/// The per-call probes' figures over the target's metric phases, when the
+/// report splits them by phase; else over every phase (older reports).
+struct PerCallScope {
+    phases: Vec<usize>,
+    /// Payload bytes of those phases' windows in the pass the per-call
+    /// probes ran in.
+    bytes: f64,
+    alloc: Option<crate::report::PhaseAlloc>,
+    crypto: Option<crate::report::PhaseCrypto>,
+}
+
+impl PerCallScope {
+    fn of(t: &Target, inp: &MetricInputs) -> PerCallScope {
+        let w = inp.workload;
+        let wanted: Vec<usize> = if t.metrics_phases.is_empty() {
+            (0..w.phases.len()).collect()
+        } else {
+            t.metrics_phases.clone()
+        };
+        let figures: Vec<&crate::report::PhaseFigures> = wanted
+            .iter()
+            .filter_map(|i| t.phases.iter().find(|p| p.phase == *i))
+            .collect();
+        let per_phase_bytes: Vec<u64> = match &inp.probes.per_call_window_bytes {
+            Some(_) => inp.probes.per_call_phase_window_bytes.clone(),
+            None => w.phases.iter().map(|p| p.window_bytes()).collect(),
+        };
+        let split = figures.len() == wanted.len()
+            && wanted.iter().all(|&i| i < per_phase_bytes.len())
+            && figures
+                .iter()
+                .all(|p| p.alloc.is_some() || p.crypto.is_some());
+        if split {
+            let mut alloc: Option<crate::report::PhaseAlloc> = None;
+            let mut crypto: Option<crate::report::PhaseCrypto> = None;
+            for p in &figures {
+                if let Some(a) = &p.alloc {
+                    let s = alloc.get_or_insert_with(Default::default);
+                    s.calls += a.calls;
+                    s.bytes += a.bytes;
+                    s.buffer_calls += a.buffer_calls;
+                    s.frees += a.frees;
+                }
+                if let Some(c) = &p.crypto {
+                    let s = crypto.get_or_insert_with(Default::default);
+                    s.calls += c.calls;
+                    s.software_calls += c.software_calls;
+                    s.length_calls += c.length_calls;
+                    s.length_bytes += c.length_bytes;
+                }
+            }
+            return PerCallScope {
+                bytes: wanted.iter().map(|&i| per_phase_bytes[i]).sum::<u64>() as f64,
+                phases: wanted,
+                alloc,
+                crypto,
+            };
+        }
+        PerCallScope {
+            phases: (0..w.phases.len()).collect(),
+            bytes: inp
+                .probes
+                .per_call_window_bytes
+                .unwrap_or_else(|| window_bytes(w)) as f64,
+            alloc: None,
+            crypto: None,
+        }
+    }
 }
 
 /// The figures the data-path metrics read: the phases in
@@ -449,9 +614,6 @@ pub fn target_metrics(t: &Target, inp: &MetricInputs) -> BTreeMap<String, Metric
 struct Scope {
     syscalls: Vec<crate::report::SyscallCount>,
     counters: BTreeMap<String, crate::report::Reading>,
-    /// CPU time of the scoped phases, when they are a subset and the
-    /// task-clock counter ran.
-    task_clock_ns: Option<u64>,
     bytes: f64,
 }
 
@@ -472,7 +634,6 @@ impl Scope {
                     })
                     .collect(),
                 counters: t.counters.clone(),
-                task_clock_ns: None,
                 bytes: window_bytes(w) as f64,
             };
         }
@@ -508,10 +669,6 @@ impl Scope {
                 counters.insert(name.clone(), merged);
             }
         }
-        let task_clock_ns = match counters.get("task_clock_ns") {
-            Some(Reading::Value(v)) => Some(*v),
-            _ => None,
-        };
         let bytes = t
             .metrics_phases
             .iter()
@@ -521,7 +678,6 @@ impl Scope {
         Scope {
             syscalls: syscalls.into_values().collect(),
             counters,
-            task_clock_ns,
             bytes,
         }
     }
@@ -628,6 +784,83 @@ mod tests {
             .expect("fixture report")
     }
 
+    /// A real tcp run with costs split by phase, as `protoprof profile tcp`
+    /// wrote it (tests/data/README.md).
+    fn phases_fixture() -> crate::report::Report {
+        serde_json::from_str(include_str!(
+            "../../../tests/data/run-tcp-phases/report.json"
+        ))
+        .expect("fixture report")
+    }
+
+    #[test]
+    fn a_real_run_keeps_one_scope_per_figure() {
+        use crate::analyze::attribution::task_clock_agrees;
+        let r = phases_fixture();
+        let hz = r.probes.options.cpu_frequency_hz.expect("cpu probe on") as f64;
+        for t in &r.targets {
+            let (m, scopes) = target_metrics(
+                t,
+                &MetricInputs {
+                    workload: &r.workload,
+                    probes: &r.probes,
+                    calibration: &r.calibration,
+                    streams: r.workload.phases.iter().map(|p| p.connections as u64).sum(),
+                },
+            );
+            // The figures the run wrote are the ones the catalogue gives.
+            assert_eq!(m, t.metrics, "{}", t.role);
+            assert_eq!(scopes, t.metric_scopes, "{}", t.role);
+            // tcp: bulk is phase 0; the costs cover it and only it.
+            let costs = t.costs.as_ref().expect("costs");
+            assert_eq!(
+                (costs.phases.clone(), t.metrics_phases.clone()),
+                (vec![0], vec![0])
+            );
+            assert_eq!(costs.bytes, r.workload.phases[0].window_bytes());
+            let total = value(&m, "cpu_ns_per_byte");
+            let sum: f64 = CATEGORIES
+                .iter()
+                .map(|c| value(&m, &format!("cost.{c}.ns_per_byte")))
+                .sum();
+            assert!((sum - total).abs() <= 0.01 * total, "{sum} vs {total}");
+            // Each phase's task clock vs its samples × period, within
+            // sampling error (`task_clock_agrees` states the bound).
+            let mut in_phases = 0;
+            for p in &t.phases {
+                let c = p.costs.as_ref().expect("phase costs");
+                in_phases += c.samples;
+                let Some(crate::report::Reading::Value(task)) = p.counters.get("task_clock_ns")
+                else {
+                    panic!("phase {}: no task clock", p.phase);
+                };
+                assert_eq!(c.cpu_ns, *task as f64);
+                if let Err(e) = task_clock_agrees(*task as f64, c.samples, hz) {
+                    panic!("{} phase {}: {e}", t.role, p.phase);
+                }
+            }
+            assert_eq!(in_phases, t.cpu.samples);
+            let offcpu: u64 = t.phases.iter().filter_map(|p| p.offcpu_us).sum();
+            assert_eq!(offcpu, t.offcpu.as_ref().expect("offcpu").total_us);
+            // One crypto share: the crypto category's of the same costs.
+            assert_eq!(
+                t.crypto
+                    .as_ref()
+                    .and_then(|c| c.cpu_share.as_ref().map(|s| s.share)),
+                Some(value(&m, "cost.crypto.share"))
+            );
+        }
+        // Throughput is the window's bytes over the window's seconds, in
+        // this run and in the older fixture.
+        for w in [&r.workload, &fixture().workload] {
+            for p in &w.phases {
+                let mean = p.throughput.up_bps_mean + p.throughput.down_bps_mean;
+                let direct = p.window_bytes() as f64 / p.measured_s;
+                assert!((mean - direct).abs() <= 0.01 * direct, "{mean} vs {direct}");
+            }
+        }
+    }
+
     fn metrics_of(r: &crate::report::Report, t: &Target) -> BTreeMap<String, Metric> {
         target_metrics(
             t,
@@ -638,6 +871,7 @@ mod tests {
                 streams: 8,
             },
         )
+        .0
     }
 
     fn value(m: &BTreeMap<String, Metric>, name: &str) -> f64 {
@@ -755,9 +989,12 @@ mod tests {
     #[test]
     fn metric_phases_scope_the_data_path_and_cpu_metrics() {
         use crate::report::{
-            CategoryCost, CostAttribution, PhaseFigures, Reading, SocketSummary, SyscallCount,
+            CategoryCost, CostAttribution, PhaseAlloc, PhaseFigures, Reading, SocketSummary,
+            SyscallCount,
         };
-        let r = fixture();
+        let mut r = fixture();
+        // The per-call pass moved 300 MiB in the bulk window, 1 MiB in rr.
+        r.probes.per_call_phase_window_bytes = vec![300 << 20, 1 << 20];
         let mut t = r.targets[1].clone();
         let count = |name: &str, count, bytes| SyscallCount {
             name: name.into(),
@@ -777,28 +1014,50 @@ mod tests {
                     ("context_switches".to_string(), Reading::Value(64)),
                     ("task_clock_ns".to_string(), Reading::Value(bulk_bytes)),
                 ]),
+                costs: None,
+                offcpu_us: None,
+                alloc: Some(PhaseAlloc {
+                    calls: 600,
+                    bytes: 3 << 20,
+                    buffer_calls: 30,
+                    frees: 600,
+                }),
+                crypto: None,
             },
             PhaseFigures {
                 phase: 1,
                 syscalls: vec![count("recvfrom", 5000, 1000)],
                 counters: BTreeMap::from([("context_switches".to_string(), Reading::Value(9000))]),
+                costs: None,
+                offcpu_us: None,
+                alloc: Some(PhaseAlloc {
+                    calls: 90_000,
+                    bytes: 9 << 20,
+                    buffer_calls: 0,
+                    frees: 90_000,
+                }),
+                crypto: None,
             },
         ];
         t.metrics_phases = vec![0];
+        // The bulk window's costs: its task clock (1 ns per byte), its
+        // samples, its bytes.
+        let category = |name: &str, samples: u64| CategoryCost {
+            category: name.into(),
+            samples,
+            share: samples as f64 / 100.0,
+            cpu_ns: bulk_bytes as f64 * samples as f64 / 100.0,
+            ns_per_byte: Some(samples as f64 / 100.0),
+            interval: crate::report::ShareInterval::Unavailable("not computed here".into()),
+            measuring: false,
+        };
         t.costs = Some(CostAttribution {
+            phases: vec![0],
             samples: 100,
-            cpu_ns: 4e9,
+            cpu_ns: bulk_bytes as f64,
             cpu_ns_source: "task-clock counter".into(),
-            bytes: 341_236_053,
-            categories: vec![CategoryCost {
-                category: "crypto".into(),
-                samples: 25,
-                share: 0.25,
-                cpu_ns: 1e9,
-                ns_per_byte: None,
-                interval: crate::report::ShareInterval::Unavailable("not computed here".into()),
-                measuring: false,
-            }],
+            bytes: bulk_bytes,
+            categories: vec![category("crypto", 25), category("other", 75)],
             unclassified: Vec::new(),
         });
         t.sockets = Some(SocketSummary {
@@ -820,18 +1079,61 @@ mod tests {
             value(&m, "context_switches_per_mib"),
             64.0 / bulk_mib
         ));
-        // The bulk phase's task clock over its bytes.
+        // The bulk phase's task clock over its bytes, and its categories
+        // over the same bytes: they add up to the total.
         assert_eq!(value(&m, "cpu_ns_per_byte"), 1.0);
         assert_eq!(value(&m, "cost.crypto.share"), 0.25);
-        assert!(close(
-            value(&m, "cost.crypto.ns_per_byte"),
-            1e9 / 341_236_053.0
-        ));
+        assert!(close(value(&m, "cost.crypto.ns_per_byte"), 0.25));
+        let sum = value(&m, "cost.crypto.ns_per_byte") + value(&m, "cost.other.ns_per_byte");
+        assert!((sum - 1.0).abs() <= 0.01, "{sum}");
+        // crypto_ns_per_byte is the same figure, not a second one.
+        assert_eq!(
+            value(&m, "crypto_ns_per_byte"),
+            value(&m, "cost.crypto.ns_per_byte")
+        );
+        // Allocations of the bulk window of the per-call pass over its
+        // bytes: 600 calls in 300 MiB, not the rr phase's 90000.
+        assert!(close(value(&m, "allocs_per_mib"), 2.0));
+        assert!(close(value(&m, "buffer_allocs_per_mib"), 0.1));
+        assert!(close(value(&m, "alloc_bytes_per_byte"), 0.01));
         assert!(why(&m, "copy_share").contains("missing from profiles/attribution.toml"));
         assert_eq!(value(&m, "keepalive_share"), 0.25);
         assert_eq!(value(&m, "nodelay_share"), 1.0);
         assert_eq!(value(&m, "upstream_connections"), 4.0);
         assert_eq!(value(&m, "upstream_connections_per_stream"), 1.0);
+        // Each metric says where its figures come from.
+        let (_, scopes) = target_metrics(
+            &t,
+            &MetricInputs {
+                workload: &r.workload,
+                probes: &r.probes,
+                calibration: &r.calibration,
+                streams: 8,
+            },
+        );
+        let scope = |name: &str| scopes.get(name).cloned().expect(name);
+        let main_bulk = MetricScope {
+            pass: MetricPass::Main,
+            phases: vec![0],
+        };
+        for name in [
+            "cpu_ns_per_byte",
+            "cost.crypto.ns_per_byte",
+            "crypto_ns_per_byte",
+            "syscalls_per_mib",
+        ] {
+            assert_eq!(scope(name), main_bulk, "{name}");
+        }
+        assert_eq!(
+            scope("allocs_per_mib"),
+            MetricScope {
+                pass: MetricPass::PerCall,
+                phases: vec![0]
+            }
+        );
+        assert_eq!(scope("peak_rss_mib").pass, MetricPass::Run);
+        assert_eq!(scope("keepalive_share").phases, vec![0, 1]);
+        assert_eq!(scopes.len(), m.len());
     }
 
     /// A socket option that could not be read is unknown, never "off":
