@@ -338,8 +338,6 @@ struct Plan {
     server_port: u16,
     categories: analyze::attribution::Categories,
     checklist: analyze::checklist::Checklist,
-    /// The crypto families that classify the targets' crypto functions.
-    families: crate::capture::Families,
     /// Server first: the client needs it.
     launches: [crate::chain::Launch; 2],
     socks_addr: std::net::SocketAddr,
@@ -377,7 +375,9 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
         .map_err(|e| RunError::Usage(e.to_string()))?;
     let checklist = analyze::checklist::Checklist::load(&profiles_dir)
         .map_err(|e| RunError::Usage(e.to_string()))?;
-    let families = crate::capture::Families::shipped()
+    // A crypto families file that does not parse stops the run here,
+    // before anything starts (capture parses it again when it attaches).
+    crate::capture::Families::shipped()
         .map_err(|e| RunError::Capture(crate::capture::CaptureError::Families(e)))?;
     let ctx = launch::Context {
         client_port,
@@ -397,7 +397,6 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
         server_port,
         categories,
         checklist,
-        families,
         launches: [server_launch, client_launch],
         socks_addr,
     })
