@@ -745,7 +745,7 @@ mod tests {
                 calibration: &r.calibration,
                 streams: 8,
             };
-            target_metrics(&r.targets[1], &inputs)
+            target_metrics(&r.targets[1], &inputs).0
         };
         let m = metrics_with(300);
         // The ⌈0.5·300⌉-th and ⌈0.99·300⌉-th of samples 1, 2, … 300.
