@@ -35,10 +35,13 @@ fuzz_target!(|input: &[u8]| {
     round_trips(input, Response::decode, Response::encode);
 
     if let Ok((h, data)) = UdpHeader::decode(input) {
-        assert_eq!(h.encoded_len() + data.len(), input.len());
+        // A host may be written in a longer form than ours ("::0" for
+        // "::"), so the re-encoding may be shorter than the input, never
+        // longer.
         let mut again = Vec::new();
         let len = u16::try_from(data.len()).expect("the length field is a u16");
         h.encode(len, &mut again).expect("a decoded header encodes");
+        assert_eq!(again.len(), h.encoded_len());
         again.extend_from_slice(data);
         let (h2, data2) = UdpHeader::decode(&again).expect("re-encoded header decodes");
         assert_eq!((h2, data2), (h, data));
