@@ -92,6 +92,11 @@ protocol = "tcp"
 [endpoints.server]
 command = ["python3", "-c", "import os, signal, socket, time\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', {server_port}))\ns.listen()\ntime.sleep(3)\nos.kill(os.getpid(), signal.SIGSEGV)\n"]
 
+# The crash must come during the traffic phase: without the set-up
+# phase, whose first connection would wait on this server until it dies.
+[setup]
+enabled = false
+
 [[phase]]
 pattern = "bulk"
 connections = 1
