@@ -84,6 +84,16 @@ pub enum RunError {
     Interrupted,
     #[error("payload integrity failed: {details} (report in {dir})")]
     Integrity { dir: PathBuf, details: String },
+    #[error(
+        "the {role} endpoint exited during the {stage} ({how}), before anything was measured; \
+         no report, its output is in {}", log.display()
+    )]
+    TargetExitedBeforeMeasuring {
+        role: String,
+        stage: &'static str,
+        how: String,
+        log: PathBuf,
+    },
     #[error("the {role} endpoint exited during the run ({how}); report in {dir}")]
     TargetExited {
         role: String,
@@ -246,8 +256,10 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let sink = rt
         .block_on(Sink::start((std::net::Ipv4Addr::LOCALHOST, 0).into()))
         .map_err(io_err("starting the sink"))?;
-    let control = control_pass(&plan, &rt, &sink, &phases, &cancel, &id.dir, &mut log)?;
-    let setup = setup_phase(&plan, &rt, &sink, &cancel, &mut log)?;
+    let control = control_pass(&plan, &rt, &sink, &phases, &cancel, &id.dir, &mut log)
+        .map_err(|e| exited_before_measuring(e, &mut chain, "control pass", &id.dir))?;
+    let setup = setup_phase(&plan, &rt, &sink, &cancel, &mut log)
+        .map_err(|e| exited_before_measuring(e, &mut chain, "set-up phase", &id.dir))?;
 
     let capture_opts = plan.spec.probes.capture_options();
     // Per-call probes trap on every call; measured apart, they leave the
@@ -511,6 +523,36 @@ fn start_chain(
         }
     }
     Ok((chain, commands))
+}
+
+/// A traffic error before the main pass, when an endpoint has died, is
+/// that death: a SOCKS5 or connection error would hide it. The exit can
+/// reach `waitpid` a little after the connection broke, so it is polled
+/// for a moment.
+fn exited_before_measuring(
+    e: RunError,
+    chain: &mut Chain,
+    stage: &'static str,
+    dir: &Path,
+) -> RunError {
+    if matches!(e, RunError::Interrupted) {
+        return e;
+    }
+    let deadline = Instant::now() + Duration::from_millis(500);
+    loop {
+        if let Some((role, _, how)) = chain.exited().into_iter().next() {
+            return RunError::TargetExitedBeforeMeasuring {
+                role: role.as_str().into(),
+                stage,
+                how,
+                log: dir.join(format!("{}.log", role.as_str())),
+            };
+        }
+        if Instant::now() >= deadline {
+            return e;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The same phases with no probe attached at all, when the profile asks.
