@@ -450,7 +450,15 @@ fn test(
     // Release: the end-to-end tests profile the same binaries a user runs,
     // and they share their build with `cargo xtask profile`. One test at a
     // time: the probe tests check that no BPF program is left loaded.
-    cmd.args(["test", "--release", "--workspace", "--", "--test-threads=1"]);
+    // --no-fail-fast: one failing binary must not hide the others' results.
+    cmd.args([
+        "test",
+        "--release",
+        "--workspace",
+        "--no-fail-fast",
+        "--",
+        "--test-threads=1",
+    ]);
     if root_user {
         // The probe tests are #[ignore = "needs root"]: run them too.
         cmd.arg("--include-ignored");
