@@ -35,8 +35,14 @@ pub const CONFIG_WINDOW_START_NS: u32 = 6;
 /// [`OUTSIDE_WINDOWS`] between windows. Every record carries it, so each
 /// phase's costs stay apart.
 pub const CONFIG_WINDOW_INDEX: u32 = 7;
+/// `CONFIG` word: the off-CPU probe walks a thread's stacks at a
+/// switch-out only when its last walk is at least this many ns old, and
+/// otherwise charges the interval to the stacks of that walk (0 = walk at
+/// every switch-out). The walks are most of the probe's cost, paid on the
+/// targets' critical path at every switch.
+pub const CONFIG_OFFCPU_STACK_INTERVAL_NS: u32 = 8;
 /// Number of words in the `CONFIG` array map.
-pub const CONFIG_LEN: u32 = 8;
+pub const CONFIG_LEN: u32 = 9;
 
 /// The window index of what is recorded between windows (handshake
 /// markers only). Window indices stay below it.
@@ -188,6 +194,9 @@ pub struct OffCpuStart {
     /// intervals still open when a window closes.
     pub tgid: u32,
     pub _pad: u32,
+    /// When `user_stack` and `kernel_stack_id` were walked (CLOCK_MONOTONIC
+    /// ns); see [`CONFIG_OFFCPU_STACK_INTERVAL_NS`].
+    pub walked_ns: u64,
 }
 
 /// Allocator entry points, passed to the probes as the attach cookie.

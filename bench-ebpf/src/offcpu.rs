@@ -20,8 +20,8 @@ use aya_ebpf::{
     programs::{tracing::StackIdContext, RawTracePointContext},
 };
 use bench_common::{
-    OffCpuKey, OffCpuStart, OffCpuValue, CONFIG_TASK_PID_OFFSET, CONFIG_TASK_TGID_OFFSET,
-    CONFIG_WINDOW_START_NS,
+    OffCpuKey, OffCpuStart, OffCpuValue, CONFIG_OFFCPU_STACK_INTERVAL_NS, CONFIG_TASK_PID_OFFSET,
+    CONFIG_TASK_TGID_OFFSET, CONFIG_WINDOW_START_NS,
 };
 
 use crate::{config, enabled, is_target, note_thread, user_stack, window, KERNEL_STACKS};
@@ -52,32 +52,40 @@ pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
     let prev_tid = pid_tgid as u32;
     if prev_tid != 0 && is_target(prev_tgid) {
         note_thread(prev_tid);
-        let kernel_stack_id = match ctx.get_stackid(&KERNEL_STACKS, 0) {
-            Ok(id) => id,
-            Err(e) => e as i64,
-        };
-        let start = OffCpuStart {
-            start_ns: now,
-            user_stack: user_stack::walk_current(),
-            kernel_stack_id,
-            tgid: prev_tgid,
-            _pad: 0,
-        };
+        let interval = config(CONFIG_OFFCPU_STACK_INTERVAL_NS);
         match OFFCPU_START.get_ptr_mut(&prev_tid) {
             // SAFETY: see the switch-in below.
             Some(slot) => unsafe {
+                // The stacks of a recent walk stand for this switch-out
+                // too: an event loop blocks in the same place nearly every
+                // time, and the walk is most of this program's cost.
+                // (A thread id reused by another process walks anew.)
+                if interval == 0
+                    || (*slot).tgid != prev_tgid
+                    || now.saturating_sub((*slot).walked_ns) >= interval
+                {
+                    (*slot).tgid = prev_tgid;
+                    (*slot).user_stack = user_stack::walk_current();
+                    (*slot).kernel_stack_id = kernel_stack(&ctx);
+                    (*slot).walked_ns = now;
+                }
+                // Between windows, an interval not yet counted (its
+                // switch-in came after the window closed) keeps its start:
+                // the runner counts its in-window part when the window
+                // closes.
                 if on || (*slot).start_ns == 0 {
-                    *slot = start;
-                } else {
-                    // Between windows, an interval not yet counted (its
-                    // switch-in came after the window closed) keeps its
-                    // start: the runner counts its in-window part when
-                    // the window closes. Only the stack is renewed.
-                    (*slot).user_stack = start.user_stack;
-                    (*slot).kernel_stack_id = start.kernel_stack_id;
+                    (*slot).start_ns = now;
                 }
             },
             None => {
+                let start = OffCpuStart {
+                    start_ns: now,
+                    user_stack: user_stack::walk_current(),
+                    kernel_stack_id: kernel_stack(&ctx),
+                    tgid: prev_tgid,
+                    _pad: 0,
+                    walked_ns: now,
+                };
                 let _ = OFFCPU_START.insert(&prev_tid, &start, 0);
             }
         }
@@ -154,4 +162,12 @@ pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
         }
     }
     0
+}
+
+/// The current kernel stack's id, or the helper's error (negative).
+fn kernel_stack(ctx: &RawTracePointContext) -> i64 {
+    match ctx.get_stackid(&KERNEL_STACKS, 0) {
+        Ok(id) => id,
+        Err(e) => e as i64,
+    }
 }

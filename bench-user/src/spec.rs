@@ -168,6 +168,13 @@ pub struct ProbeSpec {
     pub counters: bool,
     #[serde(default = "yes")]
     pub offcpu: bool,
+    /// The off-CPU probe walks a thread's user and kernel stacks at a
+    /// switch-out only when its last walk is this old, and charges the
+    /// switch-outs between to that walk's stacks; 0 walks at every one.
+    /// The walks are most of the probe's cost and lie on the targets'
+    /// critical path (docs/probes.md).
+    #[serde(default = "default_offcpu_stack_interval_us")]
+    pub offcpu_stack_interval_us: u64,
     #[serde(default)]
     pub cpu: CpuSpec,
     #[serde(default)]
@@ -251,6 +258,7 @@ impl Default for ProbeSpec {
             syscalls: true,
             counters: true,
             offcpu: true,
+            offcpu_stack_interval_us: default_offcpu_stack_interval_us(),
             cpu: CpuSpec::default(),
             alloc: AllocSpec::default(),
             crypto: CryptoSpec::default(),
@@ -312,6 +320,7 @@ impl ProbeSpec {
             },
             cpu_frequency_hz: self.cpu.enabled.then_some(self.cpu.frequency_hz),
             offcpu: self.offcpu,
+            offcpu_stack_interval_ns: self.offcpu_stack_interval_us.saturating_mul(1000),
             counters: self.counters,
             alloc: self.alloc.enabled.then_some(AllocOptions {
                 sample_bytes: self.alloc.sample_bytes,
@@ -324,6 +333,10 @@ impl ProbeSpec {
             program_stats: self.program_costs,
         }
     }
+}
+
+fn default_offcpu_stack_interval_us() -> u64 {
+    1000
 }
 
 fn default_sample_bytes() -> u64 {

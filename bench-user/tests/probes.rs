@@ -69,6 +69,30 @@ fn assert_exited(child: &mut Child) {
     );
 }
 
+/// Runs a fixture as the only target of probes loaded with `opts`, from
+/// its "go" to its exit; returns its pid, what the probes saw, and how long
+/// it ran after "go", µs.
+fn measure_fixture(opts: &CaptureOptions, args: &[&str]) -> (u32, capture::Capture, u64) {
+    let mut probes = Probes::load(opts).expect("load probes");
+    let (mut child, _out) = fixture(args);
+    let pid = child.id();
+    probes.add_target(pid, 0).expect("add target");
+    probes.start().expect("start");
+    let started = Instant::now();
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"g")
+        .expect("go");
+    assert_exited(&mut child);
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    probes.stop().expect("stop");
+    let cap = probes.read().expect("read");
+    drop(probes);
+    (pid, cap, elapsed_us)
+}
+
 #[test]
 #[ignore = "needs root"]
 fn syscalls_are_counted_exactly() {
@@ -79,29 +103,18 @@ fn syscalls_are_counted_exactly() {
         syscalls: true,
         ..CaptureOptions::none()
     };
-    let mut probes = Probes::load(&opts).expect("load probes");
-    let (mut child, _out) = fixture(&[
-        "syscalls",
-        "--getppid",
-        &GETPPID.to_string(),
-        "--writes",
-        &WRITES.to_string(),
-        "--size",
-        &SIZE.to_string(),
-    ]);
-    let pid = child.id();
-    probes.add_target(pid, 0).expect("add target");
-    probes.start().expect("start");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"g")
-        .expect("go");
-    assert_exited(&mut child);
-    probes.stop().expect("stop");
-    let cap = probes.read().expect("read");
-    drop(probes);
+    let (pid, cap, _) = measure_fixture(
+        &opts,
+        &[
+            "syscalls",
+            "--getppid",
+            &GETPPID.to_string(),
+            "--writes",
+            &WRITES.to_string(),
+            "--size",
+            &SIZE.to_string(),
+        ],
+    );
 
     let row = |name: &str| {
         cap.syscalls
@@ -385,21 +398,7 @@ fn off_cpu_time_matches_a_known_sleep() {
         offcpu: true,
         ..CaptureOptions::none()
     };
-    let mut probes = Probes::load(&opts).expect("load probes");
-    let (mut child, _out) = fixture(&["sleep", "--ms", "200", "--times", "3"]);
-    let pid = child.id();
-    probes.add_target(pid, 0).expect("add target");
-    probes.start().expect("start");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"g")
-        .expect("go");
-    assert_exited(&mut child);
-    probes.stop().expect("stop");
-    let cap = probes.read().expect("read");
-    drop(probes);
+    let (pid, cap, _) = measure_fixture(&opts, &["sleep", "--ms", "200", "--times", "3"]);
 
     let off_us: u64 = cap
         .stacks
@@ -410,6 +409,39 @@ fn off_cpu_time_matches_a_known_sleep() {
     assert!(
         (540_000..=660_000).contains(&off_us),
         "off-CPU {off_us} µs for 600 ms of sleep"
+    );
+    assert_no_programs_left();
+}
+
+/// With stacks walked at most every 10 ms, 300 sleeps of 1 ms still count
+/// every interval: the switch-outs between walks are charged to the last
+/// walk's stacks, not dropped.
+#[test]
+#[ignore = "needs root"]
+fn off_cpu_time_is_kept_when_stacks_are_walked_less_often() {
+    let opts = CaptureOptions {
+        offcpu: true,
+        offcpu_stack_interval_ns: 10_000_000,
+        ..CaptureOptions::none()
+    };
+    let (pid, cap, elapsed_us) = measure_fixture(&opts, &["sleep", "--ms", "1", "--times", "300"]);
+
+    let stacks: Vec<_> = cap
+        .stacks
+        .iter()
+        .filter(|s| s.tgid == pid && s.graph == Graph::OffCpu)
+        .collect();
+    let off_us: u64 = stacks.iter().map(|s| s.weight).sum();
+    // At least the 300 ms asked for; at most the time the fixture lived.
+    assert!(
+        (300_000..=elapsed_us).contains(&off_us),
+        "off-CPU {off_us} µs for 300 sleeps of 1 ms, fixture lived {elapsed_us} µs"
+    );
+    // One place blocked in, walked a few dozen times at most: few stacks.
+    assert!(
+        !stacks.is_empty() && stacks.len() <= 8,
+        "{} off-CPU stacks",
+        stacks.len()
     );
     assert_no_programs_left();
 }

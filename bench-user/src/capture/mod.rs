@@ -38,8 +38,8 @@ use aya::{
 };
 use bench_common::{
     OffCpuKey, SyscallStats, CONFIG_ALLOC_LIVE, CONFIG_ALLOC_SAMPLE_BYTES, CONFIG_ENABLED,
-    CONFIG_SYSCALL_STACK_EVERY, CONFIG_TASK_PID_OFFSET, CONFIG_TASK_TGID_OFFSET,
-    CONFIG_WINDOW_INDEX, CONFIG_WINDOW_START_NS, OUTSIDE_WINDOWS,
+    CONFIG_OFFCPU_STACK_INTERVAL_NS, CONFIG_SYSCALL_STACK_EVERY, CONFIG_TASK_PID_OFFSET,
+    CONFIG_TASK_TGID_OFFSET, CONFIG_WINDOW_INDEX, CONFIG_WINDOW_START_NS, OUTSIDE_WINDOWS,
 };
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +80,11 @@ pub struct CaptureOptions {
     /// Samples per second per CPU; `None` = cpu probe off.
     pub cpu_frequency_hz: Option<u64>,
     pub offcpu: bool,
+    /// The off-CPU probe walks a thread's stacks at most once per this
+    /// many ns and charges the switch-outs between to that walk's stacks
+    /// (0 = at every switch-out).
+    #[serde(default)]
+    pub offcpu_stack_interval_ns: u64,
     pub counters: bool,
     pub alloc: Option<AllocOptions>,
     pub crypto: Option<CryptoOptions>,
@@ -121,6 +126,7 @@ impl CaptureOptions {
             syscall_stack_every: 0,
             cpu_frequency_hz: None,
             offcpu: false,
+            offcpu_stack_interval_ns: 0,
             counters: false,
             alloc: None,
             crypto: None,
@@ -352,6 +358,10 @@ impl Probes {
             let (pid, tgid) = btf::task_pid_tgid_offsets()?;
             set(CONFIG_TASK_PID_OFFSET, pid)?;
             set(CONFIG_TASK_TGID_OFFSET, tgid)?;
+            set(
+                CONFIG_OFFCPU_STACK_INTERVAL_NS,
+                options.offcpu_stack_interval_ns,
+            )?;
             offcpu::attach(&mut ebpf, options.floor)?;
         }
         if let Some(a) = &options.alloc {

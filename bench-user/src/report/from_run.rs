@@ -49,6 +49,7 @@ impl From<&capture::CaptureOptions> for ProbeOptions {
             syscall_stack_every: o.syscall_stack_every,
             cpu_frequency_hz: o.cpu_frequency_hz,
             offcpu: o.offcpu,
+            offcpu_stack_interval_us: o.offcpu_stack_interval_ns / 1000,
             counters: o.counters,
             alloc: o.alloc.as_ref().map(|a| AllocProbeOptions {
                 sample_bytes: a.sample_bytes,

@@ -40,6 +40,11 @@ pub struct ProbeOptions {
     /// CPU samples per second per CPU; absent when the cpu probe was off.
     pub cpu_frequency_hz: Option<u64>,
     pub offcpu: bool,
+    /// Off-CPU stacks were walked at most once per this many µs per thread;
+    /// the switch-outs between were charged to the last walk's stacks (0 =
+    /// walked at every switch-out).
+    #[serde(default)]
+    pub offcpu_stack_interval_us: u64,
     pub counters: bool,
     /// Absent when the alloc probe was off.
     pub alloc: Option<AllocProbeOptions>,
