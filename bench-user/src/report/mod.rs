@@ -38,9 +38,9 @@ pub use stacks::{FoldedGraph, FoldedStack, StackFile};
 pub use target::{
     AllocAttach, AllocFunction, AllocSummary, BinaryInfo, CategoryCost, CostAttribution,
     CpuSummary, CryptoCpuShare, CryptoSummary, CryptoSymbolRow, FunctionCost, LatencyBucket,
-    LiveSample, Metric, MetricPass, MetricScope, OffCpuSummary, PhaseAlloc, PhaseCrypto,
-    PhaseFigures, Reading, Role, SizeBucket, SocketSummary, SyscallCount, SyscallRow, Target,
-    ThreadSummary, WeightedName,
+    LiveSample, Metric, MetricEvidence, MetricPass, MetricScope, OffCpuSummary, PhaseAlloc,
+    PhaseCrypto, PhaseFigures, Reading, Role, SizeBucket, SocketSummary, SyscallCount, SyscallRow,
+    Target, ThreadSummary, WeightedName,
 };
 pub use uncertainty::{Percentile, PercentileEstimate, ShareInterval};
 pub use workload::{

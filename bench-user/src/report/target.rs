@@ -108,12 +108,29 @@ pub struct Target {
 }
 
 /// Where a metric's figures come from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MetricScope {
     pub pass: MetricPass,
     /// The phases (measured windows) whose figures it divides, numerator
     /// and denominator alike; empty for whole-run figures (`pass: run`).
     pub phases: Vec<usize>,
+    /// For a share: how many things it is a fraction of (CPU samples,
+    /// syscalls, crypto calls, TCP sockets); for a percentile: the
+    /// connections behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+    /// For a share of CPU samples: its 95 % interval (the cost category's).
+    /// Shares of exact counts (syscalls, calls, sockets) have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<super::ShareInterval>,
+}
+
+/// What stands behind a share or percentile: `MetricScope::samples` and
+/// `interval`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricEvidence {
+    pub samples: u64,
+    pub interval: Option<super::ShareInterval>,
 }
 
 /// Which pass a metric's figures were measured in.

@@ -3,23 +3,37 @@
 
 use std::collections::BTreeMap;
 
-use super::{ratio, un, MetricInputs};
-use crate::report::{LatencySummary, Metric, Target};
+use super::{ratio, un, Evidence, MetricInputs};
+use crate::report::{LatencySummary, Metric, MetricEvidence, Target};
 
 /// `setup_p50_us` and `setup_p99_us`.
-fn setup(inp: &MetricInputs, m: &mut BTreeMap<String, Metric>) {
+fn setup(inp: &MetricInputs, m: &mut BTreeMap<String, Metric>, ev: &mut Evidence) {
     // Set-up: from the set-up phase when the run had one (its hundreds of
     // connections bound p50 and p99), else from the traffic phases' few.
     if let Some(s) = inp.workload.setup.as_ref().filter(|s| s.setup_us.count > 0) {
         m.insert("setup_p50_us".into(), super::percentile(&s.setup_us, "p50"));
         m.insert("setup_p99_us".into(), super::percentile(&s.setup_us, "p99"));
+        connections(ev, s.setup_us.count);
     } else {
-        phase_setups(inp, m);
+        phase_setups(inp, m, ev);
+    }
+}
+
+/// The connections behind both set-up percentiles.
+fn connections(ev: &mut Evidence, n: u64) {
+    for name in ["setup_p50_us", "setup_p99_us"] {
+        ev.insert(
+            name.into(),
+            MetricEvidence {
+                samples: n,
+                interval: None,
+            },
+        );
     }
 }
 
 /// Set-up percentiles from the traffic phases' connections.
-fn phase_setups(inp: &MetricInputs, m: &mut BTreeMap<String, Metric>) {
+fn phase_setups(inp: &MetricInputs, m: &mut BTreeMap<String, Metric>, ev: &mut Evidence) {
     let setups: Vec<_> = inp
         .workload
         .phases
@@ -35,6 +49,7 @@ fn phase_setups(inp: &MetricInputs, m: &mut BTreeMap<String, Metric>) {
         // connection-weighted mean, the p99 the worst phase's (an upper
         // bound), and either only when every phase has samples enough.
         let n: u64 = setups.iter().map(|s| s.count).sum();
+        connections(ev, n);
         let value = |s: &LatencySummary, label: &str| match super::percentile(s, label) {
             Metric::Value(v) => Ok(v),
             why => Err(why),
@@ -57,8 +72,13 @@ fn phase_setups(inp: &MetricInputs, m: &mut BTreeMap<String, Metric>) {
 }
 
 /// The connection family.
-pub(super) fn insert(t: &Target, inp: &MetricInputs, m: &mut BTreeMap<String, Metric>) {
-    setup(inp, m);
+pub(super) fn insert(
+    t: &Target,
+    inp: &MetricInputs,
+    m: &mut BTreeMap<String, Metric>,
+    ev: &mut Evidence,
+) {
+    setup(inp, m, ev);
     m.insert(
         "upstream_connections".into(),
         match &t.sockets {
@@ -95,6 +115,18 @@ pub(super) fn insert(t: &Target, inp: &MetricInputs, m: &mut BTreeMap<String, Me
             m.insert("nodelay_share".into(), un(&why));
         }
         Some(s) if s.tcp > 0 => {
+            for (name, unknown) in [
+                ("keepalive_share", s.keepalive_unknown),
+                ("nodelay_share", s.nodelay_unknown),
+            ] {
+                ev.insert(
+                    name.into(),
+                    MetricEvidence {
+                        samples: u64::from(s.tcp.saturating_sub(unknown)),
+                        interval: None,
+                    },
+                );
+            }
             m.insert(
                 "keepalive_share".into(),
                 option_share(s.keepalive, s.tcp, s.keepalive_unknown, "SO_KEEPALIVE"),

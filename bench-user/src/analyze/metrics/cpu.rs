@@ -2,23 +2,29 @@
 
 use std::collections::BTreeMap;
 
-use super::{ratio, un, NO_BYTES};
-use crate::report::{Metric, Target};
+use super::{ratio, un, Evidence, NO_BYTES};
+use crate::report::{Metric, MetricEvidence, Target};
 
 /// `cpu_ns_per_byte`, `cost.<category>.{share,ns_per_byte}`, and the
 /// copy, runtime and kernel-I/O shares: all from the target's `costs`, so
 /// CPU time, samples and bytes are those of the same windows and the
 /// categories' ns/B add up to the total.
-pub(super) fn insert(t: &Target, m: &mut BTreeMap<String, Metric>) {
+pub(super) fn insert(t: &Target, m: &mut BTreeMap<String, Metric>, ev: &mut Evidence) {
     match &t.costs {
         Some(c) if c.samples > 0 => {
             let bytes = c.bytes as f64;
             m.insert("cpu_ns_per_byte".into(), ratio(c.cpu_ns, bytes, NO_BYTES));
+            // A share of samples: their count and the category's interval.
+            let evidence = |cat: &crate::report::CategoryCost| MetricEvidence {
+                samples: c.samples,
+                interval: Some(cat.interval.clone()),
+            };
             for cat in &c.categories {
                 m.insert(
                     format!("cost.{}.share", cat.category),
                     Metric::Value(cat.share),
                 );
+                ev.insert(format!("cost.{}.share", cat.category), evidence(cat));
                 m.insert(
                     format!("cost.{}.ns_per_byte", cat.category),
                     ratio(cat.cpu_ns, bytes, NO_BYTES),
@@ -31,9 +37,16 @@ pub(super) fn insert(t: &Target, m: &mut BTreeMap<String, Metric>) {
                     .map(|k| Metric::Value(k.share))
                     .unwrap_or_else(|| un("category missing from profiles/attribution.toml"))
             };
-            m.insert("copy_share".into(), share("copy"));
-            m.insert("runtime_share".into(), share("runtime"));
-            m.insert("kernel_io_share".into(), share("kernel_io"));
+            for (name, category) in [
+                ("copy_share", "copy"),
+                ("runtime_share", "runtime"),
+                ("kernel_io_share", "kernel_io"),
+            ] {
+                m.insert(name.into(), share(category));
+                if let Some(cat) = c.categories.iter().find(|k| k.category == category) {
+                    ev.insert(name.into(), evidence(cat));
+                }
+            }
         }
         Some(_) => {
             let why = "the cpu probe took no samples of this target";

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{ratio, un, MetricInputs, PerCallScope};
-use crate::report::{Metric, Target};
+use super::{ratio, un, Evidence, MetricInputs, PerCallScope};
+use crate::report::{Metric, MetricEvidence, Target};
 
 /// The crypto family: software share, record size, full handshakes per
 /// stream, crypto ns/B and its ratio to the calibration.
@@ -13,6 +13,7 @@ pub(super) fn insert(
     inp: &MetricInputs,
     scope: &PerCallScope,
     m: &mut BTreeMap<String, Metric>,
+    ev: &mut Evidence,
 ) {
     let all_rows = t.crypto.as_ref().map(|c| c.symbols.as_slice());
     // Rows counted at connection set-up (handshake markers, HPKE) are not
@@ -57,6 +58,13 @@ pub(super) fn insert(
             m.insert(
                 "crypto_software_share".into(),
                 Metric::Value(software as f64 / calls as f64),
+            );
+            ev.insert(
+                "crypto_software_share".into(),
+                MetricEvidence {
+                    samples: calls,
+                    interval: None,
+                },
             );
             m.insert(
                 "crypto_record_bytes".into(),

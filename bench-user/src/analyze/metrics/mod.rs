@@ -492,21 +492,24 @@ pub fn target_metrics(
     inp: &MetricInputs,
 ) -> (BTreeMap<String, Metric>, BTreeMap<String, MetricScope>) {
     let mut m = BTreeMap::new();
+    let mut ev = Evidence::new();
     let scope = Scope::of(t, inp.workload);
     let per_call = PerCallScope::of(t, inp);
-    cpu::insert(t, &mut m);
-    syscalls::insert(inp, &scope, &mut m);
+    cpu::insert(t, &mut m, &mut ev);
+    syscalls::insert(inp, &scope, &mut m, &mut ev);
     memory::insert(t, inp, &per_call, &mut m);
-    crypto::insert(t, inp, &per_call, &mut m);
-    connections::insert(t, inp, &mut m);
+    crypto::insert(t, inp, &per_call, &mut m, &mut ev);
+    connections::insert(t, inp, &mut m, &mut ev);
     let scopes = m
         .keys()
         .filter_map(|name| {
             let covers = lookup(name)?.covers;
-            Some((
-                name.clone(),
-                resolve_scope(covers, t, inp.workload, &per_call),
-            ))
+            let mut s = resolve_scope(covers, t, inp.workload, &per_call);
+            if let Some(e) = ev.remove(name) {
+                s.samples = Some(e.samples);
+                s.interval = e.interval;
+            }
+            Some((name.clone(), s))
         })
         .collect();
     (m, scopes)
@@ -535,8 +538,17 @@ fn resolve_scope(covers: Covers, t: &Target, w: &Workload, per_call: &PerCallSco
         Covers::PerCallAllPhases => (MetricPass::PerCall, all),
         Covers::Run => (MetricPass::Run, Vec::new()),
     };
-    MetricScope { pass, phases }
+    MetricScope {
+        pass,
+        phases,
+        samples: None,
+        interval: None,
+    }
 }
+
+/// Per metric name, what stands behind a share or percentile, filled by
+/// the families as they compute it.
+type Evidence = BTreeMap<String, crate::report::MetricEvidence>;
 
 /// The per-call probes' figures over the target's metric phases, when the
 /// report splits them by phase; else over every phase (older reports).
@@ -1115,6 +1127,8 @@ mod tests {
         let main_bulk = MetricScope {
             pass: MetricPass::Main,
             phases: vec![0],
+            samples: None,
+            interval: None,
         };
         for name in [
             "cpu_ns_per_byte",
@@ -1128,12 +1142,44 @@ mod tests {
             scope("allocs_per_mib"),
             MetricScope {
                 pass: MetricPass::PerCall,
-                phases: vec![0]
+                phases: vec![0],
+                samples: None,
+                interval: None,
             }
         );
         assert_eq!(scope("peak_rss_mib").pass, MetricPass::Run);
         assert_eq!(scope("keepalive_share").phases, vec![0, 1]);
         assert_eq!(scopes.len(), m.len());
+        // Every share and percentile carries what stands behind it: a
+        // CPU share its samples and interval, a share of exact counts its
+        // count, a percentile its connections.
+        let costs = t.costs.as_ref().expect("costs");
+        for (name, category) in [
+            ("cost.other.share", "other"),
+            ("cost.crypto.share", "crypto"),
+        ] {
+            let s = scope(name);
+            let cat = costs
+                .categories
+                .iter()
+                .find(|c| c.category == category)
+                .expect(category);
+            assert_eq!(s.samples, Some(costs.samples), "{name}");
+            assert_eq!(s.interval.as_ref(), Some(&cat.interval), "{name}");
+        }
+        let setups = match r.workload.setup.as_ref() {
+            Some(s) => s.setup_us.count,
+            None => r.workload.phases.iter().map(|p| p.setup_us.count).sum(),
+        };
+        assert!(setups > 0);
+        assert_eq!(scope("setup_p99_us").samples, Some(setups));
+        let sockets = t.sockets.as_ref().expect("sockets");
+        assert_eq!(
+            scope("keepalive_share").samples,
+            Some(u64::from(sockets.tcp - sockets.keepalive_unknown))
+        );
+        assert!(scope("vectored_share").samples.is_some_and(|n| n > 0));
+        assert_eq!(scope("cpu_ns_per_byte").samples, None);
     }
 
     /// A socket option that could not be read is unknown, never "off":

@@ -4,13 +4,18 @@
 use std::collections::BTreeMap;
 
 use super::{
-    ratio, un, MetricInputs, Scope, MIB, NO_BYTES, READ_SYSCALLS, VECTORED_SYSCALLS,
+    ratio, un, Evidence, MetricInputs, Scope, MIB, NO_BYTES, READ_SYSCALLS, VECTORED_SYSCALLS,
     WAKEUP_SYSCALLS, WRITE_SYSCALLS, ZERO_COPY_SYSCALLS,
 };
-use crate::report::Metric;
+use crate::report::{Metric, MetricEvidence};
 
 /// The syscall family, over the target's metric phases (`scope`).
-pub(super) fn insert(inp: &MetricInputs, scope: &Scope, m: &mut BTreeMap<String, Metric>) {
+pub(super) fn insert(
+    inp: &MetricInputs,
+    scope: &Scope,
+    m: &mut BTreeMap<String, Metric>,
+    ev: &mut Evidence,
+) {
     let mib = scope.bytes / MIB;
     // Syscalls.
     if inp.probes.options.syscalls {
@@ -66,6 +71,21 @@ pub(super) fn insert(inp: &MetricInputs, scope: &Scope, m: &mut BTreeMap<String,
                     "no successful write-family syscall",
                 )
             },
+        );
+        // Exact counts, not samples: no interval.
+        let calls = |names: &[&[&str]]| MetricEvidence {
+            samples: names.iter().map(|n| sum(n, &|r| r.count)).sum(),
+            interval: None,
+        };
+        if !spliced {
+            ev.insert(
+                "vectored_share".into(),
+                calls(&[READ_SYSCALLS, WRITE_SYSCALLS]),
+            );
+        }
+        ev.insert(
+            "zero_copy_share".into(),
+            calls(&[READ_SYSCALLS, WRITE_SYSCALLS, ZERO_COPY_SYSCALLS]),
         );
         m.insert(
             "vectored_share".into(),
