@@ -641,13 +641,19 @@ fn compare(root: &Path, variants: &str) -> Result<String> {
     let dir = PathBuf::from(text.lines().last().unwrap_or_default().trim());
     let md = std::fs::read_to_string(dir.join("compare.md"))
         .with_context(|| format!("reading {}/compare.md", dir.display()))?;
-    let machine = std::fs::read_dir(&dir)
-        .ok()
-        .and_then(|mut d| {
-            d.find_map(|e| {
-                let p = e.ok()?.path().join("report.json");
-                serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(p).ok()?).ok()
-            })
+    // The runs are in `a-1/<run>/`, `b-1/<run>/`, …: any run's report names
+    // the machine.
+    let subdirs = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .map(|it| it.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    let machine = subdirs(&dir)
+        .iter()
+        .flat_map(|side| subdirs(side))
+        .find_map(|run| {
+            let text = std::fs::read_to_string(run.join("report.json")).ok()?;
+            serde_json::from_str::<serde_json::Value>(&text).ok()
         })
         .map_or_else(|| "(machine unknown)".to_string(), |r| machine_line(&r));
     let stamp = Stamp {
