@@ -1,10 +1,17 @@
-//! What the QUIC protocols (tuic, hysteria2, and later hysteria1) share:
-//! binding the endpoint, the client's one lazily opened connection that is
-//! opened again when it dies ([`Link`]), the server's accept loop, and a
-//! bidirectional stream as one byte stream ([`QuicStream`]).
+//! What the QUIC protocols (tuic, hysteria2, hysteria1) share: binding the
+//! endpoint, the client's one lazily opened connection that is opened
+//! again when it dies ([`Link`]), the client's streams ([`client`]), the
+//! server's accept loop and its proxy streams ([`server`]), a
+//! bidirectional stream as one byte stream ([`QuicStream`]) and the UDP
+//! relay's datagram loops.
 //!
 //! A protocol adds only what is its own: the authentication after the QUIC
-//! handshake ([`Handshake`]), its stream header and its UDP framing.
+//! handshake ([`Handshake`]), its stream header ([`client::StreamClient`],
+//! [`server::StreamServer`]) and its UDP framing.
+
+pub mod client;
+pub mod server;
+pub mod udp;
 
 use std::future::Future;
 use std::io;
@@ -209,6 +216,27 @@ where
         socket,
         runtime,
     )
+}
+
+/// Streams of each direction a peer may have open at once: every proxied
+/// TCP connection is a stream (and in TUIC's quic mode every UDP packet
+/// too), and quinn's default of 100 would queue the load generator's
+/// connections behind each other.
+pub const MAX_STREAMS: u32 = 1024;
+
+/// The transport every QUIC protocol starts from: `idle` as the idle
+/// timeout, [`MAX_STREAMS`] bidirectional streams, congestion control by
+/// `congestion`. Fails only if `idle` is beyond what QUIC can say.
+pub fn transport(
+    idle: std::time::Duration,
+    congestion: Arc<dyn quinn::congestion::ControllerFactory + Send + Sync>,
+) -> Result<quinn::TransportConfig, String> {
+    let idle = quinn::IdleTimeout::try_from(idle).map_err(|_| format!("idle timeout {idle:?}"))?;
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(idle));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
+    t.congestion_controller_factory(congestion);
+    Ok(t)
 }
 
 /// quinn's client configuration: `tls` offering `alpn`, with `transport`.
