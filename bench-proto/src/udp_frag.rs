@@ -123,6 +123,18 @@ pub fn datagrams<E: From<SplitError>>(
     Ok(out)
 }
 
+/// Splits a received datagram into its header, read by `decode` (which
+/// returns the header and the data after it), and its data as a slice of
+/// the datagram (no copy).
+pub fn parse<H, E>(
+    d: &Bytes,
+    decode: impl FnOnce(&[u8]) -> Result<(H, &[u8]), E>,
+) -> Result<(H, Bytes), E> {
+    let (h, data) = decode(d)?;
+    let at = d.len() - data.len();
+    Ok((h, d.slice(at..)))
+}
+
 /// One fragment as the reassembler needs it.
 #[derive(Debug, Clone)]
 pub struct Fragment<'a> {

@@ -95,28 +95,21 @@ impl Handshake for Hello {
         conn: Connection,
         server: SocketAddr,
     ) -> Result<Live, Hysteria1Error> {
-        match tokio::time::timeout(PROTOCOL_TIMEOUT, self.hello(&conn, server)).await {
-            Ok(Ok(live)) => {
-                tokio::spawn(quic::deliver_datagrams(
-                    conn,
-                    Arc::clone(&self.sessions),
-                    "hysteria1 client",
-                    |d| parse(d).map(|(h, data)| (h.session_id, h, data)),
-                ));
-                Ok(live)
-            }
-            Ok(Err(e)) => {
-                conn.close(VarInt::from_u32(CLOSE_GENERIC), b"");
-                Err(e)
-            }
-            Err(_) => {
-                conn.close(VarInt::from_u32(CLOSE_GENERIC), b"");
-                Err(Hysteria1Error::Hello {
-                    server,
-                    reason: "no server hello in time".into(),
-                })
-            }
-        }
+        let timed_out = || Hysteria1Error::Hello {
+            server,
+            reason: "no server hello in time".into(),
+        };
+        let auth = self.hello(&conn, server);
+        let live =
+            quic::authenticate_within(&conn, PROTOCOL_TIMEOUT, CLOSE_GENERIC, auth, timed_out)
+                .await?;
+        tokio::spawn(quic::deliver_datagrams(
+            conn,
+            Arc::clone(&self.sessions),
+            "hysteria1 client",
+            |d| parse(d).map(|(h, data)| (h.session_id, h, data)),
+        ));
+        Ok(live)
     }
 }
 

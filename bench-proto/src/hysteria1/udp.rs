@@ -42,9 +42,7 @@ pub fn fragment(
 
 /// Splits a received datagram into header and data.
 pub fn parse(d: &Bytes) -> Result<(UdpHeader, Bytes), WireError> {
-    let (h, data) = UdpHeader::decode(d)?;
-    let at = d.len() - data.len();
-    Ok((h, d.slice(at..)))
+    crate::udp_frag::parse(d, UdpHeader::decode)
 }
 
 impl FragmentHeader for UdpHeader {

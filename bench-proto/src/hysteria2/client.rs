@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use quinn::{Connection, VarInt};
+use quinn::Connection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -97,28 +97,20 @@ impl Handshake for Authenticate {
         conn: Connection,
         server: SocketAddr,
     ) -> Result<Live, Hysteria2Error> {
-        match tokio::time::timeout(AUTH_TIMEOUT, self.authenticate(&conn, server)).await {
-            Ok(Ok(live)) => {
-                tokio::spawn(quic::deliver_datagrams(
-                    conn,
-                    Arc::clone(&self.sessions),
-                    "hysteria2 client",
-                    |d| parse(d).map(|(h, data)| (h.session_id, h, data)),
-                ));
-                Ok(live)
-            }
-            Ok(Err(e)) => {
-                conn.close(VarInt::from_u32(CLOSE_NORMAL), b"");
-                Err(e)
-            }
-            Err(_) => {
-                conn.close(VarInt::from_u32(CLOSE_NORMAL), b"");
-                Err(Hysteria2Error::Http3 {
-                    server,
-                    reason: "no answer to /auth in time".into(),
-                })
-            }
-        }
+        let timed_out = || Hysteria2Error::Http3 {
+            server,
+            reason: "no answer to /auth in time".into(),
+        };
+        let auth = self.authenticate(&conn, server);
+        let live =
+            quic::authenticate_within(&conn, AUTH_TIMEOUT, CLOSE_NORMAL, auth, timed_out).await?;
+        tokio::spawn(quic::deliver_datagrams(
+            conn,
+            Arc::clone(&self.sessions),
+            "hysteria2 client",
+            |d| parse(d).map(|(h, data)| (h.session_id, h, data)),
+        ));
+        Ok(live)
     }
 }
 

@@ -39,9 +39,7 @@ pub fn fragment(
 
 /// Splits a received datagram into header and payload.
 pub fn parse(d: &Bytes) -> Result<(UdpHeader, Bytes), WireError> {
-    let (h, payload) = UdpHeader::decode(d)?;
-    let at = d.len() - payload.len();
-    Ok((h, d.slice(at..)))
+    crate::udp_frag::parse(d, UdpHeader::decode)
 }
 
 impl FragmentHeader for UdpHeader {

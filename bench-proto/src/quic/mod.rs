@@ -285,6 +285,25 @@ where
     }
 }
 
+/// Runs a protocol's authentication `auth` of `conn` for at most `limit`.
+/// If it fails, or `timed_out()` when it takes too long, the connection
+/// is closed with `close_code` (so the server sees a clean end).
+pub async fn authenticate_within<T, E>(
+    conn: &Connection,
+    limit: std::time::Duration,
+    close_code: u32,
+    auth: impl Future<Output = Result<T, E>>,
+    timed_out: impl FnOnce() -> E,
+) -> Result<T, E> {
+    let result = tokio::time::timeout(limit, auth)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()));
+    if result.is_err() {
+        conn.close(VarInt::from_u32(close_code), b"");
+    }
+    result
+}
+
 /// Why the client's connection could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
