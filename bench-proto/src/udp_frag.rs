@@ -101,6 +101,40 @@ pub fn split(payload: &[u8], head: usize, max_datagram: usize) -> Result<Vec<&[u
     Ok(parts)
 }
 
+/// Splits `payload` as [`split`] does into datagrams of at most
+/// `max_datagram` bytes: each is its fragment's header, at most `head`
+/// bytes written by `header(frag_id, frag_count, part, datagram)` (each
+/// protocol frames its own), then the part.
+pub fn datagrams<E: From<SplitError>>(
+    payload: &[u8],
+    head: usize,
+    max_datagram: usize,
+    mut header: impl FnMut(u8, u8, &[u8], &mut Vec<u8>) -> Result<(), E>,
+) -> Result<Vec<Bytes>, E> {
+    let parts = split(payload, head, max_datagram)?;
+    let count = parts.len() as u8; // at most MAX_FRAGMENTS
+    let mut out = Vec::with_capacity(parts.len());
+    for (i, part) in parts.into_iter().enumerate() {
+        let mut d = Vec::with_capacity(head + part.len());
+        header(i as u8, count, part, &mut d)?; // i below count
+        d.extend_from_slice(part);
+        out.push(Bytes::from(d));
+    }
+    Ok(out)
+}
+
+/// Splits a received datagram into its header, read by `decode` (which
+/// returns the header and the data after it), and its data as a slice of
+/// the datagram (no copy).
+pub fn parse<H, E>(
+    d: &Bytes,
+    decode: impl FnOnce(&[u8]) -> Result<(H, &[u8]), E>,
+) -> Result<(H, Bytes), E> {
+    let (h, data) = decode(d)?;
+    let at = d.len() - data.len();
+    Ok((h, d.slice(at..)))
+}
+
 /// One fragment as the reassembler needs it.
 #[derive(Debug, Clone)]
 pub struct Fragment<'a> {

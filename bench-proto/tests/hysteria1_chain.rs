@@ -7,39 +7,18 @@ mod support;
 use std::time::Duration;
 
 use bench_proto::brutal;
-use bench_proto::hysteria1::wire::{
-    read_message, ClientHello, Request, Response, UdpHeader, MAX_RESPONSE,
-};
+use bench_proto::hysteria1::wire::{ClientHello, UdpHeader};
 use bench_proto::hysteria1::{
-    Client, Hysteria1Error, QuicStream, CLOSE_AUTH_ERROR, CLOSE_PROTOCOL_ERROR, UDP_DISABLED,
-    WRONG_PASSWORD,
+    Client, Hysteria1Error, CLOSE_AUTH_ERROR, CLOSE_PROTOCOL_ERROR, UDP_DISABLED, WRONG_PASSWORD,
 };
 use bench_proto::quic::LinkError;
-use bench_proto::udp_frag::SplitError;
 use bench_proto::TargetAddr;
-use quinn::{ConnectionError, ReadError, VarInt};
+use quinn::{ConnectionError, VarInt};
 use support::hysteria1::*;
+use support::quic::{expect_served, udp_round_trips, QuicCase};
 use support::*;
 
-// ---- 1. TCP through the chain ------------------------------------------------
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bulk_64_mib_each_way_over_many_streams_of_one_connection() {
-    within(300, async {
-        let pki = pki();
-        let server = start_h1_server(&pki, h1settings(&[])).await;
-        let (socks, client) =
-            start_h1_client(h1client_options(&pki, server, h1settings(&[]), PASSWORD)).await;
-        // 16 streams of 4 MiB (+ i) up and 4 MiB down: 64 MiB each way.
-        bulk(socks, 16, 4 * MIB, 4 * MIB).await;
-        assert_eq!(
-            client.connections_opened(),
-            1,
-            "one QUIC connection for all"
-        );
-    })
-    .await;
-}
+// ---- 1. TCP through the chain (bulk is in quic_chain.rs) ----------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_target_fails_the_connect_with_the_servers_message() {
@@ -165,101 +144,14 @@ async fn bad_hellos_close_with_code_1_and_the_server_keeps_serving() {
     .await;
 }
 
-// ---- 3. Bad input after the handshake -----------------------------------------
-
-/// Sends `bytes` (then finishes) on a new stream of an accepted connection;
-/// the server must reset the stream with code 1 and keep the connection.
-async fn expect_refused(conn: &quinn::Connection, bytes: &[u8], finish: bool, what: &str) {
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    send.write_all(bytes).await.unwrap();
-    if finish {
-        send.finish().unwrap();
-    }
-    let mut buf = [0u8; 64];
-    let got = within(15, recv.read(&mut buf)).await;
-    assert!(
-        matches!(got, Err(ReadError::Reset(code)) if code == VarInt::from_u32(CLOSE_PROTOCOL_ERROR)),
-        "{what}: {got:?}"
-    );
-    assert!(conn.close_reason().is_none(), "{what}: connection closed");
-}
-
-/// A good request on `conn`: a round trip to a sink, the payload sent right
-/// behind the request as sing-box's client sends it.
-async fn expect_served(conn: &quinn::Connection) {
-    let (sink, mut reports) = start_sink(3000).await;
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let request = Request {
-        udp: false,
-        target: TargetAddr::Ip(sink),
-    };
-    send.write_all(&request.encode().unwrap()).await.unwrap();
-    let stream = QuicStream {
-        send,
-        recv: {
-            let r = read_message(&mut recv, Response::decode, MAX_RESPONSE)
-                .await
-                .unwrap();
-            assert!(r.ok, "{r:?}");
-            recv
-        },
-    };
-    let (r, w) = tokio::io::split(stream);
-    let (sent, received) = tokio::join!(support::send(w, "raw", 2000), receive(r));
-    let at_sink = reports.recv().await.unwrap();
-    assert_eq!(at_sink.received, sent);
-    assert_eq!(received, at_sink.sent);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_close_their_stream_and_the_server_keeps_serving() {
-    within(120, async {
-        let pki = pki();
-        let server = start_h1_server(&pki, h1settings(&[])).await;
-        let conn = raw_h1(&pki, server).await;
-        let (answer, _control) = hello(&conn, &good_hello()).await;
-        assert!(answer.unwrap().ok);
-        expect_served(&conn).await;
-
-        let good = Request {
-            udp: false,
-            target: TargetAddr::Domain("example.com".into(), 80),
-        }
-        .encode()
-        .unwrap();
-        expect_refused(&conn, &good[..good.len() - 1], true, "truncated request").await;
-        expect_refused(&conn, &[0], true, "request without a host length").await;
-        let mut unknown = good.clone();
-        unknown[0] = 2;
-        expect_refused(&conn, &unknown, false, "unknown request type").await;
-        expect_refused(&conn, &[0, 0xff, 0xff], false, "host length 65535").await;
-        expect_refused(&conn, &[0, 0, 0, 0, 80], false, "empty host").await;
-        expect_refused(
-            &conn,
-            &[0, 0, 3, b'a', b':', b'b', 0, 80],
-            false,
-            "host with a colon",
-        )
-        .await;
-        expect_refused(&conn, b"\xffGET / HTTP/1.1\r\n\r\n", false, "garbage").await;
-
-        // The same connection, and a new client, are still served.
-        expect_served(&conn).await;
-        let (socks, _) =
-            start_h1_client(h1client_options(&pki, server, h1settings(&[]), PASSWORD)).await;
-        bulk(socks, 2, 100_000, 100_000).await;
-    })
-    .await;
-}
+// ---- 3. Bad input after the handshake (the request suite is in quic_chain.rs) --
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_datagrams_are_dropped_and_the_connection_stays() {
     within(60, async {
         let pki = pki();
         let server = start_h1_server(&pki, h1settings(&[])).await;
-        let conn = raw_h1(&pki, server).await;
-        let (answer, _control) = hello(&conn, &good_hello()).await;
-        assert!(answer.unwrap().ok);
+        let (conn, _keep) = Hysteria1::raw(&pki, server).await;
         let h = UdpHeader {
             session_id: 1,
             addr: TargetAddr::Ip("127.0.0.1:9".parse().unwrap()),
@@ -287,79 +179,12 @@ async fn bad_datagrams_are_dropped_and_the_connection_stays() {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(conn.close_reason().is_none());
-        expect_served(&conn).await;
+        expect_served::<Hysteria1>(&conn).await;
     })
     .await;
 }
 
-// ---- 4. UDP --------------------------------------------------------------------
-
-async fn udp_round_trips(client: &Client) {
-    let (echo, _) = start_udp_echo().await;
-    let target = TargetAddr::Ip(echo);
-    let mut session = client.udp_session(&target).await.unwrap();
-    let max = client
-        .connection()
-        .await
-        .unwrap()
-        .max_datagram_size()
-        .unwrap();
-    assert!(
-        max < 3000,
-        "3000 bytes must need fragments (max datagram {max})"
-    );
-    for (i, len) in [0usize, 1, 500, max, 3000, 20_000, 65_000]
-        .into_iter()
-        .enumerate()
-    {
-        let payload: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
-        // UDP may drop a packet; loopback should not, but retry a little
-        // rather than fail on one loss. A broken relay fails every try.
-        let mut got = None;
-        for _ in 0..3 {
-            session.send_to(&payload, &target).await.unwrap();
-            if let Ok(r) = tokio::time::timeout(Duration::from_secs(3), session.recv_from()).await {
-                got = Some(r.unwrap());
-                break;
-            }
-        }
-        let (data, from) = got.unwrap_or_else(|| panic!("no echo of {len} bytes"));
-        assert_eq!(from, target, "source address");
-        assert!(
-            data[..] == payload[..],
-            "{len} bytes came back as {}",
-            data.len()
-        );
-    }
-    assert!(matches!(
-        session.send_to(&vec![0; 65_536], &target).await,
-        Err(Hysteria1Error::Split(SplitError::PacketTooLarge(65_536)))
-    ));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn udp_round_trips_with_fragmentation_in_separate_sessions() {
-    within(60, async {
-        let pki = pki();
-        let server = start_h1_server(&pki, h1settings(&[])).await;
-        let client =
-            Client::new(h1client_options(&pki, server, h1settings(&[]), PASSWORD)).unwrap();
-        udp_round_trips(&client).await;
-        let (echo, mut sources) = start_udp_echo().await;
-        let target = TargetAddr::Ip(echo);
-        let mut a = client.udp_session(&target).await.unwrap();
-        let mut b = client.udp_session(&target).await.unwrap();
-        assert_ne!(a.session_id(), b.session_id());
-        a.send_to(b"from a", &target).await.unwrap();
-        b.send_to(b"from b", &target).await.unwrap();
-        assert_eq!(&within(5, a.recv_from()).await.unwrap().0[..], b"from a");
-        assert_eq!(&within(5, b.recv_from()).await.unwrap().0[..], b"from b");
-        let (sa, sb) = (sources.recv().await.unwrap(), sources.recv().await.unwrap());
-        assert_ne!(sa, sb, "one server socket per session");
-        assert_eq!(client.connections_opened(), 1);
-    })
-    .await;
-}
+// ---- 4. UDP (round trips are in quic_chain.rs) ----------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_off_refuses_the_session_with_sing_box_words() {
@@ -389,7 +214,7 @@ async fn xplus_moves_data_and_shuts_out_clients_without_it() {
         let (socks, client) =
             start_h1_client(h1client_options(&pki, server, h1settings(&obfs), PASSWORD)).await;
         bulk(socks, 4, MIB, MIB).await;
-        udp_round_trips(&client).await;
+        udp_round_trips::<Hysteria1>(&client).await;
 
         // Without obfuscation, or with another key, no QUIC handshake gets
         // through (the server drops what it cannot deobfuscate).

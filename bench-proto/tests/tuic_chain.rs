@@ -10,29 +10,13 @@ use bench_proto::tuic::{
     CLOSE_PROTOCOL_ERROR, STREAM_BAD_COMMAND,
 };
 use bench_proto::TargetAddr;
-use quinn::{ConnectionError, ReadError, VarInt};
+use quinn::{ConnectionError, VarInt};
+use support::quic::{expect_served, udp_round_trips, QuicCase};
 use support::tuic::*;
 use support::*;
 use tokio::io::AsyncReadExt;
 
-// ---- 1. TCP through the chain ------------------------------------------------
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bulk_64_mib_each_way_over_many_streams_of_one_connection() {
-    within(300, async {
-        let pki = pki();
-        let server = start_server(&pki, settings(&[])).await;
-        let (socks, client) = start_client(default_client_options(&pki, server)).await;
-        // 16 streams of 4 MiB (+ i) up and 4 MiB down: 64 MiB each way.
-        bulk(socks, 16, 4 * MIB, 4 * MIB).await;
-        assert_eq!(
-            client.connections_opened(),
-            1,
-            "one QUIC connection for all"
-        );
-    })
-    .await;
-}
+// ---- 1. TCP through the chain (bulk is in quic_chain.rs) ----------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_congestion_controller_and_a_domain_target() {
@@ -103,62 +87,20 @@ async fn heartbeats_keep_a_quiet_relay_alive() {
     .await;
 }
 
-// ---- 2. UDP relay ---------------------------------------------------------------
-
-async fn udp_round_trips(mode: &str) {
-    let pki = pki();
-    let s = settings(&[("udp_relay_mode", mode)]);
-    let server = start_server(&pki, s.clone()).await;
-    let client = tuic::Client::new(client_options(&pki, server, s, uuid(), PASSWORD)).unwrap();
-    let (echo, _) = start_udp_echo().await;
-    let target = TargetAddr::Ip(echo);
-    let mut session = client.udp_session().unwrap();
-    let conn = client.connection().await.unwrap();
-    let max = conn.max_datagram_size().unwrap();
-    assert!(
-        max < 3000,
-        "3000 bytes must need fragments (max datagram {max})"
-    );
-    for (i, len) in [0usize, 1, 500, max, 3000, 20_000, 65_000]
-        .into_iter()
-        .enumerate()
-    {
-        let payload: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
-        // UDP may drop a packet; loopback should not, but retry a little
-        // rather than fail on one loss. A broken relay fails every try.
-        let mut got = None;
-        for _ in 0..3 {
-            session.send_to(&payload, &target).await.unwrap();
-            if let Ok(r) = tokio::time::timeout(Duration::from_secs(3), session.recv_from()).await {
-                got = Some(r.unwrap());
-                break;
-            }
-        }
-        let (data, from) = got.unwrap_or_else(|| panic!("{mode}: no echo of {len} bytes"));
-        assert_eq!(from, target, "{mode}: source address");
-        assert!(
-            data[..] == payload[..],
-            "{mode}: {len} bytes came back as {}",
-            data.len()
-        );
-    }
-    // Larger than UDP can carry: refused before anything is sent.
-    assert!(matches!(
-        session.send_to(&vec![0; 65_536], &target).await,
-        Err(TuicError::PacketTooLarge(65_536))
-    ));
-    session.dissociate().await.unwrap();
-    assert_eq!(client.connections_opened(), 1);
-}
+// ---- 2. UDP relay (native-mode round trips are in quic_chain.rs) ---------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn udp_native_mode_round_trips_with_fragmentation() {
-    within(60, udp_round_trips("native")).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn udp_quic_mode_round_trips() {
-    within(60, udp_round_trips("quic")).await;
+async fn udp_quic_mode_round_trips_and_dissociates() {
+    within(60, async {
+        let pki = pki();
+        let s = settings(&[("udp_relay_mode", "quic")]);
+        let server = start_server(&pki, s.clone()).await;
+        let client = tuic::Client::new(client_options(&pki, server, s, uuid(), PASSWORD)).unwrap();
+        udp_round_trips::<Tuic>(&client).await;
+        client.udp_session().unwrap().dissociate().await.unwrap();
+        assert_eq!(client.connections_opened(), 1);
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,68 +296,16 @@ async fn commands_before_authenticate_wait_for_it() {
     .await;
 }
 
-// ---- 4. Bad input ---------------------------------------------------------------
-
-/// Sends `bytes` on a new bidirectional stream and expects the server to
-/// reset it as a bad command.
-async fn expect_stream_refused(conn: &quinn::Connection, bytes: &[u8]) {
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    send.write_all(bytes).await.unwrap();
-    send.finish().unwrap();
-    let mut buf = [0u8; 16];
-    let r = within(15, recv.read(&mut buf)).await;
-    assert!(
-        matches!(r, Err(ReadError::Reset(c)) if c == VarInt::from_u32(STREAM_BAD_COMMAND)),
-        "{bytes:02x?}: {r:?}"
-    );
-}
-
-/// A Connect to `sink` on `conn` that moves a few bytes both ways.
-async fn expect_stream_served(
-    conn: &quinn::Connection,
-    sink: std::net::SocketAddr,
-    reports: &mut tokio::sync::mpsc::UnboundedReceiver<Ends>,
-) {
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let mut bytes = Command::Connect {
-        addr: TargetAddr::Ip(sink),
-    }
-    .to_bytes()
-    .unwrap();
-    bytes.extend_from_slice(b"hello");
-    send.write_all(&bytes).await.unwrap();
-    send.finish().unwrap();
-    let down = within(15, recv.read_to_end(1 << 20)).await.unwrap();
-    assert_eq!(down.len(), 100);
-    assert_eq!(
-        reports.recv().await.unwrap().received.hash,
-        blake3::hash(b"hello")
-    );
-}
+// ---- 4. Bad input (the bidirectional-stream suite is in quic_chain.rs) ---------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_streams_are_reset_and_the_connection_goes_on() {
+async fn bad_unidirectional_streams_are_stopped_and_the_connection_goes_on() {
     within(60, async {
         let pki = pki();
         let server = start_server(&pki, settings(&[])).await;
-        let (sink, mut reports) = start_sink(100).await;
-        let conn = raw_connection(&pki, server).await;
-        authenticate(&conn).await;
-        expect_stream_served(&conn, sink, &mut reports).await;
-
-        let cases: [&[u8]; 8] = [
-            &[5, 1, 1, 127, 0],                   // truncated Connect header
-            &[5],                                 // truncated before the type
-            &[5, 9, 1, 127, 0, 0, 1, 0, 80],      // unknown command type
-            &[5, 1, 7, 127, 0, 0, 1, 0, 80],      // unknown address type
-            &[5, 1, 3, 127, 0, 0, 1, 0, 80],      // SOCKS5's IPv4 type is not TUIC's
-            &[4, 1, 1, 127, 0, 0, 1, 0, 80],      // wrong version
-            &[5, 4],                              // Heartbeat on a stream
-            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", // garbage
-        ];
-        for bad in cases {
-            expect_stream_refused(&conn, bad).await;
-        }
+        let (sink, _) = start_sink(100).await;
+        let (conn, _) = Tuic::raw(&pki, server).await;
+        expect_served::<Tuic>(&conn).await;
 
         // Garbage and a bad fragment count on unidirectional streams: the
         // server stops them.
@@ -445,7 +335,7 @@ async fn bad_streams_are_reset_and_the_connection_goes_on() {
         }
 
         // The same connection still serves.
-        expect_stream_served(&conn, sink, &mut reports).await;
+        expect_served::<Tuic>(&conn).await;
         assert!(conn.close_reason().is_none());
     })
     .await;
@@ -456,7 +346,7 @@ async fn bad_datagrams_close_the_connection_and_the_server_goes_on() {
     within(60, async {
         let pki = pki();
         let server = start_server(&pki, settings(&[])).await;
-        let (sink, mut reports) = start_sink(100).await;
+        let (sink, _) = start_sink(100).await;
         let (echo, _) = start_udp_echo().await;
         let packet = |frag_total: u8, frag_id: u8| {
             Command::Packet(PacketHeader {
@@ -503,9 +393,8 @@ async fn bad_datagrams_close_the_connection_and_the_server_goes_on() {
             );
         }
         // Another client is served.
-        let conn = raw_connection(&pki, server).await;
-        authenticate(&conn).await;
-        expect_stream_served(&conn, sink, &mut reports).await;
+        let (conn, _) = Tuic::raw(&pki, server).await;
+        expect_served::<Tuic>(&conn).await;
         // And a good native-mode packet is relayed and answered.
         conn.send_datagram(packet(1, 0).into()).unwrap();
         let back = within(15, conn.read_datagram()).await.unwrap();

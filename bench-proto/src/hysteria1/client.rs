@@ -21,7 +21,8 @@ use super::{
 };
 use crate::addr::TargetAddr;
 use crate::brutal;
-use crate::outbound::{self, Opened, Outbound, SocksReply};
+use crate::outbound::SocksReply;
+use crate::quic::client::StreamClient;
 use crate::quic::{self, Handshake, Link, QuicStream};
 use crate::relay::RelayOptions;
 use crate::socks5::ReplyCode;
@@ -55,19 +56,11 @@ pub struct ClientOptions {
 
 /// A Hysteria v1 client: one QUIC endpoint, at most one live accepted
 /// connection, shared by every stream and UDP session. Cheap to clone.
-#[derive(Clone)]
-pub struct Client {
-    inner: Arc<Inner>,
-}
+pub type Client = quic::client::Client<Hello>;
 
-struct Inner {
-    link: Link<Hello>,
-    relay: RelayOptions,
-    sessions: Arc<Inboxes<u32>>,
-}
-
-/// Hysteria v1's part of a new connection: the hellos on the first stream.
-struct Hello {
+/// Hysteria v1's part of the client: the hellos on a new connection's first
+/// stream, the request of a stream, the UDP sessions.
+pub struct Hello {
     auth: String,
     settings: Settings,
     sessions: Arc<Inboxes<u32>>,
@@ -75,7 +68,7 @@ struct Hello {
 
 /// An accepted connection.
 #[derive(Clone)]
-struct Live {
+pub struct Live {
     conn: Connection,
     /// The hello stream, kept open for the connection's life as Hysteria
     /// clients keep it.
@@ -102,32 +95,48 @@ impl Handshake for Hello {
         conn: Connection,
         server: SocketAddr,
     ) -> Result<Live, Hysteria1Error> {
-        match tokio::time::timeout(PROTOCOL_TIMEOUT, self.hello(&conn, server)).await {
-            Ok(Ok(live)) => {
-                tokio::spawn(quic::deliver_datagrams(
-                    conn,
-                    Arc::clone(&self.sessions),
-                    "hysteria1 client",
-                    |d| parse(d).map(|(h, data)| (h.session_id, h, data)),
-                ));
-                Ok(live)
-            }
-            Ok(Err(e)) => {
-                conn.close(VarInt::from_u32(CLOSE_GENERIC), b"");
-                Err(e)
-            }
-            Err(_) => {
-                conn.close(VarInt::from_u32(CLOSE_GENERIC), b"");
-                Err(Hysteria1Error::Hello {
-                    server,
-                    reason: "no server hello in time".into(),
-                })
-            }
-        }
+        let timed_out = || Hysteria1Error::Hello {
+            server,
+            reason: "no server hello in time".into(),
+        };
+        let auth = self.hello(&conn, server);
+        let live =
+            quic::authenticate_within(&conn, PROTOCOL_TIMEOUT, CLOSE_GENERIC, auth, timed_out)
+                .await?;
+        tokio::spawn(quic::deliver_datagrams(
+            conn,
+            Arc::clone(&self.sessions),
+            "hysteria1 client",
+            |d| parse(d).map(|(h, data)| (h.session_id, h, data)),
+        ));
+        Ok(live)
     }
 }
 
 impl Hello {
+    /// Sends `request` on `stream`, just opened, and reads the server's
+    /// response; the session id it gives if it is ok.
+    async fn request(
+        &self,
+        stream: &mut QuicStream,
+        request: &Request,
+    ) -> Result<u32, Hysteria1Error> {
+        let bytes = request.encode()?;
+        stream
+            .send
+            .write_all(&bytes)
+            .await
+            .map_err(Hysteria1Error::Write)?;
+        let response = read_message(&mut stream.recv, Response::decode, MAX_RESPONSE).await?;
+        if !response.ok {
+            return Err(Hysteria1Error::TargetRefused {
+                target: request.target.clone(),
+                message: response.message,
+            });
+        }
+        Ok(response.session_id)
+    }
+
     /// Sends the client hello on the first stream and reads the server's;
     /// sets Brutal's rate from it.
     async fn hello(&self, conn: &Connection, server: SocketAddr) -> Result<Live, Hysteria1Error> {
@@ -177,7 +186,7 @@ impl Hello {
     }
 }
 
-impl Client {
+impl quic::client::Client<Hello> {
     /// Creates the QUIC endpoint (on loopback when the server is, else on
     /// the unspecified address); connects lazily. Must be called inside a
     /// tokio runtime.
@@ -201,66 +210,12 @@ impl Client {
         let hello = Hello {
             auth,
             settings,
-            sessions: Arc::clone(&sessions),
+            sessions,
         };
-        Ok(Client {
-            inner: Arc::new(Inner {
-                link: Link::new(endpoint, server, server_name, hello),
-                relay,
-                sessions,
-            }),
-        })
-    }
-
-    /// Serves SOCKS5 on `listener` forever, each CONNECT as one stream.
-    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        outbound::run_client(listener, self).await
-    }
-
-    /// QUIC connections opened so far.
-    pub fn connections_opened(&self) -> u64 {
-        self.inner.link.opened()
-    }
-
-    /// The local address of the QUIC endpoint.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.inner.link.local_addr()
-    }
-
-    /// The live, accepted connection; opens one if there is none or the
-    /// last one has died.
-    pub async fn connection(&self) -> Result<Connection, Hysteria1Error> {
-        Ok(self.inner.link.live().await?.conn)
-    }
-
-    /// Opens a stream with `request` and reads the server's response;
-    /// returns the stream and the response if it is ok.
-    async fn request(&self, request: &Request) -> Result<(QuicStream, u32), Hysteria1Error> {
-        let bytes = request.encode()?;
-        let (_, mut stream) = self.inner.link.open_bi().await?;
-        stream
-            .send
-            .write_all(&bytes)
-            .await
-            .map_err(Hysteria1Error::Write)?;
-        let response = read_message(&mut stream.recv, Response::decode, MAX_RESPONSE).await?;
-        if !response.ok {
-            return Err(Hysteria1Error::TargetRefused {
-                target: request.target.clone(),
-                message: response.message,
-            });
-        }
-        Ok((stream, response.session_id))
-    }
-
-    /// Opens a stream to `target` through the server; it carries the
-    /// proxied bytes once the server has answered.
-    pub async fn open_tcp(&self, target: &TargetAddr) -> Result<QuicStream, Hysteria1Error> {
-        let request = Request {
-            udp: false,
-            target: target.clone(),
-        };
-        Ok(self.request(&request).await?.0)
+        Ok(Client::with_link(
+            Link::new(endpoint, server, server_name, hello),
+            relay,
+        ))
     }
 
     /// Opens a UDP session (its first target is `target`, as Hysteria
@@ -270,13 +225,14 @@ impl Client {
             udp: true,
             target: target.clone(),
         };
-        let (stream, id) = self.request(&request).await?;
+        let (_, mut stream) = self.link().open_bi().await?;
+        let id = self.protocol().request(&mut stream, &request).await?;
         let (id, rx) = self
-            .inner
+            .protocol()
             .sessions
             .open(|| id, 1, UDP_QUEUE)
             .ok_or_else(|| Hysteria1Error::Hello {
-                server: self.inner.link.server(),
+                server: self.link().server(),
                 reason: format!("UDP session id {id} given twice"),
             })?;
         Ok(UdpSession {
@@ -333,31 +289,37 @@ impl UdpSession {
 
 impl Drop for UdpSession {
     fn drop(&mut self) {
-        self.client.inner.sessions.close(self.session_id);
+        self.client.protocol().sessions.close(self.session_id);
     }
 }
 
-impl Outbound for Client {
-    type Stream = QuicStream;
-    type Error = Hysteria1Error;
+impl StreamClient for Hello {
     const NAME: &'static str = "hysteria1 client";
+    type InUse = ();
 
-    async fn open(
+    fn in_use(&self) {}
+
+    /// A TCP request; the stream carries the proxied bytes once the server
+    /// has answered.
+    async fn start_stream(
         &self,
+        stream: &mut QuicStream,
         target: &TargetAddr,
-        _origin: SocketAddr,
-    ) -> Result<Opened<QuicStream>, Hysteria1Error> {
-        let stream = self.open_tcp(target).await?;
-        let bound = self.local_addr()?;
-        Ok(Opened { stream, bound })
+    ) -> Result<(), Hysteria1Error> {
+        let request = Request {
+            udp: false,
+            target: target.clone(),
+        };
+        self.request(stream, &request).await.map(drop)
     }
 
-    fn relay_options(&self) -> &RelayOptions {
-        &self.inner.relay
-    }
-
-    async fn relay(&self, inbound: TcpStream, mut stream: QuicStream) -> std::io::Result<()> {
-        quic::relay_or_abort(inbound, &mut stream, &self.inner.relay, CLOSE_GENERIC).await
+    async fn relay(
+        &self,
+        inbound: TcpStream,
+        mut stream: QuicStream,
+        opts: &RelayOptions,
+    ) -> std::io::Result<()> {
+        quic::relay_or_abort(inbound, &mut stream, opts, CLOSE_GENERIC).await
     }
 }
 

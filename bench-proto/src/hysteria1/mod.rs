@@ -49,7 +49,7 @@ use crate::settings::{parse_in_range, SettingError};
 use crate::udp_frag::{FragmentError, SplitError};
 
 pub use crate::quic::QuicStream;
-pub use client::{run_client, Client, ClientOptions, UdpSession};
+pub use client::{run_client, Client, ClientOptions, Hello, Live, UdpSession};
 pub use server::{run_server, ServerOptions};
 pub use wire::WireError;
 pub use xplus::XPlus;
@@ -75,9 +75,6 @@ pub const PROTOCOL_TIMEOUT: Duration = Duration::from_secs(10);
 const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 /// Receive window per connection (Hysteria's default).
 const CONNECTION_WINDOW: u32 = 20 * 1024 * 1024;
-/// Streams a peer may have open at once: every proxied TCP connection is
-/// one, and quinn's default of 100 would queue the load generator's.
-const MAX_STREAMS: u32 = 1024;
 
 /// Hysteria v1 options, set with `--set hysteria1.KEY=VALUE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,14 +164,11 @@ impl Settings {
     }
 
     fn transport(&self) -> Result<quinn::TransportConfig, Hysteria1Error> {
-        let mut t = quinn::TransportConfig::default();
-        let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
-            .map_err(|_| Hysteria1Error::Config(format!("idle timeout {:?}", self.idle_timeout)))?;
-        t.max_idle_timeout(Some(idle));
-        t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
+        let cc = Arc::new(brutal::AdaptiveFactory::default());
+        let mut t =
+            crate::quic::transport(self.idle_timeout, cc).map_err(Hysteria1Error::Config)?;
         t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW));
         t.receive_window(VarInt::from_u32(CONNECTION_WINDOW));
-        t.congestion_controller_factory(Arc::new(brutal::AdaptiveFactory::default()));
         Ok(t)
     }
 }

@@ -11,32 +11,32 @@
 //! request is reset and stopped, a bad datagram is dropped; the connection
 //! goes on either way.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quinn::{Connection, RecvStream, SendStream, VarInt};
+use quinn::{Connection, RecvStream, VarInt};
 use subtle::ConstantTimeEq;
-use tokio::net::UdpSocket;
-use tokio::task::JoinHandle;
+use tokio::net::{TcpStream, UdpSocket};
 
 use super::udp::{fragment, parse};
 use super::wire::{
-    read_message, ClientHello, Request, Response, ServerHello, UdpHeader, MAX_CLIENT_HELLO,
-    MAX_REQUEST,
+    read_message, ClientHello, Request, Response, ServerHello, UdpHeader, WireError,
+    MAX_CLIENT_HELLO, MAX_REQUEST,
 };
 use super::{
     endpoint, Hysteria1Error, Settings, ALPN, CLOSE_AUTH_ERROR, CLOSE_GENERIC,
     CLOSE_PROTOCOL_ERROR, PROTOCOL_TIMEOUT, UDP_DISABLED, WRONG_PASSWORD,
 };
+use crate::addr::TargetAddr;
 use crate::brutal;
-use crate::dial::{connect, resolve};
+use crate::dial::DialError;
+use crate::quic::server::{serve_streams, StreamServer};
+use crate::quic::udp::{UdpAssoc, UdpSessions};
 use crate::quic::{self, QuicStream};
 use crate::relay::{relay, RelayOptions};
-use crate::udp_frag::Reassembler;
 
 /// UDP sessions one connection may have at once; more are refused.
 const MAX_SESSIONS: usize = 256;
@@ -99,29 +99,11 @@ struct Session {
     conn: Connection,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    udp: Mutex<HashMap<u32, Assoc>>,
+    udp: UdpSessions<u32, ()>,
     next_session: AtomicU32,
 }
 
 /// One UDP session: reassembly state and, once a packet went out, its
-/// socket and the task that relays answers back.
-#[derive(Default)]
-struct Assoc {
-    reassembler: Reassembler,
-    socket: Option<Arc<UdpSocket>>,
-    back: Option<JoinHandle<()>>,
-}
-
-impl Drop for Assoc {
-    fn drop(&mut self) {
-        // Released or connection gone: stop relaying back, which drops the
-        // socket.
-        if let Some(task) = &self.back {
-            task.abort();
-        }
-    }
-}
-
 fn log(peer: SocketAddr, what: impl std::fmt::Display) {
     eprintln!("hysteria1 server: connection from {peer}: {what}");
 }
@@ -172,20 +154,12 @@ async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
         conn,
         peer,
         shared,
-        udp: Mutex::new(HashMap::new()),
+        udp: UdpSessions::default(),
         next_session: AtomicU32::new(1),
     });
-    let bi = {
-        let s = Arc::clone(&s);
-        async move {
-            while let Ok((send, recv)) = s.conn.accept_bi().await {
-                tokio::spawn(handle_bi(Arc::clone(&s), send, recv));
-            }
-        }
-    };
-    tokio::join!(bi, datagrams(Arc::clone(&s)));
+    tokio::join!(serve_streams(&s.conn, &s), datagrams(Arc::clone(&s)));
     // The loops end when the connection is closed; UDP sessions end with it.
-    lock(&s.udp).clear();
+    s.udp.lock().clear();
     drop(control);
 }
 
@@ -205,54 +179,60 @@ async fn refuse(conn: &Connection, control: &mut QuicStream) {
     close(conn, CLOSE_AUTH_ERROR, "auth error");
 }
 
-async fn handle_bi(s: Arc<Session>, send: SendStream, recv: RecvStream) {
-    let mut stream = QuicStream { send, recv };
-    let request = match tokio::time::timeout(
-        PROTOCOL_TIMEOUT,
-        read_message(&mut stream.recv, Request::decode, MAX_REQUEST),
-    )
-    .await
-    {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return bad_stream(&s, &mut stream, e),
-        Err(_) => return bad_stream(&s, &mut stream, "no request in time"),
-    };
-    if request.udp {
-        return s.udp_session(stream).await;
-    }
-    let target = request.target;
-    let tcp = match connect(&target).await {
-        Ok(t) => t,
-        Err(e) => {
-            log(s.peer, &e);
-            let answer = Response {
-                ok: false,
-                session_id: 0,
-                message: e.io_error().to_string(),
-            };
-            let _ = stream.send.write_all(&answer.encode()).await;
-            let _ = stream.send.finish();
-            let _ = stream.recv.stop(VarInt::from_u32(CLOSE_GENERIC));
-            return;
-        }
-    };
-    let ok = Response {
-        ok: true,
-        session_id: 0,
-        message: String::new(),
-    };
-    if let Err(e) = stream.send.write_all(&ok.encode()).await {
-        return log(s.peer, format_args!("stream to {target}: {e}"));
-    }
-    if let Err(e) = relay(&mut stream, tcp, &s.shared.relay).await {
-        stream.abort(CLOSE_GENERIC);
-        log(s.peer, format_args!("relaying for {target}: {e}"));
-    }
-}
+impl StreamServer for Session {
+    const NAME: &'static str = "hysteria1 server";
+    const HEADER_TIMEOUT: Duration = PROTOCOL_TIMEOUT;
+    const HEADER: &'static str = "request";
+    const BAD_REQUEST: u32 = CLOSE_PROTOCOL_ERROR;
+    const RELAY_FAILED: u32 = CLOSE_GENERIC;
+    type Request = Request;
+    type BadRequest = WireError;
 
-fn bad_stream(s: &Session, stream: &mut QuicStream, why: impl std::fmt::Display) {
-    stream.abort(CLOSE_PROTOCOL_ERROR);
-    log(s.peer, format_args!("stream: {why}"));
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    async fn read_request(&self, recv: &mut RecvStream) -> Result<Request, WireError> {
+        read_message(recv, Request::decode, MAX_REQUEST).await
+    }
+
+    /// A UDP request is served here as its session.
+    async fn target(&self, request: Request, stream: &mut QuicStream) -> Option<TargetAddr> {
+        if request.udp {
+            self.udp_session(stream).await;
+            return None;
+        }
+        Some(request.target)
+    }
+
+    /// A refusing response saying why, then the end of the stream.
+    async fn refuse(&self, stream: &mut QuicStream, why: &DialError) {
+        let answer = Response {
+            ok: false,
+            session_id: 0,
+            message: why.io_error().to_string(),
+        };
+        let _ = stream.send.write_all(&answer.encode()).await;
+        let _ = stream.send.finish();
+        let _ = stream.recv.stop(VarInt::from_u32(CLOSE_GENERIC));
+    }
+
+    async fn accept(&self, stream: &mut QuicStream) -> std::io::Result<()> {
+        let ok = Response {
+            ok: true,
+            session_id: 0,
+            message: String::new(),
+        };
+        stream
+            .send
+            .write_all(&ok.encode())
+            .await
+            .map_err(std::io::Error::from)
+    }
+
+    async fn relay(&self, stream: &mut QuicStream, tcp: TcpStream) -> std::io::Result<()> {
+        relay(stream, tcp, &self.shared.relay).await.map(drop)
+    }
 }
 
 async fn datagrams(s: Arc<Session>) {
@@ -267,14 +247,14 @@ async fn datagrams(s: Arc<Session>) {
 impl Session {
     /// A UDP session requested on `stream`: numbered, answered, and kept
     /// until the client closes the stream.
-    async fn udp_session(&self, mut stream: QuicStream) {
+    async fn udp_session(&self, stream: &mut QuicStream) {
         let refused = |message: &str| Response {
             ok: false,
             session_id: 0,
             message: message.to_owned(),
         };
         let id = {
-            let mut udp = lock(&self.udp);
+            let mut udp = self.udp.lock();
             if !self.shared.settings.udp {
                 Err(refused(UDP_DISABLED))
             } else if udp.len() >= MAX_SESSIONS {
@@ -285,7 +265,7 @@ impl Session {
                 while udp.contains_key(&id) {
                     id = self.next_session.fetch_add(1, Ordering::Relaxed);
                 }
-                udp.insert(id, Assoc::default());
+                udp.insert(id, UdpAssoc::new(()));
                 Ok(id)
             }
         };
@@ -308,7 +288,7 @@ impl Session {
             let mut hold = [0u8; 1024];
             while let Ok(Some(_)) = stream.recv.read(&mut hold).await {}
         }
-        lock(&self.udp).remove(&id);
+        self.udp.lock().remove(&id);
         let _ = stream.send.finish();
     }
 
@@ -316,7 +296,7 @@ impl Session {
     /// once whole. Failures are logged: a lost UDP packet goes unnoticed.
     async fn on_packet(&self, h: UdpHeader, data: Bytes) {
         let whole = {
-            let mut udp = lock(&self.udp);
+            let mut udp = self.udp.lock();
             let Some(assoc) = udp.get_mut(&h.session_id) else {
                 return log(
                     self.peer,
@@ -331,54 +311,22 @@ impl Session {
         let Some((target, data)) = whole else {
             return;
         };
-        let dest = match resolve(&target).await {
-            Ok(sa) => sa,
-            Err(e) => return log(self.peer, format_args!("UDP to {target}: resolving: {e}")),
-        };
-        let socket = match self.udp_socket(h.session_id, dest) {
-            Ok(Some(s)) => s,
-            Ok(None) => return, // closed meanwhile
-            Err(e) => {
-                return log(
-                    self.peer,
-                    format_args!("UDP session {}: binding: {e}", h.session_id),
-                )
-            }
-        };
-        if let Err(e) = socket.send_to(&data, dest).await {
-            log(self.peer, format_args!("UDP to {dest}: {e}"));
-        }
-    }
-
-    /// The session's socket, bound on first use in the family of `dest`,
-    /// with its task that relays answers back to the client.
-    fn udp_socket(
-        &self,
-        session_id: u32,
-        dest: SocketAddr,
-    ) -> std::io::Result<Option<Arc<UdpSocket>>> {
-        let mut udp = lock(&self.udp);
-        let Some(assoc) = udp.get_mut(&session_id) else {
-            return Ok(None);
-        };
-        if let Some(s) = &assoc.socket {
-            return Ok(Some(Arc::clone(s)));
-        }
-        let socket = Arc::new(quic::udp_socket_toward(dest)?);
-        let peer = self.peer;
-        assoc.back = Some(tokio::spawn(quic::relay_udp_back(
-            self.conn.clone(),
-            Arc::clone(&socket),
-            session_id,
-            move |what| log(peer, what),
-            move |id, from, data, max| fragment(session_id, id, from, data, max),
-        )));
-        assoc.socket = Some(Arc::clone(&socket));
-        Ok(Some(socket))
+        let (peer, id) = (self.peer, h.session_id);
+        let back = |socket, _: &()| tokio::spawn(udp_back(self.conn.clone(), socket, id, peer));
+        self.udp
+            .send(id, &target, &data, |what| log(peer, what), back)
+            .await;
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves plain data behind.
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// Relays what a UDP session's socket receives back to the client.
+async fn udp_back(conn: Connection, socket: Arc<UdpSocket>, session_id: u32, peer: SocketAddr) {
+    quic::relay_udp_back(
+        conn,
+        socket,
+        session_id,
+        |what| log(peer, what),
+        |id, from, data, max| fragment(session_id, id, from, data, max),
+    )
+    .await;
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::wire::{UdpHeader, WireError};
 use super::Hysteria1Error;
 use crate::addr::TargetAddr;
-use crate::udp_frag::{split, Fragment, FragmentHeader};
+use crate::udp_frag::{datagrams, Fragment, FragmentHeader};
 
 /// Splits `payload` into `UDPMessage` datagrams of at most `max_datagram`
 /// bytes, all with the same message id.
@@ -27,24 +27,22 @@ pub fn fragment(
         frag_count: 1,
     };
     let head = h.encoded_len();
-    let parts = split(payload, head, max_datagram)?;
-    h.frag_count = parts.len() as u8; // at most MAX_FRAGMENTS
-    let mut out = Vec::with_capacity(parts.len());
-    for (i, part) in parts.into_iter().enumerate() {
-        h.frag_id = i as u8; // below frag_count
-        let mut d = Vec::with_capacity(head + part.len());
-        h.encode(part.len() as u16, &mut d)?; // split keeps parts below 65536
-        d.extend_from_slice(part);
-        out.push(Bytes::from(d));
-    }
-    Ok(out)
+    datagrams(
+        payload,
+        head,
+        max_datagram,
+        |frag_id, frag_count, part, d| {
+            h.frag_id = frag_id;
+            h.frag_count = frag_count;
+            // split keeps parts below 65536
+            h.encode(part.len() as u16, d).map_err(Hysteria1Error::from)
+        },
+    )
 }
 
 /// Splits a received datagram into header and data.
 pub fn parse(d: &Bytes) -> Result<(UdpHeader, Bytes), WireError> {
-    let (h, data) = UdpHeader::decode(d)?;
-    let at = d.len() - data.len();
-    Ok((h, d.slice(at..)))
+    crate::udp_frag::parse(d, UdpHeader::decode)
 }
 
 impl FragmentHeader for UdpHeader {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use quinn::{Connection, VarInt};
+use quinn::Connection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -18,7 +18,8 @@ use super::{
     STATUS_AUTH_OK, STREAM_RELAY_FAILED,
 };
 use crate::addr::TargetAddr;
-use crate::outbound::{self, Opened, Outbound, SocksReply};
+use crate::outbound::SocksReply;
+use crate::quic::client::StreamClient;
 use crate::quic::{self, Handshake, Link, QuicStream};
 use crate::relay::RelayOptions;
 use crate::socks5::ReplyCode;
@@ -54,28 +55,20 @@ pub struct ClientOptions {
 
 /// A Hysteria 2 client: one QUIC endpoint, at most one live authenticated
 /// connection, shared by every stream and UDP session. Cheap to clone.
-#[derive(Clone)]
-pub struct Client {
-    inner: Arc<Inner>,
-}
+pub type Client = quic::client::Client<Authenticate>;
 
-struct Inner {
-    link: Link<Authenticate>,
-    relay: RelayOptions,
+/// Hysteria 2's part of the client: the HTTP/3 `POST /auth` of a new
+/// connection, the `TCPRequest` of a stream, the UDP sessions.
+pub struct Authenticate {
+    password: String,
+    settings: Settings,
     sessions: Arc<Inboxes<u32>>,
     next_session: AtomicU32,
 }
 
-/// Hysteria 2's part of a new connection: the HTTP/3 `POST /auth`.
-struct Authenticate {
-    password: String,
-    settings: Settings,
-    sessions: Arc<Inboxes<u32>>,
-}
-
 /// An authenticated connection.
 #[derive(Clone)]
-struct Live {
+pub struct Live {
     conn: Connection,
     /// Whether the server relays UDP.
     udp: bool,
@@ -104,28 +97,20 @@ impl Handshake for Authenticate {
         conn: Connection,
         server: SocketAddr,
     ) -> Result<Live, Hysteria2Error> {
-        match tokio::time::timeout(AUTH_TIMEOUT, self.authenticate(&conn, server)).await {
-            Ok(Ok(live)) => {
-                tokio::spawn(quic::deliver_datagrams(
-                    conn,
-                    Arc::clone(&self.sessions),
-                    "hysteria2 client",
-                    |d| parse(d).map(|(h, data)| (h.session_id, h, data)),
-                ));
-                Ok(live)
-            }
-            Ok(Err(e)) => {
-                conn.close(VarInt::from_u32(CLOSE_NORMAL), b"");
-                Err(e)
-            }
-            Err(_) => {
-                conn.close(VarInt::from_u32(CLOSE_NORMAL), b"");
-                Err(Hysteria2Error::Http3 {
-                    server,
-                    reason: "no answer to /auth in time".into(),
-                })
-            }
-        }
+        let timed_out = || Hysteria2Error::Http3 {
+            server,
+            reason: "no answer to /auth in time".into(),
+        };
+        let auth = self.authenticate(&conn, server);
+        let live =
+            quic::authenticate_within(&conn, AUTH_TIMEOUT, CLOSE_NORMAL, auth, timed_out).await?;
+        tokio::spawn(quic::deliver_datagrams(
+            conn,
+            Arc::clone(&self.sessions),
+            "hysteria2 client",
+            |d| parse(d).map(|(h, data)| (h.session_id, h, data)),
+        ));
+        Ok(live)
     }
 }
 
@@ -192,7 +177,7 @@ impl Authenticate {
     }
 }
 
-impl Client {
+impl quic::client::Client<Authenticate> {
     /// Creates the QUIC endpoint (on loopback when the server is, else on
     /// the unspecified address); connects lazily. Must be called inside a
     /// tokio runtime.
@@ -216,67 +201,25 @@ impl Client {
         let auth = Authenticate {
             password,
             settings,
-            sessions: Arc::clone(&sessions),
+            sessions,
+            next_session: AtomicU32::new(1),
         };
-        Ok(Client {
-            inner: Arc::new(Inner {
-                link: Link::new(endpoint, server, server_name, auth),
-                relay,
-                sessions,
-                next_session: AtomicU32::new(1),
-            }),
-        })
-    }
-
-    /// Serves SOCKS5 on `listener` forever, each CONNECT as one stream.
-    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        outbound::run_client(listener, self).await
-    }
-
-    /// QUIC connections opened so far.
-    pub fn connections_opened(&self) -> u64 {
-        self.inner.link.opened()
-    }
-
-    /// The local address of the QUIC endpoint.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.inner.link.local_addr()
-    }
-
-    /// The live, authenticated connection; opens one if there is none or the
-    /// last one has died.
-    pub async fn connection(&self) -> Result<Connection, Hysteria2Error> {
-        Ok(self.live().await?.conn)
+        Ok(Client::with_link(
+            Link::new(endpoint, server, server_name, auth),
+            relay,
+        ))
     }
 
     async fn live(&self) -> Result<Live, Hysteria2Error> {
-        self.inner.link.live().await
-    }
-
-    /// Opens a stream to `target` through the server: `TCPRequest`, then
-    /// the server's `TCPResponse`; the stream carries the proxied bytes from
-    /// there on.
-    pub async fn open_tcp(&self, target: &TargetAddr) -> Result<QuicStream, Hysteria2Error> {
-        let request = encode_tcp_request(target, &padding(64..512))?;
-        let (_, QuicStream { mut send, mut recv }) = self.inner.link.open_bi().await?;
-        send.write_all(&request)
-            .await
-            .map_err(Hysteria2Error::Write)?;
-        match read_tcp_response(&mut recv).await? {
-            Ok(()) => Ok(QuicStream { send, recv }),
-            Err(message) => Err(Hysteria2Error::TargetRefused {
-                target: target.clone(),
-                message,
-            }),
-        }
+        self.link().live().await
     }
 
     /// Starts a UDP session (a new session id).
     pub fn udp_session(&self) -> UdpSession {
-        let next = &self.inner.next_session;
+        let next = &self.protocol().next_session;
         // 2^32 ids and a few hundred sessions at most: a free one comes soon.
         let (id, rx) = self
-            .inner
+            .protocol()
             .sessions
             .open(
                 || next.fetch_add(1, Ordering::Relaxed),
@@ -343,31 +286,43 @@ impl UdpSession {
 
 impl Drop for UdpSession {
     fn drop(&mut self) {
-        self.client.inner.sessions.close(self.session_id);
+        self.client.protocol().sessions.close(self.session_id);
     }
 }
 
-impl Outbound for Client {
-    type Stream = QuicStream;
-    type Error = Hysteria2Error;
+impl StreamClient for Authenticate {
     const NAME: &'static str = "hysteria2 client";
+    type InUse = ();
 
-    async fn open(
+    fn in_use(&self) {}
+
+    /// `TCPRequest`, then the server's `TCPResponse`.
+    async fn start_stream(
         &self,
+        stream: &mut QuicStream,
         target: &TargetAddr,
-        _origin: SocketAddr,
-    ) -> Result<Opened<QuicStream>, Hysteria2Error> {
-        let stream = self.open_tcp(target).await?;
-        let bound = self.local_addr()?;
-        Ok(Opened { stream, bound })
+    ) -> Result<(), Hysteria2Error> {
+        let request = encode_tcp_request(target, &padding(64..512))?;
+        stream
+            .send
+            .write_all(&request)
+            .await
+            .map_err(Hysteria2Error::Write)?;
+        read_tcp_response(&mut stream.recv)
+            .await?
+            .map_err(|message| Hysteria2Error::TargetRefused {
+                target: target.clone(),
+                message,
+            })
     }
 
-    fn relay_options(&self) -> &RelayOptions {
-        &self.inner.relay
-    }
-
-    async fn relay(&self, inbound: TcpStream, mut stream: QuicStream) -> std::io::Result<()> {
-        quic::relay_or_abort(inbound, &mut stream, &self.inner.relay, STREAM_RELAY_FAILED).await
+    async fn relay(
+        &self,
+        inbound: TcpStream,
+        mut stream: QuicStream,
+        opts: &RelayOptions,
+    ) -> std::io::Result<()> {
+        quic::relay_or_abort(inbound, &mut stream, opts, STREAM_RELAY_FAILED).await
     }
 }
 

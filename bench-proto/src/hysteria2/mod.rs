@@ -44,14 +44,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::VarInt;
-
 use crate::quic::LinkError;
 use crate::settings::{parse_in_range, SettingError};
+use crate::udp_frag::SplitError;
 
 pub use crate::brutal as congestion;
 pub use crate::quic::QuicStream;
-pub use client::{run_client, Client, ClientOptions, UdpSession};
+pub use client::{run_client, Authenticate, Client, ClientOptions, Live, UdpSession};
 pub use obfs::Salamander;
 
 /// A UDP socket that applies Salamander below quinn.
@@ -175,15 +174,8 @@ impl Settings {
     }
 
     fn transport(&self) -> Result<quinn::TransportConfig, Hysteria2Error> {
-        let mut t = quinn::TransportConfig::default();
-        let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
-            .map_err(|_| Hysteria2Error::Config(format!("idle timeout {:?}", self.idle_timeout)))?;
-        t.max_idle_timeout(Some(idle));
-        // Every proxied TCP connection is a stream: quinn's default of 100
-        // would queue the load generator's connections behind each other.
-        t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
-        t.congestion_controller_factory(Arc::new(congestion::AdaptiveFactory::default()));
-        Ok(t)
+        let cc = Arc::new(congestion::AdaptiveFactory::default());
+        crate::quic::transport(self.idle_timeout, cc).map_err(Hysteria2Error::Config)
     }
 }
 
@@ -198,9 +190,6 @@ fn mbps(key: &str, value: &str) -> Result<u64, SettingError> {
 fn mbps_to_bytes(mbps: u64) -> u64 {
     mbps * 1_000_000 / 8
 }
-
-/// Streams a peer may have open at once.
-const MAX_STREAMS: u32 = 1024;
 
 /// A quinn endpoint on `socket`, obfuscated with Salamander if `obfs` is on.
 fn endpoint(
@@ -280,6 +269,16 @@ pub enum Hysteria2Error {
     /// Other I/O.
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+impl From<SplitError> for Hysteria2Error {
+    fn from(e: SplitError) -> Self {
+        match e {
+            SplitError::PacketTooLarge(n) => Hysteria2Error::PacketTooLarge(n),
+            SplitError::DatagramTooSmall(n) => Hysteria2Error::DatagramTooSmall(n),
+            SplitError::TooManyFragments(n) => Hysteria2Error::TooManyFragments(n),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,22 +12,24 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quinn::{Connection, RecvStream, SendStream, VarInt};
+use quinn::{Connection, RecvStream, VarInt};
 use subtle::ConstantTimeEq;
-use tokio::net::UdpSocket;
-use tokio::task::JoinHandle;
+use tokio::net::{TcpStream, UdpSocket};
 
-use super::udp::{fragment, parse, Reassembler};
-use super::wire::{encode_tcp_response, padding, read_tcp_request, UdpHeader};
+use super::udp::{fragment, parse};
+use super::wire::{encode_tcp_response, padding, read_tcp_request, UdpHeader, WireError};
 use super::{
     congestion, endpoint, mbps_to_bytes, Hysteria2Error, Settings, AUTH_PATH, STATUS_AUTH_OK,
     STREAM_BAD_REQUEST, STREAM_RELAY_FAILED,
 };
-use crate::dial::{connect, resolve};
+use crate::addr::TargetAddr;
+use crate::dial::DialError;
+use crate::quic::server::{serve_streams, StreamServer};
+use crate::quic::udp::{UdpAssoc, UdpSessions};
 use crate::quic::{self, QuicStream};
 use crate::relay::{relay, RelayOptions};
 
@@ -97,26 +99,7 @@ struct Session {
     conn: Connection,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    udp: Mutex<HashMap<u32, Assoc>>,
-}
-
-/// One UDP session: reassembly state and, once a packet went out, its
-/// socket and the task that relays answers back.
-struct Assoc {
-    reassembler: Reassembler,
-    socket: Option<Arc<UdpSocket>>,
-    back: Option<JoinHandle<()>>,
-    last_used: Instant,
-}
-
-impl Drop for Assoc {
-    fn drop(&mut self) {
-        // Released or connection gone: stop relaying back, which drops the
-        // socket.
-        if let Some(task) = &self.back {
-            task.abort();
-        }
-    }
+    udp: UdpSessions<u32, ()>,
 }
 
 fn log(peer: SocketAddr, what: impl std::fmt::Display) {
@@ -150,19 +133,11 @@ async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
         conn,
         peer,
         shared,
-        udp: Mutex::new(HashMap::new()),
+        udp: UdpSessions::default(),
     });
-    let bi = {
-        let s = Arc::clone(&s);
-        async move {
-            while let Ok((send, recv)) = s.conn.accept_bi().await {
-                tokio::spawn(handle_bi(Arc::clone(&s), send, recv));
-            }
-        }
-    };
-    tokio::join!(bi, datagrams(Arc::clone(&s)));
+    tokio::join!(serve_streams(&s.conn, &s), datagrams(Arc::clone(&s)));
     // The loops end when the connection is closed; UDP sessions end with it.
-    lock(&s.udp).clear();
+    s.udp.lock().clear();
     // h3 closes the connection when dropped; it is closed already here.
     drop(h3conn);
 }
@@ -256,44 +231,56 @@ async fn http3_until_auth(h3conn: &mut H3Conn, shared: &Shared, peer: SocketAddr
     }
 }
 
-async fn handle_bi(s: Arc<Session>, send: SendStream, recv: RecvStream) {
-    let mut stream = QuicStream { send, recv };
-    let target =
-        match tokio::time::timeout(HEADER_TIMEOUT, read_tcp_request(&mut stream.recv)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => return bad_stream(&s, &mut stream, e),
-            Err(_) => return bad_stream(&s, &mut stream, "no TCPRequest in time"),
-        };
-    let tcp = match connect(&target).await {
-        Ok(t) => t,
-        Err(e) => {
-            log(s.peer, &e);
-            // Refused: say why, then end the stream as the spec asks.
-            let why = e.io_error().to_string();
-            if let Ok(resp) = encode_tcp_response(false, &why, &padding(128..1024)) {
-                let _ = stream.send.write_all(&resp).await;
-            }
-            let _ = stream.send.finish();
-            let _ = stream.recv.stop(VarInt::from_u32(0));
-            return;
-        }
-    };
-    let ok = match encode_tcp_response(true, "", &padding(128..1024)) {
-        Ok(ok) => ok,
-        Err(e) => return bad_stream(&s, &mut stream, e),
-    };
-    if let Err(e) = stream.send.write_all(&ok).await {
-        return log(s.peer, format_args!("stream to {target}: {e}"));
-    }
-    if let Err(e) = relay(&mut stream, tcp, &s.shared.relay).await {
-        stream.abort(STREAM_RELAY_FAILED);
-        log(s.peer, format_args!("relaying for {target}: {e}"));
-    }
-}
+impl StreamServer for Session {
+    const NAME: &'static str = "hysteria2 server";
+    const HEADER_TIMEOUT: Duration = HEADER_TIMEOUT;
+    const HEADER: &'static str = "TCPRequest";
+    const BAD_REQUEST: u32 = STREAM_BAD_REQUEST;
+    const RELAY_FAILED: u32 = STREAM_RELAY_FAILED;
+    type Request = TargetAddr;
+    type BadRequest = WireError;
 
-fn bad_stream(s: &Session, stream: &mut QuicStream, why: impl std::fmt::Display) {
-    stream.abort(STREAM_BAD_REQUEST);
-    log(s.peer, format_args!("stream: {why}"));
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    async fn read_request(&self, recv: &mut RecvStream) -> Result<TargetAddr, WireError> {
+        read_tcp_request(recv).await
+    }
+
+    async fn target(&self, target: TargetAddr, _: &mut QuicStream) -> Option<TargetAddr> {
+        Some(target)
+    }
+
+    /// A `TCPResponse` saying why, then the end of the stream, as the spec
+    /// asks.
+    async fn refuse(&self, stream: &mut QuicStream, why: &DialError) {
+        let why = why.io_error().to_string();
+        if let Ok(resp) = encode_tcp_response(false, &why, &padding(128..1024)) {
+            let _ = stream.send.write_all(&resp).await;
+        }
+        let _ = stream.send.finish();
+        let _ = stream.recv.stop(VarInt::from_u32(0));
+    }
+
+    async fn accept(&self, stream: &mut QuicStream) -> std::io::Result<()> {
+        let ok = match encode_tcp_response(true, "", &padding(128..1024)) {
+            Ok(ok) => ok,
+            Err(e) => {
+                stream.abort(STREAM_BAD_REQUEST);
+                return Err(std::io::Error::other(e));
+            }
+        };
+        stream
+            .send
+            .write_all(&ok)
+            .await
+            .map_err(std::io::Error::from)
+    }
+
+    async fn relay(&self, stream: &mut QuicStream, tcp: TcpStream) -> std::io::Result<()> {
+        relay(stream, tcp, &self.shared.relay).await.map(drop)
+    }
 }
 
 async fn datagrams(s: Arc<Session>) {
@@ -313,7 +300,7 @@ impl Session {
     /// once whole. Failures are logged: a lost UDP packet goes unnoticed.
     async fn on_packet(&self, h: UdpHeader, payload: Bytes) {
         let whole = {
-            let mut udp = lock(&self.udp);
+            let mut udp = self.udp.lock();
             if !udp.contains_key(&h.session_id) {
                 release_idle(&mut udp, Instant::now());
             }
@@ -324,12 +311,7 @@ impl Session {
                 );
                 return;
             }
-            let assoc = udp.entry(h.session_id).or_insert_with(|| Assoc {
-                reassembler: Reassembler::default(),
-                socket: None,
-                back: None,
-                last_used: Instant::now(),
-            });
+            let assoc = udp.entry(h.session_id).or_insert_with(|| UdpAssoc::new(()));
             assoc.last_used = Instant::now();
             match assoc.reassembler.feed(&h, payload, Instant::now()) {
                 Ok(w) => w,
@@ -339,48 +321,11 @@ impl Session {
         let Some((target, data)) = whole else {
             return;
         };
-        let dest = match resolve(&target).await {
-            Ok(sa) => sa,
-            Err(e) => return log(self.peer, format_args!("UDP to {target}: resolving: {e}")),
-        };
-        let socket = match self.udp_socket(h.session_id, dest) {
-            Ok(Some(s)) => s,
-            Ok(None) => return, // released meanwhile
-            Err(e) => {
-                return log(
-                    self.peer,
-                    format_args!("UDP session {}: binding: {e}", h.session_id),
-                )
-            }
-        };
-        if let Err(e) = socket.send_to(&data, dest).await {
-            log(self.peer, format_args!("UDP to {dest}: {e}"));
-        }
-    }
-
-    /// The session's socket, bound on first use in the family of `dest`,
-    /// with its task that relays answers back to the client.
-    fn udp_socket(
-        &self,
-        session_id: u32,
-        dest: SocketAddr,
-    ) -> std::io::Result<Option<Arc<UdpSocket>>> {
-        let mut udp = lock(&self.udp);
-        let Some(assoc) = udp.get_mut(&session_id) else {
-            return Ok(None);
-        };
-        if let Some(s) = &assoc.socket {
-            return Ok(Some(Arc::clone(s)));
-        }
-        let socket = Arc::new(quic::udp_socket_toward(dest)?);
-        assoc.back = Some(tokio::spawn(udp_back(
-            self.conn.clone(),
-            Arc::clone(&socket),
-            session_id,
-            self.peer,
-        )));
-        assoc.socket = Some(Arc::clone(&socket));
-        Ok(Some(socket))
+        let (peer, id) = (self.peer, h.session_id);
+        let back = |socket, _: &()| tokio::spawn(udp_back(self.conn.clone(), socket, id, peer));
+        self.udp
+            .send(id, &target, &data, |what| log(peer, what), back)
+            .await;
     }
 }
 
@@ -397,11 +342,6 @@ async fn udp_back(conn: Connection, socket: Arc<UdpSocket>, session_id: u32, pee
 }
 
 /// Releases UDP sessions idle for [`UDP_SESSION_IDLE`].
-fn release_idle(udp: &mut HashMap<u32, Assoc>, now: Instant) {
+fn release_idle(udp: &mut HashMap<u32, UdpAssoc<()>>, now: Instant) {
     udp.retain(|_, a| now.duration_since(a.last_used) < UDP_SESSION_IDLE);
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves plain data behind.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

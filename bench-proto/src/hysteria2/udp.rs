@@ -7,7 +7,7 @@ use super::wire::{UdpHeader, WireError};
 use super::Hysteria2Error;
 use crate::addr::TargetAddr;
 
-use crate::udp_frag::{split, Fragment, FragmentHeader, SplitError};
+use crate::udp_frag::{datagrams, Fragment, FragmentHeader};
 pub use crate::udp_frag::{
     FragmentError, Reassembler, MAX_FRAGMENTS, MAX_PENDING_PACKETS, MAX_UDP_PAYLOAD,
     REASSEMBLY_TIMEOUT,
@@ -30,28 +30,16 @@ pub fn fragment(
         addr: addr.clone(),
     };
     let head = h.encoded_len();
-    let parts = split(payload, head, max_datagram).map_err(|e| match e {
-        SplitError::PacketTooLarge(n) => Hysteria2Error::PacketTooLarge(n),
-        SplitError::DatagramTooSmall(n) => Hysteria2Error::DatagramTooSmall(n),
-        SplitError::TooManyFragments(n) => Hysteria2Error::TooManyFragments(n),
-    })?;
-    h.frag_count = parts.len() as u8; // at most MAX_FRAGMENTS
-    let mut out = Vec::with_capacity(parts.len());
-    for (i, part) in parts.into_iter().enumerate() {
-        h.frag_id = i as u8; // below frag_count, checked above
-        let mut d = Vec::with_capacity(head + part.len());
-        h.encode(&mut d)?;
-        d.extend_from_slice(part);
-        out.push(Bytes::from(d));
-    }
-    Ok(out)
+    datagrams(payload, head, max_datagram, |frag_id, frag_count, _, d| {
+        h.frag_id = frag_id;
+        h.frag_count = frag_count;
+        h.encode(d).map_err(Hysteria2Error::from)
+    })
 }
 
 /// Splits a received datagram into header and payload.
 pub fn parse(d: &Bytes) -> Result<(UdpHeader, Bytes), WireError> {
-    let (h, payload) = UdpHeader::decode(d)?;
-    let at = d.len() - payload.len();
-    Ok((h, d.slice(at..)))
+    crate::udp_frag::parse(d, UdpHeader::decode)
 }
 
 impl FragmentHeader for UdpHeader {

@@ -14,9 +14,10 @@ use tokio::sync::{mpsc, watch};
 
 use super::udp::{check_header, parse_datagram, send_packet};
 use super::wire::{Command, PacketHeader, Uuid, CMD_HEARTBEAT, VERSION};
-use super::{auth_token, Settings, TuicError, STREAM_RELAY_FAILED};
+use super::{auth_token, Settings, TuicError, UdpRelayMode, STREAM_RELAY_FAILED};
 use crate::addr::TargetAddr;
-use crate::outbound::{self, Opened, Outbound, SocksReply};
+use crate::outbound::SocksReply;
+use crate::quic::client::StreamClient;
 use crate::quic::{self, Handshake, Link, LinkError, QuicStream};
 use crate::relay::RelayOptions;
 use crate::socks5::ReplyCode;
@@ -55,32 +56,24 @@ pub struct ClientOptions {
 
 /// A TUIC client: one QUIC endpoint, at most one live connection to the
 /// server, shared by every stream and UDP session. Cheap to clone.
-#[derive(Clone)]
-pub struct Client {
-    inner: Arc<Inner>,
-}
+pub type Client = quic::client::Client<Authenticate>;
 
-struct Inner {
-    link: Link<Authenticate>,
-    settings: Settings,
-    relay: RelayOptions,
-    sessions: Arc<Inboxes<u16>>,
-    next_assoc: AtomicU16,
-}
-
-/// TUIC's part of a new connection: the tasks that serve it, then
-/// `Authenticate` and the wait for the server's confirmation.
-struct Authenticate {
+/// TUIC's part of the client: a new connection's tasks, then
+/// `Authenticate` and the wait for the server's confirmation; the
+/// `Connect` header of a stream; the UDP sessions.
+pub struct Authenticate {
     uuid: Uuid,
     password: String,
     heartbeat: Duration,
     /// Streams and UDP sessions in use: heartbeats go out only while some are.
     active: Arc<AtomicUsize>,
     sessions: Arc<Inboxes<u16>>,
+    udp_relay_mode: UdpRelayMode,
+    next_assoc: AtomicU16,
 }
 
 /// Counts one user of the connection while it lives.
-struct ActiveGuard(Arc<AtomicUsize>);
+pub struct ActiveGuard(Arc<AtomicUsize>);
 
 impl ActiveGuard {
     fn new(count: &Arc<AtomicUsize>) -> ActiveGuard {
@@ -149,7 +142,7 @@ impl Handshake for Authenticate {
     }
 }
 
-impl Client {
+impl quic::client::Client<Authenticate> {
     /// Creates the QUIC endpoint (bound to loopback when the server is on
     /// loopback, else to the unspecified address); connects lazily. Must be
     /// called inside a tokio runtime.
@@ -175,67 +168,22 @@ impl Client {
             password,
             heartbeat: settings.heartbeat,
             active: Arc::new(AtomicUsize::new(0)),
-            sessions: Arc::clone(&sessions),
+            sessions,
+            udp_relay_mode: settings.udp_relay_mode,
+            next_assoc: AtomicU16::new(0),
         };
-        Ok(Client {
-            inner: Arc::new(Inner {
-                link: Link::new(endpoint, server, server_name, auth),
-                settings,
-                relay,
-                sessions,
-                next_assoc: AtomicU16::new(0),
-            }),
-        })
-    }
-
-    /// Serves SOCKS5 on `listener` forever, each CONNECT as one stream.
-    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        outbound::run_client(listener, self).await
-    }
-
-    /// QUIC connections opened so far (1 while the first one lives).
-    pub fn connections_opened(&self) -> u64 {
-        self.inner.link.opened()
-    }
-
-    /// The local address of the QUIC endpoint.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.inner.link.local_addr()
-    }
-
-    /// The live, authenticated connection; opens one if there is none or the
-    /// last one has died.
-    pub async fn connection(&self) -> Result<Connection, TuicError> {
-        self.inner.link.live().await
-    }
-
-    fn active(&self) -> &Arc<AtomicUsize> {
-        &self.inner.link.handshake().active
-    }
-
-    /// Opens a stream to `target` through the server: a bidirectional stream
-    /// that starts with `Connect`. The server never answers; the stream
-    /// carries the proxied bytes from here on.
-    pub async fn open_tcp(&self, target: &TargetAddr) -> Result<QuicStream, TuicError> {
-        let header = Command::Connect {
-            addr: target.clone(),
-        }
-        .to_bytes()?;
-        let (_, mut stream) = self.inner.link.open_bi().await?;
-        stream
-            .send
-            .write_all(&header)
-            .await
-            .map_err(TuicError::Write)?;
-        Ok(stream)
+        Ok(Client::with_link(
+            Link::new(endpoint, server, server_name, auth),
+            relay,
+        ))
     }
 
     /// Starts a UDP session (a new association id). Packets go out in
     /// `tuic.udp_relay_mode`; the server answers in the same mode.
     pub fn udp_session(&self) -> Result<UdpSession, TuicError> {
-        let next = &self.inner.next_assoc;
+        let next = &self.protocol().next_assoc;
         let (assoc_id, rx) = self
-            .inner
+            .protocol()
             .sessions
             .open(|| next.fetch_add(1, Ordering::Relaxed), 1 << 16, UDP_QUEUE)
             .ok_or_else(|| TuicError::Config("all 65536 UDP session ids in use".into()))?;
@@ -245,12 +193,12 @@ impl Client {
             rx,
             next_pkt: AtomicU16::new(0),
             dissociated: false,
-            _active: ActiveGuard::new(self.active()),
+            _active: self.protocol().in_use(),
         })
     }
 
     fn drop_session(&self, assoc_id: u16) {
-        self.inner.sessions.close(assoc_id);
+        self.protocol().sessions.close(assoc_id);
     }
 }
 
@@ -275,7 +223,7 @@ impl UdpSession {
     pub async fn send_to(&self, payload: &[u8], target: &TargetAddr) -> Result<(), TuicError> {
         let conn = self.client.connection().await?;
         let pkt_id = self.next_pkt.fetch_add(1, Ordering::Relaxed);
-        let mode = self.client.inner.settings.udp_relay_mode;
+        let mode = self.client.protocol().udp_relay_mode;
         send_packet(&conn, mode, self.assoc_id, pkt_id, target, payload).await
     }
 
@@ -304,7 +252,7 @@ impl Drop for UdpSession {
         self.client.drop_session(self.assoc_id);
         // Best effort: only over a connection that is up, never opening one
         // just to say goodbye, and only if there is a runtime to send from.
-        let conn = self.client.inner.link.live_now();
+        let conn = self.client.link().live_now();
         if let (Some(conn), Ok(rt)) = (conn, tokio::runtime::Handle::try_current()) {
             let assoc_id = self.assoc_id;
             rt.spawn(async move {
@@ -388,30 +336,39 @@ async fn heartbeats(conn: Connection, active: Arc<AtomicUsize>, interval: Durati
     }
 }
 
-impl Outbound for Client {
-    type Stream = QuicStream;
-    type Error = TuicError;
+impl StreamClient for Authenticate {
     const NAME: &'static str = "tuic client";
+    type InUse = ActiveGuard;
 
-    async fn open(
+    fn in_use(&self) -> ActiveGuard {
+        ActiveGuard::new(&self.active)
+    }
+
+    /// `Connect`; the server never answers, the stream carries the proxied
+    /// bytes from here on.
+    async fn start_stream(
         &self,
+        stream: &mut QuicStream,
         target: &TargetAddr,
-        _origin: SocketAddr,
-    ) -> Result<Opened<QuicStream>, TuicError> {
-        let _active = ActiveGuard::new(self.active());
-        let stream = self.open_tcp(target).await?;
-        let bound = self.local_addr()?;
-        Ok(Opened { stream, bound })
+    ) -> Result<(), TuicError> {
+        let header = Command::Connect {
+            addr: target.clone(),
+        }
+        .to_bytes()?;
+        stream
+            .send
+            .write_all(&header)
+            .await
+            .map_err(TuicError::Write)
     }
 
-    fn relay_options(&self) -> &RelayOptions {
-        &self.inner.relay
-    }
-
-    async fn relay(&self, inbound: TcpStream, mut stream: QuicStream) -> std::io::Result<()> {
-        // Heartbeats keep the connection up while this relays.
-        let _active = ActiveGuard::new(self.active());
-        quic::relay_or_abort(inbound, &mut stream, &self.inner.relay, STREAM_RELAY_FAILED).await
+    async fn relay(
+        &self,
+        inbound: TcpStream,
+        mut stream: QuicStream,
+        opts: &RelayOptions,
+    ) -> std::io::Result<()> {
+        quic::relay_or_abort(inbound, &mut stream, opts, STREAM_RELAY_FAILED).await
     }
 }
 

@@ -48,12 +48,13 @@ use std::time::Duration;
 
 use quinn::VarInt;
 
-use crate::quic::LinkError;
+use crate::quic::{self, LinkError};
 use crate::settings::{parse_in_range, SettingError};
+use crate::udp_frag::SplitError;
 
 pub use crate::quic::QuicStream;
 
-pub use client::{run_client, Client, ClientOptions, UdpSession};
+pub use client::{run_client, ActiveGuard, Authenticate, Client, ClientOptions, UdpSession};
 pub use server::{run_server, ServerOptions};
 pub use udp::FragmentError;
 pub use wire::{Command, PacketHeader, Uuid, UuidError, WireError};
@@ -191,32 +192,18 @@ impl Settings {
     /// quinn's transport parameters for these settings.
     fn transport(&self) -> Result<quinn::TransportConfig, TuicError> {
         use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
-        let mut t = quinn::TransportConfig::default();
-        let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
-            .map_err(|_| TuicError::Config(format!("idle timeout {:?}", self.idle_timeout)))?;
-        t.max_idle_timeout(Some(idle));
-        // Every proxied TCP connection is a stream and, in quic mode, every
-        // UDP packet too: quinn's default of 100 would queue the load
-        // generator's connections behind each other.
-        t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
-        t.max_concurrent_uni_streams(VarInt::from_u32(MAX_STREAMS));
-        match self.congestion_control {
-            CongestionControl::Bbr => {
-                t.congestion_controller_factory(Arc::new(BbrConfig::default()))
-            }
-            CongestionControl::Cubic => {
-                t.congestion_controller_factory(Arc::new(CubicConfig::default()))
-            }
-            CongestionControl::NewReno => {
-                t.congestion_controller_factory(Arc::new(NewRenoConfig::default()))
-            }
-        };
+        let cc: Arc<dyn quinn::congestion::ControllerFactory + Send + Sync> =
+            match self.congestion_control {
+                CongestionControl::Bbr => Arc::new(BbrConfig::default()),
+                CongestionControl::Cubic => Arc::new(CubicConfig::default()),
+                CongestionControl::NewReno => Arc::new(NewRenoConfig::default()),
+            };
+        let mut t = quic::transport(self.idle_timeout, cc).map_err(TuicError::Config)?;
+        // In quic mode every UDP packet is a unidirectional stream.
+        t.max_concurrent_uni_streams(VarInt::from_u32(quic::MAX_STREAMS));
         Ok(t)
     }
 }
-
-/// Streams of each direction a peer may have open at once.
-const MAX_STREAMS: u32 = 1024;
 
 /// Errors of the tuic endpoints.
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +271,16 @@ pub enum TuicError {
     /// Other I/O.
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+impl From<SplitError> for TuicError {
+    fn from(e: SplitError) -> Self {
+        match e {
+            SplitError::PacketTooLarge(n) => TuicError::PacketTooLarge(n),
+            SplitError::DatagramTooSmall(n) => TuicError::DatagramTooSmall(n),
+            SplitError::TooManyFragments(n) => TuicError::TooManyFragments(n),
+        }
+    }
 }
 
 /// The authentication token: the TLS exporter output for label = the UUID's

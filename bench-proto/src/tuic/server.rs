@@ -14,25 +14,26 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quinn::{Connection, RecvStream, SendStream, VarInt};
+use quinn::{Connection, RecvStream, VarInt};
 use subtle::ConstantTimeEq;
 use tokio::io::AsyncReadExt;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use super::udp::{check_header, parse_datagram, send_packet, Reassembler};
+use super::udp::{check_header, parse_datagram, send_packet};
 use super::wire::{Command, PacketHeader, Uuid};
 use super::{
     auth_token, Settings, TuicError, UdpRelayMode, CLOSE_AUTH_FAILED, CLOSE_AUTH_TIMEOUT,
     CLOSE_PROTOCOL_ERROR, STREAM_BAD_COMMAND, STREAM_CONNECT_FAILED, STREAM_RELAY_FAILED,
 };
 use crate::addr::TargetAddr;
-use crate::dial::{connect, resolve};
+use crate::dial::DialError;
+use crate::quic::server::{serve_streams, StreamServer};
+use crate::quic::udp::{UdpAssoc, UdpSessions};
 use crate::quic::{self, QuicStream};
 use crate::relay::{relay, RelayOptions};
 
@@ -101,28 +102,10 @@ struct Session {
     peer: SocketAddr,
     shared: Arc<Shared>,
     authed: watch::Sender<bool>,
-    udp: Mutex<HashMap<u16, Assoc>>,
+    udp: UdpSessions<u16, UdpRelayMode>,
 }
 
 /// One UDP session: its reassembly state and, once a packet went out, its
-/// socket and the task that sends what comes back to the client.
-struct Assoc {
-    mode: UdpRelayMode,
-    reassembler: Reassembler,
-    socket: Option<Arc<UdpSocket>>,
-    back: Option<JoinHandle<()>>,
-}
-
-impl Drop for Assoc {
-    fn drop(&mut self) {
-        // Dissociated or connection gone: stop relaying back, which drops
-        // the socket.
-        if let Some(task) = &self.back {
-            task.abort();
-        }
-    }
-}
-
 fn log(peer: SocketAddr, what: impl std::fmt::Display) {
     eprintln!("tuic server: connection from {peer}: {what}");
 }
@@ -134,7 +117,7 @@ async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
         conn,
         shared,
         authed,
-        udp: Mutex::new(HashMap::new()),
+        udp: UdpSessions::default(),
     });
 
     let auth_timer = {
@@ -161,19 +144,15 @@ async fn serve_connection(conn: Connection, shared: Arc<Shared>) {
             }
         }
     };
-    let bi = {
-        let s = Arc::clone(&s);
-        async move {
-            while let Ok((send, recv)) = s.conn.accept_bi().await {
-                tokio::spawn(handle_bi(Arc::clone(&s), send, recv));
-            }
-        }
-    };
-    tokio::join!(auth_timer, uni, bi, datagrams(Arc::clone(&s)));
+    tokio::join!(
+        auth_timer,
+        uni,
+        serve_streams(&s.conn, &s),
+        datagrams(Arc::clone(&s))
+    );
 
     // The loops end when the connection is closed; UDP sessions end with it.
-    let mut udp = s.udp.lock().unwrap_or_else(|p| p.into_inner());
-    udp.clear();
+    s.udp.lock().clear();
 }
 
 impl Session {
@@ -225,7 +204,7 @@ impl Session {
     ) -> Result<(), TuicError> {
         check_header(&h)?;
         let whole = {
-            let mut udp = self.udp.lock().unwrap_or_else(|p| p.into_inner());
+            let mut udp = self.udp.lock();
             if !udp.contains_key(&h.assoc_id) && udp.len() >= MAX_ASSOCIATIONS {
                 log(
                     self.peer,
@@ -233,66 +212,20 @@ impl Session {
                 );
                 return Ok(());
             }
-            let assoc = udp.entry(h.assoc_id).or_insert_with(|| Assoc {
-                mode,
-                reassembler: Reassembler::default(),
-                socket: None,
-                back: None,
-            });
+            let assoc = udp.entry(h.assoc_id).or_insert_with(|| UdpAssoc::new(mode));
             assoc.reassembler.feed(&h, payload, Instant::now())?
         };
         let Some((target, data)) = whole else {
             return Ok(());
         };
-        let dest = match resolve(&target).await {
-            Ok(sa) => sa,
-            Err(e) => {
-                log(self.peer, format_args!("UDP to {target}: resolving: {e}"));
-                return Ok(());
-            }
+        let (peer, id) = (self.peer, h.assoc_id);
+        let back = |socket, mode: &UdpRelayMode| {
+            tokio::spawn(udp_back(self.conn.clone(), socket, id, *mode, peer))
         };
-        let socket = match self.udp_socket(h.assoc_id, dest) {
-            Ok(Some(s)) => s,
-            Ok(None) => return Ok(()), // dissociated meanwhile
-            Err(e) => {
-                log(
-                    self.peer,
-                    format_args!("UDP session {}: binding: {e}", h.assoc_id),
-                );
-                return Ok(());
-            }
-        };
-        if let Err(e) = socket.send_to(&data, dest).await {
-            log(self.peer, format_args!("UDP to {dest}: {e}"));
-        }
+        self.udp
+            .send(id, &target, &data, |what| log(peer, what), back)
+            .await;
         Ok(())
-    }
-
-    /// The session's socket, bound on first use in the family of `dest`
-    /// (loopback when `dest` is loopback), with its task that relays what
-    /// arrives back to the client.
-    fn udp_socket(
-        &self,
-        assoc_id: u16,
-        dest: SocketAddr,
-    ) -> std::io::Result<Option<Arc<UdpSocket>>> {
-        let mut udp = self.udp.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(assoc) = udp.get_mut(&assoc_id) else {
-            return Ok(None);
-        };
-        if let Some(s) = &assoc.socket {
-            return Ok(Some(Arc::clone(s)));
-        }
-        let socket = Arc::new(quic::udp_socket_toward(dest)?);
-        assoc.back = Some(tokio::spawn(udp_back(
-            self.conn.clone(),
-            Arc::clone(&socket),
-            assoc_id,
-            assoc.mode,
-            self.peer,
-        )));
-        assoc.socket = Some(Arc::clone(&socket));
-        Ok(Some(socket))
     }
 }
 
@@ -368,8 +301,7 @@ async fn handle_uni(s: Arc<Session>, mut recv: RecvStream) {
         }
         Command::Dissociate { assoc_id } => {
             if s.wait_auth().await {
-                let mut udp = s.udp.lock().unwrap_or_else(|p| p.into_inner());
-                udp.remove(&assoc_id);
+                s.udp.lock().remove(&assoc_id);
             }
         }
         Command::Connect { .. } => bad_uni(&s, &mut recv, "Connect on a unidirectional stream"),
@@ -383,40 +315,45 @@ fn bad_uni(s: &Session, recv: &mut RecvStream, why: impl std::fmt::Display) {
     log(s.peer, format_args!("unidirectional stream: {why}"));
 }
 
-async fn handle_bi(s: Arc<Session>, send: SendStream, recv: RecvStream) {
-    let mut stream = QuicStream { send, recv };
-    let header = tokio::time::timeout(HEADER_TIMEOUT, Command::read_from(&mut stream.recv)).await;
-    let target = match header {
-        Ok(Ok(Command::Connect { addr })) => addr,
-        Ok(Ok(_)) => {
-            return bad_bi(
-                &s,
-                &mut stream,
-                "only Connect is allowed on a bidirectional stream",
-            )
-        }
-        Ok(Err(e)) => return bad_bi(&s, &mut stream, e),
-        Err(_) => return bad_bi(&s, &mut stream, "no command header in time"),
-    };
-    if !s.wait_auth().await {
-        return;
-    }
-    let tcp = match connect(&target).await {
-        Ok(t) => t,
-        Err(e) => {
-            stream.abort(STREAM_CONNECT_FAILED);
-            return log(s.peer, e);
-        }
-    };
-    if let Err(e) = relay(&mut stream, tcp, &s.shared.relay).await {
-        stream.abort(STREAM_RELAY_FAILED);
-        log(s.peer, format_args!("relaying for {target}: {e}"));
-    }
-}
+impl StreamServer for Session {
+    const NAME: &'static str = "tuic server";
+    const HEADER_TIMEOUT: Duration = HEADER_TIMEOUT;
+    const HEADER: &'static str = "command header";
+    const BAD_REQUEST: u32 = STREAM_BAD_COMMAND;
+    const RELAY_FAILED: u32 = STREAM_RELAY_FAILED;
+    type Request = TargetAddr;
+    type BadRequest = TuicError;
 
-fn bad_bi(s: &Session, stream: &mut QuicStream, why: impl std::fmt::Display) {
-    stream.abort(STREAM_BAD_COMMAND);
-    log(s.peer, format_args!("stream: {why}"));
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    async fn read_request(&self, recv: &mut RecvStream) -> Result<TargetAddr, TuicError> {
+        match Command::read_from(recv).await? {
+            Command::Connect { addr } => Ok(addr),
+            _ => Err(TuicError::UnexpectedCommand(
+                "on a bidirectional stream (only Connect)",
+            )),
+        }
+    }
+
+    /// Once the connection is authenticated.
+    async fn target(&self, target: TargetAddr, _: &mut QuicStream) -> Option<TargetAddr> {
+        self.wait_auth().await.then_some(target)
+    }
+
+    /// TUIC has no answer: the stream is aborted.
+    async fn refuse(&self, stream: &mut QuicStream, _: &DialError) {
+        stream.abort(STREAM_CONNECT_FAILED);
+    }
+
+    async fn accept(&self, _: &mut QuicStream) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn relay(&self, stream: &mut QuicStream, tcp: TcpStream) -> std::io::Result<()> {
+        relay(stream, tcp, &self.shared.relay).await.map(drop)
+    }
 }
 
 async fn datagrams(s: Arc<Session>) {

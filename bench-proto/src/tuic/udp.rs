@@ -9,7 +9,7 @@ use super::wire::{addr_len, Command, PacketHeader, PACKET_FIXED_LEN};
 use super::{TuicError, UdpRelayMode};
 use crate::addr::TargetAddr;
 
-use crate::udp_frag::{Fragment, FragmentHeader};
+use crate::udp_frag::{datagrams, Fragment, FragmentHeader};
 pub use crate::udp_frag::{
     FragmentError, Reassembler, MAX_FRAGMENTS, MAX_PENDING_PACKETS, MAX_UDP_PAYLOAD,
     REASSEMBLY_TIMEOUT,
@@ -41,41 +41,26 @@ pub fn fragment(
     payload: &[u8],
     max_datagram: usize,
 ) -> Result<Vec<Bytes>, TuicError> {
-    if payload.len() > MAX_UDP_PAYLOAD {
-        return Err(TuicError::PacketTooLarge(payload.len()));
-    }
     // Every fragment gets room for the first one's header, which is the
     // largest, so that one chunk size fits all.
     let head = PACKET_FIXED_LEN + addr_len(Some(addr));
-    let chunk = max_datagram.saturating_sub(head);
-    if chunk == 0 {
-        return Err(TuicError::DatagramTooSmall(max_datagram));
-    }
-    let count = payload.len().div_ceil(chunk).max(1);
-    let frag_total = u8::try_from(count)
-        .ok()
-        .filter(|n| *n <= MAX_FRAGMENTS)
-        .ok_or(TuicError::TooManyFragments(count))?;
-    let mut out = Vec::with_capacity(count);
-    let mut parts: Vec<&[u8]> = payload.chunks(chunk).collect();
-    if parts.is_empty() {
-        parts.push(&[]);
-    }
-    for (i, part) in parts.into_iter().enumerate() {
-        let header = Command::Packet(PacketHeader {
-            assoc_id,
-            pkt_id,
-            frag_total,
-            frag_id: i as u8,        // below frag_total, checked above
-            size: part.len() as u16, // at most MAX_UDP_PAYLOAD, checked above
-            addr: (i == 0).then(|| addr.clone()),
-        });
-        let mut d = Vec::with_capacity(head + part.len());
-        header.encode(&mut d)?;
-        d.extend_from_slice(part);
-        out.push(Bytes::from(d));
-    }
-    Ok(out)
+    datagrams(
+        payload,
+        head,
+        max_datagram,
+        |frag_id, frag_total, part, d| {
+            Command::Packet(PacketHeader {
+                assoc_id,
+                pkt_id,
+                frag_total,
+                frag_id,
+                size: part.len() as u16, // at most MAX_UDP_PAYLOAD, checked by split
+                addr: (frag_id == 0).then(|| addr.clone()),
+            })
+            .encode(d)
+            .map_err(TuicError::from)
+        },
+    )
 }
 
 /// Sends one UDP packet on `conn` in `mode`.

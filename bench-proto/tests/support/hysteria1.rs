@@ -1,14 +1,25 @@
 //! Helpers the `hysteria1_*` tests share: our endpoints in process and a raw
 //! QUIC client (ALPN `hysteria`) that speaks Hysteria v1 by hand.
 
+use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bench_proto::hysteria1::wire::{read_message, ClientHello, ServerHello, MAX_SERVER_HELLO};
-use bench_proto::hysteria1::{self, Client, ClientOptions, ServerOptions, Settings};
+use bench_proto::hysteria1::wire::{
+    read_message, ClientHello, Request, Response, ServerHello, MAX_RESPONSE, MAX_SERVER_HELLO,
+};
+use bench_proto::hysteria1::{
+    self, Client, ClientOptions, Hysteria1Error, ServerOptions, Settings,
+};
 use bench_proto::pki;
+use bench_proto::quic::QuicStream;
 use bench_proto::relay::RelayOptions;
+use bench_proto::udp_frag::SplitError;
+use bench_proto::TargetAddr;
+use bytes::Bytes;
 use tokio::net::TcpListener;
+
+use super::quic::{QuicCase, UdpSession};
 
 pub use super::tuic::PASSWORD;
 use super::Pki;
@@ -100,5 +111,88 @@ pub fn good_hello() -> ClientHello {
         send_bps: 125_000_000,
         recv_bps: 125_000_000,
         auth: PASSWORD.as_bytes().to_vec(),
+    }
+}
+
+/// Hysteria v1 in the QUIC chain harness.
+pub struct Hysteria1;
+
+impl QuicCase for Hysteria1 {
+    type Protocol = hysteria1::Hello;
+    type Session = hysteria1::UdpSession;
+    const BAD_REQUEST: u32 = hysteria1::CLOSE_PROTOCOL_ERROR;
+
+    async fn start_server(pki: &Pki) -> SocketAddr {
+        start_h1_server(pki, h1settings(&[])).await
+    }
+
+    fn client(pki: &Pki, server: SocketAddr) -> Client {
+        Client::new(h1client_options(pki, server, h1settings(&[]), PASSWORD)).unwrap()
+    }
+
+    /// Through the hellos; the hello stream is kept.
+    async fn raw(pki: &Pki, server: SocketAddr) -> (quinn::Connection, Box<dyn Any>) {
+        let conn = raw_h1(pki, server).await;
+        let (answer, control) = hello(&conn, &good_hello()).await;
+        assert!(answer.unwrap().ok);
+        (conn, Box::new(control))
+    }
+
+    async fn open_raw(conn: &quinn::Connection, target: &TargetAddr) -> QuicStream {
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let request = Request {
+            udp: false,
+            target: target.clone(),
+        };
+        send.write_all(&request.encode().unwrap()).await.unwrap();
+        let response = read_message(&mut recv, Response::decode, MAX_RESPONSE)
+            .await
+            .unwrap();
+        assert!(response.ok, "{response:?}");
+        QuicStream { send, recv }
+    }
+
+    fn bad_requests() -> Vec<(&'static str, Vec<u8>, bool)> {
+        let good = Request {
+            udp: false,
+            target: TargetAddr::Domain("example.com".into(), 80),
+        }
+        .encode()
+        .unwrap();
+        let mut unknown = good.clone();
+        unknown[0] = 2;
+        vec![
+            ("truncated request", good[..good.len() - 1].to_vec(), true),
+            ("request without a host length", vec![0], true),
+            ("unknown request type", unknown, false),
+            ("host length 65535", vec![0, 0xff, 0xff], false),
+            ("empty host", vec![0, 0, 0, 0, 80], false),
+            (
+                "host with a colon",
+                vec![0, 0, 3, b'a', b':', b'b', 0, 80],
+                false,
+            ),
+            ("garbage", b"\xffGET / HTTP/1.1\r\n\r\n".to_vec(), false),
+        ]
+    }
+
+    async fn udp_session(client: &Client, target: &TargetAddr) -> hysteria1::UdpSession {
+        client.udp_session(target).await.unwrap()
+    }
+}
+
+impl UdpSession for hysteria1::UdpSession {
+    type Error = Hysteria1Error;
+
+    async fn send_to(&self, payload: &[u8], target: &TargetAddr) -> Result<(), Hysteria1Error> {
+        hysteria1::UdpSession::send_to(self, payload, target).await
+    }
+
+    async fn recv_from(&mut self) -> (Bytes, TargetAddr) {
+        hysteria1::UdpSession::recv_from(self).await.unwrap()
+    }
+
+    fn too_large(e: &Hysteria1Error) -> bool {
+        matches!(e, Hysteria1Error::Split(SplitError::PacketTooLarge(65_536)))
     }
 }

@@ -1,13 +1,21 @@
 //! Helpers the `hysteria2_*` tests share: our endpoints in process and a raw
 //! QUIC + HTTP/3 client that speaks Hysteria 2 by hand.
 
+use std::any::Any;
 use std::net::SocketAddr;
 
-use bench_proto::hysteria2::{self, Client, ClientOptions, ServerOptions, Settings};
+use bench_proto::hysteria2::wire::{encode_tcp_request, put_varint, read_tcp_response};
+use bench_proto::hysteria2::{
+    self, Client, ClientOptions, Hysteria2Error, ServerOptions, Settings,
+};
 use bench_proto::pki;
+use bench_proto::quic::QuicStream;
 use bench_proto::relay::RelayOptions;
+use bench_proto::TargetAddr;
 use bytes::Bytes;
 use tokio::net::TcpListener;
+
+use super::quic::{QuicCase, UdpSession};
 
 use super::tuic::raw_connection;
 pub use super::tuic::PASSWORD;
@@ -129,5 +137,99 @@ impl Raw {
             .await;
         assert_eq!(status, hysteria2::STATUS_AUTH_OK);
         headers
+    }
+}
+
+/// Hysteria 2 in the QUIC chain harness.
+pub struct Hysteria2;
+
+impl QuicCase for Hysteria2 {
+    type Protocol = hysteria2::Authenticate;
+    type Session = hysteria2::UdpSession;
+    const BAD_REQUEST: u32 = hysteria2::STREAM_BAD_REQUEST;
+
+    async fn start_server(pki: &Pki) -> SocketAddr {
+        start_h2_server(pki, h2settings(&[])).await
+    }
+
+    fn client(pki: &Pki, server: SocketAddr) -> Client {
+        Client::new(default_h2client_options(pki, server)).unwrap()
+    }
+
+    /// Authenticated, announcing UDP; the h3 request sender is kept.
+    async fn raw(pki: &Pki, server: SocketAddr) -> (quinn::Connection, Box<dyn Any>) {
+        let mut raw = raw(pki, server).await;
+        let headers = raw.authenticate().await;
+        assert_eq!(headers.get("Hysteria-UDP").unwrap(), "true");
+        (raw.conn.clone(), Box::new(raw))
+    }
+
+    async fn open_raw(conn: &quinn::Connection, target: &TargetAddr) -> QuicStream {
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(&encode_tcp_request(target, b"pad").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(read_tcp_response(&mut recv).await.unwrap(), Ok(()));
+        QuicStream { send, recv }
+    }
+
+    fn bad_requests() -> Vec<(&'static str, Vec<u8>, bool)> {
+        let varints = |ns: &[u64]| {
+            let mut v = Vec::new();
+            for n in ns {
+                put_varint(&mut v, *n).unwrap();
+            }
+            v
+        };
+        let good =
+            encode_tcp_request(&TargetAddr::Ip("127.0.0.1:9".parse().unwrap()), b"").unwrap();
+        let wrong_id = [&varints(&[0x402])[..], &good[2..]].concat();
+        let oversized_pad = [
+            &varints(&[0x401, 11])[..],
+            b"127.0.0.1:9",
+            &varints(&[100_000]),
+        ]
+        .concat();
+        let bad_addr = [&varints(&[0x401, 7])[..], b"no port", &varints(&[0])].concat();
+        vec![
+            (
+                "truncated TCPRequest",
+                good[..good.len() - 3].to_vec(),
+                true,
+            ),
+            ("truncated request id", vec![0x44], true),
+            ("wrong request id", wrong_id, false),
+            (
+                "oversized address length",
+                varints(&[0x401, 1 << 20]),
+                false,
+            ),
+            ("oversized padding length", oversized_pad, false),
+            ("address without a port", bad_addr, false),
+            ("garbage", b"GET / HTTP/1.1\r\n\r\n garbage".to_vec(), false),
+            // An HTTP/3 request after authentication is no proxy request
+            // either.
+            ("HTTP/3 frame", vec![0x01, 0x02, 0x00, 0x00], false),
+        ]
+    }
+
+    async fn udp_session(client: &Client, _: &TargetAddr) -> hysteria2::UdpSession {
+        client.udp_session()
+    }
+}
+
+impl UdpSession for hysteria2::UdpSession {
+    type Error = Hysteria2Error;
+
+    async fn send_to(&self, payload: &[u8], target: &TargetAddr) -> Result<(), Hysteria2Error> {
+        hysteria2::UdpSession::send_to(self, payload, target).await
+    }
+
+    async fn recv_from(&mut self) -> (Bytes, TargetAddr) {
+        hysteria2::UdpSession::recv_from(self).await.unwrap()
+    }
+
+    fn too_large(e: &Hysteria2Error) -> bool {
+        matches!(e, Hysteria2Error::PacketTooLarge(65_536))
     }
 }

@@ -12,6 +12,7 @@ pub mod harness;
 pub mod hysteria1;
 pub mod hysteria2;
 pub mod peers;
+pub mod quic;
 pub mod sing_box;
 pub mod trojan;
 pub mod tuic;

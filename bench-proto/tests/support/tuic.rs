@@ -1,14 +1,19 @@
 //! Helpers the `tuic_*` tests share: our endpoints in process and a raw QUIC
 //! client that speaks TUIC commands by hand.
 
+use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bench_proto::pki;
+use bench_proto::quic::QuicStream;
 use bench_proto::relay::RelayOptions;
-use bench_proto::tuic::{self, Client, ClientOptions, ServerOptions, Settings, Uuid};
+use bench_proto::tuic::{self, Client, ClientOptions, ServerOptions, Settings, TuicError, Uuid};
+use bench_proto::TargetAddr;
+use bytes::Bytes;
 use tokio::net::TcpListener;
 
+use super::quic::{QuicCase, UdpSession};
 use super::Pki;
 
 pub const UUID: &str = "6f1c2a4e-0d3b-4c5a-9e8f-1a2b3c4d5e6f";
@@ -112,4 +117,86 @@ pub async fn send_uni(conn: &quinn::Connection, bytes: &[u8]) -> quinn::SendStre
     s.write_all(bytes).await.unwrap();
     s.finish().unwrap();
     s
+}
+
+/// TUIC in the QUIC chain harness.
+pub struct Tuic;
+
+impl QuicCase for Tuic {
+    type Protocol = tuic::Authenticate;
+    type Session = tuic::UdpSession;
+    const BAD_REQUEST: u32 = tuic::STREAM_BAD_COMMAND;
+
+    async fn start_server(pki: &Pki) -> SocketAddr {
+        start_server(pki, settings(&[])).await
+    }
+
+    fn client(pki: &Pki, server: SocketAddr) -> Client {
+        Client::new(default_client_options(pki, server)).unwrap()
+    }
+
+    async fn raw(pki: &Pki, server: SocketAddr) -> (quinn::Connection, Box<dyn Any>) {
+        let conn = raw_connection(pki, server).await;
+        authenticate(&conn).await;
+        (conn, Box::new(()))
+    }
+
+    /// `Connect`; TUIC's server does not answer.
+    async fn open_raw(conn: &quinn::Connection, target: &TargetAddr) -> QuicStream {
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        let connect = tuic::Command::Connect {
+            addr: target.clone(),
+        };
+        send.write_all(&connect.to_bytes().unwrap()).await.unwrap();
+        QuicStream { send, recv }
+    }
+
+    fn bad_requests() -> Vec<(&'static str, Vec<u8>, bool)> {
+        vec![
+            ("truncated Connect header", vec![5, 1, 1, 127, 0], true),
+            ("truncated before the type", vec![5], true),
+            (
+                "unknown command type",
+                vec![5, 9, 1, 127, 0, 0, 1, 0, 80],
+                true,
+            ),
+            (
+                "unknown address type",
+                vec![5, 1, 7, 127, 0, 0, 1, 0, 80],
+                true,
+            ),
+            (
+                "SOCKS5's IPv4 type is not TUIC's",
+                vec![5, 1, 3, 127, 0, 0, 1, 0, 80],
+                true,
+            ),
+            ("wrong version", vec![4, 1, 1, 127, 0, 0, 1, 0, 80], true),
+            ("Heartbeat on a stream", vec![5, 4], true),
+            (
+                "garbage",
+                b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+                true,
+            ),
+        ]
+    }
+
+    async fn udp_session(client: &Client, _: &TargetAddr) -> tuic::UdpSession {
+        client.udp_session().unwrap()
+    }
+}
+
+impl UdpSession for tuic::UdpSession {
+    type Error = TuicError;
+
+    async fn send_to(&self, payload: &[u8], target: &TargetAddr) -> Result<(), TuicError> {
+        tuic::UdpSession::send_to(self, payload, target).await
+    }
+
+    async fn recv_from(&mut self) -> (Bytes, TargetAddr) {
+        tuic::UdpSession::recv_from(self).await.unwrap()
+    }
+
+    fn too_large(e: &TuicError) -> bool {
+        matches!(e, TuicError::PacketTooLarge(65_536))
+    }
 }

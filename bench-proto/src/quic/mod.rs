@@ -1,10 +1,17 @@
-//! What the QUIC protocols (tuic, hysteria2, and later hysteria1) share:
-//! binding the endpoint, the client's one lazily opened connection that is
-//! opened again when it dies ([`Link`]), the server's accept loop, and a
-//! bidirectional stream as one byte stream ([`QuicStream`]).
+//! What the QUIC protocols (tuic, hysteria2, hysteria1) share: binding the
+//! endpoint, the client's one lazily opened connection that is opened
+//! again when it dies ([`Link`]), the client's streams ([`client`]), the
+//! server's accept loop and its proxy streams ([`server`]), a
+//! bidirectional stream as one byte stream ([`QuicStream`]) and the UDP
+//! relay's datagram loops.
 //!
 //! A protocol adds only what is its own: the authentication after the QUIC
-//! handshake ([`Handshake`]), its stream header and its UDP framing.
+//! handshake ([`Handshake`]), its stream header ([`client::StreamClient`],
+//! [`server::StreamServer`]) and its UDP framing.
+
+pub mod client;
+pub mod server;
+pub mod udp;
 
 use std::future::Future;
 use std::io;
@@ -211,6 +218,27 @@ where
     )
 }
 
+/// Streams of each direction a peer may have open at once: every proxied
+/// TCP connection is a stream (and in TUIC's quic mode every UDP packet
+/// too), and quinn's default of 100 would queue the load generator's
+/// connections behind each other.
+pub const MAX_STREAMS: u32 = 1024;
+
+/// The transport every QUIC protocol starts from: `idle` as the idle
+/// timeout, [`MAX_STREAMS`] bidirectional streams, congestion control by
+/// `congestion`. Fails only if `idle` is beyond what QUIC can say.
+pub fn transport(
+    idle: std::time::Duration,
+    congestion: Arc<dyn quinn::congestion::ControllerFactory + Send + Sync>,
+) -> Result<quinn::TransportConfig, String> {
+    let idle = quinn::IdleTimeout::try_from(idle).map_err(|_| format!("idle timeout {idle:?}"))?;
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(idle));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
+    t.congestion_controller_factory(congestion);
+    Ok(t)
+}
+
 /// quinn's client configuration: `tls` offering `alpn`, with `transport`.
 pub fn client_config(
     mut tls: rustls::ClientConfig,
@@ -255,6 +283,25 @@ where
             }
         });
     }
+}
+
+/// Runs a protocol's authentication `auth` of `conn` for at most `limit`.
+/// If it fails, or `timed_out()` when it takes too long, the connection
+/// is closed with `close_code` (so the server sees a clean end).
+pub async fn authenticate_within<T, E>(
+    conn: &Connection,
+    limit: std::time::Duration,
+    close_code: u32,
+    auth: impl Future<Output = Result<T, E>>,
+    timed_out: impl FnOnce() -> E,
+) -> Result<T, E> {
+    let result = tokio::time::timeout(limit, auth)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()));
+    if result.is_err() {
+        conn.close(VarInt::from_u32(close_code), b"");
+    }
+    result
 }
 
 /// Why the client's connection could not be had.
