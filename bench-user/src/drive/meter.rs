@@ -83,6 +83,11 @@ impl Meter {
         Some(i.min(self.up.len() - 1))
     }
 
+    /// Whether `t` falls in the measured window.
+    pub(crate) fn in_window(&self, t: Instant) -> bool {
+        self.slot(t).is_some()
+    }
+
     /// Counts `n` bytes sent by the generator at `t`.
     pub(crate) fn sent(&self, n: usize, t: Instant) {
         if let Some(i) = self.slot(t) {

@@ -116,6 +116,8 @@ pub async fn run_setup(
             work,
             io_timeout: opts.io_timeout,
             round_limit: Some(1),
+            interval: None,
+            go: None,
         };
         let outcome = tokio::select! {
             biased;

@@ -251,6 +251,24 @@ async fn serve(mut sock: TcpStream, shared: Arc<Shared>) {
         Work::Bulk {
             direction,
             chunk_size,
+            exact: Some(n),
+        } => {
+            serve_bulk_exact(
+                &mut sock,
+                &header,
+                direction,
+                chunk_size as usize,
+                n,
+                limit,
+                &mut up,
+                &mut down,
+            )
+            .await
+        }
+        Work::Bulk {
+            direction,
+            chunk_size,
+            exact: None,
         } => {
             serve_bulk(
                 &mut sock,
@@ -345,6 +363,72 @@ async fn serve_bulk(
         }
     };
     guarded(&progress, limit, "bulk", async {
+        tokio::try_join!(reader, writer).map(|_| ())
+    })
+    .await
+}
+
+/// Exact-length bulk: reads `exact` bytes if the direction goes up, sends
+/// `exact` if it comes down, both at once; returns once both are counted
+/// (the caller then records and closes). It never waits for the
+/// generator's FIN, so peers that do not relay half-close are fine.
+#[allow(clippy::too_many_arguments)]
+async fn serve_bulk_exact(
+    sock: &mut TcpStream,
+    header: &Header,
+    direction: Direction,
+    chunk: usize,
+    exact: u64,
+    limit: Duration,
+    up: &mut Tally,
+    down: &mut Tally,
+) -> Result<(), String> {
+    let progress = Progress::new();
+    let (mut rd, mut wr) = sock.split();
+    let reader = async {
+        let want = if direction.sends_up() { exact } else { 0 };
+        let mut buf = vec![0u8; READ_BUF];
+        while up.bytes() < want {
+            let room = usize::try_from(want - up.bytes()).map_or(buf.len(), |l| l.min(buf.len()));
+            let n = rd
+                .read(&mut buf[..room])
+                .await
+                .map_err(|e| format!("receiving payload: {e}"))?;
+            if n == 0 {
+                return Err(format!(
+                    "connection closed after {} of {want} bytes",
+                    up.bytes()
+                ));
+            }
+            up.add(&buf[..n]);
+            progress.touch();
+        }
+        Ok::<(), String>(())
+    };
+    let writer = async {
+        if !direction.sends_down() {
+            return Ok(());
+        }
+        let mut payload = PayloadStream::new(seed(header.nonce, header.conn_id, true), chunk);
+        let mut left = exact;
+        while left > 0 {
+            let slice = payload.next_slice();
+            let take = usize::try_from(left).map_or(slice.len(), |l| l.min(slice.len()));
+            let n = wr
+                .write(&slice[..take])
+                .await
+                .map_err(|e| format!("sending payload: {e}"))?;
+            if n == 0 {
+                return Err("sending payload: the socket accepts no more bytes".to_string());
+            }
+            down.add(&slice[..n]);
+            payload.advance(n);
+            left -= n as u64;
+            progress.touch();
+        }
+        Ok(())
+    };
+    guarded(&progress, limit, "bulk exact", async {
         tokio::try_join!(reader, writer).map(|_| ())
     })
     .await
