@@ -103,18 +103,18 @@ fn open_loop_on_schedule(p: &Phase) {
     let s = p.schedule.as_ref().expect("schedule figures");
     assert_eq!(s.rate_per_connection, 100.0);
     let want = 4.0 * 100.0 * p.measured_s;
-    assert_eq!(s.lag_us.count, s.due);
+    // Due times in the window: rate × T per connection, ± 1 at an edge,
+    // however busy the machine (a request never sent is due, and behind).
+    assert!(
+        (s.due as f64 - want).abs() <= 4.0,
+        "{} due, want {want}",
+        s.due
+    );
+    assert!(s.due - s.lag_us.count <= s.behind);
     assert_eq!(p.latency_us.as_ref().expect("latency").count, p.round_trips);
-    // Due times in the window: rate × T per connection, ± 1 at an edge;
-    // completions: ± the request in flight at each edge besides.
-    assert!(s.due as f64 <= want + 4.0, "{} due, want {want}", s.due);
     assert!(p.round_trips as f64 <= want + 12.0);
     if s.behind == 0 {
-        assert!(
-            (s.due as f64 - want).abs() <= 4.0,
-            "{} due, want {want}",
-            s.due
-        );
+        // Completions: ± the request in flight at each edge besides.
         assert!(
             (p.round_trips as f64 - want).abs() <= 12.0,
             "{} round trips, want {want}",
@@ -154,10 +154,10 @@ fn sweep_levels(r: &Report) {
         assert_eq!(l.targets.len(), 2);
         for t in &l.targets {
             // The readings were taken with the level's connections open and
-            // nothing else in flight: two each, one descriptor off at most
-            // (a previous phase's socket still closing at the baseline).
+            // nothing else in flight: two each, give or take one earlier
+            // connection (two descriptors) still closing at the baseline.
             let off = (t.fds_per_connection - 2.0).abs() * l.connections as f64;
-            assert!(off <= 1.0, "{} at {}: {:?}", t.role, l.connections, t);
+            assert!(off <= 2.0, "{} at {}: {:?}", t.role, l.connections, t);
         }
     }
     let top = &s.levels[2];

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::error::DriveError;
-use super::generator::{due_time, run_connection, ConnOutcome, ConnPlan};
+use super::generator::{due_time, missed_in_window, run_connection, ConnOutcome, ConnPlan};
 use super::integrity::{self, GeneratorSide};
 use super::meter::Meter;
 use super::options::{ChurnOptions, PhaseOptions};
@@ -144,6 +144,10 @@ pub(crate) async fn run_churn(
             if now >= o + opts.duration {
                 meter.close_at(now);
                 calls.close();
+                if let Some(every) = c.interval {
+                    // Due in the window, never started: behind as well.
+                    behind += missed_in_window(&meter, start, every, k);
+                }
                 break now;
             }
         }

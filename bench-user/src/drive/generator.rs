@@ -47,10 +47,11 @@ pub(crate) struct ConnPlan {
 
 /// How an open-loop connection kept to its schedule.
 pub(crate) struct ScheduleTally {
-    /// Requests due inside the window and sent.
-    pub(crate) sent: u64,
+    /// Requests due inside the window (sent, or missed when it closed).
+    pub(crate) due: u64,
     /// Of those, sent after the next one was already due (lag above one
-    /// interval): the generator, not the chain, fell behind.
+    /// interval) or not sent before the window closed: the generator, not
+    /// the chain, fell behind.
     pub(crate) behind: u64,
     /// Send time minus due time of each request due in the window, ns.
     pub(crate) lag: Histogram<u64>,
@@ -307,7 +308,7 @@ async fn rr(
     };
     let mut schedule = match plan.interval {
         Some(_) => Some(ScheduleTally {
-            sent: 0,
+            due: 0,
             behind: 0,
             lag: new_histogram()?,
         }),
@@ -333,7 +334,7 @@ async fn rr(
                     }
                     if meter.in_window(due) {
                         let lag = Instant::now().saturating_duration_since(due);
-                        sched.sent += 1;
+                        sched.due += 1;
                         if lag > every {
                             sched.behind += 1;
                         }
@@ -397,6 +398,13 @@ async fn rr(
                 }
             }
         }
+        if let (Some(every), Some(sched)) = (plan.interval, schedule.as_mut()) {
+            // Due in the window, never sent: the generator was still busy
+            // with an earlier one when the window closed.
+            let missed = missed_in_window(meter, origin, every, rounds);
+            sched.due += missed;
+            sched.behind += missed;
+        }
         stream
             .shutdown()
             .await
@@ -420,6 +428,23 @@ async fn rr(
     let limit = plan.io_timeout + plan.interval.unwrap_or_default();
     guarded(&progress, limit, "rr", work).await?;
     Ok((up, down, hist, first, schedule))
+}
+
+/// Due times of a schedule, from the `k`-th on, that fell inside the
+/// window although it closed before they were acted on.
+pub(crate) fn missed_in_window(meter: &Meter, origin: Instant, every: Duration, k: u64) -> u64 {
+    let Some(close) = meter.closed_at() else {
+        return 0;
+    };
+    let mut missed = 0;
+    for j in k.. {
+        let due = due_time(origin, every, j);
+        if due >= close {
+            break;
+        }
+        missed += u64::from(meter.in_window(due));
+    }
+    missed
 }
 
 type RrOutcome = (

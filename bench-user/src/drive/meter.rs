@@ -83,6 +83,11 @@ impl Meter {
         Some(i.min(self.up.len() - 1))
     }
 
+    /// When the window closed, once it has.
+    pub(crate) fn closed_at(&self) -> Option<Instant> {
+        self.close.get().copied()
+    }
+
     /// Whether `t` falls in the measured window.
     pub(crate) fn in_window(&self, t: Instant) -> bool {
         self.slot(t).is_some()

@@ -148,7 +148,7 @@ pub async fn run_phase(
         }
         if let (Some(all), Some(s)) = (lag.as_mut(), o.schedule.as_ref()) {
             merge(all, &s.lag)?;
-            sent += s.sent;
+            sent += s.due;
             behind += s.behind;
         }
     }

@@ -52,10 +52,12 @@ pub struct PhaseResult {
 pub struct ScheduleResult {
     /// Requests per second each connection was asked to send.
     pub rate_per_connection: f64,
-    /// Requests due inside the window (and sent), all connections.
+    /// Requests due inside the window, all connections (sent, or missed
+    /// because the window closed first).
     pub due: u64,
-    /// Of those, requests sent more than one interval late: the generator
-    /// itself fell behind its schedule (its lag, not the chain's latency).
+    /// Of those, requests sent more than one interval late or not at all:
+    /// the generator itself fell behind its schedule (its lag, not the
+    /// chain's latency).
     pub behind: u64,
     /// Send time minus due time, per request due in the window.
     pub lag_us: LatencySummary,
@@ -88,7 +90,8 @@ pub struct ChurnResult {
     /// (late when `concurrency` connections were already in flight or the
     /// generator could not keep up).
     pub start_lag_us: Option<LatencySummary>,
-    /// Connections of the window that started more than one interval late.
+    /// Connections due in the window that started more than one interval
+    /// late, or not before the window closed.
     pub behind: u64,
     /// Failed connections (warm-up and window) by kind.
     pub failures: Vec<FailureCount>,

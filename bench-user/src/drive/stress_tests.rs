@@ -127,15 +127,18 @@ async fn churn_at_a_rate_starts_on_schedule() {
     assert!(c.failures.is_empty(), "{:?}", c.failures);
     let lag = c.start_lag_us.as_ref().expect("lag");
     assert_eq!(lag.count, c.started);
-    // 100 due; the window's edges are read on the same clock, one more or
-    // less where a due time meets an edge, and those behind are started
-    // late but still in the window.
+    // 100 due in the window, one more or less where a due time meets an
+    // edge; those the generator could not start in time count as behind.
+    assert!(c.started <= 101, "{} started", c.started);
     assert!(
-        (99..=101).contains(&c.started),
+        c.started + c.behind >= 99,
         "{} started, {} behind",
         c.started,
         c.behind
     );
+    if c.behind == 0 {
+        assert!((99..=101).contains(&c.started), "{} started", c.started);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,31 +205,39 @@ async fn open_loop_rr_sends_rate_times_duration() {
     // edge.
     let want = conns as f64 * rate * r.measured_s;
     let slack = conns as f64;
-    assert_eq!(s.lag_us.count, s.due);
+    // Due times in the window: T × rate per connection, ± 1 where one
+    // meets an edge, however busy the machine (a request never sent is
+    // still due, and behind).
+    assert!(
+        (s.due as f64 - want).abs() <= slack,
+        "{} due, want {want}",
+        s.due
+    );
+    assert!(s.behind <= s.due && s.lag_us.count <= s.due);
+    assert!(
+        s.due - s.lag_us.count <= s.behind,
+        "unsent requests are behind"
+    );
     assert_eq!(r.latency_us.as_ref().expect("latency").count, r.round_trips);
-    assert!(s.behind <= s.due);
-    // Never more than the schedule asks, however loaded the machine.
-    assert!(s.due as f64 <= want + slack, "{} due, want {want}", s.due);
     assert!(
         r.round_trips as f64 <= want + 3.0 * slack,
         "{} round trips, want {want}",
         r.round_trips
     );
     if s.behind == 0 {
-        // Kept up: exactly the schedule, within the edges.
-        assert!(
-            (s.due as f64 - want).abs() <= slack,
-            "{} due, want {want}",
-            s.due
-        );
+        // Kept up: completions in the window differ from due times in it
+        // by at most the one request in flight at each edge.
         assert!(
             (r.round_trips as f64 - want).abs() <= 3.0 * slack,
             "{} round trips, want {want}",
             r.round_trips
         );
     } else {
-        // Behind: reported as such, with the lag that shows it.
-        assert!(s.lag_us.max * 1e3 > 20e6, "{:?}", s.lag_us);
+        assert!(
+            s.lag_us.max * 1e3 > 20e6 || s.lag_us.count < s.due,
+            "{:?}",
+            s.lag_us
+        );
         eprintln!(
             "generator behind on {} of {} requests (machine busy)",
             s.behind, s.due
@@ -285,4 +296,21 @@ async fn streaming_bulk_loses_its_tail_through_a_relay_without_half_close() {
         !matches!(&r, Ok(r) if r.integrity.status == IntegrityStatus::Ok),
         "{r:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "moves 4 GiB + 1 byte through the relay stub: tens of seconds"]
+async fn exact_length_bulk_past_4_gib_on_one_connection() {
+    let n = (1u64 << 32) + 1;
+    let mut opts = exact(1, Direction::Up, n);
+    if let Pattern::Bulk(b) = &mut opts.pattern {
+        b.chunk_size = 1 << 20;
+    }
+    opts.duration = Duration::from_secs(600);
+    let (r, relay) = run(Mode::Relay, &opts).await;
+    let r = r.expect("4 GiB + 1 up");
+    assert_eq!(r.integrity.status, IntegrityStatus::Ok);
+    assert_eq!(r.integrity.connections[0].bytes_up, n);
+    assert_eq!(r.bytes_up, n);
+    assert_eq!(relay.up.load(Ordering::SeqCst), n + HEADER_LEN as u64);
 }

@@ -13,7 +13,7 @@ use std::{io::Write as _, path::Path};
 
 pub use html::html;
 pub use markdown::markdown;
-pub use stress::resources_csv;
+pub use stress::{resources_csv, stress_lines};
 pub use terminal::summary;
 pub use timeseries::timeseries_csv;
 

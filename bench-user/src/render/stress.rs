@@ -245,6 +245,51 @@ pub fn stress_section(out: &mut String, r: &Report) {
     }
 }
 
+/// One line per stress figure for report.md: churn rate and set-up,
+/// open-loop lag, each sweep's reach.
+pub fn stress_lines(r: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, p) in r.workload.phases.iter().enumerate() {
+        if let Some(c) = &p.churn {
+            let failed: u64 = c.failures.iter().map(|f| f.count).sum();
+            out.push(format!(
+                "Phase {i} churn: {:.1} connections/s ({} of {} in the window; target {}), set-up {}, {failed} failed",
+                c.connections_per_s,
+                c.completed,
+                c.started,
+                c.target_per_s
+                    .map_or("as fast as possible".to_string(), |t| format!("{t:.1}/s")),
+                percentiles_text(&c.setup_us, &["p50", "p99"]),
+            ));
+        }
+        if let Some(s) = &p.schedule {
+            out.push(format!(
+                "Phase {i} rr open loop at {:.1}/s per connection: {} due, {} sent more than an interval late",
+                s.rate_per_connection, s.due, s.behind
+            ));
+        }
+    }
+    for s in &r.sweeps {
+        let reached = s.levels.last().map_or(0, |l| l.connections);
+        let stop = s
+            .first_failure
+            .as_ref()
+            .map(|f| format!("; first failure at {}: {}", f.connections, f.reason))
+            .or_else(|| {
+                s.limited
+                    .as_ref()
+                    .map(|l| format!("; {} not tried: {}", l.connections, l.reason))
+            })
+            .unwrap_or_default();
+        out.push(format!(
+            "Concurrency sweep: {} of {} levels, up to {reached} connections{stop}",
+            s.levels.len(),
+            s.planned.len()
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

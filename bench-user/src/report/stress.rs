@@ -15,13 +15,15 @@ use crate::drive;
 pub struct Schedule {
     /// Requests per second asked of each connection.
     pub rate_per_connection: f64,
-    /// Requests due inside the window, all connections.
+    /// Requests due inside the window, all connections (sent, or missed
+    /// because the window closed first).
     pub due: u64,
-    /// Of those, requests the generator sent more than one interval late:
-    /// it fell behind its own schedule (above zero, the achieved rate is
-    /// below the asked one for the generator's sake, not the chain's).
+    /// Of those, requests the generator sent more than one interval late
+    /// or not at all: it fell behind its own schedule (above zero, the
+    /// achieved rate is below the asked one for the generator's sake, not
+    /// the chain's).
     pub behind: u64,
-    /// Send time minus due time per request (timer slack included).
+    /// Send time minus due time per request sent (timer slack included).
     pub lag_us: LatencySummary,
 }
 
@@ -50,7 +52,8 @@ pub struct Churn {
     pub first_response_us: LatencySummary,
     /// Open loop: start minus due time of each connection of the window.
     pub start_lag_us: Option<LatencySummary>,
-    /// Connections of the window that started more than one interval late.
+    /// Connections due in the window that started more than one interval
+    /// late, or not before the window closed.
     pub behind: u64,
     /// Failed connections (warm-up and window) by kind: `connect`,
     /// `socks5`, `timeout`, `io`, `protocol`, `fd_limit`,
