@@ -1002,7 +1002,7 @@ fn stress_warnings(r: &Report) -> Vec<String> {
         if let Some(s) = &p.schedule {
             if s.behind > 0 {
                 out.push(format!(
-                    "phase {i} (rr open loop): the generator fell behind its schedule on {} of {} requests (lag p99 in schedule.lag_us)",
+                    "phase {i} (rr open loop): the generator fell behind its schedule on {} of {} requests, sent more than one interval late or not at all (lag in schedule.lag_us)",
                     s.behind, s.due
                 ));
             }

@@ -7,7 +7,9 @@
 //! network namespace, which a netlink socket of the runner would not see
 //! when the target runs in another — filtered by the inodes of the
 //! target's socket descriptors. Sockets no descriptor holds (TIME_WAIT,
-//! orphaned FIN_WAIT) are therefore not counted.
+//! orphaned FIN_WAIT) are therefore not counted. The kernel writes the
+//! table in pieces: a socket listed twice is counted once, and one that
+//! moves while the table is read may be missed.
 
 use std::collections::HashSet;
 
@@ -145,7 +147,7 @@ pub fn sample(pid: u32) -> Result<ResourceSample, ResourceError> {
     for table in ["tcp", "tcp6"] {
         // A kernel without IPv6 has no tcp6.
         if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) {
-            tcp_states(&text, &inodes, &mut tcp);
+            tcp_states(&text, &mut inodes, &mut tcp);
         }
     }
     Ok(ResourceSample {
@@ -169,8 +171,11 @@ fn cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) / super::machine_load::ticks_per_second())
 }
 
-/// Counts the rows of a /proc/net/tcp table whose inode is in `inodes`.
-fn tcp_states(text: &str, inodes: &HashSet<u64>, out: &mut TcpStates) {
+/// Counts the rows of a /proc/net/tcp table whose inode is in `inodes`,
+/// each inode once (taken out of the set as it is counted): the kernel
+/// writes the table in pieces, and a socket that moves in its hash table
+/// between two pieces is listed twice.
+fn tcp_states(text: &str, inodes: &mut HashSet<u64>, out: &mut TcpStates) {
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
         // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
@@ -180,7 +185,7 @@ fn tcp_states(text: &str, inodes: &HashSet<u64>, out: &mut TcpStates) {
         let (Ok(state), Ok(inode)) = (u8::from_str_radix(state, 16), inode.parse::<u64>()) else {
             continue;
         };
-        if inodes.contains(&inode) {
+        if inodes.remove(&inode) {
             out.count(state);
         }
     }
@@ -272,10 +277,12 @@ mod tests {
    1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0 20 4 30 10 -1
    2: 0100007F:1F90 0100007F:C351 01 00000000:00000000 00:00000000 00000000     0        0 333 1 0 20 4 30 10 -1
    3: 0100007F:1F90 0100007F:C352 06 00000000:00000000 03:00001000 00000000     0        0 0 3 0
+   4: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0 20 4 30 10 -1
 ";
-        let inodes: HashSet<u64> = [111, 222, 444].into_iter().collect();
+        // 222 listed twice (a table read in pieces): counted once.
+        let mut inodes: HashSet<u64> = [111, 222, 444].into_iter().collect();
         let mut s = TcpStates::default();
-        tcp_states(text, &inodes, &mut s);
+        tcp_states(text, &mut inodes, &mut s);
         assert_eq!(
             s,
             TcpStates {

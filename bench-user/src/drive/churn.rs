@@ -188,6 +188,7 @@ pub(crate) async fn run_churn(
                     round_limit: Some(1),
                     interval: None,
                     go: None,
+                    setup_gate: None,
                 };
                 let (ready, _) = mpsc::channel(1);
                 let (meter, stop) = (meter.clone(), stop.clone());

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +43,11 @@ pub(crate) struct ConnPlan {
     /// Exact-length bulk: payload starts only once this fires (when the
     /// measured window opens), so that every byte is in the window.
     pub(crate) go: Option<CancellationToken>,
+    /// Bounds the connections being set up at once (connect, SOCKS5,
+    /// header): a level of thousands would otherwise overflow the
+    /// listeners' accept queues, a limit of the load's shape, not of the
+    /// chain's capacity to hold connections.
+    pub(crate) setup_gate: Option<Arc<Semaphore>>,
 }
 
 /// How an open-loop connection kept to its schedule.
@@ -90,6 +95,11 @@ async fn run(
     ready: mpsc::Sender<()>,
 ) -> Result<ConnOutcome, DriveError> {
     let limit = plan.io_timeout;
+    // The semaphore is never closed; a closed one would only mean no gate.
+    let permit = match &plan.setup_gate {
+        Some(g) => g.clone().acquire_owned().await.ok(),
+        None => None,
+    };
     let started = Instant::now();
     let ctx = format!("TCP connect to the SOCKS5 server {}", plan.socks);
     let mut stream = timed(limit, &ctx, TcpStream::connect(plan.socks)).await?;
@@ -115,6 +125,7 @@ async fn run(
     // channel only means the phase is already over.
     let _ = ready.send(()).await;
     drop(ready);
+    drop(permit);
 
     let (up, down, latency, first_response_ns, schedule) = match plan.work {
         Work::Bulk {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -69,6 +69,7 @@ pub async fn run_phase(
         _ => None,
     };
     let go = exact.then(CancellationToken::new);
+    let gate = Arc::new(Semaphore::new(SETUP_AT_ONCE));
     let mut fleet = Fleet {
         tasks: JoinSet::new(),
         done: Vec::with_capacity(n),
@@ -84,6 +85,7 @@ pub async fn run_phase(
             round_limit: None,
             interval,
             go: go.clone(),
+            setup_gate: Some(gate.clone()),
         };
         fleet.tasks.spawn(run_connection(
             plan,
@@ -194,6 +196,9 @@ pub async fn run_phase(
     }
     Ok(result)
 }
+
+/// Connections of a phase being set up at once (see `ConnPlan::setup_gate`).
+const SETUP_AT_ONCE: usize = 256;
 
 /// What the sink does on each connection of `pattern`.
 pub(crate) fn work_of(pattern: &Pattern) -> Work {

@@ -118,6 +118,7 @@ pub async fn run_setup(
             round_limit: Some(1),
             interval: None,
             go: None,
+            setup_gate: None,
         };
         let outcome = tokio::select! {
             biased;

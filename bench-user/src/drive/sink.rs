@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -24,6 +24,8 @@ use super::watchdog::{guarded, Progress};
 
 /// Size of the sink's read buffer.
 const READ_BUF: usize = 64 * 1024;
+/// The sink's listen backlog (capped by net.core.somaxconn).
+const SINK_BACKLOG: u32 = 65_535;
 /// Most unattributed errors kept between two phases.
 const MAX_ERRORS: usize = 64;
 
@@ -87,7 +89,17 @@ impl Sink {
     /// Binds `bind` (use `127.0.0.1:0` for a free loopback port) and starts
     /// accepting.
     pub async fn start(bind: SocketAddr) -> io::Result<Sink> {
-        let listener = TcpListener::bind(bind).await?;
+        // A deep accept queue: a concurrency level opens thousands of
+        // connections at once, and the default (1024) would overflow and
+        // reset them, a limit of the sink rather than of the chain. The
+        // kernel caps it at net.core.somaxconn.
+        let socket = if bind.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(bind)?;
+        let listener = socket.listen(SINK_BACKLOG)?;
         let addr = listener.local_addr()?;
         let (changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {

@@ -166,7 +166,7 @@ pub fn stress_section(out: &mut String, r: &Report) {
             let _ = writeln!(
                 out,
                 "<p>Phase {i}, rr open loop at {:.1} requests/s per connection: {} requests due in the window, \
-                 {} sent more than one interval late; lag behind schedule {}, max {}.</p>",
+                 {} sent more than one interval late or not at all; lag behind schedule {}, max {}.</p>",
                 s.rate_per_connection,
                 s.due,
                 s.behind,
@@ -264,7 +264,7 @@ pub fn stress_lines(r: &Report) -> Vec<String> {
         }
         if let Some(s) = &p.schedule {
             out.push(format!(
-                "Phase {i} rr open loop at {:.1}/s per connection: {} due, {} sent more than an interval late",
+                "Phase {i} rr open loop at {:.1}/s per connection: {} due, {} sent more than an interval late or not at all",
                 s.rate_per_connection, s.due, s.behind
             ));
         }
