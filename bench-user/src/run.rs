@@ -144,6 +144,8 @@ struct ProbeWindow<'a> {
     load_at_open: Mutex<Option<LoadSnapshot>>,
     /// Each closed window's load.
     loads: Mutex<Vec<machine_load::WindowLoad>>,
+    /// Each target's resources as each window closed (connections open).
+    resources: Mutex<Vec<Vec<(u32, crate::capture::resources::ResourceSample)>>>,
 }
 
 impl Window for ProbeWindow<'_> {
@@ -189,6 +191,18 @@ impl Window for ProbeWindow<'_> {
             }
         }
         // The phase's connections are still open here (not yet drained).
+        let held = self
+            .pids
+            .iter()
+            .filter_map(|&pid| {
+                crate::capture::resources::sample(pid)
+                    .ok()
+                    .map(|s| (pid, s))
+            })
+            .collect();
+        if let Ok(mut v) = self.resources.lock() {
+            v.push(held);
+        }
         for &(pid, listen, upstream) in self.ports {
             match crate::capture::sockets::inspect(pid, listen, upstream) {
                 Ok(seen) => {
@@ -210,6 +224,39 @@ impl ProbeWindow<'_> {
         if let Ok(mut v) = self.errors.lock() {
             v.push(e);
         }
+    }
+
+    /// How many windows each per-window record holds.
+    fn marks(&self) -> [usize; 3] {
+        [
+            self.snapshots.lock().map_or(0, |v| v.len()),
+            self.loads.lock().map_or(0, |v| v.len()),
+            self.resources.lock().map_or(0, |v| v.len()),
+        ]
+    }
+
+    /// Forgets the windows of a phase that produced no result (a sweep
+    /// level that failed), so that window records and results stay
+    /// aligned phase by phase. Its probe counts stay in the next window's
+    /// totals.
+    fn forget_since(&self, marks: [usize; 3]) {
+        if let Ok(mut v) = self.snapshots.lock() {
+            v.truncate(marks[0]);
+        }
+        if let Ok(mut v) = self.loads.lock() {
+            v.truncate(marks[1]);
+        }
+        if let Ok(mut v) = self.resources.lock() {
+            v.truncate(marks[2]);
+        }
+    }
+
+    fn last_resources(&self) -> Vec<(u32, crate::capture::resources::ResourceSample)> {
+        self.resources
+            .lock()
+            .ok()
+            .and_then(|v| v.last().cloned())
+            .unwrap_or_default()
     }
 }
 
@@ -251,7 +298,19 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let cancel = CancellationToken::new();
     let signal_task = watch_signals(&rt, &cancel);
 
+    // Before the endpoints start, so that they inherit it.
+    let fd_limit = drive::raise_fd_limit().map_err(io_err("raising RLIMIT_NOFILE"))?;
+    log.line(&format!(
+        "RLIMIT_NOFILE {} -> {} (hard {})",
+        fd_limit.was, fd_limit.now, fd_limit.hard
+    ));
     let (mut chain, commands) = start_chain(&plan, &id.dir, &cancel, &mut log)?;
+    let roles: Vec<(report::Role, u32)> = commands.iter().map(|c| (c.0.into(), c.1)).collect();
+    let sampler = crate::capture::resources::Sampler::start(
+        roles.iter().map(|r| r.1).collect(),
+        started,
+        RESOURCE_INTERVAL,
+    );
     let phases = plan.spec.phase_options();
     let sink = rt
         .block_on(Sink::start((std::net::Ipv4Addr::LOCALHOST, 0).into()))
@@ -278,10 +337,22 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             Role::Server => (*pid, Some(plan.server_port), None),
         })
         .collect();
+    let sweep_levels = plan.spec.sweep_levels();
+    let limits = report::Limits {
+        fd_limit_before: fd_limit.was,
+        fd_limit: fd_limit.now,
+        fd_hard_limit: fd_limit.hard,
+        local_ports: drive::local_port_count(),
+        stream_limit: stream_limit(&plan.spec).map(|l| l.0),
+    };
     let mut pass_ctx = PassContext {
         rt: &rt,
         sink: &sink,
         phases: &phases,
+        sweep_levels: &sweep_levels,
+        spec: &plan.spec,
+        limits: &limits,
+        roles: &roles,
         socks: plan.socks_addr,
         cancel: &cancel,
         pids: &pids,
@@ -305,6 +376,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     }
     let measured = merge_per_call(main, per_call);
     let facts = stop_chain(&mut chain, &commands);
+    let resource_samples = sampler.finish();
     signal_task.abort();
     drop(rt);
     log.line("endpoints stopped, probes detached");
@@ -330,6 +402,13 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             graphs: &graphs,
         },
     );
+    report.resources = Some(report::resources(
+        &resource_samples,
+        &roles,
+        RESOURCE_INTERVAL.as_secs_f64(),
+    ));
+    report.sweeps = measured.main.sweeps.clone();
+    report.warnings.extend(stress_warnings(&report));
     analyze::judge(&mut report, &plan.checklist);
     write_outputs(&report, &graphs.graphs, &id.dir)?;
     log.line(&format!("report written; status {}", report.run.status));
@@ -926,7 +1005,66 @@ fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
         checklist: Vec::new(),
         calibration: crate::calibrate::ciphers(Duration::from_millis(300)),
         stacks: a.graphs.files.clone(),
+        resources: None,
+        sweeps: Vec::new(),
     }
+}
+
+/// How often every target's resources are read.
+const RESOURCE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Concurrent streams per QUIC connection of the reference endpoints
+/// (bench-proto's MAX_STREAMS): each SOCKS5 connection is one stream.
+/// Unknown for outside implementations.
+fn stream_limit(spec: &ProfileSpec) -> Option<(u64, &'static str)> {
+    let quic = matches!(spec.protocol.as_str(), "tuic" | "hysteria1" | "hysteria2");
+    let ours = spec.endpoints.client.is_none() && spec.endpoints.server.is_none();
+    (quic && ours).then_some((1024, "the reference endpoints' QUIC connection"))
+}
+
+/// What the stress figures say the reader must know: failed churn
+/// connections, a generator behind its schedule, sweeps that stopped.
+fn stress_warnings(r: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, p) in r.workload.phases.iter().enumerate() {
+        if let Some(c) = &p.churn {
+            for f in &c.failures {
+                out.push(format!(
+                    "phase {i} (churn): {} connections failed ({}), e.g. {}",
+                    f.count, f.kind, f.example
+                ));
+            }
+            if c.behind > 0 {
+                out.push(format!(
+                    "phase {i} (churn): {} of {} connections started more than one interval late: the generator or the in-flight cap ({}) held the rate below its target",
+                    c.behind, c.started, c.concurrency
+                ));
+            }
+        }
+        if let Some(s) = &p.schedule {
+            if s.behind > 0 {
+                out.push(format!(
+                    "phase {i} (rr open loop): the generator fell behind its schedule on {} of {} requests, sent more than one interval late or not at all (lag in schedule.lag_us)",
+                    s.behind, s.due
+                ));
+            }
+        }
+    }
+    for s in &r.sweeps {
+        if let Some(f) = &s.first_failure {
+            out.push(format!(
+                "concurrency sweep (phase table {}): first failure at {} connections: {}",
+                s.spec_phase, f.connections, f.reason
+            ));
+        }
+        if let Some(l) = &s.limited {
+            out.push(format!(
+                "concurrency sweep (phase table {}): {} connections not tried: {}",
+                s.spec_phase, l.connections, l.reason
+            ));
+        }
+    }
+    out
 }
 
 /// report.json and everything rendered from it.
@@ -987,6 +1125,11 @@ struct PassContext<'a> {
     rt: &'a tokio::runtime::Runtime,
     sink: &'a Sink,
     phases: &'a [drive::PhaseOptions],
+    /// Parallel to `phases`: the sweep level each phase is, if any.
+    sweep_levels: &'a [Option<crate::spec::SweepLevel>],
+    spec: &'a ProfileSpec,
+    limits: &'a report::Limits,
+    roles: &'a [(report::Role, u32)],
     socks: std::net::SocketAddr,
     cancel: &'a CancellationToken,
     pids: &'a [u32],
@@ -1009,6 +1152,8 @@ struct Pass {
     snapshots: Vec<crate::capture::WindowSnapshot>,
     /// The machine's load in each window, in phase order.
     loads: Vec<machine_load::WindowLoad>,
+    /// The concurrency sweeps, level by level.
+    sweeps: Vec<report::ConcurrencySweep>,
 }
 
 impl Pass {
@@ -1040,18 +1185,64 @@ fn measure(
         pids: ctx.pids,
         load_at_open: Mutex::new(None),
         loads: Mutex::new(Vec::new()),
+        resources: Mutex::new(Vec::new()),
     };
     let mut results = Vec::new();
+    let mut sweeps: Vec<Sweep> = Vec::new();
     let mut exited_early = None;
     let live: Mutex<Vec<(f64, std::collections::BTreeMap<u32, i64>)>> = Mutex::new(Vec::new());
     let started = ctx.started;
     let drive_result: Result<(), RunError> = ctx.rt.block_on(async {
         let phases_done = async {
             for (i, phase) in ctx.phases.iter().enumerate() {
+                let level = ctx.sweep_levels.get(i).copied().flatten();
+                if let Some(level) = level {
+                    if !sweep_may_run(&mut sweeps, level, ctx, log) {
+                        continue;
+                    }
+                }
                 log.line(&format!("phase {i}: {:?}", phase.pattern));
-                match drive::run_phase(phase, ctx.socks, ctx.sink, &window, ctx.cancel).await {
+                let marks = window.marks();
+                let outcome =
+                    drive::run_phase(phase, ctx.socks, ctx.sink, &window, ctx.cancel).await;
+                if let Some(level) = level {
+                    // A failing level is the sweep's finding, not the run's end.
+                    let failed = match &outcome {
+                        Ok(_) | Err(DriveError::Cancelled) => None,
+                        Err(DriveError::Integrity(r)) => Some(format!(
+                            "integrity: {}",
+                            r.integrity.mismatches.first().cloned().unwrap_or_default()
+                        )),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    if let Some(reason) = failed {
+                        log.line(&format!(
+                            "phase {i}: level {} failed: {reason}",
+                            level.level
+                        ));
+                        window.forget_since(marks);
+                        if let Some(s) = sweeps
+                            .iter_mut()
+                            .find(|s| s.report.spec_phase == level.spec_phase)
+                        {
+                            s.report.first_failure = Some(report::LevelStop {
+                                connections: level.level,
+                                reason,
+                            });
+                        }
+                        if let Some((role, _, how)) = chain.exited().into_iter().next() {
+                            exited_early = Some((role, how));
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                match outcome {
                     Ok(r) => {
                         log.line(&format!("phase {i}: integrity {:?}", r.integrity.status));
+                        if let Some(level) = level {
+                            level_done(&mut sweeps, level, &r, results.len(), ctx, &window);
+                        }
                         results.push(r);
                     }
                     Err(DriveError::Integrity(r)) => {
@@ -1107,6 +1298,7 @@ fn measure(
     let sockets = window.sockets.into_inner().unwrap_or_default();
     let snapshots = window.snapshots.into_inner().unwrap_or_default();
     let loads = window.loads.into_inner().unwrap_or_default();
+    let sweeps = sweeps.into_iter().map(|s| s.report).collect();
     let mut probes = probes.into_inner().unwrap_or_else(|p| p.into_inner());
     let capture = probes.read()?;
     let windows = probes.windows();
@@ -1131,7 +1323,136 @@ fn measure(
         sockets,
         snapshots,
         loads,
+        sweeps,
     })
+}
+
+/// A concurrency sweep as it runs: its report and each target's reading
+/// before its first level.
+struct Sweep {
+    report: report::ConcurrencySweep,
+    baseline: Vec<(u32, crate::capture::resources::ResourceSample)>,
+}
+
+/// Whether the next level of a sweep runs: not after a failed level, nor
+/// beyond a limit of the machine or the protocol (which is recorded).
+fn sweep_may_run(
+    sweeps: &mut Vec<Sweep>,
+    level: crate::spec::SweepLevel,
+    ctx: &PassContext,
+    log: &mut RunLog,
+) -> bool {
+    let index = match sweeps
+        .iter()
+        .position(|s| s.report.spec_phase == level.spec_phase)
+    {
+        Some(i) => i,
+        None => {
+            let spec = &ctx.spec.phases[level.spec_phase];
+            // The targets before the first level: what each level adds.
+            let baseline = ctx
+                .roles
+                .iter()
+                .filter_map(|&(_, pid)| {
+                    crate::capture::resources::sample(pid)
+                        .ok()
+                        .map(|s| (pid, s))
+                })
+                .collect();
+            sweeps.push(Sweep {
+                report: report::ConcurrencySweep {
+                    spec_phase: level.spec_phase,
+                    planned: spec.levels.clone().unwrap_or_default(),
+                    request_size: spec.request_size.unwrap_or(64),
+                    response_size: spec.response_size.unwrap_or(1024),
+                    levels: Vec::new(),
+                    first_failure: None,
+                    limited: None,
+                    limits: ctx.limits.clone(),
+                },
+                baseline,
+            });
+            sweeps.len() - 1
+        }
+    };
+    let sweep = &mut sweeps[index].report;
+    if sweep.first_failure.is_some() || sweep.limited.is_some() {
+        return false;
+    }
+    let limit = drive::level_limit(
+        level.level,
+        ctx.limits.fd_limit,
+        ctx.limits.local_ports,
+        stream_limit(ctx.spec),
+    );
+    if let Some(reason) = limit {
+        log.line(&format!("sweep level {} not tried: {reason}", level.level));
+        sweep.limited = Some(report::LevelStop {
+            connections: level.level,
+            reason,
+        });
+        return false;
+    }
+    true
+}
+
+/// Records a level that ran: its traffic and each target's resources as
+/// its window closed, against the sweep's baseline.
+fn level_done(
+    sweeps: &mut [Sweep],
+    level: crate::spec::SweepLevel,
+    r: &PhaseResult,
+    phase: usize,
+    ctx: &PassContext,
+    window: &ProbeWindow,
+) {
+    let Some(sweep) = sweeps
+        .iter_mut()
+        .find(|s| s.report.spec_phase == level.spec_phase)
+    else {
+        return;
+    };
+    let n = level.level as f64;
+    let held = window.last_resources();
+    let targets = ctx
+        .roles
+        .iter()
+        .filter_map(|&(role, pid)| {
+            let now = held.iter().find(|h| h.0 == pid)?.1;
+            let before = sweep.baseline.iter().find(|h| h.0 == pid)?.1;
+            Some(report::LevelTarget {
+                role,
+                pid,
+                rss_bytes: now.rss_bytes,
+                fds: now.fds.total(),
+                sockets: now.fds.socket,
+                threads: now.threads,
+                rss_per_connection_bytes: (now.rss_bytes as f64 - before.rss_bytes as f64) / n,
+                fds_per_connection: (now.fds.total() as f64 - before.fds.total() as f64) / n,
+            })
+        })
+        .collect();
+    let at = |quantile: f64| {
+        r.latency_us.as_ref().and_then(|l| {
+            l.percentiles
+                .iter()
+                .find(|q| q.q == quantile)
+                .and_then(|q| q.bounds.map(|b| b.value))
+        })
+    };
+    sweep.report.levels.push(report::SweepLevel {
+        connections: level.level,
+        phase,
+        throughput_bps: r.throughput.up_bps_mean + r.throughput.down_bps_mean,
+        round_trips_per_s: if r.measured_s > 0.0 {
+            r.round_trips as f64 / r.measured_s
+        } else {
+            0.0
+        },
+        latency_p50_us: at(0.50),
+        latency_p99_us: at(0.99),
+        targets,
+    });
 }
 
 fn graph_title(spec: &ProfileSpec, graph: Graph) -> String {
@@ -1237,6 +1558,7 @@ mod tests {
                 connections: 2,
                 direction: Direction::Up,
                 chunk_size: DEFAULT_CHUNK_SIZE,
+                bytes_per_connection: None,
             }),
             warmup: Duration::from_millis(100),
             duration: Duration::from_millis(300),

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     capture::{AllocOptions, CaptureOptions, CryptoOptions},
     chain::Ready,
-    drive::{BulkOptions, Direction, Pattern, PhaseOptions, RrOptions, SetupOptions},
+    drive::{BulkOptions, ChurnOptions, Direction, Pattern, PhaseOptions, RrOptions, SetupOptions},
 };
 
 /// A profile as written in `profiles/<name>.toml`.
@@ -135,12 +135,29 @@ pub struct PhaseSpec {
     /// bulk: bytes per write.
     #[serde(default)]
     pub chunk_size: Option<usize>,
-    /// rr: bytes per request.
+    /// rr, churn, concurrency: bytes per request.
     #[serde(default)]
     pub request_size: Option<usize>,
-    /// rr: bytes per response.
+    /// rr, churn, concurrency: bytes per response.
     #[serde(default)]
     pub response_size: Option<usize>,
+    /// bulk: exact-length mode, bytes each connection moves each way it
+    /// carries; the phase lasts until every transfer is done (`duration_s`
+    /// bounds it, `warmup_s` is not used).
+    #[serde(default)]
+    pub bytes_per_connection: Option<u64>,
+    /// rr: open loop, requests per second on each connection (absent:
+    /// closed loop).
+    #[serde(default)]
+    pub rate_per_connection: Option<f64>,
+    /// churn: connections started per second (absent: as fast as
+    /// `connections` in flight allow).
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// concurrency: the numbers of connections to hold open at once, one
+    /// level after another, each for `warmup_s` + `duration_s`.
+    #[serde(default)]
+    pub levels: Option<Vec<usize>>,
     #[serde(default = "default_warmup")]
     pub warmup_s: f64,
     pub duration_s: f64,
@@ -155,7 +172,40 @@ pub struct PhaseSpec {
 pub enum PatternName {
     Bulk,
     Rr,
+    /// Short connections: open, one request and response, close.
+    Churn,
+    /// A sweep of levels of connections held open at once, each driven
+    /// closed-loop rr.
+    Concurrency,
 }
+
+impl PatternName {
+    fn as_str(self) -> &'static str {
+        match self {
+            PatternName::Bulk => "bulk",
+            PatternName::Rr => "rr",
+            PatternName::Churn => "churn",
+            PatternName::Concurrency => "concurrency",
+        }
+    }
+}
+
+/// Which phase and level of a concurrency sweep an expanded phase is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepLevel {
+    /// Index of the `[[phase]]` table with `pattern = "concurrency"`.
+    pub spec_phase: usize,
+    /// Connections held open at this level.
+    pub level: usize,
+}
+
+/// Most connections one concurrency level may ask for (the port range
+/// usually stops it first).
+pub const MAX_LEVEL: usize = 100_000;
+/// Highest rate (per second) a schedule may ask for.
+pub const MAX_RATE: f64 = 1_000_000.0;
+/// Largest exact-length transfer per connection and direction (1 PiB).
+pub const MAX_EXACT_BYTES: u64 = 1 << 50;
 
 /// Which probes to attach. Every probe can be switched off; what each
 /// costs is in docs/probes.md and in the report (`probes.program_costs`).
@@ -501,6 +551,7 @@ impl ProfileSpec {
             if p.connections == 0 || p.connections > 10_000 {
                 return Err((f("connections"), "use 1 to 10000".into()));
             }
+            validate_stress(p, &f)?;
             if !(p.duration_s > 0.0 && p.duration_s <= 86_400.0) {
                 return Err((
                     f("duration_s"),
@@ -538,7 +589,7 @@ impl ProfileSpec {
                         ));
                     }
                 }
-                PatternName::Rr => {
+                PatternName::Rr | PatternName::Churn | PatternName::Concurrency => {
                     if p.direction.is_some() || p.chunk_size.is_some() {
                         return Err((
                             f("direction"),
@@ -627,9 +678,31 @@ impl ProfileSpec {
         Ok(())
     }
 
-    /// The drive options of every phase.
+    /// The drive options of every phase, a concurrency phase expanded
+    /// into one closed-loop rr phase per level.
     pub fn phase_options(&self) -> Vec<PhaseOptions> {
-        self.phases.iter().map(PhaseSpec::options).collect()
+        self.phases.iter().flat_map(PhaseSpec::expand).collect()
+    }
+
+    /// Parallel to [`phase_options`](Self::phase_options): which sweep and
+    /// level each expanded phase is, if any.
+    pub fn sweep_levels(&self) -> Vec<Option<SweepLevel>> {
+        self.phases
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| match (&p.pattern, &p.levels) {
+                (PatternName::Concurrency, Some(levels)) => levels
+                    .iter()
+                    .map(|&level| {
+                        Some(SweepLevel {
+                            spec_phase: i,
+                            level,
+                        })
+                    })
+                    .collect(),
+                _ => vec![None],
+            })
+            .collect()
     }
 
     /// `--set relay.KEY=VALUE` arguments for the reference endpoints.
@@ -647,26 +720,148 @@ impl ProfileSpec {
 }
 
 impl PhaseSpec {
-    fn options(&self) -> PhaseOptions {
-        let pattern = match self.pattern {
-            PatternName::Bulk => Pattern::Bulk(BulkOptions {
+    fn expand(&self) -> Vec<PhaseOptions> {
+        let request_size = self.request_size.unwrap_or_else(default_request_size);
+        let response_size = self.response_size.unwrap_or_else(default_response_size);
+        let every = |rate: Option<f64>| rate.map(|r| Duration::from_secs_f64(1.0 / r));
+        let patterns = match self.pattern {
+            PatternName::Bulk => vec![Pattern::Bulk(BulkOptions {
                 connections: self.connections,
                 direction: self.direction.unwrap_or(Direction::Both),
                 chunk_size: self.chunk_size.unwrap_or(64 * 1024),
-            }),
-            PatternName::Rr => Pattern::Rr(RrOptions {
+                bytes_per_connection: self.bytes_per_connection,
+            })],
+            PatternName::Rr => vec![Pattern::Rr(RrOptions {
                 connections: self.connections,
-                request_size: self.request_size.unwrap_or_else(default_request_size),
-                response_size: self.response_size.unwrap_or_else(default_response_size),
-            }),
+                request_size,
+                response_size,
+                interval: every(self.rate_per_connection),
+            })],
+            PatternName::Churn => vec![Pattern::Churn(ChurnOptions {
+                concurrency: self.connections,
+                interval: every(self.rate),
+                request_size,
+                response_size,
+            })],
+            PatternName::Concurrency => self
+                .levels
+                .iter()
+                .flatten()
+                .map(|&connections| {
+                    Pattern::Rr(RrOptions {
+                        connections,
+                        request_size,
+                        response_size,
+                        interval: None,
+                    })
+                })
+                .collect(),
         };
-        PhaseOptions {
-            pattern,
-            warmup: Duration::from_secs_f64(self.warmup_s),
-            duration: Duration::from_secs_f64(self.duration_s),
-            io_timeout: Duration::from_secs_f64(self.io_timeout_s),
+        // Exact-length transfers start with the window: no warm-up.
+        let warmup = if self.bytes_per_connection.is_some() {
+            0.0
+        } else {
+            self.warmup_s
+        };
+        patterns
+            .into_iter()
+            .map(|pattern| PhaseOptions {
+                pattern,
+                warmup: Duration::from_secs_f64(warmup),
+                duration: Duration::from_secs_f64(self.duration_s),
+                io_timeout: Duration::from_secs_f64(self.io_timeout_s),
+            })
+            .collect()
+    }
+}
+
+/// The stress settings of one phase: each only with its pattern, and
+/// within what the machine can do.
+fn validate_stress(p: &PhaseSpec, f: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+    let only = |name: &str, set: bool, pattern: PatternName| -> Result<(), (String, String)> {
+        if set && p.pattern != pattern {
+            return Err((
+                f(name),
+                format!(
+                    "{name} is for pattern = \"{}\"; remove it",
+                    pattern.as_str()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    only(
+        "bytes_per_connection",
+        p.bytes_per_connection.is_some(),
+        PatternName::Bulk,
+    )?;
+    only(
+        "rate_per_connection",
+        p.rate_per_connection.is_some(),
+        PatternName::Rr,
+    )?;
+    only("rate", p.rate.is_some(), PatternName::Churn)?;
+    only("levels", p.levels.is_some(), PatternName::Concurrency)?;
+    if let Some(b) = p.bytes_per_connection {
+        if b == 0 || b > MAX_EXACT_BYTES {
+            return Err((
+                f("bytes_per_connection"),
+                format!("use 1 to {MAX_EXACT_BYTES} bytes"),
+            ));
         }
     }
+    for (name, rate) in [
+        ("rate_per_connection", p.rate_per_connection),
+        ("rate", p.rate),
+    ] {
+        if let Some(r) = rate {
+            if !(r > 0.0 && r <= MAX_RATE) {
+                return Err((
+                    f(name),
+                    format!("use a rate above 0 and at most {MAX_RATE} per second"),
+                ));
+            }
+        }
+    }
+    let ports = crate::drive::local_port_count();
+    if p.connections > ports {
+        return Err((
+            f("connections"),
+            format!("{} connections need more local ports than the {ports} of net.ipv4.ip_local_port_range; use at most {ports}", p.connections),
+        ));
+    }
+    if p.pattern == PatternName::Concurrency {
+        if p.connections != 1 {
+            return Err((
+                f("connections"),
+                "a concurrency phase takes its connections from levels; remove connections".into(),
+            ));
+        }
+        let Some(levels) = p.levels.as_ref().filter(|l| !l.is_empty()) else {
+            return Err((
+                f("levels"),
+                "give the levels to sweep, e.g. levels = [1, 10, 100]".into(),
+            ));
+        };
+        if levels.windows(2).any(|w| w[0] >= w[1]) {
+            return Err((
+                f("levels"),
+                "list the levels in increasing order, each once".into(),
+            ));
+        }
+        for &l in levels {
+            if l == 0 || l > MAX_LEVEL {
+                return Err((f("levels"), format!("use levels of 1 to {MAX_LEVEL}")));
+            }
+            if l > ports {
+                return Err((
+                    f("levels"),
+                    format!("level {l} needs more local ports than the {ports} of net.ipv4.ip_local_port_range; use at most {ports}"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Set `a.b.c=value` in a TOML table, creating tables on the way; a
@@ -850,6 +1045,138 @@ duration_s = 2
         let e = ProfileSpec::parse_with(GOOD, Path::new("p.toml"), &[o("phase.5.connections=3")])
             .unwrap_err();
         assert!(e.to_string().contains("phase.5: no such entry"), "{e}");
+    }
+
+    const STRESS: &str = r#"
+name = "s"
+protocol = "tcp"
+[[phase]]
+pattern = "churn"
+connections = 4
+rate = 200
+duration_s = 2
+[[phase]]
+pattern = "rr"
+connections = 2
+rate_per_connection = 50
+duration_s = 2
+[[phase]]
+pattern = "bulk"
+bytes_per_connection = 5000000000
+duration_s = 60
+[[phase]]
+pattern = "concurrency"
+levels = [1, 10, 100]
+duration_s = 1
+"#;
+
+    fn stress_err(set: &str) -> String {
+        ProfileSpec::parse_with(STRESS, Path::new("p.toml"), &[set.to_string()])
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn stress_patterns_expand_into_phases() {
+        let spec = parse(STRESS).expect("valid");
+        let phases = spec.phase_options();
+        // churn, rr, bulk, and one rr phase per level.
+        assert_eq!(phases.len(), 6);
+        match &phases[0].pattern {
+            Pattern::Churn(c) => {
+                assert_eq!(c.concurrency, 4);
+                assert_eq!(c.interval, Some(Duration::from_millis(5)));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &phases[1].pattern {
+            Pattern::Rr(r) => assert_eq!(r.interval, Some(Duration::from_millis(20))),
+            other => panic!("{other:?}"),
+        }
+        match &phases[2].pattern {
+            // Past 4 GiB: no 32-bit count anywhere on the way.
+            Pattern::Bulk(b) => assert_eq!(b.bytes_per_connection, Some(5_000_000_000)),
+            other => panic!("{other:?}"),
+        }
+        // Exact-length transfers start with their window.
+        assert_eq!(phases[2].warmup, Duration::ZERO);
+        let levels: Vec<usize> = phases[3..]
+            .iter()
+            .map(|p| p.pattern.connections())
+            .collect();
+        assert_eq!(levels, [1, 10, 100]);
+        let tags = spec.sweep_levels();
+        assert_eq!(tags.len(), phases.len());
+        assert_eq!(&tags[..3], &[None, None, None]);
+        assert_eq!(
+            tags[5],
+            Some(SweepLevel {
+                spec_phase: 3,
+                level: 100
+            })
+        );
+        for p in &phases {
+            p.validate().expect("drive accepts what spec accepts");
+        }
+    }
+
+    #[test]
+    fn nonsensical_stress_settings_are_refused_naming_the_field() {
+        assert_eq!(
+            stress_err("phase.0.rate=0"),
+            "p.toml: phase[0].rate: use a rate above 0 and at most 1000000 per second"
+        );
+        assert_eq!(
+            stress_err("phase.1.rate_per_connection=-3"),
+            "p.toml: phase[1].rate_per_connection: use a rate above 0 and at most 1000000 per second"
+        );
+        assert_eq!(
+            stress_err("phase.2.bytes_per_connection=0"),
+            "p.toml: phase[2].bytes_per_connection: use 1 to 1125899906842624 bytes"
+        );
+        // A negative size does not even parse as one.
+        let e = stress_err("phase.2.bytes_per_connection=-5");
+        assert!(
+            e.starts_with("p.toml: phase[2].bytes_per_connection: "),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        assert_eq!(
+            stress_err("phase.3.levels=[10, 1]"),
+            "p.toml: phase[3].levels: list the levels in increasing order, each once"
+        );
+        assert_eq!(
+            stress_err("phase.3.levels=[]"),
+            "p.toml: phase[3].levels: give the levels to sweep, e.g. levels = [1, 10, 100]"
+        );
+        let ports = crate::drive::local_port_count();
+        let e = stress_err(&format!("phase.3.levels=[1, {}]", ports + 1));
+        assert!(
+            e.starts_with(&format!(
+                "p.toml: phase[3].levels: level {} needs more local ports",
+                ports + 1
+            )),
+            "{e}"
+        );
+        assert_eq!(
+            stress_err("phase.2.rate=5"),
+            "p.toml: phase[2].rate: rate is for pattern = \"churn\"; remove it"
+        );
+        assert_eq!(
+            stress_err("phase.0.levels=[1]"),
+            "p.toml: phase[0].levels: levels is for pattern = \"concurrency\"; remove it"
+        );
+        assert_eq!(
+            stress_err("phase.3.connections=5"),
+            "p.toml: phase[3].connections: a concurrency phase takes its connections from levels; remove connections"
+        );
+    }
+
+    #[test]
+    fn the_shipped_stress_profile_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/tcp-stress.toml");
+        let spec = ProfileSpec::load(&path).expect("profiles/tcp-stress.toml");
+        assert_eq!(spec.phase_options().len(), 6);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod machine_load;
 mod offcpu;
 pub mod privileges;
 pub mod probe_frames;
+pub mod resources;
 pub mod sockets;
 mod stacks;
 mod syscalls;

@@ -83,6 +83,16 @@ impl Meter {
         Some(i.min(self.up.len() - 1))
     }
 
+    /// When the window closed, once it has.
+    pub(crate) fn closed_at(&self) -> Option<Instant> {
+        self.close.get().copied()
+    }
+
+    /// Whether `t` falls in the measured window.
+    pub(crate) fn in_window(&self, t: Instant) -> bool {
+        self.slot(t).is_some()
+    }
+
     /// Counts `n` bytes sent by the generator at `t`.
     pub(crate) fn sent(&self, n: usize, t: Instant) {
         if let Some(i) = self.slot(t) {

@@ -7,7 +7,7 @@
 //! generator ──SOCKS5──▶ client endpoint ══protocol══▶ server endpoint ──TCP──▶ sink
 //! ```
 //!
-//! Right after the SOCKS5 success reply the generator sends a 40-byte header
+//! Right after the SOCKS5 success reply the generator sends a 48-byte header
 //! (see `header.rs`: magic `PPDR`, version, run nonce, connection id, pattern,
 //! direction, sizes, io timeout, check bytes) so the sink knows what to do.
 //! Then, per [`Pattern`]:
@@ -30,6 +30,14 @@
 //! the phase with [`DriveError::Integrity`], which still
 //! carries the complete [`PhaseResult`] so the report can be written first.
 //!
+//! - `bulk` exact-length: each connection moves N bytes each way and the
+//!   sink closes once it has counted them; the generator never half-closes
+//!   first, so peers that close both ways at the first FIN lose nothing.
+//! - `rr` open loop: requests fall due at fixed times per connection and
+//!   latency counts from the due time (no coordinated omission); the
+//!   generator's own lag behind the schedule is reported apart.
+//! - `churn` (churn.rs): connection after connection, one round trip each.
+//!
 //! The set-up phase ([`run_setup`]) opens many short connections one after
 //! another, each with one `rr` round trip, to time connection set-up over
 //! enough samples for its percentiles.
@@ -37,10 +45,12 @@
 //! Robustness: every network wait is bounded by `io_timeout` without progress,
 //! cancellation stops a phase promptly, and no task outlives `run_phase`.
 
+mod churn;
 mod error;
 mod generator;
 mod header;
 mod integrity;
+mod limits;
 mod meter;
 mod options;
 mod payload;
@@ -54,20 +64,23 @@ mod watchdog;
 mod window;
 
 #[cfg(test)]
+mod stress_tests;
+#[cfg(test)]
 pub(crate) mod test_relay;
 #[cfg(test)]
 mod tests;
 
 pub use error::DriveError;
+pub use limits::{level_limit, local_port_count, raise_fd_limit, FdLimit, FD_HEADROOM};
 pub use options::{
-    BulkOptions, Direction, ParseDirectionError, Pattern, PhaseOptions, RrOptions,
+    BulkOptions, ChurnOptions, Direction, ParseDirectionError, Pattern, PhaseOptions, RrOptions,
     DEFAULT_CHUNK_SIZE, DEFAULT_DURATION, DEFAULT_IO_TIMEOUT, DEFAULT_WARMUP, MAX_CHUNK_SIZE,
     MAX_CONNECTIONS, MAX_DURATION, MAX_MESSAGE_SIZE,
 };
 pub use phase::run_phase;
 pub use result::{
-    ConnectionBytes, Integrity, IntegrityStatus, LatencySummary, PhaseResult, SecondSample,
-    SetupResult, Throughput,
+    ChurnResult, ConnectionBytes, FailureCount, Integrity, IntegrityStatus, LatencySummary,
+    PhaseResult, ScheduleResult, SecondSample, SetupResult, Throughput,
 };
 pub use setup::{run_setup, SetupOptions, MAX_SETUP_CONNECTIONS};
 pub use sink::Sink;

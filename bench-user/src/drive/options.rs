@@ -100,6 +100,11 @@ pub struct BulkOptions {
     pub direction: Direction,
     /// Size of one payload write, in bytes (1 ..= [`MAX_CHUNK_SIZE`]).
     pub chunk_size: usize,
+    /// Exact-length mode: each connection moves this many bytes in every
+    /// direction it carries, and closes only once both ends have counted
+    /// them (no half-close needed); the phase ends when every transfer has.
+    /// `None`: stream until the window ends.
+    pub bytes_per_connection: Option<u64>,
 }
 
 impl Default for BulkOptions {
@@ -109,6 +114,7 @@ impl Default for BulkOptions {
             connections: 1,
             direction: Direction::Up,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            bytes_per_connection: None,
         }
     }
 }
@@ -122,6 +128,10 @@ pub struct RrOptions {
     pub request_size: usize,
     /// Bytes per response, sink → generator (1 ..= [`MAX_MESSAGE_SIZE`]).
     pub response_size: usize,
+    /// Open loop: each connection sends its k-th request at start + k ×
+    /// this interval (1 / rate), and latency counts from that intended time.
+    /// `None`: closed loop, the next request as soon as the response is in.
+    pub interval: Option<Duration>,
 }
 
 impl Default for RrOptions {
@@ -131,8 +141,24 @@ impl Default for RrOptions {
             connections: 1,
             request_size: 1024,
             response_size: 1024,
+            interval: None,
         }
     }
+}
+
+/// Options of the `churn` pattern: open, one request and its response,
+/// close; over and over for the whole phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChurnOptions {
+    /// Most connections in flight at once (at least 1).
+    pub concurrency: usize,
+    /// Open loop: one connection starts every `interval` (1 / target rate);
+    /// `None`: as fast as possible, `concurrency` always in flight.
+    pub interval: Option<Duration>,
+    /// Bytes of each connection's one request.
+    pub request_size: usize,
+    /// Bytes of its response.
+    pub response_size: usize,
 }
 
 /// A traffic pattern with its options.
@@ -140,8 +166,10 @@ impl Default for RrOptions {
 pub enum Pattern {
     /// Streaming throughput.
     Bulk(BulkOptions),
-    /// Closed-loop request/response latency.
+    /// Request/response latency, closed or open loop.
     Rr(RrOptions),
+    /// Short connections: connection rate and set-up time.
+    Churn(ChurnOptions),
 }
 
 impl Pattern {
@@ -150,14 +178,16 @@ impl Pattern {
         match self {
             Pattern::Bulk(_) => "bulk",
             Pattern::Rr(_) => "rr",
+            Pattern::Churn(_) => "churn",
         }
     }
 
-    /// The number of connections the pattern opens.
+    /// The number of connections the pattern holds open at once.
     pub fn connections(&self) -> usize {
         match self {
             Pattern::Bulk(b) => b.connections,
             Pattern::Rr(r) => r.connections,
+            Pattern::Churn(c) => c.concurrency,
         }
     }
 }
@@ -209,17 +239,20 @@ impl PhaseOptions {
                 }
             }
             Pattern::Rr(r) => {
-                for (name, v) in [
-                    ("request_size", r.request_size),
-                    ("response_size", r.response_size),
-                ] {
-                    if v == 0 || v > MAX_MESSAGE_SIZE {
-                        return bad(format!(
-                            "{name} must be 1..={MAX_MESSAGE_SIZE} bytes, got {v}"
-                        ));
-                    }
-                }
+                check_sizes(r.request_size, r.response_size)?;
+                check_interval("rate_per_connection", r.interval)?;
             }
+            Pattern::Churn(c) => {
+                check_sizes(c.request_size, c.response_size)?;
+                check_interval("rate", c.interval)?;
+            }
+        }
+        if let Pattern::Bulk(BulkOptions {
+            bytes_per_connection: Some(0),
+            ..
+        }) = &self.pattern
+        {
+            return bad("bytes_per_connection must be at least 1".to_string());
         }
         if self.duration.is_zero() || self.duration > MAX_DURATION {
             return bad(format!(
@@ -234,6 +267,29 @@ impl PhaseOptions {
             ));
         }
         check_io_timeout("io_timeout", self.io_timeout)
+    }
+}
+
+fn check_sizes(request: usize, response: usize) -> Result<(), DriveError> {
+    for (name, v) in [("request_size", request), ("response_size", response)] {
+        if v == 0 || v > MAX_MESSAGE_SIZE {
+            return Err(DriveError::InvalidOptions(format!(
+                "{name} must be 1..={MAX_MESSAGE_SIZE} bytes, got {v}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Shortest schedule interval: 1 µs (a million a second per schedule).
+pub const MIN_INTERVAL: Duration = Duration::from_micros(1);
+
+fn check_interval(name: &str, interval: Option<Duration>) -> Result<(), DriveError> {
+    match interval {
+        Some(i) if i < MIN_INTERVAL || i > MAX_DURATION => Err(DriveError::InvalidOptions(
+            format!("{name} gives an interval of {i:?}; it must be 1 µs ..= 24 h"),
+        )),
+        _ => Ok(()),
     }
 }
 

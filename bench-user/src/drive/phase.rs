@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
+use hdrhistogram::Histogram;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -15,8 +16,8 @@ use super::generator::{run_connection, ConnOutcome, ConnPlan};
 use super::header::Work;
 use super::integrity;
 use super::meter::Meter;
-use super::options::{Pattern, PhaseOptions};
-use super::result::{IntegrityStatus, PhaseResult};
+use super::options::{BulkOptions, Pattern, PhaseOptions};
+use super::result::{IntegrityStatus, PhaseResult, ScheduleResult};
 use super::sink::Sink;
 use super::socks5::TargetAddr;
 use super::stats::{fold_samples, new_histogram, record_ns, summarize, throughput};
@@ -46,23 +47,29 @@ pub async fn run_phase(
     if cancel.is_cancelled() {
         return Err(DriveError::Cancelled);
     }
+    if let Pattern::Churn(c) = &opts.pattern {
+        return super::churn::run_churn(opts, c, socks, sink, window, cancel).await;
+    }
     let n = opts.pattern.connections();
     let nonce = new_nonce();
     let lease = sink.lease(nonce);
     let meter = Arc::new(Meter::new(opts.duration));
     let stop = CancellationToken::new();
     let (ready_tx, mut ready_rx) = mpsc::channel(n);
-    let work = match &opts.pattern {
-        Pattern::Bulk(b) => Work::Bulk {
-            direction: b.direction,
-            // validate() bounds these by MAX_CHUNK_SIZE / MAX_MESSAGE_SIZE.
-            chunk_size: b.chunk_size as u32,
-        },
-        Pattern::Rr(r) => Work::Rr {
-            request_size: r.request_size as u32,
-            response_size: r.response_size as u32,
-        },
+    let work = work_of(&opts.pattern);
+    let exact = matches!(
+        &opts.pattern,
+        Pattern::Bulk(BulkOptions {
+            bytes_per_connection: Some(_),
+            ..
+        })
+    );
+    let interval = match &opts.pattern {
+        Pattern::Rr(r) => r.interval,
+        _ => None,
     };
+    let go = exact.then(CancellationToken::new);
+    let gate = Arc::new(Semaphore::new(SETUP_AT_ONCE));
     let mut fleet = Fleet {
         tasks: JoinSet::new(),
         done: Vec::with_capacity(n),
@@ -76,6 +83,9 @@ pub async fn run_phase(
             work,
             io_timeout: opts.io_timeout,
             round_limit: None,
+            interval,
+            go: go.clone(),
+            setup_gate: Some(gate.clone()),
         };
         fleet.tasks.spawn(run_connection(
             plan,
@@ -88,7 +98,16 @@ pub async fn run_phase(
 
     let mut calls = WindowCalls::new(window);
     let traffic = fleet
-        .run(opts, n, &mut ready_rx, &meter, &stop, &mut calls, cancel)
+        .run(
+            opts,
+            n,
+            &mut ready_rx,
+            &meter,
+            &stop,
+            go.as_ref(),
+            &mut calls,
+            cancel,
+        )
         .await;
     calls.close();
     let timing = match traffic {
@@ -110,7 +129,7 @@ pub async fn run_phase(
             up: b.direction.sends_up(),
             down: b.direction.sends_down(),
         },
-        Pattern::Rr(_) => integrity::Expected {
+        Pattern::Rr(_) | Pattern::Churn(_) => integrity::Expected {
             up: true,
             down: true,
         },
@@ -120,23 +139,38 @@ pub async fn run_phase(
     let mut setup = new_histogram()?;
     let mut latency = match opts.pattern {
         Pattern::Rr(_) => Some(new_histogram()?),
-        Pattern::Bulk(_) => None,
+        Pattern::Bulk(_) | Pattern::Churn(_) => None,
     };
+    let mut lag = interval.map(|_| new_histogram()).transpose()?;
+    let (mut sent, mut behind) = (0u64, 0u64);
     for o in &outcomes {
         record_ns(&mut setup, o.setup_ns);
         if let (Some(all), Some(h)) = (latency.as_mut(), o.latency.as_ref()) {
-            all.add(h)
-                .map_err(|e| DriveError::Internal(format!("merging histograms: {e:?}")))?;
+            merge(all, h)?;
+        }
+        if let (Some(all), Some(s)) = (lag.as_mut(), o.schedule.as_ref()) {
+            merge(all, &s.lag)?;
+            sent += s.due;
+            behind += s.behind;
         }
     }
     let buckets = meter.buckets();
     let timeseries = fold_samples(&buckets, timing.measured_s);
+    let schedule = match (interval, lag) {
+        (Some(every), Some(lag)) => Some(ScheduleResult {
+            rate_per_connection: 1.0 / every.as_secs_f64(),
+            due: sent,
+            behind,
+            lag_us: summarize(&lag),
+        }),
+        _ => None,
+    };
     let result = PhaseResult {
         pattern: opts.pattern.name().to_string(),
         connections: n,
         direction: match &opts.pattern {
             Pattern::Bulk(b) => Some(b.direction.as_str().to_string()),
-            Pattern::Rr(_) => None,
+            Pattern::Rr(_) | Pattern::Churn(_) => None,
         },
         warmup_s: timing.warmup_s,
         measured_s: timing.measured_s,
@@ -150,11 +184,45 @@ pub async fn run_phase(
         setup_us: summarize(&setup),
         round_trips: buckets.round_trips.iter().sum(),
         integrity,
+        bytes_per_connection: match &opts.pattern {
+            Pattern::Bulk(b) => b.bytes_per_connection,
+            _ => None,
+        },
+        schedule,
+        churn: None,
     };
     if result.integrity.status == IntegrityStatus::Mismatch {
         return Err(DriveError::Integrity(Box::new(result)));
     }
     Ok(result)
+}
+
+/// Connections of a phase being set up at once (see `ConnPlan::setup_gate`).
+const SETUP_AT_ONCE: usize = 256;
+
+/// What the sink does on each connection of `pattern`.
+pub(crate) fn work_of(pattern: &Pattern) -> Work {
+    // validate() bounds sizes by MAX_CHUNK_SIZE / MAX_MESSAGE_SIZE (< 4 GiB).
+    match pattern {
+        Pattern::Bulk(b) => Work::Bulk {
+            direction: b.direction,
+            chunk_size: b.chunk_size as u32,
+            exact: b.bytes_per_connection,
+        },
+        Pattern::Rr(r) => Work::Rr {
+            request_size: r.request_size as u32,
+            response_size: r.response_size as u32,
+        },
+        Pattern::Churn(c) => Work::Rr {
+            request_size: c.request_size as u32,
+            response_size: c.response_size as u32,
+        },
+    }
+}
+
+pub(crate) fn merge(all: &mut Histogram<u64>, h: &Histogram<u64>) -> Result<(), DriveError> {
+    all.add(h)
+        .map_err(|e| DriveError::Internal(format!("merging histograms: {e:?}")))
 }
 
 /// A run nonce unique to this phase: BLAKE3 of the time, the process id and
@@ -194,17 +262,28 @@ impl Fleet {
         ready: &mut mpsc::Receiver<()>,
         meter: &Meter,
         stop: &CancellationToken,
+        go: Option<&CancellationToken>,
         calls: &mut WindowCalls<'_>,
         cancel: &CancellationToken,
     ) -> Result<Timing, DriveError> {
         self.until_ready(n, ready, cancel).await?;
         let warm_start = Instant::now();
-        self.until(warm_start + opts.warmup, cancel).await?;
+        // Exact-length transfers start at the window: no warm-up.
+        if go.is_none() {
+            self.until(warm_start + opts.warmup, cancel).await?;
+        }
 
         calls.open();
         let open = Instant::now();
         meter.open_at(open);
-        self.until(open + opts.duration, cancel).await?;
+        if let Some(go) = go {
+            go.cancel();
+            // The window lasts as long as the transfers, bounded by the
+            // phase's duration.
+            self.until_done(open + opts.duration, cancel).await?;
+        } else {
+            self.until(open + opts.duration, cancel).await?;
+        }
         let close = Instant::now();
         meter.close_at(close);
         calls.close();
@@ -278,6 +357,32 @@ impl Fleet {
                 _ = tokio::time::sleep_until(deadline) => return Ok(()),
             }
         }
+    }
+
+    /// Lets every connection run to its end, failing on the first error or
+    /// when `deadline` passes first.
+    async fn until_done(
+        &mut self,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<(), DriveError> {
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(DriveError::Cancelled),
+                Some(j) = self.tasks.join_next() => self.absorb(j)?,
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(DriveError::protocol(
+                        "exact-length bulk",
+                        format!(
+                            "{} connections still transferring when duration_s ran out; raise duration_s",
+                            self.tasks.len()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Waits for every connection to finish.

@@ -19,7 +19,7 @@ pub struct PhaseResult {
     /// Real length of the measured window, in seconds.
     pub measured_s: f64,
     /// Payload bytes the generator sent, over whole connections (warm-up,
-    /// window and drain; the 40-byte header is not counted).
+    /// window and drain; the 48-byte header is not counted).
     pub bytes_up: u64,
     /// Payload bytes the generator received, over whole connections.
     pub bytes_down: u64,
@@ -39,6 +39,72 @@ pub struct PhaseResult {
     pub round_trips: u64,
     /// Whether every byte arrived as sent, on every connection.
     pub integrity: Integrity,
+    /// bulk exact-length: the bytes each connection moved each way.
+    pub bytes_per_connection: Option<u64>,
+    /// rr open loop: how the generator kept to its schedule.
+    pub schedule: Option<ScheduleResult>,
+    /// churn: connections per second, set-up times, failures.
+    pub churn: Option<ChurnResult>,
+}
+
+/// How an open-loop `rr` phase kept to its schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleResult {
+    /// Requests per second each connection was asked to send.
+    pub rate_per_connection: f64,
+    /// Requests due inside the window, all connections (sent, or missed
+    /// because the window closed first).
+    pub due: u64,
+    /// Of those, requests sent more than one interval late or not at all:
+    /// the generator itself fell behind its schedule (its lag, not the
+    /// chain's latency).
+    pub behind: u64,
+    /// Send time minus due time, per request due in the window.
+    pub lag_us: LatencySummary,
+}
+
+/// What a `churn` phase measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChurnResult {
+    /// Connections per second asked for; `None`: as fast as possible.
+    pub target_per_s: Option<f64>,
+    /// Most connections in flight at once.
+    pub concurrency: usize,
+    /// Connections started over the whole phase (warm-up, window), each
+    /// either checked by the integrity check or counted in `failures`.
+    pub all_started: u64,
+    /// Connections started inside the measured window.
+    pub started: u64,
+    /// Of those, connections that finished their exchange.
+    pub completed: u64,
+    /// Of those, connections that failed (by kind in `failures`).
+    pub failed: u64,
+    /// `completed` over the window's length.
+    pub connections_per_s: f64,
+    /// TCP connect start to the SOCKS5 success reply, one sample per
+    /// completed connection of the window.
+    pub setup_us: LatencySummary,
+    /// TCP connect start to the end of the one response.
+    pub first_response_us: LatencySummary,
+    /// Open loop: start time minus due time of each connection of the window
+    /// (late when `concurrency` connections were already in flight or the
+    /// generator could not keep up).
+    pub start_lag_us: Option<LatencySummary>,
+    /// Connections due in the window that started more than one interval
+    /// late, or not before the window closed.
+    pub behind: u64,
+    /// Failed connections (warm-up and window) by kind.
+    pub failures: Vec<FailureCount>,
+}
+
+/// Failed connections of one kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureCount {
+    /// `connect`, `socks5`, `timeout`, `io`, `protocol` or `other`.
+    pub kind: String,
+    pub count: u64,
+    /// The first such failure's message.
+    pub example: String,
 }
 
 impl PhaseResult {

@@ -116,6 +116,9 @@ pub async fn run_setup(
             work,
             io_timeout: opts.io_timeout,
             round_limit: Some(1),
+            interval: None,
+            go: None,
+            setup_gate: None,
         };
         let outcome = tokio::select! {
             biased;

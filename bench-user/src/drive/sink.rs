@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -24,6 +24,8 @@ use super::watchdog::{guarded, Progress};
 
 /// Size of the sink's read buffer.
 const READ_BUF: usize = 64 * 1024;
+/// The sink's listen backlog (capped by net.core.somaxconn).
+const SINK_BACKLOG: u32 = 65_535;
 /// Most unattributed errors kept between two phases.
 const MAX_ERRORS: usize = 64;
 
@@ -87,7 +89,17 @@ impl Sink {
     /// Binds `bind` (use `127.0.0.1:0` for a free loopback port) and starts
     /// accepting.
     pub async fn start(bind: SocketAddr) -> io::Result<Sink> {
-        let listener = TcpListener::bind(bind).await?;
+        // A deep accept queue: a concurrency level opens thousands of
+        // connections at once, and the default (1024) would overflow and
+        // reset them, a limit of the sink rather than of the chain. The
+        // kernel caps it at net.core.somaxconn.
+        let socket = if bind.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(bind)?;
+        let listener = socket.listen(SINK_BACKLOG)?;
         let addr = listener.local_addr()?;
         let (changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -251,6 +263,24 @@ async fn serve(mut sock: TcpStream, shared: Arc<Shared>) {
         Work::Bulk {
             direction,
             chunk_size,
+            exact: Some(n),
+        } => {
+            serve_bulk_exact(
+                &mut sock,
+                &header,
+                direction,
+                chunk_size as usize,
+                n,
+                limit,
+                &mut up,
+                &mut down,
+            )
+            .await
+        }
+        Work::Bulk {
+            direction,
+            chunk_size,
+            exact: None,
         } => {
             serve_bulk(
                 &mut sock,
@@ -345,6 +375,72 @@ async fn serve_bulk(
         }
     };
     guarded(&progress, limit, "bulk", async {
+        tokio::try_join!(reader, writer).map(|_| ())
+    })
+    .await
+}
+
+/// Exact-length bulk: reads `exact` bytes if the direction goes up, sends
+/// `exact` if it comes down, both at once; returns once both are counted
+/// (the caller then records and closes). It never waits for the
+/// generator's FIN, so peers that do not relay half-close are fine.
+#[allow(clippy::too_many_arguments)]
+async fn serve_bulk_exact(
+    sock: &mut TcpStream,
+    header: &Header,
+    direction: Direction,
+    chunk: usize,
+    exact: u64,
+    limit: Duration,
+    up: &mut Tally,
+    down: &mut Tally,
+) -> Result<(), String> {
+    let progress = Progress::new();
+    let (mut rd, mut wr) = sock.split();
+    let reader = async {
+        let want = if direction.sends_up() { exact } else { 0 };
+        let mut buf = vec![0u8; READ_BUF];
+        while up.bytes() < want {
+            let room = usize::try_from(want - up.bytes()).map_or(buf.len(), |l| l.min(buf.len()));
+            let n = rd
+                .read(&mut buf[..room])
+                .await
+                .map_err(|e| format!("receiving payload: {e}"))?;
+            if n == 0 {
+                return Err(format!(
+                    "connection closed after {} of {want} bytes",
+                    up.bytes()
+                ));
+            }
+            up.add(&buf[..n]);
+            progress.touch();
+        }
+        Ok::<(), String>(())
+    };
+    let writer = async {
+        if !direction.sends_down() {
+            return Ok(());
+        }
+        let mut payload = PayloadStream::new(seed(header.nonce, header.conn_id, true), chunk);
+        let mut left = exact;
+        while left > 0 {
+            let slice = payload.next_slice();
+            let take = usize::try_from(left).map_or(slice.len(), |l| l.min(slice.len()));
+            let n = wr
+                .write(&slice[..take])
+                .await
+                .map_err(|e| format!("sending payload: {e}"))?;
+            if n == 0 {
+                return Err("sending payload: the socket accepts no more bytes".to_string());
+            }
+            down.add(&slice[..n]);
+            payload.advance(n);
+            left -= n as u64;
+            progress.touch();
+        }
+        Ok(())
+    };
+    guarded(&progress, limit, "bulk exact", async {
         tokio::try_join!(reader, writer).map(|_| ())
     })
     .await

@@ -30,6 +30,10 @@ pub(crate) enum Mode {
     StallHandshake,
     /// Completes the handshake, then never relays a byte.
     StallAfterConnect,
+    /// Relays faithfully until either side's EOF, then closes both ways at
+    /// once, dropping whatever the other direction still carried (as
+    /// sing-box does).
+    NoHalfClose,
 }
 
 pub(crate) struct Relay {
@@ -144,6 +148,14 @@ async fn serve(
         Mode::DropDown { at, len } => (Fault::None, Fault::Drop(at, len)),
         _ => (Fault::None, Fault::None),
     };
+    if let Mode::NoHalfClose = mode {
+        // The first direction to end ends both: the other's future (and
+        // with it its socket halves) is dropped mid-flight.
+        return tokio::select! {
+            r = pump(cr, uw, up_fault, up) => r,
+            r = pump(ur, cw, down_fault, down) => r,
+        };
+    }
     let (a, b) = tokio::join!(pump(cr, uw, up_fault, up), pump(ur, cw, down_fault, down));
     a.and(b)
 }

@@ -49,6 +49,7 @@ fn bulk(connections: usize, direction: Direction) -> PhaseOptions {
             connections,
             direction,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            bytes_per_connection: None,
         }),
         warmup: ms(200),
         duration: ms(800),
@@ -62,6 +63,7 @@ fn rr(connections: usize, request_size: usize, response_size: usize) -> PhaseOpt
             connections,
             request_size,
             response_size,
+            interval: None,
         }),
         warmup: ms(200),
         duration: ms(800),
@@ -526,10 +528,21 @@ fn header_round_trips_and_rejects_corruption() {
         work: Work::Bulk {
             direction: Direction::Down,
             chunk_size: 65536,
+            exact: None,
         },
         ..h
     };
     assert_eq!(Header::decode(&b.encode()), Ok(b));
+    // Exact lengths past 4 GiB survive the trip (a u64 on the wire).
+    let e = Header {
+        work: Work::Bulk {
+            direction: Direction::Both,
+            chunk_size: 65536,
+            exact: Some((5 << 32) + 3),
+        },
+        ..h
+    };
+    assert_eq!(Header::decode(&e.encode()), Ok(e));
     for i in 0..HEADER_LEN {
         let mut bad = raw;
         bad[i] ^= 0x10;

@@ -116,6 +116,13 @@ fn head(md: &mut String, r: &Report) {
     if let Some(s) = &r.workload.setup {
         let _ = writeln!(md, "Connection set-up phase: {}.\n", setup_line(s));
     }
+    let stress = super::stress_lines(r);
+    for l in &stress {
+        let _ = writeln!(md, "{l}.  ");
+    }
+    if !stress.is_empty() {
+        md.push('\n');
+    }
     let noisy = noisy_windows(r);
     for w in &noisy {
         let _ = writeln!(md, "> **disturbed window:** {w}");

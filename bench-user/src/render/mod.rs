@@ -5,6 +5,7 @@ mod charts;
 mod html;
 mod markdown;
 pub mod pprof;
+mod stress;
 mod terminal;
 mod timeseries;
 
@@ -12,6 +13,7 @@ use std::{io::Write as _, path::Path};
 
 pub use html::html;
 pub use markdown::markdown;
+pub use stress::{resources_csv, stress_lines};
 pub use terminal::summary;
 pub use timeseries::timeseries_csv;
 
@@ -45,6 +47,10 @@ pub enum RenderError {
 pub fn write_all(report: &Report, graphs: &[FoldedGraph], dir: &Path) -> Result<(), RenderError> {
     write_markdown(report, dir)?;
     write_timeseries(report, dir)?;
+    write_file(
+        &dir.join("resources.csv"),
+        resources_csv(report.resources.as_ref()).as_bytes(),
+    )?;
     write_html(report, graphs, dir)?;
     write_pprof(report, graphs, dir)?;
     Ok(())
@@ -55,6 +61,7 @@ pub fn write_all(report: &Report, graphs: &[FoldedGraph], dir: &Path) -> Result<
 pub const OUTPUTS: &[(&str, &str)] = &[
     ("report_md", "report.md"),
     ("timeseries_csv", "timeseries.csv"),
+    ("resources_csv", "resources.csv"),
     ("report_html", "report.html"),
     ("profile_pb_gz", "profile.pb.gz"),
 ];

@@ -147,6 +147,9 @@ impl From<&drive::PhaseResult> for Phase {
             setup_us: LatencySummary::from(&p.setup_us),
             round_trips: p.round_trips,
             integrity: Integrity::from(&p.integrity),
+            bytes_per_connection: p.bytes_per_connection,
+            schedule: p.schedule.as_ref().map(Into::into),
+            churn: p.churn.as_ref().map(Into::into),
         }
     }
 }

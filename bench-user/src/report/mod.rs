@@ -18,8 +18,10 @@
 mod checklist;
 pub mod from_run;
 mod probes;
+mod resources;
 mod run;
 pub mod stacks;
+mod stress;
 mod target;
 mod uncertainty;
 mod workload;
@@ -33,8 +35,12 @@ pub use checklist::{CipherBench, RuleResult, Verdict};
 pub use probes::{
     AllocProbeOptions, CryptoProbeOptions, Overhead, ProbeOptions, ProbesInfo, ProgramCost,
 };
+pub use resources::{resources, FdCounts, ResourcePoint, Resources, TargetResources, TcpCounts};
 pub use run::{Input, Machine, RunInfo};
 pub use stacks::{FoldedGraph, FoldedStack, StackFile};
+pub use stress::{
+    Churn, ConcurrencySweep, Failures, LevelStop, LevelTarget, Limits, Schedule, SweepLevel,
+};
 pub use target::{
     AllocAttach, AllocFunction, AllocSummary, BinaryInfo, CategoryCost, CostAttribution,
     CpuSummary, CryptoCpuShare, CryptoSummary, CryptoSymbolRow, FunctionCost, LatencyBucket,
@@ -74,6 +80,14 @@ pub struct Report {
     /// BLAKE3, so that flame graphs, pprof and differential graphs render
     /// from this file and what it names.
     pub stacks: Vec<StackFile>,
+    /// Each target's memory, descriptors, threads, CPU and TCP sockets,
+    /// read once a second for the whole run; absent in reports written
+    /// before it existed.
+    #[serde(default)]
+    pub resources: Option<Resources>,
+    /// The concurrency sweeps of the profile, with per-level figures.
+    #[serde(default)]
+    pub sweeps: Vec<ConcurrencySweep>,
 }
 
 /// Why a report could not be read.

@@ -99,9 +99,9 @@ pub struct PassIntegrity {
 /// The outcome of one phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Phase {
-    /// `bulk` or `rr`.
+    /// `bulk`, `rr` or `churn` (a concurrency sweep's levels are `rr`).
     pub pattern: String,
-    /// Number of connections.
+    /// Number of connections (churn: most in flight at once).
     pub connections: usize,
     /// `up`, `down` or `both` for bulk; absent for rr.
     pub direction: Option<String>,
@@ -111,7 +111,7 @@ pub struct Phase {
     /// Real length of the measured window, in seconds.
     pub measured_s: f64,
     /// Payload bytes the generator sent, over whole connections (warm-up,
-    /// window and drain; the 40-byte header is not counted).
+    /// window and drain; the 48-byte header is not counted).
     pub bytes_up: u64,
     /// Payload bytes the generator received, over whole connections.
     pub bytes_down: u64,
@@ -132,6 +132,15 @@ pub struct Phase {
     pub round_trips: u64,
     /// Whether every byte arrived as sent, on every connection.
     pub integrity: Integrity,
+    /// bulk exact-length: bytes each connection moved each way it carried.
+    #[serde(default)]
+    pub bytes_per_connection: Option<u64>,
+    /// rr open loop: the schedule and the generator's lag behind it.
+    #[serde(default)]
+    pub schedule: Option<super::Schedule>,
+    /// churn: connection rate, set-up times, failures by kind.
+    #[serde(default)]
+    pub churn: Option<super::Churn>,
 }
 
 impl Phase {
