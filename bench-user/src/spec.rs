@@ -45,6 +45,9 @@ pub struct ProfileSpec {
     pub setup: SetupSpec,
     #[serde(default)]
     pub probes: ProbeSpec,
+    /// Where the hosts run and what the client–server link does.
+    #[serde(default)]
+    pub network: crate::chain::network::NetworkSpec,
 }
 
 /// The set-up phase: `connections` short connections, one after another,
@@ -588,6 +591,7 @@ impl ProfileSpec {
                 "use 1 to 10000 samples per second".into(),
             ));
         }
+        self.network.validate()?;
         for (k, v) in &self.relay {
             if relay_value(v).is_none() {
                 return Err((

@@ -17,6 +17,7 @@
 
 mod checklist;
 pub mod from_run;
+mod network;
 mod probes;
 mod run;
 pub mod stacks;
@@ -30,6 +31,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use checklist::{CipherBench, RuleResult, Verdict};
+pub use network::{
+    DelayLineReport, HostAddress, LinkMeasure, LinkReport, LinkSettings, LinkWindow, LossInterval,
+    NetworkReport, RttReport,
+};
 pub use probes::{
     AllocProbeOptions, CryptoProbeOptions, Overhead, ProbeOptions, ProbesInfo, ProgramCost,
 };
@@ -74,6 +79,9 @@ pub struct Report {
     /// BLAKE3, so that flame graphs, pprof and differential graphs render
     /// from this file and what it names.
     pub stacks: Vec<StackFile>,
+    /// Where the hosts ran and what the link did; absent on loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkReport>,
 }
 
 /// Why a report could not be read.
