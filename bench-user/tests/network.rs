@@ -27,7 +27,10 @@ fn namespaces_of(pid: u32) -> Vec<String> {
 fn impossible_network_settings_are_refused_with_exit_2_before_anything_starts() {
     let out = out_dir("network-refused");
     let cases = [
-        ("network.up.rate_mbit=-5", "network.up.rate_mbit: use 0.1 to 100000"),
+        (
+            "network.up.rate_mbit=-5",
+            "network.up.rate_mbit: use 0.1 to 100000",
+        ),
         (
             "network.down.loss_percent=101",
             "network.down.loss_percent: use 0 to 100 percent",
@@ -176,12 +179,18 @@ fn namespaces_and_loopback_both_keep_every_byte() {
     let out = out_dir("network-same");
     let sets = ["setup.connections=20", "probes.per_call_pass=false"];
     let (_, lo, _) = profile_ok_with("tcp", &out, "2", &sets);
-    assert_eq!(lo.workload.integrity, protoprof::report::IntegrityStatus::Ok);
+    assert_eq!(
+        lo.workload.integrity,
+        protoprof::report::IntegrityStatus::Ok
+    );
     assert!(lo.network.is_none());
     let mut ns_sets = sets.to_vec();
     ns_sets.push("network.mode=namespaces");
     let (_, ns, _) = profile_ok_with("tcp", &out, "2", &ns_sets);
-    assert_eq!(ns.workload.integrity, protoprof::report::IntegrityStatus::Ok);
+    assert_eq!(
+        ns.workload.integrity,
+        protoprof::report::IntegrityStatus::Ok
+    );
     let net = ns.network.expect("network section");
     assert_eq!(net.hosts.len(), 4);
     // The endpoints were profiled inside their namespaces: both targets
@@ -214,7 +223,10 @@ fn namespaces_link_measures_what_it_was_set_to() {
     let (_, report, _) = profile_ok_with("tcp", &out, "6", &sets);
     let net = report.network.expect("network section");
     let rtt = net.rtt.median_ms.expect("an RTT");
-    assert!((rtt / 50.0 - 1.0).abs() < 0.10, "RTT {rtt} ms for 50 ms set");
+    assert!(
+        (rtt / 50.0 - 1.0).abs() < 0.10,
+        "RTT {rtt} ms for 50 ms set"
+    );
     // The bulk phase (client → server) fills the up direction's limit.
     let bulk = net
         .up
@@ -223,16 +235,13 @@ fn namespaces_link_measures_what_it_was_set_to() {
         .find(|w| w.pass == "main" && w.phase == 0)
         .expect("bulk window");
     let rate = bulk.measure.limiter_mbit_s.expect("a limiter");
-    assert!(
-        (rate / 20.0 - 1.0).abs() < 0.10,
-        "{rate} Mbit/s for 20 set"
-    );
+    assert!((rate / 20.0 - 1.0).abs() < 0.10, "{rate} Mbit/s for 20 set");
     // Loss: the router's count; a 99.9 % interval (the report's is 95 %)
     // so that the test fails by chance once in a thousand runs, not 20.
     let m = &net.down.run;
     assert!(m.packets >= 2000, "{} packets down", m.packets);
-    let (lo, hi) = protoprof::analyze::binomial::clopper_pearson(m.lost, m.packets, 0.999)
-        .expect("interval");
+    let (lo, hi) =
+        protoprof::analyze::binomial::clopper_pearson(m.lost, m.packets, 0.999).expect("interval");
     assert!(
         lo <= 0.02 && 0.02 <= hi,
         "{} of {} lost: [{lo}, {hi}] misses 2 %",
@@ -243,5 +252,8 @@ fn namespaces_link_measures_what_it_was_set_to() {
     let dl = net.delay_line.expect("the delay line ran");
     assert!(dl.packets >= m.packets, "{} packets delayed", dl.packets);
     assert_eq!(dl.write_errors, 0);
-    assert_eq!(report.workload.integrity, protoprof::report::IntegrityStatus::Ok);
+    assert_eq!(
+        report.workload.integrity,
+        protoprof::report::IntegrityStatus::Ok
+    );
 }

@@ -1,9 +1,10 @@
 //! Rate, queue and random loss on the client–server link, in the router,
 //! and the router's counters that tell what the link really did.
 //!
-//! Rate: a tbf under a two-band prio qdisc on the router's device towards
-//! the receiving host, with a u32 filter that sends only the other
-//! endpoint's packets to it (the generator's and sink's traffic passes
+//! Rate: a tbf under one class of an htb qdisc (used only to sort, its
+//! classes far above any rate) on the router's device towards the
+//! receiving host, with a u32 filter that sends only the other endpoint's
+//! packets to it (the generator's and sink's traffic passes
 //! unlimited). Random loss: nftables `numgen random mod 1000000` (10⁻⁶
 //! resolution) in the router's forward hook, with named counters of the
 //! packets seen and dropped per direction.
@@ -92,13 +93,24 @@ pub fn apply(net: &Network) -> Result<(), NetworkError> {
         }
         if let (Some(rate), Some(limit)) = (link.rate_mbit, link.queue_limit_bytes()) {
             let dev = router_device(to);
-            let priomap: Vec<&str> = vec!["1"; 16];
-            let mut args = vec![
-                "-n", &rtr, "qdisc", "add", "dev", &dev, "root", "handle", "1:", "prio", "bands",
-                "2", "priomap",
-            ];
-            args.extend(priomap.iter());
-            run("tc", &args)?;
+            // htb only sorts: both classes far above any rate here; the
+            // tbf under class 1:1 is the limit. (This kernel has no prio.)
+            run(
+                "tc",
+                &[
+                    "-n", &rtr, "qdisc", "add", "dev", &dev, "root", "handle", "1:", "htb",
+                    "default", "2",
+                ],
+            )?;
+            for class in ["1:1", "1:2"] {
+                run(
+                    "tc",
+                    &[
+                        "-n", &rtr, "class", "add", "dev", &dev, "parent", "1:", "classid", class,
+                        "htb", "rate", "100gbit", "quantum", "60000",
+                    ],
+                )?;
+            }
             let rate_bits = format!("{}bit", (rate * 1e6).round() as u64);
             let burst = burst_bytes(rate).to_string();
             let limit = limit.to_string();

@@ -10,7 +10,7 @@
 //!
 //! Links, addresses, qdiscs and nftables rules are set with iproute2 (`ip`,
 //! `tc`) and `nft`: the Rust netlink crates cover links and addresses but
-//! not tbf/prio qdiscs or u32 filters, and nftables' own netlink
+//! not tbf/htb qdiscs or u32 filters, and nftables' own netlink
 //! messages have no maintained builder; one set of tools for all of it
 //! keeps each step readable as the command a person would type. The
 //! namespace switches themselves are setns(2) on our own threads and, for
