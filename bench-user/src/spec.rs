@@ -33,6 +33,10 @@ pub struct ProfileSpec {
     /// `--set relay.KEY=VALUE` (e.g. `buffer_size`).
     #[serde(default)]
     pub relay: BTreeMap<String, toml::Value>,
+    /// Options of the protocol itself, passed to both reference endpoints
+    /// as `--set <protocol>.KEY=VALUE` (e.g. hysteria2's `up_mbps`).
+    #[serde(default)]
+    pub options: BTreeMap<String, toml::Value>,
     /// Outside implementations to run instead of the reference endpoints,
     /// per side (see `chain::launch` for the placeholders).
     #[serde(default)]
@@ -592,12 +596,14 @@ impl ProfileSpec {
             ));
         }
         self.network.validate()?;
-        for (k, v) in &self.relay {
-            if relay_value(v).is_none() {
-                return Err((
-                    format!("relay.{k}"),
-                    "use a string, integer or boolean".into(),
-                ));
+        for (section, table) in [("relay", &self.relay), ("options", &self.options)] {
+            for (k, v) in table {
+                if relay_value(v).is_none() {
+                    return Err((
+                        format!("{section}.{k}"),
+                        "use a string, integer or boolean".into(),
+                    ));
+                }
             }
         }
         Ok(())
@@ -623,12 +629,17 @@ impl ProfileSpec {
         self.phases.iter().map(PhaseSpec::options).collect()
     }
 
-    /// `--set relay.KEY=VALUE` arguments for the reference endpoints.
+    /// `--set relay.KEY=VALUE` and `--set <protocol>.KEY=VALUE` arguments
+    /// for the reference endpoints.
     pub fn endpoint_settings(&self) -> Vec<String> {
-        self.relay
+        let relay = self
+            .relay
             .iter()
-            .filter_map(|(k, v)| relay_value(v).map(|v| format!("relay.{k}={v}")))
-            .collect()
+            .filter_map(|(k, v)| relay_value(v).map(|v| format!("relay.{k}={v}")));
+        let options = self.options.iter().filter_map(|(k, v)| {
+            relay_value(v).map(|v| format!("{}.{k}={v}", self.protocol))
+        });
+        relay.chain(options).collect()
     }
 
     /// The spec as canonical TOML (after overrides): what the run id hashes.
