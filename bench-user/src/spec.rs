@@ -636,9 +636,10 @@ impl ProfileSpec {
             .relay
             .iter()
             .filter_map(|(k, v)| relay_value(v).map(|v| format!("relay.{k}={v}")));
-        let options = self.options.iter().filter_map(|(k, v)| {
-            relay_value(v).map(|v| format!("{}.{k}={v}", self.protocol))
-        });
+        let options = self
+            .options
+            .iter()
+            .filter_map(|(k, v)| relay_value(v).map(|v| format!("{}.{k}={v}", self.protocol)));
         relay.chain(options).collect()
     }
 

@@ -669,78 +669,6 @@ fn compare(root: &Path, variants: &str) -> Result<String> {
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blocks_are_found_and_rewritten() {
-        let doc = "a\n<!-- figures: x -->\nold\n<!-- /figures: x -->\nb\n";
-        let b = blocks(doc).expect("parses");
-        assert_eq!(b.len(), 1);
-        assert_eq!(&doc[b[0].body.clone()], "old\n");
-        assert_eq!(
-            rewrite(doc, "x", "new").expect("rewrites"),
-            "a\n<!-- figures: x -->\nnew\n<!-- /figures: x -->\nb\n"
-        );
-    }
-
-    #[test]
-    fn broken_markers_are_errors() {
-        for doc in [
-            "<!-- figures: x -->\n",
-            "<!-- /figures: x -->\n",
-            "<!-- figures: x -->\n<!-- /figures: y -->\n",
-            "<!-- figures: x -->\n<!-- figures: y -->\n",
-        ] {
-            assert!(blocks(doc).is_err(), "{doc:?} accepted");
-        }
-    }
-
-    #[test]
-    fn per_call_detach_is_read_from_run_log() {
-        let log = "[   1.000s] read 10 syscall rows, 5 stacks\n\
-                   [   1.200s] probes detached\n\
-                   [   2.000s] per-call pass: alloc and crypto probes\n\
-                   [   9.500s] read 12 syscall rows, 7 stacks\n\
-                   [  10.250s] probes detached\n\
-                   [  10.300s] endpoints stopped, probes detached\n";
-        let d = per_call_detach_s(log).expect("found");
-        assert!((d - 0.75).abs() < 1e-9, "{d}");
-        assert_eq!(per_call_detach_s("[ 1.0s] probes detached\n"), None);
-    }
-
-    /// Every marker block in docs/ names a figure this command produces, in
-    /// the document the figure says, and every figure has its block.
-    #[test]
-    fn every_block_in_docs_is_a_known_figure() {
-        let root = crate::workspace_root().expect("root");
-        let mut seen = Vec::new();
-        let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
-            .expect("docs/")
-            .map(|e| e.expect("entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "md"))
-            .collect();
-        docs.push(root.join("README.md"));
-        for path in docs {
-            let text = std::fs::read_to_string(&path).expect("readable");
-            let rel = path.strip_prefix(&root).expect("under root");
-            for b in blocks(&text).unwrap_or_else(|e| panic!("{}: {e}", rel.display())) {
-                let f = FIGURES
-                    .iter()
-                    .find(|f| f.id == b.id)
-                    .unwrap_or_else(|| panic!("{}: unknown figure {:?}", rel.display(), b.id));
-                assert_eq!(Path::new(f.doc), rel, "figure {} lives elsewhere", f.id);
-                seen.push(f.id);
-            }
-        }
-        seen.sort_unstable();
-        let mut all: Vec<_> = FIGURES.iter().map(|f| f.id).collect();
-        all.sort_unstable();
-        assert_eq!(seen, all, "each figure has exactly one block");
-    }
-}
-
 /// The link of docs/networks.md: 25 ms each way, 100 Mbit/s each way.
 const NETWORK_LINK: &[&str] = &[
     "network.mode=namespaces",
@@ -846,4 +774,76 @@ fn networks(root: &Path) -> Result<String> {
          under about 10 % as noise.\n\n{table}",
         stamp.line(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_found_and_rewritten() {
+        let doc = "a\n<!-- figures: x -->\nold\n<!-- /figures: x -->\nb\n";
+        let b = blocks(doc).expect("parses");
+        assert_eq!(b.len(), 1);
+        assert_eq!(&doc[b[0].body.clone()], "old\n");
+        assert_eq!(
+            rewrite(doc, "x", "new").expect("rewrites"),
+            "a\n<!-- figures: x -->\nnew\n<!-- /figures: x -->\nb\n"
+        );
+    }
+
+    #[test]
+    fn broken_markers_are_errors() {
+        for doc in [
+            "<!-- figures: x -->\n",
+            "<!-- /figures: x -->\n",
+            "<!-- figures: x -->\n<!-- /figures: y -->\n",
+            "<!-- figures: x -->\n<!-- figures: y -->\n",
+        ] {
+            assert!(blocks(doc).is_err(), "{doc:?} accepted");
+        }
+    }
+
+    #[test]
+    fn per_call_detach_is_read_from_run_log() {
+        let log = "[   1.000s] read 10 syscall rows, 5 stacks\n\
+                   [   1.200s] probes detached\n\
+                   [   2.000s] per-call pass: alloc and crypto probes\n\
+                   [   9.500s] read 12 syscall rows, 7 stacks\n\
+                   [  10.250s] probes detached\n\
+                   [  10.300s] endpoints stopped, probes detached\n";
+        let d = per_call_detach_s(log).expect("found");
+        assert!((d - 0.75).abs() < 1e-9, "{d}");
+        assert_eq!(per_call_detach_s("[ 1.0s] probes detached\n"), None);
+    }
+
+    /// Every marker block in docs/ names a figure this command produces, in
+    /// the document the figure says, and every figure has its block.
+    #[test]
+    fn every_block_in_docs_is_a_known_figure() {
+        let root = crate::workspace_root().expect("root");
+        let mut seen = Vec::new();
+        let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+            .expect("docs/")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md"))
+            .collect();
+        docs.push(root.join("README.md"));
+        for path in docs {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let rel = path.strip_prefix(&root).expect("under root");
+            for b in blocks(&text).unwrap_or_else(|e| panic!("{}: {e}", rel.display())) {
+                let f = FIGURES
+                    .iter()
+                    .find(|f| f.id == b.id)
+                    .unwrap_or_else(|| panic!("{}: unknown figure {:?}", rel.display(), b.id));
+                assert_eq!(Path::new(f.doc), rel, "figure {} lives elsewhere", f.id);
+                seen.push(f.id);
+            }
+        }
+        seen.sort_unstable();
+        let mut all: Vec<_> = FIGURES.iter().map(|f| f.id).collect();
+        all.sort_unstable();
+        assert_eq!(seen, all, "each figure has exactly one block");
+    }
 }

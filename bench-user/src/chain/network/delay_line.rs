@@ -292,14 +292,15 @@ fn forward(
         for q in &mut queues {
             while q.front().is_some_and(|h| h.release <= now) {
                 let Some(h) = q.pop_front() else { break };
+                // A TUN write takes the whole packet or none of it.
                 match tun.write(&h.packet) {
-                    Ok(_) => {
+                    Ok(n) if n == h.packet.len() => {
                         let late = Instant::now().saturating_duration_since(h.release);
                         if let Some(hist) = errors.as_mut() {
                             let _ = hist.record(late.as_nanos() as u64);
                         }
                     }
-                    Err(_) => write_errors += 1,
+                    _ => write_errors += 1,
                 }
             }
         }

@@ -280,7 +280,6 @@ impl Network {
         .and_then(|r| r)
         .map_err(io_err("enabling forwarding in the router"))?;
         let a = self.addresses;
-        let offloads_off = self.spec.up.rate_mbit.is_some() || self.spec.down.rate_mbit.is_some();
         for (host, subnet) in [
             (Host::Generator, a.subnets.generator),
             (Host::Client, a.subnets.client),
@@ -327,14 +326,30 @@ impl Network {
                     &subnet.host(1).to_string(),
                 ],
             )?;
-            // tbf holds a rate only packet by packet: no 64 KB segments.
-            if offloads_off && host != Host::Generator {
+            // Real packets on the client–server link, not 64 KB TCP or UDP
+            // (QUIC's UDP_SEGMENT) super-packets: tbf holds a rate packet
+            // by packet, and loss drops one packet, not a burst of 40.
+            if host != Host::Generator {
                 for (n, d) in [(&rtr, dev.as_str()), (&ns, HOST_DEVICE)] {
                     run(
                         "ip",
                         &[
-                            "netns", "exec", n, "ethtool", "-K", d, "tso", "off", "gso", "off",
-                            "gro", "off",
+                            "netns",
+                            "exec",
+                            n,
+                            "ethtool",
+                            "-K",
+                            d,
+                            "tso",
+                            "off",
+                            "gso",
+                            "off",
+                            "gro",
+                            "off",
+                            "tx-udp-segmentation",
+                            "off",
+                            "tx-gso-list",
+                            "off",
                         ],
                     )?;
                 }

@@ -269,7 +269,7 @@ impl NetworkSpec {
                 ));
             }
             if let Some(rate) = link.rate_mbit {
-                if !(rate >= 0.1 && rate <= 100_000.0) {
+                if !(0.1..=100_000.0).contains(&rate) {
                     return Err((
                         f("rate_mbit"),
                         "use 0.1 to 100000 Mbit/s (leave it out for no limit)".into(),
@@ -280,7 +280,7 @@ impl NetworkSpec {
                 return Err((f("loss_percent"), "use 0 to 100 percent".into()));
             }
             if link.loss_model == LossModel::Bursty
-                && !(link.burst_packets >= 1.0 && link.burst_packets <= 10_000.0)
+                && !(1.0..=10_000.0).contains(&link.burst_packets)
             {
                 return Err((
                     f("burst_packets"),
