@@ -250,6 +250,13 @@ impl Drop for DelayLine {
     }
 }
 
+/// One step of the Gilbert–Elliott chain for a packet, `u` uniform in
+/// [0, 1): whether the packet is lost (the chain is in its bad state).
+fn gilbert_elliott(bad: &mut bool, (p, r): (f64, f64), u: f64) -> bool {
+    *bad = if *bad { u >= r } else { u < p };
+    *bad
+}
+
 struct Held {
     release: Instant,
     packet: Vec<u8>,
@@ -339,10 +346,8 @@ fn forward(
             let dst = std::net::Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]);
             let d = if server.contains(dst) { 0 } else { 1 };
             let line = lines[d];
-            if let Some((p, r)) = line.burst {
-                let u: f64 = rng.random_range(0.0..1.0);
-                bad[d] = if bad[d] { u >= r } else { u < p };
-                if bad[d] {
+            if let Some(burst) = line.burst {
+                if gilbert_elliott(&mut bad[d], burst, rng.random_range(0.0..1.0)) {
                     counts[d].dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -379,5 +384,39 @@ fn forward(
         error_p99_us: us(0.99),
         error_max_us: errors.as_ref().map_or(0.0, |h| h.max() as f64 / 1e3),
         write_errors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursty_loss_has_the_set_share_and_burst_length() {
+        let link = LinkSpec {
+            loss_percent: 5.0,
+            loss_model: LossModel::Bursty,
+            burst_packets: 4.0,
+            ..LinkSpec::default()
+        };
+        let burst = Line::new(&link).burst.expect("bursty");
+        let mut rng = StdRng::seed_from_u64(7);
+        let (mut bad, mut lost, mut bursts) = (false, 0u64, 0u64);
+        let n = 2_000_000u64;
+        for _ in 0..n {
+            let was = bad;
+            if gilbert_elliott(&mut bad, burst, rng.random_range(0.0..1.0)) {
+                lost += 1;
+                if !was {
+                    bursts += 1;
+                }
+            }
+        }
+        let share = lost as f64 / n as f64;
+        let mean_burst = lost as f64 / bursts as f64;
+        // 2e6 packets in bursts of ~4: ~25 000 bursts, so the share's
+        // standard error is about 0.06 % and the mean burst's about 0.03.
+        assert!((share - 0.05).abs() < 0.003, "share {share}");
+        assert!((mean_burst - 4.0).abs() < 0.15, "mean burst {mean_burst}");
     }
 }
