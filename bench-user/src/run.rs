@@ -19,7 +19,12 @@ use crate::{
         machine_load::{self, LoadSnapshot},
         CaptureError, Graph, Probes,
     },
-    chain::{free_port, launch, secrets::Secrets, Chain, ChainError, Role},
+    chain::{
+        free_port, launch,
+        network::{self, impair, Host, Network, NetworkError, NetworkMode},
+        secrets::Secrets,
+        Chain, ChainError, Role,
+    },
     drive::{self, DriveError, IntegrityStatus, PhaseResult, Sink, Window},
     fold::{self, FoldOptions},
     render,
@@ -67,6 +72,8 @@ pub enum RunError {
     Chain(#[from] ChainError),
     #[error("{0}")]
     Capture(#[from] CaptureError),
+    #[error("{0}")]
+    Network(#[from] NetworkError),
     #[error("traffic: {0}")]
     Drive(#[from] DriveError),
     #[error("{0}")]
@@ -146,6 +153,11 @@ struct ProbeWindow<'a> {
     loads: Mutex<Vec<machine_load::WindowLoad>>,
     /// Each target's resources as each window closed (connections open).
     resources: Mutex<Vec<Vec<(u32, crate::capture::resources::ResourceSample)>>>,
+    /// The namespaces' router, whose counters frame each window.
+    network: Option<&'a Network>,
+    link_at_open: Mutex<Option<impair::Snapshot>>,
+    /// Router counters at each window's open and close.
+    links: Mutex<Vec<(impair::Snapshot, impair::Snapshot)>>,
 }
 
 impl Window for ProbeWindow<'_> {
@@ -157,6 +169,16 @@ impl Window for ProbeWindow<'_> {
                 }
             }
             Err(e) => self.note(format!("reading the machine's load: {e}")),
+        }
+        if let Some(net) = self.network {
+            match impair::read(net) {
+                Ok(snap) => {
+                    if let Ok(mut at) = self.link_at_open.lock() {
+                        *at = Some(snap);
+                    }
+                }
+                Err(e) => self.note(format!("reading the router's counters: {e}")),
+            }
         }
         if let Ok(mut p) = self.probes.lock() {
             if let Err(e) = p.start() {
@@ -176,6 +198,17 @@ impl Window for ProbeWindow<'_> {
                     }
                 }
                 Err(e) => self.note(format!("reading the window's totals: {e}")),
+            }
+        }
+        let link_opened = self.link_at_open.lock().ok().and_then(|mut a| a.take());
+        if let (Some(net), Some(opened)) = (self.network, link_opened) {
+            match impair::read(net) {
+                Ok(closed) => {
+                    if let Ok(mut v) = self.links.lock() {
+                        v.push((opened, closed));
+                    }
+                }
+                Err(e) => self.note(format!("reading the router's counters: {e}")),
             }
         }
         let opened = self.load_at_open.lock().ok().and_then(|mut a| a.take());
@@ -289,6 +322,38 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         opts.spec_path.display()
     ));
 
+    // The namespaces, then this thread inside the generator's: the
+    // runtime's threads start from here and inherit it, so the load
+    // generator's and the sink's sockets live there. Dropped in reverse:
+    // back to our own namespace, then the namespaces deleted.
+    let mut network = match plan.spec.network.mode {
+        NetworkMode::Namespaces => {
+            let net = Network::create(&plan.spec.network)?;
+            log.line(&format!(
+                "namespaces {}..{} built",
+                net.namespace(Host::Router),
+                net.namespace(Host::Server)
+            ));
+            Some(net)
+        }
+        NetworkMode::Loopback => None,
+    };
+    let link = match &network {
+        Some(net) => {
+            let rtt = network::rtt::measure(net)?;
+            log.line(&format!("RTT client to server: {:?} s", rtt));
+            Some((rtt, impair::read(net)?))
+        }
+        None => None,
+    };
+    let in_generator = match &network {
+        Some(net) => Some(
+            network::Entered::new(&net.path(Host::Generator))
+                .map_err(io_err("entering the generator's namespace"))?,
+        ),
+        None => None,
+    };
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -313,7 +378,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     );
     let phases = plan.spec.phase_options();
     let sink = rt
-        .block_on(Sink::start((std::net::Ipv4Addr::LOCALHOST, 0).into()))
+        .block_on(Sink::start((plan.sink_ip, 0).into()))
         .map_err(io_err("starting the sink"))?;
     let control = control_pass(&plan, &rt, &sink, &phases, &cancel, &id.dir, &mut log)
         .map_err(|e| exited_before_measuring(e, &mut chain, "control pass", &id.dir))?;
@@ -358,6 +423,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         pids: &pids,
         ports: &ports,
         started,
+        network: network.as_ref(),
     };
     let main = measure(&mut pass_ctx, &main_opts, &mut chain, &mut log)?;
     let mut per_call = None;
@@ -374,12 +440,42 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     if cancel.is_cancelled() {
         return Err(RunError::Interrupted);
     }
+    let link_windows: Vec<_> = [("main", &main.links)]
+        .into_iter()
+        .chain(per_call.as_ref().map(|p| ("per_call", &p.links)))
+        .flat_map(|(pass, links)| {
+            links
+                .iter()
+                .enumerate()
+                .map(move |(i, (a, b))| (pass.to_string(), i, *a, *b))
+        })
+        .collect();
     let measured = merge_per_call(main, per_call);
     let facts = stop_chain(&mut chain, &commands);
     let resource_samples = sampler.finish();
     signal_task.abort();
     drop(rt);
     log.line("endpoints stopped, probes detached");
+    let network_report = match (network.as_mut(), link) {
+        (Some(net), Some((rtt, at_start))) => {
+            let at_end = impair::read(net)?;
+            if let Some(d) = net.delay_line.as_mut() {
+                d.stop();
+            }
+            Some(report::from_run::network(
+                net,
+                &rtt,
+                (&at_start, &at_end),
+                &link_windows,
+            ))
+        }
+        _ => None,
+    };
+    drop(in_generator);
+    if let Some(mut net) = network.take() {
+        net.teardown()?;
+        log.line("namespaces removed");
+    }
 
     let graphs = draw_graphs(
         &plan.spec,
@@ -409,6 +505,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     ));
     report.sweeps = measured.main.sweeps.clone();
     report.warnings.extend(stress_warnings(&report));
+    report.network = network_report;
     analyze::judge(&mut report, &plan.checklist);
     write_outputs(&report, &graphs.graphs, &id.dir)?;
     log.line(&format!("report written; status {}", report.run.status));
@@ -432,6 +529,8 @@ struct Plan {
     /// Server first: the client needs it.
     launches: [crate::chain::Launch; 2],
     socks_addr: std::net::SocketAddr,
+    /// Where the sink listens: loopback, or the generator's namespace.
+    sink_ip: std::net::Ipv4Addr,
 }
 
 fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
@@ -470,9 +569,39 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
     // before anything starts (capture parses it again when it attaches).
     crate::capture::Families::shipped()
         .map_err(|e| RunError::Capture(crate::capture::CaptureError::Families(e)))?;
+    let (hosts, netns) = match spec.network.mode {
+        NetworkMode::Loopback => {
+            let lo = std::net::Ipv4Addr::LOCALHOST;
+            ((lo, lo, lo), None)
+        }
+        NetworkMode::Namespaces => {
+            for tool in ["ip", "tc", "nft", "ethtool"] {
+                if which(Path::new(tool)).components().count() < 2 {
+                    return Err(RunError::Usage(format!(
+                        "network.mode = \"namespaces\" needs `{tool}`; install iproute2, nftables and ethtool (cargo xtask setup)"
+                    )));
+                }
+            }
+            let subnets = spec
+                .network
+                .subnets()
+                .map_err(|(f, m)| RunError::Usage(format!("{f}: {m}")))?;
+            let a = network::Addresses::new(subnets);
+            let pid = std::process::id();
+            let path = |h| network::namespace_path(&network::namespace_name(pid, h));
+            (
+                (a.client, a.server, a.generator),
+                Some((path(Host::Client), path(Host::Server))),
+            )
+        }
+    };
     let ctx = launch::Context {
         client_port,
         server_port,
+        client_host: hosts.0,
+        server_host: hosts.1,
+        client_netns: netns.as_ref().map(|n| n.0.clone()),
+        server_netns: netns.map(|n| n.1),
         secrets: &secrets,
         profiles_dir: &profiles_dir,
         endpoint: &opts.endpoint,
@@ -490,6 +619,7 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
         checklist,
         launches: [server_launch, client_launch],
         socks_addr,
+        sink_ip: hosts.2,
     })
 }
 
@@ -1007,6 +1137,7 @@ fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
         stacks: a.graphs.files.clone(),
         resources: None,
         sweeps: Vec::new(),
+        network: None,
     }
 }
 
@@ -1136,6 +1267,7 @@ struct PassContext<'a> {
     /// (pid, listening port, next hop's port) per target.
     ports: &'a [(u32, Option<u16>, Option<u16>)],
     started: Instant,
+    network: Option<&'a Network>,
 }
 
 /// What one pass measured, read while the targets still run.
@@ -1154,6 +1286,8 @@ struct Pass {
     loads: Vec<machine_load::WindowLoad>,
     /// The concurrency sweeps, level by level.
     sweeps: Vec<report::ConcurrencySweep>,
+    /// The router's counters at each window's open and close.
+    links: Vec<(impair::Snapshot, impair::Snapshot)>,
 }
 
 impl Pass {
@@ -1186,6 +1320,9 @@ fn measure(
         load_at_open: Mutex::new(None),
         loads: Mutex::new(Vec::new()),
         resources: Mutex::new(Vec::new()),
+        network: ctx.network,
+        link_at_open: Mutex::new(None),
+        links: Mutex::new(Vec::new()),
     };
     let mut results = Vec::new();
     let mut sweeps: Vec<Sweep> = Vec::new();
@@ -1299,6 +1436,7 @@ fn measure(
     let snapshots = window.snapshots.into_inner().unwrap_or_default();
     let loads = window.loads.into_inner().unwrap_or_default();
     let sweeps = sweeps.into_iter().map(|s| s.report).collect();
+    let links = window.links.into_inner().unwrap_or_default();
     let mut probes = probes.into_inner().unwrap_or_else(|p| p.into_inner());
     let capture = probes.read()?;
     let windows = probes.windows();
@@ -1324,6 +1462,7 @@ fn measure(
         snapshots,
         loads,
         sweeps,
+        links,
     })
 }
 

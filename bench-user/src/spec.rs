@@ -33,6 +33,10 @@ pub struct ProfileSpec {
     /// `--set relay.KEY=VALUE` (e.g. `buffer_size`).
     #[serde(default)]
     pub relay: BTreeMap<String, toml::Value>,
+    /// Options of the protocol itself, passed to both reference endpoints
+    /// as `--set <protocol>.KEY=VALUE` (e.g. hysteria2's `up_mbps`).
+    #[serde(default)]
+    pub options: BTreeMap<String, toml::Value>,
     /// Outside implementations to run instead of the reference endpoints,
     /// per side (see `chain::launch` for the placeholders).
     #[serde(default)]
@@ -45,6 +49,9 @@ pub struct ProfileSpec {
     pub setup: SetupSpec,
     #[serde(default)]
     pub probes: ProbeSpec,
+    /// Where the hosts run and what the client–server link does.
+    #[serde(default)]
+    pub network: crate::chain::network::NetworkSpec,
 }
 
 /// The set-up phase: `connections` short connections, one after another,
@@ -652,12 +659,15 @@ impl ProfileSpec {
                 "use 1 to 10000 samples per second".into(),
             ));
         }
-        for (k, v) in &self.relay {
-            if relay_value(v).is_none() {
-                return Err((
-                    format!("relay.{k}"),
-                    "use a string, integer or boolean".into(),
-                ));
+        self.network.validate()?;
+        for (section, table) in [("relay", &self.relay), ("options", &self.options)] {
+            for (k, v) in table {
+                if relay_value(v).is_none() {
+                    return Err((
+                        format!("{section}.{k}"),
+                        "use a string, integer or boolean".into(),
+                    ));
+                }
             }
         }
         Ok(())
@@ -705,12 +715,18 @@ impl ProfileSpec {
             .collect()
     }
 
-    /// `--set relay.KEY=VALUE` arguments for the reference endpoints.
+    /// `--set relay.KEY=VALUE` and `--set <protocol>.KEY=VALUE` arguments
+    /// for the reference endpoints.
     pub fn endpoint_settings(&self) -> Vec<String> {
-        self.relay
+        let relay = self
+            .relay
             .iter()
-            .filter_map(|(k, v)| relay_value(v).map(|v| format!("relay.{k}={v}")))
-            .collect()
+            .filter_map(|(k, v)| relay_value(v).map(|v| format!("relay.{k}={v}")));
+        let options = self
+            .options
+            .iter()
+            .filter_map(|(k, v)| relay_value(v).map(|v| format!("{}.{k}={v}", self.protocol)));
+        relay.chain(options).collect()
     }
 
     /// The spec as canonical TOML (after overrides): what the run id hashes.

@@ -69,6 +69,12 @@ pub const FIGURES: &[Figure] = &[
         what: "tcp relay.mode=reuse against splice, compared (6 runs a side)",
         slow: true,
     },
+    Figure {
+        id: "networks",
+        doc: "docs/networks.md",
+        what: "hysteria2 (Brutal, BBR), tuic, tls over 50 ms RTT, 100 Mbit/s, 0/1/5 % loss in namespaces, ours and sing-box's",
+        slow: true,
+    },
 ];
 
 /// A marker block in a document: its id and the byte range of its body
@@ -213,6 +219,7 @@ fn generate(root: &Path, id: &str) -> Result<String> {
         "protocols" => protocols(root),
         "compare-pool" => compare(root, "relay.mode=copy,relay.mode=pooled"),
         "compare-splice" => compare(root, "relay.mode=reuse,relay.mode=splice"),
+        "networks" => networks(root),
         _ => bail!("no generator for figure {id:?}"),
     }
 }
@@ -665,6 +672,121 @@ fn compare(root: &Path, variants: &str) -> Result<String> {
         "{}compare.md of that run, as written:\n\n{}",
         stamp.line(),
         md.trim_end()
+    ))
+}
+
+/// The link of docs/networks.md: 25 ms each way, 100 Mbit/s each way.
+const NETWORK_LINK: &[&str] = &[
+    "network.mode=namespaces",
+    "network.up.delay_ms=25",
+    "network.down.delay_ms=25",
+    "network.up.rate_mbit=100",
+    "network.down.rate_mbit=100",
+    "setup.enabled=false",
+];
+const NETWORK_LOSS: &[f64] = &[0.0, 1.0, 5.0];
+const NETWORK_DURATION: f64 = 10.0;
+const NETWORK_RATE_MBIT: f64 = 100.0;
+
+/// Each protocol over the impaired link, ours then sing-box's, one short
+/// run each: upload goodput against the link rate, rr p99, and what the
+/// router counted.
+fn networks(root: &Path) -> Result<String> {
+    let rows: &[(&str, &str, &[&str], &str)] = &[
+        (
+            "hysteria2 Brutal 100 Mbit/s",
+            "hysteria2",
+            &["options.up_mbps=100", "options.down_mbps=100"],
+            "sing-box-hysteria2-brutal",
+        ),
+        ("hysteria2 BBR", "hysteria2", &[], "sing-box-hysteria2"),
+        ("tuic", "tuic", &[], "sing-box-tuic"),
+        ("tls", "tls", &[], "sing-box-tls"),
+    ];
+    let out = root.join("target/protoprof/figures-networks");
+    let _ = std::fs::remove_dir_all(&out);
+    let mut load = Load::default();
+    let mut machine = String::new();
+    let mut table = String::from(
+        "| loss each way | protocol | ours: upload Mbit/s sent / carried | sing-box: upload Mbit/s sent / carried | ours: rr p50 | sing-box: rr p50 | router: up packets lost / seen (ours; sing-box) | delay line: timing error p99, CPU (ours run) |\n|---:|---|---:|---:|---:|---:|---|---|\n",
+    );
+    for &loss in NETWORK_LOSS {
+        let loss_sets = [
+            format!("network.up.loss_percent={loss}"),
+            format!("network.down.loss_percent={loss}"),
+        ];
+        for (label, ours, extra, theirs) in rows {
+            let mut cells = Vec::new();
+            for (profile, own) in [(*ours, *extra), (*theirs, &[][..])] {
+                let mut sets: Vec<&str> = NETWORK_LINK.to_vec();
+                sets.extend(loss_sets.iter().map(String::as_str));
+                sets.extend(own);
+                // Ours as sing-box's: upload only (sing-box relays no half-close).
+                sets.push("phase.0.direction=up");
+                load.sample();
+                let r = crate::plain_run(root, &out, profile, NETWORK_DURATION, &sets)?;
+                if machine.is_empty() {
+                    machine = machine_line(&r);
+                }
+                cells.push(r);
+            }
+            let up = |r: &serde_json::Value| {
+                let bps = r["workload"]["phases"][0]["throughput"]["up_bps_median"]
+                    .as_f64()
+                    .unwrap_or(0.0);
+                let carried = r["network"]["up"]["windows"]
+                    .as_array()
+                    .and_then(|w| w.iter().find(|w| w["pass"] == "main" && w["phase"] == 0))
+                    .and_then(|w| w["measure"]["limiter_mbit_s"].as_f64())
+                    .unwrap_or(f64::NAN);
+                format!("{:.1} / {carried:.1}", bps * 8.0 / 1e6)
+            };
+            let p50 = |r: &serde_json::Value| {
+                r["workload"]["phases"][1]["latency_us"]["percentiles"]
+                    .as_array()
+                    .and_then(|ps| ps.iter().find(|p| p["label"] == "p50"))
+                    .and_then(|p| p["estimate"]["value"]["value"].as_f64())
+                    .map_or("–".to_string(), |v| format!("{:.0} ms", v / 1e3))
+            };
+            let lost = |r: &serde_json::Value| {
+                let m = &r["network"]["up"]["run"];
+                format!(
+                    "{} / {}",
+                    m["lost"].as_u64().unwrap_or(0),
+                    m["packets"].as_u64().unwrap_or(0)
+                )
+            };
+            let dl = &cells[0]["network"]["delay_line"];
+            table.push_str(&format!(
+                "| {loss} % | {label} | {} | {} | {} | {} | {}; {} | {:.0} µs, {:.1} % of a core |\n",
+                up(&cells[0]),
+                up(&cells[1]),
+                p50(&cells[0]),
+                p50(&cells[1]),
+                lost(&cells[0]),
+                lost(&cells[1]),
+                dl["timing_error_p99_us"].as_f64().unwrap_or(f64::NAN),
+                100.0 * dl["cpu_share"].as_f64().unwrap_or(f64::NAN),
+            ));
+        }
+    }
+    let stamp = Stamp {
+        command: "cargo xtask figures --slow --only networks".into(),
+        machine,
+        load,
+    };
+    Ok(format!(
+        "{}One run of {NETWORK_DURATION} s per cell (bulk upload on 4 connections, then rr \
+         64 B / 1 KiB on 4 connections), every probe off, set-up phase off; the link: 25 ms \
+         each way (RTT 50 ms), {NETWORK_RATE_MBIT} Mbit/s each way (tbf), the loss each way \
+         (nftables random drop). Sent: the bulk phase's median per-second upload as the load \
+         generator wrote it (the chain's socket buffers hold megabytes, so over a few seconds \
+         this can exceed what crossed the link); carried: what the router's rate limiter sent \
+         towards the server in that window (link-layer bytes, retransmissions included), the \
+         link's own measure. rr: 64 B / 1 KiB on 4 connections, p50 (too few round trips at \
+         50 ms for a p99 in a short run). Single short runs: read differences under about \
+         10 % as noise.\n\n{table}",
+        stamp.line(),
     ))
 }
 

@@ -60,6 +60,13 @@ pub const PIECES: &[Piece] = &[
         tests: None,
         source: Source::Apt(&["cmake", "g++", "clang", "libclang-dev"]),
     },
+    // network.mode = "namespaces": veths, rate limits and loss in the
+    // router (chain::network); the tests that build namespaces.
+    Piece {
+        name: "iproute2, nftables and ethtool",
+        tests: Some("namespaces"),
+        source: Source::Apt(&["iproute2", "nftables", "ethtool"]),
+    },
     // A Go proxy: interop tests and profiling an outside implementation.
     Piece {
         name: "sing-box 1.14.4",

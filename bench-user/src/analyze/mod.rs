@@ -5,6 +5,7 @@
 //! checklist's numbers from the figures, `checklist` judges them.
 
 pub mod attribution;
+pub mod binomial;
 pub mod block_bootstrap;
 pub mod checklist;
 pub mod metrics;

@@ -7,7 +7,8 @@
 //!
 //! | placeholder | becomes |
 //! |---|---|
-//! | `{client_port}`, `{server_port}` | the run's free loopback ports |
+//! | `{client_port}`, `{server_port}` | the run's free ports |
+//! | `{client_host}`, `{server_host}` | the endpoints' addresses (`127.0.0.1` on loopback, their namespace's address otherwise) |
 //! | `{cert}`, `{key}`, `{ca}` | the run's certificate, key, and the certificate as CA |
 //! | `{server_name}` | `localhost` (the certificate's name) |
 //! | `{password}`, `{uuid}` | the run's credentials |
@@ -29,6 +30,11 @@ use crate::spec::{EndpointSpec, ProfileSpec};
 pub struct Context<'a> {
     pub client_port: u16,
     pub server_port: u16,
+    pub client_host: Ipv4Addr,
+    pub server_host: Ipv4Addr,
+    /// The namespaces the endpoints run in (`None`: the runner's own).
+    pub client_netns: Option<PathBuf>,
+    pub server_netns: Option<PathBuf>,
     pub secrets: &'a Secrets,
     /// Where `{config:PATH}` templates are found.
     pub profiles_dir: &'a Path,
@@ -39,7 +45,7 @@ pub struct Context<'a> {
 /// Errors of building a command line.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("endpoints.{side}.command: unknown placeholder {{{name}}}; use one of client_port, server_port, cert, key, ca, server_name, password, uuid, ssh_host_key, ssh_host_pub, ech_keys, ech_config, ech_ca, sing_box, config:PATH")]
+    #[error("endpoints.{side}.command: unknown placeholder {{{name}}}; use one of client_port, server_port, client_host, server_host, cert, key, ca, server_name, password, uuid, ssh_host_key, ssh_host_pub, ech_keys, ech_config, ech_ca, sing_box, config:PATH")]
     Placeholder { side: &'static str, name: String },
     #[error("endpoints.{side}.command: template {path}: {message}")]
     Template {
@@ -70,7 +76,11 @@ pub fn build(
         Role::Client => ctx.client_port,
         Role::Server => ctx.server_port,
     };
-    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let (host, netns) = match role {
+        Role::Client => (ctx.client_host, ctx.client_netns.clone()),
+        Role::Server => (ctx.server_host, ctx.server_netns.clone()),
+    };
+    let listen = SocketAddr::from((host, port));
     let Some(own) = own else {
         let (args, ready) = builtin_args(spec, role, ctx);
         let launch = Launch {
@@ -79,6 +89,7 @@ pub fn build(
             args,
             listen,
             ready,
+            netns,
         };
         return Ok((launch, listen));
     };
@@ -95,6 +106,7 @@ pub fn build(
             args: words,
             listen,
             ready: own.ready,
+            netns,
         },
         socks,
     ))
@@ -107,7 +119,7 @@ fn socks_address(
 ) -> Result<SocketAddr, LaunchError> {
     let text = match &own.socks {
         Some(t) => substitute(t, side, ctx)?,
-        None => format!("127.0.0.1:{}", ctx.client_port),
+        None => format!("{}:{}", ctx.client_host, ctx.client_port),
     };
     text.parse().map_err(|_| LaunchError::Socks(text))
 }
@@ -121,9 +133,16 @@ fn builtin_args(spec: &ProfileSpec, role: Role, ctx: &Context) -> (Vec<String>, 
         Role::Client => ctx.client_port,
         Role::Server => ctx.server_port,
     };
-    args.extend(["--listen".into(), format!("127.0.0.1:{listen}")]);
+    let host = match role {
+        Role::Client => ctx.client_host,
+        Role::Server => ctx.server_host,
+    };
+    args.extend(["--listen".into(), format!("{host}:{listen}")]);
     if role == Role::Client {
-        args.extend(["--server".into(), format!("127.0.0.1:{}", ctx.server_port)]);
+        args.extend([
+            "--server".into(),
+            format!("{}:{}", ctx.server_host, ctx.server_port),
+        ]);
     }
     let tls = matches!(
         spec.protocol.as_str(),
@@ -231,6 +250,8 @@ fn value(name: &str, side: &'static str, ctx: &Context) -> Result<String, Launch
     Ok(match name {
         "client_port" => ctx.client_port.to_string(),
         "server_port" => ctx.server_port.to_string(),
+        "client_host" => ctx.client_host.to_string(),
+        "server_host" => ctx.server_host.to_string(),
         "cert" | "ca" => s.cert.display().to_string(),
         "key" => s.key.display().to_string(),
         "server_name" => "localhost".into(),
@@ -296,6 +317,10 @@ mod tests {
         let ctx = Context {
             client_port: 1080,
             server_port: 9000,
+            client_host: Ipv4Addr::LOCALHOST,
+            server_host: Ipv4Addr::LOCALHOST,
+            client_netns: None,
+            server_netns: None,
             secrets: &secrets,
             profiles_dir: &profiles,
             endpoint: Path::new("/bin/true"),

@@ -24,6 +24,7 @@ use std::{
 use serde::Serialize;
 
 pub mod launch;
+pub mod network;
 pub mod secrets;
 
 /// Which side of the chain an endpoint is.
@@ -66,6 +67,9 @@ pub struct Launch {
     /// The address it listens on; started means accepting here.
     pub listen: SocketAddr,
     pub ready: Ready,
+    /// The network namespace to run in (a file under /run/netns); `None`:
+    /// the runner's own.
+    pub netns: Option<PathBuf>,
 }
 
 /// A running endpoint.
@@ -76,6 +80,7 @@ pub struct Endpoint {
     pub program: PathBuf,
     pub listen: SocketAddr,
     pub ready: Ready,
+    pub netns: Option<PathBuf>,
     pub log: PathBuf,
     child: Child,
     exit: Option<ExitStatus>,
@@ -160,9 +165,29 @@ impl Chain {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
+        // Opened here, entered in the child: open(2) is not for between
+        // fork and exec, setns(2) is a plain syscall.
+        let netns = match &launch.netns {
+            Some(path) => Some(File::open(path).map_err(|source| ChainError::Spawn {
+                role: launch.role.as_str(),
+                program: format!(
+                    "{} (namespace {})",
+                    launch.program.display(),
+                    path.display()
+                ),
+                source,
+            })?),
+            None => None,
+        };
+        let netns_fd = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
+                if let Some(fd) = netns_fd {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
                 if libc::setpgid(0, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -177,12 +202,14 @@ impl Chain {
             program: launch.program.display().to_string(),
             source,
         })?;
+        drop(netns);
         self.endpoints.push(Endpoint {
             role: launch.role,
             pid: child.id(),
             program: launch.program.clone(),
             listen: launch.listen,
             ready: launch.ready,
+            netns: launch.netns.clone(),
             log: log.clone(),
             child,
             exit: None,
@@ -205,13 +232,20 @@ impl Chain {
                     tail: log_tail(&ep.log),
                 });
             }
-            let up = match ep.ready {
+            let (ready, listen) = (ep.ready, ep.listen);
+            let check = move || match ready {
                 Ready::Tcp => {
-                    TcpStream::connect_timeout(&ep.listen, Duration::from_millis(200)).is_ok()
+                    TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok()
                 }
-                Ready::Udp => std::net::UdpSocket::bind(ep.listen)
+                Ready::Udp => std::net::UdpSocket::bind(listen)
                     .err()
                     .is_some_and(|e| e.kind() == io::ErrorKind::AddrInUse),
+            };
+            // Checked from inside the endpoint's namespace, where its
+            // address is local and the link's impairments play no part.
+            let up = match &ep.netns {
+                Some(path) => network::run_in(path, check).unwrap_or(false),
+                None => check(),
             };
             if up {
                 return Ok(());

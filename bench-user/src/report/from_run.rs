@@ -204,3 +204,151 @@ pub fn window_load(pass: &str, phase: usize, w: &capture::machine_load::WindowLo
         other_cores: cores(w.other_s),
     }
 }
+
+/// The network section from the router's counters and the delay line.
+pub fn network(
+    net: &chain::network::Network,
+    rtt: &[f64],
+    run: (
+        &chain::network::impair::Snapshot,
+        &chain::network::impair::Snapshot,
+    ),
+    windows: &[(
+        String,
+        usize,
+        chain::network::impair::Snapshot,
+        chain::network::impair::Snapshot,
+    )],
+) -> super::NetworkReport {
+    use chain::network::{impair::Direction, Host, LossModel};
+    let a = net.addresses;
+    let host = |h: Host, addresses: Vec<String>| super::HostAddress {
+        host: match h {
+            Host::Generator => "generator",
+            Host::Client => "client",
+            Host::Server => "server",
+            Host::Router => "router",
+        }
+        .to_string(),
+        namespace: net.namespace(h),
+        addresses,
+    };
+    let s = a.subnets;
+    let hosts = vec![
+        host(Host::Generator, vec![a.generator.to_string()]),
+        host(Host::Client, vec![a.client.to_string()]),
+        host(Host::Server, vec![a.server.to_string()]),
+        host(
+            Host::Router,
+            [s.generator, s.client, s.server]
+                .iter()
+                .map(|n| n.host(1).to_string())
+                .collect(),
+        ),
+    ];
+    let link = |d: Direction| {
+        let l = d.link(net);
+        super::LinkReport {
+            settings: super::LinkSettings {
+                delay_ms: l.delay_ms,
+                jitter_ms: l.jitter_ms,
+                rate_mbit: l.rate_mbit,
+                loss_percent: l.loss_percent,
+                loss_model: match l.loss_model {
+                    LossModel::Random => "random",
+                    LossModel::Bursty => "bursty",
+                }
+                .to_string(),
+                burst_packets: (l.loss_model == LossModel::Bursty).then_some(l.burst_packets),
+                queue_bytes: l.queue_limit_bytes(),
+            },
+            run: link_measure(run.0, run.1, d, l.rate_mbit.is_some()),
+            windows: windows
+                .iter()
+                .map(|(pass, phase, x, y)| super::LinkWindow {
+                    pass: pass.clone(),
+                    phase: *phase,
+                    measure: link_measure(x, y, d, l.rate_mbit.is_some()),
+                })
+                .collect(),
+        }
+    };
+    let ms = |v: Option<&f64>| v.map(|s| s * 1e3);
+    let rtt_report = super::RttReport {
+        set_ms: net.spec.up.delay_ms + net.spec.down.delay_ms,
+        attempts: chain::network::rtt::SAMPLES,
+        samples: rtt.len(),
+        median_ms: ms(rtt.get(rtt.len() / 2)),
+        min_ms: ms(rtt.first()),
+        max_ms: ms(rtt.last()),
+        method: "TCP handshake, client namespace to server namespace, idle link".into(),
+    };
+    let delay_line =
+        net.delay_line
+            .as_ref()
+            .and_then(|d| d.stats())
+            .map(|st| super::DelayLineReport {
+                cpu_s: st.cpu_s,
+                wall_s: st.wall_s,
+                cpu_share: if st.wall_s > 0.0 {
+                    st.cpu_s / st.wall_s
+                } else {
+                    0.0
+                },
+                packets: st.packets,
+                ns_per_packet: (st.packets > 0).then(|| st.cpu_s * 1e9 / st.packets as f64),
+                timing_error_p50_us: st.error_p50_us,
+                timing_error_p99_us: st.error_p99_us,
+                timing_error_max_us: st.error_max_us,
+                write_errors: st.write_errors,
+            });
+    let mut notes = net.notes.clone();
+    notes.push("the router's forwarding (softirq) runs on whichever CPU takes the packet, which can be a target's: it can show up in that CPU's irq/softirq time".into());
+    notes.push("retransmissions inside encrypted QUIC connections cannot be counted from outside; the router counts packets, not the protocol's repairs".into());
+    super::NetworkReport {
+        mode: "namespaces".into(),
+        hosts,
+        up: link(Direction::Up),
+        down: link(Direction::Down),
+        rtt: rtt_report,
+        delay_line,
+        notes,
+    }
+}
+
+fn link_measure(
+    a: &chain::network::impair::Snapshot,
+    b: &chain::network::impair::Snapshot,
+    d: chain::network::impair::Direction,
+    limited: bool,
+) -> super::LinkMeasure {
+    let c = b.get(d).minus(a.get(d));
+    let seconds = match (a.at, b.at) {
+        (Some(x), Some(y)) => y.saturating_duration_since(x).as_secs_f64(),
+        _ => 0.0,
+    };
+    let mbit = |bytes: u64| {
+        if seconds > 0.0 {
+            bytes as f64 * 8.0 / seconds / 1e6
+        } else {
+            0.0
+        }
+    };
+    let lost = c.lost();
+    super::LinkMeasure {
+        seconds,
+        packets: c.seen_packets,
+        lost,
+        loss: crate::analyze::binomial::clopper_pearson(lost, c.seen_packets, 0.95).map(
+            |(low, high)| super::LossInterval {
+                share: lost as f64 / c.seen_packets as f64,
+                low,
+                high,
+                method: "clopper-pearson 95%".into(),
+            },
+        ),
+        arrived_mbit_s: mbit(c.seen_bytes),
+        limiter_mbit_s: limited.then(|| mbit(c.limiter_bytes)),
+        queue_drops: c.limiter_drops,
+    }
+}

@@ -17,6 +17,7 @@
 
 mod checklist;
 pub mod from_run;
+mod network;
 mod probes;
 mod resources;
 mod run;
@@ -32,6 +33,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use checklist::{CipherBench, RuleResult, Verdict};
+pub use network::{
+    DelayLineReport, HostAddress, LinkMeasure, LinkReport, LinkSettings, LinkWindow, LossInterval,
+    NetworkReport, RttReport,
+};
 pub use probes::{
     AllocProbeOptions, CryptoProbeOptions, Overhead, ProbeOptions, ProbesInfo, ProgramCost,
 };
@@ -88,6 +93,9 @@ pub struct Report {
     /// The concurrency sweeps of the profile, with per-level figures.
     #[serde(default)]
     pub sweeps: Vec<ConcurrencySweep>,
+    /// Where the hosts ran and what the link did; absent on loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkReport>,
 }
 
 /// Why a report could not be read.
