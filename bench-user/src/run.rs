@@ -13,6 +13,9 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
+mod attach;
+pub use attach::{attach_running, AttachOptions};
+
 use crate::{
     analyze::{self, TargetFacts},
     capture::{
@@ -221,7 +224,12 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let plan = plan(opts)?;
-    let id = identify(opts, &plan, started_at)?;
+    let programs: Vec<(Role, PathBuf)> = plan
+        .launches
+        .iter()
+        .map(|l| (l.role, which(&l.program)))
+        .collect();
+    let id = identify(opts, &plan.spec, &programs, started_at)?;
     let mut log = RunLog {
         file: File::create(id.dir.join("run.log")).ok(),
         start: started,
@@ -250,14 +258,6 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let setup = setup_phase(&plan, &rt, &sink, &cancel, &mut log)?;
 
     let capture_opts = plan.spec.probes.capture_options();
-    // Per-call probes trap on every call; measured apart, they leave the
-    // main pass's flame graphs and throughput undistorted.
-    let separate = plan.spec.probes.per_call_pass && capture_opts.has_per_call();
-    let main_opts = if separate {
-        capture_opts.without_per_call()
-    } else {
-        capture_opts.clone()
-    };
     let pids: Vec<u32> = commands.iter().map(|c| c.1).collect();
     let ports: Vec<(u32, Option<u16>, Option<u16>)> = commands
         .iter()
@@ -270,28 +270,19 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         rt: &rt,
         sink: &sink,
         phases: &phases,
-        socks: plan.socks_addr,
+        traffic: Traffic::Socks(plan.socks_addr),
         cancel: &cancel,
         pids: &pids,
         ports: &ports,
         started,
     };
-    let main = measure(&mut pass_ctx, &main_opts, &mut chain, &mut log)?;
-    let mut per_call = None;
-    if separate && main.exited_early.is_none() && main.integrity_ok() {
-        log.line("per-call pass: alloc and crypto probes");
-        per_call = Some(measure(
-            &mut pass_ctx,
-            &capture_opts.per_call_only(),
-            &mut chain,
-            &mut log,
-        )?);
-    }
+    let mut exited = || chain.exited().into_iter().next().map(|(r, _, how)| (r, how));
+    let measured = measure_passes(&mut pass_ctx, &plan.spec, &mut exited, &mut log);
     rt.block_on(sink.stop());
+    let measured = measured?;
     if cancel.is_cancelled() {
         return Err(RunError::Interrupted);
     }
-    let measured = merge_per_call(main, per_call);
     let facts = stop_chain(&mut chain, &commands);
     signal_task.abort();
     drop(rt);
@@ -305,7 +296,8 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         &id.dir,
     )?;
     let mut report = assemble(
-        &plan,
+        &plan.spec,
+        &plan.categories,
         id.clone(),
         Assembly {
             started,
@@ -325,6 +317,32 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         print!("{}", render::summary(&report));
     }
     verdict(report, measured.exited_early, id.dir)
+}
+
+/// The main pass, then the per-call pass when the profile measures the
+/// per-call probes apart, merged.
+fn measure_passes(
+    ctx: &mut PassContext,
+    spec: &ProfileSpec,
+    exited: &mut dyn FnMut() -> Option<(Role, String)>,
+    log: &mut RunLog,
+) -> Result<Measured, RunError> {
+    let capture_opts = spec.probes.capture_options();
+    // Per-call probes trap on every call; measured apart, they leave the
+    // main pass's flame graphs and throughput undistorted.
+    let separate = spec.probes.per_call_pass && capture_opts.has_per_call();
+    let main_opts = if separate {
+        capture_opts.without_per_call()
+    } else {
+        capture_opts.clone()
+    };
+    let main = measure(ctx, &main_opts, exited, log)?;
+    let mut per_call = None;
+    if separate && main.exited_early.is_none() && main.integrity_ok() {
+        log.line("per-call pass: alloc and crypto probes");
+        per_call = Some(measure(ctx, &capture_opts.per_call_only(), exited, log)?);
+    }
+    Ok(merge_per_call(main, per_call))
 }
 
 /// What will run, checked before anything starts: a bad spec, rule file or
@@ -416,21 +434,21 @@ struct Identity {
 /// run directory named after it.
 fn identify(
     opts: &RunOptions,
-    plan: &Plan,
+    spec: &ProfileSpec,
+    programs: &[(Role, PathBuf)],
     started_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Identity, RunError> {
     let kernel = kernel_release();
-    let spec_text = plan.spec.canonical();
+    let spec_text = spec.canonical();
     let mut inputs = vec![Input {
         what: "spec".into(),
         path: opts.spec_path.display().to_string(),
         blake3: blake3::hash(spec_text.as_bytes()).to_hex().to_string(),
     }];
-    for l in &plan.launches {
-        let program = which(&l.program);
-        let hash = hash_file(&program).map_err(io_err(format!("hashing {}", program.display())))?;
+    for (role, program) in programs {
+        let hash = hash_file(program).map_err(io_err(format!("hashing {}", program.display())))?;
         inputs.push(Input {
-            what: format!("{} endpoint", l.role.as_str()),
+            what: format!("{} endpoint", role.as_str()),
             path: program.display().to_string(),
             blake3: hash,
         });
@@ -448,7 +466,7 @@ fn identify(
     let spec_blake3 = inputs[0].blake3.clone();
     let dir = opts.out_dir.join(format!(
         "{}-{}-{}",
-        plan.spec.name,
+        spec.name,
         started_at.format("%Y%m%d-%H%M%S"),
         &run_id[..6]
     ));
@@ -796,7 +814,12 @@ struct Assembly<'a> {
 
 /// The report: runtime results converted into report types (in
 /// `report::from_run`), the targets analysed; the checklist is judged after.
-fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
+fn assemble(
+    spec: &ProfileSpec,
+    categories: &analyze::attribution::Categories,
+    id: Identity,
+    a: Assembly,
+) -> Report {
     let main = &a.measured.main;
     let results = &main.results;
     let phases: Vec<analyze::PhaseInput> = results
@@ -813,7 +836,7 @@ fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
         attached: &main.attached,
         options: a.capture_opts,
         live: &main.live,
-        categories: &plan.categories,
+        categories,
         phases: &phases,
         sockets: &main.sockets,
         snapshots: &main.snapshots,
@@ -841,7 +864,6 @@ fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
         (None, false) => "failed: payload integrity".to_string(),
         (None, true) => "ok".to_string(),
     };
-    let spec = &plan.spec;
     Report {
         schema_version: SCHEMA_VERSION,
         run: RunInfo {
@@ -945,12 +967,22 @@ struct PassContext<'a> {
     rt: &'a tokio::runtime::Runtime,
     sink: &'a Sink,
     phases: &'a [drive::PhaseOptions],
-    socks: std::net::SocketAddr,
+    traffic: Traffic,
     cancel: &'a CancellationToken,
     pids: &'a [u32],
     /// (pid, listening port, next hop's port) per target.
     ports: &'a [(u32, Option<u16>, Option<u16>)],
     started: Instant,
+}
+
+/// Where a pass's traffic goes.
+#[derive(Debug, Clone, Copy)]
+enum Traffic {
+    /// The phases' traffic through this SOCKS5 address.
+    Socks(std::net::SocketAddr),
+    /// No traffic: one window of this many seconds, observing whatever
+    /// the targets do (`attach` without `--socks`).
+    Observe(f64),
 }
 
 /// What one pass measured, read while the targets still run.
@@ -980,7 +1012,7 @@ impl Pass {
 fn measure(
     ctx: &mut PassContext,
     opts: &crate::capture::CaptureOptions,
-    chain: &mut Chain,
+    exited: &mut dyn FnMut() -> Option<(Role, String)>,
     log: &mut RunLog,
 ) -> Result<Pass, RunError> {
     let mut probes = Probes::load(opts)?;
@@ -1005,9 +1037,19 @@ fn measure(
     let started = ctx.started;
     let drive_result: Result<(), RunError> = ctx.rt.block_on(async {
         let phases_done = async {
+            let socks = match ctx.traffic {
+                Traffic::Socks(a) => a,
+                Traffic::Observe(seconds) => {
+                    log.line(&format!("observing for {seconds} s"));
+                    let r = attach::observe(seconds, &window, ctx.cancel, exited).await;
+                    exited_early = r.as_ref().err().cloned();
+                    results.extend(r.ok());
+                    return Ok(());
+                }
+            };
             for (i, phase) in ctx.phases.iter().enumerate() {
                 log.line(&format!("phase {i}: {:?}", phase.pattern));
-                match drive::run_phase(phase, ctx.socks, ctx.sink, &window, ctx.cancel).await {
+                match drive::run_phase(phase, socks, ctx.sink, &window, ctx.cancel).await {
                     Ok(r) => {
                         log.line(&format!("phase {i}: integrity {:?}", r.integrity.status));
                         results.push(r);
@@ -1021,8 +1063,8 @@ fn measure(
                     Err(DriveError::Cancelled) => return Err(RunError::Interrupted),
                     Err(e) => return Err(e.into()),
                 }
-                if let Some((role, _, how)) = chain.exited().into_iter().next() {
-                    exited_early = Some((role, how));
+                if let Some(e) = exited() {
+                    exited_early = Some(e);
                     break;
                 }
             }
@@ -1048,9 +1090,7 @@ fn measure(
     });
     // A phase that failed because an endpoint died is reported as that.
     if exited_early.is_none() {
-        if let Some((role, _, how)) = chain.exited().into_iter().next() {
-            exited_early = Some((role, how));
-        }
+        exited_early = exited();
     }
     if let Err(e) = drive_result {
         if exited_early.is_none() || matches!(e, RunError::Interrupted) {
@@ -1069,7 +1109,7 @@ fn measure(
     let capture = probes.read()?;
     let windows = probes.windows();
     let attached = probes.attached().clone();
-    let samples = resolve::resolve(&capture.stacks, &capture.thread_names);
+    let samples = resolve::resolve_in_tree(&capture.stacks, &capture.thread_names, &capture.tree);
     log.line(&format!(
         "read {} syscall rows, {} stacks",
         capture.syscalls.len(),

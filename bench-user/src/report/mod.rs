@@ -18,6 +18,7 @@
 mod checklist;
 pub mod from_run;
 mod probes;
+pub mod processes;
 mod run;
 pub mod stacks;
 mod target;
@@ -33,6 +34,7 @@ pub use checklist::{CipherBench, RuleResult, Verdict};
 pub use probes::{
     AllocProbeOptions, CryptoProbeOptions, Overhead, ProbeOptions, ProbesInfo, ProgramCost,
 };
+pub use processes::TargetProcess;
 pub use run::{Input, Machine, RunInfo};
 pub use stacks::{FoldedGraph, FoldedStack, StackFile};
 pub use target::{
