@@ -276,7 +276,13 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         ports: &ports,
         started,
     };
-    let mut exited = || chain.exited().into_iter().next().map(|(r, _, how)| (r, how));
+    let mut exited = || {
+        chain
+            .exited()
+            .into_iter()
+            .next()
+            .map(|(r, _, how)| (r, how))
+    };
     let measured = measure_passes(&mut pass_ctx, &plan.spec, &mut exited, &mut log);
     rt.block_on(sink.stop());
     let measured = measured?;

@@ -562,7 +562,11 @@ fn forked_children_are_followed(exec: bool) {
     drop(probes);
 
     // Every getppid was a child's, each counted as the target's.
-    let getppid: Vec<_> = cap.syscalls.iter().filter(|r| r.name == "getppid").collect();
+    let getppid: Vec<_> = cap
+        .syscalls
+        .iter()
+        .filter(|r| r.name == "getppid")
+        .collect();
     assert!(getppid.iter().all(|r| r.tgid == pid), "{getppid:?}");
     assert_eq!(
         getppid.iter().map(|r| r.stats.count).sum::<u64>(),

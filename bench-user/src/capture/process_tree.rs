@@ -61,7 +61,11 @@ pub(super) fn fold_into_targets(capture: &mut Capture) {
         capture.process_counts.entry(r.tgid).or_default().syscalls += r.stats.count;
     }
     for s in capture.stacks.iter().filter(|s| s.graph == Graph::Cpu) {
-        capture.process_counts.entry(s.tgid).or_default().cpu_samples += s.weight;
+        capture
+            .process_counts
+            .entry(s.tgid)
+            .or_default()
+            .cpu_samples += s.weight;
     }
     let roots = capture.tree.roots();
     if roots.is_empty() {
@@ -326,8 +330,7 @@ fn drain(ring: &mut RingBuf<MapData>, tree: &mut ProcessTree) {
         if item.len() >= std::mem::size_of::<ProcessEvent>() {
             // SAFETY: the probe writes whole ProcessEvents (repr(C), plain
             // integers); read unaligned from the ring's bytes.
-            let event =
-                unsafe { std::ptr::read_unaligned(item.as_ptr() as *const ProcessEvent) };
+            let event = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const ProcessEvent) };
             tree.apply(&event);
         }
     }

@@ -194,13 +194,7 @@ pub fn attach_running(opts: &RunOptions, a: &AttachOptions) -> Result<RunOutcome
         .map(|t| (t.role, t.pid, t.command.clone()))
         .collect();
     let capture_opts = spec.probes.capture_options();
-    let graphs = draw_graphs(
-        &spec,
-        &capture_opts,
-        &measured.samples,
-        &commands,
-        &id.dir,
-    )?;
+    let graphs = draw_graphs(&spec, &capture_opts, &measured.samples, &commands, &id.dir)?;
     let mut report = assemble(
         &spec,
         &categories,
