@@ -136,6 +136,34 @@ fn a_running_sing_box_is_measured_and_left_running() {
     // 3 s at 99 Hz: relaying takes CPU in every second of it.
     assert!(t.cpu.samples >= 10, "{} CPU samples", t.cpu.samples);
 
+    // Observed only, without traffic: one window, no bytes, still running.
+    let result = Command::new(PROTOPROF)
+        .arg("attach")
+        .arg(attach_profile(&out))
+        .args(["--pid", &pid.to_string(), "--duration", "1"])
+        .arg("--out")
+        .arg(&out)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run protoprof attach");
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "attach failed: {stdout}");
+    let dir = PathBuf::from(stdout.lines().last().expect("run dir").trim());
+    let report = assert_run_valid(&dir);
+    let phases = &report.workload.phases;
+    assert_eq!(phases.len(), 1);
+    assert_eq!(
+        (phases[0].pattern.as_str(), phases[0].bytes_up),
+        ("observe", 0)
+    );
+    assert!(
+        (1.0..3.0).contains(&report.run.measured_s),
+        "{}",
+        report.run.measured_s
+    );
+    assert_eq!(report.targets[0].pid, pid);
+    assert!(matches!(state(pid).as_deref(), Some("S" | "R")));
+
     sing_box.kill().expect("stop sing-box");
     sing_box.wait().expect("reap sing-box");
     assert_clean();
@@ -158,4 +186,64 @@ fn a_pid_that_names_no_process_is_refused_in_one_line() {
     assert_eq!(result.status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&format!("--pid {}", gone.id())), "{err}");
+}
+
+/// `attach` without `--socks` on a process of ours: observes, and ends
+/// on Ctrl-C (status 130) or when the target exits (status 1, the report
+/// written), each time with the probes detached and, after Ctrl-C, the
+/// target left running.
+#[test]
+#[ignore = "needs root"]
+fn observing_ends_cleanly_on_ctrl_c_and_when_the_target_exits() {
+    become_subreaper();
+    let out = out_dir("attach-observe");
+    let attach = |pid: u32| {
+        let mut cmd = Command::new(PROTOPROF);
+        cmd.args(["attach", "--pid", &pid.to_string(), "--duration", "30"])
+            .arg("--profiles")
+            .arg(workspace().join("profiles"))
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().expect("start protoprof attach")
+    };
+    // Ctrl-C: the target keeps running.
+    let mut target = Command::new("sleep").arg("60").spawn().expect("sleep");
+    let run = attach(target.id());
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: kill(2) on the pid of our own child.
+    assert_eq!(unsafe { libc::kill(run.id() as i32, libc::SIGINT) }, 0);
+    let done = run.wait_with_output().expect("wait attach");
+    assert_eq!(
+        done.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(state(target.id()).as_deref(), Some("S"));
+    assert!(target.try_wait().expect("try_wait").is_none());
+    target.kill().expect("stop sleep");
+    target.wait().expect("reap sleep");
+
+    // The target exits during the window: the run ends there, says so.
+    let mut target = Command::new("sleep").arg("3").spawn().expect("sleep");
+    let started = Instant::now();
+    let run = attach(target.id());
+    let done = run.wait_with_output().expect("wait attach");
+    target.wait().expect("reap sleep");
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{err}");
+    assert!(err.contains("exited"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // "… exited during the run (pid N exited); report in DIR"
+    let dir = err.trim().rsplit_once("report in ").expect("report dir").1;
+    let report = assert_run_valid(std::path::Path::new(dir));
+    assert!(
+        report.run.status.starts_with("failed"),
+        "{}",
+        report.run.status
+    );
+    assert_clean();
+    let _ = std::fs::remove_dir_all(&out);
 }
