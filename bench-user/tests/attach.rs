@@ -88,20 +88,26 @@ fn a_running_sing_box_is_measured_and_left_running() {
     let out = out_dir("attach");
     let (mut sing_box, port) = sing_box_socks(&out);
     let pid = sing_box.id();
-    let result = Command::new(PROTOPROF)
-        .arg("attach")
-        .arg(attach_profile(&out))
-        .args(["--pid", &pid.to_string(), "--role", "client"])
-        .args(["--socks", &format!("127.0.0.1:{port}")])
-        .arg("--out")
-        .arg(&out)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run protoprof attach");
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(result.status.success(), "attach failed: {stdout}");
-    let dir = PathBuf::from(stdout.lines().last().expect("run dir").trim());
-    let report = assert_run_valid(&dir);
+    let profile = attach_profile(&out);
+    let attach_ok = |args: &[&str]| {
+        let result = Command::new(PROTOPROF)
+            .arg("attach")
+            .arg(&profile)
+            .args(["--pid", &pid.to_string()])
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run protoprof attach");
+        let stdout = String::from_utf8_lossy(&result.stdout);
+        assert!(result.status.success(), "attach failed: {stdout}");
+        assert_run_valid(&PathBuf::from(
+            stdout.lines().last().expect("run dir").trim(),
+        ))
+    };
+    let socks = format!("127.0.0.1:{port}");
+    let report = attach_ok(&["--role", "client", "--socks", &socks]);
 
     // Left running, not stopped: still a sleeping or running process that
     // accepts connections.
@@ -137,19 +143,7 @@ fn a_running_sing_box_is_measured_and_left_running() {
     assert!(t.cpu.samples >= 10, "{} CPU samples", t.cpu.samples);
 
     // Observed only, without traffic: one window, no bytes, still running.
-    let result = Command::new(PROTOPROF)
-        .arg("attach")
-        .arg(attach_profile(&out))
-        .args(["--pid", &pid.to_string(), "--duration", "1"])
-        .arg("--out")
-        .arg(&out)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run protoprof attach");
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(result.status.success(), "attach failed: {stdout}");
-    let dir = PathBuf::from(stdout.lines().last().expect("run dir").trim());
-    let report = assert_run_valid(&dir);
+    let report = attach_ok(&["--duration", "1"]);
     let phases = &report.workload.phases;
     assert_eq!(phases.len(), 1);
     assert_eq!(
