@@ -65,8 +65,39 @@ pub fn time_slot(now_ns: u64, start_ns: u64) -> u16 {
     }
 }
 
-/// The processes the probes record: key = tgid, value = role index.
-pub const MAX_TARGETS: u32 = 64;
+/// The processes the probes record: key = tgid, value = role index (with
+/// [`TARGET_FOLLOWED`] set for the processes a target forked). Room for
+/// the children of a server that forks a worker per connection: the
+/// probes drop a child from the map when it exits.
+pub const MAX_TARGETS: u32 = 8192;
+
+/// `TARGETS` value bit: the process was added by the probes when a target
+/// forked it (a followed child), not by the runner.
+pub const TARGET_FOLLOWED: u32 = 1 << 31;
+
+/// [`ProcessEvent::kind`]: a target forked a new process (`pid`).
+pub const PROCESS_FORK: u32 = 0;
+/// [`ProcessEvent::kind`]: a target process (`pid`) called execve.
+pub const PROCESS_EXEC: u32 = 1;
+/// [`ProcessEvent::kind`]: a target process's main thread exited.
+pub const PROCESS_EXIT: u32 = 2;
+
+/// One event of a target's process tree, sent to the runner through a ring
+/// buffer so that it can read the process's mappings while it lives.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessEvent {
+    /// `PROCESS_FORK`, `PROCESS_EXEC` or `PROCESS_EXIT`.
+    pub kind: u32,
+    /// The process (tgid) the event is about.
+    pub pid: u32,
+    /// For a fork: the forking process's tgid; else 0.
+    pub parent: u32,
+    /// The `TARGETS` value of the process (role index, flags).
+    pub role: u32,
+    /// CLOCK_MONOTONIC ns.
+    pub time_ns: u64,
+}
 
 /// Slots of the target pre-filter (a power of two): slot `tgid % N` counts
 /// the targets whose tgid falls in it. The syscall and sched_switch probes
@@ -426,6 +457,7 @@ mod pod {
     // SAFETY: all of these are repr(C), Copy, and have no padding or
     // invalid bit patterns.
     unsafe impl aya::Pod for super::SyscallKey {}
+    unsafe impl aya::Pod for super::ProcessEvent {}
     unsafe impl aya::Pod for super::SyscallStats {}
     unsafe impl aya::Pod for super::SyscallHistKey {}
     unsafe impl aya::Pod for super::InFlight {}

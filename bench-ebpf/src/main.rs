@@ -13,6 +13,7 @@ mod cpu;
 mod crypto;
 mod floor;
 mod offcpu;
+mod process_tree;
 mod syscalls;
 mod user_stack;
 

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use blazesym::{
     symbolize::{
-        source::{Kernel, Process, Source},
+        source::{Elf, Kernel, Process, Source},
         Input, Symbolized, Symbolizer,
     },
     Pid,
@@ -20,7 +20,9 @@ use blazesym::{
 
 use crate::capture::{
     elf::{self, ElfFile, Mapping},
-    probe_frames, Graph, StackRecord,
+    probe_frames,
+    process_tree::ProcessTree,
+    Graph, StackRecord,
 };
 
 /// One frame of a resolved stack.
@@ -57,9 +59,13 @@ struct GoTables {
 }
 
 impl GoTables {
-    fn new(pid: u32) -> GoTables {
+    fn new(pid: u32, tree: &ProcessTree) -> GoTables {
+        let mut mappings = elf::executable_mappings(pid);
+        if mappings.is_empty() {
+            mappings = tree.mappings(pid).map(<[_]>::to_vec).unwrap_or_default();
+        }
         GoTables {
-            mappings: elf::executable_mappings(pid),
+            mappings,
             files: HashMap::new(),
         }
     }
@@ -92,6 +98,18 @@ pub fn resolve(
     records: &[StackRecord],
     thread_names: &HashMap<u32, String>,
 ) -> Vec<ResolvedSample> {
+    resolve_in_tree(records, thread_names, &ProcessTree::default())
+}
+
+/// Symbolize every record's stacks, each against its own process: a live
+/// one through /proc, one that has exited through the mappings `tree` kept
+/// for it. Each sample is then counted as its target's (a forked child's
+/// as the process the runner added).
+pub fn resolve_in_tree(
+    records: &[StackRecord],
+    thread_names: &HashMap<u32, String>,
+    tree: &ProcessTree,
+) -> Vec<ResolvedSample> {
     let symbolizer = Symbolizer::builder()
         .enable_inlined_fns(true)
         .enable_demangling(true)
@@ -110,9 +128,16 @@ pub fn resolve(
     }
     let mut user_names: HashMap<(u32, u64), Vec<String>> = HashMap::new();
     for (tgid, addrs) in user_addrs {
-        let src = Source::Process(Process::new(Pid::from(tgid)));
-        let mut go = GoTables::new(tgid);
-        for (addr, names) in symbolize(&symbolizer, &src, addrs) {
+        let gone = !std::path::Path::new(&format!("/proc/{tgid}/maps")).exists();
+        let found = match tree.mappings(tgid) {
+            Some(mappings) if gone => symbolize_from_mappings(&symbolizer, mappings, addrs),
+            _ => {
+                let src = Source::Process(Process::new(Pid::from(tgid)));
+                symbolize(&symbolizer, &src, addrs)
+            }
+        };
+        let mut go = GoTables::new(tgid, tree);
+        for (addr, names) in found {
             let names = match names {
                 Some(n) => n,
                 None => match go.name(addr) {
@@ -157,7 +182,7 @@ pub fn resolve(
             }
             ResolvedSample {
                 graph: r.graph,
-                tgid: r.tgid,
+                tgid: tree.root_of(r.tgid).unwrap_or(r.tgid),
                 tid: r.tid,
                 thread_name: thread_names
                     .get(&r.tid)
@@ -219,6 +244,37 @@ fn push_frames(frames: &mut Vec<Frame>, names: Option<&Vec<String>>, addr: u64, 
     }
 }
 
+/// Names for addresses of a process that has exited, from the mappings
+/// read while it lived: each address becomes an offset in its file.
+fn symbolize_from_mappings(
+    symbolizer: &Symbolizer,
+    mappings: &[Mapping],
+    addrs: BTreeSet<u64>,
+) -> Vec<(u64, Option<Vec<String>>)> {
+    let mut by_file: HashMap<&std::path::Path, (Vec<u64>, Vec<u64>)> = HashMap::new();
+    let mut out = Vec::new();
+    for addr in addrs {
+        match mappings.iter().find(|m| addr >= m.start && addr < m.end) {
+            Some(m) => {
+                let (a, offsets) = by_file.entry(&m.path).or_default();
+                a.push(addr);
+                offsets.push(addr - m.start + m.file_offset);
+            }
+            None => out.push((addr, None)),
+        }
+    }
+    for (path, (addrs, offsets)) in by_file {
+        let src = Source::Elf(Elf::new(path));
+        out.extend(symbolize_input(
+            symbolizer,
+            &src,
+            &addrs,
+            Input::FileOffset(&offsets),
+        ));
+    }
+    out
+}
+
 /// Names for each address (`None` = unknown), outer function first, then
 /// the functions inlined into it at that address.
 fn symbolize(
@@ -227,8 +283,19 @@ fn symbolize(
     addrs: BTreeSet<u64>,
 ) -> Vec<(u64, Option<Vec<String>>)> {
     let addrs: Vec<u64> = addrs.into_iter().collect();
-    let Ok(results) = symbolizer.symbolize(src, Input::AbsAddr(&addrs)) else {
-        return addrs.into_iter().map(|a| (a, None)).collect();
+    symbolize_input(symbolizer, src, &addrs, Input::AbsAddr(&addrs))
+}
+
+/// [`symbolize`] with the input given: `addrs` as looked up, or as file
+/// offsets (in the same order).
+fn symbolize_input(
+    symbolizer: &Symbolizer,
+    src: &Source,
+    addrs: &[u64],
+    input: Input<&[u64]>,
+) -> Vec<(u64, Option<Vec<String>>)> {
+    let Ok(results) = symbolizer.symbolize(src, input) else {
+        return addrs.iter().map(|&a| (a, None)).collect();
     };
     addrs
         .iter()

@@ -13,6 +13,9 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
+mod attach;
+pub use attach::{attach_running, AttachOptions};
+
 use crate::{
     analyze::{self, TargetFacts},
     capture::{
@@ -311,7 +314,12 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let plan = plan(opts)?;
-    let id = identify(opts, &plan, started_at)?;
+    let programs: Vec<(Role, PathBuf)> = plan
+        .launches
+        .iter()
+        .map(|l| (l.role, which(&l.program)))
+        .collect();
+    let id = identify(opts, &plan.spec, &programs, started_at)?;
     let mut log = RunLog {
         file: File::create(id.dir.join("run.log")).ok(),
         start: started,
@@ -386,14 +394,6 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         .map_err(|e| exited_before_measuring(e, &mut chain, "set-up phase", &id.dir))?;
 
     let capture_opts = plan.spec.probes.capture_options();
-    // Per-call probes trap on every call; measured apart, they leave the
-    // main pass's flame graphs and throughput undistorted.
-    let separate = plan.spec.probes.per_call_pass && capture_opts.has_per_call();
-    let main_opts = if separate {
-        capture_opts.without_per_call()
-    } else {
-        capture_opts.clone()
-    };
     let pids: Vec<u32> = commands.iter().map(|c| c.1).collect();
     let ports: Vec<(u32, Option<u16>, Option<u16>)> = commands
         .iter()
@@ -418,31 +418,32 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         spec: &plan.spec,
         limits: &limits,
         roles: &roles,
-        socks: plan.socks_addr,
+        traffic: Traffic::Socks(plan.socks_addr),
         cancel: &cancel,
         pids: &pids,
         ports: &ports,
         started,
         network: network.as_ref(),
     };
-    let main = measure(&mut pass_ctx, &main_opts, &mut chain, &mut log)?;
-    let mut per_call = None;
-    if separate && main.exited_early.is_none() && main.integrity_ok() {
-        log.line("per-call pass: alloc and crypto probes");
-        per_call = Some(measure(
-            &mut pass_ctx,
-            &capture_opts.per_call_only(),
-            &mut chain,
-            &mut log,
-        )?);
-    }
+    let mut exited = || {
+        chain
+            .exited()
+            .into_iter()
+            .next()
+            .map(|(r, _, how)| (r, how))
+    };
+    let measured = measure_passes(&mut pass_ctx, &plan.spec, &mut exited, &mut log);
     rt.block_on(sink.stop());
+    let measured = measured?;
     if cancel.is_cancelled() {
         return Err(RunError::Interrupted);
     }
-    let link_windows: Vec<_> = [("main", &main.links)]
+    let link_windows: Vec<_> = [("main", &measured.main.links)]
         .into_iter()
-        .chain(per_call.as_ref().map(|p| ("per_call", &p.links)))
+        .chain(
+            (!measured.per_call_results.is_empty())
+                .then_some(("per_call", &measured.per_call_links)),
+        )
         .flat_map(|(pass, links)| {
             links
                 .iter()
@@ -450,7 +451,6 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
                 .map(move |(i, (a, b))| (pass.to_string(), i, *a, *b))
         })
         .collect();
-    let measured = merge_per_call(main, per_call);
     let facts = stop_chain(&mut chain, &commands);
     let resource_samples = sampler.finish();
     signal_task.abort();
@@ -485,7 +485,8 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         &id.dir,
     )?;
     let mut report = assemble(
-        &plan,
+        &plan.spec,
+        &plan.categories,
         id.clone(),
         Assembly {
             started,
@@ -513,6 +514,32 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         print!("{}", render::summary(&report));
     }
     verdict(report, measured.exited_early, id.dir)
+}
+
+/// The main pass, then the per-call pass when the profile measures the
+/// per-call probes apart, merged.
+fn measure_passes(
+    ctx: &mut PassContext,
+    spec: &ProfileSpec,
+    exited: &mut dyn FnMut() -> Option<(Role, String)>,
+    log: &mut RunLog,
+) -> Result<Measured, RunError> {
+    let capture_opts = spec.probes.capture_options();
+    // Per-call probes trap on every call; measured apart, they leave the
+    // main pass's flame graphs and throughput undistorted.
+    let separate = spec.probes.per_call_pass && capture_opts.has_per_call();
+    let main_opts = if separate {
+        capture_opts.without_per_call()
+    } else {
+        capture_opts.clone()
+    };
+    let main = measure(ctx, &main_opts, exited, log)?;
+    let mut per_call = None;
+    if separate && main.exited_early.is_none() && main.integrity_ok() {
+        log.line("per-call pass: alloc and crypto probes");
+        per_call = Some(measure(ctx, &capture_opts.per_call_only(), exited, log)?);
+    }
+    Ok(merge_per_call(main, per_call))
 }
 
 /// What will run, checked before anything starts: a bad spec, rule file or
@@ -637,21 +664,21 @@ struct Identity {
 /// run directory named after it.
 fn identify(
     opts: &RunOptions,
-    plan: &Plan,
+    spec: &ProfileSpec,
+    programs: &[(Role, PathBuf)],
     started_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Identity, RunError> {
     let kernel = kernel_release();
-    let spec_text = plan.spec.canonical();
+    let spec_text = spec.canonical();
     let mut inputs = vec![Input {
         what: "spec".into(),
         path: opts.spec_path.display().to_string(),
         blake3: blake3::hash(spec_text.as_bytes()).to_hex().to_string(),
     }];
-    for l in &plan.launches {
-        let program = which(&l.program);
-        let hash = hash_file(&program).map_err(io_err(format!("hashing {}", program.display())))?;
+    for (role, program) in programs {
+        let hash = hash_file(program).map_err(io_err(format!("hashing {}", program.display())))?;
         inputs.push(Input {
-            what: format!("{} endpoint", l.role.as_str()),
+            what: format!("{} endpoint", role.as_str()),
             path: program.display().to_string(),
             blake3: hash,
         });
@@ -669,7 +696,7 @@ fn identify(
     let spec_blake3 = inputs[0].blake3.clone();
     let dir = opts.out_dir.join(format!(
         "{}-{}-{}",
-        plan.spec.name,
+        spec.name,
         started_at.format("%Y%m%d-%H%M%S"),
         &run_id[..6]
     ));
@@ -840,6 +867,8 @@ struct Measured {
     per_call_results: Vec<PhaseResult>,
     /// The per-call pass's window loads (empty when it did not run apart).
     per_call_loads: Vec<machine_load::WindowLoad>,
+    /// The router's counters at the per-call pass's window edges.
+    per_call_links: Vec<(impair::Snapshot, impair::Snapshot)>,
     exited_early: Option<(Role, String)>,
     samples: Vec<resolve::ResolvedSample>,
 }
@@ -853,6 +882,7 @@ fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
         per_call_phase_window_bytes: None,
         per_call_results: Vec::new(),
         per_call_loads: Vec::new(),
+        per_call_links: Vec::new(),
         main,
     };
     m.samples = std::mem::take(&mut m.main.samples);
@@ -861,6 +891,7 @@ fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
     };
     let main = &mut m.main;
     m.exited_early = pc.exited_early.clone();
+    m.per_call_links = pc.links.clone();
     m.per_call_overhead = overhead(&main.results, &pc.results);
     m.per_call_window_bytes = Some(pc.results.iter().map(|r| r.window_bytes()).sum());
     m.per_call_phase_window_bytes = Some(pc.results.iter().map(|r| r.window_bytes()).collect());
@@ -1047,7 +1078,12 @@ struct Assembly<'a> {
 
 /// The report: runtime results converted into report types (in
 /// `report::from_run`), the targets analysed; the checklist is judged after.
-fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
+fn assemble(
+    spec: &ProfileSpec,
+    categories: &analyze::attribution::Categories,
+    id: Identity,
+    a: Assembly,
+) -> Report {
     let main = &a.measured.main;
     let results = &main.results;
     let phases: Vec<analyze::PhaseInput> = results
@@ -1064,7 +1100,7 @@ fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
         attached: &main.attached,
         options: a.capture_opts,
         live: &main.live,
-        categories: &plan.categories,
+        categories,
         phases: &phases,
         sockets: &main.sockets,
         snapshots: &main.snapshots,
@@ -1092,7 +1128,6 @@ fn assemble(plan: &Plan, id: Identity, a: Assembly) -> Report {
         (None, false) => "failed: payload integrity".to_string(),
         (None, true) => "ok".to_string(),
     };
-    let spec = &plan.spec;
     Report {
         schema_version: SCHEMA_VERSION,
         run: RunInfo {
@@ -1261,13 +1296,23 @@ struct PassContext<'a> {
     spec: &'a ProfileSpec,
     limits: &'a report::Limits,
     roles: &'a [(report::Role, u32)],
-    socks: std::net::SocketAddr,
+    traffic: Traffic,
     cancel: &'a CancellationToken,
     pids: &'a [u32],
     /// (pid, listening port, next hop's port) per target.
     ports: &'a [(u32, Option<u16>, Option<u16>)],
     started: Instant,
     network: Option<&'a Network>,
+}
+
+/// Where a pass's traffic goes.
+#[derive(Debug, Clone, Copy)]
+enum Traffic {
+    /// The phases' traffic through this SOCKS5 address.
+    Socks(std::net::SocketAddr),
+    /// No traffic: one window of this many seconds, observing whatever
+    /// the targets do (`attach` without `--socks`).
+    Observe(f64),
 }
 
 /// What one pass measured, read while the targets still run.
@@ -1301,7 +1346,7 @@ impl Pass {
 fn measure(
     ctx: &mut PassContext,
     opts: &crate::capture::CaptureOptions,
-    chain: &mut Chain,
+    exited: &mut dyn FnMut() -> Option<(Role, String)>,
     log: &mut RunLog,
 ) -> Result<Pass, RunError> {
     let mut probes = Probes::load(opts)?;
@@ -1331,6 +1376,16 @@ fn measure(
     let started = ctx.started;
     let drive_result: Result<(), RunError> = ctx.rt.block_on(async {
         let phases_done = async {
+            let socks = match ctx.traffic {
+                Traffic::Socks(a) => a,
+                Traffic::Observe(seconds) => {
+                    log.line(&format!("observing for {seconds} s"));
+                    let r = attach::observe(seconds, &window, ctx.cancel, exited).await;
+                    exited_early = r.as_ref().err().cloned();
+                    results.extend(r.ok());
+                    return Ok(());
+                }
+            };
             for (i, phase) in ctx.phases.iter().enumerate() {
                 let level = ctx.sweep_levels.get(i).copied().flatten();
                 if let Some(level) = level {
@@ -1340,8 +1395,7 @@ fn measure(
                 }
                 log.line(&format!("phase {i}: {:?}", phase.pattern));
                 let marks = window.marks();
-                let outcome =
-                    drive::run_phase(phase, ctx.socks, ctx.sink, &window, ctx.cancel).await;
+                let outcome = drive::run_phase(phase, socks, ctx.sink, &window, ctx.cancel).await;
                 if let Some(level) = level {
                     // A failing level is the sweep's finding, not the run's end.
                     let failed = match &outcome {
@@ -1367,8 +1421,8 @@ fn measure(
                                 reason,
                             });
                         }
-                        if let Some((role, _, how)) = chain.exited().into_iter().next() {
-                            exited_early = Some((role, how));
+                        if let Some(e) = exited() {
+                            exited_early = Some(e);
                             break;
                         }
                         continue;
@@ -1391,8 +1445,8 @@ fn measure(
                     Err(DriveError::Cancelled) => return Err(RunError::Interrupted),
                     Err(e) => return Err(e.into()),
                 }
-                if let Some((role, _, how)) = chain.exited().into_iter().next() {
-                    exited_early = Some((role, how));
+                if let Some(e) = exited() {
+                    exited_early = Some(e);
                     break;
                 }
             }
@@ -1418,9 +1472,7 @@ fn measure(
     });
     // A phase that failed because an endpoint died is reported as that.
     if exited_early.is_none() {
-        if let Some((role, _, how)) = chain.exited().into_iter().next() {
-            exited_early = Some((role, how));
-        }
+        exited_early = exited();
     }
     if let Err(e) = drive_result {
         if exited_early.is_none() || matches!(e, RunError::Interrupted) {
@@ -1441,7 +1493,7 @@ fn measure(
     let capture = probes.read()?;
     let windows = probes.windows();
     let attached = probes.attached().clone();
-    let samples = resolve::resolve(&capture.stacks, &capture.thread_names);
+    let samples = resolve::resolve_in_tree(&capture.stacks, &capture.thread_names, &capture.tree);
     log.line(&format!(
         "read {} syscall rows, {} stacks",
         capture.syscalls.len(),

@@ -555,3 +555,119 @@ fn probe_frames_go_to_the_profiler_not_the_target() {
     }
     assert_no_programs_left();
 }
+
+/// A target that forks children (each exiting before the probes are read)
+/// is measured with them: their syscalls, CPU samples and CPU time count as
+/// the target's, their frames are named from the mappings kept while they
+/// lived, and the target's process list names each of them.
+fn forked_children_are_followed(exec: bool) {
+    const CHILDREN: u64 = 3;
+    const GETPPID: u64 = 1000;
+    const SPIN_MS: u64 = 300;
+    const HZ: u64 = 999;
+    let opts = CaptureOptions {
+        syscalls: true,
+        cpu_frequency_hz: Some(HZ),
+        counters: true,
+        ..CaptureOptions::none()
+    };
+    let mut probes = Probes::load(&opts).expect("load probes");
+    let mut args = vec![
+        "forks".to_string(),
+        "--children".into(),
+        CHILDREN.to_string(),
+        "--getppid".into(),
+        GETPPID.to_string(),
+        "--spin-ms".into(),
+        SPIN_MS.to_string(),
+    ];
+    if exec {
+        args.push("--exec".into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut child, stdin) = run_until_done(&mut probes, &args);
+    let pid = child.id();
+    let cap = probes.read().expect("read");
+    let samples = resolve::resolve_in_tree(&cap.stacks, &cap.thread_names, &cap.tree);
+    drop(stdin);
+    assert_exited(&mut child);
+    drop(probes);
+
+    // Every getppid was a child's, each counted as the target's.
+    let getppid: Vec<_> = cap
+        .syscalls
+        .iter()
+        .filter(|r| r.name == "getppid")
+        .collect();
+    assert!(getppid.iter().all(|r| r.tgid == pid), "{getppid:?}");
+    assert_eq!(
+        getppid.iter().map(|r| r.stats.count).sum::<u64>(),
+        CHILDREN * GETPPID
+    );
+    let nr = getppid[0].nr;
+    assert_eq!(
+        cap.syscall_histograms[&(pid, nr)].iter().sum::<u64>(),
+        CHILDREN * GETPPID
+    );
+
+    let processes = protoprof::report::processes::of_target(&cap, pid);
+    assert_eq!(processes.len() as u64, 1 + CHILDREN, "{processes:?}");
+    assert_eq!((processes[0].pid, processes[0].parent), (pid, None));
+    // Each spin is SPIN_MS of wall time; on a busy 2-core machine a child
+    // gets at least a fifth of a CPU.
+    let min_samples = SPIN_MS * HZ / 1000 / 5;
+    for p in &processes[1..] {
+        assert_eq!(p.parent, Some(pid), "{p:?}");
+        assert!(p.exited, "{p:?}");
+        assert_eq!(p.execs, u32::from(exec), "{p:?}");
+        assert!(p.exe.ends_with("protoprof-fixture"), "{p:?}");
+        // An exec names the process after the file exec'd: /proc/self/exe.
+        let comm = if exec { "exe" } else { "protoprof-fixtu" };
+        assert_eq!(p.comm, comm, "{p:?}");
+        // Its getppid calls and, with exec, the loader's and runtime's.
+        assert!(p.syscalls >= GETPPID, "{p:?}");
+        assert!(p.cpu_samples >= min_samples, "{p:?}");
+    }
+    // The children's CPU samples are the target's, named after the
+    // function they spun in although they had exited.
+    let spinning: u64 = samples
+        .iter()
+        .filter(|s| {
+            s.tgid == pid
+                && s.frames
+                    .iter()
+                    .any(|f| f.name.contains("spin_in_named_function"))
+        })
+        .map(|s| s.weight)
+        .sum();
+    let children_samples: u64 = processes[1..].iter().map(|p| p.cpu_samples).sum();
+    assert!(
+        spinning * 10 >= children_samples * 9,
+        "spin_in_named_function in {spinning} of the children's {children_samples} samples"
+    );
+    // The counters were inherited: the children's CPU time is in them.
+    let task_clock = cap.counters[&pid]
+        .iter()
+        .find(|c| c.0 == "task_clock_ns")
+        .expect("task clock");
+    match &task_clock.1 {
+        capture::Reading::Value(ns) => assert!(
+            *ns >= CHILDREN * SPIN_MS * 1_000_000 / 5,
+            "task clock {ns} ns"
+        ),
+        other => panic!("task clock unavailable: {other:?}"),
+    }
+    assert_no_programs_left();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn forked_children_are_measured_as_their_target() {
+    forked_children_are_followed(false);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn forked_and_execed_children_are_measured_as_their_target() {
+    forked_children_are_followed(true);
+}

@@ -10,8 +10,8 @@
 //!   the reference endpoints.
 //! - `profile NAME`: build, then run `profiles/NAME.toml` (with `--compare
 //!   KEY=V1,KEY=V2 --repeat N`: two variants, interleaved, compared).
-//! - `baseline save|check NAME`, `compare A B`: build, then the protoprof
-//!   command of the same name.
+//! - `baseline save|check NAME`, `compare A B`, `attach --pid PID …`:
+//!   build, then the protoprof command of the same name.
 //! - `test`: format check, clippy (the probes too), and the whole test
 //!   suite (the probe tests need root; without it they are listed as
 //!   ignored, never passed). A peer that is missing and cannot be installed
@@ -82,6 +82,13 @@ enum Cmd {
     },
     /// Build, then `protoprof compare A B …` (arguments passed through).
     Compare {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, then `protoprof attach [PROFILE] --pid PID[,PID…] [--role R]
+    /// [--socks ADDR] [--duration S] …` (arguments passed through; named
+    /// profiles from the repository's profiles/).
+    Attach {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -228,6 +235,16 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             build(&root, &tools)?;
             let mut cmd = Command::new(root.join("target/release/protoprof"));
             cmd.current_dir(&root).arg("compare").args(&args);
+            run_protoprof(cmd)
+        }
+        Cmd::Attach { args } => {
+            build(&root, &tools)?;
+            let mut cmd = Command::new(root.join("target/release/protoprof"));
+            cmd.current_dir(&root)
+                .arg("attach")
+                .arg("--profiles")
+                .arg(root.join("profiles"))
+                .args(&args);
             run_protoprof(cmd)
         }
         Cmd::Test { no_install, args } => {

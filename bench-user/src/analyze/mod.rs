@@ -242,6 +242,7 @@ fn target(inp: &Inputs, f: &TargetFacts) -> Target {
         phases,
         metrics_phases,
         metric_scopes: BTreeMap::new(),
+        processes: crate::report::processes::of_target(inp.capture, f.pid),
     }
 }
 

@@ -60,10 +60,36 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         times: u32,
     },
+    /// Fork C children one after another, each making `getppid` N times
+    /// and spinning S ms in `spin_in_named_function` before it exits (with
+    /// `--exec`, after exec'ing this program's `child-work`); wait for
+    /// each, print `done`, stay alive until stdin closes.
+    Forks {
+        #[arg(long)]
+        children: u32,
+        #[arg(long)]
+        getppid: u64,
+        #[arg(long)]
+        spin_ms: u64,
+        #[arg(long)]
+        exec: bool,
+    },
+    /// What a `forks --exec` child runs: no `ready`, no go signal.
+    #[command(hide = true)]
+    ChildWork {
+        #[arg(long)]
+        getppid: u64,
+        #[arg(long)]
+        spin_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ChildWork { getppid, spin_ms } = cli.command {
+        child_work(getppid, spin_ms);
+        return ExitCode::SUCCESS;
+    }
     // Open before the go signal so the open is not among the counted calls.
     let devnull = match OpenOptions::new().write(true).open("/dev/null") {
         Ok(f) => f,
@@ -126,8 +152,79 @@ fn main() -> ExitCode {
                 std::thread::sleep(Duration::from_millis(ms));
             }
         }
+        Command::Forks {
+            children,
+            getppid,
+            spin_ms,
+            exec,
+        } => {
+            for _ in 0..children {
+                if fork_child(getppid, spin_ms, exec).is_err() {
+                    return ExitCode::FAILURE;
+                }
+            }
+            done_then_wait();
+        }
+        Command::ChildWork { .. } => {}
     }
     ExitCode::SUCCESS
+}
+
+/// `getppid` N times, then spin for S ms.
+fn child_work(getppid: u64, spin_ms: u64) {
+    for _ in 0..getppid {
+        // SAFETY: getppid has no preconditions.
+        std::hint::black_box(unsafe { libc::getppid() });
+    }
+    std::hint::black_box(spin_in_named_function(Duration::from_millis(spin_ms)));
+}
+
+/// Fork one child that does [`child_work`] (in this image, or in a fresh
+/// one of this program with `exec`) and wait for it to exit successfully.
+fn fork_child(getppid: u64, spin_ms: u64, exec: bool) -> Result<(), ()> {
+    // Built before the fork: the child only calls async-signal-safe code.
+    let args: Vec<std::ffi::CString> = [
+        "protoprof-fixture".to_string(),
+        "child-work".into(),
+        "--getppid".into(),
+        getppid.to_string(),
+        "--spin-ms".into(),
+        spin_ms.to_string(),
+    ]
+    .into_iter()
+    .map(|a| std::ffi::CString::new(a).map_err(|_| ()))
+    .collect::<Result<_, _>>()?;
+    let exe = std::ffi::CString::new("/proc/self/exe").map_err(|_| ())?;
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    // SAFETY: this process is single-threaded; the child runs plain
+    // computation and syscalls, then leaves through _exit or execv.
+    match unsafe { libc::fork() } {
+        -1 => Err(()),
+        0 => {
+            if exec {
+                // SAFETY: valid NUL-terminated strings and argv array.
+                unsafe { libc::execv(exe.as_ptr(), argv.as_ptr()) };
+                // SAFETY: leave the child without running the parent's
+                // exit handlers.
+                unsafe { libc::_exit(127) };
+            }
+            child_work(getppid, spin_ms);
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) }
+        }
+        pid => {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child with a valid status pointer.
+            let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+            let ok = waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+            if ok {
+                Ok(())
+            } else {
+                Err(())
+            }
+        }
+    }
 }
 
 /// Tell the test the work is done, then stay alive (so the test can

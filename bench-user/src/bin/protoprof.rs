@@ -94,6 +94,38 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Measure proxy processes already running (never stopped or
+    /// signalled): drive the profile's traffic through --socks, or only
+    /// observe for --duration seconds.
+    Attach {
+        /// A profile name or .toml path: its probes, and its phases when
+        /// driving traffic.
+        #[arg(default_value = "tcp")]
+        profile: String,
+        /// The processes to measure, PID[,PID…].
+        #[arg(long = "pid", value_delimiter = ',', required = true)]
+        pids: Vec<u32>,
+        /// client or server: one for every pid, or one per pid.
+        #[arg(long = "role", value_delimiter = ',', value_parser = parse_role)]
+        roles: Vec<protoprof::chain::Role>,
+        /// The proxy's SOCKS5 address to drive the profile's traffic through
+        /// (to protoprof's own sink); without it, only observe.
+        #[arg(long)]
+        socks: Option<std::net::SocketAddr>,
+        /// Seconds: the phases' total with --socks, the observed window
+        /// without (default 10).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Directory of named profiles.
+        #[arg(long, default_value = "profiles")]
+        profiles: PathBuf,
+        /// Override a profile setting, KEY=VALUE; repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Where run directories go.
+        #[arg(long, default_value = "target/protoprof/runs")]
+        out: PathBuf,
+    },
     /// Print the JSON Schema of report.json (docs/report.schema.json).
     Schema,
     /// Stored runs to check new runs against, keyed by spec and machine.
@@ -147,6 +179,27 @@ fn main() -> ExitCode {
         } => profile(&run, out, compare, repeat),
         Command::Render { run } => render_again(&run),
         Command::Schema => print_schema(),
+        Command::Attach {
+            profile,
+            pids,
+            roles,
+            socks,
+            duration,
+            profiles,
+            set,
+            out,
+        } => {
+            let args = RunArgs {
+                profile,
+                duration,
+                endpoint: None,
+                profiles,
+                set,
+                gates: None,
+            };
+            let attach = run::AttachOptions { pids, roles, socks };
+            attach_running(&args, out, &attach)
+        }
         Command::Compare {
             a,
             b,
@@ -168,8 +221,40 @@ fn fail(code: i32, msg: impl std::fmt::Display) -> u8 {
     u8::try_from(code).unwrap_or(1)
 }
 
-/// The run options of a profile, or the exit status of bad arguments.
-fn run_options(a: &RunArgs, out: PathBuf) -> Result<run::RunOptions, u8> {
+fn parse_role(s: &str) -> Result<protoprof::chain::Role, String> {
+    match s {
+        "client" => Ok(protoprof::chain::Role::Client),
+        "server" => Ok(protoprof::chain::Role::Server),
+        _ => Err(format!("{s:?}: use client or server")),
+    }
+}
+
+/// `attach`: the run options without an endpoint binary (nothing is
+/// started), then the run.
+fn attach_running(a: &RunArgs, out: PathBuf, attach: &run::AttachOptions) -> u8 {
+    let spec_path = match spec_path(a) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let opts = run::RunOptions {
+        spec_path,
+        duration: a.duration,
+        out_dir: out,
+        endpoint: PathBuf::new(),
+        print_summary: true,
+        overrides: a.set.clone(),
+    };
+    match run::attach_running(&opts, attach) {
+        Ok(outcome) => {
+            println!("{}", outcome.dir.display());
+            0
+        }
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
+/// The profile's file, or the exit status of a name that names none.
+fn spec_path(a: &RunArgs) -> Result<PathBuf, u8> {
     let spec_path = if a.profile.ends_with(".toml") || a.profile.contains('/') {
         PathBuf::from(&a.profile)
     } else {
@@ -186,6 +271,12 @@ fn run_options(a: &RunArgs, out: PathBuf) -> Result<run::RunOptions, u8> {
             ),
         ));
     }
+    Ok(spec_path)
+}
+
+/// The run options of a profile, or the exit status of bad arguments.
+fn run_options(a: &RunArgs, out: PathBuf) -> Result<run::RunOptions, u8> {
+    let spec_path = spec_path(a)?;
     let Some(endpoint) = a.endpoint.clone().or_else(sibling_endpoint) else {
         return Err(fail(
             2,

@@ -16,6 +16,7 @@ pub mod machine_load;
 mod offcpu;
 pub mod privileges;
 pub mod probe_frames;
+pub mod process_tree;
 pub mod resources;
 pub mod sockets;
 mod stacks;
@@ -41,6 +42,7 @@ use bench_common::{
     OffCpuKey, SyscallStats, CONFIG_ALLOC_LIVE, CONFIG_ALLOC_SAMPLE_BYTES, CONFIG_ENABLED,
     CONFIG_OFFCPU_STACK_INTERVAL_NS, CONFIG_SYSCALL_STACK_EVERY, CONFIG_TASK_PID_OFFSET,
     CONFIG_TASK_TGID_OFFSET, CONFIG_WINDOW_INDEX, CONFIG_WINDOW_START_NS, OUTSIDE_WINDOWS,
+    TARGET_FOLLOWED,
 };
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +72,9 @@ pub const PROGRAM_NAMES: &[&str] = &[
     "pp_floor_sys_exit",
     "pp_floor_sched_switch",
     "pp_floor_cpu_sample",
+    "pp_process_fork",
+    "pp_process_exec",
+    "pp_process_exit",
 ];
 
 /// Which probes to attach, and how.
@@ -183,6 +188,8 @@ pub enum CaptureError {
     Btf(#[from] btf::BtfError),
     #[error("crypto families: {0}")]
     Families(String),
+    #[error("starting the process tree watcher: {0}")]
+    Watcher(std::io::Error),
 }
 
 /// What the probes found and attached to in one target.
@@ -217,6 +224,8 @@ pub struct Probes {
     window_start_ns: u64,
     /// Off-CPU time of intervals still open as each window closed.
     offcpu_tails: StdHashMap<OffCpuKey, u64>,
+    /// The targets' process trees, followed as they fork and exec.
+    watcher: process_tree::Watcher,
 }
 
 /// One syscall of one thread, summed over CPUs.
@@ -265,6 +274,13 @@ pub struct Capture {
     /// (each also counts the threads it created after).
     pub thread_counters: BTreeMap<(u32, u32, String), u64>,
     pub program_costs: Vec<ProgramCost>,
+    /// The targets and the processes they forked. Every other field counts
+    /// a child's records as its target's; `stacks` keep the child's own
+    /// pid, to be named from its own mappings (`resolve`).
+    pub tree: process_tree::ProcessTree,
+    /// Per process (targets and children): syscalls made and CPU samples
+    /// taken in the measured windows.
+    pub process_counts: BTreeMap<u32, process_tree::ProcessCounts>,
 }
 
 /// Load program `name` and attach it to raw tracepoint `event` (by name: no
@@ -355,16 +371,19 @@ impl Probes {
         if let Some(hz) = options.cpu_frequency_hz {
             cpu::attach(&mut ebpf, hz, options.floor)?;
         }
+        // The fork probe reads the child's pid and tgid, as the offcpu
+        // probe reads the next task's.
+        let (pid, tgid) = btf::task_pid_tgid_offsets()?;
+        set(CONFIG_TASK_PID_OFFSET, pid)?;
+        set(CONFIG_TASK_TGID_OFFSET, tgid)?;
         if options.offcpu {
-            let (pid, tgid) = btf::task_pid_tgid_offsets()?;
-            set(CONFIG_TASK_PID_OFFSET, pid)?;
-            set(CONFIG_TASK_TGID_OFFSET, tgid)?;
             set(
                 CONFIG_OFFCPU_STACK_INTERVAL_NS,
                 options.offcpu_stack_interval_ns,
             )?;
             offcpu::attach(&mut ebpf, options.floor)?;
         }
+        let watcher = process_tree::attach(&mut ebpf)?;
         if let Some(a) = &options.alloc {
             set(CONFIG_ALLOC_SAMPLE_BYTES, a.sample_bytes)?;
             set(CONFIG_ALLOC_LIVE, u64::from(a.live))?;
@@ -392,29 +411,21 @@ impl Probes {
             windows: 0,
             window_start_ns: 0,
             offcpu_tails: StdHashMap::new(),
+            watcher,
         })
     }
 
     /// Record process `pid` (all its threads) from now on, attaching the
     /// per-process probes (allocator, crypto) to the files it has mapped.
+    ///
+    /// Its descendants are followed too: those it has already forked from
+    /// now on, those it forks later from their first instruction.
     pub fn add_target(&mut self, pid: u32, role: u32) -> Result<(), CaptureError> {
-        let filter_err = |source| CaptureError::Map {
-            name: "TARGET_FILTER",
-            source,
-        };
-        let slot = bench_common::target_slot(pid);
-        // Counted before TARGETS is written: a slot never reads empty for a
-        // listed target.
-        if self.targets.get(&pid, 0).is_err() {
-            let n = self.target_filter.get(&slot, 0).map_err(filter_err)?;
-            self.target_filter.set(slot, n + 1, 0).map_err(filter_err)?;
+        self.list_target(pid, role)?;
+        let descendants = self.watcher.tree().add_root(pid);
+        for child in descendants {
+            self.list_target(child, role | TARGET_FOLLOWED)?;
         }
-        self.targets
-            .insert(pid, role, 0)
-            .map_err(|source| CaptureError::Map {
-                name: "TARGETS",
-                source,
-            })?;
         if self.options.counters {
             self.counters
                 .insert(pid, counters::TargetCounters::open(pid));
@@ -471,6 +482,32 @@ impl Probes {
         }
         self.attached.insert(pid, info);
         attached
+    }
+
+    /// Put `pid` in the probes' target filter.
+    fn list_target(&mut self, pid: u32, value: u32) -> Result<(), CaptureError> {
+        let filter_err = |source| CaptureError::Map {
+            name: "TARGET_FILTER",
+            source,
+        };
+        let slot = bench_common::target_slot(pid);
+        // Counted before TARGETS is written: a slot never reads empty for a
+        // listed target.
+        if self.targets.get(&pid, 0).is_err() {
+            let n = self.target_filter.get(&slot, 0).map_err(filter_err)?;
+            self.target_filter.set(slot, n + 1, 0).map_err(filter_err)?;
+        }
+        self.targets
+            .insert(pid, value, 0)
+            .map_err(|source| CaptureError::Map {
+                name: "TARGETS",
+                source,
+            })
+    }
+
+    /// The targets' process trees as followed so far.
+    pub fn process_tree(&self) -> process_tree::ProcessTree {
+        self.watcher.tree().clone()
     }
 
     /// Open uprobe links (one per program, file and process with
@@ -537,7 +574,12 @@ impl Probes {
     /// Live sampled allocation bytes per tgid (alloc probe with `live`).
     pub fn live_bytes(&self) -> Result<BTreeMap<u32, i64>, CaptureError> {
         if self.options.alloc.as_ref().is_some_and(|a| a.live) {
-            alloc::live_bytes(&self.ebpf)
+            let roots = self.watcher.tree().roots();
+            let mut out = BTreeMap::new();
+            for (tgid, bytes) in alloc::live_bytes(&self.ebpf)? {
+                *out.entry(*roots.get(&tgid).unwrap_or(&tgid)).or_insert(0) += bytes;
+            }
+            Ok(out)
         } else {
             Ok(BTreeMap::new())
         }
@@ -548,11 +590,15 @@ impl Probes {
     /// The syscall table and counters so far (cheap: tens of rows), taken
     /// as each window closes.
     pub fn snapshot(&mut self) -> Result<WindowSnapshot, CaptureError> {
-        let syscalls = if self.options.syscalls {
+        let mut syscalls = if self.options.syscalls {
             syscalls::read(&self.ebpf)?
         } else {
             Vec::new()
         };
+        let roots = self.watcher.tree().roots();
+        for r in &mut syscalls {
+            r.tgid = *roots.get(&r.tgid).unwrap_or(&r.tgid);
+        }
         let counters = self
             .counters
             .iter_mut()
@@ -612,6 +658,8 @@ impl Probes {
                 .or_insert_with(|| proc_thread_name(tgid, tid));
         }
         capture.program_costs = self.program_costs();
+        capture.tree = self.process_tree();
+        process_tree::fold_into_targets(&mut capture);
         Ok(capture)
     }
 

@@ -127,6 +127,7 @@ fn map_fd(map: &Map) -> Option<RawFd> {
         | Map::PerCpuArray(d)
         | Map::PerCpuHashMap(d)
         | Map::PerCpuLruHashMap(d)
+        | Map::RingBuf(d)
         | Map::StackTraceMap(d) => d,
         _ => return None,
     };

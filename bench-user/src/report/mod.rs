@@ -19,6 +19,7 @@ mod checklist;
 pub mod from_run;
 mod network;
 mod probes;
+pub mod processes;
 mod resources;
 mod run;
 pub mod stacks;
@@ -40,6 +41,7 @@ pub use network::{
 pub use probes::{
     AllocProbeOptions, CryptoProbeOptions, Overhead, ProbeOptions, ProbesInfo, ProgramCost,
 };
+pub use processes::TargetProcess;
 pub use resources::{resources, FdCounts, ResourcePoint, Resources, TargetResources, TcpCounts};
 pub use run::{Input, Machine, RunInfo};
 pub use stacks::{FoldedGraph, FoldedStack, StackFile};

@@ -105,6 +105,11 @@ pub struct Target {
     /// come from.
     #[serde(default)]
     pub metric_scopes: BTreeMap<String, MetricScope>,
+    /// The target's processes: its own, then those it forked (or forked
+    /// and exec'd) while followed, which the figures above include. Empty
+    /// in reports from before processes were followed.
+    #[serde(default)]
+    pub processes: Vec<super::processes::TargetProcess>,
 }
 
 /// Where a metric's figures come from.

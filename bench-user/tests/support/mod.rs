@@ -224,3 +224,26 @@ pub fn assert_a_call_per_quic_packet(
     );
     bytes
 }
+
+/// A profile's tail: one 3 s bulk phase on 2 connections (`direction`),
+/// with the syscalls, counters and cpu probes only.
+pub fn bulk_with_syscalls_and_cpu(direction: &str) -> String {
+    format!(
+        r#"[[phase]]
+pattern = "bulk"
+connections = 2
+direction = "{direction}"
+chunk_size = 65536
+warmup_s = 0.5
+duration_s = 3
+
+[probes]
+syscalls = true
+counters = true
+
+[probes.cpu]
+enabled = true
+frequency_hz = 99
+"#
+    )
+}
