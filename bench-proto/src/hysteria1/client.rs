@@ -21,11 +21,9 @@ use super::{
 };
 use crate::addr::TargetAddr;
 use crate::brutal;
-use crate::outbound::SocksReply;
 use crate::quic::client::StreamClient;
 use crate::quic::{self, Handshake, Link, QuicStream};
 use crate::relay::RelayOptions;
-use crate::socks5::ReplyCode;
 use crate::udp_frag::Inboxes;
 
 /// Packets queued per UDP session; more are dropped as a full socket buffer
@@ -126,13 +124,14 @@ impl Hello {
             .send
             .write_all(&bytes)
             .await
-            .map_err(Hysteria1Error::Write)?;
+            .map_err(quic::Error::Write)?;
         let response = read_message(&mut stream.recv, Response::decode, MAX_RESPONSE).await?;
         if !response.ok {
-            return Err(Hysteria1Error::TargetRefused {
+            return Err(quic::Error::TargetRefused {
                 target: request.target.clone(),
                 message: response.message,
-            });
+            }
+            .into());
         }
         Ok(response.session_id)
     }
@@ -203,7 +202,7 @@ impl quic::client::Client<Hello> {
         transport.keep_alive_interval(Some(KEEP_ALIVE));
         let config = quic::client_config(tls, vec![ALPN.to_vec()], transport)
             .map_err(|e| Hysteria1Error::Config(format!("TLS for QUIC: {e}")))?;
-        let socket = quic::bind_toward(server).map_err(Hysteria1Error::Endpoint)?;
+        let socket = quic::bind_toward(server).map_err(quic::Error::Endpoint)?;
         let mut endpoint = endpoint(socket, None, settings.xplus())?;
         endpoint.set_default_client_config(config);
         let sessions = Arc::new(Inboxes::default());
@@ -267,13 +266,13 @@ impl UdpSession {
         let conn = self.client.connection().await?;
         let max = conn
             .max_datagram_size()
-            .ok_or(Hysteria1Error::UdpUnsupported)?;
+            .ok_or(quic::Error::UdpUnsupported)?;
         let id = self.next_msg.fetch_add(1, Ordering::Relaxed);
         for d in fragment(self.session_id, id, target, payload, max)? {
             // Waits for room instead of dropping the oldest datagram.
             conn.send_datagram_wait(d)
                 .await
-                .map_err(Hysteria1Error::Datagram)?;
+                .map_err(quic::Error::Datagram)?;
         }
         Ok(())
     }
@@ -282,7 +281,7 @@ impl UdpSession {
     pub async fn recv_from(&mut self) -> Result<(Bytes, TargetAddr), Hysteria1Error> {
         match self.rx.recv().await {
             Some((from, data)) => Ok((data, from)),
-            None => Err(Hysteria1Error::SessionClosed),
+            None => Err(quic::Error::SessionClosed.into()),
         }
     }
 }
@@ -320,16 +319,5 @@ impl StreamClient for Hello {
         opts: &RelayOptions,
     ) -> std::io::Result<()> {
         quic::relay_or_abort(inbound, &mut stream, opts, CLOSE_GENERIC).await
-    }
-}
-
-impl SocksReply for Hysteria1Error {
-    fn reply_code(&self) -> ReplyCode {
-        match self {
-            Hysteria1Error::AuthRejected { .. } => ReplyCode::NotAllowed,
-            Hysteria1Error::TargetRefused { .. } => ReplyCode::HostUnreachable,
-            Hysteria1Error::Link(e) => e.reply_code(),
-            _ => ReplyCode::GeneralFailure,
-        }
     }
 }

@@ -18,11 +18,9 @@ use super::{
     STATUS_AUTH_OK, STREAM_RELAY_FAILED,
 };
 use crate::addr::TargetAddr;
-use crate::outbound::SocksReply;
 use crate::quic::client::StreamClient;
 use crate::quic::{self, Handshake, Link, QuicStream};
 use crate::relay::RelayOptions;
-use crate::socks5::ReplyCode;
 use crate::udp_frag::Inboxes;
 
 /// Packets queued per UDP session; more are dropped as a full socket buffer
@@ -194,7 +192,7 @@ impl quic::client::Client<Authenticate> {
         transport.keep_alive_interval(Some(KEEP_ALIVE));
         let config = quic::client_config(tls, vec![b"h3".to_vec()], transport)
             .map_err(|e| Hysteria2Error::Config(format!("TLS for QUIC: {e}")))?;
-        let socket = quic::bind_toward(server).map_err(Hysteria2Error::Endpoint)?;
+        let socket = quic::bind_toward(server).map_err(quic::Error::Endpoint)?;
         let mut endpoint = endpoint(socket, None, settings.obfs()?)?;
         endpoint.set_default_client_config(config);
         let sessions = Arc::new(Inboxes::default());
@@ -257,12 +255,12 @@ impl UdpSession {
     pub async fn send_to(&self, payload: &[u8], target: &TargetAddr) -> Result<(), Hysteria2Error> {
         let live = self.client.live().await?;
         if !live.udp {
-            return Err(Hysteria2Error::UdpUnsupported);
+            return Err(quic::Error::UdpUnsupported.into());
         }
         let max = live
             .conn
             .max_datagram_size()
-            .ok_or(Hysteria2Error::UdpUnsupported)?;
+            .ok_or(quic::Error::UdpUnsupported)?;
         let id = self.next_packet.fetch_add(1, Ordering::Relaxed);
         for d in fragment(self.session_id, id, target, payload, max)? {
             // Waits for room instead of dropping the oldest datagram, so a
@@ -270,7 +268,7 @@ impl UdpSession {
             live.conn
                 .send_datagram_wait(d)
                 .await
-                .map_err(Hysteria2Error::Datagram)?;
+                .map_err(quic::Error::Datagram)?;
         }
         Ok(())
     }
@@ -279,7 +277,7 @@ impl UdpSession {
     pub async fn recv_from(&mut self) -> Result<(Bytes, TargetAddr), Hysteria2Error> {
         match self.rx.recv().await {
             Some((from, data)) => Ok((data, from)),
-            None => Err(Hysteria2Error::SessionClosed),
+            None => Err(quic::Error::SessionClosed.into()),
         }
     }
 }
@@ -307,12 +305,15 @@ impl StreamClient for Authenticate {
             .send
             .write_all(&request)
             .await
-            .map_err(Hysteria2Error::Write)?;
+            .map_err(quic::Error::Write)?;
         read_tcp_response(&mut stream.recv)
             .await?
-            .map_err(|message| Hysteria2Error::TargetRefused {
-                target: target.clone(),
-                message,
+            .map_err(|message| {
+                quic::Error::TargetRefused {
+                    target: target.clone(),
+                    message,
+                }
+                .into()
             })
     }
 
@@ -323,16 +324,5 @@ impl StreamClient for Authenticate {
         opts: &RelayOptions,
     ) -> std::io::Result<()> {
         quic::relay_or_abort(inbound, &mut stream, opts, STREAM_RELAY_FAILED).await
-    }
-}
-
-impl SocksReply for Hysteria2Error {
-    fn reply_code(&self) -> ReplyCode {
-        match self {
-            Hysteria2Error::AuthRejected { .. } => ReplyCode::NotAllowed,
-            Hysteria2Error::TargetRefused { .. } => ReplyCode::HostUnreachable,
-            Hysteria2Error::Link(e) => e.reply_code(),
-            _ => ReplyCode::GeneralFailure,
-        }
     }
 }
