@@ -216,20 +216,7 @@ pub enum Hysteria1Error {
     Wire(#[from] WireError),
 }
 
-crate::quic::from_shared!(Hysteria1Error);
-
-impl crate::quic::ProtocolError for Hysteria1Error {
-    fn shared(&self) -> Option<&crate::quic::Error> {
-        match self {
-            Hysteria1Error::Quic(e) => Some(e),
-            _ => None,
-        }
-    }
-
-    fn auth_refused(&self) -> bool {
-        matches!(self, Hysteria1Error::AuthRejected { .. })
-    }
-}
+crate::quic::protocol_error!(Hysteria1Error);
 
 #[cfg(test)]
 mod tests {

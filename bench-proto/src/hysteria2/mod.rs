@@ -229,20 +229,7 @@ pub enum Hysteria2Error {
     Wire(#[from] WireError),
 }
 
-crate::quic::from_shared!(Hysteria2Error);
-
-impl crate::quic::ProtocolError for Hysteria2Error {
-    fn shared(&self) -> Option<&crate::quic::Error> {
-        match self {
-            Hysteria2Error::Quic(e) => Some(e),
-            _ => None,
-        }
-    }
-
-    fn auth_refused(&self) -> bool {
-        matches!(self, Hysteria2Error::AuthRejected { .. })
-    }
-}
+crate::quic::protocol_error!(Hysteria2Error);
 
 #[cfg(test)]
 mod tests {

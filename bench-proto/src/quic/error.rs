@@ -93,10 +93,24 @@ impl<E: ProtocolError> SocksReply for E {
     }
 }
 
-/// Lets `?` turn what converts into the shared [`Error`] into the
-/// protocol's error `$e` (which has a `Quic(Error)` variant).
-macro_rules! from_shared {
-    ($e:ty) => {
+/// Makes the protocol's error `$e` a [`ProtocolError`], by the names every
+/// QUIC protocol uses: its `Quic(Error)` variant holds the shared errors,
+/// its `AuthRejected { .. }` variant is the server's refusal. Also lets `?`
+/// turn what converts into the shared [`Error`] into `$e`.
+macro_rules! protocol_error {
+    ($e:ident) => {
+        impl $crate::quic::ProtocolError for $e {
+            fn shared(&self) -> Option<&$crate::quic::Error> {
+                match self {
+                    $e::Quic(e) => Some(e),
+                    _ => None,
+                }
+            }
+
+            fn auth_refused(&self) -> bool {
+                matches!(self, $e::AuthRejected { .. })
+            }
+        }
         impl From<std::io::Error> for $e {
             fn from(e: std::io::Error) -> Self {
                 Self::Quic($crate::quic::Error::Io(e))
@@ -119,4 +133,45 @@ macro_rules! from_shared {
         }
     };
 }
-pub(crate) use from_shared;
+pub(crate) use protocol_error;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hysteria2::Hysteria2Error;
+
+    #[test]
+    fn socks_replies() {
+        let server = "127.0.0.1:1".parse().unwrap();
+        let refused = Error::TargetRefused {
+            target: TargetAddr::Ip(server),
+            message: "no".into(),
+        };
+        let timed_out = Error::Link(LinkError::Handshake {
+            server,
+            source: quinn::ConnectionError::TimedOut,
+        });
+        let cases = [
+            (
+                Hysteria2Error::AuthRejected {
+                    server,
+                    status: 404,
+                },
+                ReplyCode::NotAllowed,
+            ),
+            (Hysteria2Error::Quic(refused), ReplyCode::HostUnreachable),
+            (Hysteria2Error::Quic(timed_out), ReplyCode::HostUnreachable),
+            (
+                Hysteria2Error::Quic(Error::SessionClosed),
+                ReplyCode::GeneralFailure,
+            ),
+            (
+                Hysteria2Error::Config("x".into()),
+                ReplyCode::GeneralFailure,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.reply_code(), want, "{e}");
+        }
+    }
+}

@@ -14,7 +14,7 @@ mod error;
 pub mod server;
 pub mod udp;
 
-pub(crate) use error::from_shared;
+pub(crate) use error::protocol_error;
 pub use error::{Error, ProtocolError};
 
 use std::future::Future;

@@ -243,20 +243,7 @@ pub enum TuicError {
     DatagramsUnsupported,
 }
 
-crate::quic::from_shared!(TuicError);
-
-impl crate::quic::ProtocolError for TuicError {
-    fn shared(&self) -> Option<&crate::quic::Error> {
-        match self {
-            TuicError::Quic(e) => Some(e),
-            _ => None,
-        }
-    }
-
-    fn auth_refused(&self) -> bool {
-        matches!(self, TuicError::AuthRejected { .. })
-    }
-}
+crate::quic::protocol_error!(TuicError);
 
 /// The authentication token: the TLS exporter output for label = the UUID's
 /// bytes and context = the password, 32 bytes.
