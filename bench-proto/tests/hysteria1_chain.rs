@@ -31,7 +31,9 @@ async fn a_refused_target_fails_the_connect_with_the_servers_message() {
         let (_, code) = socks_connect(socks, &TargetAddr::Ip(dead)).await;
         assert_eq!(code, 0x04, "host unreachable expected");
         match client.open_tcp(&TargetAddr::Ip(dead)).await {
-            Err(Hysteria1Error::TargetRefused { message, .. }) => {
+            Err(Hysteria1Error::Quic(bench_proto::quic::Error::TargetRefused {
+                message, ..
+            })) => {
                 assert!(message.contains("refused"), "{message}")
             }
             Err(e) => panic!("{e}"),
@@ -195,7 +197,9 @@ async fn udp_off_refuses_the_session_with_sing_box_words() {
             Client::new(h1client_options(&pki, server, h1settings(&[]), PASSWORD)).unwrap();
         let target = TargetAddr::Ip("127.0.0.1:9".parse().unwrap());
         match client.udp_session(&target).await {
-            Err(Hysteria1Error::TargetRefused { message, .. }) => assert_eq!(message, UDP_DISABLED),
+            Err(Hysteria1Error::Quic(bench_proto::quic::Error::TargetRefused {
+                message, ..
+            })) => assert_eq!(message, UDP_DISABLED),
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("a UDP session with UDP off"),
         }
@@ -225,7 +229,9 @@ async fn xplus_moves_data_and_shuts_out_clients_without_it() {
             let client = Client::new(h1client_options(&pki, server, s, PASSWORD)).unwrap();
             assert!(matches!(
                 client.connection().await,
-                Err(Hysteria1Error::Link(LinkError::Handshake { .. }))
+                Err(Hysteria1Error::Quic(bench_proto::quic::Error::Link(
+                    LinkError::Handshake { .. }
+                )))
             ));
         }
     })

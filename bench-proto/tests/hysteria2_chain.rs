@@ -147,7 +147,9 @@ async fn udp_off_is_announced_and_refused() {
         let target = TargetAddr::Ip("127.0.0.1:9".parse().unwrap());
         assert!(matches!(
             session.send_to(b"x", &target).await,
-            Err(Hysteria2Error::UdpUnsupported)
+            Err(Hysteria2Error::Quic(
+                bench_proto::quic::Error::UdpUnsupported
+            ))
         ));
     })
     .await;
@@ -182,7 +184,9 @@ async fn salamander_moves_data_and_shuts_out_clients_without_it() {
             assert_ne!(code, 0);
             assert!(matches!(
                 client.connection().await,
-                Err(Hysteria2Error::Link(LinkError::Handshake { .. }))
+                Err(Hysteria2Error::Quic(bench_proto::quic::Error::Link(
+                    LinkError::Handshake { .. }
+                )))
             ));
         }
     })

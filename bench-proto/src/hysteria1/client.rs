@@ -2,14 +2,12 @@
 //! connection that is re-established when it dies.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{Connection, ConnectionError, VarInt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
 use super::udp::{fragment, parse};
 use super::wire::{
@@ -21,11 +19,9 @@ use super::{
 };
 use crate::addr::TargetAddr;
 use crate::brutal;
-use crate::outbound::SocksReply;
-use crate::quic::client::StreamClient;
+use crate::quic::client::{DatagramClient, StreamClient};
 use crate::quic::{self, Handshake, Link, QuicStream};
 use crate::relay::RelayOptions;
-use crate::socks5::ReplyCode;
 use crate::udp_frag::Inboxes;
 
 /// Packets queued per UDP session; more are dropped as a full socket buffer
@@ -126,13 +122,14 @@ impl Hello {
             .send
             .write_all(&bytes)
             .await
-            .map_err(Hysteria1Error::Write)?;
+            .map_err(quic::Error::Write)?;
         let response = read_message(&mut stream.recv, Response::decode, MAX_RESPONSE).await?;
         if !response.ok {
-            return Err(Hysteria1Error::TargetRefused {
+            return Err(quic::Error::TargetRefused {
                 target: request.target.clone(),
                 message: response.message,
-            });
+            }
+            .into());
         }
         Ok(response.session_id)
     }
@@ -203,7 +200,7 @@ impl quic::client::Client<Hello> {
         transport.keep_alive_interval(Some(KEEP_ALIVE));
         let config = quic::client_config(tls, vec![ALPN.to_vec()], transport)
             .map_err(|e| Hysteria1Error::Config(format!("TLS for QUIC: {e}")))?;
-        let socket = quic::bind_toward(server).map_err(Hysteria1Error::Endpoint)?;
+        let socket = quic::bind_toward(server).map_err(quic::Error::Endpoint)?;
         let mut endpoint = endpoint(socket, None, settings.xplus())?;
         endpoint.set_default_client_config(config);
         let sessions = Arc::new(Inboxes::default());
@@ -235,61 +232,33 @@ impl quic::client::Client<Hello> {
                 server: self.link().server(),
                 reason: format!("UDP session id {id} given twice"),
             })?;
-        Ok(UdpSession {
-            client: self.clone(),
-            session_id: id,
-            rx,
-            next_msg: AtomicU16::new(0),
-            _stream: stream,
-        })
+        Ok(UdpSession::new(self.clone(), id, rx, stream))
     }
 }
 
 /// One UDP session through the server: packets to any target, answers from
 /// any source. Dropping it closes its stream, which ends it on the server.
-pub struct UdpSession {
-    client: Client,
-    session_id: u32,
-    rx: mpsc::Receiver<(TargetAddr, Bytes)>,
-    next_msg: AtomicU16,
-    _stream: QuicStream,
-}
+pub type UdpSession = quic::client::UdpSession<Hello, QuicStream>;
 
-impl UdpSession {
-    /// The session id the server gave.
-    pub fn session_id(&self) -> u32 {
-        self.session_id
+impl DatagramClient for Hello {
+    fn sessions(&self) -> &Inboxes<u32> {
+        &self.sessions
     }
 
-    /// Sends one UDP packet (at most 65535 bytes) to `target`, fragmented
-    /// to fit the connection's datagrams.
-    pub async fn send_to(&self, payload: &[u8], target: &TargetAddr) -> Result<(), Hysteria1Error> {
-        let conn = self.client.connection().await?;
-        let max = conn
-            .max_datagram_size()
-            .ok_or(Hysteria1Error::UdpUnsupported)?;
-        let id = self.next_msg.fetch_add(1, Ordering::Relaxed);
-        for d in fragment(self.session_id, id, target, payload, max)? {
-            // Waits for room instead of dropping the oldest datagram.
-            conn.send_datagram_wait(d)
-                .await
-                .map_err(Hysteria1Error::Datagram)?;
-        }
-        Ok(())
+    /// A connection relays UDP if it takes datagrams: a server that does
+    /// not refuses the session's request instead.
+    fn relays_udp(_: &Live) -> bool {
+        true
     }
 
-    /// The next packet that came back, with its source.
-    pub async fn recv_from(&mut self) -> Result<(Bytes, TargetAddr), Hysteria1Error> {
-        match self.rx.recv().await {
-            Some((from, data)) => Ok((data, from)),
-            None => Err(Hysteria1Error::SessionClosed),
-        }
-    }
-}
-
-impl Drop for UdpSession {
-    fn drop(&mut self) {
-        self.client.protocol().sessions.close(self.session_id);
+    fn fragment(
+        session_id: u32,
+        msg_id: u16,
+        target: &TargetAddr,
+        payload: &[u8],
+        max_datagram: usize,
+    ) -> Result<Vec<Bytes>, Hysteria1Error> {
+        fragment(session_id, msg_id, target, payload, max_datagram)
     }
 }
 
@@ -320,16 +289,5 @@ impl StreamClient for Hello {
         opts: &RelayOptions,
     ) -> std::io::Result<()> {
         quic::relay_or_abort(inbound, &mut stream, opts, CLOSE_GENERIC).await
-    }
-}
-
-impl SocksReply for Hysteria1Error {
-    fn reply_code(&self) -> ReplyCode {
-        match self {
-            Hysteria1Error::AuthRejected { .. } => ReplyCode::NotAllowed,
-            Hysteria1Error::TargetRefused { .. } => ReplyCode::HostUnreachable,
-            Hysteria1Error::Link(e) => e.reply_code(),
-            _ => ReplyCode::GeneralFailure,
-        }
     }
 }

@@ -36,7 +36,6 @@ pub mod udp;
 pub mod wire;
 pub mod xplus;
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,9 +43,7 @@ use std::time::Duration;
 use quinn::VarInt;
 
 use crate::brutal;
-use crate::quic::LinkError;
 use crate::settings::{parse_in_range, SettingError};
-use crate::udp_frag::{FragmentError, SplitError};
 
 pub use crate::quic::QuicStream;
 pub use client::{run_client, Client, ClientOptions, Hello, Live, UdpSession};
@@ -184,7 +181,8 @@ fn endpoint(
     server: Option<quinn::ServerConfig>,
     obfs: Option<XPlus>,
 ) -> Result<quinn::Endpoint, Hysteria1Error> {
-    crate::packet_obfs::endpoint(socket, server, obfs).map_err(Hysteria1Error::Endpoint)
+    crate::packet_obfs::endpoint(socket, server, obfs)
+        .map_err(|e| crate::quic::Error::Endpoint(e).into())
 }
 
 /// Errors of the hysteria1 endpoints.
@@ -194,13 +192,9 @@ pub enum Hysteria1Error {
     /// The options do not make a working configuration.
     #[error("hysteria1 configuration: {0}")]
     Config(String),
-    /// Setting up the UDP socket or the QUIC endpoint failed.
-    #[error("QUIC endpoint: {0}")]
-    Endpoint(io::Error),
-    /// No QUIC connection to the server (connecting, the handshake, or a
-    /// connection that died and could not be replaced).
+    /// One of the errors every QUIC protocol shares.
     #[error(transparent)]
-    Link(#[from] LinkError),
+    Quic(#[from] crate::quic::Error),
     /// The hello exchange failed (not a refusal).
     #[error("hello with {server}: {reason}")]
     Hello {
@@ -217,39 +211,12 @@ pub enum Hysteria1Error {
         /// Its message (or close reason).
         message: String,
     },
-    /// Writing a QUIC stream failed.
-    #[error("writing a QUIC stream: {0}")]
-    Write(quinn::WriteError),
-    /// The server refused a request.
-    #[error("server refused {target}: {message}")]
-    TargetRefused {
-        /// The target.
-        target: crate::addr::TargetAddr,
-        /// The server's message.
-        message: String,
-    },
     /// A malformed message.
     #[error(transparent)]
     Wire(#[from] WireError),
-    /// A malformed fragment header.
-    #[error(transparent)]
-    Fragment(#[from] FragmentError),
-    /// A packet that cannot be split into datagrams.
-    #[error(transparent)]
-    Split(#[from] SplitError),
-    /// The peer takes no QUIC datagrams.
-    #[error("the server takes no QUIC datagrams")]
-    UdpUnsupported,
-    /// Sending a datagram failed.
-    #[error("sending a QUIC datagram: {0}")]
-    Datagram(quinn::SendDatagramError),
-    /// The UDP session is closed.
-    #[error("UDP session closed")]
-    SessionClosed,
-    /// Other I/O.
-    #[error(transparent)]
-    Io(#[from] io::Error),
 }
+
+crate::quic::protocol_error!(Hysteria1Error);
 
 #[cfg(test)]
 mod tests {

@@ -96,11 +96,15 @@ mod tests {
         }
         assert!(matches!(
             fragment(3, 9, &addr, &payload, 23),
-            Err(Hysteria1Error::Split(SplitError::DatagramTooSmall(23)))
+            Err(Hysteria1Error::Quic(crate::quic::Error::Split(
+                SplitError::DatagramTooSmall(23)
+            )))
         ));
         assert!(matches!(
             fragment(3, 9, &addr, &vec![0; 65536], 1200),
-            Err(Hysteria1Error::Split(SplitError::PacketTooLarge(65536)))
+            Err(Hysteria1Error::Quic(crate::quic::Error::Split(
+                SplitError::PacketTooLarge(65536)
+            )))
         ));
         assert_eq!(fragment(3, 9, &addr, &[], 1200).unwrap().len(), 1);
     }

@@ -2,14 +2,13 @@
 //! that is re-established when it dies.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::Connection;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
 use super::udp::{fragment, parse};
 use super::wire::{encode_tcp_request, padding, read_tcp_response};
@@ -18,11 +17,9 @@ use super::{
     STATUS_AUTH_OK, STREAM_RELAY_FAILED,
 };
 use crate::addr::TargetAddr;
-use crate::outbound::SocksReply;
-use crate::quic::client::StreamClient;
+use crate::quic::client::{DatagramClient, StreamClient};
 use crate::quic::{self, Handshake, Link, QuicStream};
 use crate::relay::RelayOptions;
-use crate::socks5::ReplyCode;
 use crate::udp_frag::Inboxes;
 
 /// Packets queued per UDP session; more are dropped as a full socket buffer
@@ -194,7 +191,7 @@ impl quic::client::Client<Authenticate> {
         transport.keep_alive_interval(Some(KEEP_ALIVE));
         let config = quic::client_config(tls, vec![b"h3".to_vec()], transport)
             .map_err(|e| Hysteria2Error::Config(format!("TLS for QUIC: {e}")))?;
-        let socket = quic::bind_toward(server).map_err(Hysteria2Error::Endpoint)?;
+        let socket = quic::bind_toward(server).map_err(quic::Error::Endpoint)?;
         let mut endpoint = endpoint(socket, None, settings.obfs()?)?;
         endpoint.set_default_client_config(config);
         let sessions = Arc::new(Inboxes::default());
@@ -210,10 +207,6 @@ impl quic::client::Client<Authenticate> {
         ))
     }
 
-    async fn live(&self) -> Result<Live, Hysteria2Error> {
-        self.link().live().await
-    }
-
     /// Starts a UDP session (a new session id).
     pub fn udp_session(&self) -> UdpSession {
         let next = &self.protocol().next_session;
@@ -227,66 +220,32 @@ impl quic::client::Client<Authenticate> {
                 UDP_QUEUE,
             )
             .unwrap_or_else(|| unreachable!("an endless search ends only with an id"));
-        UdpSession {
-            client: self.clone(),
-            session_id: id,
-            rx,
-            next_packet: AtomicU16::new(0),
-        }
+        UdpSession::new(self.clone(), id, rx, ())
     }
 }
 
 /// One UDP session through the server: packets to any target, answers from
 /// any source. Hysteria has no message to end a session; dropping it only
 /// forgets it here (the server times it out).
-pub struct UdpSession {
-    client: Client,
-    session_id: u32,
-    rx: mpsc::Receiver<(TargetAddr, Bytes)>,
-    next_packet: AtomicU16,
-}
+pub type UdpSession = quic::client::UdpSession<Authenticate, ()>;
 
-impl UdpSession {
-    /// The session id.
-    pub fn session_id(&self) -> u32 {
-        self.session_id
+impl DatagramClient for Authenticate {
+    fn sessions(&self) -> &Inboxes<u32> {
+        &self.sessions
     }
 
-    /// Sends one UDP packet (at most 65535 bytes) to `target`, fragmented
-    /// to fit the connection's datagrams.
-    pub async fn send_to(&self, payload: &[u8], target: &TargetAddr) -> Result<(), Hysteria2Error> {
-        let live = self.client.live().await?;
-        if !live.udp {
-            return Err(Hysteria2Error::UdpUnsupported);
-        }
-        let max = live
-            .conn
-            .max_datagram_size()
-            .ok_or(Hysteria2Error::UdpUnsupported)?;
-        let id = self.next_packet.fetch_add(1, Ordering::Relaxed);
-        for d in fragment(self.session_id, id, target, payload, max)? {
-            // Waits for room instead of dropping the oldest datagram, so a
-            // burst is paced rather than truncated.
-            live.conn
-                .send_datagram_wait(d)
-                .await
-                .map_err(Hysteria2Error::Datagram)?;
-        }
-        Ok(())
+    fn relays_udp(live: &Live) -> bool {
+        live.udp
     }
 
-    /// The next packet that came back, with its source.
-    pub async fn recv_from(&mut self) -> Result<(Bytes, TargetAddr), Hysteria2Error> {
-        match self.rx.recv().await {
-            Some((from, data)) => Ok((data, from)),
-            None => Err(Hysteria2Error::SessionClosed),
-        }
-    }
-}
-
-impl Drop for UdpSession {
-    fn drop(&mut self) {
-        self.client.protocol().sessions.close(self.session_id);
+    fn fragment(
+        session_id: u32,
+        packet_id: u16,
+        target: &TargetAddr,
+        payload: &[u8],
+        max_datagram: usize,
+    ) -> Result<Vec<Bytes>, Hysteria2Error> {
+        fragment(session_id, packet_id, target, payload, max_datagram)
     }
 }
 
@@ -307,12 +266,15 @@ impl StreamClient for Authenticate {
             .send
             .write_all(&request)
             .await
-            .map_err(Hysteria2Error::Write)?;
+            .map_err(quic::Error::Write)?;
         read_tcp_response(&mut stream.recv)
             .await?
-            .map_err(|message| Hysteria2Error::TargetRefused {
-                target: target.clone(),
-                message,
+            .map_err(|message| {
+                quic::Error::TargetRefused {
+                    target: target.clone(),
+                    message,
+                }
+                .into()
             })
     }
 
@@ -323,16 +285,5 @@ impl StreamClient for Authenticate {
         opts: &RelayOptions,
     ) -> std::io::Result<()> {
         quic::relay_or_abort(inbound, &mut stream, opts, STREAM_RELAY_FAILED).await
-    }
-}
-
-impl SocksReply for Hysteria2Error {
-    fn reply_code(&self) -> ReplyCode {
-        match self {
-            Hysteria2Error::AuthRejected { .. } => ReplyCode::NotAllowed,
-            Hysteria2Error::TargetRefused { .. } => ReplyCode::HostUnreachable,
-            Hysteria2Error::Link(e) => e.reply_code(),
-            _ => ReplyCode::GeneralFailure,
-        }
     }
 }

@@ -39,14 +39,11 @@ mod server;
 pub mod udp;
 pub mod wire;
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::quic::LinkError;
 use crate::settings::{parse_in_range, SettingError};
-use crate::udp_frag::SplitError;
 
 pub use crate::brutal as congestion;
 pub use crate::quic::QuicStream;
@@ -197,7 +194,8 @@ fn endpoint(
     server: Option<quinn::ServerConfig>,
     obfs: Option<Salamander>,
 ) -> Result<quinn::Endpoint, Hysteria2Error> {
-    crate::packet_obfs::endpoint(socket, server, obfs).map_err(Hysteria2Error::Endpoint)
+    crate::packet_obfs::endpoint(socket, server, obfs)
+        .map_err(|e| crate::quic::Error::Endpoint(e).into())
 }
 
 /// Errors of the hysteria2 endpoints.
@@ -207,13 +205,9 @@ pub enum Hysteria2Error {
     /// The options do not make a working configuration.
     #[error("hysteria2 configuration: {0}")]
     Config(String),
-    /// Setting up the UDP socket or the QUIC endpoint failed.
-    #[error("QUIC endpoint: {0}")]
-    Endpoint(io::Error),
-    /// No QUIC connection to the server (connecting, the handshake, or a
-    /// connection that died and could not be replaced).
+    /// One of the errors every QUIC protocol shares.
     #[error(transparent)]
-    Link(#[from] LinkError),
+    Quic(#[from] crate::quic::Error),
     /// HTTP/3 failed during authentication.
     #[error("HTTP/3 authentication with {server}: {reason}")]
     Http3 {
@@ -230,56 +224,12 @@ pub enum Hysteria2Error {
         /// The status it sent.
         status: u16,
     },
-    /// Writing a QUIC stream failed.
-    #[error("writing a QUIC stream: {0}")]
-    Write(quinn::WriteError),
-    /// The server refused a `TCPRequest`.
-    #[error("server could not connect to {target}: {message}")]
-    TargetRefused {
-        /// The target.
-        target: crate::addr::TargetAddr,
-        /// The server's message.
-        message: String,
-    },
     /// A malformed message.
     #[error(transparent)]
     Wire(#[from] WireError),
-    /// A malformed fragment header.
-    #[error(transparent)]
-    Fragment(#[from] FragmentError),
-    /// A UDP payload over 65535 bytes.
-    #[error("UDP packet of {0} bytes, at most 65535 can be relayed")]
-    PacketTooLarge(usize),
-    /// The peer's datagrams are too small for a header and data.
-    #[error("QUIC datagrams of {0} bytes cannot carry a UDPMessage fragment")]
-    DatagramTooSmall(usize),
-    /// A packet that would need too many fragments.
-    #[error("UDP packet would need {0} fragments, at most 128 are allowed")]
-    TooManyFragments(usize),
-    /// The server does not relay UDP (`Hysteria-UDP: false`) or the peer
-    /// takes no QUIC datagrams.
-    #[error("the server does not relay UDP")]
-    UdpUnsupported,
-    /// Sending a datagram failed.
-    #[error("sending a QUIC datagram: {0}")]
-    Datagram(quinn::SendDatagramError),
-    /// The UDP session is closed.
-    #[error("UDP session closed")]
-    SessionClosed,
-    /// Other I/O.
-    #[error(transparent)]
-    Io(#[from] io::Error),
 }
 
-impl From<SplitError> for Hysteria2Error {
-    fn from(e: SplitError) -> Self {
-        match e {
-            SplitError::PacketTooLarge(n) => Hysteria2Error::PacketTooLarge(n),
-            SplitError::DatagramTooSmall(n) => Hysteria2Error::DatagramTooSmall(n),
-            SplitError::TooManyFragments(n) => Hysteria2Error::TooManyFragments(n),
-        }
-    }
-}
+crate::quic::protocol_error!(Hysteria2Error);
 
 #[cfg(test)]
 mod tests {

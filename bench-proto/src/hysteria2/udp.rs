@@ -59,6 +59,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::udp_frag::SplitError;
     use std::time::Duration;
 
     fn header(packet_id: u16, count: u8, id: u8) -> UdpHeader {
@@ -97,15 +98,21 @@ mod tests {
         }
         assert!(matches!(
             fragment(3, 9, &addr, &payload, 20),
-            Err(Hysteria2Error::DatagramTooSmall(20))
+            Err(Hysteria2Error::Quic(crate::quic::Error::Split(
+                SplitError::DatagramTooSmall(20)
+            )))
         ));
         assert!(matches!(
             fragment(3, 9, &addr, &payload, 40),
-            Err(Hysteria2Error::TooManyFragments(_))
+            Err(Hysteria2Error::Quic(crate::quic::Error::Split(
+                SplitError::TooManyFragments(_)
+            )))
         ));
         assert!(matches!(
             fragment(3, 9, &addr, &vec![0; 65536], 1200),
-            Err(Hysteria2Error::PacketTooLarge(65536))
+            Err(Hysteria2Error::Quic(crate::quic::Error::Split(
+                SplitError::PacketTooLarge(65536)
+            )))
         ));
         assert_eq!(fragment(3, 9, &addr, &[], 1200).unwrap().len(), 1);
     }

@@ -10,15 +10,20 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use quinn::Connection;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 use super::{Handshake, Link, QuicStream};
 use crate::addr::TargetAddr;
 use crate::outbound::{self, Opened, Outbound, SocksReply};
 use crate::relay::RelayOptions;
+use crate::udp_frag::Inboxes;
 
 /// A QUIC protocol's client: its connection set-up and how one stream to
 /// a target starts.
@@ -150,5 +155,97 @@ impl<P: StreamClient> Outbound for Client<P> {
         self.protocol()
             .relay(inbound, stream, &self.inner.relay)
             .await
+    }
+}
+
+/// A QUIC protocol whose client carries UDP sessions in datagrams that it
+/// fragments itself, one inbox per session (Hysteria 1 and 2).
+pub trait DatagramClient: Handshake<Error: From<super::Error>> {
+    /// The sessions' inboxes, by session id, filled from the connection's
+    /// datagrams.
+    fn sessions(&self) -> &Inboxes<u32>;
+
+    /// Whether the server relays UDP on `live` (besides taking datagrams).
+    fn relays_udp(live: &Self::Live) -> bool;
+
+    /// Splits `payload` to `target` into the protocol's datagrams of at
+    /// most `max_datagram` bytes, all with the packet id `packet_id`.
+    fn fragment(
+        session_id: u32,
+        packet_id: u16,
+        target: &TargetAddr,
+        payload: &[u8],
+        max_datagram: usize,
+    ) -> Result<Vec<Bytes>, Self::Error>;
+}
+
+/// One UDP session of a [`DatagramClient`] through the server: packets to
+/// any target, answers from any source. Holds `K` as long as it lives
+/// (Hysteria v1: the stream whose closing ends the session on the server).
+/// Dropping it forgets it here.
+pub struct UdpSession<P: DatagramClient, K> {
+    client: Client<P>,
+    session_id: u32,
+    rx: mpsc::Receiver<(TargetAddr, Bytes)>,
+    next_packet: AtomicU16,
+    _keep: K,
+}
+
+impl<P: DatagramClient, K> UdpSession<P, K> {
+    /// The session `session_id` of `client`, whose answers arrive on `rx`.
+    pub fn new(
+        client: Client<P>,
+        session_id: u32,
+        rx: mpsc::Receiver<(TargetAddr, Bytes)>,
+        keep: K,
+    ) -> UdpSession<P, K> {
+        UdpSession {
+            client,
+            session_id,
+            rx,
+            next_packet: AtomicU16::new(0),
+            _keep: keep,
+        }
+    }
+
+    /// The session id.
+    pub fn session_id(&self) -> u32 {
+        self.session_id
+    }
+
+    /// Sends one UDP packet (at most 65535 bytes) to `target`, fragmented
+    /// to fit the connection's datagrams.
+    pub async fn send_to(&self, payload: &[u8], target: &TargetAddr) -> Result<(), P::Error> {
+        let live = self.client.link().live().await?;
+        if !P::relays_udp(&live) {
+            return Err(super::Error::UdpUnsupported.into());
+        }
+        let conn = P::connection(&live);
+        let max = conn
+            .max_datagram_size()
+            .ok_or(super::Error::UdpUnsupported)?;
+        let id = self.next_packet.fetch_add(1, Ordering::Relaxed);
+        for d in P::fragment(self.session_id, id, target, payload, max)? {
+            // Waits for room instead of dropping the oldest datagram, so a
+            // burst is paced rather than truncated.
+            conn.send_datagram_wait(d)
+                .await
+                .map_err(super::Error::Datagram)?;
+        }
+        Ok(())
+    }
+
+    /// The next packet that came back, with its source.
+    pub async fn recv_from(&mut self) -> Result<(Bytes, TargetAddr), P::Error> {
+        match self.rx.recv().await {
+            Some((from, data)) => Ok((data, from)),
+            None => Err(super::Error::SessionClosed.into()),
+        }
+    }
+}
+
+impl<P: DatagramClient, K> Drop for UdpSession<P, K> {
+    fn drop(&mut self) {
+        self.client.protocol().sessions().close(self.session_id);
     }
 }

@@ -10,8 +10,12 @@
 //! [`server::StreamServer`]) and its UDP framing.
 
 pub mod client;
+mod error;
 pub mod server;
 pub mod udp;
+
+pub(crate) use error::protocol_error;
+pub use error::{Error, ProtocolError};
 
 use std::future::Future;
 use std::io;

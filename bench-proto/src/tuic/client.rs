@@ -16,11 +16,9 @@ use super::udp::{check_header, parse_datagram, send_packet};
 use super::wire::{Command, PacketHeader, Uuid, CMD_HEARTBEAT, VERSION};
 use super::{auth_token, Settings, TuicError, UdpRelayMode, STREAM_RELAY_FAILED};
 use crate::addr::TargetAddr;
-use crate::outbound::SocksReply;
 use crate::quic::client::StreamClient;
 use crate::quic::{self, Handshake, Link, LinkError, QuicStream};
 use crate::relay::RelayOptions;
-use crate::socks5::ReplyCode;
 use crate::udp_frag::Inboxes;
 
 /// How long a new connection waits for the server's confirming heartbeat
@@ -128,7 +126,7 @@ impl Handshake for Authenticate {
         }
         .to_bytes()?;
         let mut s = conn.open_uni().await.map_err(LinkError::Lost)?;
-        s.write_all(&auth).await.map_err(TuicError::Write)?;
+        s.write_all(&auth).await.map_err(quic::Error::Write)?;
         // Only fails if the server stopped the stream; the close says more.
         let _ = s.finish();
 
@@ -158,9 +156,9 @@ impl quic::client::Client<Authenticate> {
         } = opts;
         let config = quic::client_config(tls, settings.alpn.clone(), settings.transport()?)
             .map_err(|e| TuicError::Config(format!("TLS for QUIC: {e}")))?;
-        let socket = quic::bind_toward(server).map_err(TuicError::Endpoint)?;
+        let socket = quic::bind_toward(server).map_err(quic::Error::Endpoint)?;
         let mut endpoint =
-            quic::endpoint(socket, None, std::convert::identity).map_err(TuicError::Endpoint)?;
+            quic::endpoint(socket, None, std::convert::identity).map_err(quic::Error::Endpoint)?;
         endpoint.set_default_client_config(config);
         let sessions = Arc::new(Inboxes::default());
         let auth = Authenticate {
@@ -231,7 +229,7 @@ impl UdpSession {
     pub async fn recv_from(&mut self) -> Result<(Bytes, TargetAddr), TuicError> {
         match self.rx.recv().await {
             Some((from, data)) => Ok((data, from)),
-            None => Err(TuicError::SessionClosed),
+            None => Err(quic::Error::SessionClosed.into()),
         }
     }
 
@@ -265,7 +263,7 @@ impl Drop for UdpSession {
 async fn send_dissociate(conn: &Connection, assoc_id: u16) -> Result<(), TuicError> {
     let bytes = Command::Dissociate { assoc_id }.to_bytes()?;
     let mut s = conn.open_uni().await.map_err(LinkError::Lost)?;
-    s.write_all(&bytes).await.map_err(TuicError::Write)?;
+    s.write_all(&bytes).await.map_err(quic::Error::Write)?;
     let _ = s.finish();
     Ok(())
 }
@@ -359,7 +357,7 @@ impl StreamClient for Authenticate {
             .send
             .write_all(&header)
             .await
-            .map_err(TuicError::Write)
+            .map_err(|e| quic::Error::Write(e).into())
     }
 
     async fn relay(
@@ -369,15 +367,5 @@ impl StreamClient for Authenticate {
         opts: &RelayOptions,
     ) -> std::io::Result<()> {
         quic::relay_or_abort(inbound, &mut stream, opts, STREAM_RELAY_FAILED).await
-    }
-}
-
-impl SocksReply for TuicError {
-    fn reply_code(&self) -> ReplyCode {
-        match self {
-            TuicError::AuthRejected { .. } => ReplyCode::NotAllowed,
-            TuicError::Link(e) => e.reply_code(),
-            _ => ReplyCode::GeneralFailure,
-        }
     }
 }

@@ -41,16 +41,14 @@ mod server;
 pub mod udp;
 pub mod wire;
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::VarInt;
 
-use crate::quic::{self, LinkError};
+use crate::quic;
 use crate::settings::{parse_in_range, SettingError};
-use crate::udp_frag::SplitError;
 
 pub use crate::quic::QuicStream;
 
@@ -212,13 +210,9 @@ pub enum TuicError {
     /// The options do not make a working configuration.
     #[error("tuic configuration: {0}")]
     Config(String),
-    /// Setting up the UDP socket or the QUIC endpoint failed.
-    #[error("QUIC endpoint: {0}")]
-    Endpoint(io::Error),
-    /// No QUIC connection to the server (connecting, the handshake, or a
-    /// connection that died and could not be replaced).
+    /// One of the errors every QUIC protocol shares.
     #[error(transparent)]
-    Link(#[from] LinkError),
+    Quic(#[from] crate::quic::Error),
     /// The server closed the connection after `Authenticate`.
     #[error("server {server} refused the authentication: {source}")]
     AuthRejected {
@@ -227,18 +221,12 @@ pub enum TuicError {
         /// The close as the client saw it.
         source: quinn::ConnectionError,
     },
-    /// Writing a QUIC stream failed.
-    #[error("writing a QUIC stream: {0}")]
-    Write(quinn::WriteError),
     /// The TLS exporter failed (it cannot on a TLS 1.3 connection).
     #[error("exporting the authentication token from TLS failed")]
     Exporter,
     /// A malformed command.
     #[error(transparent)]
     Wire(#[from] WireError),
-    /// A malformed fragment header.
-    #[error(transparent)]
-    Fragment(#[from] FragmentError),
     /// A `Packet` datagram whose `SIZE` is not what follows the header.
     #[error("Packet datagram says SIZE {header} but carries {actual} bytes")]
     SizeMismatch {
@@ -250,38 +238,12 @@ pub enum TuicError {
     /// A command on a stream or datagram where it does not belong.
     #[error("unexpected command {0} here")]
     UnexpectedCommand(&'static str),
-    /// A UDP payload over 65535 bytes.
-    #[error("UDP packet of {0} bytes, at most 65535 can be relayed")]
-    PacketTooLarge(usize),
-    /// The peer's datagrams are too small to carry a header and data.
-    #[error("QUIC datagrams of {0} bytes cannot carry a Packet fragment")]
-    DatagramTooSmall(usize),
-    /// A packet that would need more fragments than allowed.
-    #[error("UDP packet would need {0} fragments, at most 128 are allowed")]
-    TooManyFragments(usize),
     /// The peer does not take QUIC datagrams (native UDP relay impossible).
     #[error("the peer does not accept QUIC datagrams; use tuic.udp_relay_mode=quic")]
     DatagramsUnsupported,
-    /// Sending a datagram failed.
-    #[error("sending a QUIC datagram: {0}")]
-    Datagram(quinn::SendDatagramError),
-    /// The UDP session is closed.
-    #[error("UDP session closed")]
-    SessionClosed,
-    /// Other I/O.
-    #[error(transparent)]
-    Io(#[from] io::Error),
 }
 
-impl From<SplitError> for TuicError {
-    fn from(e: SplitError) -> Self {
-        match e {
-            SplitError::PacketTooLarge(n) => TuicError::PacketTooLarge(n),
-            SplitError::DatagramTooSmall(n) => TuicError::DatagramTooSmall(n),
-            SplitError::TooManyFragments(n) => TuicError::TooManyFragments(n),
-        }
-    }
-}
+crate::quic::protocol_error!(TuicError);
 
 /// The authentication token: the TLS exporter output for label = the UUID's
 /// bytes and context = the password, 32 bytes.

@@ -9,7 +9,7 @@ use super::wire::{addr_len, Command, PacketHeader, PACKET_FIXED_LEN};
 use super::{TuicError, UdpRelayMode};
 use crate::addr::TargetAddr;
 
-use crate::udp_frag::{datagrams, Fragment, FragmentHeader};
+use crate::udp_frag::{datagrams, Fragment, FragmentHeader, SplitError};
 pub use crate::udp_frag::{
     FragmentError, Reassembler, MAX_FRAGMENTS, MAX_PENDING_PACKETS, MAX_UDP_PAYLOAD,
     REASSEMBLY_TIMEOUT,
@@ -73,7 +73,7 @@ pub async fn send_packet(
     payload: &[u8],
 ) -> Result<(), TuicError> {
     if payload.len() > MAX_UDP_PAYLOAD {
-        return Err(TuicError::PacketTooLarge(payload.len()));
+        return Err(SplitError::PacketTooLarge(payload.len()).into());
     }
     match mode {
         UdpRelayMode::Native => {
@@ -85,7 +85,7 @@ pub async fn send_packet(
                 // oldest datagram, so that a burst is paced, not truncated.
                 conn.send_datagram_wait(d)
                     .await
-                    .map_err(TuicError::Datagram)?;
+                    .map_err(crate::quic::Error::Datagram)?;
             }
         }
         UdpRelayMode::Quic => {
@@ -104,7 +104,7 @@ pub async fn send_packet(
                 .open_uni()
                 .await
                 .map_err(crate::quic::LinkError::Lost)?;
-            s.write_all(&buf).await.map_err(TuicError::Write)?;
+            s.write_all(&buf).await.map_err(crate::quic::Error::Write)?;
             // Finishing fails only if the peer stopped the stream already;
             // the packet is as lost as a UDP packet can be then.
             let _ = s.finish();
@@ -183,15 +183,21 @@ mod tests {
         // Too small to carry anything, or too many fragments.
         assert!(matches!(
             fragment(3, 9, &addr, &payload, 20),
-            Err(TuicError::DatagramTooSmall(20))
+            Err(TuicError::Quic(crate::quic::Error::Split(
+                SplitError::DatagramTooSmall(20)
+            )))
         ));
         assert!(matches!(
             fragment(3, 9, &addr, &payload, 40),
-            Err(TuicError::TooManyFragments(_))
+            Err(TuicError::Quic(crate::quic::Error::Split(
+                SplitError::TooManyFragments(_)
+            )))
         ));
         assert!(matches!(
             fragment(3, 9, &addr, &vec![0; 65536], 1200),
-            Err(TuicError::PacketTooLarge(65536))
+            Err(TuicError::Quic(crate::quic::Error::Split(
+                SplitError::PacketTooLarge(65536)
+            )))
         ));
         // An empty packet is one datagram.
         let ds = fragment(3, 9, &addr, &[], 1200).unwrap();

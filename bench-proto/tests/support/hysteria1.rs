@@ -193,6 +193,11 @@ impl UdpSession for hysteria1::UdpSession {
     }
 
     fn too_large(e: &Hysteria1Error) -> bool {
-        matches!(e, Hysteria1Error::Split(SplitError::PacketTooLarge(65_536)))
+        matches!(
+            e,
+            Hysteria1Error::Quic(bench_proto::quic::Error::Split(SplitError::PacketTooLarge(
+                65_536
+            )))
+        )
     }
 }

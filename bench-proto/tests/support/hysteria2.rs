@@ -230,6 +230,11 @@ impl UdpSession for hysteria2::UdpSession {
     }
 
     fn too_large(e: &Hysteria2Error) -> bool {
-        matches!(e, Hysteria2Error::PacketTooLarge(65_536))
+        matches!(
+            e,
+            Hysteria2Error::Quic(bench_proto::quic::Error::Split(
+                bench_proto::udp_frag::SplitError::PacketTooLarge(65_536)
+            ))
+        )
     }
 }

@@ -197,6 +197,11 @@ impl UdpSession for tuic::UdpSession {
     }
 
     fn too_large(e: &TuicError) -> bool {
-        matches!(e, TuicError::PacketTooLarge(65_536))
+        matches!(
+            e,
+            TuicError::Quic(bench_proto::quic::Error::Split(
+                bench_proto::udp_frag::SplitError::PacketTooLarge(65_536)
+            ))
+        )
     }
 }
