@@ -671,7 +671,9 @@ fn compare(root: &Path, variants: &str) -> Result<String> {
     Ok(format!(
         "{}compare.md of that run, as written:\n\n{}",
         stamp.line(),
-        md.trim_end()
+        // Run directories relative to the checkout: the doc must not name
+        // the machine's paths.
+        md.trim_end().replace(&format!("{}/", root.display()), "")
     ))
 }
 
