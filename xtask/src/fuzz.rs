@@ -50,6 +50,22 @@ pub fn missing_toolchain() -> Option<String> {
     })
 }
 
+/// Installs the nightly toolchain (minimal profile) when it is missing and
+/// installing is allowed: a fresh machine has only stable, and the fuzz
+/// step of `cargo xtask test` needs nightly. Returns why fuzzing still
+/// cannot run, if it cannot.
+pub fn ensure_toolchain(install: crate::peers::Install) -> Option<String> {
+    let why = missing_toolchain()?;
+    if install == crate::peers::Install::Never {
+        return Some(why);
+    }
+    eprintln!("xtask: installing the nightly toolchain for the fuzz targets");
+    let _ = Command::new("rustup")
+        .args(["toolchain", "install", "nightly", "--profile", "minimal"])
+        .status();
+    missing_toolchain()
+}
+
 /// cargo-fuzz, installed once per cache.
 pub fn ensure_cargo_fuzz() -> Result<PathBuf> {
     let dir = crate::setup::cache_dir()?.join(format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"));

@@ -500,7 +500,7 @@ fn test(
     }
     let status = child.wait().context("waiting for cargo test")?;
     // A short run of every fuzz target, each counted as one test.
-    match fuzz::missing_toolchain() {
+    match fuzz::ensure_toolchain(install) {
         Some(why) if ci => bail!("CI=true: {why}"),
         Some(why) => {
             let n = fuzz::targets(root, &fuzz::ensure_cargo_fuzz()?)?.len() as u64;
