@@ -199,8 +199,11 @@ impl<'a> Fields<'a> {
         self.take(len)
     }
 
+    /// Invalid UTF-8 becomes U+FFFD, three bytes for one, so the text is
+    /// clipped to `max` again: a decoded message always encodes as itself.
     fn string(&mut self, what: &'static str, max: usize) -> Result<String, WireError> {
-        Ok(String::from_utf8_lossy(self.field(what, max)?).into_owned())
+        let text = String::from_utf8_lossy(self.field(what, max)?);
+        Ok(clip_to(&text, max).to_owned())
     }
 
     /// A host and a port.
@@ -268,11 +271,16 @@ fn put_target(out: &mut Vec<u8>, target: &TargetAddr) -> Result<(), WireError> {
 
 /// A message cut to [`MAX_MESSAGE_LEN`] bytes (at a character boundary).
 fn clip(message: &str) -> &str {
-    let mut end = message.len().min(MAX_MESSAGE_LEN);
-    while !message.is_char_boundary(end) {
+    clip_to(message, MAX_MESSAGE_LEN)
+}
+
+/// `text` cut to `max` bytes at a character boundary.
+fn clip_to(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    &message[..end]
+    &text[..end]
 }
 
 impl ClientHello {
@@ -490,6 +498,26 @@ mod tests {
                 other => panic!("{n}: {other:?}"),
             }
         }
+    }
+
+    /// Found by the fuzzer: 2048 bytes of invalid UTF-8 decode to 6144
+    /// bytes of U+FFFD, which the encoder clipped, so the decoded hello did
+    /// not encode as itself.
+    #[test]
+    fn a_message_of_invalid_utf8_decodes_to_one_that_encodes_as_itself() {
+        let mut wire = vec![0u8];
+        wire.extend_from_slice(&[0; 16]);
+        wire.extend_from_slice(&(MAX_MESSAGE_LEN as u16).to_be_bytes());
+        wire.extend(std::iter::repeat_n(0xff, MAX_MESSAGE_LEN));
+        let (hello, used) = ServerHello::decode(&wire).unwrap();
+        assert_eq!(used, wire.len());
+        assert!(hello.message.len() <= MAX_MESSAGE_LEN);
+        assert!(hello
+            .message
+            .chars()
+            .all(|c| c == char::REPLACEMENT_CHARACTER));
+        let again = hello.encode();
+        assert_eq!(ServerHello::decode(&again).unwrap(), (hello, again.len()));
     }
 
     #[test]
