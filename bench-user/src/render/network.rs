@@ -167,7 +167,7 @@ pub fn view(r: &Report) -> Option<NetworkView> {
             d.wall_s,
             d.cpu_share * 100.0,
             d.ns_per_packet
-                .map_or("–".into(), |ns| super::duration_ns(ns)),
+                .map_or("–".into(), super::duration_ns),
             d.packets,
             d.timing_error_p50_us,
             d.timing_error_p99_us,
