@@ -334,6 +334,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     // runtime's threads start from here and inherit it, so the load
     // generator's and the sink's sockets live there. Dropped in reverse:
     // back to our own namespace, then the namespaces deleted.
+    note_signals()?;
     let mut network = match plan.spec.network.mode {
         NetworkMode::Namespaces => {
             let net = Network::create(&plan.spec.network)?;
@@ -354,6 +355,10 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         }
         None => None,
     };
+    // Ctrl-C during set-up: the namespaces go as `network` drops.
+    if SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(RunError::Interrupted);
+    }
     let in_generator = match &network {
         Some(net) => Some(
             network::Entered::new(&net.path(Host::Generator))
@@ -507,6 +512,9 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     report.sweeps = measured.main.sweeps.clone();
     report.warnings.extend(stress_warnings(&report));
     report.network = network_report;
+    if let Some(net) = report.network.as_mut() {
+        report::from_run::network_goodput(net, &report.workload.phases);
+    }
     analyze::judge(&mut report, &plan.checklist);
     write_outputs(&report, &graphs.graphs, &id.dir)?;
     log.line(&format!("report written; status {}", report.run.status));
@@ -717,16 +725,48 @@ fn watch_signals(
 ) -> tokio::task::JoinHandle<()> {
     let cancel = cancel.clone();
     rt.spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        // A signal noted before these listeners existed.
+        if !SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
         }
         cancel.cancel();
+    })
+}
+
+/// Ctrl-C or SIGTERM since the run began. Noted, instead of ending the
+/// process, from before the namespaces are built: set-up then finishes
+/// and its clean-up runs (the runtime's watch takes over once it exists).
+static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn note_signals() -> Result<(), RunError> {
+    static ONCE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: the action only stores to an atomic, which is
+            // async-signal-safe.
+            unsafe {
+                signal_hook_registry::register(sig, || {
+                    SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst)
+                })
+            }
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+    .clone()
+    .map_err(|e| RunError::Io {
+        what: "noting Ctrl-C".into(),
+        source: std::io::Error::other(e),
     })
 }
 

@@ -167,6 +167,43 @@ fn namespaces_are_removed_on_error_and_on_ctrl_c() {
     assert_clean();
 }
 
+/// Ctrl-C while the namespaces are being built (the first has appeared,
+/// the rest, the links and the RTT are still to come): the run finishes
+/// set-up, removes everything and exits with 130, not killed with
+/// namespaces left for the next start's sweep.
+#[test]
+#[ignore = "needs root"]
+fn namespaces_are_removed_on_ctrl_c_during_set_up() {
+    let out = out_dir("network-ctrl-c-setup");
+    let child = profile_cmd(&out, "5")
+        .args(["--set", "network.mode=namespaces"])
+        .args(["--set", "network.up.delay_ms=20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while namespaces_of(pid).is_empty() {
+        assert!(Instant::now() < deadline, "no namespace appeared");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+    let o = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(namespaces_of(pid).is_empty(), "{:?}", namespaces_of(pid));
+    // Nothing was measured: no report.
+    let reports = std::fs::read_dir(&out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("report.json").exists())
+        .count();
+    assert_eq!(reports, 0);
+}
+
 fn tempdir(name: &str) -> std::path::PathBuf {
     let d = out_dir(name);
     std::fs::create_dir_all(&d).expect("dir");
@@ -204,6 +241,21 @@ fn namespaces_and_loopback_both_keep_every_byte() {
     }
 }
 
+/// The loss the router counted has a 99.9 % interval (the report's is
+/// 95 %, so that a test fails by chance once in a thousand runs, not 20)
+/// that holds `share`; `rho`: the drops' lag-1 correlation (bursty loss).
+fn assert_loss_holds(m: &protoprof::report::LinkMeasure, share: f64, rho: f64) {
+    let (lo, hi) =
+        protoprof::analyze::binomial::clopper_pearson_correlated(m.lost, m.packets, rho, 0.999)
+            .expect("interval");
+    assert!(
+        lo <= share && share <= hi,
+        "{} of {} lost: [{lo}, {hi}] misses {share}",
+        m.lost,
+        m.packets
+    );
+}
+
 /// 25 ms each way, 20 Mbit/s each way, 2 % random loss server → client.
 #[test]
 #[ignore = "needs root"]
@@ -236,18 +288,10 @@ fn namespaces_link_measures_what_it_was_set_to() {
         .expect("bulk window");
     let rate = bulk.measure.limiter_mbit_s.expect("a limiter");
     assert!((rate / 20.0 - 1.0).abs() < 0.10, "{rate} Mbit/s for 20 set");
-    // Loss: the router's count; a 99.9 % interval (the report's is 95 %)
-    // so that the test fails by chance once in a thousand runs, not 20.
+    // Loss: the router's count.
     let m = &net.down.run;
     assert!(m.packets >= 2000, "{} packets down", m.packets);
-    let (lo, hi) =
-        protoprof::analyze::binomial::clopper_pearson(m.lost, m.packets, 0.999).expect("interval");
-    assert!(
-        lo <= 0.02 && 0.02 <= hi,
-        "{} of {} lost: [{lo}, {hi}] misses 2 %",
-        m.lost,
-        m.packets
-    );
+    assert_loss_holds(m, 0.02, 0.0);
     assert_eq!(net.up.run.lost, 0);
     let dl = net.delay_line.expect("the delay line ran");
     assert!(dl.packets >= m.packets, "{} packets delayed", dl.packets);
@@ -255,6 +299,129 @@ fn namespaces_link_measures_what_it_was_set_to() {
     assert_eq!(
         report.workload.integrity,
         protoprof::report::IntegrityStatus::Ok
+    );
+}
+
+/// 20 ms ± 5 ms each way: the 21 idle handshakes' RTTs spread as the two
+/// draws' sum does (triangular on 40 ± 10 ms), not as a fixed delay's.
+#[test]
+#[ignore = "needs root"]
+fn namespaces_jitter_spreads_the_rtt_as_set() {
+    let out = out_dir("network-jitter");
+    let sets = [
+        "network.mode=namespaces",
+        "network.up.delay_ms=20",
+        "network.up.jitter_ms=5",
+        "network.down.delay_ms=20",
+        "network.down.jitter_ms=5",
+        "setup.connections=5",
+        "probes.per_call_pass=false",
+    ];
+    let (_, report, _) = profile_ok_with("tcp", &out, "1", &sets);
+    let net = report.network.expect("network section");
+    let rtt = &net.rtt;
+    assert_eq!(rtt.samples, rtt.attempts, "a handshake was lost");
+    let (min, median, max) = (
+        rtt.min_ms.expect("min"),
+        rtt.median_ms.expect("median"),
+        rtt.max_ms.expect("max"),
+    );
+    // Each RTT is 40 ms plus two uniform draws in ±5 ms: within 30..50 ms,
+    // plus the delay line's lateness and the handshake's own time (the
+    // upper slack: a busy machine wakes the delay line late).
+    assert!(min >= 29.5, "min {min} ms below 40 - 10 ms");
+    assert!(
+        max <= 55.0,
+        "max {max} ms above 40 + 10 ms and 5 ms of slack"
+    );
+    // The median of 21 such sums: standard error about 1.1 ms.
+    assert!((median - 40.0).abs() <= 5.0, "median {median} ms for 40 ms");
+    // 21 draws of the triangular sum all within 5 ms of each other: less
+    // likely than 1 in 10^7; a fixed delay spreads under 1 ms.
+    assert!(
+        max - min >= 5.0,
+        "RTTs spread only {} ms with ±5 ms jitter each way",
+        max - min
+    );
+    assert_eq!(net.up.settings.jitter_ms, 5.0);
+    let dl = net.delay_line.expect("the delay line ran");
+    assert_eq!(dl.write_errors, 0);
+    assert_eq!(
+        report.workload.integrity,
+        protoprof::report::IntegrityStatus::Ok
+    );
+}
+
+/// Gilbert–Elliott loss, 2 % in bursts of 2 packets client → server: the
+/// router's count over the run has an interval (over the effective number
+/// of independent packets) that holds the 2 % the settings imply.
+///
+/// The chain's state moves per packet, not per second: on an idle
+/// connection a retransmitted SYN follows its lost one in the bad state
+/// with probability 1 − 1/burst, so connections take several backed-off
+/// SYNs to open. Hence bursts of 2, no set-up phase, and 40 s before a
+/// connection counts as hung (five SYN retransmissions).
+#[test]
+#[ignore = "needs root"]
+fn namespaces_bursty_loss_matches_its_long_run_share() {
+    let out = out_dir("network-bursty");
+    let sets = [
+        "network.mode=namespaces",
+        "network.up.loss_percent=2",
+        "network.up.loss_model=\"bursty\"",
+        "network.up.burst_packets=2",
+        "network.up.rate_mbit=50",
+        "setup.enabled=false",
+        "phase.0.io_timeout_s=40",
+        "phase.1.io_timeout_s=40",
+        "probes.per_call_pass=false",
+        "phase.0.direction=up",
+    ];
+    let (_, report, _) = profile_ok_with("tcp", &out, "3", &sets);
+    let net = report.network.expect("network section");
+    let m = &net.up.run;
+    assert!(m.packets >= 5000, "{} packets up", m.packets);
+    let rho = network::delay_line::loss_correlation(0.02, 2.0);
+    assert_loss_holds(m, 0.02, rho);
+    let reported = m.loss.as_ref().expect("a loss interval");
+    assert!(reported.method.contains("rho"), "{}", reported.method);
+    // The report's 95 % interval is the same computation.
+    let (lo95, hi95) =
+        protoprof::analyze::binomial::clopper_pearson_correlated(m.lost, m.packets, rho, 0.95)
+            .expect("interval");
+    assert_eq!((reported.low, reported.high), (lo95, hi95));
+    // Only the bursty direction lost packets, all of them in the delay line.
+    assert_eq!(net.down.run.lost, 0);
+    assert_eq!(
+        report.workload.integrity,
+        protoprof::report::IntegrityStatus::Ok
+    );
+    // Goodput at the sink over the bulk window, beside the 50 Mbit/s set.
+    let bulk = net
+        .up
+        .windows
+        .iter()
+        .find(|w| w.pass == "main" && w.phase == 0)
+        .expect("bulk window");
+    let goodput = bulk.goodput_mbit_s.expect("goodput");
+    let carried = bulk.measure.limiter_mbit_s.expect("a limiter");
+    // Every packet the limiter sent reached the server (the loss is
+    // before it): payload is 1448 of each 1514 link-layer bytes, less what
+    // was sent twice; the window's edges shift a few hundred KB.
+    assert!(
+        (0.80..=1.05).contains(&(goodput / carried)) && carried <= 50.0 * 1.10,
+        "goodput {goodput} Mbit/s, carried {carried} Mbit/s for 50 set"
+    );
+    let rule = report
+        .checklist
+        .iter()
+        .find(|r| r.id == "network.loss-as-set" && r.target == protoprof::report::Role::Client)
+        .expect("the loss rule judged the client");
+    assert_ne!(
+        rule.verdict,
+        protoprof::report::Verdict::NotEvaluated,
+        "{}",
+        rule.evidence
     );
 }
 

@@ -9,6 +9,7 @@ pub mod binomial;
 pub mod block_bootstrap;
 pub mod checklist;
 pub mod metrics;
+pub mod network;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -124,6 +125,8 @@ pub fn judge(report: &mut crate::report::Report, checklist: &checklist::Checklis
         t.metric_scopes = scopes;
     }
     report.checklist = checklist.evaluate(&report.targets, &report.run.protocol);
+    let network = network::evaluate(report);
+    report.checklist.extend(network);
 }
 
 /// One report target per endpoint.

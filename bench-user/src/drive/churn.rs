@@ -93,6 +93,7 @@ pub(crate) async fn run_churn(
     let nonce = new_nonce();
     let lease = sink.lease(nonce);
     let meter = Arc::new(Meter::new(opts.duration));
+    lease.meter(meter.clone());
     // Connections end after their one round trip, never by this token.
     let stop = CancellationToken::new();
     let work = work_of(&opts.pattern);
@@ -281,6 +282,7 @@ pub(crate) async fn run_churn(
         bytes_down: sides.iter().map(|s| s.down.bytes).sum(),
         window_bytes_up: buckets.up.iter().sum(),
         window_bytes_down: buckets.down.iter().sum(),
+        window_bytes_up_received: Some(buckets.delivered_up.iter().sum()),
         throughput: throughput(&timeseries, measured_s),
         timeseries,
         // Churn's times are in `churn`; `latency_us` is the rr patterns'.

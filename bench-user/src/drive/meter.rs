@@ -22,6 +22,9 @@ pub(crate) struct Meter {
     close: OnceLock<Instant>,
     up: Vec<AtomicU64>,
     down: Vec<AtomicU64>,
+    /// Payload bytes the sink received: what crossed the chain, where `up`
+    /// is what the generator wrote into its socket.
+    delivered_up: Vec<AtomicU64>,
     round_trips: Vec<AtomicU64>,
     /// Round-trip latency (ns) per second; `None` when a histogram could not
     /// be made, which leaves the series without latency rather than wrong.
@@ -32,6 +35,7 @@ pub(crate) struct Meter {
 pub(crate) struct Buckets {
     pub(crate) up: Vec<u64>,
     pub(crate) down: Vec<u64>,
+    pub(crate) delivered_up: Vec<u64>,
     pub(crate) round_trips: Vec<u64>,
     pub(crate) latency: Vec<Option<Histogram<u64>>>,
 }
@@ -54,6 +58,7 @@ impl Meter {
             close: OnceLock::new(),
             up: zeros(n),
             down: zeros(n),
+            delivered_up: zeros(n),
             round_trips: zeros(n),
             latency: (0..n)
                 .map(|_| Mutex::new(Histogram::new_with_max(SECOND_MAX_NS, SECOND_SIGFIG).ok()))
@@ -107,6 +112,13 @@ impl Meter {
         }
     }
 
+    /// Counts `n` bytes received by the sink at `t`.
+    pub(crate) fn delivered(&self, n: usize, t: Instant) {
+        if let Some(i) = self.slot(t) {
+            self.delivered_up[i].fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
     /// Counts a round trip of `ns` completed at `t`; true if it fell in the
     /// window.
     pub(crate) fn round_trip(&self, t: Instant, ns: u128) -> bool {
@@ -128,6 +140,7 @@ impl Meter {
         Buckets {
             up: read(&self.up),
             down: read(&self.down),
+            delivered_up: read(&self.delivered_up),
             round_trips: read(&self.round_trips),
             latency: self
                 .latency

@@ -54,6 +54,7 @@ pub async fn run_phase(
     let nonce = new_nonce();
     let lease = sink.lease(nonce);
     let meter = Arc::new(Meter::new(opts.duration));
+    lease.meter(meter.clone());
     let stop = CancellationToken::new();
     let (ready_tx, mut ready_rx) = mpsc::channel(n);
     let work = work_of(&opts.pattern);
@@ -178,6 +179,7 @@ pub async fn run_phase(
         bytes_down: sides.iter().map(|s| s.down.bytes).sum(),
         window_bytes_up: buckets.up.iter().sum(),
         window_bytes_down: buckets.down.iter().sum(),
+        window_bytes_up_received: Some(buckets.delivered_up.iter().sum()),
         throughput: throughput(&timeseries, timing.measured_s),
         timeseries,
         latency_us: latency.as_ref().map(summarize),

@@ -27,6 +27,12 @@ pub struct PhaseResult {
     pub window_bytes_up: u64,
     /// Payload bytes the generator received inside the measured window.
     pub window_bytes_down: u64,
+    /// Payload bytes the sink received inside the measured window: what
+    /// crossed the chain (`window_bytes_up` is what the generator wrote,
+    /// which socket buffers can hold past the window). `None` where the
+    /// sink did not count it.
+    #[serde(default)]
+    pub window_bytes_up_received: Option<u64>,
     /// Throughput over the measured window.
     pub throughput: Throughput,
     /// One sample per second of the measured window.

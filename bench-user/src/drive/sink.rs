@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::DriveError;
 use super::header::{Header, Work, HEADER_LEN};
 use super::integrity::{SinkRecord, Tally};
+use super::meter::Meter;
 use super::options::{Direction, DEFAULT_IO_TIMEOUT};
 use super::payload::{seed, PayloadStream};
 use super::watchdog::{guarded, Progress};
@@ -49,6 +50,9 @@ struct State {
     retired: HashSet<u64>,
     /// Errors on connections whose header could not be read.
     errors: Vec<String>,
+    /// The window meter of each phase that asked for the sink's count of
+    /// received bytes, by run nonce.
+    meters: HashMap<u64, Arc<Meter>>,
 }
 
 struct Shared {
@@ -67,6 +71,10 @@ impl Shared {
         if st.errors.len() < MAX_ERRORS {
             st.errors.push(e);
         }
+    }
+
+    fn meter(&self, nonce: u64) -> Option<Arc<Meter>> {
+        self.lock().meters.get(&nonce).cloned()
     }
 
     fn is_retired(&self, nonce: u64) -> bool {
@@ -161,6 +169,13 @@ pub(crate) struct Collected {
 }
 
 impl Lease {
+    /// Counts what the sink receives on this phase's connections in
+    /// `meter` (its goodput: bytes that crossed the chain). Call before the
+    /// phase's connections open.
+    pub(crate) fn meter(&self, meter: Arc<Meter>) {
+        self.shared.lock().meters.insert(self.nonce, meter);
+    }
+
     /// Waits until the sink has records of `expected` connections of this
     /// phase, or `limit` passes without a new one, then takes them, with the
     /// unattributed errors.
@@ -207,6 +222,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let mut st = self.shared.lock();
         st.records.remove(&self.nonce);
+        st.meters.remove(&self.nonce);
         st.retired.insert(self.nonce);
     }
 }
@@ -257,7 +273,10 @@ async fn serve(mut sock: TcpStream, shared: Arc<Shared>) {
         return;
     }
     let limit = Duration::from_millis(u64::from(header.io_timeout_ms));
-    let mut up = Tally::default();
+    let mut up = Received {
+        tally: Tally::default(),
+        meter: shared.meter(header.nonce),
+    };
     let mut down = Tally::default();
     let result = match header.work {
         Work::Bulk {
@@ -315,12 +334,32 @@ async fn serve(mut sock: TcpStream, shared: Arc<Shared>) {
         header.nonce,
         header.conn_id,
         SinkRecord {
-            up: up.digest(),
+            up: up.tally.digest(),
             down: down.digest(),
             error: result.err(),
         },
     );
     let _ = tokio::time::timeout(limit, sock.shutdown()).await;
+}
+
+/// What the sink received on one connection: counted and hashed for the
+/// integrity check, and counted in the phase's window for its goodput.
+struct Received {
+    tally: Tally,
+    meter: Option<Arc<Meter>>,
+}
+
+impl Received {
+    fn add(&mut self, data: &[u8]) {
+        self.tally.add(data);
+        if let Some(m) = &self.meter {
+            m.delivered(data.len(), Instant::now());
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.tally.bytes()
+    }
 }
 
 /// Reads until EOF; meanwhile streams payload if the direction sends down.
@@ -330,7 +369,7 @@ async fn serve_bulk(
     direction: Direction,
     chunk: usize,
     limit: Duration,
-    up: &mut Tally,
+    up: &mut Received,
     down: &mut Tally,
 ) -> Result<(), String> {
     let progress = Progress::new();
@@ -392,7 +431,7 @@ async fn serve_bulk_exact(
     chunk: usize,
     exact: u64,
     limit: Duration,
-    up: &mut Tally,
+    up: &mut Received,
     down: &mut Tally,
 ) -> Result<(), String> {
     let progress = Progress::new();
@@ -454,7 +493,7 @@ async fn serve_rr(
     request: usize,
     response: usize,
     limit: Duration,
-    up: &mut Tally,
+    up: &mut Received,
     down: &mut Tally,
 ) -> Result<(), String> {
     let progress = Progress::new();

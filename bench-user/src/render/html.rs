@@ -97,6 +97,7 @@ pub fn html(r: &Report, graphs: &[FoldedGraph]) -> Result<String, String> {
     let mut charts = 0;
     summary(&mut body, r);
     workload(&mut body, r, &mut charts);
+    super::network::html_section(&mut body, r);
     super::stress::stress_section(&mut body, r);
     super::stress::resources_section(&mut body, r, &mut charts);
     costs(&mut body, r);

@@ -24,6 +24,7 @@ const TOP_FUNCTIONS: usize = 5;
 pub fn markdown(r: &Report) -> String {
     let mut md = String::new();
     head(&mut md, r);
+    md.push_str(&super::network::markdown_section(r));
     top_costs(&mut md, r);
     checklist(&mut md, r);
     let footer = footer(r);

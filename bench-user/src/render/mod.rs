@@ -4,6 +4,7 @@
 mod charts;
 mod html;
 mod markdown;
+mod network;
 pub mod pprof;
 mod stress;
 mod terminal;

@@ -45,6 +45,9 @@ pub fn summary(r: &Report) -> String {
     if let Some(s) = &r.workload.setup {
         let _ = writeln!(out, "  set-up: {}", super::setup_line(s));
     }
+    for l in super::network::terminal_lines(r) {
+        let _ = writeln!(out, "  {l}");
+    }
     for w in super::noisy_windows(r) {
         let _ = writeln!(out, "  disturbed window: {w}");
     }

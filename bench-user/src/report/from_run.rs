@@ -150,6 +150,21 @@ impl From<&drive::PhaseResult> for Phase {
             bytes_per_connection: p.bytes_per_connection,
             schedule: p.schedule.as_ref().map(Into::into),
             churn: p.churn.as_ref().map(Into::into),
+            goodput: p.window_bytes_up_received.map(|up| {
+                let per_s = |b: u64| {
+                    if p.measured_s > 0.0 {
+                        b as f64 / p.measured_s
+                    } else {
+                        0.0
+                    }
+                };
+                super::Goodput {
+                    up_bytes: up,
+                    down_bytes: p.window_bytes_down,
+                    up_bps: per_s(up),
+                    down_bps: per_s(p.window_bytes_down),
+                }
+            }),
         }
     }
 }
@@ -248,6 +263,16 @@ pub fn network(
     ];
     let link = |d: Direction| {
         let l = d.link(net);
+        // Bursty drops come in runs: fewer independent trials than packets.
+        let rho = match l.loss_model {
+            LossModel::Bursty if l.loss_percent > 0.0 => {
+                chain::network::delay_line::loss_correlation(
+                    l.loss_percent / 100.0,
+                    l.burst_packets,
+                )
+            }
+            _ => 0.0,
+        };
         super::LinkReport {
             settings: super::LinkSettings {
                 delay_ms: l.delay_ms,
@@ -262,13 +287,14 @@ pub fn network(
                 burst_packets: (l.loss_model == LossModel::Bursty).then_some(l.burst_packets),
                 queue_bytes: l.queue_limit_bytes(),
             },
-            run: link_measure(run.0, run.1, d, l.rate_mbit.is_some()),
+            run: link_measure(run.0, run.1, d, l.rate_mbit.is_some(), rho),
             windows: windows
                 .iter()
                 .map(|(pass, phase, x, y)| super::LinkWindow {
                     pass: pass.clone(),
                     phase: *phase,
-                    measure: link_measure(x, y, d, l.rate_mbit.is_some()),
+                    measure: link_measure(x, y, d, l.rate_mbit.is_some(), rho),
+                    goodput_mbit_s: None,
                 })
                 .collect(),
         }
@@ -316,11 +342,25 @@ pub fn network(
     }
 }
 
+/// Each main-pass link window's goodput, from its phase's result in the
+/// report (the sink's received bytes up, the generator's down).
+pub fn network_goodput(network: &mut super::NetworkReport, phases: &[Phase]) {
+    for (link, up) in [(&mut network.up, true), (&mut network.down, false)] {
+        for w in link.windows.iter_mut().filter(|w| w.pass == "main") {
+            w.goodput_mbit_s = phases
+                .get(w.phase)
+                .and_then(|p| p.goodput)
+                .map(|g| if up { g.up_bps } else { g.down_bps } * 8.0 / 1e6);
+        }
+    }
+}
+
 fn link_measure(
     a: &chain::network::impair::Snapshot,
     b: &chain::network::impair::Snapshot,
     d: chain::network::impair::Direction,
     limited: bool,
+    rho: f64,
 ) -> super::LinkMeasure {
     let c = b.get(d).minus(a.get(d));
     let seconds = match (a.at, b.at) {
@@ -339,16 +379,28 @@ fn link_measure(
         seconds,
         packets: c.seen_packets,
         lost,
-        loss: crate::analyze::binomial::clopper_pearson(lost, c.seen_packets, 0.95).map(
-            |(low, high)| super::LossInterval {
-                share: lost as f64 / c.seen_packets as f64,
-                low,
-                high,
-                method: "clopper-pearson 95%".into(),
+        loss: crate::analyze::binomial::clopper_pearson_correlated(
+            lost,
+            c.seen_packets,
+            rho,
+            0.95,
+        )
+        .map(|(low, high)| super::LossInterval {
+            share: lost as f64 / c.seen_packets as f64,
+            low,
+            high,
+            method: if rho > 0.0 {
+                format!("clopper-pearson 95% over n(1-rho)/(1+rho) packets, rho = {rho:.4} (bursty loss: drops come in runs)")
+            } else {
+                "clopper-pearson 95%".into()
             },
-        ),
+        }),
         arrived_mbit_s: mbit(c.seen_bytes),
         limiter_mbit_s: limited.then(|| mbit(c.limiter_bytes)),
         queue_drops: c.limiter_drops,
+        sender_tcp: Some(super::TcpSegments {
+            sent: c.tcp_out_segs,
+            retransmitted: c.tcp_retrans_segs,
+        }),
     }
 }

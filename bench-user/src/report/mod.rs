@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 pub use checklist::{CipherBench, RuleResult, Verdict};
 pub use network::{
     DelayLineReport, HostAddress, LinkMeasure, LinkReport, LinkSettings, LinkWindow, LossInterval,
-    NetworkReport, RttReport,
+    NetworkReport, RttReport, TcpSegments,
 };
 pub use probes::{
     AllocProbeOptions, CryptoProbeOptions, Overhead, ProbeOptions, ProbesInfo, ProgramCost,
@@ -57,7 +57,7 @@ pub use target::{
 };
 pub use uncertainty::{Percentile, PercentileEstimate, ShareInterval};
 pub use workload::{
-    ConnectionBytes, Integrity, IntegrityStatus, LatencySummary, PassIntegrity, Phase,
+    ConnectionBytes, Goodput, Integrity, IntegrityStatus, LatencySummary, PassIntegrity, Phase,
     SecondSample, SetupPhase, Throughput, WindowLoad, Workload,
 };
 

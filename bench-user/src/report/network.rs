@@ -77,6 +77,20 @@ pub struct LinkMeasure {
     pub limiter_mbit_s: Option<f64>,
     /// Packets the rate limiter dropped at its full queue.
     pub queue_drops: u64,
+    /// The sending host's TCP segments (its namespace's counters: the
+    /// link's connections and those towards the generator alike); absent
+    /// in reports written before they were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_tcp: Option<TcpSegments>,
+}
+
+/// TCP segments a host sent and retransmitted in a span, from its
+/// namespace's /proc/net/snmp (OutSegs, RetransSegs). Encrypted QUIC
+/// repairs are not among them: those are UDP.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TcpSegments {
+    pub sent: u64,
+    pub retransmitted: u64,
 }
 
 /// A binomial share with its interval.
@@ -85,7 +99,9 @@ pub struct LossInterval {
     pub share: f64,
     pub low: f64,
     pub high: f64,
-    /// `clopper-pearson 95%`.
+    /// `clopper-pearson 95%`; for bursty loss over the effective count of
+    /// independent packets, n·(1−ρ)/(1+ρ) with ρ the loss chain's lag-1
+    /// correlation (the method names ρ).
     pub method: String,
 }
 
@@ -96,6 +112,13 @@ pub struct LinkWindow {
     pub pass: String,
     pub phase: usize,
     pub measure: LinkMeasure,
+    /// Payload this direction delivered at its receiving end in the
+    /// window (up: the sink's received bytes, down: the generator's),
+    /// Mbit/s (10^6 bit/s): the phase's goodput beside the rate set and
+    /// the limiter's. Absent for the per-call pass, whose phase results
+    /// the report does not keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput_mbit_s: Option<f64>,
 }
 
 /// Handshake times between the client and server hosts.

@@ -141,6 +141,29 @@ pub struct Phase {
     /// churn: connection rate, set-up times, failures by kind.
     #[serde(default)]
     pub churn: Option<super::Churn>,
+    /// Payload that reached the receiving end inside the measured window;
+    /// absent where the sink did not count it (attach without traffic,
+    /// reports written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<Goodput>,
+}
+
+/// Payload that arrived at the receiving end inside a phase's measured
+/// window, per direction: the sink's received bytes (up) and the
+/// generator's (down). Unlike `window_bytes_up`, what the generator wrote,
+/// which the chain's socket buffers can hold past the window, this is what
+/// crossed the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Goodput {
+    /// Payload bytes the sink received in the window.
+    pub up_bytes: u64,
+    /// Payload bytes the generator received in the window (the same count
+    /// as `window_bytes_down`).
+    pub down_bytes: u64,
+    /// `up_bytes` over the window's length, bytes/s.
+    pub up_bps: f64,
+    /// `down_bytes` over the window's length, bytes/s.
+    pub down_bps: f64,
 }
 
 impl Phase {

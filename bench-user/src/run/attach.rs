@@ -301,6 +301,7 @@ pub(super) async fn observe(
         bytes_down: 0,
         window_bytes_up: 0,
         window_bytes_down: 0,
+        window_bytes_up_received: None,
         throughput: Default::default(),
         timeseries: Vec::new(),
         latency_us: None,

@@ -88,12 +88,8 @@ struct Line {
 
 impl Line {
     fn new(link: &LinkSpec) -> Line {
-        let burst = (link.loss_model == LossModel::Bursty && link.loss_percent > 0.0).then(|| {
-            // Stationary loss p/(p+r) = L with r = 1/burst.
-            let r = 1.0 / link.burst_packets;
-            let l = link.loss_percent / 100.0;
-            (r * l / (1.0 - l), r)
-        });
+        let burst = (link.loss_model == LossModel::Bursty && link.loss_percent > 0.0)
+            .then(|| transitions(link.loss_percent / 100.0, link.burst_packets));
         Line {
             delay: link.delay_ms / 1e3,
             jitter: link.jitter_ms / 1e3,
@@ -248,6 +244,22 @@ impl Drop for DelayLine {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The Gilbert–Elliott chain's transition probabilities (good → bad
+/// `p`, bad → good `r`) for a long-run loss share `loss` in bursts of mean
+/// `burst` packets: r = 1/burst, and the stationary share p/(p+r) = loss.
+pub fn transitions(loss: f64, burst: f64) -> (f64, f64) {
+    let r = 1.0 / burst;
+    (r * loss / (1.0 - loss), r)
+}
+
+/// The lag-1 correlation of successive packets' fates under bursty loss,
+/// 1 − p − r: how much fewer independent trials a count of packets is
+/// worth (see `analyze::binomial::clopper_pearson_correlated`).
+pub fn loss_correlation(loss: f64, burst: f64) -> f64 {
+    let (p, r) = transitions(loss, burst);
+    (1.0 - p - r).max(0.0)
 }
 
 /// One step of the Gilbert–Elliott chain for a packet, `u` uniform in

@@ -182,6 +182,10 @@ pub struct Counters {
     pub limiter_bytes: u64,
     pub limiter_packets: u64,
     pub limiter_drops: u64,
+    /// The sending host's TCP segments sent and retransmitted (its
+    /// namespace's /proc/net/snmp: every TCP connection of that host).
+    pub tcp_out_segs: u64,
+    pub tcp_retrans_segs: u64,
 }
 
 impl Counters {
@@ -197,6 +201,10 @@ impl Counters {
             limiter_bytes: self.limiter_bytes.saturating_sub(earlier.limiter_bytes),
             limiter_packets: self.limiter_packets.saturating_sub(earlier.limiter_packets),
             limiter_drops: self.limiter_drops.saturating_sub(earlier.limiter_drops),
+            tcp_out_segs: self.tcp_out_segs.saturating_sub(earlier.tcp_out_segs),
+            tcp_retrans_segs: self
+                .tcp_retrans_segs
+                .saturating_sub(earlier.tcp_retrans_segs),
         }
     }
 
@@ -283,6 +291,15 @@ pub fn read(net: &Network) -> Result<Snapshot, NetworkError> {
                 c.limiter_drops = tbf["drops"].as_u64().unwrap_or(0);
             }
         }
+        let snmp = super::run_in(&net.path(d.hosts().0), || {
+            std::fs::read_to_string("/proc/thread-self/net/snmp")
+        })
+        .and_then(|r| r)
+        .map_err(|source| NetworkError::Io {
+            what: format!("reading the {} host's TCP counters", d.as_str()),
+            source,
+        })?;
+        (c.tcp_out_segs, c.tcp_retrans_segs) = tcp_segments(&snmp);
         if let Some(dl) = &net.delay_line {
             let s = dl.counts(d);
             c.burst_dropped_packets = s.dropped;
@@ -294,4 +311,37 @@ pub fn read(net: &Network) -> Result<Snapshot, NetworkError> {
         }
     }
     Ok(snap)
+}
+
+/// TCP's OutSegs and RetransSegs from /proc/net/snmp (a `Tcp:` line of
+/// names, then one of values); zero where absent.
+pub fn tcp_segments(snmp: &str) -> (u64, u64) {
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        return (0, 0);
+    };
+    let field = |want: &str| {
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == want)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("OutSegs"), field("RetransSegs"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_segments_from_snmp() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs OutSegs RetransSegs InErrs OutRsts InCsumErrors\n\
+                    Tcp: 1 200 120000 -1 25 3 0 0 2 81234 90211 37 0 4 0\n\
+                    Udp: InDatagrams\nUdp: 5\n";
+        assert_eq!(tcp_segments(snmp), (90211, 37));
+        assert_eq!(tcp_segments("Udp: InDatagrams\nUdp: 5\n"), (0, 0));
+    }
 }
