@@ -77,6 +77,7 @@ pub use options::{
     DEFAULT_CHUNK_SIZE, DEFAULT_DURATION, DEFAULT_IO_TIMEOUT, DEFAULT_WARMUP, MAX_CHUNK_SIZE,
     MAX_CONNECTIONS, MAX_DURATION, MAX_MESSAGE_SIZE,
 };
+pub use meter::{LiveCounters, WindowState};
 pub use phase::run_phase;
 pub use result::{
     ChurnResult, ConnectionBytes, FailureCount, Integrity, IntegrityStatus, LatencySummary,
