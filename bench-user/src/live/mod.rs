@@ -153,6 +153,9 @@ pub struct Snapshot {
     pub targets: Vec<TargetNow>,
 }
 
+/// The shortest part of a window's first second whose bytes make a rate.
+const FIRST_SECOND_FROM_S: f64 = 0.2;
+
 /// Per-second histograms of the meter: 2 significant digits, up to 10 s.
 fn latency_histogram() -> Option<Histogram<u64>> {
     Histogram::new_with_max(10_000_000_000, 2).ok()
@@ -281,8 +284,16 @@ impl State {
                 let (u, d, r) = m.totals();
                 (up, down, rt) = (up + u, down + d, rt + r);
                 let complete = m.complete_seconds(now);
-                if complete > 0 && state == "measuring" {
-                    throughput_bps = m.second_bytes(complete - 1).map(|b| b as f64);
+                if state == "measuring" {
+                    // The last complete second; in the first, what the
+                    // window has counted so far over its length.
+                    throughput_bps = match complete {
+                        0 if window_s >= FIRST_SECOND_FROM_S => {
+                            Some((u + d) as f64 / window_s)
+                        }
+                        0 => None,
+                        n => m.second_bytes(n - 1).map(|b| b as f64),
+                    };
                 }
                 // Each complete second is added once: its lock is taken
                 // once, not once a scrape.
