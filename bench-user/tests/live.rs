@@ -83,18 +83,35 @@ fn metrics_move_during_a_run_and_plain_lines_follow_the_phases() {
     let first = scrape_until(addr, "main", "bulk", Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(1500));
     let second = scrape(addr).expect("a second scrape");
-    assert_eq!(phase_label(&second, "pattern").as_deref(), Some("bulk"), "{second}");
+    assert_eq!(
+        phase_label(&second, "pattern").as_deref(),
+        Some("bulk"),
+        "{second}"
+    );
     assert_eq!(phase_label(&second, "stage").as_deref(), Some("main"));
     // 1.5 s of bulk both ways through loopback moves far more than 1 MB.
     let moved = bytes(&second) - bytes(&first);
-    assert!(moved > 1e6, "bytes {} then {}", bytes(&first), bytes(&second));
     assert!(
-        value(&second, "protoprof_throughput_bytes_per_second", "profile=\"tcp\"")
-            .is_some_and(|t| t > 1e6),
+        moved > 1e6,
+        "bytes {} then {}",
+        bytes(&first),
+        bytes(&second)
+    );
+    assert!(
+        value(
+            &second,
+            "protoprof_throughput_bytes_per_second",
+            "profile=\"tcp\""
+        )
+        .is_some_and(|t| t > 1e6),
         "{second}"
     );
     for role in ["client", "server"] {
-        let rss = value(&second, "protoprof_target_rss_bytes", &format!("role=\"{role}\""));
+        let rss = value(
+            &second,
+            "protoprof_target_rss_bytes",
+            &format!("role=\"{role}\""),
+        );
         let fds = value(&second, "protoprof_target_fds", &format!("role=\"{role}\""));
         // An endpoint holds at least its runtime and 4 connections' sockets.
         assert!(rss.is_some_and(|r| r > 1e6), "{role} rss {rss:?}");
@@ -103,7 +120,10 @@ fn metrics_move_during_a_run_and_plain_lines_follow_the_phases() {
     let remaining = value(&second, "protoprof_remaining_seconds", "").expect("remaining");
     assert!(remaining > 0.0 && remaining < 20.0, "remaining {remaining}");
     // No round trip in bulk: no latency figure, rather than a zero.
-    assert!(!second.contains("protoprof_latency_p99_seconds"), "{second}");
+    assert!(
+        !second.contains("protoprof_latency_p99_seconds"),
+        "{second}"
+    );
 
     // rr's window is 3 s: 1.2 s in, one complete second has round trips.
     scrape_until(addr, "main", "rr", Duration::from_secs(30));
@@ -136,19 +156,28 @@ fn metrics_move_during_a_run_and_plain_lines_follow_the_phases() {
                 .unwrap_or_else(|| panic!("no t= in {l}"))
         })
         .collect();
-    assert!(times.windows(2).all(|w| w[0] <= w[1] && w[1] - w[0] <= 6.5), "{text}");
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1] && w[1] - w[0] <= 6.5),
+        "{text}"
+    );
     for want in [
         "main phase 1/2 bulk starting",
         "main phase 1/2 bulk measuring",
         "main phase 2/2 rr measuring",
         "per-call phase 1/2 bulk",
     ] {
-        assert!(lines.iter().any(|l| l.contains(want)), "no {want:?} in:\n{text}");
+        assert!(
+            lines.iter().any(|l| l.contains(want)),
+            "no {want:?} in:\n{text}"
+        );
     }
     // Every line once the targets run names both with RSS and FDs.
     for l in lines.iter().filter(|l| l.contains("phase ")) {
         assert!(
-            l.contains(" client[") && l.contains(" server[") && l.matches(" rss=").count() == 2 && l.matches(" fds=").count() == 2,
+            l.contains(" client[")
+                && l.contains(" server[")
+                && l.matches(" rss=").count() == 2
+                && l.matches(" fds=").count() == 2,
             "{l}"
         );
     }

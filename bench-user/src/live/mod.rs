@@ -273,7 +273,11 @@ impl State {
             let (state, window_s, left) = match window {
                 WindowState::NotOpen => {
                     let since = now.duration_since(c.begun).as_secs_f64();
-                    ("starting", 0.0, (c.warmup_s - since).max(0.0) + c.duration_s)
+                    (
+                        "starting",
+                        0.0,
+                        (c.warmup_s - since).max(0.0) + c.duration_s,
+                    )
                 }
                 WindowState::Open { elapsed_s } => {
                     ("measuring", elapsed_s, (c.duration_s - elapsed_s).max(0.0))
@@ -288,9 +292,7 @@ impl State {
                     // The last complete second; in the first, what the
                     // window has counted so far over its length.
                     throughput_bps = match complete {
-                        0 if window_s >= FIRST_SECOND_FROM_S => {
-                            Some((u + d) as f64 / window_s)
-                        }
+                        0 if window_s >= FIRST_SECOND_FROM_S => Some((u + d) as f64 / window_s),
                         0 => None,
                         n => m.second_bytes(n - 1).map(|b| b as f64),
                     };

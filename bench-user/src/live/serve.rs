@@ -40,10 +40,7 @@ impl Server {
             addr,
             reason: e.to_string(),
         })?;
-        let bound = server
-            .server_addr()
-            .to_ip()
-            .unwrap_or(addr);
+        let bound = server.server_addr().to_ip().unwrap_or(addr);
         let server = Arc::new(server);
         let serving = server.clone();
         let mut registry = Registry::default();
@@ -95,7 +92,10 @@ impl Drop for Server {
 
 fn answer(request: tiny_http::Request, registry: &Registry) {
     let path = request.url().split('?').next().unwrap_or("");
-    let ok_method = matches!(request.method(), tiny_http::Method::Get | tiny_http::Method::Head);
+    let ok_method = matches!(
+        request.method(),
+        tiny_http::Method::Get | tiny_http::Method::Head
+    );
     let response = if path != "/metrics" {
         tiny_http::Response::from_string("not found: the figures are at /metrics\n")
             .with_status_code(404)
@@ -184,7 +184,12 @@ fn encode(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error
             p.pattern.to_string(),
             p.state.to_string(),
         ),
-        None => (s.stage.to_string(), String::new(), String::new(), String::new()),
+        None => (
+            s.stage.to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ),
     };
     gauge(
         e,
@@ -229,7 +234,10 @@ fn encode(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error
         "protoprof_bytes",
         "Payload bytes counted in measured windows so far, by direction",
         &[
-            (labels(&[profile.clone(), ("direction", "up".into())]), s.bytes_up),
+            (
+                labels(&[profile.clone(), ("direction", "up".into())]),
+                s.bytes_up,
+            ),
             (
                 labels(&[profile.clone(), ("direction", "down".into())]),
                 s.bytes_down,

@@ -73,7 +73,10 @@ fn tick(stopped: &mpsc::Receiver<()>) -> bool {
 
 fn redraw(live: &Live, stopped: &mpsc::Receiver<()>) {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{spinner} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     loop {
         if let Some(s) = live.snapshot() {
             bar.set_message(line(&s));
