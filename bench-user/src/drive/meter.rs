@@ -204,7 +204,7 @@ impl LiveCounters {
         };
         match h.lock() {
             Ok(h) => match h.as_ref() {
-                Some(h) if h.len() > 0 => into.add(h).is_ok(),
+                Some(h) if !h.is_empty() => into.add(h).is_ok(),
                 _ => false,
             },
             Err(_) => false,

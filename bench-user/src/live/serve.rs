@@ -177,6 +177,7 @@ impl Collector for Figures {
 /// Every figure of `s`; a figure that has no value now is left out.
 fn encode(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     let profile = ("profile", s.profile.clone());
+    let only: Labels = vec![("profile".into(), s.profile.clone())];
     let (pass, index, pattern, state) = match &s.phase {
         Some(p) => (
             p.pass.to_string(),
@@ -211,14 +212,14 @@ fn encode(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error
         e,
         "protoprof_elapsed_seconds",
         "Seconds since the run started",
-        &[(labels(&[profile.clone()]), s.elapsed_s)],
+        &[(only.clone(), s.elapsed_s)],
     )?;
     if let Some(p) = &s.phase {
         gauge(
             e,
             "protoprof_phase_window_seconds",
             "Seconds of the phase's measured window so far",
-            &[(labels(&[profile.clone()]), p.window_s)],
+            &[(only.clone(), p.window_s)],
         )?;
     }
     if let Some(r) = s.remaining_s {
@@ -226,7 +227,7 @@ fn encode(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error
             e,
             "protoprof_remaining_seconds",
             "Planned seconds left: this phase's and later phases' warm-up and window",
-            &[(labels(&[profile.clone()]), r)],
+            &[(only.clone(), r)],
         )?;
     }
     counter(
@@ -248,14 +249,14 @@ fn encode(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error
         e,
         "protoprof_round_trips",
         "Round trips completed in measured windows so far",
-        &[(labels(&[profile.clone()]), s.round_trips)],
+        &[(only.clone(), s.round_trips)],
     )?;
     if let Some(t) = s.throughput_bps {
         gauge(
             e,
             "protoprof_throughput_bytes_per_second",
             "Bytes up plus down in the window's last complete second",
-            &[(labels(&[profile.clone()]), t)],
+            &[(only.clone(), t)],
         )?;
     }
     if let Some(p) = s.p99_us {
@@ -263,7 +264,7 @@ fn encode(s: &Snapshot, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error
             e,
             "protoprof_latency_p99_seconds",
             "The phase's 99th percentile round trip over its complete seconds so far",
-            &[(labels(&[profile.clone()]), p / 1e6)],
+            &[(only.clone(), p / 1e6)],
         )?;
     }
     let per_target = |f: &dyn Fn(&super::TargetNow) -> f64| -> Vec<(Labels, f64)> {
