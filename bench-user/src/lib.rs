@@ -13,6 +13,7 @@ pub mod chain;
 pub mod compare;
 pub mod drive;
 pub mod fold;
+pub mod live;
 pub mod machine;
 pub mod order_statistics;
 pub mod peers;

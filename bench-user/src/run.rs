@@ -30,6 +30,7 @@ use crate::{
     },
     drive::{self, DriveError, IntegrityStatus, PhaseResult, Sink, Window},
     fold::{self, FoldOptions},
+    live::{self, Live, LiveOptions},
     render,
     report::{
         self, stacks, FoldedGraph, Input, Overhead, ProbesInfo, Report, RunInfo, StackFile,
@@ -53,6 +54,8 @@ pub struct RunOptions {
     pub print_summary: bool,
     /// `KEY=VALUE` overrides of the profile (dotted TOML keys).
     pub overrides: Vec<String>,
+    /// The live view and `--serve`.
+    pub live: LiveOptions,
 }
 
 /// A finished run.
@@ -161,6 +164,8 @@ struct ProbeWindow<'a> {
     link_at_open: Mutex<Option<impair::Snapshot>>,
     /// Router counters at each window's open and close.
     links: Mutex<Vec<(impair::Snapshot, impair::Snapshot)>>,
+    /// The live view, which reads the phase's counters.
+    live: &'a Live,
 }
 
 impl Window for ProbeWindow<'_> {
@@ -253,6 +258,9 @@ impl Window for ProbeWindow<'_> {
             }
         }
     }
+    fn counting(&self, counters: &drive::LiveCounters) {
+        self.live.counting(counters);
+    }
 }
 
 impl ProbeWindow<'_> {
@@ -313,7 +321,10 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
 pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
+    opts.live.check().map_err(RunError::Usage)?;
     let plan = plan(opts)?;
+    let shown = live::Running::start(&opts.live, Live::new(&plan.spec.name, planned(&plan.spec)))
+        .map_err(|e| RunError::Usage(e.to_string()))?;
     let programs: Vec<(Role, PathBuf)> = plan
         .launches
         .iter()
@@ -389,12 +400,29 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         started,
         RESOURCE_INTERVAL,
     );
+    shown.live.targets(
+        commands
+            .iter()
+            .map(|c| (c.0.as_str().to_string(), c.1))
+            .collect(),
+        sampler.latest(),
+    );
     let phases = plan.spec.phase_options();
     let sink = rt
         .block_on(Sink::start((plan.sink_ip, 0).into()))
         .map_err(io_err("starting the sink"))?;
-    let control = control_pass(&plan, &rt, &sink, &phases, &cancel, &id.dir, &mut log)
-        .map_err(|e| exited_before_measuring(e, &mut chain, "control pass", &id.dir))?;
+    let control = control_pass(
+        &plan,
+        &rt,
+        &sink,
+        &phases,
+        &cancel,
+        &id.dir,
+        &mut log,
+        &shown.live,
+    )
+    .map_err(|e| exited_before_measuring(e, &mut chain, "control pass", &id.dir))?;
+    shown.live.stage("set-up");
     let setup = setup_phase(&plan, &rt, &sink, &cancel, &mut log)
         .map_err(|e| exited_before_measuring(e, &mut chain, "set-up phase", &id.dir))?;
 
@@ -429,6 +457,8 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         ports: &ports,
         started,
         network: network.as_ref(),
+        live: &shown.live,
+        pass: "main",
     };
     let mut exited = || {
         chain
@@ -438,6 +468,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             .map(|(r, _, how)| (r, how))
     };
     let measured = measure_passes(&mut pass_ctx, &plan.spec, &mut exited, &mut log);
+    shown.live.stage("finishing");
     rt.block_on(sink.stop());
     let measured = measured?;
     if cancel.is_cancelled() {
@@ -518,10 +549,26 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     analyze::judge(&mut report, &plan.checklist);
     write_outputs(&report, &graphs.graphs, &id.dir)?;
     log.line(&format!("report written; status {}", report.run.status));
+    log.line(&shown.finish());
     if opts.print_summary {
         print!("{}", render::summary(&report));
     }
     verdict(report, measured.exited_early, id.dir)
+}
+
+/// Every phase the run will drive, in order, for the live view's
+/// remaining time.
+fn planned(spec: &ProfileSpec) -> Vec<live::Planned> {
+    let phases = spec.phase_options();
+    let mut plan = Vec::new();
+    if spec.probes.control {
+        plan.extend(live::Planned::pass("control", &phases));
+    }
+    plan.extend(live::Planned::pass("main", &phases));
+    if spec.probes.per_call_pass && spec.probes.capture_options().has_per_call() {
+        plan.extend(live::Planned::pass("per-call", &phases));
+    }
+    plan
 }
 
 /// The main pass, then the per-call pass when the profile measures the
@@ -545,6 +592,7 @@ fn measure_passes(
     let mut per_call = None;
     if separate && main.exited_early.is_none() && main.integrity_ok() {
         log.line("per-call pass: alloc and crypto probes");
+        ctx.pass = "per-call";
         per_call = Some(measure(ctx, &capture_opts.per_call_only(), exited, log)?);
     }
     Ok(merge_per_call(main, per_call))
@@ -832,6 +880,7 @@ fn exited_before_measuring(
 }
 
 /// The same phases with no probe attached at all, when the profile asks.
+#[allow(clippy::too_many_arguments)]
 fn control_pass(
     plan: &Plan,
     rt: &tokio::runtime::Runtime,
@@ -840,6 +889,7 @@ fn control_pass(
     cancel: &CancellationToken,
     dir: &Path,
     log: &mut RunLog,
+    live: &Live,
 ) -> Result<Vec<PhaseResult>, RunError> {
     let mut control = Vec::new();
     if !plan.spec.probes.control {
@@ -847,13 +897,8 @@ fn control_pass(
     }
     for (i, phase) in phases.iter().enumerate() {
         log.line(&format!("control phase {i}: {:?}", phase.pattern));
-        match rt.block_on(drive::run_phase(
-            phase,
-            plan.socks_addr,
-            sink,
-            &drive::NoWindow,
-            cancel,
-        )) {
+        live.phase("control", i, phases.len(), phase);
+        match rt.block_on(drive::run_phase(phase, plan.socks_addr, sink, live, cancel)) {
             Ok(r) => control.push(r),
             Err(DriveError::Cancelled) => return Err(RunError::Interrupted),
             Err(DriveError::Integrity(r)) => {
@@ -1343,6 +1388,9 @@ struct PassContext<'a> {
     ports: &'a [(u32, Option<u16>, Option<u16>)],
     started: Instant,
     network: Option<&'a Network>,
+    live: &'a Live,
+    /// `main` or `per-call`, for the live view.
+    pass: &'static str,
 }
 
 /// Where a pass's traffic goes.
@@ -1408,6 +1456,7 @@ fn measure(
         network: ctx.network,
         link_at_open: Mutex::new(None),
         links: Mutex::new(Vec::new()),
+        live: ctx.live,
     };
     let mut results = Vec::new();
     let mut sweeps: Vec<Sweep> = Vec::new();
@@ -1420,6 +1469,7 @@ fn measure(
                 Traffic::Socks(a) => a,
                 Traffic::Observe(seconds) => {
                     log.line(&format!("observing for {seconds} s"));
+                    ctx.live.observe(seconds);
                     let r = attach::observe(seconds, &window, ctx.cancel, exited).await;
                     exited_early = r.as_ref().err().cloned();
                     results.extend(r.ok());
@@ -1434,6 +1484,7 @@ fn measure(
                     }
                 }
                 log.line(&format!("phase {i}: {:?}", phase.pattern));
+                ctx.live.phase(ctx.pass, i, ctx.phases.len(), phase);
                 let marks = window.marks();
                 let outcome = drive::run_phase(phase, socks, ctx.sink, &window, ctx.cancel).await;
                 if let Some(level) = level {

@@ -49,6 +49,33 @@ struct RunArgs {
     /// Regression thresholds (default: gates.toml in --profiles).
     #[arg(long)]
     gates: Option<PathBuf>,
+    #[command(flatten)]
+    live: LiveArgs,
+}
+
+/// The live view of a run (docs/live.md).
+#[derive(Args, Clone, Default)]
+struct LiveArgs {
+    /// No live status on stderr while the run runs.
+    #[arg(long)]
+    no_live: bool,
+    /// Serve the live figures as Prometheus text at http://ADDR/metrics
+    /// while each run runs (a loopback address, e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<std::net::SocketAddr>,
+    /// Allow --serve on an address other than loopback.
+    #[arg(long, requires = "serve")]
+    serve_non_loopback: bool,
+}
+
+impl LiveArgs {
+    fn options(&self) -> protoprof::live::LiveOptions {
+        protoprof::live::LiveOptions {
+            quiet: self.no_live,
+            serve: self.serve,
+            serve_non_loopback: self.serve_non_loopback,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -125,6 +152,8 @@ enum Command {
         /// Where run directories go.
         #[arg(long, default_value = "target/protoprof/runs")]
         out: PathBuf,
+        #[command(flatten)]
+        live: LiveArgs,
     },
     /// Print the JSON Schema of report.json (docs/report.schema.json).
     Schema,
@@ -188,6 +217,7 @@ fn main() -> ExitCode {
             profiles,
             set,
             out,
+            live,
         } => {
             let args = RunArgs {
                 profile,
@@ -196,6 +226,7 @@ fn main() -> ExitCode {
                 profiles,
                 set,
                 gates: None,
+                live,
             };
             let attach = run::AttachOptions { pids, roles, socks };
             attach_running(&args, out, &attach)
@@ -243,6 +274,7 @@ fn attach_running(a: &RunArgs, out: PathBuf, attach: &run::AttachOptions) -> u8 
         endpoint: PathBuf::new(),
         print_summary: true,
         overrides: a.set.clone(),
+        live: a.live.options(),
     };
     match run::attach_running(&opts, attach) {
         Ok(outcome) => {
@@ -290,6 +322,7 @@ fn run_options(a: &RunArgs, out: PathBuf) -> Result<run::RunOptions, u8> {
         endpoint,
         print_summary: true,
         overrides: a.set.clone(),
+        live: a.live.options(),
     })
 }
 

@@ -206,7 +206,12 @@ pub struct TimedSample {
 pub struct Sampler {
     stop: std::sync::mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<Vec<TimedSample>>>,
+    latest: Latest,
 }
+
+/// Each live target's latest reading, replaced after every round: what the
+/// live view shows, taken from the same readings the report keeps.
+pub type Latest = std::sync::Arc<std::sync::Mutex<Vec<TimedSample>>>;
 
 impl Sampler {
     /// Starts sampling `pids` now and every `every`, times counted from
@@ -217,6 +222,8 @@ impl Sampler {
         every: std::time::Duration,
     ) -> Sampler {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let latest = Latest::default();
+        let published = latest.clone();
         let thread = std::thread::Builder::new()
             .name("protoprof-resources".into())
             .spawn(move || {
@@ -224,6 +231,7 @@ impl Sampler {
                 let mut live = pids;
                 let mut next = std::time::Instant::now();
                 loop {
+                    let round = out.len();
                     live.retain(|&pid| match sample(pid) {
                         Ok(sample) => {
                             out.push(TimedSample {
@@ -235,6 +243,10 @@ impl Sampler {
                         }
                         Err(_) => false,
                     });
+                    if let Ok(mut l) = published.lock() {
+                        l.clear();
+                        l.extend_from_slice(&out[round..]);
+                    }
                     next += every;
                     let wait = next.saturating_duration_since(std::time::Instant::now());
                     match stopped.recv_timeout(wait) {
@@ -244,7 +256,16 @@ impl Sampler {
                 }
             })
             .ok();
-        Sampler { stop, thread }
+        Sampler {
+            stop,
+            thread,
+            latest,
+        }
+    }
+
+    /// The latest reading of each target, for the live view.
+    pub fn latest(&self) -> Latest {
+        self.latest.clone()
     }
 
     /// Stops sampling and returns every reading, in time order.

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::DriveError;
 use super::generator::{due_time, missed_in_window, run_connection, ConnOutcome, ConnPlan};
 use super::integrity::{self, GeneratorSide};
-use super::meter::Meter;
+use super::meter::{LiveCounters, Meter};
 use super::options::{ChurnOptions, PhaseOptions};
 use super::phase::{new_nonce, work_of};
 use super::result::{ChurnResult, FailureCount, IntegrityStatus, PhaseResult};
@@ -97,6 +97,7 @@ pub(crate) async fn run_churn(
     // Connections end after their one round trip, never by this token.
     let stop = CancellationToken::new();
     let work = work_of(&opts.pattern);
+    window.counting(&LiveCounters::new(meter.clone()));
     let mut calls = WindowCalls::new(window);
     let start = Instant::now();
     let open_at = start + opts.warmup;

@@ -2,7 +2,7 @@
 //! connections of a phase.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -147,6 +147,80 @@ impl Meter {
                 .iter()
                 .map(|h| h.lock().ok().and_then(|h| h.clone()))
                 .collect(),
+        }
+    }
+}
+
+/// A read-only view of a phase's [`Meter`] while it counts, for the live
+/// view: the same counters the report's per-second series come from, read
+/// with relaxed loads (no new measurement on the traffic's path).
+#[derive(Clone)]
+pub struct LiveCounters(Arc<Meter>);
+
+/// Where a phase's measured window stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WindowState {
+    /// Connecting or warming up: nothing counted yet.
+    NotOpen,
+    /// Counting for this many seconds so far.
+    Open { elapsed_s: f64 },
+    /// Closed after this many seconds; the phase is draining.
+    Closed { measured_s: f64 },
+}
+
+impl LiveCounters {
+    pub(crate) fn new(meter: Arc<Meter>) -> Self {
+        LiveCounters(meter)
+    }
+
+    pub fn window(&self, now: Instant) -> WindowState {
+        let m = &self.0;
+        match (m.open.get(), m.close.get()) {
+            (None, _) => WindowState::NotOpen,
+            (Some(&o), None) => WindowState::Open {
+                elapsed_s: now.saturating_duration_since(o).as_secs_f64(),
+            },
+            (Some(&o), Some(&c)) => WindowState::Closed {
+                measured_s: (c - o).as_secs_f64(),
+            },
+        }
+    }
+
+    /// Bytes up, bytes down and round trips counted in the window so far.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        let sum = |v: &[AtomicU64]| v.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+        (sum(&self.0.up), sum(&self.0.down), sum(&self.0.round_trips))
+    }
+
+    /// How many of the window's one-second buckets are complete at `now`
+    /// (a closed window's last, partial second counts as complete).
+    pub fn complete_seconds(&self, now: Instant) -> usize {
+        let n = match self.window(now) {
+            WindowState::NotOpen => 0,
+            WindowState::Open { elapsed_s } => elapsed_s as usize,
+            WindowState::Closed { measured_s } => measured_s.ceil() as usize,
+        };
+        n.min(self.0.up.len())
+    }
+
+    /// Bytes up plus down counted in second `i` of the window.
+    pub fn second_bytes(&self, i: usize) -> Option<u64> {
+        let m = &self.0;
+        Some(m.up.get(i)?.load(Ordering::Relaxed) + m.down.get(i)?.load(Ordering::Relaxed))
+    }
+
+    /// Adds second `i`'s round-trip latencies (ns) to `into`; false when
+    /// that second has none to add. Locks the second's histogram once.
+    pub fn add_second_latency(&self, i: usize, into: &mut Histogram<u64>) -> bool {
+        let Some(h) = self.0.latency.get(i) else {
+            return false;
+        };
+        match h.lock() {
+            Ok(h) => match h.as_ref() {
+                Some(h) if !h.is_empty() => into.add(h).is_ok(),
+                _ => false,
+            },
+            Err(_) => false,
         }
     }
 }

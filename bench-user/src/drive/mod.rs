@@ -72,6 +72,7 @@ mod tests;
 
 pub use error::DriveError;
 pub use limits::{level_limit, local_port_count, raise_fd_limit, FdLimit, FD_HEADROOM};
+pub use meter::{LiveCounters, WindowState};
 pub use options::{
     BulkOptions, ChurnOptions, Direction, ParseDirectionError, Pattern, PhaseOptions, RrOptions,
     DEFAULT_CHUNK_SIZE, DEFAULT_DURATION, DEFAULT_IO_TIMEOUT, DEFAULT_WARMUP, MAX_CHUNK_SIZE,

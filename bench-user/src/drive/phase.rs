@@ -15,7 +15,7 @@ use super::error::DriveError;
 use super::generator::{run_connection, ConnOutcome, ConnPlan};
 use super::header::Work;
 use super::integrity;
-use super::meter::Meter;
+use super::meter::{LiveCounters, Meter};
 use super::options::{BulkOptions, Pattern, PhaseOptions};
 use super::result::{IntegrityStatus, PhaseResult, ScheduleResult};
 use super::sink::Sink;
@@ -97,6 +97,7 @@ pub async fn run_phase(
     }
     drop(ready_tx);
 
+    window.counting(&LiveCounters::new(meter.clone()));
     let mut calls = WindowCalls::new(window);
     let traffic = fleet
         .run(

@@ -1,5 +1,7 @@
 //! The measurement window hooks.
 
+use super::meter::LiveCounters;
+
 /// Told when the measured window of a phase opens and closes.
 ///
 /// The runner uses it to switch probes on for exactly the traffic that is
@@ -14,6 +16,9 @@ pub trait Window: Send + Sync {
     fn open(&self);
     /// The measured window has ended.
     fn close(&self);
+    /// The phase's counters, once, before the window opens: for the live
+    /// view, which reads them while the phase runs.
+    fn counting(&self, _counters: &LiveCounters) {}
 }
 
 /// A [`Window`] that does nothing, for phases without probes.

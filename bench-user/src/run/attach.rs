@@ -28,7 +28,7 @@ use crate::{
     analyze::{self, TargetFacts},
     chain::Role,
     drive::{self, PhaseResult, Sink, Window},
-    render, report,
+    live, render, report,
     spec::ProfileSpec,
 };
 
@@ -113,6 +113,7 @@ fn running(pid: u32) -> bool {
 pub fn attach_running(opts: &RunOptions, a: &AttachOptions) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
+    opts.live.check().map_err(RunError::Usage)?;
     let targets = check_targets(a)?;
     crate::capture::privileges::Privileges::current().check()?;
     let mut spec = ProfileSpec::load_with(&opts.spec_path, &opts.overrides)?;
@@ -136,6 +137,12 @@ pub fn attach_running(opts: &RunOptions, a: &AttachOptions) -> Result<RunOutcome
         .map_err(|e| RunError::Usage(e.to_string()))?;
     let programs: Vec<(Role, PathBuf)> = targets.iter().map(|t| (t.role, t.exe.clone())).collect();
     let id = identify(opts, &spec, &programs, started_at)?;
+    let plan = match traffic {
+        Traffic::Socks(_) => super::planned(&spec),
+        Traffic::Observe(_) => Vec::new(),
+    };
+    let shown = live::Running::start(&opts.live, live::Live::new(&spec.name, plan))
+        .map_err(|e| RunError::Usage(e.to_string()))?;
     let mut log = RunLog {
         file: std::fs::File::create(id.dir.join("run.log")).ok(),
         start: started,
@@ -176,6 +183,16 @@ pub fn attach_running(opts: &RunOptions, a: &AttachOptions) -> Result<RunOutcome
         stream_limit: None,
     };
     let roles: Vec<(report::Role, u32)> = targets.iter().map(|t| (t.role.into(), t.pid)).collect();
+    // Read for the live view only: an attach report has no resource series.
+    let sampler =
+        crate::capture::resources::Sampler::start(pids.clone(), started, super::RESOURCE_INTERVAL);
+    shown.live.targets(
+        targets
+            .iter()
+            .map(|t| (t.role.as_str().to_string(), t.pid))
+            .collect(),
+        sampler.latest(),
+    );
     let mut ctx = PassContext {
         rt: &rt,
         sink: &sink,
@@ -190,6 +207,8 @@ pub fn attach_running(opts: &RunOptions, a: &AttachOptions) -> Result<RunOutcome
         ports: &ports,
         started,
         network: None,
+        live: &shown.live,
+        pass: "main",
     };
     let mut exited = || {
         targets
@@ -198,6 +217,8 @@ pub fn attach_running(opts: &RunOptions, a: &AttachOptions) -> Result<RunOutcome
             .map(|t| (t.role, format!("pid {} exited", t.pid)))
     };
     let measured = measure_passes(&mut ctx, &spec, &mut exited, &mut log);
+    shown.live.stage("finishing");
+    drop(sampler);
     rt.block_on(sink.stop());
     let measured = measured?;
     signal_task.abort();
@@ -240,6 +261,7 @@ pub fn attach_running(opts: &RunOptions, a: &AttachOptions) -> Result<RunOutcome
     analyze::judge(&mut report, &checklist);
     write_outputs(&report, &graphs.graphs, &id.dir)?;
     log.line(&format!("report written; status {}", report.run.status));
+    log.line(&shown.finish());
     if opts.print_summary {
         print!("{}", render::summary(&report));
     }
