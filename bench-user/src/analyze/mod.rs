@@ -8,7 +8,9 @@ pub mod attribution;
 pub mod binomial;
 pub mod block_bootstrap;
 pub mod checklist;
+pub mod leak;
 pub mod metrics;
+pub mod slope;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -106,6 +108,17 @@ pub fn judge(report: &mut crate::report::Report, checklist: &checklist::Checklis
         streams,
     };
     for t in report.targets.iter_mut() {
+        if t.leak.is_none() {
+            t.leak = report
+                .resources
+                .as_ref()
+                .and_then(|r| {
+                    r.targets
+                        .iter()
+                        .find(|r| r.pid == t.pid && r.role == t.role)
+                })
+                .and_then(leak::summarize);
+        }
         // Chosen by `targets` at run time; reports read back without one
         // get the same rule.
         if t.metrics_phases.is_empty() {
@@ -243,6 +256,7 @@ fn target(inp: &Inputs, f: &TargetFacts) -> Target {
         metrics_phases,
         metric_scopes: BTreeMap::new(),
         processes: crate::report::processes::of_target(inp.capture, f.pid),
+        leak: None,
     }
 }
 
