@@ -57,6 +57,8 @@ pub mod hysteria1;
 #[cfg(feature = "endpoints")]
 pub mod hysteria2;
 #[cfg(feature = "endpoints")]
+pub mod leak_fault;
+#[cfg(feature = "endpoints")]
 pub mod outbound;
 #[cfg(feature = "endpoints")]
 pub mod pki;

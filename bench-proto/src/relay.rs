@@ -28,6 +28,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::buffer_pool::BufferPool;
+use crate::leak_fault::LeakFault;
 use crate::settings::{parse_in_range, SettingError};
 
 /// Default size of each direction's buffer.
@@ -109,6 +110,8 @@ pub struct RelayOptions {
     pub mode: RelayMode,
     /// The buffers of mode `pooled`; unused by the other modes.
     pub pool: Arc<BufferPool>,
+    /// A leak injected on purpose per connection (a test aid; `none`).
+    pub leak: LeakFault,
 }
 
 impl Default for RelayOptions {
@@ -117,6 +120,7 @@ impl Default for RelayOptions {
             buffer_size: DEFAULT_BUFFER_SIZE,
             mode: RelayMode::default(),
             pool: Arc::default(),
+            leak: LeakFault::None,
         }
     }
 }
@@ -124,7 +128,7 @@ impl Default for RelayOptions {
 // By hand: the pool is shared state, not an option to compare.
 impl PartialEq for RelayOptions {
     fn eq(&self, other: &Self) -> bool {
-        (self.buffer_size, self.mode) == (other.buffer_size, other.mode)
+        (self.buffer_size, self.mode, self.leak) == (other.buffer_size, other.mode, other.leak)
     }
 }
 
@@ -132,7 +136,7 @@ impl Eq for RelayOptions {}
 
 impl RelayOptions {
     /// The keys [`RelayOptions::set`] accepts, without the `relay.` prefix.
-    pub const KEYS: &'static [&'static str] = &["buffer_size", "mode"];
+    pub const KEYS: &'static [&'static str] = &["buffer_size", "mode", "leak"];
 
     /// Sets one option from its key (without the `relay.` prefix) and value.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
@@ -145,6 +149,10 @@ impl RelayOptions {
             }
             "mode" => {
                 self.mode = value.parse()?;
+                Ok(())
+            }
+            "leak" => {
+                self.leak = value.parse()?;
                 Ok(())
             }
             _ => Err(SettingError::UnknownKey {
@@ -200,6 +208,7 @@ where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
+    opts.leak.keep_for_connection();
     let buffers = match opts.mode {
         RelayMode::Reuse => Buffers::Reuse,
         RelayMode::Copy => Buffers::Copy,

@@ -217,7 +217,10 @@ pub async fn relay_streams(
     opts: &RelayOptions,
 ) -> io::Result<RelayStats> {
     match opts.mode {
-        RelayMode::Splice => splice::relay(a, b, opts.buffer_size).await,
+        RelayMode::Splice => {
+            opts.leak.keep_for_connection();
+            splice::relay(a, b, opts.buffer_size).await
+        }
         RelayMode::Reuse | RelayMode::Copy | RelayMode::Pooled => relay(a, b, opts).await,
     }
 }

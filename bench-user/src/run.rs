@@ -20,6 +20,7 @@ use crate::{
     analyze::{self, TargetFacts},
     capture::{
         machine_load::{self, LoadSnapshot},
+        resources::Held,
         CaptureError, Graph, Probes,
     },
     chain::{
@@ -395,10 +396,15 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     ));
     let (mut chain, commands) = start_chain(&plan, &id.dir, &cancel, &mut log)?;
     let roles: Vec<(report::Role, u32)> = commands.iter().map(|c| (c.0.into(), c.1)).collect();
+    let phases = plan.spec.phase_options();
+    let sink = rt
+        .block_on(Sink::start((plan.sink_ip, 0).into()))
+        .map_err(io_err("starting the sink"))?;
     let sampler = crate::capture::resources::Sampler::start(
         roles.iter().map(|r| r.1).collect(),
         started,
         RESOURCE_INTERVAL,
+        Some(sink.accepted()),
     );
     shown.live.targets(
         commands
@@ -407,10 +413,6 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             .collect(),
         sampler.latest(),
     );
-    let phases = plan.spec.phase_options();
-    let sink = rt
-        .block_on(Sink::start((plan.sink_ip, 0).into()))
-        .map_err(io_err("starting the sink"))?;
     let control = control_pass(
         &plan,
         &rt,
@@ -426,6 +428,12 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let setup = setup_phase(&plan, &rt, &sink, &cancel, &mut log)
         .map_err(|e| exited_before_measuring(e, &mut chain, "set-up phase", &id.dir))?;
 
+    // After the control pass, which opens what a target keeps for good
+    // (a QUIC connection, a multiplexed upstream).
+    let held_before: Vec<(u32, Option<Held>)> = roles
+        .iter()
+        .map(|&(_, pid)| (pid, Held::read(pid)))
+        .collect();
     let capture_opts = plan.spec.probes.capture_options();
     let pids: Vec<u32> = commands.iter().map(|c| c.1).collect();
     let ports: Vec<(u32, Option<u16>, Option<u16>)> = commands
@@ -474,6 +482,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     if cancel.is_cancelled() {
         return Err(RunError::Interrupted);
     }
+    let returned = return_to_baseline(&held_before);
     let link_windows: Vec<_> = [("main", &measured.main.links)]
         .into_iter()
         .chain(
@@ -535,11 +544,12 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             graphs: &graphs,
         },
     );
-    report.resources = Some(report::resources(
-        &resource_samples,
-        &roles,
-        RESOURCE_INTERVAL.as_secs_f64(),
-    ));
+    let mut resources =
+        report::resources(&resource_samples, &roles, RESOURCE_INTERVAL.as_secs_f64());
+    for t in resources.targets.iter_mut() {
+        t.return_to_baseline = returned.iter().find(|r| r.0 == t.pid).map(|r| r.1);
+    }
+    report.resources = Some(resources);
     report.sweeps = measured.main.sweeps.clone();
     report.warnings.extend(stress_warnings(&report));
     report.network = network_report;
@@ -1259,6 +1269,34 @@ fn assemble(
         sweeps: Vec::new(),
         network: None,
     }
+}
+
+/// Longest wait, once the last connection closed, for the targets'
+/// descriptors and sockets to return to their baseline.
+const SETTLE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Each target's descriptors and TCP sockets before the main pass and once
+/// every connection has closed (waiting up to [`SETTLE_LIMIT`]).
+fn return_to_baseline(before: &[(u32, Option<Held>)]) -> Vec<(u32, report::BaselineCheck)> {
+    let held = |h: Held| report::HeldCounts {
+        fds: h.fds,
+        tcp_sockets: h.tcp_sockets,
+    };
+    before
+        .iter()
+        .filter_map(|&(pid, b)| {
+            let b = b?;
+            let (after, waited) = crate::capture::resources::settle(pid, b, SETTLE_LIMIT)?;
+            Some((
+                pid,
+                report::BaselineCheck {
+                    before: held(b),
+                    after: held(after),
+                    settle_ms: waited.as_millis() as u64,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// How often every target's resources are read.

@@ -11,27 +11,7 @@ use protoprof::report::{Phase, Report, Role};
 
 /// `protoprof profile tcp-stress` with its own durations (no --duration).
 fn stress_run(out: &std::path::Path, sets: &[&str]) -> (std::path::PathBuf, Report) {
-    let mut cmd = Command::new(PROTOPROF);
-    cmd.arg("profile")
-        .arg("tcp-stress")
-        .arg("--out")
-        .arg(out)
-        .arg("--profiles")
-        .arg(workspace().join("profiles"))
-        .arg("--endpoint")
-        .arg(endpoint());
-    for s in sets {
-        cmd.arg("--set").arg(s);
-    }
-    let result = cmd
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run protoprof");
-    let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
-    assert!(result.status.success(), "protoprof failed:\n{stdout}");
-    let dir = std::path::PathBuf::from(stdout.lines().last().expect("a last line").trim());
-    let report = assert_run_valid(&dir);
-    (dir, report)
+    profile_as_written("tcp-stress", out, sets)
 }
 
 #[test]

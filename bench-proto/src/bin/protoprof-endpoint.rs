@@ -48,8 +48,9 @@ struct Cli {
     server: Option<SocketAddr>,
     /// Set an option, KEY=VALUE; repeatable. Keys: relay.buffer_size (bytes
     /// per read, default 65536), relay.mode (reuse, copy, pooled, or splice
-    /// for protocol tcp; default reuse), and per protocol (see its module
-    /// docs).
+    /// for protocol tcp; default reuse), relay.leak (none, memory or fds:
+    /// a leak per connection injected on purpose, a test aid; default
+    /// none), and per protocol (see its module docs).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Server side of TLS-based protocols: certificate chain (PEM).

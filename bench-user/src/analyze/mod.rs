@@ -8,8 +8,10 @@ pub mod attribution;
 pub mod binomial;
 pub mod block_bootstrap;
 pub mod checklist;
+pub mod leak;
 pub mod metrics;
 pub mod network;
+pub mod slope;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -107,6 +109,17 @@ pub fn judge(report: &mut crate::report::Report, checklist: &checklist::Checklis
         streams,
     };
     for t in report.targets.iter_mut() {
+        if t.leak.is_none() {
+            t.leak = report
+                .resources
+                .as_ref()
+                .and_then(|r| {
+                    r.targets
+                        .iter()
+                        .find(|r| r.pid == t.pid && r.role == t.role)
+                })
+                .and_then(leak::summarize);
+        }
         // Chosen by `targets` at run time; reports read back without one
         // get the same rule.
         if t.metrics_phases.is_empty() {
@@ -246,6 +259,7 @@ fn target(inp: &Inputs, f: &TargetFacts) -> Target {
         metrics_phases,
         metric_scopes: BTreeMap::new(),
         processes: crate::report::processes::of_target(inp.capture, f.pid),
+        leak: None,
     }
 }
 

@@ -56,6 +56,22 @@ pub struct TcpStates {
 }
 
 impl TcpStates {
+    /// Sockets in any state (TIME_WAIT ones are held by no descriptor and
+    /// never counted here).
+    pub fn total(&self) -> u64 {
+        self.established
+            + self.syn_sent
+            + self.syn_recv
+            + self.fin_wait1
+            + self.fin_wait2
+            + self.time_wait
+            + self.close
+            + self.close_wait
+            + self.last_ack
+            + self.listen
+            + self.closing
+    }
+
     fn count(&mut self, state: u8) {
         // include/net/tcp_states.h
         let slot = match state {
@@ -159,6 +175,47 @@ pub fn sample(pid: u32) -> Result<ResourceSample, ResourceError> {
     })
 }
 
+/// What a process holds that must return to its baseline once traffic
+/// ends: open descriptors, and TCP sockets it holds a descriptor to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub fds: u64,
+    pub tcp_sockets: u64,
+}
+
+impl Held {
+    /// `pid`'s counts now; `None` once it has exited.
+    pub fn read(pid: u32) -> Option<Held> {
+        sample(pid).ok().map(|s| Held {
+            fds: s.fds.total(),
+            tcp_sockets: s.tcp.total(),
+        })
+    }
+}
+
+/// How often [`settle`] reads a target while it waits.
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Reads `pid` until its counts are back at `baseline` (or below) or
+/// `limit` has passed: connections close in the target a moment after the
+/// last one closed in the runner. Returns the last reading and the time
+/// waited; `None` once the process has exited.
+pub fn settle(
+    pid: u32,
+    baseline: Held,
+    limit: std::time::Duration,
+) -> Option<(Held, std::time::Duration)> {
+    let start = std::time::Instant::now();
+    loop {
+        let now = Held::read(pid)?;
+        let back = now.fds <= baseline.fds && now.tcp_sockets <= baseline.tcp_sockets;
+        if back || start.elapsed() >= limit {
+            return Some((now, start.elapsed()));
+        }
+        std::thread::sleep(SETTLE_POLL);
+    }
+}
+
 /// utime + stime of a /proc/PID/stat line, in seconds.
 fn cpu_seconds(stat: &str) -> Option<f64> {
     // The command name may hold spaces and parentheses: fields count from
@@ -198,6 +255,9 @@ pub struct TimedSample {
     pub t_s: f64,
     pub pid: u32,
     pub sample: ResourceSample,
+    /// The connection counter's value at this reading (connections served
+    /// so far), when the sampler was given one.
+    pub served: Option<u64>,
 }
 
 /// Reads every target once a second on a thread of its own (so that
@@ -215,11 +275,13 @@ pub type Latest = std::sync::Arc<std::sync::Mutex<Vec<TimedSample>>>;
 
 impl Sampler {
     /// Starts sampling `pids` now and every `every`, times counted from
-    /// `origin`. A target that has exited is no longer read.
+    /// `origin`, each reading with `served`'s count. A target that has
+    /// exited is no longer read.
     pub fn start(
         pids: Vec<u32>,
         origin: std::time::Instant,
         every: std::time::Duration,
+        served: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     ) -> Sampler {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let latest = Latest::default();
@@ -238,6 +300,9 @@ impl Sampler {
                                 t_s: origin.elapsed().as_secs_f64(),
                                 pid,
                                 sample,
+                                served: served
+                                    .as_ref()
+                                    .map(|c| c.load(std::sync::atomic::Ordering::Relaxed)),
                             });
                             true
                         }
@@ -328,12 +393,34 @@ mod tests {
             vec![std::process::id()],
             origin,
             std::time::Duration::from_millis(100),
+            None,
         );
         std::thread::sleep(std::time::Duration::from_millis(450));
         let got = s.finish();
         // At 0, 0.1, 0.2, 0.3, 0.4 s: 5, give or take one at the edge.
         assert!((4..=6).contains(&got.len()), "{}", got.len());
         assert!(got.windows(2).all(|w| w[0].t_s < w[1].t_s));
+    }
+
+    #[test]
+    fn settle_returns_at_once_at_baseline_and_waits_out_a_leak() {
+        let me = std::process::id();
+        let base = Held::read(me).expect("self");
+        // Other tests of this binary open descriptors meanwhile: a
+        // baseline far above ours is met at once.
+        let high = Held {
+            fds: base.fds + 1000,
+            tcp_sockets: base.tcp_sockets + 1000,
+        };
+        let (_, waited) = settle(me, high, std::time::Duration::from_secs(5)).expect("self");
+        assert!(waited < std::time::Duration::from_secs(1), "{waited:?}");
+        let low = Held {
+            fds: 0,
+            tcp_sockets: 0,
+        };
+        let (now, waited) = settle(me, low, std::time::Duration::from_millis(200)).expect("self");
+        assert!(now.fds >= 3, "{now:?}");
+        assert!((200..1000).contains(&waited.as_millis()), "{waited:?}");
     }
 
     #[test]

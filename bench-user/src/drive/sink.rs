@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ pub struct Sink {
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     accept: Option<JoinHandle<()>>,
+    accepted: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -115,13 +117,26 @@ impl Sink {
             changed,
         });
         let shutdown = CancellationToken::new();
-        let accept = tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            shared.clone(),
+            shutdown.clone(),
+            accepted.clone(),
+        ));
         Ok(Sink {
             addr,
             shared,
             shutdown,
             accept: Some(accept),
+            accepted,
         })
+    }
+
+    /// Connections accepted so far: each crossed the whole chain. The
+    /// leak slopes per connection served read it.
+    pub fn accepted(&self) -> Arc<AtomicU64> {
+        self.accepted.clone()
     }
 
     /// The address the sink listens on; the generator CONNECTs to it.
@@ -227,7 +242,12 @@ impl Drop for Lease {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    accepted: Arc<AtomicU64>,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -236,6 +256,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             r = listener.accept() => match r {
                 Ok((sock, _)) => {
+                    accepted.fetch_add(1, Ordering::Relaxed);
                     conns.spawn(serve(sock, shared.clone()));
                 }
                 Err(e) => {

@@ -380,6 +380,12 @@ mod tests {
         assert!(r.contains("stage=\"starting\""), "{r}");
         assert!(get("/").starts_with("HTTP/1.0 404"));
         server.finish();
+        // The listener closes as the server's thread ends; on a loaded
+        // machine that can trail `finish` by a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::net::TcpStream::connect(addr).is_ok() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         assert!(std::net::TcpStream::connect(addr).is_err());
     }
 }

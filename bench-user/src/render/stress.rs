@@ -287,7 +287,54 @@ pub fn stress_lines(r: &Report) -> Vec<String> {
             s.planned.len()
         ));
     }
+    out.extend(r.targets.iter().filter_map(leak_line));
     out
+}
+
+/// One target's growth per connection served after warm-up, each with its
+/// 95 % interval, and its counts against their baseline.
+fn leak_line(t: &crate::report::Target) -> Option<String> {
+    let leak = t.leak.as_ref()?;
+    let slopes: Vec<String> = leak
+        .resources
+        .iter()
+        .filter_map(|r| {
+            let s = r.per_connection?;
+            Some(if r.unit == "B" {
+                format!(
+                    "{} {} [{}, {}] a connection",
+                    r.resource,
+                    crate::units::bytes(s.estimate),
+                    crate::units::bytes(s.low),
+                    crate::units::bytes(s.high)
+                )
+            } else {
+                format!(
+                    "{} {:.2} [{:.2}, {:.2}] per 1000",
+                    r.resource,
+                    s.estimate * 1000.0,
+                    s.low * 1000.0,
+                    s.high * 1000.0
+                )
+            })
+        })
+        .collect();
+    let growth = if slopes.is_empty() {
+        leak.notes.join("; ")
+    } else {
+        format!(
+            "over {} connections after warm-up: {}",
+            leak.connections,
+            slopes.join(", ")
+        )
+    };
+    let baseline = leak.return_to_baseline.map_or(String::new(), |b| {
+        format!(
+            "; after the traffic {} descriptors (before: {}), {} TCP sockets (before: {})",
+            b.after.fds, b.before.fds, b.after.tcp_sockets, b.before.tcp_sockets
+        )
+    });
+    Some(format!("Leaks ({}): {growth}{baseline}", t.role))
 }
 
 #[cfg(test)]
@@ -326,6 +373,7 @@ mod tests {
                 listen: 1,
                 closing: 0,
             },
+            connections_served: None,
         };
         let r = Resources {
             interval_s: 1.0,
@@ -334,6 +382,7 @@ mod tests {
                 role: Role::Server,
                 pid: 42,
                 samples: vec![p(0.0, None), p(1.0, Some(0.25))],
+                return_to_baseline: None,
             }],
         };
         let csv = resources_csv(Some(&r));

@@ -17,6 +17,7 @@
 
 mod checklist;
 pub mod from_run;
+mod leak;
 mod network;
 mod probes;
 pub mod processes;
@@ -34,6 +35,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use checklist::{CipherBench, RuleResult, Verdict};
+pub use leak::{BaselineCheck, HeldCounts, LeakSummary, ResourceSlope, SlopeInterval};
 pub use network::{
     DelayLineReport, HostAddress, LinkMeasure, LinkReport, LinkSettings, LinkWindow, LossInterval,
     NetworkReport, RttReport, TcpSegments,

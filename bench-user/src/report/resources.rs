@@ -23,6 +23,10 @@ pub struct TargetResources {
     pub role: Role,
     pub pid: u32,
     pub samples: Vec<ResourcePoint>,
+    /// Descriptors and TCP sockets before the main pass and after the
+    /// run's last connection closed; absent when either could not be read.
+    #[serde(default)]
+    pub return_to_baseline: Option<super::BaselineCheck>,
 }
 
 /// One reading.
@@ -41,6 +45,10 @@ pub struct ResourcePoint {
     /// The target's TCP sockets by state: those it holds a descriptor to
     /// (TIME_WAIT sockets belong to no process and are not counted).
     pub tcp: TcpCounts,
+    /// Connections the sink had accepted by this reading, since the run
+    /// started (each crossed the whole chain); absent in older reports.
+    #[serde(default)]
+    pub connections_served: Option<u64>,
 }
 
 /// Open descriptors by kind (/proc/PID/fd link targets).
@@ -59,7 +67,7 @@ pub struct FdCounts {
 }
 
 /// TCP sockets by state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TcpCounts {
     pub established: u64,
     pub syn_sent: u64,
@@ -72,6 +80,24 @@ pub struct TcpCounts {
     pub last_ack: u64,
     pub listen: u64,
     pub closing: u64,
+}
+
+impl TcpCounts {
+    /// Every socket counted, in any state (TIME_WAIT ones are never
+    /// counted: no process holds them).
+    pub fn total(&self) -> u64 {
+        self.established
+            + self.syn_sent
+            + self.syn_recv
+            + self.fin_wait1
+            + self.fin_wait2
+            + self.time_wait
+            + self.close
+            + self.close_wait
+            + self.last_ack
+            + self.listen
+            + self.closing
+    }
 }
 
 impl From<&rt::FdKinds> for FdCounts {
@@ -130,10 +156,16 @@ pub fn resources(samples: &[rt::TimedSample], roles: &[(Role, u32)], interval_s:
                         cpu_s: s.sample.cpu_s,
                         cpu_cores,
                         tcp: (&s.sample.tcp).into(),
+                        connections_served: s.served,
                     }
                 })
                 .collect();
-            TargetResources { role, pid, samples }
+            TargetResources {
+                role,
+                pid,
+                samples,
+                return_to_baseline: None,
+            }
         })
         .collect();
     Resources {
@@ -158,6 +190,7 @@ mod tests {
                 cpu_s,
                 ..rt::ResourceSample::default()
             },
+            served: None,
         };
         let r = resources(
             &[at(0.0, 1.0), at(1.0, 1.5), at(3.0, 3.5)],

@@ -110,6 +110,10 @@ pub struct Target {
     /// in reports from before processes were followed.
     #[serde(default)]
     pub processes: Vec<super::processes::TargetProcess>,
+    /// How the target's resources grew after warm-up, per hour and per
+    /// connection served (from `resources`); absent without readings.
+    #[serde(default)]
+    pub leak: Option<super::LeakSummary>,
 }
 
 /// Where a metric's figures come from.

@@ -184,8 +184,12 @@ pub fn attach_running(opts: &RunOptions, a: &AttachOptions) -> Result<RunOutcome
     };
     let roles: Vec<(report::Role, u32)> = targets.iter().map(|t| (t.role.into(), t.pid)).collect();
     // Read for the live view only: an attach report has no resource series.
-    let sampler =
-        crate::capture::resources::Sampler::start(pids.clone(), started, super::RESOURCE_INTERVAL);
+    let sampler = crate::capture::resources::Sampler::start(
+        pids.clone(),
+        started,
+        super::RESOURCE_INTERVAL,
+        None,
+    );
     shown.live.targets(
         targets
             .iter()

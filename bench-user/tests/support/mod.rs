@@ -56,6 +56,37 @@ pub fn profile_named(name: &str, out: &Path, duration: &str) -> Command {
     cmd
 }
 
+/// `protoprof profile NAME` with the profile's own durations and `--set`
+/// each of `sets`; it must succeed and write a valid report, whose
+/// directory and contents are returned.
+pub fn profile_as_written(
+    name: &str,
+    out: &Path,
+    sets: &[&str],
+) -> (PathBuf, protoprof::report::Report) {
+    let mut cmd = Command::new(PROTOPROF);
+    cmd.arg("profile")
+        .arg(name)
+        .arg("--out")
+        .arg(out)
+        .arg("--profiles")
+        .arg(workspace().join("profiles"))
+        .arg("--endpoint")
+        .arg(endpoint());
+    for s in sets {
+        cmd.arg("--set").arg(s);
+    }
+    let result = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run protoprof");
+    let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+    assert!(result.status.success(), "protoprof failed:\n{stdout}");
+    let dir = PathBuf::from(stdout.lines().last().expect("a last line").trim());
+    let report = assert_run_valid(&dir);
+    (dir, report)
+}
+
 /// Run `protoprof profile NAME --duration D` into `out`; it must succeed and
 /// print the run directory (inside `out`) last. Returns the directory, the
 /// report and the printed output.
