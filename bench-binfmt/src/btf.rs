@@ -107,6 +107,32 @@ pub fn task_pid_tgid_offsets() -> Result<(u64, u64), BtfError> {
     Ok((offsets[0], offsets[1]))
 }
 
+/// Offsets in `task_struct` of the fields a thread's exit event carries,
+/// in `bench_common::ThreadTotals` order: `se.sum_exec_runtime`, `nvcsw`,
+/// `nivcsw`, `min_flt`, `maj_flt`, `se.nr_migrations`.
+pub fn task_totals_offsets() -> Result<[u64; 6], BtfError> {
+    let data =
+        std::fs::read("/sys/kernel/btf/vmlinux").map_err(|e| BtfError::Read(e.to_string()))?;
+    let task = field_offsets(
+        &data,
+        "task_struct",
+        &["se", "nvcsw", "nivcsw", "min_flt", "maj_flt"],
+    )?;
+    let se = field_offsets(
+        &data,
+        "sched_entity",
+        &["sum_exec_runtime", "nr_migrations"],
+    )?;
+    Ok([
+        task[0] + se[0],
+        task[1],
+        task[2],
+        task[3],
+        task[4],
+        task[0] + se[1],
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +183,13 @@ mod tests {
         // Every kernel protoprof supports has BTF; pid precedes tgid.
         let (pid, tgid) = task_pid_tgid_offsets().expect("kernel BTF");
         assert!(pid > 0 && tgid == pid + 4, "pid {pid} tgid {tgid}");
+        // The switch and fault counts are pairs of adjacent longs.
+        let [runtime, nvcsw, nivcsw, min_flt, maj_flt, migrations] =
+            task_totals_offsets().expect("kernel BTF");
+        assert_eq!((nivcsw, maj_flt), (nvcsw + 8, min_flt + 8));
+        assert!(
+            runtime > 0 && migrations > runtime,
+            "{runtime} {migrations}"
+        );
     }
 }

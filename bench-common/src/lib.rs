@@ -41,8 +41,15 @@ pub const CONFIG_WINDOW_INDEX: u32 = 7;
 /// every switch-out). The walks are most of the probe's cost, paid on the
 /// targets' critical path at every switch.
 pub const CONFIG_OFFCPU_STACK_INTERVAL_NS: u32 = 8;
+/// `CONFIG` words 9..=14: byte offsets in `struct task_struct` of the
+/// thread's totals an exit event carries ([`ThreadTotals`]), in its field
+/// order: `se.sum_exec_runtime`, `nvcsw`, `nivcsw`, `min_flt`, `maj_flt`,
+/// `se.nr_migrations` (0: unknown, the totals are sent as 0).
+pub const CONFIG_TASK_TOTALS_OFFSETS: u32 = 9;
+/// Number of offsets from [`CONFIG_TASK_TOTALS_OFFSETS`] on.
+pub const TASK_TOTALS_FIELDS: u32 = 6;
 /// Number of words in the `CONFIG` array map.
-pub const CONFIG_LEN: u32 = 9;
+pub const CONFIG_LEN: u32 = CONFIG_TASK_TOTALS_OFFSETS + TASK_TOTALS_FIELDS;
 
 /// The window index of what is recorded between windows (handshake
 /// markers only). Window indices stay below it.
@@ -81,13 +88,33 @@ pub const PROCESS_FORK: u32 = 0;
 pub const PROCESS_EXEC: u32 = 1;
 /// [`ProcessEvent::kind`]: a target process's main thread exited.
 pub const PROCESS_EXIT: u32 = 2;
+/// [`ProcessEvent::kind`]: another thread of a target process exited.
+pub const PROCESS_THREAD_EXIT: u32 = 3;
+
+/// What the kernel counted for one thread over its life: the software
+/// counters the runner reads from /proc at window edges, and that an exit
+/// event carries for a thread that ends inside a window (it is gone from
+/// /proc by the window's close).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadTotals {
+    /// On-CPU time, ns (`se.sum_exec_runtime`).
+    pub runtime_ns: u64,
+    /// Voluntary and involuntary context switches.
+    pub context_switches: u64,
+    /// Minor and major page faults.
+    pub page_faults: u64,
+    /// Moves to another CPU (`se.nr_migrations`).
+    pub migrations: u64,
+}
 
 /// One event of a target's process tree, sent to the runner through a ring
 /// buffer so that it can read the process's mappings while it lives.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProcessEvent {
-    /// `PROCESS_FORK`, `PROCESS_EXEC` or `PROCESS_EXIT`.
+    /// `PROCESS_FORK`, `PROCESS_EXEC`, `PROCESS_EXIT` or
+    /// `PROCESS_THREAD_EXIT`.
     pub kind: u32,
     /// The process (tgid) the event is about.
     pub pid: u32,
@@ -97,6 +124,12 @@ pub struct ProcessEvent {
     pub role: u32,
     /// CLOCK_MONOTONIC ns.
     pub time_ns: u64,
+    /// For an exit: the thread that exited (the process's own id for
+    /// `PROCESS_EXIT`); else 0.
+    pub tid: u32,
+    pub _pad: u32,
+    /// For an exit: the exiting thread's totals; else zero.
+    pub totals: ThreadTotals,
 }
 
 /// Slots of the target pre-filter (a power of two): slot `tgid % N` counts
@@ -473,6 +506,7 @@ mod pod {
     // invalid bit patterns.
     unsafe impl aya::Pod for super::SyscallKey {}
     unsafe impl aya::Pod for super::ProcessEvent {}
+    unsafe impl aya::Pod for super::ThreadTotals {}
     unsafe impl aya::Pod for super::SyscallStats {}
     unsafe impl aya::Pod for super::SyscallHistKey {}
     unsafe impl aya::Pod for super::InFlight {}

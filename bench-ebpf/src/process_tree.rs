@@ -9,16 +9,25 @@
 //!
 //! These run whether or not a window is open: a worker forked between
 //! windows is measured in the next one.
+//!
+//! Every exiting thread of a target (not only a process's main thread)
+//! sends its totals (CPU time, context switches, faults, migrations), read
+//! from its `task_struct` at offsets the runner took from the kernel's BTF:
+//! the runner reads these counters from /proc at window edges, where a
+//! thread that ended inside the window is no longer listed.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
     macros::{map, raw_tracepoint},
     maps::RingBuf,
     programs::RawTracePointContext,
 };
 use bench_common::{
-    target_slot, ProcessEvent, CONFIG_TASK_PID_OFFSET, CONFIG_TASK_TGID_OFFSET, PROCESS_EXEC,
-    PROCESS_EXIT, PROCESS_FORK, TARGET_FOLLOWED,
+    target_slot, ProcessEvent, ThreadTotals, CONFIG_TASK_PID_OFFSET, CONFIG_TASK_TGID_OFFSET,
+    CONFIG_TASK_TOTALS_OFFSETS, PROCESS_EXEC, PROCESS_EXIT, PROCESS_FORK, PROCESS_THREAD_EXIT,
+    TARGET_FOLLOWED,
 };
 
 use crate::{config, TARGETS, TARGET_FILTER};
@@ -32,6 +41,10 @@ static PROCESS_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 const CHILD_ARG: usize = 1;
 
 fn send(kind: u32, pid: u32, parent: u32, role: u32) {
+    send_exit(kind, pid, parent, role, 0, ThreadTotals::default());
+}
+
+fn send_exit(kind: u32, pid: u32, parent: u32, role: u32, tid: u32, totals: ThreadTotals) {
     let event = ProcessEvent {
         kind,
         pid,
@@ -39,6 +52,9 @@ fn send(kind: u32, pid: u32, parent: u32, role: u32) {
         role,
         // SAFETY: plain helper call.
         time_ns: unsafe { bpf_ktime_get_ns() },
+        tid,
+        _pad: 0,
+        totals,
     };
     // A full ring loses the event, not the measurement: the child is a
     // target already; the runner only misses its mappings and its line.
@@ -107,19 +123,48 @@ pub fn pp_process_exec(_ctx: RawTracePointContext) -> u32 {
     0
 }
 
+/// One `u64` field of the current task at the offset in `CONFIG` word
+/// `CONFIG_TASK_TOTALS_OFFSETS + field` (0 when the offset is unknown).
+#[inline(always)]
+fn task_field(task: u64, field: u32) -> u64 {
+    let offset = config(CONFIG_TASK_TOTALS_OFFSETS + field);
+    if offset == 0 {
+        return 0;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address.
+    unsafe { bpf_probe_read_kernel((task + offset) as *const u64) }.unwrap_or(0)
+}
+
+/// The exiting (current) thread's totals.
+#[inline(always)]
+fn current_totals() -> ThreadTotals {
+    // SAFETY: plain helper call; the pointer is only read through
+    // bpf_probe_read_kernel.
+    let task = unsafe { bpf_get_current_task() };
+    ThreadTotals {
+        runtime_ns: task_field(task, 0),
+        context_switches: task_field(task, 1) + task_field(task, 2),
+        page_faults: task_field(task, 3) + task_field(task, 4),
+        migrations: task_field(task, 5),
+    }
+}
+
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn pp_process_exit(_ctx: RawTracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    // Threads other than the main one end without ending the process.
-    if pid_tgid as u32 != tgid {
-        return 0;
-    }
+    let tid = pid_tgid as u32;
     // SAFETY: copy of a u32 value.
     let Some(role) = (unsafe { TARGETS.get(&tgid) }).copied() else {
         return 0;
     };
-    send(PROCESS_EXIT, tgid, 0, role);
+    // Threads other than the main one end without ending the process:
+    // only their totals matter.
+    if tid != tgid {
+        send_exit(PROCESS_THREAD_EXIT, tgid, 0, role, tid, current_totals());
+        return 0;
+    }
+    send_exit(PROCESS_EXIT, tgid, 0, role, tid, current_totals());
     // A followed child leaves the filter, so that its pid, reused by an
     // unrelated process, is not measured (and the map does not fill with
     // the dead workers of a long run). The runner's own targets stay: it

@@ -631,7 +631,7 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
         server_netns: netns.map(|n| n.1),
         secrets: &secrets,
         profiles_dir: &profiles_dir,
-        endpoint: &opts.endpoint,
+        endpoint: spec.endpoints.binary.as_deref().unwrap_or(&opts.endpoint),
     };
     let (server_launch, _) =
         launch::build(&spec, Role::Server, &ctx).map_err(|e| RunError::Usage(e.to_string()))?;

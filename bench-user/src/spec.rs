@@ -106,10 +106,17 @@ impl SetupSpec {
     }
 }
 
-/// Which sides run something other than protoprof-endpoint.
+/// Which sides run something other than protoprof-endpoint, and which
+/// build of protoprof-endpoint the others run.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointsSpec {
+    /// The protoprof-endpoint program of the sides without a `command`
+    /// (default: the one beside protoprof). Set per variant, it compares
+    /// two builds run by run, interleaved:
+    /// `--compare endpoints.binary=OLD,endpoints.binary=NEW`.
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
     pub client: Option<EndpointSpec>,
     pub server: Option<EndpointSpec>,
 }
@@ -549,6 +556,17 @@ impl ProfileSpec {
                     PROTOCOLS.join(", ")
                 ),
             ));
+        }
+        if let Some(binary) = &self.endpoints.binary {
+            if !binary.is_file() {
+                return Err((
+                    "endpoints.binary".into(),
+                    format!(
+                        "no file at {}; give the path of a protoprof-endpoint build",
+                        binary.display()
+                    ),
+                ));
+            }
         }
         if self.phases.is_empty() {
             return Err(("phase".into(), "add at least one [[phase]] table".into()));
@@ -1026,6 +1044,19 @@ duration_s = 2
             .unwrap_err()
             .to_string()
             .contains("p.toml: protocol: unknown protocol"));
+
+        let e = ProfileSpec::parse_with(
+            GOOD,
+            Path::new("p.toml"),
+            &["endpoints.binary=/nonexistent/protoprof-endpoint".to_string()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "p.toml: endpoints.binary: no file at /nonexistent/protoprof-endpoint; give the \
+             path of a protoprof-endpoint build"
+        );
 
         let bad = GOOD.replace("duration_s = 2", "duration_s = 2\nburst = 3");
         let e = parse(&bad).unwrap_err().to_string();

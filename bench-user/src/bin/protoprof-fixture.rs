@@ -74,6 +74,20 @@ enum Command {
         #[arg(long)]
         exec: bool,
     },
+    /// Start T threads one after another, each sleeping N times for 100 µs
+    /// (a voluntary context switch each), touching P fresh pages and
+    /// spinning S ms before it exits; join each, print `done`, stay alive
+    /// until stdin closes.
+    Threads {
+        #[arg(long)]
+        threads: u32,
+        #[arg(long)]
+        sleeps: u32,
+        #[arg(long)]
+        pages: usize,
+        #[arg(long)]
+        spin_ms: u64,
+    },
     /// What a `forks --exec` child runs: no `ready`, no go signal.
     #[command(hide = true)]
     ChildWork {
@@ -165,9 +179,50 @@ fn main() -> ExitCode {
             }
             done_then_wait();
         }
+        Command::Threads {
+            threads,
+            sleeps,
+            pages,
+            spin_ms,
+        } => {
+            for _ in 0..threads {
+                let worker = std::thread::spawn(move || thread_work(sleeps, pages, spin_ms));
+                if worker.join().is_err() {
+                    return ExitCode::FAILURE;
+                }
+            }
+            done_then_wait();
+        }
         Command::ChildWork { .. } => {}
     }
     ExitCode::SUCCESS
+}
+
+/// Sleep N times for 100 µs, touch P fresh pages, spin S ms.
+fn thread_work(sleeps: u32, pages: usize, spin_ms: u64) {
+    for _ in 0..sleeps {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    // SAFETY: a private anonymous mapping, unmapped below; each page is
+    // first touched here, so each touch faults once.
+    unsafe {
+        let len = pages * 4096;
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p != libc::MAP_FAILED {
+            for i in 0..pages {
+                std::ptr::write_volatile((p as *mut u8).add(i * 4096), 1);
+            }
+            libc::munmap(p, len);
+        }
+    }
+    std::hint::black_box(spin_in_named_function(Duration::from_millis(spin_ms)));
 }
 
 /// `getppid` N times, then spin for S ms.

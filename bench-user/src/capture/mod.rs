@@ -41,8 +41,8 @@ use aya::{
 use bench_common::{
     OffCpuKey, SyscallStats, CONFIG_ALLOC_LIVE, CONFIG_ALLOC_SAMPLE_BYTES, CONFIG_ENABLED,
     CONFIG_OFFCPU_STACK_INTERVAL_NS, CONFIG_SYSCALL_STACK_EVERY, CONFIG_TASK_PID_OFFSET,
-    CONFIG_TASK_TGID_OFFSET, CONFIG_WINDOW_INDEX, CONFIG_WINDOW_START_NS, OUTSIDE_WINDOWS,
-    TARGET_FOLLOWED,
+    CONFIG_TASK_TGID_OFFSET, CONFIG_TASK_TOTALS_OFFSETS, CONFIG_WINDOW_INDEX,
+    CONFIG_WINDOW_START_NS, OUTSIDE_WINDOWS, TARGET_FOLLOWED,
 };
 use serde::{Deserialize, Serialize};
 
@@ -213,6 +213,9 @@ pub struct Probes {
     targets: HashMap<MapData, u32, u32>,
     target_filter: Array<MapData, u32>,
     counters: BTreeMap<u32, counters::TargetCounters>,
+    /// Why thread exit events carry no totals here, if they do not (the
+    /// counters then say so).
+    exit_totals_unavailable: Option<String>,
     attached: BTreeMap<u32, TargetProbes>,
     families: Families,
     next_crypto_id: u32,
@@ -222,6 +225,8 @@ pub struct Probes {
     windows: u32,
     /// When the current (or last) window opened, CLOCK_MONOTONIC ns.
     window_start_ns: u64,
+    /// When the counters' opening edge had been read, CLOCK_MONOTONIC ns.
+    counters_start_ns: u64,
     /// Off-CPU time of intervals still open as each window closed.
     offcpu_tails: StdHashMap<OffCpuKey, u64>,
     /// The targets' process trees, followed as they fork and exec.
@@ -376,6 +381,18 @@ impl Probes {
         let (pid, tgid) = btf::task_pid_tgid_offsets()?;
         set(CONFIG_TASK_PID_OFFSET, pid)?;
         set(CONFIG_TASK_TGID_OFFSET, tgid)?;
+        // The exit probe sends an ending thread's totals for the counters.
+        let exit_totals_unavailable = match btf::task_totals_offsets() {
+            Ok(offsets) => {
+                for (i, offset) in (0u32..).zip(offsets) {
+                    set(CONFIG_TASK_TOTALS_OFFSETS + i, offset)?;
+                }
+                None
+            }
+            Err(e) => Some(format!(
+                "threads that end inside a window could not be counted: {e}"
+            )),
+        };
         if options.offcpu {
             set(
                 CONFIG_OFFCPU_STACK_INTERVAL_NS,
@@ -403,6 +420,7 @@ impl Probes {
             targets,
             target_filter,
             counters: BTreeMap::new(),
+            exit_totals_unavailable,
             attached: BTreeMap::new(),
             families: Families::shipped().map_err(CaptureError::Families)?,
             next_crypto_id: 0,
@@ -410,6 +428,7 @@ impl Probes {
             stats,
             windows: 0,
             window_start_ns: 0,
+            counters_start_ns: 0,
             offcpu_tails: StdHashMap::new(),
             watcher,
         })
@@ -427,8 +446,8 @@ impl Probes {
             self.list_target(child, role | TARGET_FOLLOWED)?;
         }
         if self.options.counters {
-            self.counters
-                .insert(pid, counters::TargetCounters::open(pid));
+            let c = counters::TargetCounters::open(pid, self.exit_totals_unavailable.clone());
+            self.counters.insert(pid, c);
         }
         let mut info = TargetProbes::default();
         if self.options.alloc.is_some() || self.options.crypto.is_some() {
@@ -524,9 +543,15 @@ impl Probes {
     /// Open the next measured window: its index (the phase, counted from
     /// 0) goes into every record until it closes.
     pub fn start(&mut self) -> Result<(), CaptureError> {
-        for c in self.counters.values_mut() {
-            c.enable();
+        if !self.counters.is_empty() {
+            let mut tree = self.watcher.tree();
+            // Exits between windows are no window's.
+            tree.take_exits();
+            for c in self.counters.values_mut() {
+                c.start(&tree);
+            }
         }
+        self.counters_start_ns = monotonic_ns();
         self.uprobes.attach(&mut self.ebpf)?;
         let index = self.windows.min(OUTSIDE_WINDOWS - 1);
         self.set_config(CONFIG_WINDOW_INDEX, u64::from(index))?;
@@ -542,8 +567,18 @@ impl Probes {
     pub fn stop(&mut self) -> Result<(), CaptureError> {
         self.set_config(CONFIG_ENABLED, 0)?;
         let end_ns = monotonic_ns();
-        for c in self.counters.values_mut() {
-            c.disable();
+        if !self.counters.is_empty() {
+            let ends: Vec<counters::Edge> = {
+                let tree = self.watcher.tree();
+                self.counters.values().map(|c| c.edge(&tree)).collect()
+            };
+            let edges_ns = monotonic_ns();
+            // Taken again: drains the exits sent while the edges were read.
+            let mut tree = self.watcher.tree();
+            let exits = tree.take_exits();
+            for (c, end) in self.counters.values_mut().zip(ends) {
+                c.stop(end, &tree, &exits, self.counters_start_ns, edges_ns);
+            }
         }
         self.set_config(CONFIG_WINDOW_INDEX, u64::from(OUTSIDE_WINDOWS))?;
         if self.options.offcpu && !self.options.floor && self.windows > 0 {

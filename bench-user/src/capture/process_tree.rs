@@ -19,7 +19,9 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use bench_common::{ProcessEvent, PROCESS_EXEC, PROCESS_EXIT, PROCESS_FORK};
+use bench_common::{
+    ProcessEvent, ThreadTotals, PROCESS_EXEC, PROCESS_EXIT, PROCESS_FORK, PROCESS_THREAD_EXIT,
+};
 
 use super::{
     elf::{self, Mapping},
@@ -108,6 +110,10 @@ pub(super) fn fold_into_targets(capture: &mut Capture) {
     }
 }
 
+/// Thread exits kept between two window edges; more are dropped (and the
+/// counters then miss those threads' last part).
+const MAX_PENDING_EXITS: usize = 65_536;
+
 /// Reads of a process's mappings after an exec (one per poll period): the
 /// loader maps the libraries in the first milliseconds.
 const READS_AFTER_EXEC: u8 = 20;
@@ -168,10 +174,23 @@ impl TreeProcess {
     }
 }
 
+/// A thread of a followed process that exited, with what the kernel had
+/// counted for it (for the counters: it is gone from /proc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadExit {
+    pub tgid: u32,
+    pub tid: u32,
+    /// CLOCK_MONOTONIC ns.
+    pub time_ns: u64,
+    pub totals: ThreadTotals,
+}
+
 /// Every process followed so far, by pid.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessTree {
     processes: BTreeMap<u32, TreeProcess>,
+    /// Thread exits not yet taken by the counters.
+    exits: Vec<ThreadExit>,
 }
 
 impl ProcessTree {
@@ -217,9 +236,28 @@ impl ProcessTree {
                     p.exited = true;
                     p.reads_left = 0;
                 }
+                self.record_exit(event);
             }
+            PROCESS_THREAD_EXIT => self.record_exit(event),
             _ => {}
         }
+    }
+
+    fn record_exit(&mut self, event: &ProcessEvent) {
+        // Bounded: a run whose counters are off never takes them.
+        if self.exits.len() < MAX_PENDING_EXITS {
+            self.exits.push(ThreadExit {
+                tgid: event.pid,
+                tid: event.tid,
+                time_ns: event.time_ns,
+                totals: event.totals,
+            });
+        }
+    }
+
+    /// The thread exits since the last call.
+    pub fn take_exits(&mut self) -> Vec<ThreadExit> {
+        std::mem::take(&mut self.exits)
     }
 
     /// Re-read the processes that exec'd a moment ago.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::{verdict, CompareError, Gates, RunSet};
 use crate::{
     analyze::metrics,
+    report::WindowLoad,
     run::{self, RunError, RunOptions},
     spec::{PatternName, ProfileSpec},
 };
@@ -109,9 +110,34 @@ impl RepeatError {
     }
 }
 
+/// Above this many cores taken by other processes (or stolen by the
+/// hypervisor) in a main-pass window, a run of a series was disturbed by a
+/// neighbour: on a shared machine such runs are the outliers that widen a
+/// comparison's intervals most (a build or test beside it took 0.6–0.7
+/// cores and the run lost 40 % of its throughput), while undisturbed
+/// windows see 0.05–0.15.
+pub const DISTURBED_CORES: f64 = 0.25;
+/// Attempts at one run of a series; the last is kept even if disturbed.
+pub const ATTEMPTS: usize = 3;
+
+/// The CPU others took in the most disturbed main-pass window, if over
+/// [`DISTURBED_CORES`].
+pub fn disturbance(windows: &[WindowLoad]) -> Option<f64> {
+    windows
+        .iter()
+        .filter(|w| w.pass == "main")
+        .map(|w| w.other_cores + w.steal_cores)
+        .filter(|&cores| cores > DISTURBED_CORES)
+        .reduce(f64::max)
+}
+
 /// Run every variant `repeat` times, interleaved, each into
 /// `<root>/<label>-<k>/`, and return one run set per variant. `check` sees
 /// each finished run (e.g. to compare its spec hash with the expected one).
+/// A run that a neighbour disturbed (see [`disturbance`]) is set aside in
+/// `<root>/disturbed/` and made again, up to [`ATTEMPTS`] times: whether a
+/// run is kept depends on the other processes' CPU, never on its own
+/// figures, so the choice cannot favour either side.
 pub fn run_interleaved(
     base: &RunOptions,
     variants: &[Variant],
@@ -141,14 +167,36 @@ pub fn run_interleaved(
             opts.out_dir = out_dir;
             opts.overrides.extend(v.overrides.iter().cloned());
             eprintln!("protoprof: run {name} of {}", repeat * variants.len());
-            let outcome = run::run_profile(&opts).map_err(|source| RepeatError::Run {
-                name: name.clone(),
-                source: Box::new(source),
-            })?;
-            check(v, &outcome).map_err(|message| RepeatError::Check {
-                name: name.clone(),
-                message,
-            })?;
+            let mut attempt = 1;
+            let outcome = loop {
+                let outcome = run::run_profile(&opts).map_err(|source| RepeatError::Run {
+                    name: name.clone(),
+                    source: Box::new(source),
+                })?;
+                check(v, &outcome).map_err(|message| RepeatError::Check {
+                    name: name.clone(),
+                    message,
+                })?;
+                let Some(cores) = disturbance(&outcome.report.workload.windows) else {
+                    break outcome;
+                };
+                if attempt == ATTEMPTS {
+                    eprintln!(
+                        "protoprof: run {name}: other processes took {cores:.2} cores in a \
+                         measured window, still, after {ATTEMPTS} attempts; kept"
+                    );
+                    break outcome;
+                }
+                let aside = root.join("disturbed").join(format!("{name}-{attempt}"));
+                set_aside(&outcome.dir, &aside)?;
+                attempt += 1;
+                eprintln!(
+                    "protoprof: run {name}: other processes took {cores:.2} cores in a measured \
+                     window (over {DISTURBED_CORES}); set aside in {}, attempt {attempt} of \
+                     {ATTEMPTS}",
+                    aside.display()
+                );
+            };
             runs.push((outcome.dir, outcome.report));
         }
     }
@@ -157,6 +205,17 @@ pub fn run_interleaved(
         .zip(sets)
         .map(|(v, runs)| RunSet::from_runs(root.join(format!("{}-*", v.label)), runs))
         .collect())
+}
+
+fn set_aside(dir: &Path, aside: &Path) -> Result<(), RepeatError> {
+    let io = |source| RepeatError::Io {
+        path: aside.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = aside.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::rename(dir, aside).map_err(io)
 }
 
 /// A flag raised on SIGINT or SIGTERM, watched from a thread of its own for
@@ -188,7 +247,7 @@ fn watch_interrupts() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 
 #[cfg(test)]
 mod tests {
-    use super::{default_repeat, gated_count, parse_variants};
+    use super::{default_repeat, disturbance, gated_count, parse_variants};
     use crate::{compare::Gates, spec::ProfileSpec};
 
     #[test]
@@ -259,5 +318,31 @@ mod tests {
         ] {
             assert!(parse_variants(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_run_is_disturbed_by_other_processes_in_a_main_window_only() {
+        let window = |pass: &str, other: f64, steal: f64| crate::report::WindowLoad {
+            pass: pass.into(),
+            phase: 0,
+            opened_unix_s: 0.0,
+            seconds: 4.0,
+            steal_cores: steal,
+            irq_cores: 0.3,
+            targets_cores: 1.5,
+            runner_cores: 0.4,
+            other_cores: other,
+        };
+        assert_eq!(disturbance(&[]), None);
+        assert_eq!(
+            disturbance(&[window("main", 0.12, 0.0), window("main", 0.2, 0.04)]),
+            None
+        );
+        assert_eq!(
+            disturbance(&[window("main", 0.1, 0.0), window("main", 0.7, 0.0)]),
+            Some(0.7)
+        );
+        assert_eq!(disturbance(&[window("main", 0.2, 0.1)]), Some(0.2 + 0.1));
+        assert_eq!(disturbance(&[window("per_call", 0.9, 0.0)]), None);
     }
 }

@@ -424,8 +424,10 @@ async fn cancellation_is_prompt_and_closes_connections() {
     let returned = Instant::now();
     let cancelled_at = canceller.await.unwrap();
     assert!(matches!(result, Err(DriveError::Cancelled)), "{result:?}");
+    // Prompt against the phase's 10 s: a bound wide enough for a loaded
+    // machine's scheduling delays (200 ms failed there now and then).
     assert!(
-        returned.duration_since(cancelled_at) < ms(200),
+        returned.duration_since(cancelled_at) < ms(2000),
         "returned {:?} after cancel",
         returned.duration_since(cancelled_at)
     );
