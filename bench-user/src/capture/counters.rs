@@ -386,26 +386,56 @@ mod tests {
     #[test]
     fn this_threads_totals_grow_with_its_work() {
         let (pid, tid) = (std::process::id(), unsafe { libc::gettid() } as u32);
+        let thread_cpu_ns = || {
+            let mut t = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: clock_gettime with a valid struct.
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+            t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+        };
         let before = read_thread(pid, tid).expect("own thread");
-        let start = std::time::Instant::now();
+        let cpu_before = thread_cpu_ns();
+        // 50 ms of this thread's CPU, however long that takes on a busy
+        // machine.
         let mut x = 0u64;
-        while start.elapsed() < std::time::Duration::from_millis(50) {
+        while thread_cpu_ns() - cpu_before < 50_000_000 {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         // 1000 sleeps: at least that many voluntary switches.
         for _ in 0..1000 {
             std::thread::sleep(std::time::Duration::from_micros(1));
         }
-        // Touching 64 fresh pages faults each in.
-        let mut pages = vec![0u8; 64 * 4096];
-        for p in pages.chunks_mut(4096) {
-            p[0] = 1;
+        // Touching 64 fresh pages faults each in. A mapping of its own:
+        // the allocator may hand out pages another test touched already.
+        let len = 64 * 4096;
+        // SAFETY: a private anonymous mapping, written within its length
+        // and unmapped here.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            for i in 0..64 {
+                std::ptr::write_volatile((p as *mut u8).add(i * 4096), 1);
+            }
+            libc::munmap(p, len);
         }
-        std::hint::black_box(&pages);
         let after = read_thread(pid, tid).expect("own thread");
+        let cpu = thread_cpu_ns() - cpu_before;
         let d = since(&after, &before);
-        // The 50 ms spin, minus at most a scheduler tick of lag.
-        assert!(d.runtime_ns >= 40_000_000, "{d:?}");
+        // The thread's own CPU clock, less at most a scheduler tick of lag
+        // at each edge (10 ms covers HZ ≥ 200).
+        assert!(
+            d.runtime_ns <= cpu + 10_000_000 && d.runtime_ns + 20_000_000 >= cpu,
+            "{d:?} against {cpu} ns"
+        );
         assert!(d.context_switches >= 1000, "{d:?}");
         assert!(d.page_faults >= 64, "{d:?}");
     }
