@@ -396,12 +396,20 @@ pub struct CryptoHistKey {
     pub window: u32,
 }
 
-/// A crypto call in progress on one thread.
+/// The outermost probed crypto call in progress on one thread, and how
+/// many probed calls (itself included) are open in it: a call made while
+/// another is open (EVP_CipherUpdate tail-calling EVP_EncryptUpdate,
+/// EVP_HPKE_CTX_seal calling EVP_AEAD_CTX_seal) is not counted again.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CryptoPending {
+    /// When the outermost call began; 0 when it is not timed.
     pub start_ns: u64,
-    pub symbol: u64,
+    /// The stack pointer at its entry: a later call with a higher one
+    /// cannot be inside it (its return was missed), and starts afresh.
+    pub sp: u64,
+    pub symbol: u32,
+    pub depth: u32,
 }
 
 /// Cookie bit of a crypto probe that counts calls whenever its target runs,
@@ -409,12 +417,19 @@ pub struct CryptoPending {
 /// while connections are set up, before a window opens.
 pub const CRYPTO_COUNT_ALWAYS: u64 = 1 << 40;
 
+/// Cookie bit of a crypto probe whose return is probed too: its calls open
+/// and close the thread's nesting depth ([`CryptoPending`]). Without a
+/// return probe (Go) a call cannot be seen to end, so it is only counted
+/// when no other probed call is open.
+pub const CRYPTO_NESTS: u64 = 1 << 41;
+
 /// The attach cookie of a crypto probe: symbol index in the low 32 bits,
-/// the length argument's index + 1 in bits 32..40 (0 = unknown length), and
-/// [`CRYPTO_COUNT_ALWAYS`].
-pub fn crypto_cookie(symbol: u32, length_arg: Option<u8>, always: bool) -> u64 {
+/// the length argument's index + 1 in bits 32..40 (0 = unknown length),
+/// [`CRYPTO_COUNT_ALWAYS`] and [`CRYPTO_NESTS`].
+pub fn crypto_cookie(symbol: u32, length_arg: Option<u8>, always: bool, nests: bool) -> u64 {
     let always = if always { CRYPTO_COUNT_ALWAYS } else { 0 };
-    symbol as u64 | (length_arg.map_or(0, |a| a as u64 + 1) << 32) | always
+    let nests = if nests { CRYPTO_NESTS } else { 0 };
+    symbol as u64 | (length_arg.map_or(0, |a| a as u64 + 1) << 32) | always | nests
 }
 
 /// Most user frames the probes walk.

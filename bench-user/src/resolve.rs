@@ -6,7 +6,8 @@
 //! Return addresses (every frame but the innermost) are looked up one byte
 //! earlier, inside the call instruction, so that they name the calling line
 //! and the right inlined function. Addresses in Go binaries without a symbol
-//! table are named from the binary's own function table (`.gopclntab`).
+//! table are named from the binary's own function table (`.gopclntab`);
+//! other addresses without a symbol, by their file and the address in it.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -52,19 +53,24 @@ pub struct ResolvedSample {
 /// Name used where an address has no symbol.
 pub const UNKNOWN: &str = "[unknown]";
 
-/// Function tables of a process's Go binaries that lack a symbol table.
-struct GoTables {
+/// Names for a process's addresses that blazesym could not name, from the
+/// files mapped there: a Go binary without a symbol table names them from
+/// its function table; any other file as `<file name>+<address in the
+/// file>`, so that a sample in a stripped library's internal code (the
+/// AES assembly inside libcrypto.so.3) says whose code it is, rather than
+/// borrowing a neighbouring exported symbol or saying nothing.
+struct MappedFiles {
     mappings: Vec<Mapping>,
     files: HashMap<std::path::PathBuf, Option<ElfFile>>,
 }
 
-impl GoTables {
-    fn new(pid: u32, tree: &ProcessTree) -> GoTables {
+impl MappedFiles {
+    fn new(pid: u32, tree: &ProcessTree) -> MappedFiles {
         let mut mappings = elf::executable_mappings(pid);
         if mappings.is_empty() {
             mappings = tree.mappings(pid).map(<[_]>::to_vec).unwrap_or_default();
         }
-        GoTables {
+        MappedFiles {
             mappings,
             files: HashMap::new(),
         }
@@ -75,22 +81,39 @@ impl GoTables {
             .mappings
             .iter()
             .find(|m| addr >= m.start && addr < m.end)?;
+        let offset = addr - m.start + m.file_offset;
         let file = self
             .files
             .entry(m.path.clone())
-            .or_insert_with(|| {
-                ElfFile::read(&m.path)
-                    .ok()
-                    .filter(|f| f.is_go && !f.has_symtab)
-            })
-            .as_ref()?;
-        let vaddr = if file.pie {
-            file.address_of_offset(addr - m.start + m.file_offset)?
-        } else {
-            addr
-        };
-        file.function_at(vaddr).map(|f| f.name.clone())
+            .or_insert_with(|| ElfFile::read(&m.path).ok())
+            .as_ref();
+        let vaddr = file.and_then(|f| {
+            if f.pie {
+                f.address_of_offset(offset)
+            } else {
+                Some(addr)
+            }
+        });
+        if let (Some(f), Some(vaddr)) = (file, vaddr) {
+            if f.is_go && !f.has_symtab {
+                if let Some(func) = f.function_at(vaddr) {
+                    return Some(func.name.clone());
+                }
+            }
+        }
+        Some(offset_name(&m.path, vaddr.unwrap_or(offset)))
     }
+}
+
+/// `libcrypto.so.3+0x1a2b3c`: a file's name and an address in it (its ELF
+/// virtual address, as `nm` and `addr2line` take it, where the file could be
+/// read; else the offset in the file).
+fn offset_name(path: &std::path::Path, addr: u64) -> String {
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    format!("{file}+{addr:#x}")
 }
 
 /// Symbolize every record's user and kernel stack.
@@ -136,11 +159,11 @@ pub fn resolve_in_tree(
                 symbolize(&symbolizer, &src, addrs)
             }
         };
-        let mut go = GoTables::new(tgid, tree);
+        let mut files = MappedFiles::new(tgid, tree);
         for (addr, names) in found {
             let names = match names {
                 Some(n) => n,
-                None => match go.name(addr) {
+                None => match files.name(addr) {
                     Some(n) => vec![n],
                     None => continue,
                 },
@@ -441,6 +464,12 @@ mod tests {
         let mut user = frames(&["user_pp_sys_enter", "do_syscall_64"]);
         trim_probe_frames(Graph::Cpu, &mut user, 1);
         assert_eq!(user, frames(&["user_pp_sys_enter", "do_syscall_64"]));
+    }
+
+    #[test]
+    fn unnamed_code_is_named_by_file_and_address() {
+        let lib = std::path::Path::new("/usr/lib/x86_64-linux-gnu/libcrypto.so.3");
+        assert_eq!(offset_name(lib, 0x1a2b3c), "libcrypto.so.3+0x1a2b3c");
     }
 
     #[test]

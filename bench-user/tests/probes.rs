@@ -18,7 +18,15 @@ const FIXTURE: &str = env!("CARGO_BIN_EXE_protoprof-fixture");
 /// A fixture process, started and past its `ready` line; its stdout is
 /// returned for the `done` line.
 fn fixture(args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
-    let mut child = Command::new(FIXTURE)
+    started(std::path::Path::new(FIXTURE), args)
+}
+
+/// A program that prints `ready` when set up, started and past that line.
+fn started(
+    program: &std::path::Path,
+    args: &[&str],
+) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -316,7 +324,16 @@ fn counters_count_threads_that_ended_inside_the_window() {
 
 /// Start a fixture that prints `done` when its work is finished.
 fn run_until_done(probes: &mut Probes, args: &[&str]) -> (Child, std::process::ChildStdin) {
-    let (mut child, mut out) = fixture(args);
+    run_program_until_done(probes, std::path::Path::new(FIXTURE), args)
+}
+
+/// [`run_until_done`] for any program that speaks the fixture's lines.
+fn run_program_until_done(
+    probes: &mut Probes,
+    program: &std::path::Path,
+    args: &[&str],
+) -> (Child, std::process::ChildStdin) {
+    let (mut child, mut out) = started(program, args);
     probes.add_target(child.id(), 0).expect("add target");
     probes.start().expect("start");
     let mut stdin = child.stdin.take().expect("stdin");
@@ -773,4 +790,208 @@ fn forked_children_are_measured_as_their_target() {
 #[ignore = "needs root"]
 fn forked_and_execed_children_are_measured_as_their_target() {
     forked_children_are_followed(true);
+}
+
+/// `tests/data/evp_records.c`, compiled against the system's libcrypto.
+/// A missing compiler or missing OpenSSL headers fail the test with one
+/// line naming the package (`cargo xtask test` skips the tests named
+/// *libcrypto* instead, or fails under CI).
+fn evp_records_program() -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/evp_records.c");
+    let bin = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("evp_records");
+    let install =
+        "install them with `cargo xtask setup` as root, or: apt-get install -y libssl-dev gcc";
+    let out = match Command::new("cc")
+        .arg("-O2")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .arg("-lcrypto")
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => panic!("no C compiler (cc: {e}); {install}"),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("openssl/evp.h"),
+        "OpenSSL's headers (libssl-dev) are missing; {install}"
+    );
+    assert!(out.status.success(), "cc {}: {stderr}", src.display());
+    bin
+}
+
+/// Runs the EVP program as the only target of probes loaded with `opts`
+/// from its go to its `done` line; returns it (alive, waiting for stdin to
+/// close), its stdin, and the probes.
+fn run_evp_records(
+    opts: &CaptureOptions,
+    args: &[u64],
+) -> (Child, std::process::ChildStdin, Probes) {
+    let bin = evp_records_program();
+    let mut probes = Probes::load(opts).expect("load probes");
+    let args: Vec<String> = args.iter().map(u64::to_string).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (child, stdin) = run_program_until_done(&mut probes, &bin, &args);
+    (child, stdin, probes)
+}
+
+/// OpenSSL 3 from the distribution (exported symbols only): EVP_Cipher and
+/// EVP_CipherUpdate are counted exactly, EVP_EncryptUpdate, which
+/// EVP_CipherUpdate tail-calls, not a second time.
+#[test]
+#[ignore = "needs root, cc and libssl-dev"]
+fn libcrypto_evp_calls_are_counted_once_each() {
+    const CIPHER: u64 = 3000;
+    const UPDATE: u64 = 2000;
+    const SIZE: u64 = 1024;
+    let opts = CaptureOptions {
+        crypto: Some(CryptoOptions {
+            return_probes: true,
+        }),
+        ..CaptureOptions::none()
+    };
+    let (mut child, stdin, mut probes) = run_evp_records(&opts, &[CIPHER, UPDATE, SIZE]);
+    let pid = child.id();
+    let matched = probes.attached()[&pid].crypto.clone();
+    let cap = probes.read().expect("read");
+    drop(stdin);
+    assert_exited(&mut child);
+    drop(probes);
+
+    let row = |name: &str| {
+        let m = matched
+            .iter()
+            .find(|m| m.symbol == name)
+            .unwrap_or_else(|| panic!("{name} not matched: {matched:?}"));
+        assert!(
+            m.file.contains("libcrypto.so") && m.return_probe,
+            "{name}: {m:?}"
+        );
+        let recs: Vec<_> = cap
+            .crypto
+            .iter()
+            .filter(|r| r.tgid == pid && r.symbol == m.id)
+            .collect();
+        let sum = |f: fn(&capture::CryptoRecord) -> u64| recs.iter().map(|r| f(r)).sum::<u64>();
+        (sum(|r| r.calls), sum(|r| r.timed), sum(|r| r.length_sum))
+    };
+    assert_eq!(row("EVP_Cipher"), (CIPHER, CIPHER, CIPHER * SIZE));
+    assert_eq!(row("EVP_CipherUpdate"), (UPDATE, UPDATE, UPDATE * SIZE));
+    assert_eq!(row("EVP_EncryptUpdate"), (0, 0, 0));
+    assert_eq!(row("EVP_DecryptUpdate"), (0, 0, 0));
+    assert_no_programs_left();
+}
+
+/// Samples in libcrypto's stripped AES code are named
+/// `libcrypto.so.3+0x…` (not after a neighbouring exported symbol) and
+/// counted as crypto: crypto's share of the samples agrees, within
+/// sampling error, with the share whose instruction lies in libcrypto.
+#[test]
+#[ignore = "needs root, cc and libssl-dev"]
+fn libcrypto_unnamed_code_counts_as_crypto() {
+    use protoprof::analyze::attribution::{Categories, DEFAULT_ATTRIBUTION};
+    const HZ: u64 = 499;
+    let opts = CaptureOptions {
+        cpu_frequency_hz: Some(HZ),
+        ..CaptureOptions::none()
+    };
+    // About a second of AES-256-CTR here (8 GB/s).
+    let (mut child, stdin, mut probes) = run_evp_records(&opts, &[500_000, 0, 16384]);
+    let pid = child.id();
+    let cap = probes.read().expect("read");
+    // Symbolize and read the mappings while the program still lives.
+    let samples = resolve::resolve(&cap.stacks, &cap.thread_names);
+    let libcrypto: Vec<_> = capture::elf::executable_mappings(pid)
+        .into_iter()
+        .filter(|m| {
+            m.path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libcrypto.so"))
+        })
+        .collect();
+    drop(stdin);
+    assert_exited(&mut child);
+    drop(probes);
+    assert!(!libcrypto.is_empty(), "libcrypto is not mapped");
+    let lib = capture::elf::ElfFile::read(&libcrypto[0].path).expect("read libcrypto");
+    let lib_name = libcrypto[0]
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+
+    let categories = Categories::parse(DEFAULT_ATTRIBUTION, "attribution.toml").expect("parses");
+    let crypto = categories
+        .names()
+        .position(|n| n == "crypto")
+        .expect("crypto category");
+    let (mut total, mut in_crypto, mut in_lib, mut unnamed, mut in_kernel) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    for (record, s) in cap.stacks.iter().zip(&samples) {
+        if record.tgid != pid || record.graph != Graph::Cpu {
+            continue;
+        }
+        total += s.weight;
+        if categories.classify(&s.frames) == crypto {
+            in_crypto += s.weight;
+        }
+        // A sample taken in the kernel (an interrupt, a page fault) ran
+        // the kernel's code, not libcrypto's.
+        if !record.kernel.is_empty() {
+            in_kernel += s.weight;
+            continue;
+        }
+        let Some(&ip) = record.user.first() else {
+            continue;
+        };
+        let Some(m) = libcrypto.iter().find(|m| ip >= m.start && ip < m.end) else {
+            continue;
+        };
+        in_lib += s.weight;
+        // The innermost user frame names the sampled instruction.
+        let leaf = &s.frames[..s.frames.iter().filter(|f| !f.kernel).count()]
+            .last()
+            .expect("a user frame")
+            .name;
+        let vaddr = lib
+            .address_of_offset(ip - m.start + m.file_offset)
+            .expect("address in libcrypto");
+        match lib.function_at(vaddr) {
+            // An exported function that covers the address names it.
+            Some(f) if f.size > 0 => assert_eq!(leaf, &f.name, "{vaddr:#x}"),
+            // Anything else is libcrypto's unnamed code.
+            _ => {
+                assert_eq!(leaf, &format!("{lib_name}+{vaddr:#x}"));
+                unnamed += s.weight;
+            }
+        }
+    }
+    // About a second at 499 Hz.
+    assert!(total >= 200, "only {total} samples");
+    // The program does little but encrypt, and that in unnamed assembly.
+    assert!(
+        in_lib * 10 >= total * 8,
+        "{in_lib} of {total} samples in libcrypto"
+    );
+    assert!(
+        unnamed * 10 >= in_lib * 8,
+        "{unnamed} of {in_lib} libcrypto samples unnamed"
+    );
+    eprintln!(
+        "{total} samples: {in_lib} in libcrypto ({unnamed} unnamed), {in_kernel} in the kernel, {in_crypto} crypto"
+    );
+    // The shares come from the same samples and differ only by samples
+    // whose category another frame decides (the kernel's, in the few taken
+    // in the kernel). Bound: 3 binomial standard errors of the libcrypto
+    // share, its variance at least that of one sample in n, and one sample.
+    let n = total as f64;
+    let (p_lib, p_crypto) = (in_lib as f64 / n, in_crypto as f64 / n);
+    let variance = (p_lib * (1.0 - p_lib)).max(1.0 / n) / n;
+    let bound = 3.0 * variance.sqrt() + 1.0 / n;
+    assert!(
+        (p_crypto - p_lib).abs() <= bound,
+        "crypto {in_crypto} vs libcrypto {in_lib} of {total} samples (bound {bound:.4})"
+    );
+    assert_no_programs_left();
 }

@@ -67,6 +67,13 @@ pub const PIECES: &[Piece] = &[
         tests: Some("namespaces"),
         source: Source::Apt(&["iproute2", "nftables", "ethtool"]),
     },
+    // The crypto probe's test on a distribution library: a C program
+    // compiled at test time against the system's libcrypto.so.3.
+    Piece {
+        name: "OpenSSL's headers and a C compiler",
+        tests: Some("libcrypto"),
+        source: Source::Apt(&["libssl-dev", "gcc"]),
+    },
     // A Go proxy: interop tests and profiling an outside implementation.
     Piece {
         name: "sing-box 1.14.4",

@@ -431,6 +431,15 @@ mod tests {
         );
         assert_eq!(category_of(&c, &[relay], &[]), "protocol");
         assert_eq!(category_of(&c, &["main", "[unknown]"], &[]), "other");
+        // A stripped crypto library's internal code, named by resolve.
+        assert_eq!(
+            category_of(&c, &["main", "libcrypto.so.3+0x1a2b3c"], &[]),
+            "crypto"
+        );
+        assert_eq!(
+            category_of(&c, &["main", "libssl.so.3+0x4a0"], &[]),
+            "other"
+        );
     }
 
     #[test]

@@ -151,7 +151,8 @@ pub(super) fn points(
             }
             let id = *next_id;
             *next_id += 1;
-            let cookie = crypto_cookie(id, spec.length_arg, family.connection_setup);
+            let return_probe = return_probes && !file.is_go;
+            let cookie = crypto_cookie(id, spec.length_arg, family.connection_setup, return_probe);
             let point = |program| Point {
                 program,
                 path: file.path.clone(),
@@ -160,7 +161,6 @@ pub(super) fn points(
                 pid,
             };
             set.add(point("pp_crypto"));
-            let return_probe = return_probes && !file.is_go;
             if return_probe {
                 set.add(point("pp_crypto_ret"));
             }
@@ -278,6 +278,22 @@ mod tests {
             .classify("vendor/golang.org/x/crypto/chacha20poly1305.chacha20Poly1305Seal")
             .is_some());
         assert!(f.classify("EVP_EncryptUpdate").is_some());
+        // OpenSSL 3's exported entry points, with their length arguments.
+        let length = |name: &str| f.classify(name).map(|(_, s)| s.length_arg);
+        assert_eq!(length("EVP_Cipher"), Some(Some(3)));
+        assert_eq!(length("EVP_CipherUpdate"), Some(Some(4)));
+        assert_eq!(length("EVP_DecryptUpdate"), Some(Some(4)));
+        assert_eq!(length("EVP_CipherFinal_ex"), None);
+        assert_eq!(length("EVP_CipherInit_ex"), None);
+        for aead in [
+            "EVP_AEAD_CTX_seal",
+            "EVP_AEAD_CTX_open",
+            "EVP_AEAD_CTX_seal_scatter",
+            "EVP_AEAD_CTX_open_gather",
+        ] {
+            let (fam, _) = f.classify(aead).expect("boringssl aead");
+            assert_eq!(fam.library, "boringssl", "{aead}");
+        }
         assert!(f
             .classify("ring_core_0_17_14_aesni_gcm_encrypt_and_more")
             .is_none());
