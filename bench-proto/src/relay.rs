@@ -536,7 +536,7 @@ mod tests {
         let err = o.set("nope", "1").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown setting `relay.nope`; use one of: relay.buffer_size, relay.mode"
+            "unknown setting `relay.nope`; use one of: relay.buffer_size, relay.mode, relay.leak"
         );
     }
 
