@@ -248,7 +248,6 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             run_protoprof(cmd)
         }
         Cmd::Test { no_install, args } => {
-            lint(&root, &tools)?;
             let install = if no_install {
                 peers::Install::Never
             } else {
@@ -421,8 +420,8 @@ fn test(
     install: peers::Install,
     args: &[String],
 ) -> Result<ExitCode> {
-    // The end-to-end tests run the release protoprof and protoprof-endpoint.
-    build(root, tools)?;
+    // Peers before the lint: clippy compiles boring-sys, whose build script
+    // needs cmake, which a fresh machine gets from the install.
     let missing = peers::ensure(root, install)?;
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     let mut skips = Vec::new();
@@ -439,6 +438,9 @@ fn test(
             None => bail!("{line} (the build needs it)"),
         }
     }
+    lint(root, tools)?;
+    // The end-to-end tests run the release protoprof and protoprof-endpoint.
+    build(root, tools)?;
     let root_user = is_root();
     if !root_user {
         println!(
