@@ -148,7 +148,7 @@ pub fn target_slot(tgid: u32) -> u32 {
 /// `InFlight::nr` of a thread with no syscall in progress: entries are
 /// reused in place rather than deleted (a hash delete takes the bucket
 /// lock; a store into the looked-up value does not).
-pub const NO_SYSCALL: u64 = u64::MAX;
+pub const NO_SYSCALL: u32 = u32::MAX;
 
 /// Key of the per-(thread, syscall) statistics.
 #[repr(C)]
@@ -190,22 +190,28 @@ pub struct SyscallStats {
     pub errors: u64,
 }
 
-/// Key of the syscall latency histogram: one counter per bucket.
+/// The syscalls probe's value per (thread, syscall), kept per CPU: the
+/// statistics and the log2 latency histogram in one entry, so that a
+/// syscall's exit does one hash lookup for both (the cost of measuring:
+/// docs/probes.md).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct SyscallHistKey {
-    pub tgid: u32,
-    pub nr: u32,
-    pub bucket: u32,
-    pub _pad: u32,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallValue {
+    pub stats: SyscallStats,
+    /// Calls per latency bucket ([`latency_bucket`]).
+    pub latency: [u64; LATENCY_BUCKETS as usize],
 }
 
 /// A syscall in progress on one thread, between sys_enter and sys_exit.
+/// The entry is also the exit's target check: only a target's threads
+/// have one, and `tgid` tells a reused thread id from the one that made it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InFlight {
     pub start_ns: u64,
-    pub nr: u64,
+    /// [`NO_SYSCALL`] between calls.
+    pub nr: u32,
+    pub tgid: u32,
 }
 
 /// Key of an on-CPU sample: which thread, which user stack (a hash into
@@ -508,7 +514,7 @@ mod pod {
     unsafe impl aya::Pod for super::ProcessEvent {}
     unsafe impl aya::Pod for super::ThreadTotals {}
     unsafe impl aya::Pod for super::SyscallStats {}
-    unsafe impl aya::Pod for super::SyscallHistKey {}
+    unsafe impl aya::Pod for super::SyscallValue {}
     unsafe impl aya::Pod for super::InFlight {}
     unsafe impl aya::Pod for super::StackKey {}
     unsafe impl aya::Pod for super::SyscallStackKey {}

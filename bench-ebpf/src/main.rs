@@ -66,16 +66,23 @@ fn enabled() -> bool {
     config(CONFIG_ENABLED) != 0
 }
 
+/// The cheap "no" for the other processes on the machine: an array lookup,
+/// which the verifier inlines into a bounds check and a load (a hash
+/// lookup is a call and a jhash). `true` means "maybe": a tgid sharing a
+/// slot with a target passes too.
+#[inline(always)]
+pub(crate) fn may_be_target(tgid: u32) -> bool {
+    matches!(TARGET_FILTER.get(target_slot(tgid)), Some(&n) if n != 0)
+}
+
+/// Whether `tgid` is a profiled process: the pre-filter, then the exact
+/// lookup. The hot paths (a target thread's syscalls and switches) skip the
+/// exact lookup once the thread has an entry of its own that names its
+/// tgid; they call this only for a thread seen the first time.
 #[inline(always)]
 pub(crate) fn is_target(tgid: u32) -> bool {
-    // An array lookup is inlined by the verifier into a bounds check and a
-    // load; the hash lookup behind it is a call and a jhash.
-    match TARGET_FILTER.get(target_slot(tgid)) {
-        Some(&n) if n != 0 => {}
-        _ => return false,
-    }
     // SAFETY: the value is only tested for presence, never held.
-    unsafe { TARGETS.get(&tgid) }.is_some()
+    may_be_target(tgid) && unsafe { TARGETS.get(&tgid) }.is_some()
 }
 
 /// Whether the current task belongs to a profiled process while measuring.

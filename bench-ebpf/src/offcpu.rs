@@ -24,7 +24,9 @@ use bench_common::{
     CONFIG_TASK_TGID_OFFSET, CONFIG_WINDOW_START_NS,
 };
 
-use crate::{config, enabled, is_target, note_thread, user_stack, window, KERNEL_STACKS};
+use crate::{
+    config, enabled, is_target, may_be_target, note_thread, user_stack, window, KERNEL_STACKS,
+};
 
 /// Threads switched out, by tid.
 #[map]
@@ -50,21 +52,18 @@ pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let prev_tgid = (pid_tgid >> 32) as u32;
     let prev_tid = pid_tgid as u32;
-    if prev_tid != 0 && is_target(prev_tgid) {
-        note_thread(prev_tid);
+    // The pre-filter, then the thread's own entry: its tgid proves it a
+    // target without the exact lookup (a thread seen the first time, or a
+    // thread id reused by another process, takes the exact check once).
+    if prev_tid != 0 && may_be_target(prev_tgid) {
         let interval = config(CONFIG_OFFCPU_STACK_INTERVAL_NS);
         match OFFCPU_START.get_ptr_mut(&prev_tid) {
             // SAFETY: see the switch-in below.
-            Some(slot) => unsafe {
+            Some(slot) if unsafe { (*slot).tgid } == prev_tgid => unsafe {
                 // The stacks of a recent walk stand for this switch-out
                 // too: an event loop blocks in the same place nearly every
                 // time, and the walk is most of this program's cost.
-                // (A thread id reused by another process walks anew.)
-                if interval == 0
-                    || (*slot).tgid != prev_tgid
-                    || now.saturating_sub((*slot).walked_ns) >= interval
-                {
-                    (*slot).tgid = prev_tgid;
+                if interval == 0 || now.saturating_sub((*slot).walked_ns) >= interval {
                     (*slot).user_stack = user_stack::walk_current();
                     (*slot).kernel_stack_id = kernel_stack(&ctx);
                     (*slot).walked_ns = now;
@@ -77,16 +76,19 @@ pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
                     (*slot).start_ns = now;
                 }
             },
-            None => {
-                let start = OffCpuStart {
-                    start_ns: now,
-                    user_stack: user_stack::walk_current(),
-                    kernel_stack_id: kernel_stack(&ctx),
-                    tgid: prev_tgid,
-                    _pad: 0,
-                    walked_ns: now,
-                };
-                let _ = OFFCPU_START.insert(&prev_tid, &start, 0);
+            _ => {
+                if is_target(prev_tgid) {
+                    note_thread(prev_tid);
+                    let start = OffCpuStart {
+                        start_ns: now,
+                        user_stack: user_stack::walk_current(),
+                        kernel_stack_id: kernel_stack(&ctx),
+                        tgid: prev_tgid,
+                        _pad: 0,
+                        walked_ns: now,
+                    };
+                    let _ = OFFCPU_START.insert(&prev_tid, &start, 0);
+                }
             }
         }
     }
@@ -108,7 +110,8 @@ pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
     else {
         return 0;
     };
-    if !is_target(next_tgid as u32) {
+    // The pre-filter; the thread's entry below is the exact check.
+    if !may_be_target(next_tgid as u32) {
         return 0;
     }
     let Ok(next_tid) = (unsafe { bpf_probe_read_kernel((next + pid_offset) as *const i32) }) else {
@@ -122,6 +125,10 @@ pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
     // out and read when it is switched in, never both at once; copied out,
     // then marked used (start 0) instead of deleted.
     let start = unsafe { *slot };
+    if start.tgid != next_tgid as u32 {
+        // A thread id reused by a process that is not a target.
+        return 0;
+    }
     unsafe { (*slot).start_ns = 0 };
     if start.start_ns == 0 {
         // Already counted.

@@ -2,22 +2,29 @@
 //! as raw tracepoints (attached by name: no tracefs mount needed, and the
 //! arguments arrive without the trace record being built). Per (thread,
 //! syscall): count, total and max time, bytes moved (from the return value
-//! of the read/write family); per (process, syscall) a log2 latency
-//! histogram; optionally one user stack in N syscalls.
+//! of the read/write family) and a log2 latency histogram; optionally one
+//! user stack in N syscalls.
+//!
+//! These two programs run for every syscall on the machine, so their hot
+//! path is kept to what it must do (docs/probes.md, "What measuring
+//! costs"): for other processes, the array pre-filter; for a target's
+//! thread, one hash lookup at entry (its in-flight entry, which also proves
+//! it a target) and two at exit (the in-flight entry, the statistics with
+//! the histogram in them).
 
 use aya_ebpf::{
     bindings::pt_regs,
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns},
     macros::{map, raw_tracepoint},
-    maps::{LruHashMap, PerCpuHashMap},
+    maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::RawTracePointContext,
 };
 use bench_common::{
-    latency_bucket, moves_bytes, InFlight, SyscallHistKey, SyscallKey, SyscallStackKey,
-    SyscallStats, CONFIG_SYSCALL_STACK_EVERY, NO_SYSCALL,
+    latency_bucket, moves_bytes, InFlight, SyscallKey, SyscallStackKey, SyscallValue,
+    CONFIG_SYSCALL_STACK_EVERY, LATENCY_BUCKETS, NO_SYSCALL,
 };
 
-use crate::{config, note_thread, recording, user_stack};
+use crate::{config, enabled, is_target, may_be_target, note_thread, user_stack};
 
 /// Syscalls in progress, by thread id: one entry per target thread, reused
 /// in place (`nr` = `NO_SYSCALL` between calls). LRU so that threads that
@@ -27,11 +34,13 @@ static INFLIGHT: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(16384,
 
 /// Per-CPU so that two threads of one process never lose an update.
 #[map]
-static SYSCALLS: PerCpuHashMap<SyscallKey, SyscallStats> =
+static SYSCALLS: PerCpuHashMap<SyscallKey, SyscallValue> =
     PerCpuHashMap::with_max_entries(16384, 0);
 
+/// A zeroed value to insert from: `SyscallValue` is too large for the
+/// 512-byte BPF stack beside the rest.
 #[map]
-static SYSCALL_HIST: PerCpuHashMap<SyscallHistKey, u64> = PerCpuHashMap::with_max_entries(65536, 0);
+static SYSCALL_ZERO: PerCpuArray<SyscallValue> = PerCpuArray::with_max_entries(1, 0);
 
 /// Sampled syscall stacks → syscalls represented (samples × N).
 #[map]
@@ -45,9 +54,14 @@ const RET_ARG: usize = 1;
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn pp_sys_enter(ctx: RawTracePointContext) -> u32 {
-    let Some(pid_tgid) = recording() else {
+    if !enabled() {
         return 0;
-    };
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if !may_be_target(tgid) {
+        return 0;
+    }
     let nr: i64 = ctx.arg(ID_ARG);
     if nr < 0 {
         return 0;
@@ -57,14 +71,20 @@ pub fn pp_sys_enter(ctx: RawTracePointContext) -> u32 {
     match INFLIGHT.get_ptr_mut(&tid) {
         // SAFETY: only this thread's own syscalls write its entry, and a
         // thread runs one syscall at a time.
-        Some(call) => unsafe {
+        Some(call) if unsafe { (*call).tgid } == tgid => unsafe {
             (*call).start_ns = start_ns;
-            (*call).nr = nr as u64;
+            (*call).nr = nr as u32;
         },
-        None => {
+        // First syscall of this thread (or its id reused by another
+        // process): the exact target check, once.
+        _ => {
+            if !is_target(tgid) {
+                return 0;
+            }
             let call = InFlight {
                 start_ns,
-                nr: nr as u64,
+                nr: nr as u32,
+                tgid,
             };
             let _ = INFLIGHT.insert(&tid, &call, 0);
         }
@@ -76,7 +96,7 @@ pub fn pp_sys_enter(ctx: RawTracePointContext) -> u32 {
     if every != 0 && (unsafe { bpf_get_prandom_u32() } as u64).is_multiple_of(every) {
         let regs: *const pt_regs = ctx.arg(REGS_ARG);
         let key = SyscallStackKey {
-            tgid: (pid_tgid >> 32) as u32,
+            tgid,
             tid,
             nr: nr as u32,
             _pad: 0,
@@ -95,74 +115,72 @@ pub fn pp_sys_enter(ctx: RawTracePointContext) -> u32 {
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn pp_sys_exit(ctx: RawTracePointContext) -> u32 {
-    let Some(pid_tgid) = recording() else {
+    if !enabled() {
         return 0;
-    };
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if !may_be_target(tgid) {
+        return 0;
+    }
     let tid = pid_tgid as u32;
+    // The in-flight entry is the target check: pp_sys_enter made it only
+    // for a target's thread.
     let Some(slot) = INFLIGHT.get_ptr_mut(&tid) else {
         return 0;
     };
     // SAFETY: see pp_sys_enter; copied out, then marked free.
     let call = unsafe { *slot };
-    if call.nr == NO_SYSCALL {
-        // Entered before the window opened.
+    if call.nr == NO_SYSCALL || call.tgid != tgid {
+        // Entered before the window opened, or a reused thread id.
         return 0;
     }
     unsafe { (*slot).nr = NO_SYSCALL };
     let now = unsafe { bpf_ktime_get_ns() };
     let dt = now.saturating_sub(call.start_ns);
     let ret: i64 = ctx.arg(RET_ARG);
-    let bytes = if ret > 0 && moves_bytes(call.nr) {
+    let bytes = if ret > 0 && moves_bytes(u64::from(call.nr)) {
         ret as u64
     } else {
         0
     };
     let errors = u64::from(ret < 0);
-    let tgid = (pid_tgid >> 32) as u32;
-    let nr = call.nr as u32;
+    let bucket = latency_bucket(dt) as usize;
 
     let key = SyscallKey {
         tgid,
         tid,
-        nr,
+        nr: call.nr,
         _pad: 0,
     };
-    match SYSCALLS.get_ptr_mut(&key) {
-        Some(stats) => {
-            // SAFETY: per-CPU slot, so no other program writes it now.
-            let stats = unsafe { &mut *stats };
-            stats.count += 1;
-            stats.total_ns += dt;
-            if dt > stats.max_ns {
-                stats.max_ns = dt;
-            }
-            stats.bytes += bytes;
-            stats.errors += errors;
-        }
+    let value = match SYSCALLS.get_ptr_mut(&key) {
+        Some(value) => value,
         None => {
             note_thread(tid);
-            let stats = SyscallStats {
-                count: 1,
-                total_ns: dt,
-                max_ns: dt,
-                bytes,
-                errors,
+            let Some(zero) = SYSCALL_ZERO.get_ptr(0) else {
+                return 0;
             };
-            let _ = SYSCALLS.insert(&key, &stats, 0);
+            // SAFETY: the per-CPU zero template is never written.
+            let _ = SYSCALLS.insert(&key, unsafe { &*zero }, 0);
+            match SYSCALLS.get_ptr_mut(&key) {
+                Some(value) => value,
+                None => return 0,
+            }
         }
-    }
-
-    let hkey = SyscallHistKey {
-        tgid,
-        nr,
-        bucket: latency_bucket(dt),
-        _pad: 0,
     };
-    match SYSCALL_HIST.get_ptr_mut(&hkey) {
-        // SAFETY: per-CPU slot.
-        Some(n) => unsafe { *n += 1 },
-        None => {
-            let _ = SYSCALL_HIST.insert(&hkey, &1u64, 0);
+    // SAFETY: per-CPU slot, so no other program writes it now.
+    let value = unsafe { &mut *value };
+    let stats = &mut value.stats;
+    stats.count += 1;
+    stats.total_ns += dt;
+    if dt > stats.max_ns {
+        stats.max_ns = dt;
+    }
+    stats.bytes += bytes;
+    stats.errors += errors;
+    if bucket < LATENCY_BUCKETS as usize {
+        if let Some(n) = value.latency.get_mut(bucket) {
+            *n += 1;
         }
     }
     0

@@ -6,7 +6,7 @@ use aya::{
     maps::{MapData, PerCpuHashMap},
     Ebpf,
 };
-use bench_common::{SyscallHistKey, SyscallKey, SyscallStackKey, SyscallStats, LATENCY_BUCKETS};
+use bench_common::{SyscallKey, SyscallStackKey, SyscallStats, SyscallValue, LATENCY_BUCKETS};
 
 use super::{stacks::StackReader, CaptureError, Graph, StackRecord, SyscallRecord};
 
@@ -26,33 +26,52 @@ pub(super) fn attach(ebpf: &mut Ebpf, floor: bool) -> Result<(), CaptureError> {
     Ok(())
 }
 
-/// Per (thread, syscall) records.
-pub(super) fn read(ebpf: &Ebpf) -> Result<Vec<SyscallRecord>, CaptureError> {
-    let map_err = |name| move |source| CaptureError::Map { name, source };
-    let stats: PerCpuHashMap<&MapData, SyscallKey, SyscallStats> = PerCpuHashMap::try_from(
+/// The per-CPU (thread, syscall) entries, summed over CPUs.
+fn read_values(ebpf: &Ebpf) -> Result<Vec<(SyscallKey, SyscallValue)>, CaptureError> {
+    let map_err = |source| CaptureError::Map {
+        name: "SYSCALLS",
+        source,
+    };
+    let values: PerCpuHashMap<&MapData, SyscallKey, SyscallValue> = PerCpuHashMap::try_from(
         ebpf.map("SYSCALLS")
             .ok_or(CaptureError::Missing("SYSCALLS"))?,
     )
-    .map_err(map_err("SYSCALLS"))?;
+    .map_err(map_err)?;
     let mut out = Vec::new();
-    for entry in stats.iter() {
-        let (key, per_cpu) = entry.map_err(map_err("SYSCALLS"))?;
-        let mut sum = SyscallStats::default();
-        for s in per_cpu.iter() {
-            sum.count += s.count;
-            sum.total_ns += s.total_ns;
-            sum.max_ns = sum.max_ns.max(s.max_ns);
-            sum.bytes += s.bytes;
-            sum.errors += s.errors;
+    for entry in values.iter() {
+        let (key, per_cpu) = entry.map_err(map_err)?;
+        let mut sum = SyscallValue {
+            stats: SyscallStats::default(),
+            latency: [0; LATENCY_BUCKETS as usize],
+        };
+        for v in per_cpu.iter() {
+            let s = &v.stats;
+            sum.stats.count += s.count;
+            sum.stats.total_ns += s.total_ns;
+            sum.stats.max_ns = sum.stats.max_ns.max(s.max_ns);
+            sum.stats.bytes += s.bytes;
+            sum.stats.errors += s.errors;
+            for (total, n) in sum.latency.iter_mut().zip(v.latency) {
+                *total += n;
+            }
         }
-        out.push(SyscallRecord {
+        out.push((key, sum));
+    }
+    Ok(out)
+}
+
+/// Per (thread, syscall) records.
+pub(super) fn read(ebpf: &Ebpf) -> Result<Vec<SyscallRecord>, CaptureError> {
+    let mut out: Vec<SyscallRecord> = read_values(ebpf)?
+        .into_iter()
+        .map(|(key, value)| SyscallRecord {
             tgid: key.tgid,
             tid: key.tid,
             nr: key.nr,
             name: syscall_name(key.nr),
-            stats: sum,
-        });
-    }
+            stats: value.stats,
+        })
+        .collect();
     out.sort_by(|a, b| {
         (a.tgid, a.tid, std::cmp::Reverse(a.stats.count)).cmp(&(
             b.tgid,
@@ -63,29 +82,18 @@ pub(super) fn read(ebpf: &Ebpf) -> Result<Vec<SyscallRecord>, CaptureError> {
     Ok(out)
 }
 
-/// Process-wide latency histograms: (tgid, nr) → calls per log2 bucket.
+/// Process-wide latency histograms: (tgid, nr) → calls per log2 bucket,
+/// summed over the process's threads.
 pub(super) fn read_histograms(
     ebpf: &Ebpf,
 ) -> Result<StdHashMap<(u32, u32), Vec<u64>>, CaptureError> {
-    let hist: PerCpuHashMap<&MapData, SyscallHistKey, u64> = PerCpuHashMap::try_from(
-        ebpf.map("SYSCALL_HIST")
-            .ok_or(CaptureError::Missing("SYSCALL_HIST"))?,
-    )
-    .map_err(|source| CaptureError::Map {
-        name: "SYSCALL_HIST",
-        source,
-    })?;
     let mut out: StdHashMap<(u32, u32), Vec<u64>> = StdHashMap::new();
-    for entry in hist.iter() {
-        let (key, per_cpu) = entry.map_err(|source| CaptureError::Map {
-            name: "SYSCALL_HIST",
-            source,
-        })?;
+    for (key, value) in read_values(ebpf)? {
         let h = out
             .entry((key.tgid, key.nr))
             .or_insert_with(|| vec![0; LATENCY_BUCKETS as usize]);
-        if let Some(slot) = h.get_mut(key.bucket as usize) {
-            *slot += per_cpu.iter().sum::<u64>();
+        for (total, n) in h.iter_mut().zip(value.latency) {
+            *total += n;
         }
     }
     Ok(out)
