@@ -362,7 +362,8 @@ pub struct AllocPending {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LiveAlloc {
     pub tgid: u32,
-    pub _pad: u32,
+    /// The allocating thread.
+    pub tid: u32,
     pub bytes: u64,
     pub user_stack: u64,
 }

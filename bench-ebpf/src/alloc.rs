@@ -246,7 +246,7 @@ pub fn pp_alloc_ret(ctx: RetProbeContext) -> u32 {
     let tgid = (pid_tgid >> 32) as u32;
     let live = LiveAlloc {
         tgid,
-        _pad: 0,
+        tid,
         bytes: pending.bytes,
         user_stack: pending.user_stack,
     };

@@ -1116,6 +1116,7 @@ fn draw_graphs(
             Graph::Cpu => capture_opts.cpu_frequency_hz.is_some(),
             Graph::OffCpu => capture_opts.offcpu,
             Graph::AllocBytes | Graph::AllocCalls => capture_opts.alloc.is_some(),
+            Graph::AllocUnfreed => capture_opts.alloc.as_ref().is_some_and(|a| a.live),
             Graph::Syscalls => capture_opts.syscall_stack_every > 0,
         };
         if !enabled {
@@ -1784,6 +1785,10 @@ fn graph_title(spec: &ProfileSpec, graph: Graph) -> String {
             spec.probes.alloc.sample_bytes
         ),
         Graph::AllocCalls => "allocations (estimated from byte samples)".into(),
+        Graph::AllocUnfreed => format!(
+            "bytes allocated during the pass and not freed at its end (sampled every {} bytes)",
+            spec.probes.alloc.sample_bytes
+        ),
         Graph::Syscalls => format!(
             "syscalls (one stack in {})",
             spec.probes.syscall_stacks.every

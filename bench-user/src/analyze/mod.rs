@@ -22,7 +22,7 @@ use crate::{
     report::{
         AllocFunction, AllocSummary, BinaryInfo, CpuSummary, CryptoSummary, CryptoSymbolRow,
         FunctionCost, LatencyBucket, LiveSample, OffCpuSummary, Role, SizeBucket, SyscallRow,
-        Target, ThreadSummary, WeightedName,
+        Target, ThreadSummary, UnfreedSummary, WeightedName,
     },
     resolve::ResolvedSample,
 };
@@ -182,6 +182,11 @@ fn target(inp: &Inputs, f: &TargetFacts) -> Target {
             &attached,
             a.sample_bytes,
             &own(Graph::AllocBytes),
+            // Frees are followed only where returns were probed (never
+            // in Go, whose collector frees without a call).
+            (a.live && attached.alloc.iter().any(|p| p.return_probe))
+                .then(|| own(Graph::AllocUnfreed))
+                .as_deref(),
         )
     });
     let mut phases = phase_figures(inp.snapshots, f.pid);
@@ -651,8 +656,13 @@ fn is_allocator_frame(name: &str) -> bool {
         "try_allocate_in",
         "with_capacity",
         "exchange_malloc",
+        // glibc's internal aliases (__GI___libc_malloc).
+        "__GI_",
     ];
-    PREFIXES.iter().any(|p| name.starts_with(p))
+    // The binary's global-allocator shims, named after its own crate
+    // (`bench_proto::alloc`).
+    const SUFFIXES: &[&str] = &["::alloc", "::alloc_zeroed", "::realloc"];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
 fn alloc_summary(
@@ -661,6 +671,7 @@ fn alloc_summary(
     attached: &TargetProbes,
     sample_bytes: u64,
     stacks: &[&ResolvedSample],
+    unfreed: Option<&[&ResolvedSample]>,
 ) -> AllocSummary {
     let cap = inp.capture;
     let mut by_fn: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -688,17 +699,11 @@ fn alloc_summary(
             }
         }
     }
-    let mut sites: HashMap<String, u64> = HashMap::new();
-    for s in stacks {
-        let site = s
-            .frames
-            .iter()
-            .rev()
-            .find(|f| !f.kernel && !is_allocator_frame(&f.name))
-            .map(|f| f.name.clone())
-            .unwrap_or_else(|| "[allocator only]".into());
-        *sites.entry(site).or_default() += s.weight;
-    }
+    let sites = allocation_sites(stacks);
+    let unfreed = unfreed.map(|stacks| UnfreedSummary {
+        bytes: stacks.iter().map(|s| s.weight).sum(),
+        sites: top_names(allocation_sites(stacks), TOP_OTHER),
+    });
     AllocSummary {
         attached: attached.alloc.iter().map(Into::into).collect(),
         by_function: by_fn
@@ -716,12 +721,29 @@ fn alloc_summary(
         sample_bytes,
         samples: cap.alloc.samples.get(&pid).copied().unwrap_or(0),
         top_sites: top_names(sites, TOP_OTHER),
+        unfreed,
         live_bytes: inp
             .live
             .iter()
             .filter_map(|(t, m)| m.get(&pid).map(|b| LiveSample { t_s: *t, bytes: *b }))
             .collect(),
     }
+}
+
+/// Weight by allocation site: the innermost frame outside the allocator.
+fn allocation_sites(stacks: &[&ResolvedSample]) -> HashMap<String, u64> {
+    let mut sites: HashMap<String, u64> = HashMap::new();
+    for s in stacks {
+        let site = s
+            .frames
+            .iter()
+            .rev()
+            .find(|f| !f.kernel && !is_allocator_frame(&f.name))
+            .map(|f| f.name.clone())
+            .unwrap_or_else(|| "[allocator only]".into());
+        *sites.entry(site).or_default() += s.weight;
+    }
+    sites
 }
 
 /// Every probed symbol's calls over all windows (handshake markers also
@@ -984,6 +1006,9 @@ mod tests {
         assert!(is_allocator_frame("malloc"));
         assert!(is_allocator_frame("alloc::raw_vec::RawVec<T>::allocate_in"));
         assert!(is_allocator_frame("runtime.mallocgc"));
+        assert!(is_allocator_frame("__GI___libc_malloc"));
+        assert!(is_allocator_frame("bench_proto::alloc"));
+        assert!(!is_allocator_frame("keep_for_connection"));
         assert!(!is_allocator_frame("bench_proto::relay::Pump::pump"));
     }
 }

@@ -8,11 +8,12 @@
 use std::collections::BTreeMap;
 
 use aya::{
-    maps::{MapData, PerCpuHashMap},
+    maps::{HashMap, MapData, PerCpuHashMap},
     Ebpf,
 };
 use bench_common::{
-    alloc_fn, AllocHistKey, AllocKey, AllocStackKey, AllocStackValue, AllocStats, LATENCY_BUCKETS,
+    alloc_fn, AllocHistKey, AllocKey, AllocStackKey, AllocStackValue, AllocStats, LiveAlloc,
+    LATENCY_BUCKETS,
 };
 use serde::{Deserialize, Serialize};
 
@@ -192,6 +193,29 @@ pub(super) fn read(ebpf: &Ebpf, stacks: &mut StackReader) -> Result<AllocCapture
                 slot: 0,
             });
         }
+    }
+
+    // Sampled allocations not freed by now, by (process, thread, stack).
+    // Empty unless return probes ran (`alloc.live`).
+    let live: HashMap<&MapData, u64, LiveAlloc> =
+        HashMap::try_from(map("LIVE")?).map_err(err("LIVE"))?;
+    let mut unfreed: BTreeMap<(u32, u32, u64), u64> = BTreeMap::new();
+    for entry in live.iter() {
+        let (_, a) = entry.map_err(err("LIVE"))?;
+        *unfreed.entry((a.tgid, a.tid, a.user_stack)).or_default() += a.bytes;
+    }
+    for ((tgid, tid, stack), bytes) in unfreed {
+        out.stacks.push(StackRecord {
+            graph: Graph::AllocUnfreed,
+            tgid,
+            tid,
+            user: stacks.user(stack),
+            kernel: Vec::new(),
+            leaf: None,
+            weight: bytes,
+            window: None,
+            slot: 0,
+        });
     }
     Ok(out)
 }

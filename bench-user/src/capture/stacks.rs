@@ -24,17 +24,21 @@ pub enum Graph {
     AllocBytes,
     /// Allocations (sampled, scaled).
     AllocCalls,
+    /// Sampled bytes still allocated when the probes were read: what was
+    /// allocated during the pass and never freed (as bcc's memleak shows).
+    AllocUnfreed,
     /// Syscalls entered (sampled, scaled).
     Syscalls,
 }
 
 impl Graph {
     /// Every graph, in report order.
-    pub const ALL: [Graph; 5] = [
+    pub const ALL: [Graph; 6] = [
         Graph::Cpu,
         Graph::OffCpu,
         Graph::AllocBytes,
         Graph::AllocCalls,
+        Graph::AllocUnfreed,
         Graph::Syscalls,
     ];
 
@@ -45,6 +49,7 @@ impl Graph {
             Graph::OffCpu => "offcpu",
             Graph::AllocBytes => "alloc",
             Graph::AllocCalls => "alloc-count",
+            Graph::AllocUnfreed => "unfreed",
             Graph::Syscalls => "syscalls",
         }
     }
@@ -56,6 +61,7 @@ impl Graph {
             Graph::OffCpu => "us",
             Graph::AllocBytes => "bytes",
             Graph::AllocCalls => "allocations",
+            Graph::AllocUnfreed => "bytes",
             Graph::Syscalls => "syscalls",
         }
     }

@@ -129,8 +129,19 @@ pub fn integrity(s: IntegrityStatus) -> &'static str {
 
 /// "1200 calls, 3.00 MiB requested, 1100 frees".
 pub fn alloc_line(a: &crate::report::AllocSummary) -> String {
+    let unfreed = a.unfreed.as_ref().map_or(String::new(), |u| {
+        let site = u
+            .sites
+            .first()
+            .map(|s| format!(", most from `{}`", s.name.replace('|', "\\|")))
+            .unwrap_or_default();
+        format!(
+            "; {} sampled and never freed{site} (unfreed.svg)",
+            bytes(u.bytes as f64)
+        )
+    });
     format!(
-        "{} calls, {} requested, {} frees",
+        "{} calls, {} requested, {} frees{unfreed}",
         a.calls,
         bytes(a.bytes as f64),
         a.frees

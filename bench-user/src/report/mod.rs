@@ -55,7 +55,7 @@ pub use target::{
     CpuSummary, CryptoCpuShare, CryptoSummary, CryptoSymbolRow, FunctionCost, LatencyBucket,
     LiveSample, Metric, MetricEvidence, MetricPass, MetricScope, OffCpuSummary, PhaseAlloc,
     PhaseCrypto, PhaseFigures, Reading, Role, SizeBucket, SocketSummary, SyscallCount, SyscallRow,
-    Target, ThreadSummary, WeightedName,
+    Target, ThreadSummary, UnfreedSummary, WeightedName,
 };
 pub use uncertainty::{Percentile, PercentileEstimate, ShareInterval};
 pub use workload::{

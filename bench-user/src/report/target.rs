@@ -345,9 +345,24 @@ pub struct AllocSummary {
     /// Functions that allocate (first frame outside the allocator), by
     /// sampled bytes.
     pub top_sites: Vec<WeightedName>,
+    /// Sampled bytes allocated during the pass and still not freed at its
+    /// end, by site (return probes only; absent otherwise). Each sample
+    /// stands for `sample_bytes`, so a site needs several samples before
+    /// its figure means much. unfreed.svg has the whole stacks.
+    pub unfreed: Option<UnfreedSummary>,
     /// Live sampled bytes over time (return probes only), seconds since the
     /// run started.
     pub live_bytes: Vec<LiveSample>,
+}
+
+/// What a target allocated and never freed while the alloc probe ran.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct UnfreedSummary {
+    /// Sampled bytes not freed (each sample worth `sample_bytes`).
+    pub bytes: u64,
+    /// Allocation sites (the innermost frame outside the allocator) by
+    /// those bytes.
+    pub sites: Vec<WeightedName>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
