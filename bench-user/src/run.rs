@@ -14,7 +14,9 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 mod attach;
+mod soak;
 pub use attach::{attach_running, AttachOptions};
+pub use soak::{parse_duration, soak, SoakOptions, SoakOutcome};
 
 use crate::{
     analyze::{self, TargetFacts},
@@ -435,34 +437,19 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         .map(|&(_, pid)| (pid, Held::read(pid)))
         .collect();
     let capture_opts = plan.spec.probes.capture_options();
-    let pids: Vec<u32> = commands.iter().map(|c| c.1).collect();
-    let ports: Vec<(u32, Option<u16>, Option<u16>)> = commands
-        .iter()
-        .map(|(role, pid, _)| match role {
-            Role::Client => (*pid, Some(plan.client_port), Some(plan.server_port)),
-            Role::Server => (*pid, Some(plan.server_port), None),
-        })
-        .collect();
-    let sweep_levels = plan.spec.sweep_levels();
-    let limits = report::Limits {
-        fd_limit_before: fd_limit.was,
-        fd_limit: fd_limit.now,
-        fd_hard_limit: fd_limit.hard,
-        local_ports: drive::local_port_count(),
-        stream_limit: stream_limit(&plan.spec).map(|l| l.0),
-    };
+    let started_chain = StartedChain::new(&plan, &commands, &fd_limit);
     let mut pass_ctx = PassContext {
         rt: &rt,
         sink: &sink,
         phases: &phases,
-        sweep_levels: &sweep_levels,
+        sweep_levels: &started_chain.sweep_levels,
         spec: &plan.spec,
-        limits: &limits,
+        limits: &started_chain.limits,
         roles: &roles,
         traffic: Traffic::Socks(plan.socks_addr),
         cancel: &cancel,
-        pids: &pids,
-        ports: &ports,
+        pids: &started_chain.pids,
+        ports: &started_chain.ports,
         started,
         network: network.as_ref(),
         live: &shown.live,
@@ -1070,8 +1057,15 @@ fn integrity_warnings(main: &[PhaseResult], per_call: &[PhaseResult]) -> Vec<Str
 
 /// Read what the chain knows of each endpoint, then stop it.
 fn stop_chain(chain: &mut Chain, commands: &[Command]) -> Vec<TargetFacts> {
-    let exits = chain.exited();
-    let facts = commands
+    let facts = chain_facts(commands, &chain.exited());
+    chain.stop(Duration::from_secs(2));
+    facts
+}
+
+/// The endpoints as the report names them, with those that exited (role,
+/// pid, how).
+fn chain_facts(commands: &[Command], exits: &[(Role, u32, String)]) -> Vec<TargetFacts> {
+    commands
         .iter()
         .map(|(role, pid, cmd)| TargetFacts {
             role: (*role).into(),
@@ -1081,9 +1075,39 @@ fn stop_chain(chain: &mut Chain, commands: &[Command]) -> Vec<TargetFacts> {
             peak_rss_bytes: peak_rss(*pid),
             exited: exits.iter().find(|e| e.1 == *pid).map(|e| e.2.clone()),
         })
-        .collect();
-    chain.stop(Duration::from_secs(2));
-    facts
+        .collect()
+}
+
+/// What every pass over the started chain needs to know of it.
+struct StartedChain {
+    pids: Vec<u32>,
+    /// (pid, listening port, next hop's port) per target.
+    ports: Vec<(u32, Option<u16>, Option<u16>)>,
+    sweep_levels: Vec<Option<crate::spec::SweepLevel>>,
+    limits: report::Limits,
+}
+
+impl StartedChain {
+    fn new(plan: &Plan, commands: &[Command], fd_limit: &drive::FdLimit) -> StartedChain {
+        StartedChain {
+            pids: commands.iter().map(|c| c.1).collect(),
+            ports: commands
+                .iter()
+                .map(|(role, pid, _)| match role {
+                    Role::Client => (*pid, Some(plan.client_port), Some(plan.server_port)),
+                    Role::Server => (*pid, Some(plan.server_port), None),
+                })
+                .collect(),
+            sweep_levels: plan.spec.sweep_levels(),
+            limits: report::Limits {
+                fd_limit_before: fd_limit.was,
+                fd_limit: fd_limit.now,
+                fd_hard_limit: fd_limit.hard,
+                local_ports: drive::local_port_count(),
+                stream_limit: stream_limit(&plan.spec).map(|l| l.0),
+            },
+        }
+    }
 }
 
 /// Every graph the probes fed: folded in memory, written as side files

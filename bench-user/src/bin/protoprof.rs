@@ -155,6 +155,35 @@ enum Command {
         #[command(flatten)]
         live: LiveArgs,
     },
+    /// Soak: start the chain once and run the profile's passes again and
+    /// again for --duration, one full report per interval in intervals/,
+    /// soak.json and soak.md rewritten after each (docs/soak.md). Ctrl-C or
+    /// SIGTERM ends it with a full report.
+    Soak {
+        /// A profile name (profiles/NAME.toml) or a .toml path.
+        profile: String,
+        /// The soak's length: 24h, 90m, 600s or plain seconds.
+        #[arg(long, value_parser = parse_length)]
+        duration: f64,
+        /// One interval (report, flame graphs, checkpoint): default a 24th
+        /// of the soak, between 1 minute and 1 hour.
+        #[arg(long, value_parser = parse_length)]
+        interval: Option<f64>,
+        /// The protoprof-endpoint binary (default: beside this binary).
+        #[arg(long)]
+        endpoint: Option<PathBuf>,
+        /// Directory of named profiles.
+        #[arg(long, default_value = "profiles")]
+        profiles: PathBuf,
+        /// Override a profile setting, KEY=VALUE; repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Where soak directories go.
+        #[arg(long, default_value = "target/protoprof/soaks")]
+        out: PathBuf,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
     /// Print the JSON Schema of report.json (docs/report.schema.json).
     Schema,
     /// Stored runs to check new runs against, keyed by spec and machine.
@@ -207,6 +236,31 @@ fn main() -> ExitCode {
             repeat,
         } => profile(&run, out, compare, repeat),
         Command::Render { run } => render_again(&run),
+        Command::Soak {
+            profile,
+            duration,
+            interval,
+            endpoint,
+            profiles,
+            set,
+            out,
+            live,
+        } => {
+            let args = RunArgs {
+                profile,
+                duration: None,
+                endpoint,
+                profiles,
+                set,
+                gates: None,
+                live,
+            };
+            let soak = run::SoakOptions {
+                duration_s: duration,
+                interval_s: interval,
+            };
+            soak_run(&args, out, &soak)
+        }
         Command::Schema => print_schema(),
         Command::Attach {
             profile,
@@ -257,6 +311,25 @@ fn parse_role(s: &str) -> Result<protoprof::chain::Role, String> {
         "client" => Ok(protoprof::chain::Role::Client),
         "server" => Ok(protoprof::chain::Role::Server),
         _ => Err(format!("{s:?}: use client or server")),
+    }
+}
+
+fn parse_length(s: &str) -> Result<f64, String> {
+    run::parse_duration(s)
+}
+
+/// `soak`: the run options, then the soak; prints its directory last.
+fn soak_run(a: &RunArgs, out: PathBuf, soak: &run::SoakOptions) -> u8 {
+    let opts = match run_options(a, out) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    match run::soak(&opts, soak) {
+        Ok(outcome) => {
+            println!("{}", outcome.dir.display());
+            0
+        }
+        Err(e) => fail(e.exit_code(), e),
     }
 }
 

@@ -6,6 +6,7 @@ mod html;
 mod markdown;
 mod network;
 pub mod pprof;
+pub mod soak;
 mod stress;
 mod terminal;
 mod timeseries;

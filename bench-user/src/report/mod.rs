@@ -23,6 +23,7 @@ mod probes;
 pub mod processes;
 mod resources;
 mod run;
+mod soak;
 pub mod stacks;
 mod stress;
 mod target;
@@ -46,6 +47,10 @@ pub use probes::{
 pub use processes::TargetProcess;
 pub use resources::{resources, FdCounts, ResourcePoint, Resources, TargetResources, TcpCounts};
 pub use run::{Input, Machine, RunInfo};
+pub use soak::{
+    IntervalTarget, RunnerReading, SoakInterval, SoakPhase, SoakReport, SoakTarget,
+    SOAK_SCHEMA_VERSION,
+};
 pub use stacks::{FoldedGraph, FoldedStack, StackFile};
 pub use stress::{
     Churn, ConcurrencySweep, Failures, LevelStop, LevelTarget, Limits, Schedule, SweepLevel,
