@@ -70,6 +70,18 @@ pub const FIGURES: &[Figure] = &[
         slow: true,
     },
     Figure {
+        id: "soak",
+        doc: "docs/soak.md",
+        what: "a one-hour soak of tuic: each interval's throughput, p99, RSS and descriptors, the leak verdicts, the runner's footprint",
+        slow: true,
+    },
+    Figure {
+        id: "stress",
+        doc: "docs/stress.md",
+        what: "connection rate, a 1 GiB transfer, 500 concurrent connections, leak and descriptor checks: every protocol, ours and sing-box's (`cargo xtask stress`)",
+        slow: true,
+    },
+    Figure {
         id: "networks",
         doc: "docs/networks.md",
         what: "hysteria2 (Brutal, BBR), tuic, tls over 50 ms RTT, 100 Mbit/s, 0/1/5 % loss in namespaces, ours and sing-box's",
@@ -220,6 +232,8 @@ fn generate(root: &Path, id: &str) -> Result<String> {
         "compare-pool" => compare(root, "relay.mode=copy,relay.mode=pooled"),
         "compare-splice" => compare(root, "relay.mode=reuse,relay.mode=splice"),
         "networks" => networks(root),
+        "stress" => crate::stress::figure(root),
+        "soak" => soak(root),
         _ => bail!("no generator for figure {id:?}"),
     }
 }
@@ -277,7 +291,7 @@ fn load_average() -> Option<f64> {
         .ok()
 }
 
-fn utc_now() -> String {
+pub fn utc_now() -> String {
     Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -800,6 +814,152 @@ fn networks(root: &Path) -> Result<String> {
          phase's sample count (\"too few\" otherwise). Single short runs: read differences under about \
          10 % as noise.\n\n{table}",
         stamp.line(),
+    ))
+}
+
+const SOAK_DURATION: &str = "1h";
+const SOAK_INTERVAL: &str = "5m";
+
+/// `protoprof soak tuic` for an hour, as its soak.json says.
+fn soak(root: &Path) -> Result<String> {
+    let out = root.join("target/protoprof/figures-soak");
+    let _ = std::fs::remove_dir_all(&out);
+    let mut load = Load::default();
+    load.sample();
+    let output = Command::new(root.join("target/release/protoprof"))
+        .current_dir(root)
+        .args([
+            "soak",
+            "tuic",
+            "--duration",
+            SOAK_DURATION,
+            "--interval",
+            SOAK_INTERVAL,
+            "--no-live",
+        ])
+        .arg("--profiles")
+        .arg(root.join("profiles"))
+        .arg("--out")
+        .arg(&out)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running protoprof soak")?;
+    load.sample();
+    if !output.status.success() {
+        bail!("protoprof soak tuic: {}", output.status);
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let dir = PathBuf::from(text.lines().last().unwrap_or_default().trim());
+    let s: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("soak.json")).context("reading soak.json")?,
+    )
+    .context("parsing soak.json")?;
+    let m = &s["machine"];
+    let machine = format!(
+        "{}, {} CPUs, {:.0} GiB, Linux {}",
+        m["cpu_model"].as_str().unwrap_or("unknown CPU"),
+        m["cpus"].as_u64().unwrap_or(0),
+        m["memory_bytes"].as_f64().unwrap_or(0.0) / (1u64 << 30) as f64,
+        m["kernel"].as_str().unwrap_or("?")
+    );
+    let stamp = Stamp {
+        command: format!(
+            "cargo xtask soak tuic --duration {SOAK_DURATION} --interval {SOAK_INTERVAL}"
+        ),
+        machine,
+        load,
+    };
+    let mib = |v: &serde_json::Value| format!("{:.1}", v.as_f64().unwrap_or(f64::NAN) / 1048576.0);
+    let mut t = String::from(
+        "| interval | from–to s | bulk MiB/s (both ways) | rr p99 | RSS MiB client / server | descriptors client / server | live heap MiB client / server | failed rules |\n|---:|---|---:|---:|---:|---:|---:|---|\n",
+    );
+    for i in s["intervals"].as_array().into_iter().flatten() {
+        let phase = |pattern: &str| {
+            i["phases"]
+                .as_array()
+                .and_then(|p| {
+                    p.iter().find(|p| {
+                        p["pattern"]
+                            .as_str()
+                            .is_some_and(|x| x.starts_with(pattern))
+                    })
+                })
+                .cloned()
+                .unwrap_or_default()
+        };
+        let bulk = phase("bulk");
+        let rr = phase("rr");
+        let each = |f: &dyn Fn(&serde_json::Value) -> String| {
+            i["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(f)
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        let failed: Vec<String> = i["failed_rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let _ = writeln!(
+            t,
+            "| {} | {:.0}–{:.0} | {:.1} | {} | {} | {} | {} | {} |",
+            i["index"],
+            i["from_s"].as_f64().unwrap_or(0.0),
+            i["to_s"].as_f64().unwrap_or(0.0),
+            (bulk["up_bps"].as_f64().unwrap_or(0.0) + bulk["down_bps"].as_f64().unwrap_or(0.0))
+                / 1048576.0,
+            rr["p99_us"]
+                .as_f64()
+                .map_or("too few".into(), |v| format!("{:.2} ms", v / 1e3)),
+            each(&|x| mib(&x["rss_bytes"])),
+            each(&|x| x["fds"].to_string()),
+            each(&|x| if x["live_heap_bytes"].is_null() {
+                "–".into()
+            } else {
+                mib(&x["live_heap_bytes"])
+            }),
+            if failed.is_empty() {
+                "–".into()
+            } else {
+                failed.join(", ")
+            }
+        );
+    }
+    let mut verdicts =
+        String::from("| endpoint | rule | verdict | evidence |\n|---|---|---|---|\n");
+    for c in s["leak_verdicts"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            verdicts,
+            "| {} | {} | {} | {} |",
+            c["target"].as_str().unwrap_or("?"),
+            c["id"].as_str().unwrap_or("?"),
+            c["verdict"].as_str().unwrap_or("?"),
+            c["evidence"].as_str().unwrap_or("").replace('|', "\\|")
+        );
+    }
+    let runner = s["runner"].as_array().cloned().unwrap_or_default();
+    let (first, last) = (
+        runner.first().cloned().unwrap_or_default(),
+        runner.last().cloned().unwrap_or_default(),
+    );
+    Ok(format!(
+        "{}Status: {}; {} intervals of {SOAK_INTERVAL} (each the tuic profile's passes: bulk then rr, \
+         the main pass and the per-call pass, phases scaled to the interval), one chain \
+         throughout, the profile's probes on. Per interval: the phase's mean throughput, p99 of \
+         its round trips, each endpoint's last reading.\n\n{t}\nThe leak rules over the whole \
+         soak:\n\n{verdicts}\nThe runner: RSS {} MiB after the first interval, {} MiB at the \
+         end; the soak directory {} MiB after the first interval, {} MiB at the end.\n",
+        stamp.line(),
+        s["status"].as_str().unwrap_or("?"),
+        s["intervals"].as_array().map_or(0, Vec::len),
+        mib(&first["rss_bytes"]),
+        mib(&last["rss_bytes"]),
+        mib(&first["dir_bytes"]),
+        mib(&last["dir_bytes"]),
     ))
 }
 

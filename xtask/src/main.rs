@@ -28,6 +28,7 @@ mod figures;
 mod fuzz;
 mod peers;
 mod setup;
+mod stress;
 
 use std::{
     io::{BufRead, BufReader},
@@ -92,6 +93,14 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build, then `protoprof soak NAME --duration D [--interval I] …`
+    /// (arguments passed through): the profile's passes on one chain for
+    /// hours, a report per interval, soak.json/soak.md as checkpoints.
+    Soak {
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Benchmarks: `probes` measures what each probe costs on the tcp chain
     /// (profiled against unprofiled throughput, medians over repeats);
     /// `protocols` compares every protocol through our endpoints and through
@@ -129,6 +138,21 @@ enum Cmd {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]
         time: u64,
+    },
+    /// The stress table for every protocol, ours and sing-box's: connection
+    /// rate, a large transfer, concurrent connections, leak and descriptor
+    /// checks; writes docs/stress.md (with --only or other sizes: prints the
+    /// tables and keeps them under target/protoprof/stress/).
+    Stress {
+        /// Only these rows, by profile (repeatable): tcp, tls, sing-box-tls, …
+        #[arg(long)]
+        only: Vec<String>,
+        /// The concurrency sweep's levels.
+        #[arg(long, value_delimiter = ',', default_values_t = stress::LEVELS.to_vec())]
+        levels: Vec<usize>,
+        /// The large transfer: bytes each way on one connection.
+        #[arg(long, default_value_t = stress::TRANSFER_BYTES)]
+        transfer_bytes: u64,
     },
     /// Rerun what the docs' measured tables need and rewrite them between
     /// their `<!-- figures: ID -->` markers, stamped with date, machine
@@ -239,13 +263,13 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Attach { args } => {
             build(&root, &tools)?;
-            let mut cmd = Command::new(root.join("target/release/protoprof"));
-            cmd.current_dir(&root)
-                .arg("attach")
-                .arg("--profiles")
-                .arg(root.join("profiles"))
-                .args(&args);
-            run_protoprof(cmd)
+            pass_through(&root, "attach", &args)
+        }
+        Cmd::Soak { name, args } => {
+            build(&root, &tools)?;
+            let mut all = vec![name];
+            all.extend(args);
+            pass_through(&root, "soak", &all)
         }
         Cmd::Test { no_install, args } => {
             let install = if no_install {
@@ -293,6 +317,25 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Cmd::Stress {
+            only,
+            levels,
+            transfer_bytes,
+        } => {
+            let opts = stress::Options {
+                only,
+                levels,
+                transfer_bytes,
+            };
+            // Bad options: one line and exit status 2, before the build.
+            if let Err(e) = opts.check() {
+                eprintln!("xtask: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            build(&root, &tools)?;
+            stress::command(&root, &opts)?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Figures {
             docs,
@@ -870,6 +913,17 @@ fn median(v: &mut [f64]) -> Option<f64> {
 
 /// Run protoprof and pass its exit status on (0 / 1 gate or run failure /
 /// 2 bad input / 130 interrupted).
+/// `protoprof SUBCOMMAND --profiles ROOT/profiles ARGS…`.
+fn pass_through(root: &Path, subcommand: &str, args: &[String]) -> Result<ExitCode> {
+    let mut cmd = Command::new(root.join("target/release/protoprof"));
+    cmd.current_dir(root)
+        .arg(subcommand)
+        .arg("--profiles")
+        .arg(root.join("profiles"))
+        .args(args);
+    run_protoprof(cmd)
+}
+
 fn run_protoprof(mut cmd: Command) -> Result<ExitCode> {
     // The runner handles Ctrl-C itself (stops the chain, detaches the
     // probes); xtask only waits for it.
