@@ -381,12 +381,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         None => None,
     };
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("protoprof-drive")
-        .build()
-        .map_err(io_err("starting the async runtime"))?;
+    let rt = drive_runtime()?;
     let cancel = CancellationToken::new();
     let signal_task = watch_signals(&rt, &cancel);
 
@@ -438,23 +433,17 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         .collect();
     let capture_opts = plan.spec.probes.capture_options();
     let started_chain = StartedChain::new(&plan, &commands, &fd_limit);
-    let mut pass_ctx = PassContext {
+    let mut pass_ctx = started_chain.main_pass(Driving {
         rt: &rt,
         sink: &sink,
         phases: &phases,
-        sweep_levels: &started_chain.sweep_levels,
-        spec: &plan.spec,
-        limits: &started_chain.limits,
+        plan: &plan,
         roles: &roles,
-        traffic: Traffic::Socks(plan.socks_addr),
         cancel: &cancel,
-        pids: &started_chain.pids,
-        ports: &started_chain.ports,
         started,
         network: network.as_ref(),
         live: &shown.live,
-        pass: "main",
-    };
+    });
     let mut exited = || {
         chain
             .exited()
@@ -764,6 +753,17 @@ fn identify(
 }
 
 /// From here on SIGINT/SIGTERM cancel the run instead of killing it.
+/// The runtime the load generator and the sink run on: two workers, so
+/// that it needs no more of the machine than the endpoints it drives.
+fn drive_runtime() -> Result<tokio::runtime::Runtime, RunError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("protoprof-drive")
+        .build()
+        .map_err(io_err("starting the async runtime"))
+}
+
 fn watch_signals(
     rt: &tokio::runtime::Runtime,
     cancel: &CancellationToken,
@@ -1087,7 +1087,41 @@ struct StartedChain {
     limits: report::Limits,
 }
 
+/// What drives the passes over a started chain.
+struct Driving<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    sink: &'a Sink,
+    phases: &'a [drive::PhaseOptions],
+    plan: &'a Plan,
+    roles: &'a [(report::Role, u32)],
+    cancel: &'a CancellationToken,
+    started: Instant,
+    network: Option<&'a Network>,
+    live: &'a Live,
+}
+
 impl StartedChain {
+    /// The main pass's context: the phases through the chain's SOCKS5.
+    fn main_pass<'a>(&'a self, d: Driving<'a>) -> PassContext<'a> {
+        PassContext {
+            rt: d.rt,
+            sink: d.sink,
+            phases: d.phases,
+            sweep_levels: &self.sweep_levels,
+            spec: &d.plan.spec,
+            limits: &self.limits,
+            roles: d.roles,
+            traffic: Traffic::Socks(d.plan.socks_addr),
+            cancel: d.cancel,
+            pids: &self.pids,
+            ports: &self.ports,
+            started: d.started,
+            network: d.network,
+            live: d.live,
+            pass: "main",
+        }
+    }
+
     fn new(plan: &Plan, commands: &[Command], fd_limit: &drive::FdLimit) -> StartedChain {
         StartedChain {
             pids: commands.iter().map(|c| c.1).collect(),

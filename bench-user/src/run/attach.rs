@@ -20,9 +20,9 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    assemble, draw_graphs, identify, io_err, measure_passes, peak_rss, verdict, watch_signals,
-    write_outputs, Assembly, Command, PassContext, RunError, RunLog, RunOptions, RunOutcome,
-    Traffic,
+    assemble, draw_graphs, drive_runtime, identify, io_err, measure_passes, peak_rss, verdict,
+    watch_signals, write_outputs, Assembly, Command, PassContext, RunError, RunLog, RunOptions,
+    RunOutcome, Traffic,
 };
 use crate::{
     analyze::{self, TargetFacts},
@@ -156,12 +156,7 @@ pub fn attach_running(opts: &RunOptions, a: &AttachOptions) -> Result<RunOutcome
         ));
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("protoprof-drive")
-        .build()
-        .map_err(io_err("starting the async runtime"))?;
+    let rt = drive_runtime()?;
     let cancel = CancellationToken::new();
     let signal_task = watch_signals(&rt, &cancel);
     let sink = rt

@@ -26,9 +26,9 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    assemble, chain_facts, draw_graphs, identify, io_err, measure_passes, note_signals, plan,
-    return_to_baseline, setup_phase, start_chain, stop_chain, watch_signals, which, write_outputs,
-    Assembly, PassContext, RunError, RunLog, RunOptions, StartedChain, Traffic, SIGNALLED,
+    assemble, chain_facts, draw_graphs, drive_runtime, identify, io_err, measure_passes,
+    note_signals, plan, return_to_baseline, setup_phase, start_chain, stop_chain, watch_signals,
+    which, write_outputs, Assembly, Driving, RunError, RunLog, RunOptions, StartedChain, SIGNALLED,
 };
 use crate::{
     analyze,
@@ -158,12 +158,7 @@ pub fn soak(opts: &RunOptions, soak: &SoakOptions) -> Result<SoakOutcome, RunErr
         plan.spec.name, soak.duration_s
     ));
     note_signals()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("protoprof-drive")
-        .build()
-        .map_err(io_err("starting the async runtime"))?;
+    let rt = drive_runtime()?;
     let cancel = CancellationToken::new();
     let signal_task = watch_signals(&rt, &cancel);
     if SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
@@ -231,23 +226,17 @@ pub fn soak(opts: &RunOptions, soak: &SoakOptions) -> Result<SoakOutcome, RunErr
             READING_EVERY,
             Some(sink.accepted()),
         );
-        let mut ctx = PassContext {
+        let mut ctx = started_chain.main_pass(Driving {
             rt: &rt,
             sink: &sink,
             phases: &phases,
-            sweep_levels: &started_chain.sweep_levels,
-            spec: &plan.spec,
-            limits: &started_chain.limits,
+            plan: &plan,
             roles: &roles,
-            traffic: Traffic::Socks(plan.socks_addr),
             cancel: &cancel,
-            pids: &started_chain.pids,
-            ports: &started_chain.ports,
             started,
             network: None,
             live: &shown.live,
-            pass: "main",
-        };
+        });
         let mut exited = || {
             chain
                 .exited()
