@@ -370,9 +370,19 @@ fn judged_and_rendered(dir: &std::path::Path, report: &protoprof::report::Report
             costs.categories.iter().map(|c| c.samples).sum::<u64>(),
             costs.samples
         );
-        // A plain relay's CPU is mostly syscalls and the network stack.
-        let kernel = costs.categories.iter().find(|c| c.category == "kernel_io");
-        assert!(kernel.is_some_and(|k| k.share > 0.3), "{costs:?}");
+        // A plain relay's CPU is mostly the kernel's: syscalls, the network
+        // stack and its copies to and from user space, which `copy` counts.
+        // How the two split depends on the CPU's copy routine (kernel_io
+        // 0.26 and copy 0.57 of 81 samples on one Xeon), so they are
+        // judged together.
+        let share = |name: &str| {
+            costs
+                .categories
+                .iter()
+                .find(|c| c.category == name)
+                .map_or(0.0, |c| c.share)
+        };
+        assert!(share("kernel_io") + share("copy") > 0.5, "{costs:?}");
         // Both directions of the windows of the phases the costs cover.
         assert_eq!(
             costs.bytes,
