@@ -444,13 +444,7 @@ pub fn run_profile(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         network: network.as_ref(),
         live: &shown.live,
     });
-    let mut exited = || {
-        chain
-            .exited()
-            .into_iter()
-            .next()
-            .map(|(r, _, how)| (r, how))
-    };
+    let mut exited = || chain.first_exited();
     let measured = measure_passes(&mut pass_ctx, &plan.spec, &mut exited, &mut log);
     shown.live.stage("finishing");
     rt.block_on(sink.stop());

@@ -372,9 +372,9 @@ fn judged_and_rendered(dir: &std::path::Path, report: &protoprof::report::Report
         );
         // A plain relay's CPU is mostly the kernel's: syscalls, the network
         // stack and its copies to and from user space, which `copy` counts.
-        // How the two split depends on the CPU's copy routine (kernel_io
-        // 0.26 and copy 0.57 of 81 samples on one Xeon), so they are
-        // judged together.
+        // How the two split depends on the CPU's copy routine (on a Xeon
+        // copy took the larger part, on the EPYC machines kernel_io), so
+        // they are judged together.
         let share = |name: &str| {
             costs
                 .categories

@@ -239,14 +239,14 @@ fn generate(root: &Path, id: &str) -> Result<String> {
 }
 
 /// The stamp every block opens with.
-struct Stamp {
-    command: String,
-    machine: String,
-    load: Load,
+pub struct Stamp {
+    pub command: String,
+    pub machine: String,
+    pub load: Load,
 }
 
 impl Stamp {
-    fn line(&self) -> String {
+    pub fn line(&self) -> String {
         format!(
             "_Generated {} by `{}` on {}; load average (1 min) {} during the runs \
              (the machine may have been shared: see the spread)._\n\n",
@@ -291,7 +291,7 @@ fn load_average() -> Option<f64> {
         .ok()
 }
 
-pub fn utc_now() -> String {
+fn utc_now() -> String {
     Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()

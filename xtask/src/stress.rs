@@ -289,13 +289,12 @@ pub fn command(root: &Path, opts: &Options) -> Result<()> {
 /// The figure block of docs/stress.md.
 pub fn figure(root: &Path) -> Result<String> {
     let t = run(root, &Options::for_docs())?;
-    Ok(format!(
-        "_Generated {} by `cargo xtask stress` on {}; load average (1 min) {} during the runs._\n\n{}",
-        figures::utc_now(),
-        t.machine,
-        t.load.range(),
-        t.markdown
-    ))
+    let stamp = figures::Stamp {
+        command: "cargo xtask stress".into(),
+        machine: t.machine,
+        load: t.load,
+    };
+    Ok(format!("{}{}", stamp.line(), t.markdown))
 }
 
 fn mib_s(bytes: f64, seconds: f64) -> String {

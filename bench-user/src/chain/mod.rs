@@ -282,6 +282,15 @@ impl Chain {
         out
     }
 
+    /// The first endpoint that has exited on its own, with how it ended:
+    /// what a pass polls to stop early.
+    pub fn first_exited(&mut self) -> Option<(Role, String)> {
+        self.exited()
+            .into_iter()
+            .next()
+            .map(|(role, _, how)| (role, how))
+    }
+
     /// Stop every endpoint (client first, so no new traffic reaches the
     /// server) and reap it. Idempotent.
     pub fn stop(&mut self, grace: Duration) {

@@ -237,13 +237,7 @@ pub fn soak(opts: &RunOptions, soak: &SoakOptions) -> Result<SoakOutcome, RunErr
             network: None,
             live: &shown.live,
         });
-        let mut exited = || {
-            chain
-                .exited()
-                .into_iter()
-                .next()
-                .map(|(r, _, how)| (r, how))
-        };
+        let mut exited = || chain.first_exited();
         log.line(&format!("interval {index}"));
         let measured = measure_passes(&mut ctx, &plan.spec, &mut exited, &mut log);
         let samples = sampler.finish();
