@@ -67,6 +67,11 @@ fn a_three_minute_soak_checkpoints_stays_bounded_and_finds_the_leak() {
         let r: Report = protoprof::render::read_json(&dir.join(&i.dir).join("report.json"))
             .expect("interval report");
         assert_eq!(r.run.status, "ok");
+        // The machine's load is the interval report's windows, summed up.
+        let load = i.machine_load.expect("an interval with windows has a load");
+        let windows: f64 = r.workload.windows.iter().map(|w| w.seconds).sum();
+        assert!((load.seconds - windows).abs() < 1e-9, "interval {k}");
+        assert!(load.steal_cores >= 0.0 && load.other_cores >= 0.0);
         assert!(
             dir.join(&i.dir).join("cpu.svg").is_file(),
             "interval {k}: cpu.svg"

@@ -168,6 +168,8 @@ pub struct Request {
     pub only: Vec<String>,
     /// Run the slow figures too.
     pub slow: bool,
+    /// Write the soak figure from this finished soak instead of running one.
+    pub soak_dir: Option<PathBuf>,
 }
 
 /// Regenerate the blocks asked for; each document is written as soon as one
@@ -199,12 +201,14 @@ pub fn run(root: &Path, req: &Request) -> Result<()> {
         if !wanted_doc || !wanted_id {
             continue;
         }
-        if f.slow && !req.slow {
+        // A soak already run is no slow figure.
+        let slow = f.slow && !(f.id == "soak" && req.soak_dir.is_some());
+        if slow && !req.slow {
             skipped.push(f.id);
             continue;
         }
         println!("figures: {} ({}) …", f.id, f.doc);
-        let body = generate(root, f.id)?;
+        let body = generate(root, f.id, req.soak_dir.as_deref())?;
         let path = root.join(f.doc);
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", f.doc))?;
         let text = rewrite(&text, f.id, &body).with_context(|| f.doc.to_string())?;
@@ -223,7 +227,7 @@ fn doc_list() -> String {
     docs.join(", ")
 }
 
-fn generate(root: &Path, id: &str) -> Result<String> {
+fn generate(root: &Path, id: &str, soak_dir: Option<&Path>) -> Result<String> {
     match id {
         "probes-main" => probes_main(root),
         "probes-per-call" => probes_per_call(root),
@@ -233,7 +237,7 @@ fn generate(root: &Path, id: &str) -> Result<String> {
         "compare-splice" => compare(root, "relay.mode=reuse,relay.mode=splice"),
         "networks" => networks(root),
         "stress" => crate::stress::figure(root),
-        "soak" => soak(root),
+        "soak" => soak(root, soak_dir),
         _ => bail!("no generator for figure {id:?}"),
     }
 }
@@ -820,8 +824,21 @@ fn networks(root: &Path) -> Result<String> {
 const SOAK_DURATION: &str = "1h";
 const SOAK_INTERVAL: &str = "5m";
 
-/// `protoprof soak tuic` for an hour, as its soak.json says.
-fn soak(root: &Path) -> Result<String> {
+/// `protoprof soak tuic` for an hour, as its soak.json says; or, with
+/// `from`, the finished soak in that directory (a soak takes an hour: one
+/// run when the machine was quiet can be written up later).
+fn soak(root: &Path, from: Option<&Path>) -> Result<String> {
+    match from {
+        Some(dir) => soak_figure(dir, Load::default()),
+        None => {
+            let (dir, load) = run_soak(root)?;
+            soak_figure(&dir, load)
+        }
+    }
+}
+
+/// Runs the figure's soak; its directory and the load averages seen.
+fn run_soak(root: &Path) -> Result<(PathBuf, Load)> {
     let out = root.join("target/protoprof/figures-soak");
     let _ = std::fs::remove_dir_all(&out);
     let mut load = Load::default();
@@ -850,10 +867,43 @@ fn soak(root: &Path) -> Result<String> {
     }
     let text = String::from_utf8_lossy(&output.stdout);
     let dir = PathBuf::from(text.lines().last().unwrap_or_default().trim());
+    Ok((dir, load))
+}
+
+/// The machine's steal and other processes' CPU over an interval's measured
+/// windows, in cores: soak.json's, or for a soak.json written before it
+/// had them, the same mean from the interval's report.json.
+fn interval_load(dir: &Path, interval: &serde_json::Value) -> Option<(f64, f64)> {
+    let l = &interval["machine_load"];
+    if let (Some(steal), Some(other)) = (l["steal_cores"].as_f64(), l["other_cores"].as_f64()) {
+        return Some((steal, other));
+    }
+    let report = dir.join(interval["dir"].as_str()?).join("report.json");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report).ok()?).ok()?;
+    let windows = r["workload"]["windows"].as_array()?;
+    let seconds: f64 = windows.iter().filter_map(|w| w["seconds"].as_f64()).sum();
+    if seconds <= 0.0 {
+        return None;
+    }
+    let mean = |key: &str| {
+        windows
+            .iter()
+            .map(|w| w[key].as_f64().unwrap_or(0.0) * w["seconds"].as_f64().unwrap_or(0.0))
+            .sum::<f64>()
+            / seconds
+    };
+    Some((mean("steal_cores"), mean("other_cores")))
+}
+
+fn soak_figure(dir: &Path, load: Load) -> Result<String> {
     let s: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("soak.json")).context("reading soak.json")?,
+        &std::fs::read_to_string(dir.join("soak.json"))
+            .with_context(|| format!("reading {}/soak.json", dir.display()))?,
     )
     .context("parsing soak.json")?;
+    let profile = s["profile"].as_str().unwrap_or("?");
+    let duration = format!("{:.0}s", s["planned_s"].as_f64().unwrap_or(0.0));
+    let interval = format!("{:.0}s", s["interval_s"].as_f64().unwrap_or(0.0));
     let m = &s["machine"];
     let machine = format!(
         "{}, {} CPUs, {:.0} GiB, Linux {}",
@@ -863,15 +913,13 @@ fn soak(root: &Path) -> Result<String> {
         m["kernel"].as_str().unwrap_or("?")
     );
     let stamp = Stamp {
-        command: format!(
-            "cargo xtask soak tuic --duration {SOAK_DURATION} --interval {SOAK_INTERVAL}"
-        ),
+        command: format!("cargo xtask soak {profile} --duration {duration} --interval {interval}"),
         machine,
         load,
     };
     let mib = |v: &serde_json::Value| format!("{:.1}", v.as_f64().unwrap_or(f64::NAN) / 1048576.0);
     let mut t = String::from(
-        "| interval | from–to s | bulk MiB/s (both ways) | rr p99 | RSS MiB client / server | descriptors client / server | live heap MiB client / server | failed rules |\n|---:|---|---:|---:|---:|---:|---:|---|\n",
+        "| interval | from–to s | bulk MiB/s (both ways) | rr p99 | RSS MiB client / server | descriptors client / server | live heap MiB client / server | machine: steal / other, cores | failed rules |\n|---:|---|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for i in s["intervals"].as_array().into_iter().flatten() {
         let phase = |pattern: &str| {
@@ -889,14 +937,13 @@ fn soak(root: &Path) -> Result<String> {
         };
         let bulk = phase("bulk");
         let rr = phase("rr");
+        // Client first, as the column headers say, whatever order soak.json
+        // lists the endpoints in.
+        let mut targets: Vec<&serde_json::Value> =
+            i["targets"].as_array().into_iter().flatten().collect();
+        targets.sort_by_key(|t| t["role"].as_str().unwrap_or_default().to_string());
         let each = |f: &dyn Fn(&serde_json::Value) -> String| {
-            i["targets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(f)
-                .collect::<Vec<_>>()
-                .join(" / ")
+            targets.iter().map(|t| f(t)).collect::<Vec<_>>().join(" / ")
         };
         let failed: Vec<String> = i["failed_rules"]
             .as_array()
@@ -906,7 +953,7 @@ fn soak(root: &Path) -> Result<String> {
             .collect();
         let _ = writeln!(
             t,
-            "| {} | {:.0}–{:.0} | {:.1} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0}–{:.0} | {:.1} | {} | {} | {} | {} | {} | {} |",
             i["index"],
             i["from_s"].as_f64().unwrap_or(0.0),
             i["to_s"].as_f64().unwrap_or(0.0),
@@ -922,6 +969,9 @@ fn soak(root: &Path) -> Result<String> {
             } else {
                 mib(&x["live_heap_bytes"])
             }),
+            interval_load(dir, i).map_or("–".into(), |(steal, other)| format!(
+                "{steal:.2} / {other:.2}"
+            )),
             if failed.is_empty() {
                 "–".into()
             } else {
@@ -947,10 +997,11 @@ fn soak(root: &Path) -> Result<String> {
         runner.last().cloned().unwrap_or_default(),
     );
     Ok(format!(
-        "{}Status: {}; {} intervals of {SOAK_INTERVAL} (each the tuic profile's passes: bulk then rr, \
+        "{}Status: {}; {} intervals of {interval} (each the {profile} profile's passes: bulk then rr, \
          the main pass and the per-call pass, phases scaled to the interval), one chain \
          throughout, the profile's probes on. Per interval: the phase's mean throughput, p99 of \
-         its round trips, each endpoint's last reading.\n\n{t}\nThe leak rules over the whole \
+         its round trips, each endpoint's last reading; the machine's steal and other processes' CPU \
+         over the interval's measured windows (throughput falls when they rise).\n\n{t}\nThe leak rules over the whole \
          soak:\n\n{verdicts}\nThe runner: RSS {} MiB after the first interval, {} MiB at the \
          end; the soak directory {} MiB after the first interval, {} MiB at the end.\n",
         stamp.line(),

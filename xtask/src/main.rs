@@ -166,6 +166,11 @@ enum Cmd {
         /// Also the figures that take many minutes (the compares).
         #[arg(long)]
         slow: bool,
+        /// Write the soak figure from the finished soak in this directory
+        /// (soak.json and intervals/, as `cargo xtask soak` leaves them)
+        /// instead of running a new one-hour soak.
+        #[arg(long, value_name = "DIR")]
+        soak_dir: Option<PathBuf>,
         /// List the figures and exit.
         #[arg(long)]
         list: bool,
@@ -341,6 +346,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             docs,
             only,
             slow,
+            soak_dir,
             list,
         } => {
             if list {
@@ -355,7 +361,16 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 .into_iter()
                 .map(|d| std::path::absolute(&d).unwrap_or(d))
                 .collect();
-            figures::run(&root, &figures::Request { docs, only, slow })?;
+            let soak_dir = soak_dir.map(|d| std::path::absolute(&d).unwrap_or(d));
+            figures::run(
+                &root,
+                &figures::Request {
+                    docs,
+                    only,
+                    slow,
+                    soak_dir,
+                },
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }

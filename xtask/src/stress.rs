@@ -272,6 +272,7 @@ pub fn command(root: &Path, opts: &Options) -> Result<()> {
                 docs: Vec::new(),
                 only: vec!["stress".into()],
                 slow: true,
+                soak_dir: None,
             },
         );
     }

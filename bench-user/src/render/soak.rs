@@ -67,11 +67,13 @@ pub fn markdown(r: &SoakReport) -> String {
         md,
         "Each interval's full report is in its directory. Throughput: both directions, each \
          phase's mean; p99 of round trips where the sample count bounds it. Resources: each \
-         endpoint's last reading in the interval (client / server).\n"
+         endpoint's last reading in the interval (client / server). Machine: the \
+         hypervisor's steal and other processes' CPU, mean over the interval's measured \
+         windows, in cores: throughput falls when they rise.\n"
     );
     let _ = writeln!(
         md,
-        "| # | from–to s | status | phases | RSS | FDs | threads | CPU, cores | failed rules |\n|---:|---|---|---|---|---|---|---|---|"
+        "| # | from–to s | status | phases | RSS | FDs | threads | CPU, cores | machine: steal / other, cores | failed rules |\n|---:|---|---|---|---|---|---|---|---|---|"
     );
     for i in &r.intervals {
         let phases: Vec<String> = i
@@ -84,12 +86,16 @@ pub fn markdown(r: &SoakReport) -> String {
                 format!("{}: {}/s{p99}", p.pattern, bytes(p.up_bps + p.down_bps))
             })
             .collect();
+        // Client first, as the column headers say, whatever order the
+        // soak listed the endpoints in.
+        let mut targets: Vec<&crate::report::IntervalTarget> = i.targets.iter().collect();
+        targets.sort_by_key(|t| t.role);
         let each = |f: &dyn Fn(&crate::report::IntervalTarget) -> String| {
-            i.targets.iter().map(f).collect::<Vec<_>>().join(" / ")
+            targets.iter().map(|t| f(t)).collect::<Vec<_>>().join(" / ")
         };
         let _ = writeln!(
             md,
-            "| [{}]({}/report.md) | {:.0}–{:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            "| [{}]({}/report.md) | {:.0}–{:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
             i.index,
             i.dir,
             i.from_s,
@@ -100,6 +106,10 @@ pub fn markdown(r: &SoakReport) -> String {
             each(&|t| t.fds.to_string()),
             each(&|t| t.threads.to_string()),
             each(&|t| t.cpu_cores.map_or("–".into(), |c| format!("{c:.2}"))),
+            i.machine_load.map_or("–".into(), |l| format!(
+                "{:.2} / {:.2}",
+                l.steal_cores, l.other_cores
+            )),
             if i.failed_rules.is_empty() {
                 "–".to_string()
             } else {
@@ -128,4 +138,44 @@ pub fn markdown(r: &SoakReport) -> String {
         );
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_intervals_row_lists_the_client_first_and_the_machines_load() {
+        let target = |role: &str, rss: u64| {
+            serde_json::json!({
+                "role": role, "rss_bytes": rss, "fds": 7, "threads": 3, "tcp_sockets": 1,
+                "cpu_cores": 0.5, "live_heap_bytes": null
+            })
+        };
+        let r: SoakReport = serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "profile": "tuic", "protocol": "tuic",
+            "started_at": "2026-12-03T00:00:00Z",
+            "machine": {"fingerprint": "f", "cpu_model": "cpu", "cpus": 2,
+                        "memory_bytes": 1, "kernel": "6.18"},
+            "planned_s": 600.0, "interval_s": 300.0, "elapsed_s": 300.0, "status": "running",
+            "intervals": [{
+                "index": 0, "dir": "intervals/000", "from_s": 0.0, "to_s": 300.0,
+                "status": "ok", "phases": [],
+                // The server listed first, as the soak lists its endpoints.
+                "targets": [target("server", 2 << 20), target("client", 1 << 20)],
+                "failed_rules": [],
+                "machine_load": {"steal_cores": 0.75, "other_cores": 0.0, "seconds": 150.0}
+            }],
+            "targets": [], "leak_verdicts": [], "resource_step_s": 1.0, "runner": [],
+            "outputs": {}
+        }))
+        .expect("a soak report");
+        let md = markdown(&r);
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| [0]"))
+            .expect("the interval's row");
+        assert!(row.contains("| 1.00 MiB / 2.00 MiB |"), "{row}");
+        assert!(row.contains("| 0.75 / 0.00 |"), "{row}");
+    }
 }

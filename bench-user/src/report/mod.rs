@@ -48,7 +48,7 @@ pub use processes::TargetProcess;
 pub use resources::{resources, FdCounts, ResourcePoint, Resources, TargetResources, TcpCounts};
 pub use run::{Input, Machine, RunInfo};
 pub use soak::{
-    IntervalTarget, RunnerReading, SoakInterval, SoakPhase, SoakReport, SoakTarget,
+    IntervalLoad, IntervalTarget, RunnerReading, SoakInterval, SoakPhase, SoakReport, SoakTarget,
     SOAK_SCHEMA_VERSION,
 };
 pub use stacks::{FoldedGraph, FoldedStack, StackFile};

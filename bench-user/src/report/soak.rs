@@ -58,6 +58,44 @@ pub struct SoakInterval {
     pub targets: Vec<IntervalTarget>,
     /// "ROLE RULE" for every rule that failed in the interval's report.
     pub failed_rules: Vec<String>,
+    /// What else took the machine's CPU in the interval's measured
+    /// windows: an interval whose throughput dropped while the hypervisor
+    /// took a core is the machine's doing, not the proxy's. Absent when the
+    /// interval had no measured window (and in soak.json files written
+    /// before it existed).
+    #[serde(default)]
+    pub machine_load: Option<IntervalLoad>,
+}
+
+/// The machine's load over an interval's measured windows (every pass),
+/// weighted by each window's length, in cores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IntervalLoad {
+    /// Steal: a hypervisor ran something else while this machine's CPUs
+    /// wanted to run.
+    pub steal_cores: f64,
+    /// Processes other than the targets and the runner.
+    pub other_cores: f64,
+    /// Seconds of measured window the means cover.
+    pub seconds: f64,
+}
+
+impl IntervalLoad {
+    /// The length-weighted mean of `windows`; `None` without any.
+    pub fn over(windows: &[super::WindowLoad]) -> Option<IntervalLoad> {
+        let seconds: f64 = windows.iter().map(|w| w.seconds).sum();
+        if seconds <= 0.0 {
+            return None;
+        }
+        let mean = |f: fn(&super::WindowLoad) -> f64| {
+            windows.iter().map(|w| f(w) * w.seconds).sum::<f64>() / seconds
+        };
+        Some(IntervalLoad {
+            steal_cores: mean(|w| w.steal_cores),
+            other_cores: mean(|w| w.other_cores),
+            seconds,
+        })
+    }
 }
 
 /// One phase of an interval's main pass.
@@ -103,4 +141,35 @@ pub struct RunnerReading {
     pub rss_bytes: u64,
     /// Every file under the soak directory.
     pub dir_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::WindowLoad;
+
+    fn window(seconds: f64, steal: f64, other: f64) -> WindowLoad {
+        WindowLoad {
+            pass: "main".into(),
+            phase: 0,
+            opened_unix_s: 0.0,
+            seconds,
+            steal_cores: steal,
+            irq_cores: 0.3,
+            targets_cores: 1.2,
+            runner_cores: 0.2,
+            other_cores: other,
+        }
+    }
+
+    #[test]
+    fn an_intervals_load_is_the_mean_weighted_by_window_length() {
+        let l = IntervalLoad::over(&[window(100.0, 0.9, 0.0), window(50.0, 0.3, 0.6)])
+            .expect("two windows");
+        assert!((l.steal_cores - 0.7).abs() < 1e-12, "{l:?}");
+        assert!((l.other_cores - 0.2).abs() < 1e-12, "{l:?}");
+        assert_eq!(l.seconds, 150.0);
+        assert_eq!(IntervalLoad::over(&[]), None);
+        assert_eq!(IntervalLoad::over(&[window(0.0, 1.0, 1.0)]), None);
+    }
 }

@@ -449,6 +449,7 @@ impl SoakState {
             phases,
             targets,
             failed_rules,
+            machine_load: report::IntervalLoad::over(&r.workload.windows),
         });
     }
 
