@@ -776,7 +776,17 @@ fn proc_thread_name(tgid: u32, tid: u32) -> String {
 pub fn loaded_program_names() -> Result<Vec<String>, aya::programs::ProgramError> {
     let mut ours = Vec::new();
     for p in aya::programs::loaded_programs() {
-        let Some(n) = p?.name_as_str().map(str::to_string) else {
+        let p = match p {
+            Ok(p) => p,
+            // Freed between its id being listed and opened: not loaded.
+            Err(aya::programs::ProgramError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(n) = p.name_as_str().map(str::to_string) else {
             continue;
         };
         if n.starts_with("pp_") && PROGRAM_NAMES.iter().any(|o| o.starts_with(n.as_str())) {
