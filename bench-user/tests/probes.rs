@@ -526,9 +526,26 @@ fn off_cpu_time_matches_a_known_sleep() {
         .filter(|s| s.tgid == pid && s.graph == Graph::OffCpu)
         .map(|s| s.weight)
         .sum();
+    let mut each: Vec<String> = cap
+        .stacks
+        .iter()
+        .filter(|s| s.graph == Graph::OffCpu)
+        .map(|s| {
+            format!(
+                "tgid {} tid {} window {:?} {} µs {} user {} kernel frames",
+                s.tgid,
+                s.tid,
+                s.window,
+                s.weight,
+                s.user.len(),
+                s.kernel.len()
+            )
+        })
+        .collect();
+    each.sort();
     assert!(
         (540_000..=660_000).contains(&off_us),
-        "off-CPU {off_us} µs for 600 ms of sleep"
+        "off-CPU {off_us} µs for 600 ms of sleep: {each:#?}"
     );
     assert_no_programs_left();
 }
@@ -667,7 +684,7 @@ fn probe_frames_go_to_the_profiler_not_the_target() {
     );
     for s in &off {
         assert_eq!(
-            s.frames.last().map(|f| (f.kernel, f.name.as_str())),
+            s.frames.last().map(|f| (f.kernel, &*f.name)),
             Some((true, "__schedule")),
             "{:?}",
             s.frames
@@ -959,10 +976,10 @@ fn libcrypto_unnamed_code_counts_as_crypto() {
             .expect("address in libcrypto");
         match lib.function_at(vaddr) {
             // An exported function that covers the address names it.
-            Some(f) if f.size > 0 => assert_eq!(leaf, &f.name, "{vaddr:#x}"),
+            Some(f) if f.size > 0 => assert_eq!(&**leaf, f.name.as_str(), "{vaddr:#x}"),
             // Anything else is libcrypto's unnamed code.
             _ => {
-                assert_eq!(leaf, &format!("{lib_name}+{vaddr:#x}"));
+                assert_eq!(&**leaf, format!("{lib_name}+{vaddr:#x}").as_str());
                 unnamed += s.weight;
             }
         }
