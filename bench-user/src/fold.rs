@@ -148,17 +148,18 @@ fn xml_escape(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::resolve::Frame;
+    use std::sync::Arc;
 
     fn sample(frames: &[&str], kernel: &[&str], weight: u64) -> ResolvedSample {
         let mut f: Vec<Frame> = frames
             .iter()
             .map(|n| Frame {
-                name: n.to_string(),
+                name: Arc::from(*n),
                 kernel: false,
             })
             .collect();
         f.extend(kernel.iter().map(|n| Frame {
-            name: n.to_string(),
+            name: Arc::from(*n),
             kernel: true,
         }));
         ResolvedSample {

@@ -230,7 +230,7 @@ pub fn attribute(
             let leaf = s
                 .frames
                 .last()
-                .map_or(crate::resolve::UNKNOWN.to_string(), |f| f.name.clone());
+                .map_or(crate::resolve::UNKNOWN.to_string(), |f| f.name.to_string());
             *unclassified.entry(leaf).or_default() += s.weight;
         }
     }
@@ -302,17 +302,18 @@ pub fn attribute(
 mod tests {
     use super::*;
     use crate::{capture::Graph, resolve::Frame};
+    use std::sync::Arc;
 
     fn stack(user: &[&str], kernel: &[&str], weight: u64) -> ResolvedSample {
         let mut frames: Vec<Frame> = user
             .iter()
             .map(|n| Frame {
-                name: n.to_string(),
+                name: Arc::from(*n),
                 kernel: false,
             })
             .collect();
         frames.extend(kernel.iter().map(|n| Frame {
-            name: n.to_string(),
+            name: Arc::from(*n),
             kernel: true,
         }));
         ResolvedSample {

@@ -540,13 +540,13 @@ pub fn cpu_summary(samples: &[&ResolvedSample], missed_user_stacks: u64) -> CpuS
     let mut depths: Vec<(usize, u64)> = Vec::new();
     for s in samples {
         if let Some(leaf) = s.frames.last() {
-            *self_counts.entry(leaf.name.as_str()).or_default() += s.weight;
+            *self_counts.entry(&*leaf.name).or_default() += s.weight;
         }
         // A recursive function counts once per sample.
         let mut seen = HashSet::new();
         for f in &s.frames {
-            if seen.insert(f.name.as_str()) {
-                *total_counts.entry(f.name.as_str()).or_default() += s.weight;
+            if seen.insert(&*f.name) {
+                *total_counts.entry(&*f.name).or_default() += s.weight;
             }
         }
         *threads.entry(s.thread_name.clone()).or_default() += s.weight;
@@ -614,7 +614,7 @@ fn offcpu_summary(samples: &[&ResolvedSample]) -> OffCpuSummary {
             .iter()
             .find(|f| f.name.contains("::") || f.name.contains('.'))
             .or(user.first())
-            .map(|f| f.name.clone())
+            .map(|f| f.name.to_string())
             .unwrap_or_else(|| "[kernel only]".into());
         *by_site.entry(site).or_default() += s.weight;
     }
@@ -739,7 +739,7 @@ fn allocation_sites(stacks: &[&ResolvedSample]) -> HashMap<String, u64> {
             .iter()
             .rev()
             .find(|f| !f.kernel && !is_allocator_frame(&f.name))
-            .map(|f| f.name.clone())
+            .map(|f| f.name.to_string())
             .unwrap_or_else(|| "[allocator only]".into());
         *sites.entry(site).or_default() += s.weight;
     }
@@ -922,6 +922,7 @@ pub fn warnings(targets: &[Target], options: &CaptureOptions) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::resolve::Frame;
+    use std::sync::Arc;
 
     fn s(frames: &[&str], n: u64) -> ResolvedSample {
         ResolvedSample {
@@ -932,7 +933,7 @@ mod tests {
             frames: frames
                 .iter()
                 .map(|f| Frame {
-                    name: f.to_string(),
+                    name: Arc::from(*f),
                     kernel: false,
                 })
                 .collect(),
