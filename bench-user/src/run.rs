@@ -1329,25 +1329,42 @@ fn assemble(
 const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Each target's descriptors and TCP sockets before the main pass and once
-/// every connection has closed (waiting up to [`SETTLE_LIMIT`]).
+/// every connection has closed (waiting up to [`SETTLE_LIMIT`]). The
+/// targets settle side by side, so a leaking chain waits the limit once,
+/// not once per target.
 fn return_to_baseline(before: &[(u32, Option<Held>)]) -> Vec<(u32, report::BaselineCheck)> {
     let held = |h: Held| report::HeldCounts {
         fds: h.fds,
         tcp_sockets: h.tcp_sockets,
     };
-    before
-        .iter()
-        .filter_map(|&(pid, b)| {
-            let b = b?;
-            let (after, waited) = crate::capture::resources::settle(pid, b, SETTLE_LIMIT)?;
-            Some((
+    let settled: Vec<_> = std::thread::scope(|scope| {
+        let waits: Vec<_> = before
+            .iter()
+            .filter_map(|&(pid, b)| {
+                let b = b?;
+                Some((
+                    pid,
+                    b,
+                    scope.spawn(move || crate::capture::resources::settle(pid, b, SETTLE_LIMIT)),
+                ))
+            })
+            .collect();
+        waits
+            .into_iter()
+            .filter_map(|(pid, b, wait)| Some((pid, b, wait.join().ok()??)))
+            .collect()
+    });
+    settled
+        .into_iter()
+        .map(|(pid, b, (after, waited))| {
+            (
                 pid,
                 report::BaselineCheck {
                     before: held(b),
                     after: held(after),
                     settle_ms: waited.as_millis() as u64,
                 },
-            ))
+            )
         })
         .collect()
 }

@@ -215,8 +215,14 @@ pub fn soak(opts: &RunOptions, soak: &SoakOptions) -> Result<SoakOutcome, RunErr
 
     let mut failure: Option<RunError> = None;
     let mut stop_status: Option<String> = None;
+    // An interval is started only when it can end by the deadline, judged
+    // by the longest one so far (attaching, reading and analysing make each
+    // a few seconds longer than asked): the soak ends within its duration
+    // plus the final report, never half an interval past it. The first
+    // interval always runs.
+    let mut longest_s = interval_s;
     for index in 0.. {
-        if started.elapsed().as_secs_f64() + interval_s * 0.5 > soak.duration_s {
+        if index > 0 && started.elapsed().as_secs_f64() + longest_s > soak.duration_s {
             break;
         }
         let from_s = started.elapsed().as_secs_f64();
@@ -296,6 +302,7 @@ pub fn soak(opts: &RunOptions, soak: &SoakOptions) -> Result<SoakOutcome, RunErr
         drop(graphs);
         drop(measured);
         let to_s = started.elapsed().as_secs_f64();
+        longest_s = longest_s.max(to_s - from_s);
         state.add_interval(index, from_s, to_s, &r, &samples);
         let integrity_ok = r.workload.integrity == report::IntegrityStatus::Ok;
         let status = r.run.status.clone();
