@@ -250,7 +250,7 @@ fn run_undisturbed(root: &Path, out: &Path, profile: &str, phases: &str) -> Resu
         match worst {
             Some(cores) if cores > DISTURBED_CORES && attempt < ATTEMPTS => {
                 println!(
-                    "stress: {profile}: {cores:.2} cores taken by steal and other processes in                      a window (over {DISTURBED_CORES}); run set aside, attempt {} of {ATTEMPTS}",
+                    "stress: {profile}: {cores:.2} cores taken by steal and other processes in a window (over {DISTURBED_CORES}); run set aside, attempt {} of {ATTEMPTS}",
                     attempt + 1
                 );
                 attempt += 1;
