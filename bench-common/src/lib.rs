@@ -51,6 +51,36 @@ pub const TASK_TOTALS_FIELDS: u32 = 6;
 /// Number of words in the `CONFIG` array map.
 pub const CONFIG_LEN: u32 = CONFIG_TASK_TOTALS_OFFSETS + TASK_TOTALS_FIELDS;
 
+/// Index into the `FULL` per-CPU array map of each map whose inserts can
+/// fail once it is full: a hash map holds at most its `max_entries`, and a
+/// record that finds no room is gone. The probes count each such record,
+/// so that a long pass that kept only its beginning says so.
+pub const FULL_CPU_SAMPLES: u32 = 0;
+pub const FULL_OFFCPU: u32 = 1;
+pub const FULL_SYSCALLS: u32 = 2;
+pub const FULL_SYSCALL_STACKS: u32 = 3;
+pub const FULL_ALLOC_STATS: u32 = 4;
+pub const FULL_ALLOC_HIST: u32 = 5;
+pub const FULL_ALLOC_STACKS: u32 = 6;
+pub const FULL_CRYPTO: u32 = 7;
+pub const FULL_CRYPTO_HIST: u32 = 8;
+pub const FULL_USER_STACKS: u32 = 9;
+/// The maps of the `FULL_*` indices, by index.
+pub const FULL_MAPS: [&str; 10] = [
+    "CPU_SAMPLES",
+    "OFFCPU",
+    "SYSCALLS",
+    "SYSCALL_STACKS",
+    "ALLOC_STATS",
+    "ALLOC_HIST",
+    "ALLOC_STACKS",
+    "CRYPTO",
+    "CRYPTO_HIST",
+    "USER_STACKS",
+];
+/// Number of words in the `FULL` map.
+pub const FULL_LEN: u32 = FULL_MAPS.len() as u32;
+
 /// The window index of what is recorded between windows (handshake
 /// markers only). Window indices stay below it.
 pub const OUTSIDE_WINDOWS: u32 = 0xffff;

@@ -22,10 +22,11 @@ use aya_ebpf::{
 };
 use bench_common::{
     alloc_fn, latency_bucket, AllocHistKey, AllocKey, AllocPending, AllocStackKey, AllocStackValue,
-    AllocStats, LiveAlloc, CONFIG_ALLOC_LIVE, CONFIG_ALLOC_SAMPLE_BYTES,
+    AllocStats, LiveAlloc, CONFIG_ALLOC_LIVE, CONFIG_ALLOC_SAMPLE_BYTES, FULL_ALLOC_HIST,
+    FULL_ALLOC_STACKS, FULL_ALLOC_STATS,
 };
 
-use crate::{config, recording, user_stack, window};
+use crate::{config, note_full, recording, user_stack, window};
 
 #[map]
 static ALLOC_STATS: PerCpuHashMap<AllocKey, AllocStats> = PerCpuHashMap::with_max_entries(8192, 0);
@@ -123,14 +124,13 @@ pub fn pp_alloc(ctx: ProbeContext) -> u32 {
             s.bytes += size;
         }
         None => {
-            let _ = ALLOC_STATS.insert(
-                &key,
-                &AllocStats {
-                    calls: 1,
-                    bytes: size,
-                },
-                0,
-            );
+            let stats = AllocStats {
+                calls: 1,
+                bytes: size,
+            };
+            if ALLOC_STATS.insert(&key, &stats, 0).is_err() {
+                note_full(FULL_ALLOC_STATS);
+            }
         }
     }
     let hkey = AllocHistKey {
@@ -143,7 +143,9 @@ pub fn pp_alloc(ctx: ProbeContext) -> u32 {
         // SAFETY: per-CPU slot.
         Some(n) => unsafe { *n += 1 },
         None => {
-            let _ = ALLOC_HIST.insert(&hkey, &1u64, 0);
+            if ALLOC_HIST.insert(&hkey, &1u64, 0).is_err() {
+                note_full(FULL_ALLOC_HIST);
+            }
         }
     }
 
@@ -204,7 +206,9 @@ pub fn pp_alloc(ctx: ProbeContext) -> u32 {
                 calls,
                 samples: 1,
             };
-            let _ = ALLOC_STACKS.insert(&skey, &v, 0);
+            if ALLOC_STACKS.insert(&skey, &v, 0).is_err() {
+                note_full(FULL_ALLOC_STACKS);
+            }
         }
     }
     if live {

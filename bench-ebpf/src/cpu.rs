@@ -9,9 +9,9 @@ use aya_ebpf::{
     maps::HashMap,
     programs::{tracing::StackIdContext, PerfEventContext},
 };
-use bench_common::{time_slot, StackKey, CONFIG_WINDOW_START_NS};
+use bench_common::{time_slot, StackKey, CONFIG_WINDOW_START_NS, FULL_CPU_SAMPLES};
 
-use crate::{config, note_thread, recording, user_stack, window, KERNEL_STACKS};
+use crate::{config, note_full, note_thread, recording, user_stack, window, KERNEL_STACKS};
 
 /// Sample counts. A thread is on one CPU at a time and the key holds its
 /// tid, so two CPUs never update one key at once: a plain hash is enough.
@@ -47,7 +47,9 @@ pub fn pp_cpu_sample(ctx: PerfEventContext) -> u32 {
         // SAFETY: see CPU_SAMPLES.
         Some(n) => unsafe { *n += 1 },
         None => {
-            let _ = CPU_SAMPLES.insert(&key, &1u64, 0);
+            if CPU_SAMPLES.insert(&key, &1u64, 0).is_err() {
+                note_full(FULL_CPU_SAMPLES);
+            }
         }
     }
     0

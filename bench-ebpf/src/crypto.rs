@@ -15,10 +15,10 @@ use aya_ebpf::{
 };
 use bench_common::{
     latency_bucket, CryptoHistKey, CryptoKey, CryptoPending, CryptoStats, CRYPTO_COUNT_ALWAYS,
-    CRYPTO_NESTS,
+    CRYPTO_NESTS, FULL_CRYPTO, FULL_CRYPTO_HIST,
 };
 
-use crate::{enabled, is_target, window};
+use crate::{enabled, is_target, note_full, window};
 
 #[map]
 static CRYPTO: PerCpuHashMap<CryptoKey, CryptoStats> = PerCpuHashMap::with_max_entries(4096, 0);
@@ -134,7 +134,9 @@ pub fn pp_crypto(ctx: ProbeContext) -> u32 {
                 total_ns: 0,
                 bytes,
             };
-            let _ = CRYPTO.insert(&key, &s, 0);
+            if CRYPTO.insert(&key, &s, 0).is_err() {
+                note_full(FULL_CRYPTO);
+            }
         }
     }
     0
@@ -189,7 +191,9 @@ pub fn pp_crypto_ret(ctx: RetProbeContext) -> u32 {
         // SAFETY: per-CPU slot.
         Some(n) => unsafe { *n += 1 },
         None => {
-            let _ = CRYPTO_HIST.insert(&hkey, &1u64, 0);
+            if CRYPTO_HIST.insert(&hkey, &1u64, 0).is_err() {
+                note_full(FULL_CRYPTO_HIST);
+            }
         }
     }
     0

@@ -20,10 +20,11 @@ mod user_stack;
 use aya_ebpf::{
     helpers::bpf_get_current_comm,
     macros::map,
-    maps::{Array, HashMap, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, StackTrace},
 };
 use bench_common::{
-    target_slot, CONFIG_ENABLED, CONFIG_LEN, CONFIG_WINDOW_INDEX, MAX_TARGETS, TARGET_FILTER_SLOTS,
+    target_slot, CONFIG_ENABLED, CONFIG_LEN, CONFIG_WINDOW_INDEX, FULL_LEN, MAX_TARGETS,
+    TARGET_FILTER_SLOTS,
 };
 
 /// Runner-written settings (see the `CONFIG_*` indices in bench-common);
@@ -48,6 +49,20 @@ static KERNEL_STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
 /// first time a thread is seen, so names survive threads that exit.
 #[map]
 static THREAD_NAMES: HashMap<u32, [u8; 16]> = HashMap::with_max_entries(8192, 0);
+
+/// Records that found their map full, per map (`FULL_*` indices in
+/// bench-common). Per CPU: counted without a lock on every path.
+#[map]
+static FULL: PerCpuArray<u64> = PerCpuArray::with_max_entries(FULL_LEN, 0);
+
+/// Count one record lost because `map` (a `FULL_*` index) was full.
+#[inline(always)]
+fn note_full(map: u32) {
+    if let Some(n) = FULL.get_ptr_mut(map) {
+        // SAFETY: this CPU's own slot.
+        unsafe { *n += 1 };
+    }
+}
 
 /// A `CONFIG` word.
 #[inline(always)]

@@ -21,11 +21,12 @@ use aya_ebpf::{
 };
 use bench_common::{
     OffCpuKey, OffCpuStart, OffCpuValue, CONFIG_OFFCPU_STACK_INTERVAL_NS, CONFIG_TASK_PID_OFFSET,
-    CONFIG_TASK_TGID_OFFSET, CONFIG_WINDOW_START_NS,
+    CONFIG_TASK_TGID_OFFSET, CONFIG_WINDOW_START_NS, FULL_OFFCPU,
 };
 
 use crate::{
-    config, enabled, is_target, may_be_target, note_thread, user_stack, window, KERNEL_STACKS,
+    config, enabled, is_target, may_be_target, note_full, note_thread, user_stack, window,
+    KERNEL_STACKS,
 };
 
 /// Threads switched out, by tid.
@@ -158,14 +159,13 @@ pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
             v.count += 1;
         }
         None => {
-            let _ = OFFCPU.insert(
-                &key,
-                &OffCpuValue {
-                    total_ns: dt,
-                    count: 1,
-                },
-                0,
-            );
+            let value = OffCpuValue {
+                total_ns: dt,
+                count: 1,
+            };
+            if OFFCPU.insert(&key, &value, 0).is_err() {
+                note_full(FULL_OFFCPU);
+            }
         }
     }
     0

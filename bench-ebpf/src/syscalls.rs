@@ -21,10 +21,10 @@ use aya_ebpf::{
 };
 use bench_common::{
     latency_bucket, moves_bytes, InFlight, SyscallKey, SyscallStackKey, SyscallValue,
-    CONFIG_SYSCALL_STACK_EVERY, LATENCY_BUCKETS, NO_SYSCALL,
+    CONFIG_SYSCALL_STACK_EVERY, FULL_SYSCALLS, FULL_SYSCALL_STACKS, LATENCY_BUCKETS, NO_SYSCALL,
 };
 
-use crate::{config, enabled, is_target, may_be_target, note_thread, user_stack};
+use crate::{config, enabled, is_target, may_be_target, note_full, note_thread, user_stack};
 
 /// Syscalls in progress, by thread id: one entry per target thread, reused
 /// in place (`nr` = `NO_SYSCALL` between calls). LRU so that threads that
@@ -106,7 +106,9 @@ pub fn pp_sys_enter(ctx: RawTracePointContext) -> u32 {
             // SAFETY: per-CPU slot.
             Some(n) => unsafe { *n += every },
             None => {
-                let _ = SYSCALL_STACKS.insert(&key, &every, 0);
+                if SYSCALL_STACKS.insert(&key, &every, 0).is_err() {
+                    note_full(FULL_SYSCALL_STACKS);
+                }
             }
         }
     }
@@ -161,7 +163,10 @@ pub fn pp_sys_exit(ctx: RawTracePointContext) -> u32 {
                 return 0;
             };
             // SAFETY: the per-CPU zero template is never written.
-            let _ = SYSCALLS.insert(&key, unsafe { &*zero }, 0);
+            if SYSCALLS.insert(&key, unsafe { &*zero }, 0).is_err() {
+                note_full(FULL_SYSCALLS);
+                return 0;
+            }
             match SYSCALLS.get_ptr_mut(&key) {
                 Some(value) => value,
                 None => return 0,

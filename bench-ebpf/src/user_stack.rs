@@ -174,7 +174,15 @@ fn walk_regs(regs: &pt_regs, at_entry: bool) -> u64 {
     // A lookup takes no lock; most stacks have been seen before.
     if USER_STACKS.get_ptr(&hash).is_none() {
         // BPF_NOEXIST: an entry a racing insert made is the same stack.
-        let _ = USER_STACKS.insert(&hash, stack, 1);
+        // -EEXIST is that racing insert; anything else is a full map.
+        if let Err(e) = USER_STACKS.insert(&hash, stack, 1) {
+            if e != -EEXIST {
+                crate::note_full(bench_common::FULL_USER_STACKS);
+            }
+        }
     }
     hash
 }
+
+/// errno EEXIST (Linux, every architecture).
+const EEXIST: i32 = 17;

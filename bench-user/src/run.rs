@@ -559,7 +559,13 @@ fn measure_passes(
     exited: &mut dyn FnMut() -> Option<(Role, String)>,
     log: &mut RunLog,
 ) -> Result<Measured, RunError> {
-    let capture_opts = spec.probes.capture_options();
+    // One pass's windows: every phase, each level of a sweep.
+    let measured_s: f64 = spec
+        .phases
+        .iter()
+        .map(|p| p.duration_s * p.levels.as_ref().map_or(1, Vec::len).max(1) as f64)
+        .sum();
+    let capture_opts = spec.probes.capture_options().sized_for(measured_s);
     // Per-call probes trap on every call; measured apart, they leave the
     // main pass's flame graphs and throughput undistorted.
     let separate = spec.probes.per_call_pass && capture_opts.has_per_call();
@@ -938,6 +944,8 @@ struct Measured {
     per_call_window_bytes: Option<u64>,
     /// The same per phase.
     per_call_phase_window_bytes: Option<Vec<u64>>,
+    /// The maps either pass found full.
+    full_maps: Vec<report::FullMap>,
     /// The per-call pass's phases (empty when it did not run apart): its
     /// integrity counts as much as the main pass's.
     per_call_results: Vec<PhaseResult>,
@@ -956,6 +964,7 @@ fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
         per_call_overhead: Vec::new(),
         per_call_window_bytes: None,
         per_call_phase_window_bytes: None,
+        full_maps: full_maps("main", &main.capture.full_maps),
         per_call_results: Vec::new(),
         per_call_loads: Vec::new(),
         per_call_links: Vec::new(),
@@ -966,6 +975,8 @@ fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
         return m;
     };
     let main = &mut m.main;
+    m.full_maps
+        .extend(full_maps("per_call", &pc.capture.full_maps));
     m.exited_early = pc.exited_early.clone();
     m.per_call_links = pc.links.clone();
     m.per_call_overhead = overhead(&main.results, &pc.results);
@@ -993,6 +1004,18 @@ fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
     m.per_call_results = pc.results;
     m.per_call_loads = pc.loads;
     m
+}
+
+/// A pass's full maps as the report records them.
+fn full_maps(pass: &str, maps: &[crate::capture::FullMap]) -> Vec<report::FullMap> {
+    maps.iter()
+        .map(|f| report::FullMap {
+            pass: pass.to_string(),
+            map: f.map.to_string(),
+            capacity: f.capacity,
+            lost: f.lost,
+        })
+        .collect()
 }
 
 /// Whether every phase of a pass ran and kept every byte.
@@ -1257,6 +1280,7 @@ fn assemble(
     warnings.extend(main.window_errors.iter().cloned());
     let per_call = &a.measured.per_call_results;
     warnings.extend(integrity_warnings(results, per_call));
+    warnings.extend(a.measured.full_maps.iter().map(analyze::full_map_warning));
     let mut workload = workload(results, per_call, a.setup);
     workload.windows = [
         ("main", &main.loads),
@@ -1312,6 +1336,7 @@ fn assemble(
                 .per_call_phase_window_bytes
                 .clone()
                 .unwrap_or_default(),
+            full_maps: a.measured.full_maps.clone(),
         },
         outputs: a.graphs.outputs.clone(),
         warnings,

@@ -395,6 +395,8 @@ impl ProbeSpec {
             }),
             floor: self.floor,
             program_stats: self.program_costs,
+            // Sized for the pass by the runner, which knows its length.
+            cpu_sample_entries: 0,
         }
     }
 }

@@ -232,6 +232,67 @@ fn cpu_samples_find_the_spinning_function() {
     assert_no_programs_left();
 }
 
+/// A CPU sample map too small for the pass keeps what it can, and the
+/// samples that found it full are counted, not silently dropped: kept and
+/// lost together are the samples the task clock predicts.
+#[test]
+#[ignore = "needs root"]
+fn a_full_cpu_sample_map_counts_the_samples_it_could_not_keep() {
+    // 2 s of spinning is 20 time slots of 100 ms, each at least one key.
+    const ENTRIES: u32 = 4;
+    let opts = CaptureOptions {
+        cpu_frequency_hz: Some(99),
+        counters: true,
+        cpu_sample_entries: ENTRIES,
+        ..CaptureOptions::none()
+    };
+    let mut probes = Probes::load(&opts).expect("load probes");
+    let (mut child, mut out) = fixture(&["spin", "--seconds", "2"]);
+    let pid = child.id();
+    probes.add_target(pid, 0).expect("add target");
+    probes.start().expect("start");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"g").expect("go");
+    let mut line = String::new();
+    out.read_line(&mut line).expect("done line");
+    assert_eq!(line.trim(), "done");
+    probes.stop().expect("stop");
+    let cap = probes.read().expect("read");
+    drop(stdin);
+    assert_exited(&mut child);
+    drop(probes);
+
+    let kept: Vec<_> = cap
+        .stacks
+        .iter()
+        .filter(|s| s.graph == Graph::Cpu)
+        .collect();
+    assert!(kept.len() <= ENTRIES as usize, "{} keys kept", kept.len());
+    let kept: u64 = kept.iter().map(|s| s.weight).sum();
+    let [full] = cap.full_maps.as_slice() else {
+        panic!("full maps: {:?}", cap.full_maps);
+    };
+    assert_eq!((full.map, full.capacity), ("CPU_SAMPLES", ENTRIES));
+    assert!(full.lost > 0);
+    let capture::Reading::Value(ns) = cap.counters[&pid]
+        .iter()
+        .find(|c| c.0 == "task_clock_ns")
+        .expect("task clock")
+        .1
+    else {
+        panic!("task clock unavailable");
+    };
+    assert!(ns >= 200_000_000, "the spin got only {ns} ns of CPU");
+    let expected = ns as f64 * 99.0 / 1e9;
+    let total = (kept + full.lost) as f64;
+    assert!(
+        (total - expected).abs() <= 4.0 * expected.sqrt() + 2.0,
+        "{kept} kept + {} lost samples for {ns} ns of CPU at 99 Hz",
+        full.lost
+    );
+    assert_no_programs_left();
+}
+
 fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

@@ -879,6 +879,40 @@ fn weighted_median(values: &mut [(usize, u64)]) -> Option<u64> {
     None
 }
 
+/// The warning for a probe map that was full: what its lost records
+/// leave out, and what to change.
+pub fn full_map_warning(f: &crate::report::FullMap) -> String {
+    let (what, fix) = match f.map.as_str() {
+        "CPU_SAMPLES" => (
+            "CPU samples: the flame graph, the CPU shares and the costs leave out",
+            "shorten the phases or lower probes.cpu.frequency_hz",
+        ),
+        "OFFCPU" => (
+            "off-CPU intervals: the off-CPU graph leaves out",
+            "shorten the phases or set probes.offcpu_stack_interval_us",
+        ),
+        "USER_STACKS" => (
+            "user stacks: samples that needed one show no user frames for",
+            "shorten the phases",
+        ),
+        _ => (
+            "records: the figures drawn from it leave out",
+            "shorten the phases",
+        ),
+    };
+    let capacity = if f.capacity > 0 {
+        format!("{} entries", f.capacity)
+    } else {
+        "size unknown".to_string()
+    };
+    format!(
+        "probe map {} ({capacity}) was full in the {} pass: {} {what} them; {fix}",
+        f.map,
+        f.pass.replace('_', "-"),
+        f.lost
+    )
+}
+
 /// Warnings about the quality of the numbers, one sentence each.
 pub fn warnings(targets: &[Target], options: &CaptureOptions) -> Vec<String> {
     let mut out = Vec::new();

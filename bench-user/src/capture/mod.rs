@@ -34,7 +34,7 @@ use std::{
 };
 
 use aya::{
-    maps::{Array, HashMap, MapData},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray},
     programs::UProbe,
     Ebpf,
 };
@@ -105,6 +105,11 @@ pub struct CaptureOptions {
     /// (docs/probes.md).
     #[serde(default)]
     pub program_stats: bool,
+    /// Entries of the CPU sample map (0: the probe object's own, 65536).
+    /// A key is (thread, stacks, window, 100-ms slot), so a long pass
+    /// needs more: see [`CaptureOptions::sized_for`].
+    #[serde(default)]
+    pub cpu_sample_entries: u32,
 }
 
 /// The alloc probe's settings.
@@ -138,7 +143,25 @@ impl CaptureOptions {
             crypto: None,
             floor: false,
             program_stats: false,
+            cpu_sample_entries: 0,
         }
+    }
+
+    /// These options with the CPU sample map sized for `measured_s`
+    /// seconds of measured windows on this machine's CPUs: at most one key
+    /// per sample, at the sampling rate on every CPU, a quarter more for
+    /// timer jitter. Never below the object's own size; at most
+    /// [`CPU_SAMPLE_ENTRIES_MAX`], past which the map can fill and the
+    /// samples it could not hold are counted ([`Capture::full_maps`]).
+    pub fn sized_for(mut self, measured_s: f64) -> CaptureOptions {
+        if let Some(hz) = self.cpu_frequency_hz {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let samples = measured_s.max(0.0) * hz as f64 * cpus as f64 * 1.25;
+            self.cpu_sample_entries = (samples.ceil() as u64)
+                .clamp(CPU_SAMPLE_ENTRIES_MIN, CPU_SAMPLE_ENTRIES_MAX)
+                as u32;
+        }
+        self
     }
 
     /// The per-call probes (alloc, crypto) only.
@@ -163,6 +186,25 @@ impl CaptureOptions {
     pub fn has_per_call(&self) -> bool {
         self.alloc.is_some() || self.crypto.is_some()
     }
+}
+
+/// The CPU sample map's size in the probe object.
+pub const CPU_SAMPLE_ENTRIES_MIN: u64 = 65536;
+/// The most entries the CPU sample map is given: the kernel allocates a
+/// hash map's entries when it is created, about 80 bytes each here, so
+/// this is about 80 MiB of kernel memory (70 minutes of windows at 99 Hz
+/// on 2 CPUs).
+pub const CPU_SAMPLE_ENTRIES_MAX: u64 = 1 << 20;
+
+/// A probe map that was full while recording: `lost` records found no
+/// room and were not kept, so every figure drawn from the map misses them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullMap {
+    /// The map's name in the probe object (bench-common's `FULL_MAPS`).
+    pub map: &'static str,
+    /// Its entries (0 when the kernel could not be asked).
+    pub capacity: u32,
+    pub lost: u64,
 }
 
 /// Errors of loading, attaching or reading the probes.
@@ -286,6 +328,9 @@ pub struct Capture {
     /// Per process (targets and children): syscalls made and CPU samples
     /// taken in the measured windows.
     pub process_counts: BTreeMap<u32, process_tree::ProcessCounts>,
+    /// The maps that were full at some point since the probes were loaded,
+    /// with the records they could not hold.
+    pub full_maps: Vec<FullMap>,
 }
 
 /// Load program `name` and attach it to raw tracepoint `event` (by name: no
@@ -331,7 +376,13 @@ impl Probes {
         // SAFETY: plain setrlimit(2) with a valid struct.
         unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
 
-        let mut ebpf = Ebpf::load(PROBES_OBJECT)?;
+        let mut loader = aya::EbpfLoader::new();
+        let btf = aya::Btf::from_sys_fs().ok();
+        loader.btf(btf.as_ref());
+        if options.cpu_sample_entries > 0 {
+            loader.map_max_entries("CPU_SAMPLES", options.cpu_sample_entries);
+        }
+        let mut ebpf = loader.load(PROBES_OBJECT)?;
         // Before any map is taken out of `ebpf`: it needs them all.
         let multi = if options.has_per_call() {
             uprobe_multi::MultiPrograms::new(PROBES_OBJECT, &ebpf).map_err(|e| e.to_string())
@@ -693,6 +744,7 @@ impl Probes {
                 .or_insert_with(|| proc_thread_name(tgid, tid));
         }
         capture.program_costs = self.program_costs();
+        capture.full_maps = self.full_maps()?;
         capture.tree = self.process_tree();
         process_tree::fold_into_targets(&mut capture);
         Ok(capture)
@@ -716,6 +768,40 @@ impl Probes {
             })?;
             let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
             out.insert(tid, String::from_utf8_lossy(&comm[..end]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// The records each map could not hold, from the probes' `FULL`
+    /// counters; only the maps with any.
+    fn full_maps(&self) -> Result<Vec<FullMap>, CaptureError> {
+        let err = |source| CaptureError::Map {
+            name: "FULL",
+            source,
+        };
+        let full: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.ebpf.map("FULL").ok_or(CaptureError::Missing("FULL"))?)
+                .map_err(err)?;
+        let mut out = Vec::new();
+        for (index, map) in (0u32..).zip(bench_common::FULL_MAPS) {
+            let lost: u64 = full.get(&index, 0).map_err(err)?.iter().sum();
+            if lost == 0 {
+                continue;
+            }
+            let capacity = match self.ebpf.map(map) {
+                Some(
+                    Map::HashMap(d)
+                    | Map::PerCpuHashMap(d)
+                    | Map::LruHashMap(d)
+                    | Map::PerCpuLruHashMap(d),
+                ) => d.info().map_or(0, |i| i.max_entries()),
+                _ => 0,
+            };
+            out.push(FullMap {
+                map,
+                capacity,
+                lost,
+            });
         }
         Ok(out)
     }

@@ -42,7 +42,7 @@ pub use network::{
     NetworkReport, RttReport, TcpSegments,
 };
 pub use probes::{
-    AllocProbeOptions, CryptoProbeOptions, Overhead, ProbeOptions, ProbesInfo, ProgramCost,
+    AllocProbeOptions, CryptoProbeOptions, FullMap, Overhead, ProbeOptions, ProbesInfo, ProgramCost,
 };
 pub use processes::TargetProcess;
 pub use resources::{resources, FdCounts, ResourcePoint, Resources, TargetResources, TcpCounts};

@@ -29,6 +29,25 @@ pub struct ProbesInfo {
     /// ran in the main pass: then the workload's phases hold them).
     #[serde(default)]
     pub per_call_phase_window_bytes: Vec<u64>,
+    /// The probe maps that were full in a pass: the records they could
+    /// not hold were not kept, and every figure drawn from such a map
+    /// misses them (each is also a warning). Empty when none was.
+    #[serde(default)]
+    pub full_maps: Vec<FullMap>,
+}
+
+/// A probe map that was full in a pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FullMap {
+    /// "main" or "per_call", as in `workload.windows`.
+    pub pass: String,
+    /// The map's name in the probe object (e.g. `CPU_SAMPLES`).
+    pub map: String,
+    /// Its entries (0: not known).
+    pub capacity: u32,
+    /// Records that found the map full and were not kept: CPU samples,
+    /// off-CPU intervals, first calls of a (thread, syscall), stacks.
+    pub lost: u64,
 }
 
 /// The probes switched on, and how.
