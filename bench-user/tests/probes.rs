@@ -158,15 +158,19 @@ fn syscalls_are_counted_exactly() {
     assert_no_programs_left();
 }
 
-#[test]
-#[ignore = "needs root"]
-fn cpu_samples_find_the_spinning_function() {
-    let opts = CaptureOptions {
-        cpu_frequency_hz: Some(99),
-        counters: true,
-        ..CaptureOptions::none()
-    };
-    let mut probes = Probes::load(&opts).expect("load probes");
+/// A fixture spinning for 2 s as the only target of probes loaded with
+/// `opts`, measured from its "go" to its "done"; it is left alive (its
+/// `stdin` open) so that its mappings can still be read.
+struct Spun {
+    probes: Probes,
+    child: Child,
+    stdin: std::process::ChildStdin,
+    pid: u32,
+    cap: capture::Capture,
+}
+
+fn spin_two_seconds(opts: &CaptureOptions) -> Spun {
+    let mut probes = Probes::load(opts).expect("load probes");
     let (mut child, mut out) = fixture(&["spin", "--seconds", "2"]);
     let pid = child.id();
     probes.add_target(pid, 0).expect("add target");
@@ -178,6 +182,30 @@ fn cpu_samples_find_the_spinning_function() {
     assert_eq!(line.trim(), "done");
     probes.stop().expect("stop");
     let cap = probes.read().expect("read");
+    Spun {
+        probes,
+        child,
+        stdin,
+        pid,
+        cap,
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn cpu_samples_find_the_spinning_function() {
+    let opts = CaptureOptions {
+        cpu_frequency_hz: Some(99),
+        counters: true,
+        ..CaptureOptions::none()
+    };
+    let Spun {
+        probes,
+        mut child,
+        stdin,
+        pid,
+        cap,
+    } = spin_two_seconds(&opts);
     // Symbolize while the fixture is still alive.
     let samples = resolve::resolve(&cap.stacks, &cap.thread_names);
     let process_cpu_ns = process_cpu_ns(pid);
@@ -246,18 +274,13 @@ fn a_full_cpu_sample_map_counts_the_samples_it_could_not_keep() {
         cpu_sample_entries: ENTRIES,
         ..CaptureOptions::none()
     };
-    let mut probes = Probes::load(&opts).expect("load probes");
-    let (mut child, mut out) = fixture(&["spin", "--seconds", "2"]);
-    let pid = child.id();
-    probes.add_target(pid, 0).expect("add target");
-    probes.start().expect("start");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(b"g").expect("go");
-    let mut line = String::new();
-    out.read_line(&mut line).expect("done line");
-    assert_eq!(line.trim(), "done");
-    probes.stop().expect("stop");
-    let cap = probes.read().expect("read");
+    let Spun {
+        probes,
+        mut child,
+        stdin,
+        pid,
+        cap,
+    } = spin_two_seconds(&opts);
     drop(stdin);
     assert_exited(&mut child);
     drop(probes);
