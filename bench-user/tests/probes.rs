@@ -158,8 +158,9 @@ fn syscalls_are_counted_exactly() {
     assert_no_programs_left();
 }
 
-/// A fixture spinning for 2 s as the only target of probes loaded with
-/// `opts`, measured from its "go" to its "done"; it is left alive (its
+/// A fixture spinning for 2 s as the only target of the CPU probe (99 Hz,
+/// a CPU sample map of `cpu_sample_entries`, 0 = its own size) and the
+/// counters, measured from its "go" to its "done"; it is left alive (its
 /// `stdin` open) so that its mappings can still be read.
 struct Spun {
     probes: Probes,
@@ -169,8 +170,14 @@ struct Spun {
     cap: capture::Capture,
 }
 
-fn spin_two_seconds(opts: &CaptureOptions) -> Spun {
-    let mut probes = Probes::load(opts).expect("load probes");
+fn spin_two_seconds(cpu_sample_entries: u32) -> Spun {
+    let opts = CaptureOptions {
+        cpu_frequency_hz: Some(99),
+        counters: true,
+        cpu_sample_entries,
+        ..CaptureOptions::none()
+    };
+    let mut probes = Probes::load(&opts).expect("load probes");
     let (mut child, mut out) = fixture(&["spin", "--seconds", "2"]);
     let pid = child.id();
     probes.add_target(pid, 0).expect("add target");
@@ -194,18 +201,13 @@ fn spin_two_seconds(opts: &CaptureOptions) -> Spun {
 #[test]
 #[ignore = "needs root"]
 fn cpu_samples_find_the_spinning_function() {
-    let opts = CaptureOptions {
-        cpu_frequency_hz: Some(99),
-        counters: true,
-        ..CaptureOptions::none()
-    };
     let Spun {
         probes,
         mut child,
         stdin,
         pid,
         cap,
-    } = spin_two_seconds(&opts);
+    } = spin_two_seconds(0);
     // Symbolize while the fixture is still alive.
     let samples = resolve::resolve(&cap.stacks, &cap.thread_names);
     let process_cpu_ns = process_cpu_ns(pid);
@@ -268,19 +270,13 @@ fn cpu_samples_find_the_spinning_function() {
 fn a_full_cpu_sample_map_counts_the_samples_it_could_not_keep() {
     // 2 s of spinning is 20 time slots of 100 ms, each at least one key.
     const ENTRIES: u32 = 4;
-    let opts = CaptureOptions {
-        cpu_frequency_hz: Some(99),
-        counters: true,
-        cpu_sample_entries: ENTRIES,
-        ..CaptureOptions::none()
-    };
     let Spun {
         probes,
         mut child,
         stdin,
         pid,
         cap,
-    } = spin_two_seconds(&opts);
+    } = spin_two_seconds(ENTRIES);
     drop(stdin);
     assert_exited(&mut child);
     drop(probes);
