@@ -882,23 +882,23 @@ fn weighted_median(values: &mut [(usize, u64)]) -> Option<u64> {
 /// The warning for a probe map that was full: what its lost records
 /// leave out, and what to change.
 pub fn full_map_warning(f: &crate::report::FullMap) -> String {
-    let (what, fix) = match f.map.as_str() {
+    let (unit, missing, fix) = match f.map.as_str() {
         "CPU_SAMPLES" => (
-            "CPU samples: the flame graph, the CPU shares and the costs leave out",
+            "CPU samples",
+            "the CPU flame graph, shares and costs",
             "shorten the phases or lower probes.cpu.frequency_hz",
         ),
         "OFFCPU" => (
-            "off-CPU intervals: the off-CPU graph leaves out",
-            "shorten the phases or set probes.offcpu_stack_interval_us",
+            "off-CPU intervals",
+            "the off-CPU graph",
+            "shorten the phases",
         ),
         "USER_STACKS" => (
-            "user stacks: samples that needed one show no user frames for",
+            "user stacks",
+            "the user frames of the samples that needed them",
             "shorten the phases",
         ),
-        _ => (
-            "records: the figures drawn from it leave out",
-            "shorten the phases",
-        ),
+        _ => ("records", "the figures drawn from it", "shorten the phases"),
     };
     let capacity = if f.capacity > 0 {
         format!("{} entries", f.capacity)
@@ -906,7 +906,7 @@ pub fn full_map_warning(f: &crate::report::FullMap) -> String {
         "size unknown".to_string()
     };
     format!(
-        "probe map {} ({capacity}) was full in the {} pass: {} {what} them; {fix}",
+        "probe map {} ({capacity}) was full in the {} pass: {} {unit} were not kept, and {missing} leave them out; {fix}",
         f.map,
         f.pass.replace('_', "-"),
         f.lost
@@ -957,6 +957,22 @@ mod tests {
     use super::*;
     use crate::resolve::Frame;
     use std::sync::Arc;
+
+    #[test]
+    fn a_full_map_warning_names_the_loss_and_the_fix() {
+        let w = full_map_warning(&crate::report::FullMap {
+            pass: "per_call".into(),
+            map: "CPU_SAMPLES".into(),
+            capacity: 65536,
+            lost: 12,
+        });
+        assert_eq!(
+            w,
+            "probe map CPU_SAMPLES (65536 entries) was full in the per-call pass: 12 CPU samples \
+             were not kept, and the CPU flame graph, shares and costs leave them out; shorten the \
+             phases or lower probes.cpu.frequency_hz"
+        );
+    }
 
     fn s(frames: &[&str], n: u64) -> ResolvedSample {
         ResolvedSample {
