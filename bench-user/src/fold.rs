@@ -42,7 +42,7 @@ pub fn fold(
         let mut line = root(s.tgid);
         line.push(';');
         line.push_str(&s.thread_name.replace(';', ":"));
-        for f in &s.frames {
+        for f in s.frames.iter() {
             line.push(';');
             line.push_str(&f.name);
             if f.kernel {
@@ -167,7 +167,7 @@ mod tests {
             tgid: 7,
             tid: 8,
             thread_name: "worker".into(),
-            frames: f,
+            frames: f.into(),
             user_depth: frames.len(),
             weight,
             window: Some(0),

@@ -40,14 +40,17 @@ pub struct Frame {
     pub kernel: bool,
 }
 
-/// A weighted stack with names, outermost frame first.
+/// A weighted stack with names, outermost frame first. The frames and the
+/// thread's name are shared by every sample with the same stack (one per
+/// 100-ms slot for CPU samples), so that a long pass costs the runner a
+/// few words per sample, not a copy of its stack.
 #[derive(Debug, Clone)]
 pub struct ResolvedSample {
     pub graph: Graph,
     pub tgid: u32,
     pub tid: u32,
-    pub thread_name: String,
-    pub frames: Vec<Frame>,
+    pub thread_name: Arc<str>,
+    pub frames: Arc<[Frame]>,
     /// Frames walked for the user stack (before inline expansion).
     pub user_depth: usize,
     pub weight: u64,
@@ -123,6 +126,11 @@ fn offset_name(path: &std::path::Path, addr: u64) -> String {
     format!("{file}+{addr:#x}")
 }
 
+/// What names a record's frames: its process, whether probe frames are
+/// kept as a `[profiler]` frame (CPU samples), its user and kernel
+/// addresses and its leaf.
+type StackId<'a> = (u32, bool, &'a [u64], &'a [u64], Option<&'a str>);
+
 /// Symbolize every record's user and kernel stack.
 pub fn resolve(
     records: &[StackRecord],
@@ -188,36 +196,58 @@ pub fn resolve_in_tree(
             .collect()
     };
 
+    // Each distinct stack is named once; its samples share the frames.
+    let mut stacks: HashMap<StackId, Arc<[Frame]>> = HashMap::new();
+    let mut threads: HashMap<u32, Arc<str>> = HashMap::new();
     records
         .iter()
         .map(|r| {
-            let mut frames = Vec::new();
-            for addr in lookup_addrs(&r.user).collect::<Vec<_>>().into_iter().rev() {
-                push_frames(&mut frames, user_names.get(&(r.tgid, addr)), addr, false);
-            }
-            let user_frames = frames.len();
-            for addr in lookup_addrs(&r.kernel)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
-                push_frames(&mut frames, kernel_names.get(&addr), addr, true);
-            }
-            trim_probe_frames(r.graph, &mut frames, user_frames);
-            if let Some(leaf) = &r.leaf {
-                frames.push(Frame {
-                    name: Arc::from(leaf.as_str()),
-                    kernel: true,
-                });
-            }
+            let is_cpu = r.graph == Graph::Cpu;
+            let key = (
+                r.tgid,
+                is_cpu,
+                &r.user[..],
+                &r.kernel[..],
+                r.leaf.as_deref(),
+            );
+            let frames = stacks
+                .entry(key)
+                .or_insert_with(|| {
+                    let mut frames = Vec::new();
+                    for addr in lookup_addrs(&r.user).collect::<Vec<_>>().into_iter().rev() {
+                        push_frames(&mut frames, user_names.get(&(r.tgid, addr)), addr, false);
+                    }
+                    let user_frames = frames.len();
+                    for addr in lookup_addrs(&r.kernel)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                    {
+                        push_frames(&mut frames, kernel_names.get(&addr), addr, true);
+                    }
+                    trim_probe_frames(is_cpu, &mut frames, user_frames);
+                    if let Some(leaf) = &r.leaf {
+                        frames.push(Frame {
+                            name: Arc::from(leaf.as_str()),
+                            kernel: true,
+                        });
+                    }
+                    frames.into()
+                })
+                .clone();
+            let thread_name = threads
+                .entry(r.tid)
+                .or_insert_with(|| {
+                    thread_names
+                        .get(&r.tid)
+                        .map_or_else(|| Arc::from(format!("tid-{}", r.tid)), |n| Arc::from(&**n))
+                })
+                .clone();
             ResolvedSample {
                 graph: r.graph,
                 tgid: tree.root_of(r.tgid).unwrap_or(r.tgid),
                 tid: r.tid,
-                thread_name: thread_names
-                    .get(&r.tid)
-                    .cloned()
-                    .unwrap_or_else(|| format!("tid-{}", r.tid)),
+                thread_name,
                 frames,
                 user_depth: r.user.len(),
                 weight: r.weight,
@@ -231,13 +261,13 @@ pub fn resolve_in_tree(
 /// Our probes' frames are not the target's: off-CPU stacks end where the
 /// thread blocked, and a CPU sample taken while a probe ran ends in one
 /// `[profiler] <program>` frame (the `profiler` cost category).
-fn trim_probe_frames(graph: Graph, frames: &mut Vec<Frame>, kernel_from: usize) {
+fn trim_probe_frames(is_cpu: bool, frames: &mut Vec<Frame>, kernel_from: usize) {
     let names: Vec<&str> = frames[kernel_from..].iter().map(|f| &*f.name).collect();
     let Some(cut) = probe_frames::probe_cut(&names) else {
         return;
     };
     frames.truncate(kernel_from + cut.start);
-    if graph == Graph::Cpu {
+    if is_cpu {
         frames.push(Frame {
             name: Arc::from(format!(
                 "{}{}",
@@ -461,16 +491,16 @@ mod tests {
             "bpf_get_stackid",
         ];
         let mut off = frames(&stack);
-        trim_probe_frames(Graph::OffCpu, &mut off, 1);
+        trim_probe_frames(false, &mut off, 1);
         assert_eq!(off, frames(&stack[..3]));
         let mut cpu = frames(&stack);
-        trim_probe_frames(Graph::Cpu, &mut cpu, 1);
+        trim_probe_frames(true, &mut cpu, 1);
         let mut want = frames(&stack[..3]);
         want.extend(frames(&["[profiler] pp_sched_switch"]));
         assert_eq!(cpu, want);
         // A user frame that happens to share a probe's name is not cut.
         let mut user = frames(&["user_pp_sys_enter", "do_syscall_64"]);
-        trim_probe_frames(Graph::Cpu, &mut user, 1);
+        trim_probe_frames(true, &mut user, 1);
         assert_eq!(user, frames(&["user_pp_sys_enter", "do_syscall_64"]));
     }
 
@@ -487,6 +517,35 @@ mod tests {
     }
 
     #[test]
+    fn samples_of_one_stack_share_its_frames() {
+        let addr = hashes_are_dropped as *const () as u64;
+        let me = std::process::id();
+        let rec = |slot, user: Vec<u64>| StackRecord {
+            graph: Graph::Cpu,
+            tgid: me,
+            tid: me,
+            user: user.into(),
+            kernel: Default::default(),
+            leaf: None,
+            weight: 1,
+            window: Some(0),
+            slot,
+        };
+        let out = resolve(
+            &[
+                rec(0, vec![addr]),
+                rec(1, vec![addr]),
+                rec(1, vec![addr + 1]),
+            ],
+            &HashMap::new(),
+        );
+        assert!(Arc::ptr_eq(&out[0].frames, &out[1].frames));
+        assert!(!Arc::ptr_eq(&out[0].frames, &out[2].frames));
+        assert!(Arc::ptr_eq(&out[0].thread_name, &out[2].thread_name));
+        assert_eq!((out[0].slot, out[1].slot), (0, 1));
+    }
+
+    #[test]
     fn symbolizes_this_process() {
         // A real address of a function in this test binary.
         let addr = hashes_are_dropped as *const () as u64;
@@ -495,8 +554,8 @@ mod tests {
             graph: Graph::Cpu,
             tgid: me,
             tid: me,
-            user: vec![addr],
-            kernel: vec![],
+            user: vec![addr].into(),
+            kernel: Default::default(),
             leaf: Some("write".into()),
             weight: 3,
             window: Some(0),
@@ -510,6 +569,6 @@ mod tests {
             "{frames:?}"
         );
         assert_eq!(frames.last(), Some(&"write"));
-        assert_eq!((out[0].weight, out[0].thread_name.as_str()), (3, "t"));
+        assert_eq!((out[0].weight, &*out[0].thread_name), (3, "t"));
     }
 }

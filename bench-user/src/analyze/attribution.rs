@@ -321,7 +321,7 @@ mod tests {
             tgid: 1,
             tid: 1,
             thread_name: "w".into(),
-            frames,
+            frames: frames.into(),
             user_depth: user.len(),
             weight,
             window: Some(0),

@@ -536,7 +536,7 @@ pub fn cpu_summary(samples: &[&ResolvedSample], missed_user_stacks: u64) -> CpuS
     let total: u64 = samples.iter().map(|s| s.weight).sum();
     let mut self_counts: HashMap<&str, u64> = HashMap::new();
     let mut total_counts: HashMap<&str, u64> = HashMap::new();
-    let mut threads: BTreeMap<String, u64> = BTreeMap::new();
+    let mut threads: BTreeMap<&str, u64> = BTreeMap::new();
     let mut depths: Vec<(usize, u64)> = Vec::new();
     for s in samples {
         if let Some(leaf) = s.frames.last() {
@@ -544,12 +544,12 @@ pub fn cpu_summary(samples: &[&ResolvedSample], missed_user_stacks: u64) -> CpuS
         }
         // A recursive function counts once per sample.
         let mut seen = HashSet::new();
-        for f in &s.frames {
+        for f in s.frames.iter() {
             if seen.insert(&*f.name) {
                 *total_counts.entry(&*f.name).or_default() += s.weight;
             }
         }
-        *threads.entry(s.thread_name.clone()).or_default() += s.weight;
+        *threads.entry(&*s.thread_name).or_default() += s.weight;
         if s.user_depth > 0 {
             depths.push((s.user_depth, s.weight));
         }
@@ -574,7 +574,10 @@ pub fn cpu_summary(samples: &[&ResolvedSample], missed_user_stacks: u64) -> CpuS
         missed_user_stacks,
         median_user_depth: weighted_median(&mut depths),
         top_functions: top,
-        threads,
+        threads: threads
+            .into_iter()
+            .map(|(name, n)| (name.to_string(), n))
+            .collect(),
     }
 }
 

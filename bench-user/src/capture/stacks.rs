@@ -1,7 +1,7 @@
 //! Stacks as the probes store them, and the record every stack-producing
 //! probe is read into.
 
-use std::collections::HashMap as StdHashMap;
+use std::{collections::HashMap as StdHashMap, sync::Arc};
 
 use aya::{
     maps::{HashMap, MapData, StackTraceMap},
@@ -73,10 +73,11 @@ pub struct StackRecord {
     pub graph: Graph,
     pub tgid: u32,
     pub tid: u32,
-    /// Innermost frame first; empty when not captured.
-    pub user: Vec<u64>,
+    /// Innermost frame first; empty when not captured. Shared by every
+    /// record of the same stack (a CPU sample's is one per 100-ms slot).
+    pub user: Arc<[u64]>,
     /// Innermost frame first.
-    pub kernel: Vec<u64>,
+    pub kernel: Arc<[u64]>,
     /// A frame to put on top (the syscall's name for syscall stacks).
     pub leaf: Option<String>,
     pub weight: u64,
@@ -92,8 +93,8 @@ pub struct StackRecord {
 pub(super) struct StackReader<'a> {
     user: HashMap<&'a MapData, u64, UserStack>,
     kernel: StackTraceMap<&'a MapData>,
-    user_cache: StdHashMap<u64, Vec<u64>>,
-    kernel_cache: StdHashMap<i64, Vec<u64>>,
+    user_cache: StdHashMap<u64, Arc<[u64]>>,
+    kernel_cache: StdHashMap<i64, Arc<[u64]>>,
 }
 
 impl<'a> StackReader<'a> {
@@ -123,31 +124,31 @@ impl<'a> StackReader<'a> {
     }
 
     /// A user stack by hash (0 = none).
-    pub(super) fn user(&mut self, hash: u64) -> Vec<u64> {
+    pub(super) fn user(&mut self, hash: u64) -> Arc<[u64]> {
         if hash == 0 {
-            return Vec::new();
+            return Arc::default();
         }
         let map = &self.user;
         self.user_cache
             .entry(hash)
             .or_insert_with(|| match map.get(&hash, 0) {
-                Ok(s) => s.ips[..(s.len as usize).min(s.ips.len())].to_vec(),
-                Err(_) => Vec::new(),
+                Ok(s) => Arc::from(&s.ips[..(s.len as usize).min(s.ips.len())]),
+                Err(_) => Arc::default(),
             })
             .clone()
     }
 
     /// A kernel stack by id (negative = none).
-    pub(super) fn kernel(&mut self, id: i64) -> Vec<u64> {
+    pub(super) fn kernel(&mut self, id: i64) -> Arc<[u64]> {
         if id < 0 {
-            return Vec::new();
+            return Arc::default();
         }
         let map = &self.kernel;
         self.kernel_cache
             .entry(id)
             .or_insert_with(|| match map.get(&(id as u32), 0) {
                 Ok(trace) => trace.frames().iter().map(|f| f.ip).collect(),
-                Err(_) => Vec::new(),
+                Err(_) => Arc::default(),
             })
             .clone()
     }

@@ -123,7 +123,7 @@ pub(super) fn read_stacks(
             tgid: key.tgid,
             tid: key.tid,
             user: stacks.user(key.user_stack),
-            kernel: Vec::new(),
+            kernel: Default::default(),
             leaf: Some(syscall_name(key.nr)),
             weight: per_cpu.iter().sum(),
             window: None,
