@@ -170,6 +170,23 @@ struct Spun {
     cap: capture::Capture,
 }
 
+impl Spun {
+    /// Let the fixture exit, check it did, detach the probes; what they saw.
+    fn finish(self) -> capture::Capture {
+        let Spun {
+            probes,
+            mut child,
+            stdin,
+            cap,
+            ..
+        } = self;
+        drop(stdin);
+        assert_exited(&mut child);
+        drop(probes);
+        cap
+    }
+}
+
 fn spin_two_seconds(cpu_sample_entries: u32) -> Spun {
     let opts = CaptureOptions {
         cpu_frequency_hz: Some(99),
@@ -201,19 +218,12 @@ fn spin_two_seconds(cpu_sample_entries: u32) -> Spun {
 #[test]
 #[ignore = "needs root"]
 fn cpu_samples_find_the_spinning_function() {
-    let Spun {
-        probes,
-        mut child,
-        stdin,
-        pid,
-        cap,
-    } = spin_two_seconds(0);
+    let spun = spin_two_seconds(0);
+    let pid = spun.pid;
     // Symbolize while the fixture is still alive.
-    let samples = resolve::resolve(&cap.stacks, &cap.thread_names);
+    let samples = resolve::resolve(&spun.cap.stacks, &spun.cap.thread_names);
     let process_cpu_ns = process_cpu_ns(pid);
-    drop(stdin);
-    assert_exited(&mut child);
-    drop(probes);
+    let cap = spun.finish();
 
     let total: u64 = samples
         .iter()
@@ -270,16 +280,9 @@ fn cpu_samples_find_the_spinning_function() {
 fn a_full_cpu_sample_map_counts_the_samples_it_could_not_keep() {
     // 2 s of spinning is 20 time slots of 100 ms, each at least one key.
     const ENTRIES: u32 = 4;
-    let Spun {
-        probes,
-        mut child,
-        stdin,
-        pid,
-        cap,
-    } = spin_two_seconds(ENTRIES);
-    drop(stdin);
-    assert_exited(&mut child);
-    drop(probes);
+    let spun = spin_two_seconds(ENTRIES);
+    let pid = spun.pid;
+    let cap = spun.finish();
 
     let kept: Vec<_> = cap
         .stacks
