@@ -191,9 +191,10 @@ impl CaptureOptions {
 /// The CPU sample map's size in the probe object.
 pub const CPU_SAMPLE_ENTRIES_MIN: u64 = 65536;
 /// The most entries the CPU sample map is given: the kernel allocates a
-/// hash map's entries when it is created, about 80 bytes each here, so
-/// this is about 80 MiB of kernel memory (70 minutes of windows at 99 Hz
-/// on 2 CPUs).
+/// hash map's entries when it is created, roughly 80 bytes each (an
+/// estimate from the key, value and element header, not measured), so
+/// about 80 MiB of kernel memory: 2^20 / (99 Hz x 2 CPUs x 1.25) is 70
+/// minutes of windows.
 pub const CPU_SAMPLE_ENTRIES_MAX: u64 = 1 << 20;
 
 /// A probe map that was full while recording: `lost` records found no
