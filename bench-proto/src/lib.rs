@@ -35,6 +35,7 @@
 //! Also [`hysteria1`] (Hysteria v1, protocol version 3, over QUIC).
 //! Also [`hysteria2`] (Hysteria 2 over QUIC with HTTP/3 authentication).
 //! Also [`ech`] (Trojan over TLS 1.3 with Encrypted Client Hello, BoringSSL).
+//! Also [`reality`] (VLESS over REALITY, on a TLS 1.3 of our own).
 
 // The wire decoders: built with and without the `endpoints` feature (the
 // fuzz crate, fuzz/, builds them alone).
@@ -64,6 +65,8 @@ pub mod outbound;
 pub mod pki;
 #[cfg(feature = "endpoints")]
 pub mod quic;
+#[cfg(feature = "endpoints")]
+pub mod reality;
 #[cfg(feature = "endpoints")]
 pub mod relay;
 #[cfg(feature = "endpoints")]
@@ -99,6 +102,12 @@ pub mod hysteria1 {
 #[cfg(not(feature = "endpoints"))]
 pub mod hysteria2 {
     pub mod obfs;
+    pub mod wire;
+}
+/// Protocol `reality`'s decoders only (built without the `endpoints` feature).
+#[cfg(not(feature = "endpoints"))]
+pub mod reality {
+    pub mod vless;
     pub mod wire;
 }
 /// Protocol `tls`'s (Trojan's) decoders only (built without the `endpoints` feature).

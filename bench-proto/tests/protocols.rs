@@ -50,3 +50,4 @@ suites!(hysteria1, cases::hysteria1(false));
 suites!(hysteria1_xplus, cases::hysteria1(true));
 suites!(hysteria2, cases::hysteria2(false));
 suites!(hysteria2_salamander_brutal, cases::hysteria2(true));
+suites!(reality, cases::reality());

@@ -16,7 +16,7 @@ use anyhow::Context;
 use bench_proto::relay::RelayOptions;
 use bench_proto::settings::{parse_assignment, SettingError};
 use bench_proto::tcp;
-use bench_proto::{ech, hysteria1, hysteria2, ssh, tls, tuic};
+use bench_proto::{ech, hysteria1, hysteria2, reality, ssh, tls, tuic};
 use clap::{Parser, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -93,6 +93,11 @@ struct Cli {
     /// ECH client: the server's ECH configs ("ECH CONFIGS" PEM).
     #[arg(long, value_name = "PATH")]
     ech_config: Option<PathBuf>,
+    /// REALITY: the server's static X25519 key, base64url as Xray and
+    /// shoes write it: the private key on the server side, its public key
+    /// on the client side.
+    #[arg(long, value_name = "KEY")]
+    reality_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,6 +127,10 @@ enum Protocol {
     /// --cert --key --public-cert --public-key --ech-keys --password;
     /// client: --ca --ech-config --password [--server-name]).
     Ech,
+    /// VLESS over REALITY, a TLS 1.3 of our own (server: --reality-key
+    /// PRIVATE --user UUID [--set reality.dest=HOST:PORT]; client:
+    /// --reality-key PUBLIC --user UUID [--server-name NAME]).
+    Reality,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,6 +157,8 @@ enum Endpoint {
     Hysteria2Server(hysteria2::ServerOptions),
     EchClient(ech::ClientOptions),
     EchServer(ech::ServerOptions),
+    RealityClient(reality::client::ClientOptions),
+    RealityServer(reality::server::ServerOptions),
 }
 
 fn main() -> ExitCode {
@@ -183,6 +194,7 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
         hysteria1: hysteria1_settings,
         hysteria2: hysteria2_settings,
         ech: ech_settings,
+        reality: reality_settings,
     } = settings;
     if cli.protocol != Protocol::Tcp {
         // splice needs two plain sockets; say so now, not per connection.
@@ -283,6 +295,21 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
             opts.relay = relay;
             Ok(Endpoint::EchClient(opts))
         }
+        (Protocol::Reality, Side::Client, Some(server)) => {
+            let key = required(
+                &cli.reality_key,
+                "the reality client needs --reality-key PUBLIC (the server's X25519 public key, base64url)",
+            )?;
+            Ok(Endpoint::RealityClient(reality::client::ClientOptions {
+                server,
+                server_name: cli.server_name.clone(),
+                server_key: reality::parse_x25519_key(key)
+                    .map_err(|e| format!("--reality-key: {e}"))?,
+                short_id: reality_settings.short_id,
+                user: vless_user(cli)?,
+                relay,
+            }))
+        }
         // clap enforces --server for the client side already.
         (_, Side::Client, None) => Err("the client side needs --server ADDR".into()),
         (Protocol::Tcp, Side::Server, None) => {
@@ -372,6 +399,17 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
             opts.trojan.relay = relay;
             Ok(Endpoint::EchServer(opts))
         }
+        (Protocol::Reality, Side::Server, None) => {
+            let key = required(
+                &cli.reality_key,
+                "the reality server needs --reality-key PRIVATE (its X25519 private key, base64url)",
+            )?;
+            let key = reality::parse_x25519_key(key).map_err(|e| format!("--reality-key: {e}"))?;
+            let mut opts =
+                reality::server::ServerOptions::new(key, vless_user(cli)?, &reality_settings);
+            opts.relay = relay;
+            Ok(Endpoint::RealityServer(opts))
+        }
         (_, Side::Server, Some(_)) => Err(
             "--server is for the client side only; drop it (the server side connects to \
              each connection's target)"
@@ -383,6 +421,13 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
 /// The TUIC user id from --user.
 fn tuic_user(cli: &Cli) -> Result<tuic::Uuid, String> {
     let user = required(&cli.user, "tuic needs --user UUID")?;
+    user.parse()
+        .map_err(|e: tuic::UuidError| format!("--user: {e}"))
+}
+
+/// The VLESS user id from --user.
+fn vless_user(cli: &Cli) -> Result<tuic::Uuid, String> {
+    let user = required(&cli.user, "reality needs --user UUID (the VLESS user id)")?;
     user.parse()
         .map_err(|e: tuic::UuidError| format!("--user: {e}"))
 }
@@ -405,6 +450,7 @@ struct Settings {
     hysteria1: hysteria1::Settings,
     hysteria2: hysteria2::Settings,
     ech: ech::Settings,
+    reality: reality::Settings,
 }
 
 impl Settings {
@@ -418,6 +464,7 @@ impl Settings {
             Some(("hysteria1", rest)) => self.hysteria1.set(rest, value),
             Some(("hysteria2", rest)) => self.hysteria2.set(rest, value),
             Some(("ech", rest)) => self.ech.set(rest, value),
+            Some(("reality", rest)) => self.reality.set(rest, value),
             _ => {
                 let group = |g: &str, keys: &[&str]| {
                     keys.iter().map(|k| format!("{g}.{k}")).collect::<Vec<_>>()
@@ -429,6 +476,7 @@ impl Settings {
                 known.extend(group("hysteria1", hysteria1::Settings::KEYS));
                 known.extend(group("hysteria2", hysteria2::Settings::KEYS));
                 known.extend(group("ech", ech::Settings::KEYS));
+                known.extend(group("reality", reality::Settings::KEYS));
                 Err(SettingError::UnknownKey {
                     key: key.to_owned(),
                     known,
@@ -505,6 +553,8 @@ async fn serve_until_signal(listen: SocketAddr, endpoint: Endpoint) -> anyhow::R
             Endpoint::SshServer(opts) => ssh::run_server(listener, opts).await,
             Endpoint::EchClient(opts) => ech::client::run_client(listener, opts).await,
             Endpoint::EchServer(opts) => ech::server::run_server(listener, opts).await,
+            Endpoint::RealityClient(opts) => reality::client::run_client(listener, opts).await,
+            Endpoint::RealityServer(opts) => reality::server::run_server(listener, opts).await,
             Endpoint::TuicClient(opts) => tuic::run_client(listener, opts)
                 .await
                 .map_err(std::io::Error::other),

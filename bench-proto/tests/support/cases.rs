@@ -620,3 +620,116 @@ pub fn ech() -> Case {
         _files: Box::new(pki),
     }
 }
+
+/// The run's REALITY keys and short id, made per case.
+pub struct RealityKeys {
+    pub private: String,
+    pub public: String,
+    pub short_id: &'static str,
+}
+
+impl RealityKeys {
+    pub fn new() -> RealityKeys {
+        let (private, public) = bench_proto::reality::generate_key_pair().unwrap();
+        RealityKeys {
+            private,
+            public,
+            short_id: "0a1b2c3d",
+        }
+    }
+}
+
+/// VLESS over REALITY: the server holds the X25519 private key and accepts
+/// one short id; the client poses as `localhost`. The wrong client holds
+/// another server's public key, so its ClientHello does not authenticate
+/// and (no `reality.dest` here) the server closes it.
+pub fn reality() -> Case {
+    let keys = RealityKeys::new();
+    let other = RealityKeys::new();
+    let short_id = format!("reality.short_id={}", keys.short_id);
+    let client = |public: &str| {
+        args(&[
+            "--reality-key",
+            public,
+            "--user",
+            UUID,
+            "--server-name",
+            "localhost",
+            "--set",
+            &short_id,
+        ])
+    };
+    let server = ["reality", "server", "--listen", "127.0.0.1:0"];
+    let with_key = [
+        &server[..],
+        &["--reality-key", &keys.private, "--user", UUID],
+    ]
+    .concat();
+    let client_line = |extra: &[&str]| -> Vec<String> {
+        let mut v = args(&[
+            "reality",
+            "client",
+            "--listen",
+            "127.0.0.1:0",
+            "--server",
+            "127.0.0.1:1",
+        ]);
+        v.extend(args(extra));
+        v
+    };
+    let bad_lines = vec![
+        bad(&[&server[..], &["--user", UUID]].concat(), "--reality-key"),
+        bad(
+            &[&server[..], &["--reality-key", "not-a-key", "--user", UUID]].concat(),
+            "--reality-key",
+        ),
+        bad(
+            &[&server[..], &["--reality-key", &keys.private]].concat(),
+            "--user",
+        ),
+        bad(
+            &[
+                &server[..],
+                &["--reality-key", &keys.private, "--user", "nope"],
+            ]
+            .concat(),
+            "--user",
+        ),
+        owned(
+            with_set(&with_key, "reality.short_ids=xyz"),
+            "reality.short_ids",
+        ),
+        owned(with_set(&with_key, "reality.dest=nowhere"), "reality.dest"),
+        owned(with_set(&with_key, "reality.nope=1"), "reality.nope"),
+        owned(client_line(&["--user", UUID]), "--reality-key"),
+        owned(
+            client_line(&[
+                "--reality-key",
+                &keys.public,
+                "--user",
+                UUID,
+                "--set",
+                "reality.short_id=123",
+            ]),
+            "reality.short_id",
+        ),
+    ];
+    let server_args = args(&[
+        "--reality-key",
+        &keys.private,
+        "--user",
+        UUID,
+        "--set",
+        &format!("reality.short_ids={}", keys.short_id),
+    ]);
+    Case {
+        protocol: "reality",
+        transport: Transport::Tcp,
+        server: server_args,
+        client: client(&keys.public),
+        wrong_client: Some(client(&other.public)),
+        bad: bad_lines,
+        cert_key: None,
+        _files: Box::new(keys),
+    }
+}
