@@ -61,6 +61,7 @@ fn client_options(keys: &Keys, server: SocketAddr) -> ClientOptions {
         server_key: keys.public,
         short_id: auth::ShortId::parse(SHORT_ID).unwrap(),
         user: UUID.parse().unwrap(),
+        hybrid_share: true,
         relay: RelayOptions::default(),
     }
 }
@@ -146,6 +147,7 @@ fn sealed_hello(server_public: &[u8; 32], short_id: &str, now: SystemTime) -> Ve
         random,
         server_name: "localhost",
         x25519_public: *public.as_bytes(),
+        hybrid_share: Some(&[0u8; hello::HYBRID_SHARE_LEN]),
         grease_seed: [0x0a, 0x1a, 0x2a, 0x3a],
         ech_grease_payload: &[9u8; 144],
     });

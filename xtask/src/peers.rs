@@ -1,16 +1,17 @@
-//! The outside programs the tests run against (OpenSSH, Chromium, sing-box)
-//! and the system packages a protocol's build needs: what each is, how to
-//! tell it is here, how to install it, and which tests need it.
+//! The outside programs the tests run against (OpenSSH, Chromium, sing-box,
+//! shoes) and the system packages a protocol's build needs: what each is, how
+//! to tell it is here, how to install it, and which tests need it.
 //!
-//! A test that needs a peer says so in its name (`sing_box`, `openssh`,
-//! `chromium`): where a peer is missing and cannot be installed, `cargo
-//! xtask test` skips the tests whose names contain that word, one line per
-//! peer naming it and its install command. Run without xtask, such a test
+//! A test that needs a peer says so in its name (`sing_box`, `shoes`,
+//! `openssh`, `chromium`): where a peer is missing and cannot be
+//! installed, `cargo xtask test` skips the tests whose names contain that
+//! word, one line per peer naming it and its install command. Run without xtask, such a test
 //! fails with the same line; it never passes without its peer.
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    time::Instant,
 };
 
 use anyhow::{bail, Context, Result};
@@ -26,6 +27,19 @@ pub enum Source {
     SingBox {
         requirements: &'static str,
         binary_sha256: &'static str,
+    },
+    /// A crate from crates.io built with `cargo install --locked` into
+    /// `cache_dir()/KRATE-VERSION/` (outside `target/`, so every clone on
+    /// this machine shares one build); here when `BINARY -V` there prints
+    /// the version.
+    CargoInstall {
+        krate: &'static str,
+        version: &'static str,
+        /// The build's environment: cargo's release-profile overrides (and
+        /// rustflags, which `cargo install` does not take from the
+        /// workspace's `.cargo/config.toml`).
+        env: &'static [(&'static str, &'static str)],
+        binary: &'static str,
     },
 }
 
@@ -83,10 +97,36 @@ pub const PIECES: &[Piece] = &[
             binary_sha256: "314e54b45963ec1e10827e7b76a8d5385896c19c86f64e5b006434277fae7779",
         },
     },
+    // A Rust proxy, the only REALITY implementation installable here:
+    // interop tests and profiling an outside implementation. No release
+    // binary or package to pin, so it is built from crates.io (4 to 6
+    // minutes on 2 cores, once per machine). The overrides make that build
+    // faster than shoes' own release profile (fat LTO, stripped) and keep
+    // what the probes need: symbols (no strip), line tables, and frame
+    // pointers for the cpu probe's user-stack walk (docs/probes.md). 16
+    // codegen units is cargo's default, which shoes does not change: stated
+    // so that a user's ~/.cargo/config.toml cannot lower it.
+    Piece {
+        name: "shoes 0.3.2",
+        tests: Some("shoes"),
+        source: Source::CargoInstall {
+            krate: "shoes",
+            version: "0.3.2",
+            env: &[
+                ("CARGO_PROFILE_RELEASE_LTO", "off"),
+                ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+                ("CARGO_PROFILE_RELEASE_STRIP", "false"),
+                ("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only"),
+                ("RUSTFLAGS", "-C force-frame-pointers=yes"),
+            ],
+            binary: "shoes",
+        },
+    },
 ];
 
 impl Piece {
-    /// Whether it is installed (and, for sing-box, the pinned binary).
+    /// Whether it is installed (and, for sing-box, the pinned binary; for a
+    /// cargo-installed crate, the pinned version).
     pub fn present(&self) -> Result<bool> {
         match &self.source {
             Source::Apt(packages) => Ok(missing_packages(packages)?.is_empty()),
@@ -94,6 +134,15 @@ impl Piece {
                 Some(p) => Ok(sha256_file(&p)? == *binary_sha256),
                 None => Ok(false),
             },
+            Source::CargoInstall {
+                krate,
+                version,
+                binary,
+                ..
+            } => {
+                let bin = cargo_install_root(krate, version)?.join("bin").join(binary);
+                Ok(bin.is_file() && prints_version(&bin, version))
+            }
         }
     }
 
@@ -108,6 +157,24 @@ impl Piece {
             }
             Source::SingBox { requirements, .. } => {
                 format!("pip install --require-hashes -r {requirements}")
+            }
+            Source::CargoInstall {
+                krate,
+                version,
+                env,
+                ..
+            } => {
+                let root = cargo_install_root(krate, version)
+                    .map(|d| shell_word(&d.display().to_string()))
+                    .unwrap_or_else(|_| format!("~/.cache/protoprof/{krate}-{version}"));
+                let env: Vec<String> = env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", shell_word(v)))
+                    .collect();
+                format!(
+                    "{} cargo install {krate} --version {version} --locked --root {root}",
+                    env.join(" ")
+                )
             }
         }
     }
@@ -129,6 +196,12 @@ impl Piece {
                     .args(["install", "--quiet", "--require-hashes", "-r"])
                     .arg(root.join(requirements)))?;
             }
+            Source::CargoInstall {
+                krate,
+                version,
+                env,
+                binary,
+            } => cargo_install(krate, version, env, binary)?,
         }
         if !self.present()? {
             bail!(
@@ -188,6 +261,75 @@ fn sing_box_path() -> Option<PathBuf> {
     (out.status.success() && p.is_file()).then_some(p)
 }
 
+/// Where `cargo install` puts KRATE VERSION: its own directory in the
+/// cache, so that another version never replaces it.
+fn cargo_install_root(krate: &str, version: &str) -> Result<PathBuf> {
+    Ok(crate::setup::cache_dir()?.join(format!("{krate}-{version}")))
+}
+
+/// Whether `bin -V` succeeds and names `version` (`shoes 0.3.2`).
+fn prints_version(bin: &Path, version: &str) -> bool {
+    Command::new(bin).arg("-V").output().is_ok_and(|o| {
+        o.status.success()
+            && String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .any(|w| w == version)
+    })
+}
+
+/// Builds KRATE VERSION from crates.io into its cache directory.
+fn cargo_install(krate: &str, version: &str, env: &[(&str, &str)], binary: &str) -> Result<()> {
+    let dir = cargo_install_root(krate, version)?;
+    // The build's own target directory, beside the binary and outside the
+    // workspace's target/. Removed once the install succeeds: it holds
+    // gigabytes of intermediate artifacts that nothing reuses (a new
+    // version gets a new directory and a fresh build). Kept when the build
+    // fails, so that the next `setup` resumes instead of starting over.
+    let build = dir.join("build");
+    eprintln!(
+        "xtask setup: building {krate} {version} with cargo install into {} (4 to 6 minutes on 2 cores, once)",
+        dir.display()
+    );
+    let started = Instant::now();
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "install",
+                krate,
+                "--version",
+                version,
+                "--locked",
+                "--force",
+            ])
+            .arg("--root")
+            .arg(&dir)
+            .envs(env.iter().copied())
+            .env("CARGO_TARGET_DIR", &build),
+    )?;
+    let built = started.elapsed();
+    let _ = std::fs::remove_dir_all(&build);
+    let bin = dir.join("bin").join(binary);
+    let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "xtask setup: built {krate} {version} in {:.0} s: {} ({:.0} MB)",
+        built.as_secs_f64(),
+        bin.display(),
+        size as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// `word` as one shell word: as it is when nothing in it is special,
+/// single-quoted otherwise.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_=.,/:+@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 fn sha256_file(p: &Path) -> Result<String> {
     let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
     Ok(Sha256::digest(&bytes)
@@ -235,4 +377,27 @@ pub fn ensure(root: &Path, install: Install) -> Result<Vec<&'static Piece>> {
         started.elapsed().as_secs_f64()
     );
     Ok(Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shoes_install_command_is_one_shell_line() {
+        let shoes = PIECES.iter().find(|p| p.name == "shoes 0.3.2").unwrap();
+        let line = shoes.install_command();
+        assert!(
+            line.starts_with(
+                "CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 "
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains(" RUSTFLAGS='-C force-frame-pointers=yes' cargo install shoes --version 0.3.2 --locked --root "),
+            "{line}"
+        );
+        assert!(line.ends_with("/shoes-0.3.2"), "{line}");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
 }

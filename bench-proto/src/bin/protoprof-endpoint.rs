@@ -306,6 +306,7 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
                 server_key: reality::parse_x25519_key(key)
                     .map_err(|e| format!("--reality-key: {e}"))?,
                 short_id: reality_settings.short_id,
+                hybrid_share: reality_settings.hybrid_share,
                 user: vless_user(cli)?,
                 relay,
             }))

@@ -14,7 +14,7 @@ use x25519_dalek::StaticSecret;
 
 use super::auth::{self, AuthKey, ShortId};
 use super::handshake::{self, random_bytes, x25519, x25519_secret};
-use super::hello::{client_hello, HelloParams, SESSION_ID_OFFSET};
+use super::hello::{client_hello, hybrid_share, HelloParams, HYBRID_RANDOM_LEN, SESSION_ID_OFFSET};
 use super::record::TlsStream;
 use super::{cert, vless, HANDSHAKE_TIMEOUT};
 use crate::addr::TargetAddr;
@@ -35,6 +35,9 @@ pub struct ClientOptions {
     pub short_id: ShortId,
     /// The VLESS user id.
     pub user: Uuid,
+    /// Offer an X25519MLKEM768 key share beside X25519, as Chrome does
+    /// (`reality.hybrid_share`, default true).
+    pub hybrid_share: bool,
     pub relay: RelayOptions,
 }
 
@@ -80,10 +83,19 @@ pub async fn handshake(opts: &ClientOptions, tcp: TcpStream) -> io::Result<TlsSt
     // Chrome's GREASE ECH payload is 144 to 240 bytes; vary it likewise.
     let payload = random_bytes::<240>()?;
     let payload_len = 144 + 32 * usize::from(grease_seed[2] % 4);
+    let hybrid = if opts.hybrid_share {
+        Some(
+            hybrid_share(&random_bytes::<HYBRID_RANDOM_LEN>()?, public.as_bytes())
+                .ok_or_else(|| io::Error::other("ML-KEM coefficients: randomness ran out"))?,
+        )
+    } else {
+        None
+    };
     let mut hello = client_hello(&HelloParams {
         random,
         server_name: &opts.server_name,
         x25519_public: *public.as_bytes(),
+        hybrid_share: hybrid.as_deref(),
         grease_seed,
         ech_grease_payload: &payload[..payload_len],
     });

@@ -534,6 +534,7 @@ mod tests {
                 random: random_bytes::<32>().expect("random"),
                 server_name: "localhost",
                 x25519_public: *PublicKey::from(&secret).as_bytes(),
+                hybrid_share: None,
                 grease_seed: [0x1a, 0x2a, 0x3a, 0x4a],
                 ech_grease_payload: &[5u8; 144],
             });

@@ -28,6 +28,9 @@
 //!
 //! - `reality.short_id` (client): the short id to send, up to 16 hex
 //!   digits; default empty.
+//! - `reality.hybrid_share` (client): `false` offers X25519 alone instead
+//!   of Chrome's X25519MLKEM768 and X25519 key shares (see [`hello`]);
+//!   default `true`.
 //! - `reality.short_ids` (server): the short ids accepted, comma-separated;
 //!   default: only the empty one.
 //! - `reality.dest` (server): `HOST:PORT` to relay unauthenticated
@@ -63,6 +66,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[non_exhaustive]
 pub struct Settings {
     pub short_id: ShortId,
+    pub hybrid_share: bool,
     pub short_ids: Vec<ShortId>,
     pub dest: Option<TargetAddr>,
     pub server_names: Vec<String>,
@@ -73,6 +77,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             short_id: ShortId([0; auth::SHORT_ID_LEN]),
+            hybrid_share: true,
             short_ids: vec![ShortId([0; auth::SHORT_ID_LEN])],
             dest: None,
             server_names: Vec::new(),
@@ -101,6 +106,13 @@ impl Settings {
         let hex_hint = "up to 16 hex digits (an even number), e.g. 0123abcd";
         match key {
             "short_id" => self.short_id = ShortId::parse(value).map_err(|_| bad(hex_hint))?,
+            "hybrid_share" => {
+                self.hybrid_share = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("true or false")),
+                }
+            }
             "short_ids" => {
                 self.short_ids = value
                     .split(',')

@@ -622,6 +622,7 @@ pub fn ech() -> Case {
 }
 
 /// The run's REALITY keys and short id, made per case.
+#[derive(Clone)]
 pub struct RealityKeys {
     pub private: String,
     pub public: String,
@@ -644,7 +645,11 @@ impl RealityKeys {
 /// another server's public key, so its ClientHello does not authenticate
 /// and (no `reality.dest` here) the server closes it.
 pub fn reality() -> Case {
-    let keys = RealityKeys::new();
+    reality_with(RealityKeys::new())
+}
+
+/// [`reality`] with these keys (an interop peer needs them too).
+pub fn reality_with(keys: RealityKeys) -> Case {
     let other = RealityKeys::new();
     let short_id = format!("reality.short_id={}", keys.short_id);
     let client = |public: &str| {

@@ -13,6 +13,7 @@ pub mod hysteria1;
 pub mod hysteria2;
 pub mod peers;
 pub mod quic;
+pub mod shoes;
 pub mod sing_box;
 pub mod trojan;
 pub mod tuic;
