@@ -593,6 +593,8 @@ struct Plan {
     secrets: Secrets,
     client_port: u16,
     server_port: u16,
+    /// REALITY's destination (protocol reality), served by the runner.
+    dest_port: u16,
     categories: analyze::attribution::Categories,
     checklist: analyze::checklist::Checklist,
     /// Server first: the client needs it.
@@ -624,6 +626,7 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
     let secrets = Secrets::create().map_err(|e| RunError::Usage(e.to_string()))?;
     let server_port = free_port()?.port();
     let client_port = free_port()?.port();
+    let dest_port = free_port()?.port();
     let profiles_dir = opts
         .spec_path
         .parent()
@@ -667,6 +670,7 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
     let ctx = launch::Context {
         client_port,
         server_port,
+        dest_port,
         client_host: hosts.0,
         server_host: hosts.1,
         client_netns: netns.as_ref().map(|n| n.0.clone()),
@@ -684,6 +688,7 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
         secrets,
         client_port,
         server_port,
+        dest_port,
         categories,
         checklist,
         launches: [server_launch, client_launch],
@@ -827,6 +832,13 @@ fn start_chain(
 ) -> Result<(Chain, Vec<Command>), RunError> {
     let mut chain = Chain::new();
     let mut commands = Vec::new();
+    if plan.spec.protocol == "reality" {
+        let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, plan.dest_port));
+        chain.serve_destination(addr, &plan.secrets.cert, &plan.secrets.key)?;
+        log.line(&format!(
+            "REALITY destination (TLS 1.3, served by the runner) on {addr}"
+        ));
+    }
     for launch in &plan.launches {
         let ep = chain.start(launch, dir, Duration::from_secs(10))?;
         log.line(&format!(

@@ -468,10 +468,12 @@ impl fmt::Display for SpecError {
 }
 
 /// Protocols whose reference endpoints exist.
-pub const PROTOCOLS: &[&str] = &["tcp", "tls", "tuic", "ssh", "hysteria1", "hysteria2", "ech"];
+pub const PROTOCOLS: &[&str] = &[
+    "tcp", "tls", "tuic", "ssh", "hysteria1", "hysteria2", "ech", "reality",
+];
 /// Protocol names a profile may use when both sides are outside
 /// implementations (the name then only labels the report).
-pub const LABELS: &[&str] = &["hysteria1", "reality", "shadowsocks", "vless", "vmess"];
+pub const LABELS: &[&str] = &["shadowsocks", "vless", "vmess"];
 
 impl ProfileSpec {
     /// Read and validate a profile file.

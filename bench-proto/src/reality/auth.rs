@@ -103,9 +103,6 @@ fn nonce(random: &[u8; 32]) -> aead::Nonce {
 
 /// Seals the authenticator into `hello_msg` (a whole ClientHello message
 /// whose 32-byte session id, at `session_id_offset`, is zero).
-// Never inlined: the crypto probe counts REALITY handshakes here
-// (profiles/crypto.toml), once per connection on each side.
-#[inline(never)]
 pub fn seal(
     key: &AuthKey,
     hello_msg: &mut [u8],
@@ -165,7 +162,6 @@ pub enum Refusal {
 }
 
 /// Opens the session id of `hello` (parsed from `hello_msg`) with `key`.
-#[inline(never)]
 pub fn open(
     key: &AuthKey,
     hello_msg: &[u8],

@@ -57,6 +57,8 @@ impl TemporaryCertificate {
 
     /// The certificate for one connection: its signature replaced by the
     /// HMAC under that connection's AuthKey.
+    // Never inlined: the crypto probe counts server handshakes here
+    // (profiles/crypto.toml).
     #[inline(never)]
     pub fn for_connection(&self, auth: &AuthKey) -> Vec<u8> {
         let mut der = self.der.clone();

@@ -15,7 +15,10 @@
 //! | `{ssh_host_key}`, `{ssh_host_pub}` | the run's SSH host key and its public half |
 //! | `{ech_keys}`, `{ech_config}` | the run's ECH keys ("ECH KEYS" PEM) and configs ("ECH CONFIGS" PEM) |
 //! | `{ech_ca}` | the certificate and the ECH public name's, both to trust |
+//! | `{reality_private_key}`, `{reality_public_key}`, `{reality_short_id}` | the run's REALITY X25519 key pair (base64url) and short id (16 hex digits) |
+//! | `{dest_port}` | a third free port, for a listener beside the server (REALITY's destination) |
 //! | `{sing_box}` | the sing-box binary (see [`crate::peers`]) |
+//! | `{shoes}` | the shoes binary (see [`crate::peers`]) |
 //! | `{config:PATH}` | PATH (relative to the profiles directory) rendered with these placeholders into the run's private directory |
 
 use std::{
@@ -30,6 +33,9 @@ use crate::spec::{EndpointSpec, ProfileSpec};
 pub struct Context<'a> {
     pub client_port: u16,
     pub server_port: u16,
+    /// A third free port, for a listener beside the server (REALITY's
+    /// destination in shoes's configuration).
+    pub dest_port: u16,
     pub client_host: Ipv4Addr,
     pub server_host: Ipv4Addr,
     /// The namespaces the endpoints run in (`None`: the runner's own).
@@ -45,7 +51,7 @@ pub struct Context<'a> {
 /// Errors of building a command line.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("endpoints.{side}.command: unknown placeholder {{{name}}}; use one of client_port, server_port, client_host, server_host, cert, key, ca, server_name, password, uuid, ssh_host_key, ssh_host_pub, ech_keys, ech_config, ech_ca, sing_box, config:PATH")]
+    #[error("endpoints.{side}.command: unknown placeholder {{{name}}}; use one of client_port, server_port, client_host, server_host, cert, key, ca, server_name, password, uuid, ssh_host_key, ssh_host_pub, ech_keys, ech_config, ech_ca, reality_private_key, reality_public_key, reality_short_id, dest_port, sing_box, shoes, config:PATH")]
     Placeholder { side: &'static str, name: String },
     #[error("endpoints.{side}.command: template {path}: {message}")]
     Template {
@@ -174,6 +180,28 @@ fn builtin_args(spec: &ProfileSpec, role: Role, ctx: &Context) -> (Vec<String>, 
             s.password.clone(),
         ]),
         "tls" | "hysteria1" | "hysteria2" => args.extend(["--password".into(), s.password.clone()]),
+        "reality" => {
+            args.extend(["--user".into(), s.uuid.clone()]);
+            match role {
+                Role::Server => args.extend([
+                    "--reality-key".into(),
+                    s.reality.private_key.clone(),
+                    "--set".into(),
+                    format!("reality.short_ids={}", s.reality.short_id),
+                    // The destination the runner serves (chain/destination.rs).
+                    "--set".into(),
+                    format!("reality.dest=127.0.0.1:{}", ctx.dest_port),
+                ]),
+                Role::Client => args.extend([
+                    "--reality-key".into(),
+                    s.reality.public_key.clone(),
+                    "--set".into(),
+                    format!("reality.short_id={}", s.reality.short_id),
+                    "--server-name".into(),
+                    "localhost".into(),
+                ]),
+            }
+        }
         "ech" => {
             args.extend(["--password".into(), s.password.clone()]);
             match role {
@@ -262,7 +290,15 @@ fn value(name: &str, side: &'static str, ctx: &Context) -> Result<String, Launch
         "ech_config" => s.ech.config.display().to_string(),
         "ech_ca" => s.ech.ca.display().to_string(),
         "uuid" => s.uuid.clone(),
+        "reality_private_key" => s.reality.private_key.clone(),
+        "reality_public_key" => s.reality.public_key.clone(),
+        "reality_short_id" => s.reality.short_id.clone(),
+        "dest_port" => ctx.dest_port.to_string(),
         "sing_box" => crate::peers::sing_box()
+            .map_err(|message| LaunchError::Peer { side, message })?
+            .display()
+            .to_string(),
+        "shoes" => crate::peers::shoes()
             .map_err(|message| LaunchError::Peer { side, message })?
             .display()
             .to_string(),
@@ -317,6 +353,7 @@ mod tests {
         let ctx = Context {
             client_port: 1080,
             server_port: 9000,
+            dest_port: 9001,
             client_host: Ipv4Addr::LOCALHOST,
             server_host: Ipv4Addr::LOCALHOST,
             client_netns: None,

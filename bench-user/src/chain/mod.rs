@@ -23,6 +23,7 @@ use std::{
 
 use serde::Serialize;
 
+pub mod destination;
 pub mod launch;
 pub mod network;
 pub mod secrets;
@@ -115,12 +116,16 @@ pub enum ChainError {
     NoPort(io::Error),
     #[error("cannot create the log {path}: {source}")]
     Log { path: String, source: io::Error },
+    #[error(transparent)]
+    Destination(#[from] destination::DestinationError),
 }
 
 /// The endpoint processes of one run, stopped on drop.
 #[derive(Debug, Default)]
 pub struct Chain {
     endpoints: Vec<Endpoint>,
+    /// REALITY's destination, served by the runner (protocol reality).
+    destination: Option<destination::Destination>,
 }
 
 /// A port on 127.0.0.1 free for both TCP and UDP (the kernel picks it; the
@@ -142,6 +147,18 @@ pub fn free_port() -> Result<SocketAddr, ChainError> {
 impl Chain {
     pub fn new() -> Chain {
         Chain::default()
+    }
+
+    /// Serves REALITY's destination (a TLS 1.3 server with the run's
+    /// certificate) on `addr` until the chain is dropped.
+    pub fn serve_destination(
+        &mut self,
+        addr: SocketAddr,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<(), ChainError> {
+        self.destination = Some(destination::Destination::start(addr, cert, key)?);
+        Ok(())
     }
 
     /// Start one endpoint and wait until it accepts connections.

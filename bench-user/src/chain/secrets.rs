@@ -38,6 +38,29 @@ pub struct Secrets {
     /// ECH: the keys and configs, the public name's certificate and key,
     /// and a CA file trusting both certificates.
     pub ech: EchSecrets,
+    /// REALITY: the server's X25519 key pair (base64url, as Xray and shoes
+    /// write it) and a short id (16 hex digits).
+    pub reality: RealitySecrets,
+}
+
+/// The REALITY part of the run's credentials.
+#[derive(Debug)]
+pub struct RealitySecrets {
+    pub private_key: String,
+    pub public_key: String,
+    pub short_id: String,
+}
+
+impl RealitySecrets {
+    fn create() -> Result<RealitySecrets, SecretsError> {
+        let (private_key, public_key) = bench_proto::reality::generate_key_pair()
+            .map_err(|e| SecretsError::Generate(e.to_string()))?;
+        Ok(RealitySecrets {
+            private_key,
+            public_key,
+            short_id: hex(&random_bytes::<8>()?),
+        })
+    }
 }
 
 /// The ECH part of the run's credentials (protocol `ech`, and sing-box's
@@ -131,6 +154,7 @@ impl Secrets {
             .map_err(|e| SecretsError::Generate(e.to_string()))?;
         let ssh_host_pub = dir.join("ssh_host_ed25519_key.pub");
         let ech = EchSecrets::create(&dir, &identity.cert_pem)?;
+        let reality = RealitySecrets::create()?;
         Ok(Secrets {
             dir,
             cert,
@@ -140,6 +164,7 @@ impl Secrets {
             ssh_host_key,
             ssh_host_pub,
             ech,
+            reality,
         })
     }
 
@@ -148,10 +173,13 @@ impl Secrets {
         &self.dir
     }
 
-    /// `text` with the password and the UUID replaced by `<secret>`.
+    /// `text` with the password, the UUID, and REALITY's private key and
+    /// short id replaced by `<secret>`.
     pub fn redact(&self, text: &str) -> String {
         text.replace(&self.password, "<secret>")
             .replace(&self.uuid, "<secret>")
+            .replace(&self.reality.private_key, "<secret>")
+            .replace(&self.reality.short_id, "<secret>")
     }
 }
 
@@ -197,6 +225,19 @@ mod tests {
         assert_eq!(
             s.redact(&format!("--password {} --user {}", s.password, s.uuid)),
             "--password <secret> --user <secret>"
+        );
+        assert_eq!(
+            s.redact(&format!(
+                "--reality-key {} --set reality.short_ids={}",
+                s.reality.private_key, s.reality.short_id
+            )),
+            "--reality-key <secret> --set reality.short_ids=<secret>"
+        );
+        assert_eq!(
+            bench_proto::reality::parse_x25519_key(&s.reality.public_key)
+                .expect("public key")
+                .len(),
+            32
         );
         drop(s);
         assert!(!dir.exists());
