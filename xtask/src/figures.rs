@@ -630,10 +630,12 @@ fn protocols(root: &Path) -> Result<String> {
         load: t.load,
     };
     Ok(format!(
-        "{}Medians over {PROTOCOLS_REPEAT} repeats (each repeat runs ours, then sing-box's), \
-         every probe off; the load generator, the sink (hashing every byte) and both endpoints \
+        "{}Medians over {PROTOCOLS_REPEAT} repeats (each repeat runs ours, then the outside \
+         implementation's: sing-box's, shoes's for reality), every probe off; the load generator, the sink (hashing every byte) and both endpoints \
          share the machine's cores, so these are throughputs of the whole loop, not of a proxy \
-         alone. hysteria1 runs Brutal at {} Mbit/s each way on both sides.\n\n{}",
+         alone. hysteria1 runs Brutal at {} Mbit/s each way on both sides. reality's \
+         destination (the TLS server a REALITY server poses as) is served by the runner for \
+         both.\n\n{}",
         stamp.line(),
         crate::HYSTERIA1_MBPS,
         t.table

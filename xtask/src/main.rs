@@ -814,24 +814,22 @@ fn plain_run(
     figures::profile_run(root, out, profile, Some(duration), &sets).map(|(_, r)| r)
 }
 
-/// Our endpoints against sing-box's, protocol by protocol, interleaved run
-/// by run, probes off: upload throughput (sing-box relays no half-close, so
-/// both sides upload only) and rr latency. `cargo xtask figures` writes
-/// the table into docs/benchmarks.md.
+/// Our endpoints against an outside implementation's (sing-box, or shoes
+/// for reality), protocol by protocol, interleaved run by run, probes off:
+/// upload throughput (sing-box relays no half-close, so both sides upload
+/// only) and rr latency. `cargo xtask figures` writes the table into
+/// docs/benchmarks.md.
 fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<BenchTable> {
     let pairs = [
         ("tcp", None),
-        ("tls", Some("sing-box-tls")),
-        ("tuic", Some("sing-box-tuic")),
+        ("tls", Some(("sing-box-tls", "sing-box"))),
+        ("tuic", Some(("sing-box-tuic", "sing-box"))),
         ("ssh", None),
-        ("ech", Some("sing-box-ech")),
-        ("hysteria1", Some("sing-box-hysteria1")),
+        ("ech", Some(("sing-box-ech", "sing-box"))),
+        ("hysteria1", Some(("sing-box-hysteria1", "sing-box"))),
+        ("hysteria2", Some(("sing-box-hysteria2", "sing-box"))),
+        ("reality", Some(("shoes-reality", "shoes"))),
     ];
-    let hysteria = root.join("bench-proto/src/hysteria2");
-    let mut pairs: Vec<(&str, Option<&str>)> = pairs.to_vec();
-    if hysteria.is_dir() {
-        pairs.push(("hysteria2", Some("sing-box-hysteria2")));
-    }
     let out = root.join("target/protoprof/bench-protocols");
     let _ = std::fs::remove_dir_all(&out);
     // Our bulk phase as sing-box's: upload only.
@@ -839,14 +837,14 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<BenchTab
     let mut load = figures::Load::default();
     let mut machine = String::new();
     let mut table = String::from(
-        "| protocol | ours: upload MiB/s | sing-box: upload MiB/s | ours / sing-box (medians) | ours: rr p50 / p99 (medians) | sing-box: rr p50 / p99 (medians) |\n|---|---:|---:|---:|---:|---:|\n",
+        "| protocol | outside implementation | ours: upload MiB/s | outside: upload MiB/s | ours / outside (medians) | ours: rr p50 / p99 (medians) | outside: rr p50 / p99 (medians) |\n|---|---|---:|---:|---:|---:|---:|\n",
     );
     for (ours, theirs) in pairs {
         let mut up = [Vec::new(), Vec::new()];
         let mut p50 = [Vec::new(), Vec::new()];
         let mut p99 = [Vec::new(), Vec::new()];
         for _ in 0..repeat {
-            let runs = [Some((ours, &ours_extra[..])), theirs.map(|t| (t, &[][..]))];
+            let runs = [Some((ours, &ours_extra[..])), theirs.map(|(t, _)| (t, &[][..]))];
             for (i, run) in runs.iter().enumerate() {
                 let Some((profile, extra)) = run else {
                     continue;
@@ -890,8 +888,9 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<BenchTab
             "hysteria1" => format!("{ours} (Brutal {HYSTERIA1_MBPS} Mbit/s both sides)"),
             _ => ours.to_owned(),
         };
+        let outside = theirs.map(|(_, name)| name).unwrap_or("–");
         let row = format!(
-            "| {label} | {} | {} | {ratio} | {} | {} |\n",
+            "| {label} | {outside} | {} | {} | {ratio} | {} | {} |\n",
             mib(&up[0]),
             mib(&up[1]),
             lat(median(&mut p50[0]), median(&mut p99[0])),
