@@ -469,7 +469,14 @@ impl fmt::Display for SpecError {
 
 /// Protocols whose reference endpoints exist.
 pub const PROTOCOLS: &[&str] = &[
-    "tcp", "tls", "tuic", "ssh", "hysteria1", "hysteria2", "ech", "reality",
+    "tcp",
+    "tls",
+    "tuic",
+    "ssh",
+    "hysteria1",
+    "hysteria2",
+    "ech",
+    "reality",
 ];
 /// Protocol names a profile may use when both sides are outside
 /// implementations (the name then only labels the report).

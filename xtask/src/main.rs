@@ -844,7 +844,10 @@ fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<BenchTab
         let mut p50 = [Vec::new(), Vec::new()];
         let mut p99 = [Vec::new(), Vec::new()];
         for _ in 0..repeat {
-            let runs = [Some((ours, &ours_extra[..])), theirs.map(|(t, _)| (t, &[][..]))];
+            let runs = [
+                Some((ours, &ours_extra[..])),
+                theirs.map(|(t, _)| (t, &[][..])),
+            ];
             for (i, run) in runs.iter().enumerate() {
                 let Some((profile, extra)) = run else {
                     continue;
