@@ -51,3 +51,13 @@ suites!(hysteria1_xplus, cases::hysteria1(true));
 suites!(hysteria2, cases::hysteria2(false));
 suites!(hysteria2_salamander_brutal, cases::hysteria2(true));
 suites!(reality, cases::reality());
+
+/// A REALITY key may start with `-` in base64url (1 in 64): the endpoints
+/// take it as `--reality-key`'s value, not as a flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reality_keys_that_start_with_a_hyphen_are_values() {
+    relay_between_processes(&cases::reality_with(
+        cases::RealityKeys::with_leading_hyphens(),
+    ))
+    .await;
+}

@@ -33,12 +33,7 @@ fn ech_profile_counts_hpke_per_handshake_and_record_aead() {
             t.role
         );
         // Every connection of every phase made one handshake.
-        let connections: u64 = report
-            .workload
-            .phases
-            .iter()
-            .map(|p| p.connections as u64)
-            .sum();
+        let connections = phase_connections(&report);
         // ECH's HPKE runs once per handshake: the client sets up a sender
         // context and seals the inner ClientHello, the server sets up a
         // recipient context and opens it. Handshakes happen while the

@@ -95,8 +95,9 @@ struct Cli {
     ech_config: Option<PathBuf>,
     /// REALITY: the server's static X25519 key, base64url as Xray and
     /// shoes write it: the private key on the server side, its public key
-    /// on the client side.
-    #[arg(long, value_name = "KEY")]
+    /// on the client side. (base64url may start with `-`: taken as the
+    /// value, not as a flag.)
+    #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
     reality_key: Option<String>,
 }
 

@@ -630,6 +630,17 @@ pub struct RealityKeys {
 }
 
 impl RealityKeys {
+    /// Keys whose base64url texts both start with `-`, which a command
+    /// line must take as values, not flags (1 pair in 4096 does).
+    pub fn with_leading_hyphens() -> RealityKeys {
+        loop {
+            let k = RealityKeys::new();
+            if k.private.starts_with('-') && k.public.starts_with('-') {
+                return k;
+            }
+        }
+    }
+
     pub fn new() -> RealityKeys {
         let (private, public) = bench_proto::reality::generate_key_pair().unwrap();
         RealityKeys {

@@ -278,3 +278,14 @@ frequency_hz = 99
 "#
     )
 }
+
+/// Connections opened by the run's phases, summed (each makes one
+/// handshake in the protocols that have one).
+pub fn phase_connections(report: &protoprof::report::Report) -> u64 {
+    report
+        .workload
+        .phases
+        .iter()
+        .map(|p| p.connections as u64)
+        .sum()
+}
