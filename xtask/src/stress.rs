@@ -31,14 +31,14 @@ use crate::figures::{self, Load};
 /// One row of the table: a protocol through one implementation.
 pub struct Implementation {
     pub protocol: &'static str,
-    /// `ours` or `sing-box`.
+    /// `ours`, `sing-box` or `shoes`.
     pub who: &'static str,
     pub profile: &'static str,
 }
 
-/// Every protocol with an implementation of ours, then sing-box's where the
-/// pinned sing-box has it (it has no SSH, and plain TCP is not a protocol
-/// of its).
+/// Every protocol with an implementation of ours, then the outside one's:
+/// sing-box's where the pinned sing-box has it (it has no SSH or REALITY,
+/// and plain TCP is not a protocol of its), shoes's for reality.
 pub const IMPLEMENTATIONS: &[Implementation] = &[
     imp("tcp", "ours", "tcp"),
     imp("tls", "ours", "tls"),
@@ -52,6 +52,8 @@ pub const IMPLEMENTATIONS: &[Implementation] = &[
     imp("hysteria1", "ours", "hysteria1"),
     imp("hysteria1", "sing-box", "sing-box-hysteria1"),
     imp("ssh", "ours", "ssh"),
+    imp("reality", "ours", "reality"),
+    imp("reality", "shoes", "shoes-reality"),
 ];
 
 const fn imp(protocol: &'static str, who: &'static str, profile: &'static str) -> Implementation {
