@@ -1,6 +1,6 @@
 //! `cargo xtask stress`: the stress table of docs/stress.md, for every
-//! protocol, through our endpoints and through sing-box's where it has the
-//! protocol. Each implementation gets two runs of its own profile with the
+//! protocol, through our endpoints and through an outside implementation's
+//! (sing-box's where it has the protocol, shoes's for reality). Each implementation gets two runs of its own profile with the
 //! phases replaced (`--set phase=[…]`) and every probe off, so that the
 //! figures are the chain's, not the probes':
 //!
