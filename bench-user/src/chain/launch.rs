@@ -48,10 +48,39 @@ pub struct Context<'a> {
     pub endpoint: &'a Path,
 }
 
+/// Every placeholder [`value`] knows, besides `{config:PATH}`: the list
+/// the error names (a test checks that each one is known).
+pub const PLACEHOLDERS: &[&str] = &[
+    "client_port",
+    "server_port",
+    "client_host",
+    "server_host",
+    "cert",
+    "key",
+    "ca",
+    "server_name",
+    "password",
+    "uuid",
+    "ssh_host_key",
+    "ssh_host_pub",
+    "ech_keys",
+    "ech_config",
+    "ech_ca",
+    "reality_private_key",
+    "reality_public_key",
+    "reality_short_id",
+    "dest_port",
+    "sing_box",
+    "shoes",
+];
+
 /// Errors of building a command line.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("endpoints.{side}.command: unknown placeholder {{{name}}}; use one of client_port, server_port, client_host, server_host, cert, key, ca, server_name, password, uuid, ssh_host_key, ssh_host_pub, ech_keys, ech_config, ech_ca, reality_private_key, reality_public_key, reality_short_id, dest_port, sing_box, shoes, config:PATH")]
+    #[error(
+        "endpoints.{side}.command: unknown placeholder {{{name}}}; use one of {}, config:PATH",
+        PLACEHOLDERS.join(", ")
+    )]
     Placeholder { side: &'static str, name: String },
     #[error("endpoints.{side}.command: template {path}: {message}")]
     Template {
@@ -380,6 +409,15 @@ mod tests {
             e.starts_with("endpoints.client.command: unknown placeholder {nope}"),
             "{e}"
         );
+        // Every listed placeholder is known (a missing peer binary is
+        // another error, not an unknown placeholder).
+        for name in PLACEHOLDERS {
+            let got = substitute(&format!("{{{name}}}"), "client", &ctx);
+            assert!(
+                !matches!(got, Err(LaunchError::Placeholder { .. })),
+                "{name}: {got:?}"
+            );
+        }
         // A brace that closes nothing stays as it is (JSON in arguments).
         assert_eq!(
             substitute("{\"a\": 1", "client", &ctx).expect("ok"),
