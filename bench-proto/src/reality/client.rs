@@ -111,8 +111,7 @@ pub async fn handshake(opts: &ClientOptions, tcp: TcpStream) -> io::Result<TlsSt
     )
     .map_err(io::Error::other)?;
     let mut check = |der: &[u8]| cert::check(der, &auth_key);
-    let outcome = handshake::client(tcp, &hello, &secret, &mut check).await?;
-    Ok(outcome.stream)
+    handshake::client(tcp, &hello, &secret, &mut check).await
 }
 
 /// The tunnel after the VLESS request: reads skip the server's response

@@ -198,13 +198,6 @@ impl HelloKeys {
     }
 }
 
-/// What a finished client handshake saw.
-pub struct ClientOutcome<S> {
-    pub stream: TlsStream<S>,
-    /// The ALPN protocol the server selected.
-    pub alpn: Option<Vec<u8>>,
-}
-
 /// Runs the client side: sends `client_hello` (a whole handshake message,
 /// whose X25519 key share belongs to `secret`), reads the server's flight,
 /// lets `check` judge the certificate, verifies CertificateVerify and
@@ -214,7 +207,7 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
     client_hello: &[u8],
     secret: &StaticSecret,
     check: ServerCheck<'_>,
-) -> io::Result<ClientOutcome<S>> {
+) -> io::Result<TlsStream<S>> {
     let hello = ClientHello::parse(client_hello).map_err(|e| invalid(e.to_string()))?;
     // The first ClientHello's record says TLS 1.0, as browsers' do.
     let mut first = Vec::with_capacity(RECORD_HEADER_LEN + client_hello.len());
@@ -270,9 +263,8 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
 
     let ee = reader.message(&mut io, Some(&mut server_hs)).await?;
     expect_type(&ee, HS_ENCRYPTED_EXTENSIONS, "EncryptedExtensions")?;
-    let alpn = parse_encrypted_extensions(&ee[4..])
-        .map_err(|e| invalid(e.to_string()))?
-        .map(<[u8]>::to_vec);
+    // Checked for form only: nothing here depends on the ALPN chosen.
+    parse_encrypted_extensions(&ee[4..]).map_err(|e| invalid(e.to_string()))?;
     transcript.add(&ee);
 
     let cert = reader.message(&mut io, Some(&mut server_hs)).await?;
@@ -327,13 +319,12 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
     client_hs.seal(CONTENT_HANDSHAKE, &client_fin, &mut flight)?;
     io.write_all(&flight).await?;
 
-    let stream = TlsStream::new(
+    Ok(TlsStream::new(
         io,
         RecordKey::new(suite, ap.server),
         RecordKey::new(suite, ap.client),
         &reader.raw,
-    );
-    Ok(ClientOutcome { stream, alpn })
+    ))
 }
 
 /// What the server side needs beyond the ClientHello.
@@ -547,7 +538,7 @@ mod tests {
                 .expect("signature_algorithms");
             hello[at..at + 2].copy_from_slice(&SIG_ED25519.to_be_bytes());
             let mut check = |der: &[u8]| key_and_signature(der).map(|(k, _)| k);
-            let outcome = client(ours, &hello, &secret, &mut check)
+            let ours = client(ours, &hello, &secret, &mut check)
                 .await
                 .expect("handshake");
             let theirs = server.await.expect("joins");
@@ -559,7 +550,7 @@ mod tests {
                     .map(|s| s.suite()),
                 Some(suite.suite())
             );
-            exchange(outcome.stream, theirs).await;
+            exchange(ours, theirs).await;
         }
     }
 

@@ -176,11 +176,6 @@ impl<S> TlsStream<S> {
         }
     }
 
-    /// The underlying transport.
-    pub fn get_ref(&self) -> &S {
-        &self.io
-    }
-
     /// The underlying transport, giving up the TLS session (tests write
     /// raw bytes after a handshake with it).
     pub fn into_inner(self) -> S {
