@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod harness;
 pub mod hysteria1;
 pub mod hysteria2;
+pub mod peer_process;
 pub mod peers;
 pub mod quic;
 pub mod shoes;

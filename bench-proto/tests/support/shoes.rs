@@ -4,7 +4,9 @@
 //! dropped.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use super::peer_process::PeerProcess;
 
 /// Keep in step with the shoes piece in xtask/src/peers.rs.
 pub const INSTALL: &str = "cargo xtask setup (as root), or: \
@@ -43,8 +45,7 @@ pub fn shoes() -> PathBuf {
 
 /// A running shoes, killed by its handle when dropped (also on panic).
 pub struct Shoes {
-    child: Child,
-    log: PathBuf,
+    _process: PeerProcess,
 }
 
 impl Shoes {
@@ -65,26 +66,10 @@ impl Shoes {
             stdout,
             String::from_utf8_lossy(&check.stderr)
         );
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(&bin)
-            .arg("--no-reload")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Shoes { child, log }
-    }
-}
-
-impl Drop for Shoes {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- shoes log ---\n{log}");
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--no-reload").arg(&path);
+        Shoes {
+            _process: PeerProcess::spawn("shoes", cmd, dir, name),
         }
     }
 }

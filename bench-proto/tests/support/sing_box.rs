@@ -3,7 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use super::peer_process::PeerProcess;
 use std::time::Duration;
 
 pub const INSTALL: &str =
@@ -42,8 +44,7 @@ pub fn sing_box() -> PathBuf {
 
 /// A running sing-box, killed by its handle when dropped (also on panic).
 pub struct SingBox {
-    child: Child,
-    log: PathBuf,
+    _process: PeerProcess,
 }
 
 impl SingBox {
@@ -63,27 +64,10 @@ impl SingBox {
             "sing-box check {name}: {}\n{config}",
             String::from_utf8_lossy(&check.stderr)
         );
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(&bin)
-            .arg("run")
-            .arg("-c")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        SingBox { child, log }
-    }
-}
-
-impl Drop for SingBox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- sing-box log ---\n{log}");
+        let mut cmd = Command::new(&bin);
+        cmd.arg("run").arg("-c").arg(&path);
+        SingBox {
+            _process: PeerProcess::spawn("sing-box", cmd, dir, name),
         }
     }
 }
