@@ -49,6 +49,11 @@ pub struct Rule {
     /// Protocols the rule applies to (default: all), and why not others.
     #[serde(default)]
     pub protocols: Vec<String>,
+    /// Protocols the rule does not apply to (a rule for all protocols but
+    /// a few names those few, so that a new protocol is judged by default);
+    /// the reason is `protocols_why` too.
+    #[serde(default)]
+    pub except_protocols: Vec<String>,
     #[serde(default)]
     pub protocols_why: String,
     /// The rule matters only while another metric is on one side of a
@@ -188,15 +193,15 @@ fn judge(rule: &Rule, t: &Target, protocol: &str) -> RuleResult {
         evidence: String::new(),
         recommendation: String::new(),
     };
-    if !rule.protocols.is_empty() && !rule.protocols.iter().any(|p| p == protocol) {
-        result.evidence = format!(
-            "does not apply to protocol {protocol}: {}",
-            if rule.protocols_why.is_empty() {
-                format!("the rule is for {}", rule.protocols.join(", "))
-            } else {
-                rule.protocols_why.clone()
-            }
-        );
+    let listed_out = !rule.protocols.is_empty() && !rule.protocols.iter().any(|p| p == protocol);
+    let excepted = rule.except_protocols.iter().any(|p| p == protocol);
+    if listed_out || excepted {
+        let why = match (rule.protocols_why.is_empty(), excepted) {
+            (false, _) => rule.protocols_why.clone(),
+            (true, true) => format!("the rule leaves out {}", rule.except_protocols.join(", ")),
+            (true, false) => format!("the rule is for {}", rule.protocols.join(", ")),
+        };
+        result.evidence = format!("does not apply to protocol {protocol}: {why}");
         return result;
     }
     let value = match metric_of(t, &rule.metric) {
@@ -398,6 +403,34 @@ mod tests {
         let tls = find(c.evaluate(&[t], "tls"), "buffers.zero-copy");
         assert_eq!(tls.verdict, Verdict::NotEvaluated);
         assert!(tls.evidence.contains("does not apply"), "{}", tls.evidence);
+
+        // REALITY cannot resume: the resumption rule leaves it out by name
+        // and judges every other protocol, a new one included.
+        let fresh = target(
+            "client",
+            &[("full_handshakes_per_stream", Metric::Value(1.0))],
+        );
+        let reality = find(
+            c.evaluate(std::slice::from_ref(&fresh), "reality"),
+            "crypto.resumption",
+        );
+        assert_eq!(reality.verdict, Verdict::NotEvaluated);
+        assert!(
+            reality.evidence.contains("does not apply"),
+            "{}",
+            reality.evidence
+        );
+        for protocol in ["tls", "a-protocol-added-later"] {
+            assert_eq!(
+                find(
+                    c.evaluate(std::slice::from_ref(&fresh), protocol),
+                    "crypto.resumption"
+                )
+                .verdict,
+                Verdict::Fail,
+                "{protocol}"
+            );
+        }
 
         // Vectored I/O matters only while writes are small.
         let big = target(
