@@ -44,9 +44,15 @@ fn relay_modes_change_what_the_profile_measures() {
     let splice = run("splice");
     for role in ["client", "server"] {
         // copy: a fresh 64 KiB buffer for every read, and no read returns
-        // more than the buffer: at least 16 per MiB of payload.
+        // more than the buffer: 16 per MiB of payload. The bytes are the
+        // generator's count inside the window, which socket buffers hold a
+        // little ahead of the relay's reads, so the ratio lands a few per
+        // cent either side of 16 (15.8–16.5 over 8 runs here; the bound of
+        // 15.5 had the least margin of this test, which once failed in CI
+        // with its message cut from the log). 14 keeps one buffer per read
+        // in sight and stays far from pooled's 0 and the rule's fail line 8.
         let fresh = metric(&copy, role, "buffer_allocs_per_mib");
-        assert!(fresh >= 15.5, "copy: {fresh} buffer allocations per MiB");
+        assert!(fresh >= 14.0, "copy: {fresh} buffer allocations per MiB");
         assert_eq!(verdict(&copy, role, "buffers.pool"), Verdict::Fail);
         // pooled: the pool's buffers come back; steady state allocates none.
         let reused = metric(&pooled, role, "buffer_allocs_per_mib");

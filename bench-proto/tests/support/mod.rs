@@ -59,12 +59,23 @@ pub async fn bind() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
 
-/// A port with nothing listening on it.
+/// A port with nothing listening on it, for the whole test process.
+///
+/// The socket stays bound (without SO_REUSEADDR, never listening) so the
+/// kernel refuses connections to it and cannot hand the port to another
+/// test's listener: a port that was merely bound and dropped was, in CI, taken
+/// by a parallel test, which then answered the "refused" connection.
 pub async fn closed_port() -> SocketAddr {
-    let l = bind().await;
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    addr
+    static RESERVED: std::sync::OnceLock<(tokio::net::TcpSocket, SocketAddr)> =
+        std::sync::OnceLock::new();
+    RESERVED
+        .get_or_init(|| {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let addr = socket.local_addr().unwrap();
+            (socket, addr)
+        })
+        .1
 }
 
 /// A free port for a process that binds it itself.
