@@ -1005,12 +1005,15 @@ fn soak_figure(dir: &Path, load: Load) -> Result<String> {
          its round trips, each endpoint's last reading; the machine's steal and other processes' CPU \
          over the interval's measured windows (throughput falls when they rise).\n\n{t}\nThe leak rules over the whole \
          soak:\n\n{verdicts}\nThe runner: RSS {} MiB after the first interval, {} MiB at the \
+         end; heap in use (the allocator's count) {} MiB after the first interval, {} MiB at the \
          end; the soak directory {} MiB after the first interval, {} MiB at the end.\n",
         stamp.line(),
         s["status"].as_str().unwrap_or("?"),
         s["intervals"].as_array().map_or(0, Vec::len),
         mib(&first["rss_bytes"]),
         mib(&last["rss_bytes"]),
+        mib(&first["heap"]["in_use_bytes"]),
+        mib(&last["heap"]["in_use_bytes"]),
         mib(&first["dir_bytes"]),
         mib(&last["dir_bytes"]),
     ))

@@ -126,12 +126,23 @@ pub fn markdown(r: &SoakReport) -> String {
     }
     let _ = writeln!(
         md,
-        "\n## The runner\n\n| at s | runner RSS | soak directory |\n|---:|---:|---:|"
+        "\n## The runner\n\nHeap in use and free-but-held are the allocator's own counts \
+         (glibc `mallinfo2`): RSS that grows while the heap in use stays flat is memory the \
+         allocator keeps, not data the runner holds.\n\n\
+         | at s | runner RSS | heap in use | heap free, held | soak directory |\n\
+         |---:|---:|---:|---:|---:|"
     );
     for x in &r.runner {
+        let (used, held) = match x.heap {
+            Some(h) => (
+                bytes(h.in_use_bytes as f64),
+                bytes(h.free_held_bytes as f64),
+            ),
+            None => ("–".to_string(), "–".to_string()),
+        };
         let _ = writeln!(
             md,
-            "| {:.0} | {} | {} |",
+            "| {:.0} | {} | {used} | {held} | {} |",
             x.t_s,
             bytes(x.rss_bytes as f64),
             bytes(x.dir_bytes as f64)

@@ -48,8 +48,8 @@ pub use processes::TargetProcess;
 pub use resources::{resources, FdCounts, ResourcePoint, Resources, TargetResources, TcpCounts};
 pub use run::{Input, Machine, RunInfo};
 pub use soak::{
-    IntervalLoad, IntervalTarget, RunnerReading, SoakInterval, SoakPhase, SoakReport, SoakTarget,
-    SOAK_SCHEMA_VERSION,
+    IntervalLoad, IntervalTarget, RunnerHeap, RunnerReading, SoakInterval, SoakPhase, SoakReport,
+    SoakTarget, SOAK_SCHEMA_VERSION,
 };
 pub use stacks::{FoldedGraph, FoldedStack, StackFile};
 pub use stress::{

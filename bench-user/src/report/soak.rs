@@ -141,6 +141,21 @@ pub struct RunnerReading {
     pub rss_bytes: u64,
     /// Every file under the soak directory.
     pub dir_bytes: u64,
+    /// The runner's heap as its allocator (glibc's `mallinfo2`) counts it:
+    /// bytes in use, and bytes freed but still held from the system. RSS
+    /// growing with the first flat is the allocator's keeping, not data the
+    /// runner holds. Absent where the allocator does not say.
+    #[serde(default)]
+    pub heap: Option<RunnerHeap>,
+}
+
+/// The allocator's view of the runner's heap at one reading.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+pub struct RunnerHeap {
+    /// Allocated and not freed (arena chunks and mmapped blocks).
+    pub in_use_bytes: u64,
+    /// Free chunks still held in the arenas.
+    pub free_held_bytes: u64,
 }
 
 #[cfg(test)]

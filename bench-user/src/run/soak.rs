@@ -39,8 +39,8 @@ use crate::{
     live::{self, Live},
     render,
     report::{
-        self, IntervalTarget, Report, RunnerReading, SoakInterval, SoakPhase, SoakReport,
-        SoakTarget, SOAK_SCHEMA_VERSION,
+        self, IntervalTarget, Report, RunnerHeap, RunnerReading, SoakInterval, SoakPhase,
+        SoakReport, SoakTarget, SOAK_SCHEMA_VERSION,
     },
     spec::ProfileSpec,
 };
@@ -500,10 +500,14 @@ impl SoakState {
         self.diff_first_latest()?;
         self.report.status = status.to_string();
         self.report.elapsed_s = self.started.elapsed().as_secs_f64();
+        // What the interval freed goes back first, so the reading shows what
+        // the runner holds from one interval to the next.
+        release_freed_memory();
         self.report.runner.push(RunnerReading {
             t_s: self.report.elapsed_s,
             rss_bytes: own_rss(),
             dir_bytes: dir_bytes(&self.dir),
+            heap: own_heap(),
         });
         self.write()
     }
@@ -564,6 +568,40 @@ fn own_rss() -> u64 {
                 .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         })
         .map_or(0, |kib| kib * 1024)
+}
+
+/// Hands the pages of freed chunks back to the system. An interval frees
+/// nearly everything it allocated (its samples, stacks and report), but
+/// glibc's arenas keep the freed chunks: measured on a tuic soak with
+/// 120-s intervals, 4 MiB of heap in use against 129 MiB free and held,
+/// the runner's RSS growing from interval to interval with it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only returns free memory of the arenas to the
+    // system under the allocator's own locks; no pointer is passed.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
+
+/// The runner's heap as glibc's allocator counts it, over all arenas.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn own_heap() -> Option<RunnerHeap> {
+    // SAFETY: mallinfo2 takes no arguments, only reads the allocator's own
+    // statistics under its locks and returns them by value.
+    let m = unsafe { libc::mallinfo2() };
+    Some(RunnerHeap {
+        in_use_bytes: (m.uordblks + m.hblkhd) as u64,
+        free_held_bytes: m.fordblks as u64,
+    })
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn own_heap() -> Option<RunnerHeap> {
+    None
 }
 
 /// Bytes of every file under `dir`.
