@@ -130,7 +130,11 @@ where
     let mut chunks: [Bytes; CHUNKS_PER_WRITE] = Default::default();
     loop {
         d.reads += 1;
-        let Some(filled) = recv.read_chunks(&mut chunks).await.map_err(io::Error::from)? else {
+        let Some(filled) = recv
+            .read_chunks(&mut chunks)
+            .await
+            .map_err(io::Error::from)?
+        else {
             break;
         };
         d.moved += write_all_chunks(&mut w, &mut chunks[..filled]).await?;
