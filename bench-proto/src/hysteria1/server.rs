@@ -36,7 +36,7 @@ use crate::dial::DialError;
 use crate::quic::server::{serve_streams, StreamServer};
 use crate::quic::udp::{UdpAssoc, UdpSessions};
 use crate::quic::{self, QuicStream};
-use crate::relay::RelayOptions;
+use crate::relay::{relay, RelayOptions};
 
 /// UDP sessions one connection may have at once; more are refused.
 const MAX_SESSIONS: usize = 256;
@@ -231,9 +231,7 @@ impl StreamServer for Session {
     }
 
     async fn relay(&self, stream: &mut QuicStream, tcp: TcpStream) -> std::io::Result<()> {
-        quic::relay::relay(tcp, stream, &self.shared.relay)
-            .await
-            .map(drop)
+        relay(stream, tcp, &self.shared.relay).await.map(drop)
     }
 }
 

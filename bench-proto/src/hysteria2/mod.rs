@@ -8,7 +8,7 @@
 //! HTTP/3 `POST /auth` and needs status 233. The server side
 //! ([`run_server`]) answers `/auth` (233 for the right password, 404 like a
 //! web server otherwise, for that request and any other), then connects each
-//! stream's target over TCP and relays with [`quic::relay`](crate::quic::relay).
+//! stream's target over TCP and relays with [`relay`](crate::relay::relay).
 //! UDP goes in QUIC datagrams (`UDPMessage`, fragmented to fit) through
 //! [`Client::udp_session`]; the SOCKS5 side does not offer UDP ASSOCIATE.
 //!

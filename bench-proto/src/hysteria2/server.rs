@@ -31,7 +31,7 @@ use crate::dial::DialError;
 use crate::quic::server::{serve_streams, StreamServer};
 use crate::quic::udp::{UdpAssoc, UdpSessions};
 use crate::quic::{self, QuicStream};
-use crate::relay::RelayOptions;
+use crate::relay::{relay, RelayOptions};
 
 /// How long a stream may take to deliver its `TCPRequest`, and an HTTP/3
 /// request its headers.
@@ -279,9 +279,7 @@ impl StreamServer for Session {
     }
 
     async fn relay(&self, stream: &mut QuicStream, tcp: TcpStream) -> std::io::Result<()> {
-        quic::relay::relay(tcp, stream, &self.shared.relay)
-            .await
-            .map(drop)
+        relay(stream, tcp, &self.shared.relay).await.map(drop)
     }
 }
 

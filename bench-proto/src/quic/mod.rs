@@ -11,7 +11,6 @@
 
 pub mod client;
 mod error;
-pub mod relay;
 pub mod server;
 pub mod udp;
 
@@ -33,12 +32,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::addr::TargetAddr;
 use crate::outbound::SocksReply;
-use crate::relay::RelayOptions;
+use crate::relay::{relay, RelayOptions};
 use crate::socks5::ReplyCode;
 use crate::udp_frag::{FragmentHeader, Inboxes};
 
 /// A bidirectional QUIC stream as one [`AsyncRead`] + [`AsyncWrite`] value,
-/// for the generic pump ([`crate::relay::relay`]). Shutting down the write half finishes
+/// for [`relay`](crate::relay::relay). Shutting down the write half finishes
 /// the send stream.
 #[derive(Debug)]
 pub struct QuicStream {
@@ -87,15 +86,18 @@ impl AsyncWrite for QuicStream {
     }
 }
 
-/// Relays between `tcp` and `stream` ([`relay::relay`]); on failure aborts
-/// the stream with `code`, so the peer sees an error instead of a clean end.
-pub async fn relay_or_abort(
-    tcp: tokio::net::TcpStream,
+/// Relays between `tcp` and `stream`; on failure aborts the stream with
+/// `code`, so the peer sees an error instead of a clean end.
+pub async fn relay_or_abort<T>(
+    tcp: T,
     stream: &mut QuicStream,
     opts: &RelayOptions,
     code: u32,
-) -> io::Result<()> {
-    match relay::relay(tcp, stream, opts).await {
+) -> io::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    match relay(tcp, &mut *stream, opts).await {
         Ok(_) => Ok(()),
         Err(e) => {
             stream.abort(code);

@@ -69,7 +69,7 @@ pub trait StreamServer: Send + Sync + 'static {
 
     /// Relays between `stream` and `tcp` until both have closed. The
     /// protocol's own function, so that its name is on the relay's stacks
-    /// in flame graphs; usually [`relay`](super::relay::relay).
+    /// in flame graphs; usually [`relay`](crate::relay::relay).
     fn relay(
         &self,
         stream: &mut QuicStream,

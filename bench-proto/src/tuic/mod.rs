@@ -5,7 +5,7 @@
 //! command; all of them share one QUIC connection, which is re-established
 //! when it dies. The server side ([`run_server`]) authenticates each QUIC
 //! connection, connects to each stream's target over TCP and relays with
-//! [`quic::relay`](crate::quic::relay). UDP is relayed in both modes (QUIC
+//! [`relay`](crate::relay::relay). UDP is relayed in both modes (QUIC
 //! datagrams with fragmentation, or one unidirectional stream per packet)
 //! through [`Client::udp_session`]; the SOCKS5 side does not offer UDP
 //! ASSOCIATE.

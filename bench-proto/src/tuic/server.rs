@@ -35,7 +35,7 @@ use crate::dial::DialError;
 use crate::quic::server::{serve_streams, StreamServer};
 use crate::quic::udp::{UdpAssoc, UdpSessions};
 use crate::quic::{self, QuicStream};
-use crate::relay::RelayOptions;
+use crate::relay::{relay, RelayOptions};
 
 /// How long a stream may take to deliver its command header (and a quic-mode
 /// packet its payload) once it has been opened.
@@ -352,9 +352,7 @@ impl StreamServer for Session {
     }
 
     async fn relay(&self, stream: &mut QuicStream, tcp: TcpStream) -> std::io::Result<()> {
-        quic::relay::relay(tcp, stream, &self.shared.relay)
-            .await
-            .map(drop)
+        relay(stream, tcp, &self.shared.relay).await.map(drop)
     }
 }
 
