@@ -47,7 +47,7 @@ fn relay_modes_change_what_the_profile_measures() {
         // more than the buffer: 16 per MiB of payload. The bytes are the
         // generator's count inside the window, which socket buffers hold a
         // little ahead of the relay's reads, so the ratio lands a few per
-        // cent either side of 16 (15.8–16.5 over 8 runs here; the bound of
+        // cent either side of 16 (15.8–16.5 in 4 runs here, both endpoints; the bound of
         // 15.5 had the least margin of this test, which once failed in CI
         // with its message cut from the log). 14 keeps one buffer per read
         // in sight and stays far from pooled's 0 and the rule's fail line 8.

@@ -919,7 +919,12 @@ fn soak_figure(dir: &Path, load: Load) -> Result<String> {
         machine,
         load,
     };
-    let mib = |v: &serde_json::Value| format!("{:.1}", v.as_f64().unwrap_or(f64::NAN) / 1048576.0);
+    // A figure soak.json lacks (e.g. `heap`, before it was recorded) reads
+    // "–", not NaN.
+    let mib = |v: &serde_json::Value| {
+        v.as_f64()
+            .map_or("–".to_string(), |b| format!("{:.1}", b / 1048576.0))
+    };
     let mut t = String::from(
         "| interval | from–to s | bulk MiB/s (both ways) | rr p99 | RSS MiB client / server | descriptors client / server | live heap MiB client / server | machine: steal / other, cores | failed rules |\n|---:|---|---:|---:|---:|---:|---:|---:|---|\n",
     );

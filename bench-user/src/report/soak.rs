@@ -154,7 +154,8 @@ pub struct RunnerReading {
 pub struct RunnerHeap {
     /// Allocated and not freed (arena chunks and mmapped blocks).
     pub in_use_bytes: u64,
-    /// Free chunks still held in the arenas.
+    /// Free chunks the arenas count, whether or not their pages were
+    /// handed back to the system (malloc_trim returns pages, not chunks).
     pub free_held_bytes: u64,
 }
 
