@@ -210,9 +210,10 @@ async fn brutal_replaces_bbr_when_rates_are_given() {
         assert_eq!(congestion::rate(&conn), Some(1_000_000));
         let cc = conn.congestion_state();
         assert_eq!(cc.metrics().pacing_rate, Some(8_000_000));
-        // Brutal's window is a round trip at the rate (loss made up for at
-        // most 1.25x), or its floor of a few packets on loopback.
-        let most = (1_000_000.0 * conn.rtt().as_secs_f64() * 1.25) as u64;
+        // Brutal's window holds at most two round trips at the rate (loss
+        // made up for at most 1.25x), or its floor of a few packets on
+        // loopback.
+        let most = (2.0 * 1_000_000.0 * conn.rtt().as_secs_f64() * 1.25) as u64;
         let floor = MIN_WINDOW_PACKETS * 1500;
         assert!(cc.window() <= most.max(floor), "window {}", cc.window());
 
