@@ -1065,6 +1065,7 @@ fn workload(
         },
         setup: setup.map(Into::into),
         windows: Vec::new(),
+        rate_limit: None,
     }
 }
 
@@ -1294,6 +1295,10 @@ fn assemble(
     warnings.extend(integrity_warnings(results, per_call));
     warnings.extend(a.measured.full_maps.iter().map(analyze::full_map_warning));
     let mut workload = workload(results, per_call, a.setup);
+    workload.rate_limit = spec.rate_limit.map(|r| report::RateLimit {
+        up_mbps: r.up_mbps,
+        down_mbps: r.down_mbps,
+    });
     workload.windows = [
         ("main", &main.loads),
         ("per_call", &a.measured.per_call_loads),

@@ -52,6 +52,21 @@ pub struct ProfileSpec {
     /// Where the hosts run and what the client–server link does.
     #[serde(default)]
     pub network: crate::chain::network::NetworkSpec,
+    /// The send rate the chain is set to hold, when its congestion control
+    /// sends at a fixed rate (Hysteria's Brutal): the checklist's
+    /// `throughput.rate-held` judges bulk throughput against it.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSpec>,
+}
+
+/// `[rate_limit]`: the fixed send rate of each direction, in Mbit/s as the
+/// endpoints are configured (the rate that direction's sender holds:
+/// `up_mbps` the client's, `down_mbps` the server's).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    pub up_mbps: Option<f64>,
+    pub down_mbps: Option<f64>,
 }
 
 /// The set-up phase: `connections` short connections, one after another,

@@ -456,6 +456,33 @@ mod tests {
         );
     }
 
+    /// The client's `rate_held_share` in the comparison of
+    /// docs/case-studies/hysteria1.md (bulk windows of its report.json
+    /// files): the median of 6 runs of the build before the token bucket
+    /// (0.682–0.722) and of 6 runs after it (0.965–0.973).
+    const RATE_HELD_BEFORE: f64 = 0.712;
+    const RATE_HELD_AFTER: f64 = 0.967;
+
+    #[test]
+    fn rate_held_fires_on_hysteria1_before_the_bucket_and_not_after() {
+        let c = Checklist::parse(DEFAULT_CHECKLIST, "checklist.toml").expect("parses");
+        let judge = |share: f64, protocol: &str| {
+            let t = target("client", &[("rate_held_share", Metric::Value(share))]);
+            c.evaluate(&[t], protocol)
+                .into_iter()
+                .find(|r| r.id == "congestion.rate-held")
+                .expect("rule congestion.rate-held")
+                .verdict
+        };
+        // Before and after the bucket, and sing-box's Hysteria v1.
+        assert_eq!(judge(RATE_HELD_BEFORE, "hysteria1"), Verdict::Fail);
+        assert_eq!(judge(RATE_HELD_AFTER, "hysteria1"), Verdict::Ok);
+        assert_eq!(judge(0.98, "hysteria1"), Verdict::Ok);
+        assert_eq!(judge(0.85, "hysteria2"), Verdict::Warn);
+        // Other protocols' congestion control follows the path.
+        assert_eq!(judge(0.5, "tuic"), Verdict::NotEvaluated);
+    }
+
     #[test]
     fn bad_rules_are_refused_with_the_rule_named() {
         let text = "[[rule]]\nid='a'\narea='x'\ntitle='t'\nmetric='nope'\nwarn_above=1\nrecommendation='r'\n";

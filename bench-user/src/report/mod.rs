@@ -65,7 +65,7 @@ pub use target::{
 pub use uncertainty::{Percentile, PercentileEstimate, ShareInterval};
 pub use workload::{
     ConnectionBytes, Goodput, Integrity, IntegrityStatus, LatencySummary, PassIntegrity, Phase,
-    SecondSample, SetupPhase, Throughput, WindowLoad, Workload,
+    RateLimit, SecondSample, SetupPhase, Throughput, WindowLoad, Workload,
 };
 
 /// Version of the report.json layout.

@@ -26,6 +26,20 @@ pub struct Workload {
     /// per-call pass: what else ran beside the targets.
     #[serde(default)]
     pub windows: Vec<WindowLoad>,
+    /// The fixed send rate the profile says the chain holds (its
+    /// `[rate_limit]`), absent when it sets none.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Fixed send rates per direction, Mbit/s (10^6 bits per second) of the
+/// protocol's packets as the endpoints count them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RateLimit {
+    /// The client's send rate (generator → sink).
+    pub up_mbps: Option<f64>,
+    /// The server's send rate (sink → generator).
+    pub down_mbps: Option<f64>,
 }
 
 /// Connection set-up over many short connections, one after another: TCP

@@ -11,6 +11,7 @@ mod crypto;
 mod leak;
 mod memory;
 mod syscalls;
+mod throughput;
 
 use std::collections::BTreeMap;
 
@@ -109,6 +110,13 @@ pub const CATEGORIES: &[&str] = &[
 /// Every per-target metric. Cost metrics (`cost.<category>.…`) are listed by
 /// [`cost_metric`].
 pub const CATALOGUE: &[MetricDef] = &[
+    def(
+        "rate_held_share",
+        "share",
+        Better::Higher,
+        Effect::Absolute(0.02),
+        "payload moved in the direction the target sends (client: up, server: down) over the bulk phases' measured seconds, as a share of the fixed send rate the profile declares for that direction ([rate_limit])",
+    ),
     def(
         "cpu_ns_per_byte",
         "ns/B",
@@ -582,6 +590,7 @@ pub fn target_metrics(
     crypto::insert(t, inp, &per_call, &mut m, &mut ev);
     connections::insert(t, inp, &mut m, &mut ev);
     leak::insert(t, &mut m);
+    throughput::insert(t, inp.workload, &mut m);
     let scopes = m
         .keys()
         .filter_map(|name| {
