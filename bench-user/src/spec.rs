@@ -594,6 +594,20 @@ impl ProfileSpec {
                 ));
             }
         }
+        if let Some(r) = &self.rate_limit {
+            for (field, mbps) in [
+                ("rate_limit.up_mbps", r.up_mbps),
+                ("rate_limit.down_mbps", r.down_mbps),
+            ] {
+                if mbps.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+                    return Err((
+                        field.into(),
+                        "give the send rate in Mbit/s, above 0, as the endpoints are configured"
+                            .into(),
+                    ));
+                }
+            }
+        }
         if self.phases.is_empty() {
             return Err(("phase".into(), "add at least one [[phase]] table".into()));
         }
@@ -1243,6 +1257,26 @@ duration_s = 1
             stress_err("phase.3.connections=5"),
             "p.toml: phase[3].connections: a concurrency phase takes its connections from levels; remove connections"
         );
+    }
+
+    #[test]
+    fn a_rate_limit_that_is_no_rate_is_refused_naming_the_field() {
+        for (set, field) in [
+            ("rate_limit.up_mbps=0", "rate_limit.up_mbps"),
+            ("rate_limit.down_mbps=-100", "rate_limit.down_mbps"),
+        ] {
+            assert_eq!(
+                stress_err(set),
+                format!("p.toml: {field}: give the send rate in Mbit/s, above 0, as the endpoints are configured")
+            );
+        }
+        let ok = ProfileSpec::parse_with(
+            STRESS,
+            Path::new("p.toml"),
+            &["rate_limit.up_mbps=1000".to_string()],
+        )
+        .expect("a positive rate is taken");
+        assert_eq!(ok.rate_limit.and_then(|r| r.up_mbps), Some(1000.0));
     }
 
     #[test]
