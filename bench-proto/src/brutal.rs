@@ -89,8 +89,10 @@ struct Brutal {
     tokens: f64,
     /// When `tokens` was last filled.
     filled: Option<Instant>,
-    /// Bytes in flight as this controller counts them (sent, less acked
-    /// and lost), set to quinn's own figure after each batch of acks.
+    /// Bytes in flight: quinn's figure after each batch of acks (quinn
+    /// calls `on_end_acks` after the batch's `on_ack`s), plus what was sent
+    /// since, less what was declared lost since (loss detection runs after
+    /// the batch, or on its timer).
     in_flight: u64,
 }
 
@@ -222,7 +224,6 @@ impl Controller for Adaptive {
         self.bbr.on_ack(now, sent, bytes, app_limited, rtt);
         self.brutal.rtt = Some(rtt.get());
         self.brutal.slot(now).0 += bytes;
-        self.brutal.in_flight = self.brutal.in_flight.saturating_sub(bytes);
     }
 
     fn on_end_acks(
