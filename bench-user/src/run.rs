@@ -14,8 +14,10 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 mod attach;
+mod inputs;
 mod soak;
 pub use attach::{attach_running, AttachOptions};
+pub use inputs::Inputs;
 pub use soak::{parse_duration, soak, SoakOptions, SoakOutcome};
 
 use crate::{
@@ -59,6 +61,29 @@ pub struct RunOptions {
     pub overrides: Vec<String>,
     /// The live view and `--serve`.
     pub live: LiveOptions,
+    /// The profile, attribution and checklist as a series read them at
+    /// its start ([`RunOptions::read_inputs`]); `None`: each run reads
+    /// them from `spec_path`'s directory.
+    pub inputs: Option<Inputs>,
+}
+
+impl RunOptions {
+    /// Reads the profile, attribution and checklist now, once for every
+    /// run made with these options (see [`Inputs`]).
+    pub fn read_inputs(&mut self) -> Result<(), RunError> {
+        if self.inputs.is_none() {
+            self.inputs = Some(Inputs::load(&self.spec_path)?);
+        }
+        Ok(())
+    }
+
+    /// The inputs read for the series, else read now.
+    fn inputs(&self) -> Result<Inputs, RunError> {
+        match &self.inputs {
+            Some(inputs) => Ok(inputs.clone()),
+            None => Inputs::load(&self.spec_path),
+        }
+    }
 }
 
 /// A finished run.
@@ -595,8 +620,8 @@ struct Plan {
     server_port: u16,
     /// REALITY's destination (protocol reality), served by the runner.
     dest_port: u16,
-    categories: analyze::attribution::Categories,
-    checklist: analyze::checklist::Checklist,
+    categories: std::sync::Arc<analyze::attribution::Categories>,
+    checklist: std::sync::Arc<analyze::checklist::Checklist>,
     /// Server first: the client needs it.
     launches: [crate::chain::Launch; 2],
     socks_addr: std::net::SocketAddr,
@@ -605,7 +630,9 @@ struct Plan {
 }
 
 fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
-    let mut spec = ProfileSpec::load_with(&opts.spec_path, &opts.overrides)?;
+    // Rules and patterns are data; a bad file stops the run before it starts.
+    let inputs = opts.inputs()?;
+    let mut spec = inputs.spec(&opts.overrides)?;
     if let Some(d) = opts.duration {
         spec.set_total_duration(d).map_err(RunError::Usage)?;
     }
@@ -632,11 +659,6 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    // Rules and patterns are data; a bad file stops the run before it starts.
-    let categories = analyze::attribution::Categories::load(&profiles_dir)
-        .map_err(|e| RunError::Usage(e.to_string()))?;
-    let checklist = analyze::checklist::Checklist::load(&profiles_dir)
-        .map_err(|e| RunError::Usage(e.to_string()))?;
     // A crypto families file that does not parse stops the run here,
     // before anything starts (capture parses it again when it attaches).
     crate::capture::Families::shipped()
@@ -689,8 +711,8 @@ fn plan(opts: &RunOptions) -> Result<Plan, RunError> {
         client_port,
         server_port,
         dest_port,
-        categories,
-        checklist,
+        categories: inputs.categories,
+        checklist: inputs.checklist,
         launches: [server_launch, client_launch],
         socks_addr,
         sink_ip: hosts.2,

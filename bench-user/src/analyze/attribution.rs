@@ -52,6 +52,7 @@ struct CategorySpec {
     measuring: bool,
 }
 
+#[derive(Debug)]
 struct Category {
     name: String,
     measuring: bool,
@@ -60,6 +61,7 @@ struct Category {
 }
 
 /// The categories, compiled.
+#[derive(Debug)]
 pub struct Categories {
     list: Vec<Category>,
 }

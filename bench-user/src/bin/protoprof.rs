@@ -348,6 +348,7 @@ fn attach_running(a: &RunArgs, out: PathBuf, attach: &run::AttachOptions) -> u8 
         print_summary: true,
         overrides: a.set.clone(),
         live: a.live.options(),
+        inputs: None,
     };
     match run::attach_running(&opts, attach) {
         Ok(outcome) => {
@@ -396,6 +397,7 @@ fn run_options(a: &RunArgs, out: PathBuf) -> Result<run::RunOptions, u8> {
         print_summary: true,
         overrides: a.set.clone(),
         live: a.live.options(),
+        inputs: None,
     })
 }
 

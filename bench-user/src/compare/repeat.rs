@@ -93,6 +93,8 @@ pub enum RepeatError {
     },
     #[error("run {name}: {message}")]
     Check { name: String, message: String },
+    #[error("{0}")]
+    Inputs(Box<RunError>),
     #[error("creating {path}: {source}")]
     Io {
         path: PathBuf,
@@ -105,6 +107,7 @@ impl RepeatError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RepeatError::Run { source, .. } => source.exit_code(),
+            RepeatError::Inputs(source) => source.exit_code(),
             _ => 1,
         }
     }
@@ -145,6 +148,12 @@ pub fn run_interleaved(
     root: &Path,
     mut check: impl FnMut(&Variant, &run::RunOutcome) -> Result<(), String>,
 ) -> Result<Vec<RunSet>, RepeatError> {
+    // Every run of the series reads the profile and its rules as they are
+    // now, whatever is edited while it runs (see `run::Inputs`).
+    let mut base = base.clone();
+    base.read_inputs()
+        .map_err(|e| RepeatError::Inputs(Box::new(e)))?;
+    let base = &base;
     let mut sets: Vec<Vec<_>> = variants.iter().map(|_| Vec::new()).collect();
     let interrupted = watch_interrupts();
     for k in 1..=repeat {

@@ -13,7 +13,7 @@
 
 use std::{
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -29,7 +29,6 @@ use crate::{
     chain::Role,
     drive::{self, PhaseResult, Sink, Window},
     live, render, report,
-    spec::ProfileSpec,
 };
 
 /// Seconds observed without `--socks` when no `--duration` is given.
@@ -116,7 +115,8 @@ pub fn attach_running(opts: &RunOptions, a: &AttachOptions) -> Result<RunOutcome
     opts.live.check().map_err(RunError::Usage)?;
     let targets = check_targets(a)?;
     crate::capture::privileges::Privileges::current().check()?;
-    let mut spec = ProfileSpec::load_with(&opts.spec_path, &opts.overrides)?;
+    let inputs = opts.inputs()?;
+    let mut spec = inputs.spec(&opts.overrides)?;
     let traffic = match a.socks {
         Some(addr) => {
             if let Some(d) = opts.duration {
@@ -126,15 +126,7 @@ pub fn attach_running(opts: &RunOptions, a: &AttachOptions) -> Result<RunOutcome
         }
         None => Traffic::Observe(opts.duration.unwrap_or(DEFAULT_OBSERVE_S)),
     };
-    let profiles_dir = opts
-        .spec_path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let categories = analyze::attribution::Categories::load(&profiles_dir)
-        .map_err(|e| RunError::Usage(e.to_string()))?;
-    let checklist = analyze::checklist::Checklist::load(&profiles_dir)
-        .map_err(|e| RunError::Usage(e.to_string()))?;
+    let (categories, checklist) = (inputs.categories, inputs.checklist);
     let programs: Vec<(Role, PathBuf)> = targets.iter().map(|t| (t.role, t.exe.clone())).collect();
     let id = identify(opts, &spec, &programs, started_at)?;
     let plan = match traffic {

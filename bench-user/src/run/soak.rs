@@ -42,7 +42,6 @@ use crate::{
         self, IntervalTarget, Report, RunnerHeap, RunnerReading, SoakInterval, SoakPhase,
         SoakReport, SoakTarget, SOAK_SCHEMA_VERSION,
     },
-    spec::ProfileSpec,
 };
 
 /// Most intervals in one soak: a longer soak needs longer intervals.
@@ -128,7 +127,12 @@ pub fn soak(opts: &RunOptions, soak: &SoakOptions) -> Result<SoakOutcome, RunErr
     let interval_s = soak.interval().map_err(RunError::Usage)?;
     // One interval is one pass set: with a per-call pass apart, each pass
     // gets half the interval.
-    let spec = ProfileSpec::load_with(&opts.spec_path, &opts.overrides)?;
+    // Read once: the intervals' runs and the checklist of the whole soak
+    // use the same files, however long it runs.
+    let mut opts = opts.clone();
+    opts.read_inputs()?;
+    let opts = &opts;
+    let spec = opts.inputs()?.spec(&opts.overrides)?;
     if spec.network.mode == NetworkMode::Namespaces {
         return Err(RunError::Usage(
             "network.mode: soaks run on loopback; set network.mode = \"loopback\"".into(),
