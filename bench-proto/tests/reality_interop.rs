@@ -38,7 +38,7 @@ use support::TempDir;
 /// encrypted record over 512 bytes, and rustls's one encrypted record with
 /// a lone P-256 certificate is about 512 bytes, its length varying with
 /// the two ECDSA signatures; below 512 shoes waited 5 s and fell back, and
-/// our client met the destination's certificate (1 run in 5 failed).
+/// our client met the destination's certificate.
 fn start_tls_dest() -> u16 {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])

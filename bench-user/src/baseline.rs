@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     compare::RunSet,
     report::{stacks, Machine, Report},
-    spec::{ProfileSpec, SpecError},
+    spec::ProfileSpec,
 };
 
 /// What identifies a baseline.
@@ -61,8 +61,6 @@ pub struct BaselineIndex {
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
     #[error("{0}")]
-    Spec(#[from] SpecError),
-    #[error("{0}")]
     Usage(String),
     #[error("{0}")]
     Missing(String),
@@ -89,15 +87,16 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BaselineErr
 }
 
 /// The spec as a run would use it, and its hash: the same steps as
-/// `run::run_profile` (load with overrides, scale to the duration, hash the
-/// canonical TOML), done before running.
+/// `run::run_profile` (the profile read once for the series, with
+/// overrides, scaled to the duration, the canonical TOML hashed), done
+/// before running.
 pub fn effective_spec(
-    spec_path: &Path,
-    overrides: &[String],
-    duration: Option<f64>,
+    opts: &crate::run::RunOptions,
 ) -> Result<(ProfileSpec, String), BaselineError> {
-    let mut spec = ProfileSpec::load_with(spec_path, overrides)?;
-    if let Some(d) = duration {
+    let mut spec = opts
+        .spec()
+        .map_err(|e| BaselineError::Usage(e.to_string()))?;
+    if let Some(d) = opts.duration {
         spec.set_total_duration(d).map_err(BaselineError::Usage)?;
     }
     let hash = blake3::hash(spec.canonical().as_bytes())

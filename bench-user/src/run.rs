@@ -77,6 +77,12 @@ impl RunOptions {
         Ok(())
     }
 
+    /// The profile with these options' overrides, from the inputs read
+    /// for the series (else read now); not yet scaled to `duration`.
+    pub fn spec(&self) -> Result<ProfileSpec, RunError> {
+        Ok(self.inputs()?.spec(&self.overrides)?)
+    }
+
     /// The inputs read for the series, else read now.
     fn inputs(&self) -> Result<Inputs, RunError> {
         match &self.inputs {

@@ -14,7 +14,6 @@ use protoprof::{
         CompareOptions, Comparison, GateOutcome, Gates, RunSet,
     },
     render, run,
-    spec::ProfileSpec,
 };
 
 #[derive(Parser)]
@@ -446,11 +445,16 @@ fn profile(a: &RunArgs, out: PathBuf, compare: Option<String>, repeat: Option<us
         Ok(g) => g,
         Err(code) => return code,
     };
+    // Read once here: the run count below and every run of the series
+    // come from the same profile text.
+    if let Err(e) = opts.read_inputs() {
+        return fail(e.exit_code(), e);
+    }
     let n = match repeat {
         Some(n) => n,
-        None => match ProfileSpec::load_with(&opts.spec_path, &a.set) {
+        None => match opts.spec() {
             Ok(spec) => repeat::default_repeat(&spec, &gates),
-            Err(e) => return fail(2, e),
+            Err(e) => return fail(e.exit_code(), e),
         },
     };
     if n == 0 {
@@ -543,9 +547,10 @@ struct BaselinePlan {
 }
 
 fn baseline_setup(args: &BaselineArgs) -> Result<BaselinePlan, u8> {
-    let opts = run_options(&args.run, args.out.clone())?;
-    let (spec, hash) = baseline::effective_spec(&opts.spec_path, &opts.overrides, opts.duration)
-        .map_err(|e| fail(e.exit_code(), e))?;
+    let mut opts = run_options(&args.run, args.out.clone())?;
+    // Read once: the key's spec hash and every run's come from one text.
+    opts.read_inputs().map_err(|e| fail(e.exit_code(), e))?;
+    let (spec, hash) = baseline::effective_spec(&opts).map_err(|e| fail(e.exit_code(), e))?;
     let gates = run_gates(&args.run)?;
     let repeat = args
         .repeat

@@ -127,12 +127,12 @@ pub fn soak(opts: &RunOptions, soak: &SoakOptions) -> Result<SoakOutcome, RunErr
     let interval_s = soak.interval().map_err(RunError::Usage)?;
     // One interval is one pass set: with a per-call pass apart, each pass
     // gets half the interval.
-    // Read once: the intervals' runs and the checklist of the whole soak
-    // use the same files, however long it runs.
+    // Read once: the spec checked here and the one the soak runs are the
+    // same text.
     let mut opts = opts.clone();
     opts.read_inputs()?;
     let opts = &opts;
-    let spec = opts.inputs()?.spec(&opts.overrides)?;
+    let spec = opts.spec()?;
     if spec.network.mode == NetworkMode::Namespaces {
         return Err(RunError::Usage(
             "network.mode: soaks run on loopback; set network.mode = \"loopback\"".into(),
