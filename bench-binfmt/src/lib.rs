@@ -7,8 +7,11 @@
 //!   tables, and for stripped Go binaries the function table below),
 //! - [`gopclntab`]: function names and addresses from a Go binary's
 //!   `.gopclntab`,
-//! - [`btf`]: struct field offsets from the kernel's BTF.
+//! - [`btf`]: struct field offsets from the kernel's BTF,
+//! - [`unwind`]: unwind tables (`.eh_frame`, `.debug_frame`) and whether
+//!   the code keeps frame pointers, for unwinding stack copies.
 
 pub mod btf;
 pub mod elf;
 pub mod gopclntab;
+pub mod unwind;

@@ -179,7 +179,8 @@ fn run_one(root: &Path, bin: &Path, target: &str, seconds: u64) -> Result<Outcom
     if seeds.is_dir() {
         cmd.arg(&seeds);
     }
-    if target == "elf" {
+    // The ELF seeds carry unwind tables too.
+    if target == "elf" || target == "unwind" {
         if let Some(dir) = elf_seeds(root) {
             cmd.arg(dir);
         }
