@@ -65,8 +65,11 @@ pub const FULL_ALLOC_STACKS: u32 = 6;
 pub const FULL_CRYPTO: u32 = 7;
 pub const FULL_CRYPTO_HIST: u32 = 8;
 pub const FULL_USER_STACKS: u32 = 9;
+/// A stack copy that found no room in the `STACK_COPIES` ring (the runner
+/// drains it too slowly): the record keeps a frame-pointer walk instead.
+pub const FULL_STACK_COPIES: u32 = 10;
 /// The maps of the `FULL_*` indices, by index.
-pub const FULL_MAPS: [&str; 10] = [
+pub const FULL_MAPS: [&str; 11] = [
     "CPU_SAMPLES",
     "OFFCPU",
     "SYSCALLS",
@@ -77,6 +80,7 @@ pub const FULL_MAPS: [&str; 10] = [
     "CRYPTO",
     "CRYPTO_HIST",
     "USER_STACKS",
+    "STACK_COPIES",
 ];
 /// Number of words in the `FULL` map.
 pub const FULL_LEN: u32 = FULL_MAPS.len() as u32;
@@ -481,6 +485,72 @@ pub struct UserStack {
     pub ips: [u64; MAX_USER_FRAMES],
 }
 
+/// Most bytes of user stack a probe copies, from the stack pointer up, for
+/// a stack the runner unwinds from the binaries' unwind tables
+/// (`.eh_frame`) rather than by frame pointer; a multiple of the page
+/// size (the copy is read page by page). perf's default, 8 KiB, cut a
+/// tokio worker's outermost frames off in one copy of six (docs/probes.md).
+/// Deeper frames than fit are cut off.
+pub const STACK_COPY_BYTES: usize = 32768;
+
+/// The off-CPU probe takes a thread's stacks again at a switch-out only
+/// this long (ns) after a walk that was a copy, whatever
+/// `CONFIG_OFFCPU_STACK_INTERVAL_NS` says: each copy is a key of its own
+/// in the off-CPU map (a walk's hash is shared by every walk of that
+/// stack), so copies at the walks' 1-ms pace would fill it in seconds.
+/// The switch-outs between are charged to the last copy's stacks, as
+/// between walks.
+pub const OFFCPU_COPY_INTERVAL_NS: u64 = 10_000_000;
+
+/// Most address ranges of frame-pointer code per process in
+/// [`UnwindRanges`]; a process with more such modules has the rest copied.
+pub const MAX_FRAME_POINTER_RANGES: usize = 6;
+
+/// Top bit of a user-stack reference that names a stack copy (sent through
+/// the `STACK_COPIES` ring as a [`StackCopy`] with this tag) rather than a
+/// walked stack in `USER_STACKS` (whose hashes keep the bit clear).
+pub const STACK_COPY_TAG: u64 = 1 << 63;
+
+/// How the probes take the user stacks of one process (the `UNWIND` map,
+/// by tgid; a process without an entry is walked by frame pointer).
+/// Written by the runner from the process's modules: code built without
+/// frame pointers but with unwind tables is copied for the runner to
+/// unwind; code with frame pointers (`fp`, as [start, end) address ranges)
+/// is walked in the kernel, which costs less and keeps no copy.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnwindRanges {
+    /// 1: copy stacks whose instruction pointer lies outside `fp`.
+    pub copy: u32,
+    /// Ranges in use in `fp`.
+    pub n: u32,
+    pub fp: [[u64; 2]; MAX_FRAME_POINTER_RANGES],
+}
+
+/// A copy of a user stack, with the registers an unwinder starts from,
+/// sent to the runner through the `STACK_COPIES` ring. The record that
+/// took it (a CPU sample, an off-CPU interval, an allocation) names it by
+/// `tag` in its user-stack field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct StackCopy {
+    /// [`STACK_COPY_TAG`] set, then the CPU (bits 40..63) and a count per
+    /// CPU (bits 0..40): unique within a run.
+    pub tag: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    /// The user registers: instruction, stack and frame pointer.
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    /// 1 when the probe fired on a function's first instruction (a uprobe):
+    /// the caller's return address is then on top of the stack.
+    pub at_entry: u64,
+    /// Bytes of `stack` that hold the stack from `sp` up (0: unreadable).
+    pub len: u64,
+    pub stack: [u8; STACK_COPY_BYTES],
+}
+
 /// The log2 bucket of a latency in nanoseconds, clamped to the last bucket.
 /// Written without loops or `leading_zeros` so the BPF verifier accepts it.
 #[inline(always)]
@@ -564,6 +634,7 @@ mod pod {
     unsafe impl aya::Pod for super::CryptoHistKey {}
     unsafe impl aya::Pod for super::CryptoPending {}
     unsafe impl aya::Pod for super::UserStack {}
+    unsafe impl aya::Pod for super::UnwindRanges {}
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use aya_ebpf::{
 };
 use bench_common::{
     OffCpuKey, OffCpuStart, OffCpuValue, CONFIG_OFFCPU_STACK_INTERVAL_NS, CONFIG_TASK_PID_OFFSET,
-    CONFIG_TASK_TGID_OFFSET, CONFIG_WINDOW_START_NS, FULL_OFFCPU,
+    CONFIG_TASK_TGID_OFFSET, CONFIG_WINDOW_START_NS, FULL_OFFCPU, OFFCPU_COPY_INTERVAL_NS,
+    STACK_COPY_TAG,
 };
 
 use crate::{
@@ -63,8 +64,13 @@ pub fn pp_sched_switch(ctx: RawTracePointContext) -> u32 {
             Some(slot) if unsafe { (*slot).tgid } == prev_tgid => unsafe {
                 // The stacks of a recent walk stand for this switch-out
                 // too: an event loop blocks in the same place nearly every
-                // time, and the walk is most of this program's cost.
-                if interval == 0 || now.saturating_sub((*slot).walked_ns) >= interval {
+                // time, and the walk is most of this program's cost. A
+                // copy stands longer (OFFCPU_COPY_INTERVAL_NS).
+                let since = now.saturating_sub((*slot).walked_ns);
+                let copied = (*slot).user_stack & STACK_COPY_TAG != 0;
+                if (interval == 0 || since >= interval)
+                    && (!copied || since >= OFFCPU_COPY_INTERVAL_NS)
+                {
                     (*slot).user_stack = user_stack::walk_current();
                     (*slot).kernel_stack_id = kernel_stack(&ctx);
                     (*slot).walked_ns = now;

@@ -30,7 +30,7 @@ use bench_common::{
     TARGET_FOLLOWED,
 };
 
-use crate::{config, TARGETS, TARGET_FILTER};
+use crate::{config, user_stack::UNWIND, TARGETS, TARGET_FILTER};
 
 /// Fork, exec and exit events of target processes, for the runner.
 #[map]
@@ -109,6 +109,12 @@ pub fn pp_process_fork(ctx: RawTracePointContext) -> u32 {
     // Slot first: a slot never reads empty for a listed target.
     mark_slot(tgid);
     let _ = TARGETS.insert(&tgid, &role, 0);
+    // The child runs its parent's code until it execs: its stacks are
+    // taken the same way.
+    // SAFETY: a copy of the value is taken at once.
+    if let Some(u) = unsafe { UNWIND.get(&parent) }.copied() {
+        let _ = UNWIND.insert(&tgid, &u, 0);
+    }
     send(PROCESS_FORK, tgid, parent, role);
     0
 }
@@ -118,6 +124,9 @@ pub fn pp_process_exec(_ctx: RawTracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: copy of a u32 value.
     if let Some(role) = (unsafe { TARGETS.get(&tgid) }).copied() {
+        // A new program: its parent's frame-pointer ranges no longer hold,
+        // and its stacks are walked by frame pointer (docs/probes.md).
+        let _ = UNWIND.remove(&tgid);
         send(PROCESS_EXEC, tgid, 0, role);
     }
     0
@@ -171,6 +180,7 @@ pub fn pp_process_exit(_ctx: RawTracePointContext) -> u32 {
     // reports how they ended.
     if role & TARGET_FOLLOWED != 0 {
         let _ = TARGETS.remove(&tgid);
+        let _ = UNWIND.remove(&tgid);
     }
     0
 }

@@ -11,20 +11,35 @@
 //! the pushed rbp (a word pointing further up the stack whose own first word
 //! continues the chain); the word above it is the return address into the
 //! wrapper's caller, and the walk goes on from there.
+//!
+//! Code built without frame pointers cannot be walked this way at all. For
+//! a process whose modules include such code (the runner decides per
+//! module and writes `UNWIND`), a stack whose instruction pointer lies
+//! outside its frame-pointer code is instead copied, up to 32 KiB from the stack
+//! pointer up with the registers, into the `STACK_COPIES` ring; the runner
+//! unwinds the copy from the modules' `.eh_frame` (framehop), as `perf
+//! --call-graph dwarf` does, and the record names the copy by its tag.
 
 use aya_ebpf::{
     bindings::pt_regs,
+    cty::c_void,
     helpers::{
-        bpf_probe_read_kernel, bpf_probe_read_user,
-        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_probe_read_kernel,
+        bpf_probe_read_user,
+        generated::{self, bpf_get_current_task_btf, bpf_task_pt_regs},
     },
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, PerCpuArray, RingBuf},
 };
-use bench_common::{UserStack, MAX_USER_FRAMES};
+use bench_common::{
+    StackCopy, UnwindRanges, UserStack, FULL_STACK_COPIES, MAX_FRAME_POINTER_RANGES, MAX_TARGETS,
+    MAX_USER_FRAMES, STACK_COPY_BYTES, STACK_COPY_TAG,
+};
 
 /// How far above a frame pointer the next one may be.
 const STACK_SPAN: u64 = 8 << 20;
+/// The page size: stack mappings end on a page boundary.
+const PAGE: u64 = 4096;
 /// How many words above the stack pointer to search for a pushed rbp.
 const SCAN_WORDS: u64 = 24;
 
@@ -34,6 +49,21 @@ static SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
 /// Walked stacks by hash; the runner reads them back by the hash in the key.
 #[map]
 pub(crate) static USER_STACKS: HashMap<u64, UserStack> = HashMap::with_max_entries(16384, 0);
+
+/// Per process (tgid): which stacks to copy rather than walk. No entry:
+/// walk them all. A forked child inherits its parent's (process_tree.rs).
+#[map]
+pub(crate) static UNWIND: HashMap<u32, UnwindRanges> = HashMap::with_max_entries(MAX_TARGETS, 0);
+
+/// Stack copies for the runner to unwind. 4 MiB hold 127 copies of 32 KiB:
+/// at the cpu probe's 99 Hz per CPU, seconds of them; the runner drains the
+/// ring every few milliseconds.
+#[map]
+static STACK_COPIES: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Copies made per CPU, for the tags.
+#[map]
+static COPIES_MADE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 fn read(addr: u64) -> Option<u64> {
@@ -90,6 +120,15 @@ pub(crate) fn walk_from(regs: *const pt_regs, at_entry: bool) -> u64 {
 /// Walk from a copy of the user registers; returns the stack's hash.
 #[inline(always)]
 fn walk_regs(regs: &pt_regs, at_entry: bool) -> u64 {
+    if regs.rip == 0 {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if copies_stack((pid_tgid >> 32) as u32, regs.rip) {
+        if let Some(tag) = copy_stack(pid_tgid, regs, at_entry) {
+            return tag;
+        }
+    }
     let Some(stack) = SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
@@ -168,6 +207,8 @@ fn walk_regs(regs: &pt_regs, at_entry: bool) -> u64 {
         hash = (hash ^ stack.ips[i]).wrapping_mul(0x0100_0000_01b3);
         i += 1;
     }
+    // The top bit marks stack copies' tags.
+    hash &= !STACK_COPY_TAG;
     if hash == 0 {
         hash = 1;
     }
@@ -182,6 +223,91 @@ fn walk_regs(regs: &pt_regs, at_entry: bool) -> u64 {
         }
     }
     hash
+}
+
+/// Whether process `tgid`'s stack at `ip` is copied rather than walked:
+/// it has an `UNWIND` entry that asks for copies, and `ip` lies in none of
+/// its frame-pointer ranges.
+#[inline(always)]
+fn copies_stack(tgid: u32, ip: u64) -> bool {
+    // SAFETY: a copy of the value is read at once.
+    let Some(u) = (unsafe { UNWIND.get(&tgid) }) else {
+        return false;
+    };
+    if u.copy == 0 {
+        return false;
+    }
+    let mut i = 0;
+    while i < MAX_FRAME_POINTER_RANGES {
+        if (i as u32) < u.n && ip >= u.fp[i][0] && ip < u.fp[i][1] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Copy the stack above `regs.rsp` with the registers into the ring;
+/// returns the copy's tag, or `None` when the ring is full (the caller
+/// walks instead).
+#[inline(always)]
+fn copy_stack(pid_tgid: u64, regs: &pt_regs, at_entry: bool) -> Option<u64> {
+    let Some(mut entry) = STACK_COPIES.reserve::<StackCopy>(0) else {
+        crate::note_full(FULL_STACK_COPIES);
+        return None;
+    };
+    let count = match COPIES_MADE.get_ptr_mut(0) {
+        // SAFETY: this CPU's own slot.
+        Some(n) => unsafe {
+            *n += 1;
+            *n
+        },
+        None => 0,
+    };
+    // SAFETY: plain helper call.
+    let cpu = u64::from(unsafe { bpf_get_smp_processor_id() });
+    let tag = STACK_COPY_TAG | (cpu & 0x7f_ffff) << 40 | (count & ((1 << 40) - 1));
+    let rec = entry.as_mut_ptr();
+    let sp = regs.rsp;
+    // SAFETY: `rec` points to the reserved record, ours until submitted;
+    // every field is written before it is.
+    unsafe {
+        (*rec).tag = tag;
+        (*rec).tgid = (pid_tgid >> 32) as u32;
+        (*rec).tid = pid_tgid as u32;
+        (*rec).ip = regs.rip;
+        (*rec).sp = sp;
+        (*rec).bp = regs.rbp;
+        (*rec).at_entry = u64::from(at_entry);
+        // Page by page, so that the copy ends exactly where the stack's
+        // mapping does: one read of the whole size fails whole when the
+        // mapping ends sooner (a thread's stack usually ends a few KiB above
+        // its stack pointer), and halving it lost up to half the stack,
+        // with the outermost frames. First up to sp's page end, then whole
+        // pages; the verifier bounds every offset by the loop count.
+        let base = core::ptr::addr_of_mut!((*rec).stack) as *mut u8;
+        let first = PAGE - (sp & (PAGE - 1));
+        let mut len: u64 = 0;
+        if generated::bpf_probe_read_user(base as *mut c_void, first as u32, sp as *const c_void)
+            == 0
+        {
+            len = first;
+            let mut k = 0;
+            while k < STACK_COPY_BYTES as u64 / PAGE - 1 {
+                let dst = base.add(len as usize) as *mut c_void;
+                if generated::bpf_probe_read_user(dst, PAGE as u32, (sp + len) as *const c_void)
+                    != 0
+                {
+                    break;
+                }
+                len += PAGE;
+                k += 1;
+            }
+        }
+        (*rec).len = len;
+    }
+    entry.submit(0);
+    Some(tag)
 }
 
 /// errno EEXIST (Linux, every architecture).

@@ -986,6 +986,8 @@ struct Measured {
     per_call_phase_window_bytes: Option<Vec<u64>>,
     /// The maps either pass found full.
     full_maps: Vec<report::FullMap>,
+    /// Each pass's stack copies.
+    stack_copies: Vec<report::StackCopies>,
     /// The per-call pass's phases (empty when it did not run apart): its
     /// integrity counts as much as the main pass's.
     per_call_results: Vec<PhaseResult>,
@@ -1005,6 +1007,9 @@ fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
         per_call_window_bytes: None,
         per_call_phase_window_bytes: None,
         full_maps: full_maps("main", &main.capture.full_maps),
+        stack_copies: stack_copies("main", &main.capture.stack_copies)
+            .into_iter()
+            .collect(),
         per_call_results: Vec::new(),
         per_call_loads: Vec::new(),
         per_call_links: Vec::new(),
@@ -1017,6 +1022,8 @@ fn merge_per_call(main: Pass, per_call: Option<Pass>) -> Measured {
     let main = &mut m.main;
     m.full_maps
         .extend(full_maps("per_call", &pc.capture.full_maps));
+    m.stack_copies
+        .extend(stack_copies("per_call", &pc.capture.stack_copies));
     m.exited_early = pc.exited_early.clone();
     m.per_call_links = pc.links.clone();
     m.per_call_overhead = overhead(&main.results, &pc.results);
@@ -1056,6 +1063,19 @@ fn full_maps(pass: &str, maps: &[crate::capture::FullMap]) -> Vec<report::FullMa
             lost: f.lost,
         })
         .collect()
+}
+
+/// A pass's stack copies for the report (none when it copied none).
+fn stack_copies(pass: &str, s: &crate::capture::CopyStats) -> Option<report::StackCopies> {
+    (s.copies > 0).then(|| report::StackCopies {
+        pass: pass.to_string(),
+        copies: s.copies,
+        bytes: s.bytes,
+        unreadable: s.unreadable,
+        cut: s.cut,
+        frames: s.frames,
+        unwind_ns: s.unwind_ns,
+    })
 }
 
 /// Whether every phase of a pass ran and kept every byte.
@@ -1382,6 +1402,7 @@ fn assemble(
                 .clone()
                 .unwrap_or_default(),
             full_maps: a.measured.full_maps.clone(),
+            stack_copies: a.measured.stack_copies.clone(),
         },
         outputs: a.graphs.outputs.clone(),
         warnings,

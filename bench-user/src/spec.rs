@@ -14,7 +14,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    capture::{AllocOptions, CaptureOptions, CryptoOptions},
+    capture::{AllocOptions, CaptureOptions, CryptoOptions, UnwindMode},
     chain::Ready,
     drive::{BulkOptions, ChurnOptions, Direction, Pattern, PhaseOptions, RrOptions, SetupOptions},
 };
@@ -254,6 +254,12 @@ pub struct ProbeSpec {
     /// critical path (docs/probes.md).
     #[serde(default = "default_offcpu_stack_interval_us")]
     pub offcpu_stack_interval_us: u64,
+    /// How user stacks are taken: `auto` copies them where the code lacks
+    /// frame pointers and has unwind tables and unwinds the copies from
+    /// `.eh_frame` (docs/probes.md), `frame-pointers` walks every stack,
+    /// `dwarf` copies every stack.
+    #[serde(default)]
+    pub unwind: UnwindMode,
     #[serde(default)]
     pub cpu: CpuSpec,
     #[serde(default)]
@@ -338,6 +344,7 @@ impl Default for ProbeSpec {
             counters: true,
             offcpu: true,
             offcpu_stack_interval_us: default_offcpu_stack_interval_us(),
+            unwind: UnwindMode::Auto,
             cpu: CpuSpec::default(),
             alloc: AllocSpec::default(),
             crypto: CryptoSpec::default(),
@@ -412,6 +419,7 @@ impl ProbeSpec {
             program_stats: self.program_costs,
             // Sized for the pass by the runner, which knows its length.
             cpu_sample_entries: 0,
+            unwind: self.unwind,
         }
     }
 }
@@ -1132,6 +1140,13 @@ duration_s = 2
         let e = ProfileSpec::parse_with(GOOD, Path::new("p.toml"), &[o("phase.5.connections=3")])
             .unwrap_err();
         assert!(e.to_string().contains("phase.5: no such entry"), "{e}");
+        let spec = ProfileSpec::parse_with(GOOD, Path::new("p.toml"), &[o("probes.unwind=dwarf")])
+            .expect("valid");
+        assert_eq!(spec.probes.unwind, UnwindMode::Dwarf);
+        assert_eq!(spec.probes.capture_options().unwind, UnwindMode::Dwarf);
+        let e = ProfileSpec::parse_with(GOOD, Path::new("p.toml"), &[o("probes.unwind=sometimes")])
+            .unwrap_err();
+        assert!(e.to_string().contains("probes.unwind"), "{e}");
     }
 
     const STRESS: &str = r#"

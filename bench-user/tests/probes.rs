@@ -1095,3 +1095,181 @@ fn libcrypto_unnamed_code_counts_as_crypto() {
     );
     assert_no_programs_left();
 }
+
+/// `tests/data/NAME.c`, compiled with `flags` (a missing compiler fails the
+/// test with one line naming the package).
+fn c_program(name: &str, flags: &[&str]) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/{name}.c"));
+    let bin = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let out = match Command::new("cc")
+        .args(flags)
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "no C compiler (cc: {e}); install it with `cargo xtask setup` as root, or: apt-get install -y gcc"
+        ),
+    };
+    assert!(
+        out.status.success(),
+        "cc {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// The names of a resolved stack, outermost first, for messages.
+fn frame_names(s: &resolve::ResolvedSample) -> Vec<&str> {
+    s.frames.iter().map(|f| &*f.name).collect()
+}
+
+/// A C program built with frame pointers, blocked in glibc's read(): glibc
+/// sets up no frame there, so a frame-pointer walk skipped read's caller
+/// in about half the stacks (the hole #12 names). Its stack is copied and
+/// unwound from .eh_frame instead: every off-CPU stack in read names the
+/// caller, under its own caller.
+#[test]
+#[ignore = "needs root and cc"]
+fn a_c_program_blocked_in_read_names_its_caller_in_every_off_cpu_stack() {
+    use std::io::Read;
+    const BYTES: usize = 20;
+    let bin = c_program("read_blocked", &["-O2", "-fno-omit-frame-pointer"]);
+    let opts = CaptureOptions {
+        offcpu: true,
+        ..CaptureOptions::none()
+    };
+    let mut probes = Probes::load(&opts).expect("load probes");
+    let mut child = Command::new(&bin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn read_blocked");
+    let pid = child.id();
+    let mut out = child.stdout.take().expect("stdout");
+    let mut b = [0u8; 1];
+    out.read_exact(&mut b).expect("ready byte");
+    assert_eq!(&b, b"r");
+    probes.add_target(pid, 0).expect("add target");
+    probes.start().expect("start");
+    let mut stdin = child.stdin.take().expect("stdin");
+    for _ in 0..BYTES {
+        std::thread::sleep(Duration::from_millis(20));
+        stdin.write_all(b"x").expect("byte");
+        out.read_exact(&mut b).expect("answer");
+        assert_eq!(&b, b"k");
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    probes.stop().expect("stop");
+    let cap = probes.read().expect("read");
+    // Symbolize while the program is still alive.
+    let samples = resolve::resolve(&cap.stacks, &cap.thread_names);
+    stdin.write_all(b"q").expect("quit");
+    drop(stdin);
+    assert_exited(&mut child);
+    drop(probes);
+
+    let in_read: Vec<_> = samples
+        .iter()
+        .filter(|s| {
+            s.tgid == pid
+                && s.graph == Graph::OffCpu
+                && s.frames
+                    .iter()
+                    .any(|f| !f.kernel && f.name.ends_with("read"))
+        })
+        .collect();
+    // 21 waits of about 20 ms each.
+    let read_us: u64 = in_read.iter().map(|s| s.weight).sum();
+    assert!(
+        read_us >= 300_000,
+        "{read_us} µs off CPU in read over {} stacks",
+        in_read.len()
+    );
+    for s in &in_read {
+        let names = frame_names(s);
+        let user: Vec<&str> = s
+            .frames
+            .iter()
+            .filter(|f| !f.kernel)
+            .map(|f| &*f.name)
+            .collect();
+        let at = |name: &str| user.iter().position(|n| *n == name);
+        let (Some(serve), Some(wait)) = (at("serve"), at("wait_for_byte")) else {
+            panic!("a stack in read without its callers: {names:?}");
+        };
+        assert!(serve < wait, "callers out of order: {names:?}");
+        assert!(
+            user[wait + 1..].iter().any(|n| n.ends_with("read")),
+            "read is not below wait_for_byte: {names:?}"
+        );
+    }
+    assert_no_programs_left();
+}
+
+/// Samples of `pid` in `samples` that name `spin_in_named_function` under
+/// `spin_caller` under `main`, and all of `pid`'s CPU samples.
+fn spin_chain_samples(samples: &[resolve::ResolvedSample], pid: u32) -> (u64, u64) {
+    let mine = samples
+        .iter()
+        .filter(|s| s.tgid == pid && s.graph == Graph::Cpu);
+    let total: u64 = mine.clone().map(|s| s.weight).sum();
+    let chained: u64 = mine
+        .filter(|s| {
+            let names = frame_names(s);
+            let at = |name: &str| names.iter().position(|n| *n == name);
+            matches!(
+                (at("main"), at("spin_caller"), at("spin_in_named_function")),
+                (Some(a), Some(b), Some(c)) if a < b && b < c
+            )
+        })
+        .map(|s| s.weight)
+        .sum();
+    (chained, total)
+}
+
+/// Spin for 2 s in the no-frame-pointer C program under cpu probes with
+/// `unwind`; returns (samples naming the whole chain, all samples).
+fn spin_without_frame_pointers(unwind: capture::UnwindMode) -> (u64, u64) {
+    let bin = c_program("spin_no_frame_pointers", &["-O2", "-fomit-frame-pointer"]);
+    let opts = CaptureOptions {
+        cpu_frequency_hz: Some(99),
+        unwind,
+        ..CaptureOptions::none()
+    };
+    let mut probes = Probes::load(&opts).expect("load probes");
+    let (mut child, stdin) = run_program_until_done(&mut probes, &bin, &["2"]);
+    let pid = child.id();
+    let cap = probes.read().expect("read");
+    let samples = resolve::resolve(&cap.stacks, &cap.thread_names);
+    drop(stdin);
+    assert_exited(&mut child);
+    drop(probes);
+    assert_no_programs_left();
+    spin_chain_samples(&samples, pid)
+}
+
+/// The spinning-function test on code built without frame pointers: the
+/// copied stacks, unwound from .eh_frame, name the spinning function and
+/// both its callers in nine samples of ten; walked by frame pointer, the
+/// same program's stacks lose the callers (which shows the test can tell).
+#[test]
+#[ignore = "needs root and cc"]
+fn cpu_samples_of_code_without_frame_pointers_name_every_caller() {
+    let (chained, total) = spin_without_frame_pointers(capture::UnwindMode::Auto);
+    // 2 s at 99 Hz is about 200 samples on an idle CPU.
+    assert!(total >= 50, "{total} samples");
+    assert!(
+        chained * 10 >= total * 9,
+        "main > spin_caller > spin_in_named_function in {chained} of {total} samples"
+    );
+    let (walked, total) = spin_without_frame_pointers(capture::UnwindMode::FramePointers);
+    assert!(
+        walked * 2 < total,
+        "walked by frame pointer, the whole chain in {walked} of {total} samples: \
+         the program keeps a frame chain after all"
+    );
+}

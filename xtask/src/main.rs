@@ -413,6 +413,34 @@ fn build(root: &Path, tools: &setup::Tools) -> Result<()> {
     check(cmd, "cargo build --release")
 }
 
+/// Where [`build_endpoint_without_frame_pointers`] puts its build.
+pub const NO_FRAME_POINTERS_DIR: &str = "target/no-frame-pointers";
+
+/// A second protoprof-endpoint, built as most proxies ship: without frame
+/// pointers (the workspace's rustflags force them). The stack tests
+/// profile it to show that copied stacks, unwound from `.eh_frame`, are as
+/// deep as walked ones. Its own target directory: other rustflags rebuild
+/// every crate, and sharing one would rebuild the main build each time.
+fn build_endpoint_without_frame_pointers(root: &Path, tools: &setup::Tools) -> Result<()> {
+    let mut cmd = cargo(root, tools);
+    cmd.args([
+        "build",
+        "--release",
+        "-p",
+        "bench-proto",
+        "--bin",
+        "protoprof-endpoint",
+        "--target-dir",
+        NO_FRAME_POINTERS_DIR,
+    ])
+    // RUSTFLAGS replaces the config's target rustflags.
+    .env("RUSTFLAGS", "-C force-frame-pointers=no");
+    check(
+        cmd,
+        "cargo build of protoprof-endpoint without frame pointers",
+    )
+}
+
 fn lint(root: &Path, tools: &setup::Tools) -> Result<()> {
     let mut cmd = cargo(root, tools);
     cmd.args(["fmt", "--all", "--check"]);
@@ -499,6 +527,7 @@ fn test(
     lint(root, tools)?;
     // The end-to-end tests run the release protoprof and protoprof-endpoint.
     build(root, tools)?;
+    build_endpoint_without_frame_pointers(root, tools)?;
     let root_user = is_root();
     if !root_user {
         println!(
@@ -693,9 +722,24 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
         ),
         ("default set, main pass", &[], vec![]),
         (
+            "default set, every stack walked by frame pointer (probes.unwind=frame-pointers)",
+            &[],
+            vec!["probes.unwind=frame-pointers"],
+        ),
+        (
+            "default set, every stack copied and unwound (probes.unwind=dwarf)",
+            &[],
+            vec!["probes.unwind=dwarf"],
+        ),
+        (
             "default set + program run-time stats (probes.program_costs)",
             &[],
             vec!["probes.program_costs=true"],
+        ),
+        (
+            "default set + program run-time stats, every stack walked by frame pointer",
+            &[],
+            vec!["probes.program_costs=true", "probes.unwind=frame-pointers"],
         ),
     ];
     let out = root.join("target/protoprof/bench-probes");
@@ -707,6 +751,8 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
     let mut load = figures::Load::default();
     let mut machine = String::new();
     let mut program_ns = std::collections::BTreeMap::<String, (Vec<f64>, u64)>::new();
+    // Per unwind mode: (bytes per copy, runner ns per copy) per run, copies.
+    let mut copies = std::collections::BTreeMap::<String, (Vec<f64>, Vec<f64>, u64)>::new();
     for (label, base, on) in configs {
         if !only.is_empty() && !only.iter().any(|o| label.contains(o.as_str())) {
             continue;
@@ -740,8 +786,30 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
                     _ => {}
                 }
             }
+            let mode = report["probes"]["options"]["unwind"]
+                .as_str()
+                .unwrap_or("auto")
+                .to_string();
+            for c in report["probes"]["stack_copies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(n), Some(bytes), Some(ns)) = (
+                    c["copies"].as_f64(),
+                    c["bytes"].as_f64(),
+                    c["unwind_ns"].as_f64(),
+                ) {
+                    if n > 0.0 {
+                        let e = copies.entry(mode.clone()).or_default();
+                        e.0.push(bytes / n);
+                        e.1.push(ns / n);
+                        e.2 += n as u64;
+                    }
+                }
+            }
             // With probes.program_costs: the kernel's time per run of each
-            // program, one value per run.
+            // program, one value per run, by unwind mode.
             for c in report["probes"]["program_costs"]
                 .as_array()
                 .into_iter()
@@ -753,7 +821,7 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
                     c["run_count"].as_f64(),
                 ) {
                     if n > 0.0 {
-                        let e = program_ns.entry(name.to_string()).or_default();
+                        let e = program_ns.entry(format!("`{name}`, {mode}")).or_default();
                         e.0.push(ns / n);
                         e.1 += n as u64;
                     }
@@ -776,16 +844,33 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
             "\nThe kernel's run time per invocation of each program (`BPF_ENABLE_STATS`, \
              rows with `probes.program_costs`; every invocation on the machine, targets or not; \
              the statistics' own two clock reads included):\n\n\
-             | program | ns per run, median [min–max] over runs | runs counted |\n|---|---:|---:|\n",
+             | program, stacks taken (`probes.unwind`) | ns per run, median [min–max] over runs | runs counted |\n|---|---:|---:|\n",
         );
         for (name, (mut v, n)) in program_ns {
             costs.push_str(&format!(
-                "| `{name}` | {} | {n} |\n",
+                "| {name} | {} | {n} |\n",
                 figures::spread(&mut v, 0)
             ));
         }
         print!("{costs}");
         table.push_str(&costs);
+    }
+    if !copies.is_empty() {
+        let mut t = String::from(
+            "\nStack copies (code without frame pointers, docs/probes.md), all rows with copies, \
+             by `probes.unwind`: bytes copied per copy, and the runner's CPU time unwinding one:\n\n\
+             | stacks taken | bytes per copy, median [min–max] over runs | µs to unwind a copy | copies counted |\n|---|---:|---:|---:|\n",
+        );
+        for (mode, (mut bytes, ns, n)) in copies {
+            let mut us: Vec<f64> = ns.iter().map(|v| v / 1000.0).collect();
+            t.push_str(&format!(
+                "| {mode} | {} | {} | {n} |\n",
+                figures::spread(&mut bytes, 0),
+                figures::spread(&mut us, 1)
+            ));
+        }
+        print!("{t}");
+        table.push_str(&t);
     }
     Ok(BenchTable {
         table,

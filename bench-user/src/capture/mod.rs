@@ -18,7 +18,9 @@ pub mod privileges;
 pub mod probe_frames;
 pub mod process_tree;
 pub mod resources;
+mod ring_reader;
 pub mod sockets;
+mod stack_copies;
 mod stacks;
 mod syscalls;
 mod uprobe_multi;
@@ -49,6 +51,7 @@ use serde::{Deserialize, Serialize};
 pub use alloc::{AllocAttach, AllocCapture, AllocRecord};
 pub use counters::{CounterReading, Reading, COUNTER_NAMES};
 pub use crypto::{CryptoRecord, CryptoSymbol, Families};
+pub use stack_copies::{CopyStats, UnwindMode};
 pub use stacks::{Graph, StackRecord};
 pub use syscalls::syscall_name;
 
@@ -110,6 +113,11 @@ pub struct CaptureOptions {
     /// needs more: see [`CaptureOptions::sized_for`].
     #[serde(default)]
     pub cpu_sample_entries: u32,
+    /// How user stacks are taken: walked by frame pointer, or copied and
+    /// unwound from the binaries' tables where the code lacks frame
+    /// pointers (capture/stack_copies.rs).
+    #[serde(default)]
+    pub unwind: UnwindMode,
 }
 
 /// The alloc probe's settings.
@@ -144,6 +152,7 @@ impl CaptureOptions {
             floor: false,
             program_stats: false,
             cpu_sample_entries: 0,
+            unwind: UnwindMode::Auto,
         }
     }
 
@@ -169,6 +178,7 @@ impl CaptureOptions {
         CaptureOptions {
             alloc: self.alloc.clone(),
             crypto: self.crypto.clone(),
+            unwind: self.unwind,
             ..CaptureOptions::none()
         }
     }
@@ -255,6 +265,8 @@ pub struct Probes {
     config: Array<MapData, u64>,
     targets: HashMap<MapData, u32, u32>,
     target_filter: Array<MapData, u32>,
+    /// How each target's user stacks are taken (`UnwindRanges` by tgid).
+    unwind: HashMap<MapData, u32, bench_common::UnwindRanges>,
     counters: BTreeMap<u32, counters::TargetCounters>,
     /// Why thread exit events carry no totals here, if they do not (the
     /// counters then say so).
@@ -274,6 +286,8 @@ pub struct Probes {
     offcpu_tails: StdHashMap<OffCpuKey, u64>,
     /// The targets' process trees, followed as they fork and exec.
     watcher: process_tree::Watcher,
+    /// Stack copies, unwound as they arrive.
+    stack_copies: stack_copies::StackCopies,
 }
 
 /// One syscall of one thread, summed over CPUs.
@@ -332,6 +346,8 @@ pub struct Capture {
     /// The maps that were full at some point since the probes were loaded,
     /// with the records they could not hold.
     pub full_maps: Vec<FullMap>,
+    /// The stack copies unwound since the probes were loaded.
+    pub stack_copies: CopyStats,
 }
 
 /// Load program `name` and attach it to raw tracepoint `event` (by name: no
@@ -401,6 +417,11 @@ impl Probes {
             name: "TARGETS",
             source,
         })?;
+        let unwind = take_map(&mut ebpf, "UNWIND")?;
+        let unwind = HashMap::try_from(unwind).map_err(|source| CaptureError::Map {
+            name: "UNWIND",
+            source,
+        })?;
         let target_filter = take_map(&mut ebpf, "TARGET_FILTER")?;
         let target_filter = Array::try_from(target_filter).map_err(|source| CaptureError::Map {
             name: "TARGET_FILTER",
@@ -453,6 +474,7 @@ impl Probes {
             offcpu::attach(&mut ebpf, options.floor)?;
         }
         let watcher = process_tree::attach(&mut ebpf)?;
+        let stack_copies = stack_copies::start(&mut ebpf, watcher.shared_tree())?;
         if let Some(a) = &options.alloc {
             set(CONFIG_ALLOC_SAMPLE_BYTES, a.sample_bytes)?;
             set(CONFIG_ALLOC_LIVE, u64::from(a.live))?;
@@ -471,6 +493,7 @@ impl Probes {
             config,
             targets,
             target_filter,
+            unwind,
             counters: BTreeMap::new(),
             exit_totals_unavailable,
             attached: BTreeMap::new(),
@@ -483,6 +506,7 @@ impl Probes {
             counters_start_ns: 0,
             offcpu_tails: StdHashMap::new(),
             watcher,
+            stack_copies,
         })
     }
 
@@ -494,8 +518,11 @@ impl Probes {
     pub fn add_target(&mut self, pid: u32, role: u32) -> Result<(), CaptureError> {
         self.list_target(pid, role)?;
         let descendants = self.watcher.tree().add_root(pid);
-        for child in descendants {
-            self.list_target(child, role | TARGET_FOLLOWED)?;
+        for child in &descendants {
+            self.list_target(*child, role | TARGET_FOLLOWED)?;
+        }
+        for p in std::iter::once(pid).chain(descendants) {
+            self.set_unwind(p)?;
         }
         if self.options.counters {
             let c = counters::TargetCounters::open(pid, self.exit_totals_unavailable.clone());
@@ -553,6 +580,26 @@ impl Probes {
         }
         self.attached.insert(pid, info);
         attached
+    }
+
+    /// Write how `pid`'s user stacks are taken, from the files it has
+    /// mapped now (its children inherit it in the kernel as they fork).
+    fn set_unwind(&mut self, pid: u32) -> Result<(), CaptureError> {
+        let Some(ranges) = self.stack_copies.prepare(pid, self.options.unwind) else {
+            return Ok(());
+        };
+        self.unwind
+            .insert(pid, ranges, 0)
+            .map_err(|source| CaptureError::Map {
+                name: "UNWIND",
+                source,
+            })
+    }
+
+    /// What the stack copies gave so far (none where every stack was
+    /// walked by frame pointer).
+    pub fn stack_copy_stats(&self) -> CopyStats {
+        self.stack_copies.stats()
     }
 
     /// Put `pid` in the probes' target filter.
@@ -698,7 +745,7 @@ impl Probes {
         let mut capture = Capture::default();
         {
             let ebpf = &self.ebpf;
-            let mut stacks = stacks::StackReader::new(ebpf)?;
+            let mut stacks = stacks::StackReader::new(ebpf, self.stack_copies.frames())?;
             if self.options.syscalls {
                 capture.syscalls = syscalls::read(ebpf)?;
                 capture.syscall_histograms = syscalls::read_histograms(ebpf)?;
@@ -726,6 +773,7 @@ impl Probes {
             }
         }
 
+        capture.stacks = stacks::merge_same(std::mem::take(&mut capture.stacks));
         for (pid, c) in &mut self.counters {
             capture.counters.insert(*pid, c.read());
             for (tid, name, value) in c.read_by_thread() {
@@ -746,6 +794,7 @@ impl Probes {
         }
         capture.program_costs = self.program_costs();
         capture.full_maps = self.full_maps()?;
+        capture.stack_copies = self.stack_copies.stats();
         capture.tree = self.process_tree();
         process_tree::fold_into_targets(&mut capture);
         Ok(capture)

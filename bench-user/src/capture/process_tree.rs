@@ -11,11 +11,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     os::fd::{AsRawFd, RawFd},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex, MutexGuard,
-    },
-    thread::JoinHandle,
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -25,6 +21,7 @@ use bench_common::{
 
 use super::{
     elf::{self, Mapping},
+    ring_reader::RingReader,
     Capture, CaptureError, Graph,
 };
 
@@ -313,8 +310,7 @@ fn parents_by_pid() -> BTreeMap<u32, u32> {
 pub(super) struct Watcher {
     tree: Arc<Mutex<ProcessTree>>,
     ring: Arc<Mutex<RingBuf<MapData>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _reader: RingReader,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -326,33 +322,25 @@ impl Watcher {
         let fd: RawFd = ring.as_raw_fd();
         let tree = Arc::new(Mutex::new(ProcessTree::default()));
         let ring = Arc::new(Mutex::new(ring));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (tree, ring, stop) = (tree.clone(), ring.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("protoprof-tree".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let mut pfd = libc::pollfd {
-                            fd,
-                            events: libc::POLLIN,
-                            revents: 0,
-                        };
-                        // SAFETY: one valid pollfd; the ring (and its fd)
-                        // outlives this thread, which Drop joins first.
-                        unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
-                        let mut tree = lock(&tree);
-                        drain(&mut lock(&ring), &mut tree);
-                        tree.refresh();
-                    }
-                })?
+        let reader = {
+            let (tree, ring) = (tree.clone(), ring.clone());
+            RingReader::start("protoprof-tree", fd, POLL_MS, move || {
+                let mut tree = lock(&tree);
+                drain(&mut lock(&ring), &mut tree);
+                tree.refresh();
+            })?
         };
         Ok(Watcher {
             tree,
             ring,
-            stop,
-            thread: Some(thread),
+            _reader: reader,
         })
+    }
+
+    /// The tree itself, shared with the stack copies' drain thread (the
+    /// mappings of processes that already exited).
+    pub(super) fn shared_tree(&self) -> Arc<Mutex<ProcessTree>> {
+        self.tree.clone()
     }
 
     /// The tree with every event sent so far applied.
@@ -370,15 +358,6 @@ fn drain(ring: &mut RingBuf<MapData>, tree: &mut ProcessTree) {
             // integers); read unaligned from the ring's bytes.
             let event = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const ProcessEvent) };
             tree.apply(&event);
-        }
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }

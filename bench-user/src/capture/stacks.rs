@@ -7,7 +7,7 @@ use aya::{
     maps::{HashMap, MapData, StackTraceMap},
     Ebpf,
 };
-use bench_common::UserStack;
+use bench_common::{UserStack, STACK_COPY_TAG};
 use serde::{Deserialize, Serialize};
 
 use super::CaptureError;
@@ -95,10 +95,15 @@ pub(super) struct StackReader<'a> {
     kernel: StackTraceMap<&'a MapData>,
     user_cache: StdHashMap<u64, Arc<[u64]>>,
     kernel_cache: StdHashMap<i64, Arc<[u64]>>,
+    /// Stack copies, unwound, by tag.
+    copied: StdHashMap<u64, Arc<[u64]>>,
 }
 
 impl<'a> StackReader<'a> {
-    pub(super) fn new(ebpf: &'a Ebpf) -> Result<StackReader<'a>, CaptureError> {
+    pub(super) fn new(
+        ebpf: &'a Ebpf,
+        copied: StdHashMap<u64, Arc<[u64]>>,
+    ) -> Result<StackReader<'a>, CaptureError> {
         let user = HashMap::try_from(
             ebpf.map("USER_STACKS")
                 .ok_or(CaptureError::Missing("USER_STACKS"))?,
@@ -120,13 +125,19 @@ impl<'a> StackReader<'a> {
             kernel,
             user_cache: StdHashMap::new(),
             kernel_cache: StdHashMap::new(),
+            copied,
         })
     }
 
-    /// A user stack by hash (0 = none).
+    /// A user stack by hash (0 = none) or by a stack copy's tag.
     pub(super) fn user(&mut self, hash: u64) -> Arc<[u64]> {
         if hash == 0 {
             return Arc::default();
+        }
+        if hash & STACK_COPY_TAG != 0 {
+            // A copy the runner has not unwound (its ring was full, or its
+            // process's files could not be read) has no frames.
+            return self.copied.get(&hash).cloned().unwrap_or_default();
         }
         let map = &self.user;
         self.user_cache
@@ -152,4 +163,45 @@ impl<'a> StackReader<'a> {
             })
             .clone()
     }
+}
+
+/// Records that differ only in weight, merged into one. Each stack copy
+/// has a tag of its own, so records of one stack arrive as many records;
+/// their frames are one shared allocation per distinct stack
+/// (stack_copies.rs), so equal stacks compare by pointer.
+pub(super) fn merge_same(records: Vec<StackRecord>) -> Vec<StackRecord> {
+    type Key = (
+        Graph,
+        u32,
+        u32,
+        *const u64,
+        usize,
+        *const u64,
+        Option<String>,
+        Option<u32>,
+        u16,
+    );
+    let mut at: StdHashMap<Key, usize> = StdHashMap::with_capacity(records.len());
+    let mut out: Vec<StackRecord> = Vec::with_capacity(records.len());
+    for r in records {
+        let key = (
+            r.graph,
+            r.tgid,
+            r.tid,
+            r.user.as_ptr(),
+            r.user.len(),
+            r.kernel.as_ptr(),
+            r.leaf.clone(),
+            r.window,
+            r.slot,
+        );
+        match at.get(&key) {
+            Some(&i) => out[i].weight += r.weight,
+            None => {
+                at.insert(key, out.len());
+                out.push(r);
+            }
+        }
+    }
+    out
 }

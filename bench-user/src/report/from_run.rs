@@ -58,6 +58,14 @@ impl From<&capture::CaptureOptions> for ProbeOptions {
             crypto: o.crypto.as_ref().map(|c| CryptoProbeOptions {
                 return_probes: c.return_probes,
             }),
+            unwind: Some(
+                match o.unwind {
+                    capture::UnwindMode::Auto => "auto",
+                    capture::UnwindMode::FramePointers => "frame-pointers",
+                    capture::UnwindMode::Dwarf => "dwarf",
+                }
+                .to_string(),
+            ),
         }
     }
 }

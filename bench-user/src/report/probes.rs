@@ -34,6 +34,32 @@ pub struct ProbesInfo {
     /// misses them (each is also a warning). Empty when none was.
     #[serde(default)]
     pub full_maps: Vec<FullMap>,
+    /// User stacks copied for unwinding from the binaries' tables (code
+    /// without frame pointers), per pass; empty when none was copied.
+    #[serde(default)]
+    pub stack_copies: Vec<StackCopies>,
+}
+
+/// The stack copies of one pass: what they held and what unwinding them
+/// cost the runner (docs/probes.md has the probes' side).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StackCopies {
+    /// "main" or "per_call", as in `workload.windows`.
+    pub pass: String,
+    /// Copies received (CPU samples, off-CPU walks, allocation and syscall
+    /// stacks, in and between windows).
+    pub copies: u64,
+    /// Bytes of stack they held.
+    pub bytes: u64,
+    /// Copies whose stack could not be read at all.
+    pub unreadable: u64,
+    /// Copies whose unwinding ran past the copied bytes: their deepest
+    /// frames are missing.
+    pub cut: u64,
+    /// Frames unwound, over all copies.
+    pub frames: u64,
+    /// The runner's CPU time unwinding them, ns.
+    pub unwind_ns: u64,
 }
 
 /// A probe map that was full in a pass.
@@ -69,6 +95,11 @@ pub struct ProbeOptions {
     pub alloc: Option<AllocProbeOptions>,
     /// Absent when the crypto probe was off.
     pub crypto: Option<CryptoProbeOptions>,
+    /// How user stacks were taken: `auto`, `frame-pointers` or `dwarf`
+    /// (`probes.unwind`); absent in reports from before stacks were copied
+    /// (all walked by frame pointer).
+    #[serde(default)]
+    pub unwind: Option<String>,
 }
 
 /// The alloc probe's settings.

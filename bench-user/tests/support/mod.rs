@@ -42,6 +42,16 @@ pub fn profile_cmd(out: &Path, duration: &str) -> Command {
 
 /// `protoprof profile NAME --duration D` into `out`.
 pub fn profile_named(name: &str, out: &Path, duration: &str) -> Command {
+    profile_named_with_endpoint(name, out, duration, &endpoint())
+}
+
+/// [`profile_named`] with another protoprof-endpoint binary.
+pub fn profile_named_with_endpoint(
+    name: &str,
+    out: &Path,
+    duration: &str,
+    endpoint: &Path,
+) -> Command {
     let mut cmd = Command::new(PROTOPROF);
     cmd.arg("profile")
         .arg(name)
@@ -52,7 +62,7 @@ pub fn profile_named(name: &str, out: &Path, duration: &str) -> Command {
         .arg("--profiles")
         .arg(workspace().join("profiles"))
         .arg("--endpoint")
-        .arg(endpoint());
+        .arg(endpoint);
     cmd
 }
 
@@ -105,7 +115,16 @@ pub fn profile_ok_with(
     duration: &str,
     sets: &[&str],
 ) -> (PathBuf, protoprof::report::Report, String) {
-    let mut cmd = profile_named(name, out, duration);
+    run_ok(profile_named(name, out, duration), out, sets)
+}
+
+/// Run a `protoprof profile` command with `--set` each of `sets`; it must
+/// succeed and print the run directory (inside `out`) last.
+pub fn run_ok(
+    mut cmd: Command,
+    out: &Path,
+    sets: &[&str],
+) -> (PathBuf, protoprof::report::Report, String) {
     for s in sets {
         cmd.arg("--set").arg(s);
     }

@@ -1,0 +1,330 @@
+//! Stacks of code without frame pointers. The probes copy such a stack,
+//! up to 32 KiB from the stack pointer up with the registers, into the
+//! `STACK_COPIES` ring (bench-ebpf `user_stack.rs`), and name it in their
+//! record by a tag. Here the copies are drained while the targets run and
+//! unwound with framehop from the unwind tables (`.eh_frame`,
+//! `.debug_frame`) of the files each process has mapped, as `perf
+//! --call-graph dwarf` does; [`super::stacks::StackReader`] then hands a
+//! tag's frames out like a walked stack's.
+//!
+//! Which processes get copies, and for which code, is decided here too
+//! ([`StackCopies::prepare`]): a process whose mapped files include one built
+//! without frame pointers but with unwind tables has its stacks copied
+//! whenever the instruction pointer lies outside the files that keep frame
+//! pointers (up to six of those ranges; the rest are copied too).
+
+use std::{
+    collections::{HashMap, HashSet},
+    ops::Range,
+    os::fd::{AsRawFd, RawFd},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use bench_binfmt::unwind::{
+    debug_file_path, unwind_copy, CacheX86_64, UnwindTables, Unwinder, UnwinderX86_64,
+};
+use bench_common::{
+    StackCopy, UnwindRanges, MAX_FRAME_POINTER_RANGES, MAX_USER_FRAMES, STACK_COPY_BYTES,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    elf::{self, Mapping},
+    process_tree::ProcessTree,
+    ring_reader::RingReader,
+    CaptureError,
+};
+
+/// How the probes take user stacks (`probes.unwind` in a profile).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnwindMode {
+    /// Per file: copy where the code lacks frame pointers and has unwind
+    /// tables, walk the rest.
+    #[default]
+    Auto,
+    /// Walk every stack by frame pointer (no copies).
+    FramePointers,
+    /// Copy every stack and unwind it from the tables.
+    Dwarf,
+}
+
+/// How often the drain thread wakes when the ring is quiet.
+const POLL_MS: i32 = 5;
+/// A process's unwinder is rebuilt when an address falls outside its
+/// modules (a library loaded since), at most this often.
+const REBUILD_EVERY: Duration = Duration::from_millis(200);
+
+/// What the copies gave, for the report's probe notes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyStats {
+    /// Copies received.
+    pub copies: u64,
+    /// Bytes of stack they held.
+    pub bytes: u64,
+    /// Copies whose stack could not be read at all (0 bytes).
+    pub unreadable: u64,
+    /// Frames unwound, over all copies.
+    pub frames: u64,
+    /// Copies whose unwinding reached the end of the copied bytes: deeper
+    /// frames were cut off.
+    pub cut: u64,
+    /// The runner's CPU time unwinding them (the drain thread's, ns).
+    pub unwind_ns: u64,
+}
+
+/// The unwinding state the drain thread and the reader share.
+#[derive(Default)]
+struct Unwound {
+    by_tag: HashMap<u64, Arc<[u64]>>,
+    /// One allocation per distinct stack, shared by every tag with it.
+    distinct: HashSet<Arc<[u64]>>,
+    processes: HashMap<u32, ProcessUnwinder>,
+    files: FileTables,
+    cache: CacheX86_64,
+    stats: CopyStats,
+}
+
+/// Unwind tables by file, read once for all processes.
+#[derive(Default)]
+struct FileTables(HashMap<PathBuf, Option<Arc<UnwindTables>>>);
+
+impl FileTables {
+    fn get(&mut self, path: &Path) -> Option<Arc<UnwindTables>> {
+        self.0
+            .entry(path.to_path_buf())
+            .or_insert_with(|| {
+                let mut t = UnwindTables::read(path).ok()?;
+                if !t.has_tables() {
+                    // Stripped of its tables: a debug file by build id may
+                    // hold .debug_frame.
+                    if let Some(debug) = t
+                        .build_id
+                        .as_deref()
+                        .and_then(debug_file_path)
+                        .and_then(|p| UnwindTables::read(&p).ok())
+                    {
+                        t.add_debug_file(&debug);
+                    }
+                }
+                Some(Arc::new(t))
+            })
+            .clone()
+    }
+}
+
+struct ProcessUnwinder {
+    unwinder: UnwinderX86_64<Arc<[u8]>>,
+    modules: Vec<Range<u64>>,
+    built: Instant,
+}
+
+impl ProcessUnwinder {
+    fn build(mappings: &[Mapping], files: &mut FileTables) -> ProcessUnwinder {
+        let mut unwinder = UnwinderX86_64::new();
+        let mut modules = Vec::new();
+        for (path, range, bias) in modules_of(mappings, files) {
+            let Some(t) = files.get(&path) else { continue };
+            let name = path.display().to_string();
+            unwinder.add_module(t.module(name, range.clone(), bias));
+            modules.push(range);
+        }
+        ProcessUnwinder {
+            unwinder,
+            modules,
+            built: Instant::now(),
+        }
+    }
+
+    fn covers(&self, addr: u64) -> bool {
+        self.modules.iter().any(|r| r.contains(&addr))
+    }
+}
+
+/// Each mapped file once: its executable address range and load bias
+/// (where its ELF virtual address 0 lies in the process).
+fn modules_of(mappings: &[Mapping], files: &mut FileTables) -> Vec<(PathBuf, Range<u64>, u64)> {
+    let mut out: Vec<(PathBuf, Range<u64>, u64)> = Vec::new();
+    for m in mappings {
+        if let Some((_, range, _)) = out.iter_mut().find(|(p, _, _)| *p == m.path) {
+            range.start = range.start.min(m.start);
+            range.end = range.end.max(m.end);
+            continue;
+        }
+        let Some(t) = files.get(&m.path) else {
+            continue;
+        };
+        let Some(vaddr) = t.address_of_mapping(m.file_offset) else {
+            continue;
+        };
+        out.push((m.path.clone(), m.start..m.end, m.start.wrapping_sub(vaddr)));
+    }
+    out
+}
+
+impl Unwound {
+    fn unwind(&mut self, rec: &StackCopy, tree: &Mutex<ProcessTree>) {
+        let started = Instant::now();
+        self.unwind_timed(rec, tree);
+        self.stats.unwind_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    }
+
+    fn unwind_timed(&mut self, rec: &StackCopy, tree: &Mutex<ProcessTree>) {
+        self.stats.copies += 1;
+        let len = (rec.len as usize).min(STACK_COPY_BYTES);
+        self.stats.bytes += len as u64;
+        if len == 0 {
+            self.stats.unreadable += 1;
+        }
+        let stale = self
+            .processes
+            .get(&rec.tgid)
+            .is_none_or(|p| !p.covers(rec.ip) && p.built.elapsed() >= REBUILD_EVERY);
+        if stale {
+            let mut mappings = elf::executable_mappings(rec.tgid);
+            if mappings.is_empty() {
+                // Exited already: the mappings the process tree kept.
+                let tree = tree.lock().unwrap_or_else(|p| p.into_inner());
+                mappings = tree
+                    .mappings(rec.tgid)
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default();
+            }
+            let p = ProcessUnwinder::build(&mappings, &mut self.files);
+            self.processes.insert(rec.tgid, p);
+        }
+        let Some(p) = self.processes.get(&rec.tgid) else {
+            return;
+        };
+        let unwound = unwind_copy(
+            &p.unwinder,
+            &mut self.cache,
+            (rec.ip, rec.sp, rec.bp),
+            &rec.stack[..len],
+            MAX_USER_FRAMES,
+        );
+        if unwound.cut {
+            self.stats.cut += 1;
+        }
+        self.stats.frames += unwound.frames.len() as u64;
+        let frames: Arc<[u64]> = Arc::from(unwound.frames);
+        let frames = match self.distinct.get(&frames) {
+            Some(f) => f.clone(),
+            None => {
+                self.distinct.insert(frames.clone());
+                frames
+            }
+        };
+        self.by_tag.insert(rec.tag, frames);
+    }
+}
+
+/// The drain thread and what it has unwound.
+pub(super) struct StackCopies {
+    unwound: Arc<Mutex<Unwound>>,
+    ring: Arc<Mutex<RingBuf<MapData>>>,
+    tree: Arc<Mutex<ProcessTree>>,
+    _reader: RingReader,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Take the ring and start draining it. `tree` is the process tree the
+/// watcher keeps: the mappings of a process that exited before its last
+/// copies were unwound.
+pub(super) fn start(
+    ebpf: &mut aya::Ebpf,
+    tree: Arc<Mutex<ProcessTree>>,
+) -> Result<StackCopies, CaptureError> {
+    let map = ebpf
+        .take_map("STACK_COPIES")
+        .ok_or(CaptureError::Missing("STACK_COPIES"))?;
+    let ring = RingBuf::try_from(map).map_err(|source| CaptureError::Map {
+        name: "STACK_COPIES",
+        source,
+    })?;
+    let fd: RawFd = ring.as_raw_fd();
+    let ring = Arc::new(Mutex::new(ring));
+    let unwound = Arc::new(Mutex::new(Unwound::default()));
+    let reader = {
+        let (ring, unwound, tree) = (ring.clone(), unwound.clone(), tree.clone());
+        RingReader::start("protoprof-unwind", fd, POLL_MS, move || {
+            drain(&mut lock(&ring), &mut lock(&unwound), &tree);
+        })
+        .map_err(CaptureError::Watcher)?
+    };
+    Ok(StackCopies {
+        unwound,
+        ring,
+        tree,
+        _reader: reader,
+    })
+}
+
+fn drain(ring: &mut RingBuf<MapData>, unwound: &mut Unwound, tree: &Mutex<ProcessTree>) {
+    while let Some(item) = ring.next() {
+        if item.len() >= std::mem::size_of::<StackCopy>() {
+            // SAFETY: the probe writes whole StackCopy records (repr(C),
+            // plain integers and bytes); read unaligned from the ring.
+            let rec = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const StackCopy) };
+            unwound.unwind(&rec, tree);
+        }
+    }
+}
+
+impl StackCopies {
+    /// Every copy sent so far, unwound: frames by tag.
+    pub(super) fn frames(&self) -> HashMap<u64, Arc<[u64]>> {
+        let mut unwound = lock(&self.unwound);
+        drain(&mut lock(&self.ring), &mut unwound, &self.tree);
+        unwound.by_tag.clone()
+    }
+
+    /// What the copies gave so far.
+    pub(super) fn stats(&self) -> CopyStats {
+        lock(&self.unwound).stats
+    }
+}
+
+impl StackCopies {
+    /// The `UNWIND` entry for process `pid` as mapped now (`None`: walk
+    /// every stack by frame pointer, as for a process without an entry).
+    /// Where it gets copies, its unwinder is built now rather than at its
+    /// first copy.
+    pub(super) fn prepare(&self, pid: u32, mode: UnwindMode) -> Option<UnwindRanges> {
+        let mut ranges = UnwindRanges {
+            copy: 1,
+            ..UnwindRanges::default()
+        };
+        if mode == UnwindMode::FramePointers {
+            return None;
+        }
+        let mappings = elf::executable_mappings(pid);
+        let mut unwound = lock(&self.unwound);
+        let mut copies = mode == UnwindMode::Dwarf;
+        if mode == UnwindMode::Auto {
+            for (path, range, _) in modules_of(&mappings, &mut unwound.files) {
+                let Some(t) = unwound.files.get(&path) else {
+                    continue;
+                };
+                if t.needs_copy() {
+                    copies = true;
+                } else if (ranges.n as usize) < MAX_FRAME_POINTER_RANGES {
+                    ranges.fp[ranges.n as usize] = [range.start, range.end];
+                    ranges.n += 1;
+                }
+            }
+        }
+        if !copies {
+            return None;
+        }
+        let p = ProcessUnwinder::build(&mappings, &mut unwound.files);
+        unwound.processes.insert(pid, p);
+        Some(ranges)
+    }
+}
