@@ -69,6 +69,9 @@ pub struct UnwindTables {
     debug_frame: Option<Arc<[u8]>>,
     /// (file offset, virtual address, size) of each loadable segment.
     segments: Vec<(u64, u64, u64)>,
+    /// What could not be used and what was done instead, one sentence
+    /// each (for the report's warnings).
+    pub notes: Vec<String>,
 }
 
 impl UnwindTables {
@@ -107,11 +110,21 @@ impl UnwindTables {
         // indexes .eh_frame itself (gimli subtracts the index's pointers
         // from .eh_frame's start unchecked; `cargo xtask fuzz unwind`
         // found it).
-        let eh_frame_hdr =
-            bytes(".eh_frame_hdr").filter(|hdr| match (&eh_frame_hdr_svma, &eh_frame_svma) {
+        let mut notes = Vec::new();
+        let eh_frame_hdr = bytes(".eh_frame_hdr").filter(|hdr| {
+            let usable = match (&eh_frame_hdr_svma, &eh_frame_svma) {
                 (Some(h), Some(e)) => index_points_into(hdr, h.start, e),
                 _ => false,
-            });
+            };
+            if !usable {
+                notes.push(format!(
+                    "{}: .eh_frame_hdr is not an index of .eh_frame: not used (the unwinder indexes \
+                     .eh_frame itself)",
+                    path.display()
+                ));
+            }
+            usable
+        });
         Ok(UnwindTables {
             path: path.to_path_buf(),
             frame_pointers: frame_pointers(&file),
@@ -128,7 +141,49 @@ impl UnwindTables {
                 .segments()
                 .map(|s| (s.file_range().0, s.address(), s.file_range().1))
                 .collect(),
+            notes,
         })
+    }
+
+    /// Read the tables of `path`; where it has neither `.eh_frame` nor
+    /// `.debug_frame` (stripped of them), take `.debug_frame` from its
+    /// separate debug file, found by build id under `debug_root`
+    /// (`/usr/lib/debug` on a system). What could not be found is said in
+    /// [`Self::notes`]: the stacks in that file are then walked by frame
+    /// pointer.
+    pub fn read_with_debug_file(path: &Path, debug_root: &Path) -> Result<UnwindTables, ElfError> {
+        let mut t = UnwindTables::read(path)?;
+        // Walked by frame pointer anyway: nothing to look for.
+        if t.has_tables() || t.is_go || t.frame_pointers == FramePointers::Kept {
+            return Ok(t);
+        }
+        let Some(debug) = t
+            .build_id
+            .as_deref()
+            .and_then(|id| debug_file_path(debug_root, id))
+        else {
+            t.notes.push(format!(
+                "{}: no unwind tables and no build id to find a debug file by: its stacks are \
+                 walked by frame pointer",
+                path.display()
+            ));
+            return Ok(t);
+        };
+        match UnwindTables::read(&debug) {
+            Ok(d) if t.add_debug_file(&d) => {}
+            Ok(_) => t.notes.push(format!(
+                "{}: no unwind tables, and its debug file {} has no .debug_frame: its stacks are \
+                 walked by frame pointer",
+                path.display(),
+                debug.display()
+            )),
+            Err(e) => t.notes.push(format!(
+                "{}: no unwind tables, and no debug file by its build id ({e}): its stacks are \
+                 walked by frame pointer",
+                path.display()
+            )),
+        }
+        Ok(t)
     }
 
     /// The virtual address of a file offset.
@@ -249,17 +304,19 @@ pub fn unwind_copy(
     Unwound { frames, cut }
 }
 
-/// Where a separate debug file with build id `id` is installed (the
-/// layout of Debian's `-dbgsym` packages and of `debuginfod` caches).
-pub fn debug_file_path(id: &[u8]) -> Option<PathBuf> {
+/// Where a separate debug file with build id `id` is installed under
+/// `root` (`/usr/lib/debug`: the layout of Debian's `-dbgsym` packages).
+pub fn debug_file_path(root: &Path, id: &[u8]) -> Option<PathBuf> {
     let (first, rest) = id.split_first()?;
     if rest.is_empty() {
         return None;
     }
     let rest: String = rest.iter().map(|b| format!("{b:02x}")).collect();
-    Some(PathBuf::from(format!(
-        "/usr/lib/debug/.build-id/{first:02x}/{rest}.debug"
-    )))
+    Some(
+        root.join(".build-id")
+            .join(format!("{first:02x}"))
+            .join(format!("{rest}.debug")),
+    )
 }
 
 /// Whether `.eh_frame_hdr` (`hdr`, at `hdr_svma`) is in the layout every
@@ -363,12 +420,85 @@ mod tests {
 
     #[test]
     fn debug_files_are_found_by_build_id() {
+        let root = Path::new("/usr/lib/debug");
         assert_eq!(
-            debug_file_path(&[0xab, 0x01, 0xff]),
+            debug_file_path(root, &[0xab, 0x01, 0xff]),
             Some(PathBuf::from("/usr/lib/debug/.build-id/ab/01ff.debug"))
         );
-        assert_eq!(debug_file_path(&[0xab]), None);
-        assert_eq!(debug_file_path(&[]), None);
+        assert_eq!(debug_file_path(root, &[0xab]), None);
+        assert_eq!(debug_file_path(root, &[]), None);
+    }
+
+    fn run(cmd: &mut std::process::Command) {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e} (apt-get install -y gcc binutils)"));
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A file stripped of its unwind tables is unwound from the
+    /// `.debug_frame` of its debug file, found by build id; without the
+    /// debug file, a note says its stacks are walked instead.
+    #[test]
+    fn a_stripped_file_is_unwound_from_its_debug_file() {
+        use std::process::Command;
+        let dir = std::env::temp_dir().join(format!("binfmt-debug-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let src = dir.join("p.c");
+        std::fs::write(
+            &src,
+            "int f(int x) { return x + 1; }\nint main(void) { return f(1); }\n",
+        )
+        .expect("source");
+        let full = dir.join("p");
+        // .debug_frame rather than .eh_frame for our code (the C runtime's
+        // objects still bring an .eh_frame, removed below).
+        run(Command::new("cc")
+            .args([
+                "-O1",
+                "-g",
+                "-fno-asynchronous-unwind-tables",
+                "-Wl,--build-id",
+                "-o",
+            ])
+            .arg(&full)
+            .arg(&src));
+        let debug = dir.join("p.debug");
+        run(Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(&full)
+            .arg(&debug));
+        let stripped = dir.join("p.stripped");
+        run(Command::new("objcopy")
+            .args([
+                "--strip-debug",
+                "--remove-section=.eh_frame",
+                "--remove-section=.eh_frame_hdr",
+            ])
+            .arg(&full)
+            .arg(&stripped));
+
+        let root = dir.join("debug-root");
+        let bare = UnwindTables::read_with_debug_file(&stripped, &root).expect("read");
+        assert!(!bare.has_tables());
+        assert!(
+            bare.notes.iter().any(|n| n.contains("no debug file")),
+            "{:?}",
+            bare.notes
+        );
+        let id = bare.build_id.clone().expect("a build id");
+        let at = debug_file_path(&root, &id).expect("a path");
+        std::fs::create_dir_all(at.parent().expect("parent")).expect("build-id dir");
+        std::fs::copy(&debug, &at).expect("install the debug file");
+        let t = UnwindTables::read_with_debug_file(&stripped, &root).expect("read");
+        assert!(t.has_tables() && t.debug_frame.is_some(), "{:?}", t.notes);
+        assert!(t.notes.is_empty(), "{:?}", t.notes);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// This test's own binary: Rust code built with frame pointers (the
@@ -433,6 +563,7 @@ mod tests {
             eh_frame_hdr: None,
             debug_frame: None,
             segments: Vec::new(),
+            notes: Vec::new(),
         }
     }
 

@@ -796,6 +796,14 @@ impl Probes {
         capture.full_maps = self.full_maps()?;
         capture.stack_copies = self.stack_copies.stats();
         capture.tree = self.process_tree();
+        // Files whose stacks could not be unwound: said with their target.
+        for (pid, note) in self.stack_copies.take_notes() {
+            let root = capture.tree.root_of(pid).unwrap_or(pid);
+            let notes = &mut self.attached.entry(root).or_default().notes;
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
         process_tree::fold_into_targets(&mut capture);
         Ok(capture)
     }

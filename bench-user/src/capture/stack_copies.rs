@@ -23,9 +23,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use bench_binfmt::unwind::{
-    debug_file_path, unwind_copy, CacheX86_64, UnwindTables, Unwinder, UnwinderX86_64,
-};
+use bench_binfmt::unwind::{unwind_copy, CacheX86_64, UnwindTables, Unwinder, UnwinderX86_64};
 use bench_common::{
     StackCopy, UnwindRanges, MAX_FRAME_POINTER_RANGES, MAX_USER_FRAMES, STACK_COPY_BYTES,
 };
@@ -86,31 +84,41 @@ struct Unwound {
     files: FileTables,
     cache: CacheX86_64,
     stats: CopyStats,
+    /// What could not be unwound, by the process it was found in, not yet
+    /// taken into the report.
+    notes: Vec<(u32, String)>,
 }
 
-/// Unwind tables by file, read once for all processes.
+/// Unwind tables by file, read once for all processes, and what could not
+/// be read (each said once).
 #[derive(Default)]
-struct FileTables(HashMap<PathBuf, Option<Arc<UnwindTables>>>);
+struct FileTables {
+    files: HashMap<PathBuf, Option<Arc<UnwindTables>>>,
+    notes: Vec<String>,
+}
+
+/// Where separate debug files are installed, by build id.
+const DEBUG_ROOT: &str = "/usr/lib/debug";
 
 impl FileTables {
     fn get(&mut self, path: &Path) -> Option<Arc<UnwindTables>> {
-        self.0
+        let notes = &mut self.notes;
+        self.files
             .entry(path.to_path_buf())
             .or_insert_with(|| {
-                let mut t = UnwindTables::read(path).ok()?;
-                if !t.has_tables() {
-                    // Stripped of its tables: a debug file by build id may
-                    // hold .debug_frame.
-                    if let Some(debug) = t
-                        .build_id
-                        .as_deref()
-                        .and_then(debug_file_path)
-                        .and_then(|p| UnwindTables::read(&p).ok())
-                    {
-                        t.add_debug_file(&debug);
+                match UnwindTables::read_with_debug_file(path, Path::new(DEBUG_ROOT)) {
+                    Ok(t) => {
+                        notes.extend(t.notes.iter().cloned());
+                        Some(Arc::new(t))
+                    }
+                    Err(e) => {
+                        notes.push(format!(
+                            "unwind tables unreadable ({e}): stacks in that file are walked by \
+                             frame pointer"
+                        ));
+                        None
                     }
                 }
-                Some(Arc::new(t))
             })
             .clone()
     }
@@ -166,6 +174,13 @@ fn modules_of(mappings: &[Mapping], files: &mut FileTables) -> Vec<(PathBuf, Ran
 }
 
 impl Unwound {
+    /// The file tables' new notes, as found in process `pid`.
+    fn take_file_notes(&mut self, pid: u32) {
+        for n in std::mem::take(&mut self.files.notes) {
+            self.notes.push((pid, n));
+        }
+    }
+
     fn unwind(&mut self, rec: &StackCopy, tree: &Mutex<ProcessTree>) {
         let started = Instant::now();
         self.unwind_timed(rec, tree);
@@ -195,6 +210,7 @@ impl Unwound {
             }
             let p = ProcessUnwinder::build(&mappings, &mut self.files);
             self.processes.insert(rec.tgid, p);
+            self.take_file_notes(rec.tgid);
         }
         let Some(p) = self.processes.get(&rec.tgid) else {
             return;
@@ -320,11 +336,21 @@ impl StackCopies {
                 }
             }
         }
+        unwound.take_file_notes(pid);
         if !copies {
             return None;
         }
         let p = ProcessUnwinder::build(&mappings, &mut unwound.files);
         unwound.processes.insert(pid, p);
         Some(ranges)
+    }
+
+    /// What could not be unwound since the last call, by the process it
+    /// was found in (a file's tables unreadable, a stripped file without a
+    /// debug file): the report's warnings, so that a gap is never silent.
+    pub(super) fn take_notes(&self) -> Vec<(u32, String)> {
+        let mut unwound = lock(&self.unwound);
+        drain(&mut lock(&self.ring), &mut unwound, &self.tree);
+        std::mem::take(&mut unwound.notes)
     }
 }
