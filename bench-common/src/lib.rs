@@ -488,8 +488,8 @@ pub struct UserStack {
 /// Most bytes of user stack a probe copies, from the stack pointer up, for
 /// a stack the runner unwinds from the binaries' unwind tables
 /// (`.eh_frame`) rather than by frame pointer; a multiple of the page
-/// size (the copy is read page by page). perf's default, 8 KiB, cut a
-/// tokio worker's outermost frames off in one copy of six (docs/probes.md).
+/// size (the copy is read page by page). More than perf's default of
+/// 8 KiB: a tokio worker's stack is deeper than that (docs/probes.md).
 /// Deeper frames than fit are cut off.
 pub const STACK_COPY_BYTES: usize = 32768;
 
@@ -511,8 +511,8 @@ pub const MAX_FRAME_POINTER_RANGES: usize = 6;
 /// walked stack in `USER_STACKS` (whose hashes keep the bit clear).
 pub const STACK_COPY_TAG: u64 = 1 << 63;
 
-/// How the probes take the user stacks of one process (the `UNWIND` map,
-/// by tgid; a process without an entry is walked by frame pointer).
+/// Which stacks of one process the probes copy (the `UNWIND` map, by
+/// tgid; a process without an entry is walked by frame pointer).
 /// Written by the runner from the process's modules: code built without
 /// frame pointers but with unwind tables is copied for the runner to
 /// unwind; code with frame pointers (`fp`, as [start, end) address ranges)
@@ -520,10 +520,10 @@ pub const STACK_COPY_TAG: u64 = 1 << 63;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UnwindRanges {
-    /// 1: copy stacks whose instruction pointer lies outside `fp`.
-    pub copy: u32,
-    /// Ranges in use in `fp`.
+    /// Ranges in use in `fp`; stacks whose instruction pointer lies in
+    /// none of them are copied.
     pub n: u32,
+    pub _pad: u32,
     pub fp: [[u64; 2]; MAX_FRAME_POINTER_RANGES],
 }
 
@@ -543,9 +543,6 @@ pub struct StackCopy {
     pub ip: u64,
     pub sp: u64,
     pub bp: u64,
-    /// 1 when the probe fired on a function's first instruction (a uprobe):
-    /// the caller's return address is then on top of the stack.
-    pub at_entry: u64,
     /// Bytes of `stack` that hold the stack from `sp` up (0: unreadable).
     pub len: u64,
     pub stack: [u8; STACK_COPY_BYTES],

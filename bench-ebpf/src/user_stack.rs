@@ -125,7 +125,7 @@ fn walk_regs(regs: &pt_regs, at_entry: bool) -> u64 {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     if copies_stack((pid_tgid >> 32) as u32, regs.rip) {
-        if let Some(tag) = copy_stack(pid_tgid, regs, at_entry) {
+        if let Some(tag) = copy_stack(pid_tgid, regs) {
             return tag;
         }
     }
@@ -136,9 +136,6 @@ fn walk_regs(regs: &pt_regs, at_entry: bool) -> u64 {
     let stack = unsafe { &mut *stack };
     let (ip, sp) = (regs.rip, regs.rsp);
     let mut bp = regs.rbp;
-    if ip == 0 {
-        return 0;
-    }
     stack.ips[0] = ip;
     let mut n: usize = 1;
     // At a function's entry the return address is on top of the stack.
@@ -226,17 +223,14 @@ fn walk_regs(regs: &pt_regs, at_entry: bool) -> u64 {
 }
 
 /// Whether process `tgid`'s stack at `ip` is copied rather than walked:
-/// it has an `UNWIND` entry that asks for copies, and `ip` lies in none of
-/// its frame-pointer ranges.
+/// it has an `UNWIND` entry, and `ip` lies in none of its frame-pointer
+/// ranges.
 #[inline(always)]
 fn copies_stack(tgid: u32, ip: u64) -> bool {
     // SAFETY: a copy of the value is read at once.
     let Some(u) = (unsafe { UNWIND.get(&tgid) }) else {
         return false;
     };
-    if u.copy == 0 {
-        return false;
-    }
     let mut i = 0;
     while i < MAX_FRAME_POINTER_RANGES {
         if (i as u32) < u.n && ip >= u.fp[i][0] && ip < u.fp[i][1] {
@@ -249,9 +243,11 @@ fn copies_stack(tgid: u32, ip: u64) -> bool {
 
 /// Copy the stack above `regs.rsp` with the registers into the ring;
 /// returns the copy's tag, or `None` when the ring is full (the caller
-/// walks instead).
+/// walks instead). At a uprobe on a function's first instruction the
+/// unwind tables place the return address at the stack pointer: nothing
+/// to do here for it.
 #[inline(always)]
-fn copy_stack(pid_tgid: u64, regs: &pt_regs, at_entry: bool) -> Option<u64> {
+fn copy_stack(pid_tgid: u64, regs: &pt_regs) -> Option<u64> {
     let Some(mut entry) = STACK_COPIES.reserve::<StackCopy>(0) else {
         crate::note_full(FULL_STACK_COPIES);
         return None;
@@ -278,7 +274,6 @@ fn copy_stack(pid_tgid: u64, regs: &pt_regs, at_entry: bool) -> Option<u64> {
         (*rec).ip = regs.rip;
         (*rec).sp = sp;
         (*rec).bp = regs.rbp;
-        (*rec).at_entry = u64::from(at_entry);
         // Page by page, so that the copy ends exactly where the stack's
         // mapping does: one read of the whole size fails whole when the
         // mapping ends sooner (a thread's stack usually ends a few KiB above

@@ -596,12 +596,6 @@ impl Probes {
             })
     }
 
-    /// What the stack copies gave so far (none where every stack was
-    /// walked by frame pointer).
-    pub fn stack_copy_stats(&self) -> CopyStats {
-        self.stack_copies.stats()
-    }
-
     /// Put `pid` in the probes' target filter.
     fn list_target(&mut self, pid: u32, value: u32) -> Result<(), CaptureError> {
         let filter_err = |source| CaptureError::Map {

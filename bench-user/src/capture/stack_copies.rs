@@ -305,18 +305,13 @@ impl StackCopies {
     pub(super) fn stats(&self) -> CopyStats {
         lock(&self.unwound).stats
     }
-}
 
-impl StackCopies {
     /// The `UNWIND` entry for process `pid` as mapped now (`None`: walk
     /// every stack by frame pointer, as for a process without an entry).
     /// Where it gets copies, its unwinder is built now rather than at its
     /// first copy.
     pub(super) fn prepare(&self, pid: u32, mode: UnwindMode) -> Option<UnwindRanges> {
-        let mut ranges = UnwindRanges {
-            copy: 1,
-            ..UnwindRanges::default()
-        };
+        let mut ranges = UnwindRanges::default();
         if mode == UnwindMode::FramePointers {
             return None;
         }
