@@ -36,7 +36,7 @@ fn relay_modes_change_what_the_profile_measures() {
     let out = out_dir("relay-modes");
     let run = |mode: &str| {
         let set = format!("relay.mode={mode}");
-        let (_, report, _) = profile_ok_with("tcp", &out, "2", &[&set]);
+        let (_, report, _) = profile_ok_with("tcp", &out, "4", &[&set]);
         report
     };
     let copy = run("copy");
@@ -44,15 +44,18 @@ fn relay_modes_change_what_the_profile_measures() {
     let splice = run("splice");
     for role in ["client", "server"] {
         // copy: a fresh 64 KiB buffer for every read, and no read returns
-        // more than the buffer: 16 per MiB of payload. The bytes are the
-        // generator's count inside the window, which socket buffers hold a
-        // little ahead of the relay's reads, so the ratio lands a few per
-        // cent either side of 16 (15.8–16.5 in 4 runs here, both endpoints; the bound of
-        // 15.5 had the least margin of this test, which once failed in CI
-        // with its message cut from the log). 14 keeps one buffer per read
-        // in sight and stays far from pooled's 0 and the rule's fail line 8.
+        // more than the buffer: 16 per MiB of what the relay read. The
+        // denominator is the generator's count inside the window, not the
+        // relay's: between them sit two directions of four connections'
+        // socket buffers, autotuned to several MiB each, whose fill moves
+        // with scheduling, so in a short window the ratio strays from 16 by
+        // what those buffers gained or lost: 15.2–17.4 in 3 runs here of
+        // 2-s profiles beside two busy loops, and 13.96 once in CI. The 4-s
+        // profile doubles the window (15.7–16.4 in 4 runs beside a cargo
+        // build); 12 still sees one buffer per read, far from pooled's 0
+        // and above the rule's fail line of 8.
         let fresh = metric(&copy, role, "buffer_allocs_per_mib");
-        assert!(fresh >= 14.0, "copy: {fresh} buffer allocations per MiB");
+        assert!(fresh >= 12.0, "copy: {fresh} buffer allocations per MiB");
         assert_eq!(verdict(&copy, role, "buffers.pool"), Verdict::Fail);
         // pooled: the pool's buffers come back; steady state allocates none.
         let reused = metric(&pooled, role, "buffer_allocs_per_mib");
