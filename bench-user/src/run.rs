@@ -1782,7 +1782,7 @@ fn measure(
     let mut probes = probes.into_inner().unwrap_or_else(|p| p.into_inner());
     let capture = probes.read()?;
     let windows = probes.windows();
-    let attached = probes.attached().clone();
+    let attached = probes.attached();
     let samples = resolve::resolve_in_tree(&capture.stacks, &capture.thread_names, &capture.tree);
     log.line(&format!(
         "read {} syscall rows, {} stacks",

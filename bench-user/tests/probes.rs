@@ -456,7 +456,8 @@ fn allocations_are_counted_exactly_and_sampled_in_proportion() {
         ],
     );
     let pid = child.id();
-    let attached = &probes.attached()[&pid];
+    let attached = probes.attached()[&pid].clone();
+    let attached = &attached;
     assert!(
         attached
             .alloc
@@ -553,7 +554,7 @@ fn crypto_calls_are_counted_exactly_and_the_symbol_reported() {
     let matched = probes.attached()[&pid].crypto.clone();
     // One uprobe_multi link per program in the one probed file (entry and
     // return), not one per symbol: they detach in one grace period each.
-    let notes = &probes.attached()[&pid].notes;
+    let notes = probes.attached()[&pid].notes.clone();
     assert!(
         !notes.iter().any(|n| n.contains("uprobe_multi")),
         "{notes:?}"
@@ -776,6 +777,40 @@ fn probe_frames_go_to_the_profiler_not_the_target() {
     assert_no_programs_left();
 }
 
+/// The fixture's `forks` arguments, then `extra`.
+fn forks_args(children: u64, getppid: u64, spin_ms: u64, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "forks".to_string(),
+        "--children".into(),
+        children.to_string(),
+        "--getppid".into(),
+        getppid.to_string(),
+        "--spin-ms".into(),
+        spin_ms.to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// Runs the fixture with `args` as the only target of probes loaded with
+/// `opts`, until its children are done; returns its pid, the capture and
+/// the samples resolved in its process tree.
+fn forks_measured(
+    opts: &CaptureOptions,
+    args: &[String],
+) -> (u32, capture::Capture, Vec<resolve::ResolvedSample>) {
+    let mut probes = Probes::load(opts).expect("load probes");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut child, stdin) = run_until_done(&mut probes, &args);
+    let pid = child.id();
+    let cap = probes.read().expect("read");
+    let samples = resolve::resolve_in_tree(&cap.stacks, &cap.thread_names, &cap.tree);
+    drop(stdin);
+    assert_exited(&mut child);
+    drop(probes);
+    (pid, cap, samples)
+}
+
 /// A target that forks children (each exiting before the probes are read)
 /// is measured with them: their syscalls, CPU samples and CPU time count as
 /// the target's, their frames are named from the mappings kept while they
@@ -791,27 +826,8 @@ fn forked_children_are_followed(exec: bool) {
         counters: true,
         ..CaptureOptions::none()
     };
-    let mut probes = Probes::load(&opts).expect("load probes");
-    let mut args = vec![
-        "forks".to_string(),
-        "--children".into(),
-        CHILDREN.to_string(),
-        "--getppid".into(),
-        GETPPID.to_string(),
-        "--spin-ms".into(),
-        SPIN_MS.to_string(),
-    ];
-    if exec {
-        args.push("--exec".into());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (mut child, stdin) = run_until_done(&mut probes, &args);
-    let pid = child.id();
-    let cap = probes.read().expect("read");
-    let samples = resolve::resolve_in_tree(&cap.stacks, &cap.thread_names, &cap.tree);
-    drop(stdin);
-    assert_exited(&mut child);
-    drop(probes);
+    let extra: &[&str] = if exec { &["--exec"] } else { &[] };
+    let (pid, cap, samples) = forks_measured(&opts, &forks_args(CHILDREN, GETPPID, SPIN_MS, extra));
 
     // Every getppid was a child's, each counted as the target's.
     let getppid: Vec<_> = cap
@@ -890,6 +906,122 @@ fn forked_children_are_measured_as_their_target() {
 #[ignore = "needs root"]
 fn forked_and_execed_children_are_measured_as_their_target() {
     forked_children_are_followed(true);
+}
+
+/// The allocator uprobes follow a target's children: forked ones (the
+/// parent's libc), ones that exec the same program (the links follow the
+/// process through the exec), and ones that exec a program with an
+/// allocator of its own (statically linked: its malloc is a new file's,
+/// found as the watcher reads the new image). Each child sleeps 100 ms
+/// before it allocates, longer than its links take (asserted), and then
+/// makes exactly 50 allocations of 3 MiB, a size nothing else here asks
+/// for: all of them are counted, as the target's.
+fn forked_children_allocations_are_counted(exec: &[&str]) {
+    const CHILDREN: u64 = 3;
+    const MALLOCS: u64 = 50;
+    const SETTLE_MS: u64 = 100;
+    let opts = CaptureOptions {
+        alloc: Some(AllocOptions {
+            sample_bytes: 512 * 1024,
+            live: false,
+        }),
+        ..CaptureOptions::none()
+    };
+    let mut probes = Probes::load(&opts).expect("load probes");
+    let mallocs = MALLOCS.to_string();
+    let settle = SETTLE_MS.to_string();
+    let mut extra = vec!["--mallocs", &mallocs, "--settle-ms", &settle];
+    extra.extend_from_slice(exec);
+    let args = forks_args(CHILDREN, 0, 0, &extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut child, stdin) = run_until_done(&mut probes, &args);
+    let pid = child.id();
+    let tree = probes.process_tree();
+    let notes = probes.attached()[&pid].notes.clone();
+    let cap = probes.read().expect("read");
+    drop(stdin);
+    assert_exited(&mut child);
+    drop(probes);
+
+    let children: Vec<_> = tree
+        .processes()
+        .filter(|p| p.root == pid && p.parent.is_some())
+        .collect();
+    assert_eq!(children.len() as u64, CHILDREN, "{children:?}");
+    for c in &children {
+        let after = c.per_call_after_us.expect("per-call probes attached");
+        eprintln!(
+            "child {}: per-call probes {after} µs after its fork or exec",
+            c.pid
+        );
+        assert!(after < SETTLE_MS * 1000, "{c:?}");
+    }
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("3 forked or exec'd children")),
+        "{notes:?}"
+    );
+    // One window, phase 0; 3 MiB falls in [2 MiB, 4 MiB): bucket 21.
+    let hist = &cap.alloc.size_histograms[&(pid, "malloc".to_string(), 0)];
+    assert_eq!(hist[21], CHILDREN * MALLOCS, "{hist:?}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn allocations_of_forked_children_are_counted() {
+    forked_children_allocations_are_counted(&[]);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn allocations_of_forked_and_execed_children_are_counted() {
+    forked_children_allocations_are_counted(&["--exec"]);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn allocations_of_a_program_children_exec_are_counted() {
+    let program = exec_child_program().display().to_string();
+    forked_children_allocations_are_counted(&["--exec-program", &program]);
+}
+
+/// `tests/data/exec_child.c`: static, without frame pointers.
+fn exec_child_program() -> std::path::PathBuf {
+    c_program(
+        "exec_child",
+        &["-O2", "-static", "-fno-builtin", "-fomit-frame-pointer"],
+    )
+}
+
+/// A child that execs a program without frame pointers gets its stacks
+/// copied (the exec dropped its parent's `UNWIND` entry; the watcher
+/// writes one for the new image): its CPU samples name the spinning
+/// function and both its callers, as the program's own do when it is the
+/// target (`cpu_samples_of_code_without_frame_pointers_name_every_caller`).
+#[test]
+#[ignore = "needs root and cc"]
+fn cpu_samples_of_an_execed_child_without_frame_pointers_name_every_caller() {
+    let program = exec_child_program().display().to_string();
+    let opts = CaptureOptions {
+        cpu_frequency_hz: Some(999),
+        ..CaptureOptions::none()
+    };
+    // 50 ms before the spin: the entry is written as the loader maps.
+    let args = forks_args(
+        1,
+        0,
+        500,
+        &["--settle-ms", "50", "--exec-program", &program],
+    );
+    let (pid, _, samples) = forks_measured(&opts, &args);
+    let (chained, total) = spin_chain_samples(&samples, pid);
+    // 0.5 s at 999 Hz is about 500 samples on an idle CPU.
+    assert!(total >= 100, "{total} samples");
+    assert!(
+        chained * 10 >= total * 9,
+        "main > spin_caller > spin_in_named_function in {chained} of {total} samples"
+    );
 }
 
 /// `tests/data/evp_records.c`, compiled against the system's libcrypto.

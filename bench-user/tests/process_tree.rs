@@ -5,7 +5,7 @@
 //! following forks this server was reported with zero syscalls and zero
 //! samples. Needs root.
 
-use protoprof::report::{IntegrityStatus, Role};
+use protoprof::report::{IntegrityStatus, Metric, Role};
 
 mod support;
 use support::*;
@@ -143,6 +143,23 @@ enabled = false
         server.processes
     );
     assert!(worker_samples >= 30, "{:?}", server.processes);
+    // The per-call pass follows the workers too: each recv() of up to
+    // 64 KiB makes a bytes object of its size through libc's malloc, in a
+    // worker (the parent only accepts), so about 16 such allocations per
+    // MiB relayed (8 leaves room for the socket buffers at the window's
+    // edges); they were 0 while the allocator's uprobes stayed in the
+    // parent. The report says how late the workers' uprobes came.
+    match server.metrics.get("buffer_allocs_per_mib") {
+        Some(Metric::Value(v)) => assert!(*v >= 8.0, "{v} buffer allocations per MiB"),
+        other => panic!("buffer_allocs_per_mib: {other:?}"),
+    }
+    assert!(
+        report.warnings.iter().any(|w| w.starts_with(
+            "server endpoint: the per-call probes (alloc, crypto) were attached in 2 forked"
+        )),
+        "{:?}",
+        report.warnings
+    );
     assert_clean();
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -60,10 +60,13 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         times: u32,
     },
-    /// Fork C children one after another, each making `getppid` N times
-    /// and spinning S ms in `spin_in_named_function` before it exits (with
-    /// `--exec`, after exec'ing this program's `child-work`); wait for
-    /// each, print `done`, stay alive until stdin closes.
+    /// Fork C children one after another, each making `getppid` N times,
+    /// sleeping `settle-ms`, allocating `mallocs` blocks of 3 MiB (each
+    /// freed at once) and spinning S ms in `spin_in_named_function` before
+    /// it exits (with `--exec`, after exec'ing this program's `child-work`;
+    /// with `--exec-program P`, P runs instead, with the arguments
+    /// `MALLOCS SETTLE_MS SPIN_MS`); wait for each, print `done`, stay
+    /// alive until stdin closes.
     Forks {
         #[arg(long)]
         children: u32,
@@ -73,6 +76,12 @@ enum Command {
         spin_ms: u64,
         #[arg(long)]
         exec: bool,
+        #[arg(long, default_value_t = 0)]
+        mallocs: u64,
+        #[arg(long, default_value_t = 0)]
+        settle_ms: u64,
+        #[arg(long)]
+        exec_program: Option<String>,
     },
     /// Start T threads one after another, each sleeping N times for 100 µs
     /// (a voluntary context switch each), touching P fresh pages and
@@ -95,13 +104,41 @@ enum Command {
         getppid: u64,
         #[arg(long)]
         spin_ms: u64,
+        #[arg(long)]
+        mallocs: u64,
+        #[arg(long)]
+        settle_ms: u64,
     },
 }
 
+/// What each forked child does.
+#[derive(Debug, Clone, Copy)]
+struct ChildWork {
+    getppid: u64,
+    spin_ms: u64,
+    mallocs: u64,
+    settle_ms: u64,
+}
+
+/// The size of a child's allocations: alone in its power-of-two bucket
+/// ([2 MiB, 4 MiB)), so a test can count exactly these.
+const CHILD_MALLOC_BYTES: usize = 3 << 20;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::ChildWork { getppid, spin_ms } = cli.command {
-        child_work(getppid, spin_ms);
+    if let Command::ChildWork {
+        getppid,
+        spin_ms,
+        mallocs,
+        settle_ms,
+    } = cli.command
+    {
+        child_work(ChildWork {
+            getppid,
+            spin_ms,
+            mallocs,
+            settle_ms,
+        });
         return ExitCode::SUCCESS;
     }
     // Open before the go signal so the open is not among the counted calls.
@@ -171,9 +208,23 @@ fn main() -> ExitCode {
             getppid,
             spin_ms,
             exec,
+            mallocs,
+            settle_ms,
+            exec_program,
         } => {
+            let work = ChildWork {
+                getppid,
+                spin_ms,
+                mallocs,
+                settle_ms,
+            };
+            let exec = match (exec, exec_program) {
+                (_, Some(p)) => Exec::Program(p),
+                (true, None) => Exec::Itself,
+                (false, None) => Exec::No,
+            };
             for _ in 0..children {
-                if fork_child(getppid, spin_ms, exec).is_err() {
+                if fork_child(work, &exec).is_err() {
                     return ExitCode::FAILURE;
                 }
             }
@@ -225,33 +276,78 @@ fn thread_work(sleeps: u32, pages: usize, spin_ms: u64) {
     std::hint::black_box(spin_in_named_function(Duration::from_millis(spin_ms)));
 }
 
-/// `getppid` N times, then spin for S ms.
-fn child_work(getppid: u64, spin_ms: u64) {
-    for _ in 0..getppid {
+/// `getppid` N times, sleep, allocate, then spin for S ms.
+fn child_work(w: ChildWork) {
+    for _ in 0..w.getppid {
         // SAFETY: getppid has no preconditions.
         std::hint::black_box(unsafe { libc::getppid() });
     }
-    std::hint::black_box(spin_in_named_function(Duration::from_millis(spin_ms)));
+    // SAFETY: nanosleep with a valid timespec; malloc'd blocks are written
+    // once and freed once.
+    unsafe {
+        let ts = libc::timespec {
+            tv_sec: (w.settle_ms / 1000) as libc::time_t,
+            tv_nsec: ((w.settle_ms % 1000) * 1_000_000) as libc::c_long,
+        };
+        libc::nanosleep(&ts, std::ptr::null_mut());
+        for _ in 0..w.mallocs {
+            let p = libc::malloc(CHILD_MALLOC_BYTES);
+            if !p.is_null() {
+                std::ptr::write_volatile(p as *mut u8, 1);
+                libc::free(p);
+            }
+        }
+    }
+    std::hint::black_box(spin_in_named_function(Duration::from_millis(w.spin_ms)));
+}
+
+/// What a forked child execs, if anything.
+enum Exec {
+    No,
+    /// A fresh image of this program, running `child-work`.
+    Itself,
+    /// Another program, given `MALLOCS SETTLE_MS SPIN_MS`.
+    Program(String),
 }
 
 /// Fork one child that does [`child_work`] (in this image, or in a fresh
-/// one of this program with `exec`) and wait for it to exit successfully.
-fn fork_child(getppid: u64, spin_ms: u64, exec: bool) -> Result<(), ()> {
+/// one) or runs another program, and wait for it to exit successfully.
+fn fork_child(w: ChildWork, exec: &Exec) -> Result<(), ()> {
     // Built before the fork: the child only calls async-signal-safe code.
-    let args: Vec<std::ffi::CString> = [
-        "protoprof-fixture".to_string(),
-        "child-work".into(),
-        "--getppid".into(),
-        getppid.to_string(),
-        "--spin-ms".into(),
-        spin_ms.to_string(),
-    ]
-    .into_iter()
-    .map(|a| std::ffi::CString::new(a).map_err(|_| ()))
-    .collect::<Result<_, _>>()?;
-    let exe = std::ffi::CString::new("/proc/self/exe").map_err(|_| ())?;
+    let (path, args): (String, Vec<String>) = match exec {
+        Exec::Program(p) => (
+            p.clone(),
+            vec![
+                p.clone(),
+                w.mallocs.to_string(),
+                w.settle_ms.to_string(),
+                w.spin_ms.to_string(),
+            ],
+        ),
+        _ => (
+            "/proc/self/exe".into(),
+            vec![
+                "protoprof-fixture".to_string(),
+                "child-work".into(),
+                "--getppid".into(),
+                w.getppid.to_string(),
+                "--spin-ms".into(),
+                w.spin_ms.to_string(),
+                "--mallocs".into(),
+                w.mallocs.to_string(),
+                "--settle-ms".into(),
+                w.settle_ms.to_string(),
+            ],
+        ),
+    };
+    let args: Vec<std::ffi::CString> = args
+        .into_iter()
+        .map(|a| std::ffi::CString::new(a).map_err(|_| ()))
+        .collect::<Result<_, _>>()?;
+    let exe = std::ffi::CString::new(path).map_err(|_| ())?;
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
+    let exec = !matches!(exec, Exec::No);
     // SAFETY: this process is single-threaded; the child runs plain
     // computation and syscalls, then leaves through _exit or execv.
     match unsafe { libc::fork() } {
@@ -264,7 +360,7 @@ fn fork_child(getppid: u64, spin_ms: u64, exec: bool) -> Result<(), ()> {
                 // exit handlers.
                 unsafe { libc::_exit(127) };
             }
-            child_work(getppid, spin_ms);
+            child_work(w);
             // SAFETY: as above.
             unsafe { libc::_exit(0) }
         }

@@ -54,7 +54,7 @@ const ENTRY_POINTS: &[(&str, u64)] = &[
 ];
 
 /// One allocator entry point the probe attached to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AllocAttach {
     pub symbol: String,
     pub file: String,

@@ -14,6 +14,7 @@ mod cpu;
 pub mod crypto;
 pub mod machine_load;
 mod offcpu;
+mod per_call;
 pub mod privileges;
 pub mod probe_frames;
 pub mod process_tree;
@@ -33,6 +34,7 @@ pub use bench_binfmt::{elf, gopclntab};
 use std::{
     collections::{BTreeMap, HashMap as StdHashMap},
     os::fd::OwnedFd,
+    sync::{Arc, Mutex},
 };
 
 use aya::{
@@ -265,16 +267,17 @@ pub struct Probes {
     config: Array<MapData, u64>,
     targets: HashMap<MapData, u32, u32>,
     target_filter: Array<MapData, u32>,
-    /// How each target's user stacks are taken (`UnwindRanges` by tgid).
-    unwind: HashMap<MapData, u32, bench_common::UnwindRanges>,
+    /// How each target's user stacks are taken (`UnwindRanges` by tgid),
+    /// shared with the watcher, which writes it again after an exec.
+    unwind: stack_copies::UnwindMap,
     counters: BTreeMap<u32, counters::TargetCounters>,
     /// Why thread exit events carry no totals here, if they do not (the
     /// counters then say so).
     exit_totals_unavailable: Option<String>,
     attached: BTreeMap<u32, TargetProbes>,
-    families: Families,
-    next_crypto_id: u32,
-    uprobes: uprobes::UprobeSet,
+    /// The per-call probes' points and links, shared with the watcher,
+    /// which attaches them in the targets' children.
+    per_call: per_call::Shared,
     /// Keeps the kernel's BPF run-time statistics on while we hold it.
     stats: Option<OwnedFd>,
     windows: u32,
@@ -422,6 +425,7 @@ impl Probes {
             name: "UNWIND",
             source,
         })?;
+        let unwind = Arc::new(Mutex::new(unwind));
         let target_filter = take_map(&mut ebpf, "TARGET_FILTER")?;
         let target_filter = Array::try_from(target_filter).map_err(|source| CaptureError::Map {
             name: "TARGET_FILTER",
@@ -487,6 +491,18 @@ impl Probes {
                 load_program(&mut ebpf, p)?;
             }
         }
+        let per_call = Arc::new(Mutex::new(per_call::PerCall::new(
+            uprobes::UprobeSet::new(multi),
+            options.alloc.clone(),
+            options.crypto.clone(),
+            Families::shipped().map_err(CaptureError::Families)?,
+        )));
+        if options.has_per_call() {
+            watcher.follow_with(per_call.clone());
+        }
+        if options.unwind != UnwindMode::FramePointers {
+            watcher.unwind_after_exec(stack_copies.after_exec(options.unwind, unwind.clone()));
+        }
         Ok(Probes {
             ebpf,
             options: options.clone(),
@@ -497,9 +513,7 @@ impl Probes {
             counters: BTreeMap::new(),
             exit_totals_unavailable,
             attached: BTreeMap::new(),
-            families: Families::shipped().map_err(CaptureError::Families)?,
-            next_crypto_id: 0,
-            uprobes: uprobes::UprobeSet::new(multi),
+            per_call,
             stats,
             windows: 0,
             window_start_ns: 0,
@@ -521,7 +535,7 @@ impl Probes {
         for child in &descendants {
             self.list_target(*child, role | TARGET_FOLLOWED)?;
         }
-        for p in std::iter::once(pid).chain(descendants) {
+        for p in std::iter::once(pid).chain(descendants.iter().copied()) {
             self.set_unwind(p)?;
         }
         if self.options.counters {
@@ -529,55 +543,52 @@ impl Probes {
             self.counters.insert(pid, c);
         }
         let mut info = TargetProbes::default();
-        if self.options.alloc.is_some() || self.options.crypto.is_some() {
-            let mut files = Vec::new();
-            for path in elf::mapped_files(pid) {
-                match elf::ElfFile::read(&path) {
-                    Ok(mut f) => {
-                        // Parts of the file that could not be read: the
-                        // profile goes on without them, and says so.
-                        info.notes.append(&mut f.notes);
-                        files.push(f);
+        let mut per_call = per_call::lock(&self.per_call);
+        if per_call.on() {
+            let read = |pid: u32, info: &mut TargetProbes| {
+                let mut files = Vec::new();
+                for path in elf::mapped_files(pid) {
+                    match elf::ElfFile::read(&path) {
+                        Ok(mut f) => {
+                            // Parts of the file that could not be read: the
+                            // profile goes on without them, and says so.
+                            info.notes.append(&mut f.notes);
+                            files.push(f);
+                        }
+                        Err(e) => info.notes.push(format!("not probed: {e}")),
                     }
-                    Err(e) => info.notes.push(format!("not probed: {e}")),
                 }
-            }
+                files
+            };
+            let files = read(pid, &mut info);
             if let Some(main) = files.first() {
                 info.exe = main.path.display().to_string();
                 info.is_go = main.is_go;
                 info.has_symbols = !main.functions.is_empty();
             }
-            if let Some(a) = &self.options.alloc {
-                info.alloc = alloc::points(&mut self.uprobes, pid, &files, a.live);
-                if info.alloc.is_empty() {
-                    info.notes.push(
-                        "no known allocator entry point found: allocations not counted".into(),
-                    );
-                }
+            per_call.add_files(pid, &files, &mut info);
+            if self.options.alloc.is_some() && info.alloc.is_empty() {
+                info.notes
+                    .push("no known allocator entry point found: allocations not counted".into());
             }
-            if let Some(c) = &self.options.crypto {
-                let (symbols, notes) = crypto::points(
-                    &mut self.uprobes,
-                    pid,
-                    &files,
-                    &self.families,
-                    c.return_probes,
-                    &mut self.next_crypto_id,
-                );
-                info.crypto = symbols;
-                info.notes.extend(notes);
+            // Children it forked before now: probed as the watcher would
+            // have at their fork.
+            for child in &descendants {
+                let files = read(*child, &mut info);
+                per_call.add_files(*child, &files, &mut info);
             }
         }
         // Attached now, not at the first window: handshake markers count
         // the connection set-up that happens before a window opens.
-        let attached = self.uprobes.attach(&mut self.ebpf);
+        let attached = per_call.attach(&mut self.ebpf);
         if self.options.has_per_call() {
-            if let Some(why) = &self.uprobes.multi_unavailable {
+            if let Some(why) = &per_call.set.multi_unavailable {
                 info.notes.push(format!(
                     "uprobe_multi links unavailable ({why}): one link per probe, each slow to detach"
                 ));
             }
         }
+        drop(per_call);
         self.attached.insert(pid, info);
         attached
     }
@@ -589,6 +600,8 @@ impl Probes {
             return Ok(());
         };
         self.unwind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .insert(pid, ranges, 0)
             .map_err(|source| CaptureError::Map {
                 name: "UNWIND",
@@ -625,12 +638,48 @@ impl Probes {
     /// Open uprobe links (one per program, file and process with
     /// uprobe_multi; one per probe without).
     pub fn uprobe_links(&self) -> usize {
-        self.uprobes.link_count()
+        per_call::lock(&self.per_call).set.link_count()
     }
 
-    /// What was found and attached per target pid.
-    pub fn attached(&self) -> &BTreeMap<u32, TargetProbes> {
-        &self.attached
+    /// What was found and attached per target pid, its children's images
+    /// included.
+    pub fn attached(&self) -> BTreeMap<u32, TargetProbes> {
+        let mut out = self.attached.clone();
+        for (root, found) in per_call::lock(&self.per_call).found() {
+            let info = out.entry(*root).or_default();
+            for a in &found.alloc {
+                if !info.alloc.contains(a) {
+                    info.alloc.push(a.clone());
+                }
+            }
+            info.crypto.extend(found.crypto.iter().cloned());
+            for n in &found.notes {
+                if !info.notes.contains(n) {
+                    info.notes.push(n.clone());
+                }
+            }
+        }
+        let tree = self.process_tree();
+        for (root, info) in &mut out {
+            let mut after: Vec<u64> = tree
+                .processes()
+                .filter(|p| p.root == *root && p.parent.is_some())
+                .filter_map(|p| p.per_call_after_us)
+                .collect();
+            if after.is_empty() {
+                continue;
+            }
+            after.sort_unstable();
+            info.notes.push(format!(
+                "the per-call probes (alloc, crypto) were attached in {} forked or exec'd \
+                 children {} µs (median; longest {} µs) after their fork or exec: their \
+                 calls before then are not counted",
+                after.len(),
+                after[after.len() / 2],
+                after[after.len() - 1]
+            ));
+        }
+        out
     }
 
     /// Open the next measured window: its index (the phase, counted from
@@ -645,7 +694,8 @@ impl Probes {
             }
         }
         self.counters_start_ns = monotonic_ns();
-        self.uprobes.attach(&mut self.ebpf)?;
+        // Children's points that could not get uprobe_multi links.
+        per_call::lock(&self.per_call).attach(&mut self.ebpf)?;
         let index = self.windows.min(OUTSIDE_WINDOWS - 1);
         self.set_config(CONFIG_WINDOW_INDEX, u64::from(index))?;
         self.window_start_ns = monotonic_ns();
@@ -881,13 +931,14 @@ impl Probes {
 impl Drop for Probes {
     fn drop(&mut self) {
         // Close the per-call probes in parallel, then wait for them: no
-        // link outlives the Probes.
-        self.uprobes.close(&mut self.ebpf);
+        // link outlives the Probes (and the watcher makes none after).
+        self.watcher.stop_following();
+        per_call::lock(&self.per_call).set.close(&mut self.ebpf);
     }
 }
 
 /// CLOCK_MONOTONIC now, ns: the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
+pub(super) fn monotonic_ns() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

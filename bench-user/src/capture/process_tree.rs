@@ -21,7 +21,9 @@ use bench_common::{
 
 use super::{
     elf::{self, Mapping},
+    per_call::{self, Follow},
     ring_reader::RingReader,
+    stack_copies::AfterExec,
     Capture, CaptureError, Graph,
 };
 
@@ -135,6 +137,11 @@ pub struct TreeProcess {
     pub exited: bool,
     /// Its executable mappings as last read while it lived.
     pub mappings: Vec<Mapping>,
+    /// µs from its fork (or last exec) until the per-call probes' links
+    /// covered it; `None` when they never did (off, or nothing to probe).
+    pub per_call_after_us: Option<u64>,
+    /// When it forked or last exec'd, CLOCK_MONOTONIC ns (0: found in /proc).
+    event_ns: u64,
     reads_left: u8,
 }
 
@@ -149,10 +156,26 @@ impl TreeProcess {
             execs: 0,
             exited: false,
             mappings: Vec::new(),
+            per_call_after_us: None,
+            event_ns: 0,
             reads_left: 0,
         };
         p.reread();
         p
+    }
+
+    /// Its executable, then the other files it maps executable.
+    fn files(&self) -> Vec<std::path::PathBuf> {
+        let mut out: Vec<std::path::PathBuf> = Vec::new();
+        if !self.exe.is_empty() {
+            out.push(self.exe.clone().into());
+        }
+        for m in &self.mappings {
+            if !out.contains(&m.path) {
+                out.push(m.path.clone());
+            }
+        }
+        out
     }
 
     /// Read name, executable and mappings again, keeping the last good
@@ -188,6 +211,10 @@ pub struct ProcessTree {
     processes: BTreeMap<u32, TreeProcess>,
     /// Thread exits not yet taken by the counters.
     exits: Vec<ThreadExit>,
+    /// Whether the per-call probes or the stack copies follow the
+    /// children (then `follows` fills until the watcher takes it).
+    follow: bool,
+    follows: Vec<Follow>,
 }
 
 impl ProcessTree {
@@ -217,21 +244,41 @@ impl ProcessTree {
         match event.kind {
             PROCESS_FORK => {
                 let root = self.root_of(event.parent).unwrap_or(event.parent);
-                self.processes
-                    .entry(event.pid)
-                    .or_insert_with(|| TreeProcess::read(event.pid, Some(event.parent), root));
+                let p = self.processes.entry(event.pid).or_insert_with(|| {
+                    let mut p = TreeProcess::read(event.pid, Some(event.parent), root);
+                    p.event_ns = event.time_ns;
+                    p
+                });
+                if self.follow {
+                    self.follows.push(Follow::Fork {
+                        pid: p.pid,
+                        parent: event.parent,
+                        root: p.root,
+                    });
+                }
             }
             PROCESS_EXEC => {
                 if let Some(p) = self.processes.get_mut(&event.pid) {
                     p.execs += 1;
+                    p.event_ns = event.time_ns;
                     p.reread();
                     p.reads_left = READS_AFTER_EXEC;
+                    if self.follow {
+                        self.follows.push(Follow::Mapped {
+                            pid: p.pid,
+                            root: p.root,
+                            files: p.files(),
+                        });
+                    }
                 }
             }
             PROCESS_EXIT => {
                 if let Some(p) = self.processes.get_mut(&event.pid) {
                     p.exited = true;
                     p.reads_left = 0;
+                }
+                if self.follow {
+                    self.follows.push(Follow::Exit { pid: event.pid });
                 }
                 self.record_exit(event);
             }
@@ -262,6 +309,27 @@ impl ProcessTree {
         for p in self.processes.values_mut().filter(|p| p.reads_left > 0) {
             p.reads_left -= 1;
             p.reread();
+            if self.follow {
+                self.follows.push(Follow::Mapped {
+                    pid: p.pid,
+                    root: p.root,
+                    files: p.files(),
+                });
+            }
+        }
+    }
+
+    /// What the per-call probes must follow since the last call.
+    fn take_follows(&mut self) -> Vec<Follow> {
+        std::mem::take(&mut self.follows)
+    }
+
+    /// The per-call probes' links covered `pid` at `now_ns`.
+    fn per_call_attached(&mut self, pid: u32, now_ns: u64) {
+        if let Some(p) = self.processes.get_mut(&pid) {
+            if p.event_ns > 0 {
+                p.per_call_after_us = Some(now_ns.saturating_sub(p.event_ns) / 1000);
+            }
         }
     }
 
@@ -310,6 +378,11 @@ fn parents_by_pid() -> BTreeMap<u32, u32> {
 pub(super) struct Watcher {
     tree: Arc<Mutex<ProcessTree>>,
     ring: Arc<Mutex<RingBuf<MapData>>>,
+    /// The per-call probes, when they follow the children.
+    per_call: Arc<Mutex<Option<per_call::Shared>>>,
+    /// The `UNWIND` entries of processes that exec'd, when stacks are
+    /// copied at all.
+    after_exec: Arc<Mutex<Option<AfterExec>>>,
     _reader: RingReader,
 }
 
@@ -322,19 +395,91 @@ impl Watcher {
         let fd: RawFd = ring.as_raw_fd();
         let tree = Arc::new(Mutex::new(ProcessTree::default()));
         let ring = Arc::new(Mutex::new(ring));
+        let per_call: Arc<Mutex<Option<per_call::Shared>>> = Arc::new(Mutex::new(None));
+        let after_exec: Arc<Mutex<Option<AfterExec>>> = Arc::new(Mutex::new(None));
         let reader = {
-            let (tree, ring) = (tree.clone(), ring.clone());
+            let (tree, ring, per_call) = (tree.clone(), ring.clone(), per_call.clone());
+            let after_exec = after_exec.clone();
             RingReader::start("protoprof-tree", fd, POLL_MS, move || {
+                let follows = {
+                    let mut tree = lock(&tree);
+                    drain(&mut lock(&ring), &mut tree);
+                    tree.refresh();
+                    tree.take_follows()
+                };
+                if follows.is_empty() {
+                    return;
+                }
+                // Outside the tree's lock: reading a new image's files
+                // takes a while, and the probes read the tree meanwhile.
+                if let Some(a) = lock(&after_exec).as_ref() {
+                    let mut execs: Vec<u32> = follows
+                        .iter()
+                        .filter_map(|f| match f {
+                            Follow::Mapped { pid, .. } => Some(*pid),
+                            _ => None,
+                        })
+                        .collect();
+                    execs.dedup();
+                    for pid in execs {
+                        a.mapped(pid);
+                    }
+                }
+                let Some(shared) = lock(&per_call).clone() else {
+                    return;
+                };
+                let covered: Vec<u32> = {
+                    let mut pc = per_call::lock(&shared);
+                    follows
+                        .iter()
+                        .filter(|f| pc.follow(f))
+                        .filter_map(|f| match f {
+                            Follow::Fork { pid, .. } | Follow::Mapped { pid, .. } => Some(*pid),
+                            Follow::Exit { .. } => None,
+                        })
+                        .collect()
+                };
+                let now = super::monotonic_ns();
                 let mut tree = lock(&tree);
-                drain(&mut lock(&ring), &mut tree);
-                tree.refresh();
+                for pid in covered {
+                    tree.per_call_attached(pid, now);
+                }
             })?
         };
         Ok(Watcher {
             tree,
             ring,
+            per_call,
+            after_exec,
             _reader: reader,
         })
+    }
+
+    /// Write the `UNWIND` entry of each followed process again after its
+    /// exec, from its new image.
+    pub(super) fn unwind_after_exec(&self, a: AfterExec) {
+        lock(&self.tree).follow = true;
+        *lock(&self.after_exec) = Some(a);
+    }
+
+    /// Give the per-call probes the children as they fork and exec.
+    pub(super) fn follow_with(&self, shared: per_call::Shared) {
+        lock(&self.tree).follow = true;
+        *lock(&self.per_call) = Some(shared);
+    }
+
+    /// Stop following: no link is made after this returns (the watcher's
+    /// thread makes them under the same lock).
+    pub(super) fn stop_following(&self) {
+        let shared = lock(&self.per_call).take();
+        if let Some(shared) = shared {
+            // Waits for a follow in progress; one about to start finds
+            // the probes stopped.
+            per_call::lock(&shared).stop();
+        }
+        let mut tree = lock(&self.tree);
+        tree.follow = lock(&self.after_exec).is_some();
+        tree.follows.clear();
     }
 
     /// The tree itself, shared with the stack copies' drain thread (the

@@ -311,33 +311,17 @@ impl StackCopies {
     /// Where it gets copies, its unwinder is built now rather than at its
     /// first copy.
     pub(super) fn prepare(&self, pid: u32, mode: UnwindMode) -> Option<UnwindRanges> {
-        let mut ranges = UnwindRanges::default();
-        if mode == UnwindMode::FramePointers {
-            return None;
+        prepare(&self.unwound, pid, mode)
+    }
+
+    /// What the process-tree watcher needs to write the `UNWIND` entry of a
+    /// process that exec'd: the kernel dropped its old one at the exec.
+    pub(super) fn after_exec(&self, mode: UnwindMode, map: UnwindMap) -> AfterExec {
+        AfterExec {
+            unwound: self.unwound.clone(),
+            mode,
+            map,
         }
-        let mappings = elf::executable_mappings(pid);
-        let mut unwound = lock(&self.unwound);
-        let mut copies = mode == UnwindMode::Dwarf;
-        if mode == UnwindMode::Auto {
-            for (path, range, _) in modules_of(&mappings, &mut unwound.files) {
-                let Some(t) = unwound.files.get(&path) else {
-                    continue;
-                };
-                if t.needs_copy() {
-                    copies = true;
-                } else if (ranges.n as usize) < MAX_FRAME_POINTER_RANGES {
-                    ranges.fp[ranges.n as usize] = [range.start, range.end];
-                    ranges.n += 1;
-                }
-            }
-        }
-        unwound.take_file_notes(pid);
-        if !copies {
-            return None;
-        }
-        let p = ProcessUnwinder::build(&mappings, &mut unwound.files);
-        unwound.processes.insert(pid, p);
-        Some(ranges)
     }
 
     /// What could not be unwound since the last call, by the process it
@@ -347,5 +331,66 @@ impl StackCopies {
         let mut unwound = lock(&self.unwound);
         drain(&mut lock(&self.ring), &mut unwound, &self.tree);
         std::mem::take(&mut unwound.notes)
+    }
+}
+
+/// The `UNWIND` entry for process `pid` as mapped now; see
+/// [`StackCopies::prepare`].
+fn prepare(state: &Mutex<Unwound>, pid: u32, mode: UnwindMode) -> Option<UnwindRanges> {
+    let mut ranges = UnwindRanges::default();
+    if mode == UnwindMode::FramePointers {
+        return None;
+    }
+    let mappings = elf::executable_mappings(pid);
+    let mut unwound = lock(state);
+    let mut copies = mode == UnwindMode::Dwarf;
+    if mode == UnwindMode::Auto {
+        for (path, range, _) in modules_of(&mappings, &mut unwound.files) {
+            let Some(t) = unwound.files.get(&path) else {
+                continue;
+            };
+            if t.needs_copy() {
+                copies = true;
+            } else if (ranges.n as usize) < MAX_FRAME_POINTER_RANGES {
+                ranges.fp[ranges.n as usize] = [range.start, range.end];
+                ranges.n += 1;
+            }
+        }
+    }
+    unwound.take_file_notes(pid);
+    if !copies {
+        return None;
+    }
+    let p = ProcessUnwinder::build(&mappings, &mut unwound.files);
+    unwound.processes.insert(pid, p);
+    Some(ranges)
+}
+
+/// The `UNWIND` map (how each process's stacks are taken, by tgid),
+/// written by the probes as targets are added and by the watcher's thread
+/// after an exec.
+pub(super) type UnwindMap = Arc<Mutex<aya::maps::HashMap<MapData, u32, UnwindRanges>>>;
+
+/// Writes the `UNWIND` entry of a followed process after its exec (the
+/// exec probe drops the old one: the new image decides), on the
+/// process-tree watcher's thread as the loader maps the new image.
+pub(super) struct AfterExec {
+    unwound: Arc<Mutex<Unwound>>,
+    mode: UnwindMode,
+    map: UnwindMap,
+}
+
+impl AfterExec {
+    /// `pid` exec'd and maps what it maps now: its entry again (or none,
+    /// when its new image keeps frame pointers throughout).
+    pub(super) fn mapped(&self, pid: u32) {
+        let entry = prepare(&self.unwound, pid, self.mode);
+        let mut map = lock(&self.map);
+        // A failed write leaves the process walked by frame pointer, as
+        // every process without an entry is.
+        let _ = match entry {
+            Some(ranges) => map.insert(pid, ranges, 0),
+            None => map.remove(&pid),
+        };
     }
 }

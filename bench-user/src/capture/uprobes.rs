@@ -36,16 +36,21 @@ pub(super) struct Point {
 
 /// The set and its links.
 pub(super) struct UprobeSet {
-    points: Vec<Point>,
-    /// How many of `points` are attached (they are attached in order).
-    attached: usize,
+    /// Points added and not attached yet.
+    pending: Vec<Point>,
+    /// Points attached, for the processes that inherit them (forks).
+    attached: Vec<Point>,
     /// `None` once uprobe_multi failed: perf-event links from then on.
     multi: Option<MultiPrograms>,
     /// Why uprobe_multi is not used, when it is not.
     pub(super) multi_unavailable: Option<String>,
-    multi_links: Vec<OwnedFd>,
+    /// uprobe_multi links, with the process each names.
+    multi_links: Vec<(u32, OwnedFd)>,
     links: Vec<(&'static str, UProbeLinkId)>,
 }
+
+/// One link's worth of points: one program, file and process.
+type Group = ((&'static str, PathBuf, u32), Vec<Point>);
 
 impl UprobeSet {
     pub(super) fn new(multi: Result<MultiPrograms, String>) -> UprobeSet {
@@ -54,8 +59,8 @@ impl UprobeSet {
             Err(e) => (None, Some(e)),
         };
         UprobeSet {
-            points: Vec::new(),
-            attached: 0,
+            pending: Vec::new(),
+            attached: Vec::new(),
             multi,
             multi_unavailable,
             multi_links: Vec::new(),
@@ -64,7 +69,15 @@ impl UprobeSet {
     }
 
     pub(super) fn add(&mut self, point: Point) {
-        self.points.push(point);
+        self.pending.push(point);
+    }
+
+    /// The points of process `pid`, attached or not.
+    pub(super) fn points_of(&self, pid: u32) -> impl Iterator<Item = &Point> {
+        self.attached
+            .iter()
+            .chain(&self.pending)
+            .filter(move |p| p.pid == pid)
     }
 
     /// How many links are open (one per uprobe_multi group or per point).
@@ -72,45 +85,93 @@ impl UprobeSet {
         self.multi_links.len() + self.links.len()
     }
 
-    /// Attach every point not attached yet (idempotent).
-    pub(super) fn attach(&mut self, ebpf: &mut Ebpf) -> Result<(), CaptureError> {
-        let new = &self.points[self.attached.min(self.points.len())..];
-        // One link per (program, file, process).
-        let mut groups: BTreeMap<(&'static str, &PathBuf, u32), Vec<&Point>> = BTreeMap::new();
-        for p in new {
+    /// The pending points, one group per link.
+    fn take_groups(&mut self) -> Vec<Group> {
+        let mut groups: BTreeMap<(&'static str, PathBuf, u32), Vec<Point>> = BTreeMap::new();
+        for p in self.pending.drain(..) {
             groups
-                .entry((p.program, &p.path, p.pid))
+                .entry((p.program, p.path.clone(), p.pid))
                 .or_default()
                 .push(p);
         }
-        for ((program, path, pid), points) in groups {
-            if let Some(multi) = &mut self.multi {
-                let at: Vec<(u64, u64)> = points.iter().map(|p| (p.offset, p.cookie)).collect();
-                let ret = multi.is_return(program);
-                match multi.attach(program, ret, path, pid, &at) {
-                    Ok(link) => {
-                        self.multi_links.push(link);
-                        continue;
-                    }
-                    Err(e) => {
-                        self.multi_unavailable = Some(e.to_string());
-                        self.multi = None;
-                    }
-                }
+        groups.into_iter().collect()
+    }
+
+    /// One uprobe_multi link for `group`; false (and uprobe_multi off from
+    /// then on) when the kernel refuses it.
+    fn attach_multi_group(&mut self, group: &Group) -> bool {
+        let Some(multi) = &mut self.multi else {
+            return false;
+        };
+        let ((program, path, pid), points) = group;
+        let at: Vec<(u64, u64)> = points.iter().map(|p| (p.offset, p.cookie)).collect();
+        let ret = multi.is_return(program);
+        match multi.attach(program, ret, path, *pid, &at) {
+            Ok(link) => {
+                self.multi_links.push((*pid, link));
+                true
             }
-            for p in points {
-                self.links.push((p.program, attach_perf(ebpf, p)?));
+            Err(e) => {
+                self.multi_unavailable = Some(e.to_string());
+                self.multi = None;
+                false
             }
         }
-        self.attached = self.points.len();
+    }
+
+    /// Attach every pending point (idempotent).
+    pub(super) fn attach(&mut self, ebpf: &mut Ebpf) -> Result<(), CaptureError> {
+        for group in self.take_groups() {
+            if !self.attach_multi_group(&group) {
+                for p in &group.1 {
+                    self.links.push((p.program, attach_perf(ebpf, p)?));
+                }
+            }
+            self.attached.extend(group.1);
+        }
         Ok(())
+    }
+
+    /// Attach the pending points through uprobe_multi only, which needs no
+    /// handle on the loaded object (the process-tree watcher's thread has
+    /// none). Without uprobe_multi they stay pending, for [`Self::attach`]
+    /// at the next window; the error says why.
+    pub(super) fn attach_multi(&mut self) -> Result<(), String> {
+        let mut groups = self.take_groups().into_iter();
+        while let Some(group) = groups.next() {
+            if !self.attach_multi_group(&group) {
+                self.pending.extend(group.1);
+                self.pending.extend(groups.flat_map(|(_, points)| points));
+                return Err(self
+                    .multi_unavailable
+                    .clone()
+                    .unwrap_or_else(|| "uprobe_multi unavailable".into()));
+            }
+            self.attached.extend(group.1);
+        }
+        Ok(())
+    }
+
+    /// Forget process `pid`'s points and close its uprobe_multi links, on a
+    /// helper thread (a close waits for a grace period): it has exited.
+    pub(super) fn close_process(&mut self, pid: u32) {
+        self.pending.retain(|p| p.pid != pid);
+        self.attached.retain(|p| p.pid != pid);
+        let (gone, kept) = std::mem::take(&mut self.multi_links)
+            .into_iter()
+            .partition(|(p, _)| *p == pid);
+        self.multi_links = kept;
+        let gone: Vec<(u32, OwnedFd)> = gone;
+        if !gone.is_empty() {
+            std::thread::spawn(move || drop(gone));
+        }
     }
 
     /// Close every link, each on a helper thread (each close waits for a
     /// grace period), and wait for all.
     pub(super) fn close(&mut self, ebpf: &mut Ebpf) {
         let mut closing = Vec::new();
-        for link in self.multi_links.drain(..) {
+        for (_, link) in self.multi_links.drain(..) {
             closing.push(std::thread::spawn(move || drop(link)));
         }
         for (name, link) in self.links.drain(..) {
