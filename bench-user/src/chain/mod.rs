@@ -128,9 +128,44 @@ pub struct Chain {
     destination: Option<destination::Destination>,
 }
 
-/// A port on 127.0.0.1 free for both TCP and UDP (the kernel picks it; the
-/// sockets are closed again, so the endpoint can bind it a moment later).
+/// The ports the kernel hands out as source ports of outgoing connections
+/// (`net.ipv4.ip_local_port_range`, inclusive; Linux's default when
+/// unreadable).
+pub fn ephemeral_ports() -> (u16, u16) {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let range: Option<(u16, u16)> = text.and_then(|t| {
+        let mut it = t.split_whitespace().map(|n| n.parse::<u16>().ok());
+        Some((it.next()??, it.next()??))
+    });
+    match range {
+        Some((lo, hi)) if hi >= lo => (lo, hi),
+        _ => (32768, 60999),
+    }
+}
+
+/// The lowest port [`free_port`] picks from.
+const LISTEN_PORTS_FROM: u16 = 10_000;
+
+/// A port on 127.0.0.1 free for both TCP and UDP; the sockets are closed
+/// again, so the endpoint can bind it a moment later. Picked at random below
+/// the ephemeral range: a port in it, freed again, can be taken as the
+/// source port of any connect() on the machine before the endpoint binds it
+/// (CI saw an endpoint fail with "Address already in use" while a parallel
+/// test's load generator opened connections); below it, only another
+/// explicit bind can. The kernel's pick when that range starts too low.
 pub fn free_port() -> Result<SocketAddr, ChainError> {
+    let (ephemeral_from, _) = ephemeral_ports();
+    if ephemeral_from > LISTEN_PORTS_FROM {
+        for _ in 0..64 {
+            let port = rand::random_range(LISTEN_PORTS_FROM..ephemeral_from);
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let tcp = TcpListener::bind(addr);
+            let udp = std::net::UdpSocket::bind(addr);
+            if tcp.is_ok() && udp.is_ok() {
+                return Ok(addr);
+            }
+        }
+    }
     for _ in 0..32 {
         let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(ChainError::NoPort)?;
         let addr = l.local_addr().map_err(ChainError::NoPort)?;
@@ -383,5 +418,31 @@ fn log_tail(path: &Path) -> String {
         "(nothing)".into()
     } else {
         tail.join(" | ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The endpoints' ports lie outside the range connect() draws source
+    /// ports from, and are free for TCP and UDP when handed out.
+    #[test]
+    fn free_ports_lie_below_the_ephemeral_range() {
+        let (from, to) = ephemeral_ports();
+        assert!(from <= to);
+        for _ in 0..100 {
+            let addr = free_port().expect("port");
+            if from > LISTEN_PORTS_FROM {
+                assert!(
+                    (LISTEN_PORTS_FROM..from).contains(&addr.port()),
+                    "{addr} is not below {from}"
+                );
+            }
+            let tcp = TcpListener::bind(addr);
+            assert!(tcp.is_ok(), "{addr}: {tcp:?}");
+            drop(tcp);
+            assert!(std::net::UdpSocket::bind(addr).is_ok(), "{addr}");
+        }
     }
 }

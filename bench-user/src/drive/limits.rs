@@ -9,15 +9,8 @@ pub const FD_HEADROOM: u64 = 256;
 /// Local ports the kernel hands out to outgoing connections
 /// (`net.ipv4.ip_local_port_range`; Linux's default range when unreadable).
 pub fn local_port_count() -> usize {
-    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
-    let range: Option<(usize, usize)> = text.and_then(|t| {
-        let mut it = t.split_whitespace().map(|n| n.parse::<usize>().ok());
-        Some((it.next()??, it.next()??))
-    });
-    match range {
-        Some((lo, hi)) if hi >= lo => hi - lo + 1,
-        _ => 60999 - 32768 + 1,
-    }
+    let (lo, hi) = crate::chain::ephemeral_ports();
+    usize::from(hi - lo) + 1
 }
 
 /// The descriptor limit after raising the soft limit to the hard one.
