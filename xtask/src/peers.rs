@@ -82,11 +82,13 @@ pub const PIECES: &[Piece] = &[
         source: Source::Apt(&["iproute2", "nftables", "ethtool"]),
     },
     // The crypto probe's test on a distribution library: a C program
-    // compiled at test time against the system's libcrypto.so.3.
+    // compiled at test time against the system's libcrypto.so.3. The
+    // probe tests' other C programs need the C library's static archive
+    // too (libc6-dev's libc.a: a child with an allocator of its own).
     Piece {
         name: "OpenSSL's headers and a C compiler",
         tests: Some("libcrypto"),
-        source: Source::Apt(&["libssl-dev", "gcc"]),
+        source: Source::Apt(&["libssl-dev", "gcc", "libc6-dev"]),
     },
     // A Go proxy: interop tests and profiling an outside implementation.
     Piece {

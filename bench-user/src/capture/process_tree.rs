@@ -308,8 +308,11 @@ impl ProcessTree {
     fn refresh(&mut self) {
         for p in self.processes.values_mut().filter(|p| p.reads_left > 0) {
             p.reads_left -= 1;
+            let before = p.files();
             p.reread();
-            if self.follow {
+            // Only a change is news: the followers read files and build
+            // unwinders for each Mapped.
+            if self.follow && p.files() != before {
                 self.follows.push(Follow::Mapped {
                     pid: p.pid,
                     root: p.root,
