@@ -66,6 +66,8 @@ impl From<&capture::CaptureOptions> for ProbeOptions {
                 }
                 .to_string(),
             ),
+            floor: o.floor,
+            program_costs: o.program_stats,
         }
     }
 }

@@ -100,6 +100,15 @@ pub struct ProbeOptions {
     /// (all walked by frame pointer).
     #[serde(default)]
     pub unwind: Option<String>,
+    /// `probes.floor`: empty programs stood on the syscalls, cpu and
+    /// off-CPU attach points, so those probes recorded nothing; the run
+    /// measured what any program there costs (docs/probes.md).
+    #[serde(default)]
+    pub floor: bool,
+    /// `probes.program_costs`: the kernel timed every run of the programs
+    /// (`probes.program_costs` holds the times), at two clock reads a run.
+    #[serde(default)]
+    pub program_costs: bool,
 }
 
 /// The alloc probe's settings.
