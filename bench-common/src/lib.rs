@@ -48,8 +48,11 @@ pub const CONFIG_OFFCPU_STACK_INTERVAL_NS: u32 = 8;
 pub const CONFIG_TASK_TOTALS_OFFSETS: u32 = 9;
 /// Number of offsets from [`CONFIG_TASK_TOTALS_OFFSETS`] on.
 pub const TASK_TOTALS_FIELDS: u32 = 6;
+/// `CONFIG` word: how many slots the syscall probe's in-flight array has
+/// (the runner sizes the map to it at load; 0: [`INFLIGHT_SLOTS`]).
+pub const CONFIG_INFLIGHT_SLOTS: u32 = CONFIG_TASK_TOTALS_OFFSETS + TASK_TOTALS_FIELDS;
 /// Number of words in the `CONFIG` array map.
-pub const CONFIG_LEN: u32 = CONFIG_TASK_TOTALS_OFFSETS + TASK_TOTALS_FIELDS;
+pub const CONFIG_LEN: u32 = CONFIG_INFLIGHT_SLOTS + 1;
 
 /// Index into the `FULL` per-CPU array map of each map whose inserts can
 /// fail once it is full: a hash map holds at most its `max_entries`, and a
@@ -238,7 +241,8 @@ pub struct SyscallValue {
 
 /// A syscall in progress on one thread, between sys_enter and sys_exit.
 /// The entry is also the exit's target check: only a target's threads
-/// have one, and `tgid` tells a reused thread id from the one that made it.
+/// have one, and `tid`/`tgid` tell a reused (or, in the slot array, a
+/// colliding) thread id from the one that made it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InFlight {
@@ -246,7 +250,20 @@ pub struct InFlight {
     /// [`NO_SYSCALL`] between calls.
     pub nr: u32,
     pub tgid: u32,
+    /// 0: a slot no thread has claimed yet.
+    pub tid: u32,
+    pub _pad: u32,
 }
+
+/// Slots of the syscall probe's in-flight array, indexed by thread id
+/// modulo their number, as the probe object declares them: the kernel's
+/// default `pid_max`. The runner sizes the array to the machine's
+/// `pid_max` (up to [`INFLIGHT_SLOTS_MAX`]) and says so in
+/// [`CONFIG_INFLIGHT_SLOTS`]; thread ids collide only beyond it (those
+/// threads take a hash map instead).
+pub const INFLIGHT_SLOTS: u32 = 32768;
+/// The most slots the runner gives the in-flight array: 8 MiB of them.
+pub const INFLIGHT_SLOTS_MAX: u32 = 1 << 18;
 
 /// Key of an on-CPU sample: which thread, which user stack (a hash into
 /// the `USER_STACKS` map; 0 = not captured) and which kernel stack (an id

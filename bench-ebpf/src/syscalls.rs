@@ -8,29 +8,111 @@
 //! These two programs run for every syscall on the machine, so their hot
 //! path is kept to what it must do (docs/probes.md, "What measuring
 //! costs"): for other processes, the array pre-filter; for a target's
-//! thread, one hash lookup at entry (its in-flight entry, which also proves
-//! it a target) and two at exit (the in-flight entry, the statistics with
-//! the histogram in them).
+//! thread, its in-flight entry at entry (an array slot, which also proves
+//! it a target) and at exit the same slot and one hash lookup (the
+//! statistics with the histogram in them).
 
 use aya_ebpf::{
     bindings::pt_regs,
     helpers::{bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns},
     macros::{map, raw_tracepoint},
-    maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::RawTracePointContext,
 };
 use bench_common::{
     latency_bucket, moves_bytes, InFlight, SyscallKey, SyscallStackKey, SyscallValue,
-    CONFIG_SYSCALL_STACK_EVERY, FULL_SYSCALLS, FULL_SYSCALL_STACKS, LATENCY_BUCKETS, NO_SYSCALL,
+    CONFIG_INFLIGHT_SLOTS, CONFIG_SYSCALL_STACK_EVERY, FULL_SYSCALLS, FULL_SYSCALL_STACKS,
+    INFLIGHT_SLOTS, LATENCY_BUCKETS, NO_SYSCALL,
 };
 
 use crate::{config, enabled, is_target, may_be_target, note_full, note_thread, user_stack};
 
-/// Syscalls in progress, by thread id: one entry per target thread, reused
-/// in place (`nr` = `NO_SYSCALL` between calls). LRU so that threads that
-/// exit cannot fill it.
+/// Syscalls in progress, one slot per thread id (`tid % slots`, the
+/// slots being as many as the runner sized the array to: `slot_of`),
+/// claimed by a target's thread at its first syscall and reused in place
+/// (`nr` = `NO_SYSCALL` between calls). An array, not a hash: the verifier
+/// turns its lookup into an address computation, where a hash lookup is a
+/// call, a jhash and a bucket walk, twice per syscall of a target. A slot
+/// keeps its thread id after the thread exits; it is taken again by the
+/// next thread of that id in a target.
 #[map]
-static INFLIGHT: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(16384, 0);
+static INFLIGHT: Array<InFlight> = Array::with_max_entries(INFLIGHT_SLOTS, 0);
+
+/// The threads whose slot another thread holds (ids beyond the slots, on
+/// a machine whose `pid_max` exceeds `INFLIGHT_SLOTS_MAX`). LRU so that
+/// threads that exit cannot fill it.
+#[map]
+static INFLIGHT_SPILL: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(16384, 0);
+
+/// The index of thread `tid`'s slot in `INFLIGHT`.
+#[inline(always)]
+fn slot_of(tid: u32) -> u32 {
+    match config(CONFIG_INFLIGHT_SLOTS) {
+        0 => tid % INFLIGHT_SLOTS,
+        slots => (u64::from(tid) % slots) as u32,
+    }
+}
+
+/// The in-flight entry of thread `tid` of process `tgid` at its syscall's
+/// entry: its slot, claimed now if the thread is a target's and the slot
+/// is free (or its id's last holder was another process), else its entry
+/// in the spill map. `None`: not a target's thread.
+#[inline(always)]
+fn entry_for_enter(tid: u32, tgid: u32) -> Option<*mut InFlight> {
+    let slot = INFLIGHT.get_ptr_mut(slot_of(tid))?;
+    // SAFETY: a slot is written by its own thread's syscalls, one at a
+    // time; a claim by two colliding threads at once (ids beyond the
+    // slots only) can lose that one call's record, never more.
+    let (owner, owner_tgid) = unsafe { ((*slot).tid, (*slot).tgid) };
+    if owner == tid && owner_tgid == tgid {
+        return Some(slot);
+    }
+    if owner == 0 || owner == tid {
+        // First syscall of this thread (or its id reused by another
+        // process): the exact target check, once.
+        if !is_target(tgid) {
+            return None;
+        }
+        unsafe {
+            (*slot).tid = tid;
+            (*slot).tgid = tgid;
+        }
+        return Some(slot);
+    }
+    match INFLIGHT_SPILL.get_ptr_mut(&tid) {
+        // SAFETY: as for the slots.
+        Some(call) if unsafe { (*call).tgid } == tgid => Some(call),
+        _ => {
+            if !is_target(tgid) {
+                return None;
+            }
+            let call = InFlight {
+                start_ns: 0,
+                nr: NO_SYSCALL,
+                tgid,
+                tid,
+                _pad: 0,
+            };
+            let _ = INFLIGHT_SPILL.insert(&tid, &call, 0);
+            INFLIGHT_SPILL.get_ptr_mut(&tid)
+        }
+    }
+}
+
+/// The in-flight entry of thread `tid` at its syscall's exit, if its entry
+/// made one.
+#[inline(always)]
+fn entry_for_exit(tid: u32) -> Option<*mut InFlight> {
+    let slot = INFLIGHT.get_ptr_mut(slot_of(tid))?;
+    // SAFETY: see entry_for_enter.
+    if unsafe { (*slot).tid } == tid {
+        return Some(slot);
+    }
+    if unsafe { (*slot).tid } == 0 {
+        return None;
+    }
+    INFLIGHT_SPILL.get_ptr_mut(&tid)
+}
 
 /// Per-CPU so that two threads of one process never lose an update.
 #[map]
@@ -67,27 +149,14 @@ pub fn pp_sys_enter(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     let tid = pid_tgid as u32;
-    let start_ns = unsafe { bpf_ktime_get_ns() };
-    match INFLIGHT.get_ptr_mut(&tid) {
-        // SAFETY: only this thread's own syscalls write its entry, and a
-        // thread runs one syscall at a time.
-        Some(call) if unsafe { (*call).tgid } == tgid => unsafe {
-            (*call).start_ns = start_ns;
-            (*call).nr = nr as u32;
-        },
-        // First syscall of this thread (or its id reused by another
-        // process): the exact target check, once.
-        _ => {
-            if !is_target(tgid) {
-                return 0;
-            }
-            let call = InFlight {
-                start_ns,
-                nr: nr as u32,
-                tgid,
-            };
-            let _ = INFLIGHT.insert(&tid, &call, 0);
-        }
+    let Some(call) = entry_for_enter(tid, tgid) else {
+        return 0;
+    };
+    // SAFETY: only this thread's own syscalls write its entry, and a
+    // thread runs one syscall at a time.
+    unsafe {
+        (*call).start_ns = bpf_ktime_get_ns();
+        (*call).nr = nr as u32;
     }
 
     let every = config(CONFIG_SYSCALL_STACK_EVERY);
@@ -128,7 +197,7 @@ pub fn pp_sys_exit(ctx: RawTracePointContext) -> u32 {
     let tid = pid_tgid as u32;
     // The in-flight entry is the target check: pp_sys_enter made it only
     // for a target's thread.
-    let Some(slot) = INFLIGHT.get_ptr_mut(&tid) else {
+    let Some(slot) = entry_for_exit(tid) else {
         return 0;
     };
     // SAFETY: see pp_sys_enter; copied out, then marked free.

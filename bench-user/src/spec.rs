@@ -420,6 +420,7 @@ impl ProbeSpec {
             // Sized for the pass by the runner, which knows its length.
             cpu_sample_entries: 0,
             unwind: self.unwind,
+            inflight_slots: 0,
         }
     }
 }

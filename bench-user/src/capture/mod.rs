@@ -44,9 +44,10 @@ use aya::{
 };
 use bench_common::{
     OffCpuKey, SyscallStats, CONFIG_ALLOC_LIVE, CONFIG_ALLOC_SAMPLE_BYTES, CONFIG_ENABLED,
-    CONFIG_OFFCPU_STACK_INTERVAL_NS, CONFIG_SYSCALL_STACK_EVERY, CONFIG_TASK_PID_OFFSET,
-    CONFIG_TASK_TGID_OFFSET, CONFIG_TASK_TOTALS_OFFSETS, CONFIG_WINDOW_INDEX,
-    CONFIG_WINDOW_START_NS, OUTSIDE_WINDOWS, TARGET_FOLLOWED,
+    CONFIG_INFLIGHT_SLOTS, CONFIG_OFFCPU_STACK_INTERVAL_NS, CONFIG_SYSCALL_STACK_EVERY,
+    CONFIG_TASK_PID_OFFSET, CONFIG_TASK_TGID_OFFSET, CONFIG_TASK_TOTALS_OFFSETS,
+    CONFIG_WINDOW_INDEX, CONFIG_WINDOW_START_NS, INFLIGHT_SLOTS, INFLIGHT_SLOTS_MAX,
+    OUTSIDE_WINDOWS, TARGET_FOLLOWED,
 };
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +121,11 @@ pub struct CaptureOptions {
     /// pointers (capture/stack_copies.rs).
     #[serde(default)]
     pub unwind: UnwindMode,
+    /// Slots of the syscall probe's in-flight array (0: as many as the
+    /// machine's `pid_max`, up to `INFLIGHT_SLOTS_MAX`). Threads whose
+    /// slot another holds go to a hash map: the tests make them collide.
+    #[serde(default)]
+    pub inflight_slots: u32,
 }
 
 /// The alloc probe's settings.
@@ -155,6 +161,7 @@ impl CaptureOptions {
             program_stats: false,
             cpu_sample_entries: 0,
             unwind: UnwindMode::Auto,
+            inflight_slots: 0,
         }
     }
 
@@ -402,6 +409,11 @@ impl Probes {
         if options.cpu_sample_entries > 0 {
             loader.map_max_entries("CPU_SAMPLES", options.cpu_sample_entries);
         }
+        let inflight_slots = match options.inflight_slots {
+            0 => inflight_slots_for_pid_max(),
+            n => n,
+        };
+        loader.map_max_entries("INFLIGHT", inflight_slots);
         let mut ebpf = loader.load(PROBES_OBJECT)?;
         // Before any map is taken out of `ebpf`: it needs them all.
         let multi = if options.has_per_call() {
@@ -447,6 +459,7 @@ impl Probes {
             None
         };
         if options.syscalls {
+            set(CONFIG_INFLIGHT_SLOTS, u64::from(inflight_slots))?;
             set(CONFIG_SYSCALL_STACK_EVERY, options.syscall_stack_every)?;
             syscalls::attach(&mut ebpf, options.floor)?;
         }
@@ -946,6 +959,21 @@ pub(super) fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime with a valid struct.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// Slots for the syscall probe's in-flight array: one per thread id the
+/// kernel hands out (`kernel.pid_max`, a power of two or rounded up to
+/// one), at most `INFLIGHT_SLOTS_MAX`; the probe object's own count when
+/// `pid_max` cannot be read.
+fn inflight_slots_for_pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .map_or(INFLIGHT_SLOTS, |max| {
+            max.checked_next_power_of_two()
+                .unwrap_or(INFLIGHT_SLOTS_MAX)
+                .clamp(1, INFLIGHT_SLOTS_MAX)
+        })
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, CaptureError> {
