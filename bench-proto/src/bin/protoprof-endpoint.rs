@@ -335,6 +335,7 @@ fn configure(cli: &Cli) -> Result<Endpoint, String> {
                 cli.authorized_keys.as_deref(),
             )
             .map_err(|e| e.to_string())?;
+            opts.cipher = ssh_settings.cipher();
             opts.relay = relay;
             Ok(Endpoint::SshServer(opts))
         }

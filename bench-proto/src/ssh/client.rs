@@ -59,6 +59,8 @@ pub struct ClientOptions {
     pub auth: ClientAuth,
     /// Which host keys to accept.
     pub host_key: HostKeyPolicy,
+    /// The cipher offered first (`ssh.cipher`).
+    pub cipher: russh::cipher::Name,
     /// How to relay once a channel is open.
     pub relay: RelayOptions,
 }
@@ -99,6 +101,7 @@ impl ClientOptions {
             user: user.to_owned(),
             auth,
             host_key,
+            cipher: settings.cipher(),
             relay: RelayOptions::default(),
         })
     }
@@ -174,6 +177,8 @@ impl Client {
             keepalive_interval: Some(KEEPALIVE),
             keepalive_max: KEEPALIVE_MAX,
             nodelay: true,
+            preferred: super::preferred(opts.cipher),
+            limits: super::limits(),
             ..client::Config::default()
         };
         Client {

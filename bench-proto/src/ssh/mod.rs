@@ -58,6 +58,55 @@ pub(crate) const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// which slows down password guessing.
 pub(crate) const AUTH_REJECTION_TIME: Duration = Duration::from_secs(1);
 
+/// Bytes each direction carries before this side asks for a key
+/// re-exchange: OpenSSH's volume for ciphers with 16-byte blocks (2^32
+/// blocks), instead of russh's 1 GiB. A re-exchange that this side starts
+/// while the peer streams on several channels fails in russh 0.65: until
+/// the peer's KEXINIT arrives it accepts at most twice one channel's window
+/// of channel data, while every busy channel may have a whole window in
+/// flight, and it drops the connection ("Pending buffer limit reached").
+/// `profile ssh` (4 channels both ways) hit that at each 1-GiB mark. At
+/// 64 GiB a chacha20-poly1305 key still sees under 2^31 packets (each is
+/// at least 36 bytes on the wire), so its nonce (the sequence number) does
+/// not repeat.
+pub(crate) const REKEY_BYTES: usize = 64 << 30;
+/// Time between re-exchanges: russh's default, RFC 4253's one hour.
+pub(crate) const REKEY_TIME: Duration = Duration::from_secs(3600);
+
+/// Every cipher `ssh.cipher` may name, in the order offered after it.
+/// AES-GCM first: ring seals it with AES-NI/VAES and CLMUL, where its
+/// chacha20-poly1305@openssh.com path runs a portable Poly1305
+/// (docs/case-studies/ssh.md).
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_256_GCM,
+    russh::cipher::AES_128_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_128_CTR,
+];
+
+/// The algorithms both sides offer: `cipher` first, then the others of
+/// [`CIPHERS`]; everything else russh's defaults.
+pub(crate) fn preferred(cipher: russh::cipher::Name) -> russh::Preferred {
+    let mut order = vec![cipher];
+    order.extend(CIPHERS.iter().copied().filter(|c| *c != cipher));
+    russh::Preferred {
+        cipher: order.into(),
+        ..russh::Preferred::default()
+    }
+}
+
+/// When this side asks for a key re-exchange ([`REKEY_BYTES`]).
+pub(crate) fn limits() -> russh::Limits {
+    // Built field by field: `Limits::new` refuses volumes over 1 GiB.
+    russh::Limits {
+        rekey_write_limit: REKEY_BYTES,
+        rekey_read_limit: REKEY_BYTES,
+        rekey_time_limit: REKEY_TIME,
+    }
+}
+
 /// The `ssh.*` settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -66,11 +115,19 @@ pub struct Settings {
     pub known_host_key: Option<PathBuf>,
     /// Client: accept whatever host key the server shows.
     pub accept_any_host_key: bool,
+    /// Both sides: the cipher offered first; `None` is the first of
+    /// [`CIPHERS`].
+    pub cipher: Option<russh::cipher::Name>,
 }
 
 impl Settings {
     /// The keys [`Settings::set`] accepts, without the `ssh.` prefix.
-    pub const KEYS: &'static [&'static str] = &["known_host_key", "accept_any_host_key"];
+    pub const KEYS: &'static [&'static str] = &["known_host_key", "accept_any_host_key", "cipher"];
+
+    /// The cipher offered first: `ssh.cipher`, or AES-256-GCM.
+    pub fn cipher(&self) -> russh::cipher::Name {
+        self.cipher.unwrap_or(CIPHERS[0])
+    }
 
     /// Sets one option from its key (without the `ssh.` prefix) and value.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
@@ -94,6 +151,14 @@ impl Settings {
                     "false" => false,
                     _ => return Err(bad("true or false")),
                 };
+                Ok(())
+            }
+            "cipher" => {
+                let Some(cipher) = CIPHERS.iter().find(|c| c.as_ref() == value) else {
+                    let names: Vec<&str> = CIPHERS.iter().map(|c| c.as_ref()).collect();
+                    return Err(bad(&format!("one of {}", names.join(", "))));
+                };
+                self.cipher = Some(*cipher);
                 Ok(())
             }
             _ => Err(SettingError::UnknownKey {
@@ -199,7 +264,22 @@ mod tests {
         }
         assert_eq!(
             s.set("nope", "1").unwrap_err().to_string(),
-            "unknown setting `ssh.nope`; use one of: ssh.known_host_key, ssh.accept_any_host_key"
+            "unknown setting `ssh.nope`; use one of: ssh.known_host_key, ssh.accept_any_host_key, \
+             ssh.cipher"
+        );
+        let err = s.set("cipher", "aes128-cbc").unwrap_err().to_string();
+        assert!(
+            err.contains("`ssh.cipher`") && err.contains("aes256-gcm@openssh.com"),
+            "{err}"
+        );
+        assert_eq!(s.cipher(), russh::cipher::AES_256_GCM);
+        s.set("cipher", "chacha20-poly1305@openssh.com").unwrap();
+        assert_eq!(s.cipher(), russh::cipher::CHACHA20_POLY1305);
+        let order = preferred(s.cipher()).cipher;
+        assert_eq!(order.len(), CIPHERS.len());
+        assert_eq!(
+            order[..2],
+            [russh::cipher::CHACHA20_POLY1305, russh::cipher::AES_256_GCM]
         );
     }
 }

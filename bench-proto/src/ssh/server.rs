@@ -34,6 +34,8 @@ pub struct ServerOptions {
     pub password: Option<String>,
     /// Keys allowed to log in; empty turns public-key authentication off.
     pub authorized_keys: Vec<PublicKey>,
+    /// The cipher offered first (`ssh.cipher`).
+    pub cipher: russh::cipher::Name,
     /// How to relay once a channel is open.
     pub relay: RelayOptions,
 }
@@ -45,6 +47,7 @@ impl fmt::Debug for ServerOptions {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| ".."))
             .field("authorized_keys", &self.authorized_keys.len())
+            .field("cipher", &self.cipher)
             .field("relay", &self.relay)
             .finish()
     }
@@ -77,6 +80,7 @@ impl ServerOptions {
                 Some(path) => load_authorized_keys(path)?,
                 None => Vec::new(),
             },
+            cipher: super::Settings::default().cipher(),
             relay: RelayOptions::default(),
         })
     }
@@ -102,6 +106,8 @@ impl ServerOptions {
             keepalive_interval: Some(KEEPALIVE),
             keepalive_max: KEEPALIVE_MAX,
             nodelay: true,
+            preferred: super::preferred(self.cipher),
+            limits: super::limits(),
             ..server::Config::default()
         }
     }
