@@ -886,10 +886,29 @@ fn start_chain(
     Ok((chain, commands))
 }
 
+/// How long a traffic error waits for an endpoint's exit to show: the
+/// exit can reach `waitpid` a little after the connection broke.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// The first endpoint to exit within `grace`, polled every 20 ms.
+fn exited_within(
+    exited: &mut dyn FnMut() -> Option<(Role, String)>,
+    grace: Duration,
+) -> Option<(Role, String)> {
+    let deadline = Instant::now() + grace;
+    loop {
+        if let Some(e) = exited() {
+            return Some(e);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A traffic error before the main pass, when an endpoint has died, is
-/// that death: a SOCKS5 or connection error would hide it. The exit can
-/// reach `waitpid` a little after the connection broke, so it is polled
-/// for a moment.
+/// that death: a SOCKS5 or connection error would hide it.
 fn exited_before_measuring(
     e: RunError,
     chain: &mut Chain,
@@ -899,20 +918,14 @@ fn exited_before_measuring(
     if matches!(e, RunError::Interrupted) {
         return e;
     }
-    let deadline = Instant::now() + Duration::from_millis(500);
-    loop {
-        if let Some((role, _, how)) = chain.exited().into_iter().next() {
-            return RunError::TargetExitedBeforeMeasuring {
-                role: role.as_str().into(),
-                stage,
-                how,
-                log: dir.join(format!("{}.log", role.as_str())),
-            };
-        }
-        if Instant::now() >= deadline {
-            return e;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    match exited_within(&mut || chain.first_exited(), EXIT_GRACE) {
+        Some((role, how)) => RunError::TargetExitedBeforeMeasuring {
+            role: role.as_str().into(),
+            stage,
+            how,
+            log: dir.join(format!("{}.log", role.as_str())),
+        },
+        None => e,
     }
 }
 
@@ -1761,8 +1774,15 @@ fn measure(
         }
     });
     // A phase that failed because an endpoint died is reported as that.
+    // A dying process closes its sockets before it can be reaped, so the
+    // traffic can fail a moment before the death shows: give it that moment.
     if exited_early.is_none() {
         exited_early = exited();
+    }
+    if exited_early.is_none()
+        && matches!(&drive_result, Err(e) if !matches!(e, RunError::Interrupted))
+    {
+        exited_early = exited_within(exited, EXIT_GRACE);
     }
     if let Err(e) = drive_result {
         if exited_early.is_none() || matches!(e, RunError::Interrupted) {
