@@ -105,13 +105,11 @@ fn entry_for_enter(tid: u32, tgid: u32) -> Option<*mut InFlight> {
 fn entry_for_exit(tid: u32) -> Option<*mut InFlight> {
     let slot = INFLIGHT.get_ptr_mut(slot_of(tid))?;
     // SAFETY: see entry_for_enter.
-    if unsafe { (*slot).tid } == tid {
-        return Some(slot);
+    match unsafe { (*slot).tid } {
+        owner if owner == tid => Some(slot),
+        0 => None,
+        _ => INFLIGHT_SPILL.get_ptr_mut(&tid),
     }
-    if unsafe { (*slot).tid } == 0 {
-        return None;
-    }
-    INFLIGHT_SPILL.get_ptr_mut(&tid)
 }
 
 /// Per-CPU so that two threads of one process never lose an update.

@@ -179,7 +179,8 @@ async fn many_busy_channels_both_ways_do_not_deadlock() {
 /// chacha20-poly1305 (the slower cipher, as OpenSSH's default order picks
 /// it). With russh's 1-GiB re-exchange volume, a re-exchange one side
 /// started there dropped the connection ("Pending buffer limit reached";
-/// `ssh::REKEY_BYTES` says why): this failed in 3 of 3 runs with it.
+/// `ssh::REKEY_BYTES` says why): with `REKEY_BYTES` set to `1 << 30`
+/// this failed in 3 of 3 runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn busy_channels_both_ways_go_on_past_russh_rekey_volume() {
     with_timeout(Duration::from_secs(240), async {

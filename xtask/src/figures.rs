@@ -375,6 +375,44 @@ pub fn spread(v: &mut [f64], digits: usize) -> String {
     }
 }
 
+/// "median [min–max], n=N" as [`spread`], then the median's
+/// distribution-free interval of at least 95 % (order statistics k and
+/// n+1−k, the largest k whose binomial tail is at most 2.5 %), or "too few
+/// runs for an interval" below the 6 runs it needs.
+pub fn spread_with_interval(v: &mut [f64], digits: usize) -> String {
+    let cell = spread(v, digits);
+    if v.is_empty() {
+        return cell;
+    }
+    // spread() sorted v.
+    match median_interval_rank(v.len()) {
+        Some(k) => format!(
+            "{cell}; 95 % [{:.digits$}, {:.digits$}]",
+            v[k - 1],
+            v[v.len() - k]
+        ),
+        None => format!("{cell}; too few runs for an interval"),
+    }
+}
+
+/// The rank k of the median's interval [x(k), x(n+1−k)] for n sorted
+/// values: the largest k with P(Binomial(n, ½) ≤ k−1) ≤ 0.025.
+fn median_interval_rank(n: usize) -> Option<usize> {
+    let n = u32::try_from(n).ok().filter(|&n| n <= 1000)?;
+    let total = 2f64.powi(n as i32);
+    let (mut tail, mut choose, mut best) = (0.0, 1.0, None);
+    for i in 0..n / 2 {
+        // tail = P(X ≤ i), choose = C(n, i).
+        tail += choose / total;
+        if tail > 0.025 {
+            break;
+        }
+        best = Some(i as usize + 1);
+        choose = choose * f64::from(n - i) / f64::from(i + 1);
+    }
+    best
+}
+
 const PROBES_REPEAT: usize = 5;
 const PROBES_DURATION: f64 = 4.0;
 const PROBES_ONLY: &[&str] = &["floor", "default set"];
@@ -397,7 +435,7 @@ fn probes_main(root: &Path) -> Result<String> {
     Ok(format!(
         "{}Each cell: probed / unprofiled from the control pass of the same run, median \
          [min–max] over n runs of {PROBES_DURATION} measured seconds (tcp profile: bulk, then \
-         closed-loop rr). The load generator, the sink (hashing every byte) and both \
+         closed-loop rr), and from 6 runs on the median's distribution-free 95 % interval. The load generator, the sink (hashing every byte) and both \
          endpoints share the machine's cores.\n\n{}",
         stamp.line(),
         t.table
@@ -1027,6 +1065,27 @@ fn soak_figure(dir: &Path, load: Load) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_intervals_take_the_binomial_ranks() {
+        // P(X ≤ k−1) for Binomial(n, ½): n=6, k=1: 1/64; n=10, k=2:
+        // 11/1024 (k=3: 56/1024 > 2.5 %); n=15, k=4: 576/32768 (k=5:
+        // 1941/32768).
+        assert_eq!(median_interval_rank(5), None);
+        assert_eq!(median_interval_rank(6), Some(1));
+        assert_eq!(median_interval_rank(10), Some(2));
+        assert_eq!(median_interval_rank(15), Some(4));
+        let mut v: Vec<f64> = (1..=15).rev().map(f64::from).collect();
+        assert_eq!(
+            spread_with_interval(&mut v, 0),
+            "8 [1–15], n=15; 95 % [4, 12]"
+        );
+        let mut v = vec![1.0, 2.0, 3.0];
+        assert_eq!(
+            spread_with_interval(&mut v, 1),
+            "2.0 [1.0–3.0], n=3; too few runs for an interval"
+        );
+    }
 
     #[test]
     fn blocks_are_found_and_rewritten() {

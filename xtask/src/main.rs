@@ -831,8 +831,8 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
         load.sample();
         let row = format!(
             "| {label} | {} | {} | {}–{} |\n",
-            figures::spread(&mut bulk, 3),
-            figures::spread(&mut rr, 3),
+            figures::spread_with_interval(&mut bulk, 3),
+            figures::spread_with_interval(&mut rr, 3),
             load_before,
             load_average()
         );

@@ -86,6 +86,9 @@ const CIPHERS: &[russh::cipher::Name] = &[
     russh::cipher::AES_128_CTR,
 ];
 
+/// The cipher offered first unless `ssh.cipher` says otherwise.
+pub(crate) const DEFAULT_CIPHER: russh::cipher::Name = CIPHERS[0];
+
 /// The algorithms both sides offer: `cipher` first, then the others of
 /// [`CIPHERS`]; everything else russh's defaults.
 pub(crate) fn preferred(cipher: russh::cipher::Name) -> russh::Preferred {
@@ -126,7 +129,7 @@ impl Settings {
 
     /// The cipher offered first: `ssh.cipher`, or AES-256-GCM.
     pub fn cipher(&self) -> russh::cipher::Name {
-        self.cipher.unwrap_or(CIPHERS[0])
+        self.cipher.unwrap_or(DEFAULT_CIPHER)
     }
 
     /// Sets one option from its key (without the `ssh.` prefix) and value.

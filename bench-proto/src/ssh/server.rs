@@ -80,7 +80,7 @@ impl ServerOptions {
                 Some(path) => load_authorized_keys(path)?,
                 None => Vec::new(),
             },
-            cipher: super::Settings::default().cipher(),
+            cipher: super::DEFAULT_CIPHER,
             relay: RelayOptions::default(),
         })
     }
