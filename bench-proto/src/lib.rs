@@ -80,6 +80,8 @@ pub mod tcp;
 #[cfg(feature = "endpoints")]
 pub mod tls;
 #[cfg(feature = "endpoints")]
+pub mod tls13;
+#[cfg(feature = "endpoints")]
 pub mod tuic;
 
 #[cfg(feature = "endpoints")]
@@ -108,11 +110,15 @@ pub mod hysteria2 {
 #[cfg(not(feature = "endpoints"))]
 pub mod reality {
     pub mod vless;
-    pub mod wire;
 }
 /// Protocol `tls`'s (Trojan's) decoders only (built without the `endpoints` feature).
 #[cfg(not(feature = "endpoints"))]
 pub mod tls {
+    pub mod wire;
+}
+/// The TLS 1.3 wire codec only (built without the `endpoints` feature).
+#[cfg(not(feature = "endpoints"))]
+pub mod tls13 {
     pub mod wire;
 }
 /// Protocol `tuic`'s decoders only (built without the `endpoints` feature).

@@ -292,7 +292,7 @@ async fn a_replayed_hello_goes_to_the_destination() {
 async fn reality_session(
     keys: &Keys,
     server: SocketAddr,
-) -> bench_proto::reality::record::TlsStream<TcpStream> {
+) -> bench_proto::tls13::record::TlsStream<TcpStream> {
     let opts = client_options(keys, server);
     let tcp = TcpStream::connect(server).await.unwrap();
     within(10, client::handshake(&opts, tcp)).await.unwrap()

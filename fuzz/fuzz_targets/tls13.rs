@@ -1,9 +1,9 @@
-//! The TLS 1.3 messages a `reality` endpoint decodes: record headers,
+//! The TLS 1.3 messages our own TLS code (`tls13`, used by `reality`) decodes: record headers,
 //! ClientHello (server side, before any authentication), ServerHello,
 //! Certificate, CertificateVerify, EncryptedExtensions.
 #![no_main]
 
-use bench_proto::reality::wire::{
+use bench_proto::tls13::wire::{
     handshake_message_len, parse_certificate, parse_certificate_verify, parse_encrypted_extensions,
     ClientHello, RecordHeader, ServerHello, GROUP_X25519, MAX_CIPHERTEXT, RECORD_HEADER_LEN,
 };

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ring::{aead, hkdf, hmac};
 
-use super::wire::ClientHello;
+use crate::tls13::wire::ClientHello;
 
 /// The session id's length: 16 bytes sealed plus the 16-byte tag.
 pub const SESSION_ID_LEN: usize = 32;

@@ -15,12 +15,12 @@ use x25519_dalek::StaticSecret;
 use super::auth::{self, AuthKey, ShortId};
 use super::handshake::{self, random_bytes, x25519, x25519_secret};
 use super::hello::{client_hello, hybrid_share, HelloParams, HYBRID_RANDOM_LEN, SESSION_ID_OFFSET};
-use super::record::TlsStream;
 use super::{cert, vless, HANDSHAKE_TIMEOUT};
 use crate::addr::TargetAddr;
 use crate::outbound::{self, Opened, Outbound, SocksReply};
 use crate::relay::RelayOptions;
 use crate::socks5::ReplyCode;
+use crate::tls13::record::TlsStream;
 use crate::tuic::wire::Uuid;
 
 /// Options of the client side.

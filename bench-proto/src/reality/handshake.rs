@@ -12,12 +12,12 @@ use ring::signature::{self, Ed25519KeyPair, KeyPair};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use super::keys::{
+use crate::tls13::keys::{
     finished_verify_data, handshake_secrets, traffic_secrets, CipherSuite, HandshakeSecrets,
     Transcript,
 };
-use super::record::{invalid, RecordKey, TlsStream};
-use super::wire::{
+use crate::tls13::record::{invalid, RecordKey, TlsStream};
+use crate::tls13::wire::{
     encode_certificate, encode_certificate_verify, encode_encrypted_extensions, handshake_message,
     handshake_message_len, parse_certificate, parse_certificate_verify, parse_encrypted_extensions,
     ClientHello, RecordHeader, ServerHello, CONTENT_ALERT, CONTENT_APPLICATION_DATA,
@@ -190,8 +190,8 @@ impl HelloKeys {
         transcript.add(server_hello);
         let hs = handshake_secrets(suite, shared, transcript.hash().as_ref());
         HelloKeys {
-            server_hs: RecordKey::new(suite, hs.server.clone()),
-            client_hs: RecordKey::new(suite, hs.client.clone()),
+            server_hs: RecordKey::new(suite, &hs.server),
+            client_hs: RecordKey::new(suite, &hs.client),
             transcript,
             hs,
         }
@@ -319,10 +319,11 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
     client_hs.seal(CONTENT_HANDSHAKE, &client_fin, &mut flight)?;
     io.write_all(&flight).await?;
 
-    Ok(TlsStream::new(
+    Ok(TlsStream::with_secrets(
         io,
-        RecordKey::new(suite, ap.server),
-        RecordKey::new(suite, ap.client),
+        suite,
+        ap.server,
+        ap.client,
         &reader.raw,
     ))
 }
@@ -431,10 +432,11 @@ pub async fn server<S: AsyncRead + AsyncWrite + Unpin>(
     if !reader.messages.is_empty() {
         return Err(invalid("handshake bytes after the client's Finished"));
     }
-    Ok(TlsStream::new(
+    Ok(TlsStream::with_secrets(
         io,
-        RecordKey::new(suite, ap.client),
-        RecordKey::new(suite, ap.server),
+        suite,
+        ap.client,
+        ap.server,
         &reader.raw,
     ))
 }

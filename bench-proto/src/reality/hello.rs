@@ -20,7 +20,7 @@
 //! on aws-lc-rs) only that setting gets through. The extension order is
 //! fixed instead of shuffled per connection.
 
-use super::wire::{
+use crate::tls13::wire::{
     handshake_message, push_extension, push_u16, push_vec16, push_vec8, EXT_ALPN, EXT_KEY_SHARE,
     EXT_SERVER_NAME, EXT_SIGNATURE_ALGORITHMS, EXT_SUPPORTED_GROUPS, EXT_SUPPORTED_VERSIONS,
     GROUP_X25519, GROUP_X25519_MLKEM768, HS_CLIENT_HELLO, VERSION_TLS13,
@@ -210,8 +210,8 @@ pub const HYBRID_RANDOM_LEN: usize = 2 * 1200 + 32;
 
 #[cfg(test)]
 mod tests {
-    use super::super::wire::ClientHello;
     use super::*;
+    use crate::tls13::wire::ClientHello;
 
     /// Every coefficient decodes below q, as FIPS 203's check on an
     /// encapsulation key demands, and the X25519 key ends the share.

@@ -10,7 +10,7 @@
 //! destination (`reality.dest`), so a prober meets that server. Inside the
 //! TLS runs VLESS ([`vless`]).
 //!
-//! Why our own TLS 1.3 ([`wire`], [`keys`], [`record`], [`handshake`]):
+//! Why our own TLS 1.3 ([`crate::tls13`] and [`handshake`]):
 //! REALITY needs the ClientHello's bytes before they are sent (to seal the
 //! session id over them) and a certificate check no X.509 verifier does;
 //! rustls has hooks for neither. It is built on ring, whose AEAD, HKDF and
@@ -45,11 +45,8 @@ pub mod cert;
 pub mod client;
 pub mod handshake;
 pub mod hello;
-pub mod keys;
-pub mod record;
 pub mod server;
 pub mod vless;
-pub mod wire;
 
 use std::time::Duration;
 

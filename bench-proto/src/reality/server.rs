@@ -23,15 +23,15 @@ use super::auth::{self, AuthKey, Refusal, ShortId};
 use super::cert::TemporaryCertificate;
 use super::handshake::{self, x25519, ServerIdentity};
 use super::vless::{self, VlessError};
-use super::wire::{
-    handshake_message_len, ClientHello, RecordHeader, CONTENT_HANDSHAKE, GROUP_X25519,
-    MAX_CIPHERTEXT, RECORD_HEADER_LEN,
-};
 use super::{Settings, HANDSHAKE_TIMEOUT};
 use crate::addr::TargetAddr;
 use crate::dial::{connect, DialError};
 use crate::relay::{relay, RelayOptions};
 use crate::serve::serve;
+use crate::tls13::wire::{
+    handshake_message_len, ClientHello, RecordHeader, CONTENT_HANDSHAKE, GROUP_X25519,
+    MAX_CIPHERTEXT, RECORD_HEADER_LEN,
+};
 use crate::tuic::wire::Uuid;
 
 /// How long the ClientHello may take to arrive before the connection is

@@ -1,10 +1,16 @@
-//! The TLS 1.3 record layer: one [`RecordKey`] per direction (AEAD with the
-//! per-record nonce), and [`TlsStream`], the protected byte stream handed
-//! to the relay once the handshake is done.
+//! The TLS 1.3 record layer after a handshake: one [`RecordKey`] per
+//! direction (AEAD with the per-record nonce), and [`TlsStream`], the
+//! protected byte stream handed to the relay.
+//!
+//! Two handshakes end here: REALITY's own ([`crate::reality::handshake`],
+//! keys from [`super::keys`]) and rustls's for protocol `tls` (keys handed
+//! over through rustls's kernel-connection API, see [`crate::tls`]). Where
+//! the next keys come from after a KeyUpdate is a [`KeySchedule`].
 //!
 //! Reads decrypt in place in one buffer and copy the plaintext out once;
-//! writes seal up to [`WRITE_BATCH`] bytes of records per call so that a
-//! large write costs one syscall per batch, not one per 16 KiB record.
+//! writes seal up to [`WRITE_BATCH`] bytes of records per call into one
+//! reused buffer, so that a large write costs one syscall per batch and no
+//! allocation.
 
 use std::io;
 use std::pin::Pin;
@@ -16,47 +22,53 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::keys::{expand_label, next_traffic_secret, CipherSuite, Secret};
 use super::wire::{
     handshake_message_len, RecordHeader, CONTENT_ALERT, CONTENT_APPLICATION_DATA,
-    CONTENT_HANDSHAKE, HS_KEY_UPDATE, HS_NEW_SESSION_TICKET, MAX_CIPHERTEXT, MAX_PLAINTEXT,
-    RECORD_HEADER_LEN,
+    CONTENT_HANDSHAKE, HANDSHAKE_HEADER_LEN, HS_KEY_UPDATE, HS_NEW_SESSION_TICKET, MAX_CIPHERTEXT,
+    MAX_PLAINTEXT, RECORD_HEADER_LEN,
 };
 
 /// Plaintext bytes sealed per write call at most (four full records).
 pub const WRITE_BATCH: usize = 4 * MAX_PLAINTEXT;
 /// The alert description of close_notify.
 const CLOSE_NOTIFY: u8 = 0;
+/// Records sealed under one write key before we move to the next one with
+/// a KeyUpdate: 2^23 (128 GiB of full records), under AES-GCM's limit of
+/// 2^24.5 records (RFC 8446, 5.5) with room to spare.
+pub const RECORDS_PER_KEY: u64 = 1 << 23;
 
 /// One direction's traffic key: AEAD key, IV and record sequence number.
 pub struct RecordKey {
-    suite: CipherSuite,
-    secret: Secret,
     key: aead::LessSafeKey,
     iv: [u8; aead::NONCE_LEN],
     seq: u64,
 }
 
 impl RecordKey {
-    /// The key and IV of a traffic secret, sequence number 0.
-    pub fn new(suite: CipherSuite, secret: Secret) -> RecordKey {
+    /// The key and IV of a traffic secret (RFC 8446, 7.3), sequence number 0.
+    pub fn new(suite: CipherSuite, secret: &Secret) -> RecordKey {
         let alg = suite.aead();
         let mut key = [0u8; 32];
-        expand_label(suite, &secret, b"key", b"", &mut key[..alg.key_len()]);
+        expand_label(suite, secret, b"key", b"", &mut key[..alg.key_len()]);
         let mut iv = [0u8; aead::NONCE_LEN];
-        expand_label(suite, &secret, b"iv", b"", &mut iv);
+        expand_label(suite, secret, b"iv", b"", &mut iv);
         // The length matches the algorithm, so this cannot fail.
-        let unbound = aead::UnboundKey::new(alg, &key[..alg.key_len()])
-            .unwrap_or_else(|_| unreachable!("key length is the algorithm's"));
-        RecordKey {
-            suite,
-            secret,
-            key: aead::LessSafeKey::new(unbound),
-            iv,
-            seq: 0,
-        }
+        RecordKey::from_parts(alg, &key[..alg.key_len()], iv, 0)
+            .unwrap_or_else(|_| unreachable!("key length is the algorithm's"))
     }
 
-    /// The next generation of this key (KeyUpdate).
-    fn updated(&self) -> RecordKey {
-        RecordKey::new(self.suite, next_traffic_secret(self.suite, &self.secret))
+    /// A key and IV derived elsewhere, at record sequence number `seq`.
+    pub fn from_parts(
+        alg: &'static aead::Algorithm,
+        key: &[u8],
+        iv: [u8; aead::NONCE_LEN],
+        seq: u64,
+    ) -> io::Result<RecordKey> {
+        let unbound = aead::UnboundKey::new(alg, key)
+            .map_err(|_| io::Error::other("traffic key of the wrong length"))?;
+        Ok(RecordKey {
+            key: aead::LessSafeKey::new(unbound),
+            iv,
+            seq,
+        })
     }
 
     fn next_nonce(&mut self) -> io::Result<aead::Nonce> {
@@ -78,7 +90,7 @@ impl RecordKey {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> io::Result<()> {
-        let tag_len = self.suite.aead().tag_len();
+        let tag_len = self.key.algorithm().tag_len();
         let body_len = plaintext.len() + 1 + tag_len;
         let header = RecordHeader::encode(CONTENT_APPLICATION_DATA, body_len);
         let start = out.len();
@@ -123,16 +135,75 @@ pub(crate) fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
+/// Where a connection's next traffic keys come from after a KeyUpdate, and
+/// what becomes of the tickets the server sends after the handshake.
+pub trait KeySchedule: Send {
+    /// The read key after the peer's KeyUpdate.
+    fn next_read_key(&mut self) -> io::Result<RecordKey>;
+    /// The write key after the KeyUpdate we send.
+    fn next_write_key(&mut self) -> io::Result<RecordKey>;
+    /// A NewSessionTicket's body (without its 4-byte header); dropped
+    /// unless the schedule keeps tickets for resumption.
+    fn new_session_ticket(&mut self, _body: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The schedule of a handshake that kept its traffic secrets (REALITY's):
+/// each KeyUpdate derives the next secret (RFC 8446, 7.2).
+pub struct SecretSchedule {
+    suite: CipherSuite,
+    read: Secret,
+    write: Secret,
+}
+
+impl SecretSchedule {
+    pub fn new(suite: CipherSuite, read: Secret, write: Secret) -> SecretSchedule {
+        SecretSchedule { suite, read, write }
+    }
+
+    /// The current read and write keys of these secrets.
+    pub fn keys(&self) -> (RecordKey, RecordKey) {
+        (
+            RecordKey::new(self.suite, &self.read),
+            RecordKey::new(self.suite, &self.write),
+        )
+    }
+}
+
+impl KeySchedule for SecretSchedule {
+    fn next_read_key(&mut self) -> io::Result<RecordKey> {
+        self.read = next_traffic_secret(self.suite, &self.read);
+        Ok(RecordKey::new(self.suite, &self.read))
+    }
+
+    fn next_write_key(&mut self) -> io::Result<RecordKey> {
+        self.write = next_traffic_secret(self.suite, &self.write);
+        Ok(RecordKey::new(self.suite, &self.write))
+    }
+}
+
+/// What the handshake had already read past its end: records not yet
+/// opened, plaintext already opened, and whether the peer's close_notify
+/// was among them.
+#[derive(Debug, Default)]
+pub struct Handover<'a> {
+    pub records: &'a [u8],
+    pub plaintext: &'a [u8],
+    pub peer_closed: bool,
+}
+
 /// A TLS 1.3 connection after its handshake: application data both ways.
 ///
 /// Reading ends at the peer's close_notify (or its TCP FIN); shutting down
 /// sends close_notify and then the TCP FIN, so half-close passes through.
-/// NewSessionTicket is read and dropped (no resumption); KeyUpdate is
-/// honoured both ways.
+/// NewSessionTicket goes to the [`KeySchedule`]; KeyUpdate is honoured both
+/// ways, and we send one ourselves every [`RECORDS_PER_KEY`] records.
 pub struct TlsStream<S> {
     io: S,
     read_key: RecordKey,
     write_key: RecordKey,
+    schedule: Box<dyn KeySchedule>,
     /// Received bytes: `rbuf[rstart..rend]` not yet processed, the
     /// decrypted plaintext at `rbuf[pstart..pend]` not yet read.
     rbuf: Vec<u8>,
@@ -146,34 +217,68 @@ pub struct TlsStream<S> {
     /// Sealed bytes not yet written: `wbuf[wpos..]`.
     wbuf: Vec<u8>,
     wpos: usize,
-    /// The peer asked us to update our sending key.
+    /// A KeyUpdate is to be sent before the next record: the peer asked
+    /// for one, or the write key has sealed its share of records.
     key_update_due: bool,
     close_sent: bool,
 }
 
 impl<S> TlsStream<S> {
-    /// The stream over `io` with these keys; `received` holds bytes already
-    /// read from `io` past the handshake.
-    pub fn new(io: S, read_key: RecordKey, write_key: RecordKey, received: &[u8]) -> TlsStream<S> {
-        let cap = (2 * (RECORD_HEADER_LEN + MAX_CIPHERTEXT)).max(received.len());
+    /// The stream over `io` with these keys; `handover` holds what the
+    /// handshake read from `io` past its end.
+    pub fn new(
+        io: S,
+        read_key: RecordKey,
+        write_key: RecordKey,
+        schedule: Box<dyn KeySchedule>,
+        handover: Handover<'_>,
+    ) -> TlsStream<S> {
+        let (plain, records) = (handover.plaintext.len(), handover.records.len());
+        let cap = (2 * (RECORD_HEADER_LEN + MAX_CIPHERTEXT)).max(plain + records);
         let mut rbuf = vec![0u8; cap];
-        rbuf[..received.len()].copy_from_slice(received);
+        rbuf[..plain].copy_from_slice(handover.plaintext);
+        rbuf[plain..plain + records].copy_from_slice(handover.records);
         TlsStream {
             io,
             read_key,
             write_key,
+            schedule,
             rbuf,
-            rstart: 0,
-            rend: received.len(),
+            rstart: plain,
+            rend: plain + records,
             pstart: 0,
-            pend: 0,
-            read_eof: false,
+            pend: plain,
+            read_eof: handover.peer_closed,
             post_handshake: Vec::new(),
             wbuf: Vec::with_capacity(WRITE_BATCH + 4 * (RECORD_HEADER_LEN + 17)),
             wpos: 0,
             key_update_due: false,
             close_sent: false,
         }
+    }
+
+    /// The stream of a handshake that kept its secrets (REALITY's);
+    /// `received` holds records read from `io` past the handshake.
+    pub fn with_secrets(
+        io: S,
+        suite: CipherSuite,
+        read: Secret,
+        write: Secret,
+        received: &[u8],
+    ) -> TlsStream<S> {
+        let schedule = SecretSchedule::new(suite, read, write);
+        let (read_key, write_key) = schedule.keys();
+        TlsStream::new(
+            io,
+            read_key,
+            write_key,
+            Box::new(schedule),
+            Handover {
+                records: received,
+                plaintext: &[],
+                peer_closed: false,
+            },
+        )
     }
 
     /// The underlying transport, giving up the TLS session (tests write
@@ -241,13 +346,14 @@ impl<S> TlsStream<S> {
         while let Some(len) = handshake_message_len(&self.post_handshake) {
             let msg: Vec<u8> = self.post_handshake.drain(..len).collect();
             match msg[0] {
-                // No resumption: tickets are dropped.
-                HS_NEW_SESSION_TICKET => {}
+                HS_NEW_SESSION_TICKET => self
+                    .schedule
+                    .new_session_ticket(&msg[HANDSHAKE_HEADER_LEN..])?,
                 HS_KEY_UPDATE => {
                     if msg.len() != 5 || msg[4] > 1 {
                         return Err(invalid("malformed KeyUpdate"));
                     }
-                    self.read_key = self.read_key.updated();
+                    self.read_key = self.schedule.next_read_key()?;
                     if msg[4] == 1 {
                         self.key_update_due = true;
                     }
@@ -265,14 +371,18 @@ impl<S> TlsStream<S> {
         Ok(())
     }
 
-    /// Seals a KeyUpdate the peer asked for and switches the write key.
+    /// Seals a KeyUpdate that is due (the peer asked for it, or the write
+    /// key has sealed [`RECORDS_PER_KEY`] records) and switches the write key.
     fn send_key_update(&mut self) -> io::Result<()> {
+        if self.write_key.seq >= RECORDS_PER_KEY {
+            self.key_update_due = true;
+        }
         if self.key_update_due {
             self.key_update_due = false;
             let msg = [HS_KEY_UPDATE, 0, 0, 1, 0];
             self.write_key
                 .seal(CONTENT_HANDSHAKE, &msg, &mut self.wbuf)?;
-            self.write_key = self.write_key.updated();
+            self.write_key = self.schedule.next_write_key()?;
         }
         Ok(())
     }
@@ -391,11 +501,17 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// Two different secrets of `suite`.
+    fn secrets(suite: CipherSuite) -> (Secret, Secret) {
+        let hs = super::super::keys::handshake_secrets(suite, &[1u8; 32], &[2u8; 32]);
+        (hs.client, hs.server)
+    }
+
     fn key_pair(suite: CipherSuite) -> (RecordKey, RecordKey) {
-        let secret = super::super::keys::handshake_secrets(suite, &[1u8; 32], &[2u8; 32]).client;
+        let secret = secrets(suite).0;
         (
-            RecordKey::new(suite, secret.clone()),
-            RecordKey::new(suite, secret),
+            RecordKey::new(suite, &secret),
+            RecordKey::new(suite, &secret),
         )
     }
 
@@ -421,10 +537,9 @@ mod tests {
     async fn a_stream_carries_large_writes_and_half_close() {
         let suite = CipherSuite::Aes128GcmSha256;
         let (a, b) = tokio::io::duplex(1 << 16);
-        let (atx, brx) = key_pair(suite);
-        let (btx, arx) = key_pair(suite);
-        let mut a = TlsStream::new(a, arx, atx, &[]);
-        let mut b = TlsStream::new(b, brx, btx, &[]);
+        let (ab, ba) = secrets(suite);
+        let mut a = TlsStream::with_secrets(a, suite, ba.clone(), ab.clone(), &[]);
+        let mut b = TlsStream::with_secrets(b, suite, ab, ba, &[]);
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let sent = data.clone();
         let writer = tokio::spawn(async move {
@@ -444,5 +559,62 @@ mod tests {
             .expect("answers after the peer's close");
         b.shutdown().await.expect("shuts down");
         assert_eq!(writer.await.expect("joins"), b"done");
+    }
+
+    /// A write key that has sealed its share of records is replaced, with
+    /// a KeyUpdate the peer follows: the bytes arrive intact under the new
+    /// key. Fails if the write side never updates (the sequence number
+    /// stays above the limit) or if the reader does not follow.
+    #[tokio::test]
+    async fn a_worn_write_key_is_replaced_with_a_key_update() {
+        let suite = CipherSuite::Aes256GcmSha384;
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (ab, ba) = secrets(suite);
+        let mut a = TlsStream::with_secrets(a, suite, ba.clone(), ab.clone(), &[]);
+        let mut b = TlsStream::with_secrets(b, suite, ab, ba, &[]);
+        a.write_key.seq = RECORDS_PER_KEY;
+        b.read_key.seq = RECORDS_PER_KEY;
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            a.write_all(&sent).await.expect("writes");
+            a.shutdown().await.expect("shuts down");
+            a.write_key.seq
+        });
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.expect("reads");
+        assert_eq!(got, data);
+        // 100 000 bytes and close_notify: 8 records under the new key.
+        assert_eq!(writer.await.expect("joins"), 8);
+    }
+
+    /// Plaintext and records the handshake read past its end are delivered
+    /// first, in order.
+    #[tokio::test]
+    async fn what_the_handshake_read_ahead_comes_first() {
+        let suite = CipherSuite::Chacha20Poly1305Sha256;
+        let (ab, ba) = secrets(suite);
+        let mut sealer = RecordKey::new(suite, &ab);
+        let mut records = Vec::new();
+        sealer
+            .seal(CONTENT_APPLICATION_DATA, b" world", &mut records)
+            .expect("seals");
+        let (_a, b) = tokio::io::duplex(1 << 10);
+        let schedule = SecretSchedule::new(suite, ab, ba);
+        let (read_key, write_key) = schedule.keys();
+        let mut b = TlsStream::new(
+            b,
+            read_key,
+            write_key,
+            Box::new(schedule),
+            Handover {
+                records: &records,
+                plaintext: b"hello",
+                peer_closed: false,
+            },
+        );
+        let mut got = [0u8; 11];
+        b.read_exact(&mut got).await.expect("reads");
+        assert_eq!(&got, b"hello world");
     }
 }
