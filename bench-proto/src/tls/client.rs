@@ -9,11 +9,11 @@ use std::sync::Arc;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use super::session::{self, ClientStream};
 use super::wire::send_request;
-use super::{ClientOptions, PasswordHash, HANDSHAKE_TIMEOUT};
+use super::{ClientOptions, PasswordHash, RecordLayer, HANDSHAKE_TIMEOUT};
 use crate::addr::{AddrError, TargetAddr};
 use crate::outbound::{Opened, Outbound, SocksReply};
 use crate::relay::RelayOptions;
@@ -115,7 +115,7 @@ impl Client {
 }
 
 impl Outbound for Client {
-    type Stream = TlsStream<TcpStream>;
+    type Stream = ClientStream<TcpStream>;
     type Error = OpenError;
     const NAME: &'static str = "tls client";
 
@@ -126,10 +126,18 @@ impl Outbound for Client {
     ) -> Result<Opened<Self::Stream>, OpenError> {
         let opts = &self.opts;
         open_trojan(opts.server, &opts.password, target, |tcp| async move {
-            self.connector
-                .connect(opts.server_name.clone(), tcp)
-                .await
-                .map_err(OpenError::Handshake)
+            let name = opts.server_name.clone();
+            match opts.records {
+                RecordLayer::Own => session::connect(Arc::clone(&opts.tls), name, tcp)
+                    .await
+                    .map(ClientStream::Own),
+                RecordLayer::Rustls => self
+                    .connector
+                    .connect(name, tcp)
+                    .await
+                    .map(ClientStream::Rustls),
+            }
+            .map_err(OpenError::Handshake)
         })
         .await
     }

@@ -26,6 +26,12 @@
 //!   (server), e.g. `h2,http/1.1`; default none.
 //! - `tls.fallback` (server): `HOST:PORT` to hand refused connections to;
 //!   default none, refused connections are closed.
+//! - `tls.records`: who carries the data after the handshake. `own`
+//!   (default): rustls runs the handshake and hands the keys to our record
+//!   layer ([`session`], [`crate::tls13::record`]), which opens records in
+//!   place and seals into one reused buffer; `rustls`: rustls's buffered
+//!   API (tokio-rustls) throughout, one copy and one allocation more per
+//!   record each way (docs/case-studies/tls.md).
 //!
 //! The Trojan request is [`wire`]; the client is an
 //! [`Outbound`](crate::outbound::Outbound) ([`Client`]); the server's part
@@ -34,6 +40,7 @@
 
 mod client;
 pub mod server;
+pub mod session;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -66,11 +73,23 @@ pub struct Settings {
     pub alpn: Vec<Vec<u8>>,
     /// Where the server hands refused connections; `None` closes them.
     pub fallback: Option<TargetAddr>,
+    /// Who carries the data after the handshake.
+    pub records: RecordLayer,
+}
+
+/// Who carries a session's data after the handshake (`tls.records`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecordLayer {
+    /// Our record layer, with rustls's keys ([`session`]).
+    #[default]
+    Own,
+    /// rustls's buffered API (tokio-rustls).
+    Rustls,
 }
 
 impl Settings {
     /// The keys [`Settings::set`] accepts, without the `tls.` prefix.
-    pub const KEYS: &'static [&'static str] = &["alpn", "fallback"];
+    pub const KEYS: &'static [&'static str] = &["alpn", "fallback", "records"];
 
     /// Sets one option from its key (without the `tls.` prefix) and value.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
@@ -102,6 +121,14 @@ impl Settings {
                     Some(parse_host_port(value).ok_or_else(|| {
                         bad("HOST:PORT, e.g. tls.fallback=127.0.0.1:8080 (empty for none)")
                     })?)
+                };
+                Ok(())
+            }
+            "records" => {
+                self.records = match value {
+                    "own" => RecordLayer::Own,
+                    "rustls" => RecordLayer::Rustls,
+                    _ => return Err(bad("own or rustls, e.g. tls.records=rustls")),
                 };
                 Ok(())
             }
@@ -151,6 +178,8 @@ pub struct ClientOptions {
     pub tls: Arc<rustls::ClientConfig>,
     /// The password, hashed.
     pub password: PasswordHash,
+    /// Who carries the data after the handshake.
+    pub records: RecordLayer,
     /// How to relay once the stream is up.
     pub relay: RelayOptions,
 }
@@ -167,12 +196,15 @@ impl ClientOptions {
     ) -> Result<ClientOptions, TlsError> {
         let server_name = ServerName::try_from(server_name.to_owned())
             .map_err(|_| TlsError::ServerName(server_name.to_owned()))?;
-        let tls = pki::client_config(ca, &settings.alpn_refs())?;
+        let mut tls = pki::client_config(ca, &settings.alpn_refs())?;
+        // Our record layer takes the traffic keys from rustls.
+        tls.enable_secret_extraction = settings.records == RecordLayer::Own;
         Ok(ClientOptions {
             server,
             server_name,
             tls: Arc::new(tls),
             password: PasswordHash::new(password),
+            records: settings.records,
             relay: RelayOptions::default(),
         })
     }
@@ -187,6 +219,8 @@ pub struct ServerOptions {
     pub password: PasswordHash,
     /// Where refused connections go; `None` closes them.
     pub fallback: Option<TargetAddr>,
+    /// Who carries the data after the handshake.
+    pub records: RecordLayer,
     /// How to relay once the stream is up.
     pub relay: RelayOptions,
 }
@@ -200,11 +234,13 @@ impl ServerOptions {
         password: &str,
         settings: &Settings,
     ) -> Result<ServerOptions, TlsError> {
-        let tls = pki::server_config(cert, key, &settings.alpn_refs())?;
+        let mut tls = pki::server_config(cert, key, &settings.alpn_refs())?;
+        tls.enable_secret_extraction = settings.records == RecordLayer::Own;
         Ok(ServerOptions {
             tls: Arc::new(tls),
             password: PasswordHash::new(password),
             fallback: settings.fallback.clone(),
+            records: settings.records,
             relay: RelayOptions::default(),
         })
     }
@@ -242,13 +278,17 @@ mod tests {
             ("fallback", "::1:80"),
             ("fallback", ":80"),
             ("alpn", "h2,,x"),
+            ("records", "ktls"),
         ] {
             let err = s.set(key, bad).unwrap_err().to_string();
             assert!(err.contains(&format!("`tls.{key}`")), "{err}");
         }
         assert_eq!(
             s.set("nope", "1").unwrap_err().to_string(),
-            "unknown setting `tls.nope`; use one of: tls.alpn, tls.fallback"
+            "unknown setting `tls.nope`; use one of: tls.alpn, tls.fallback, tls.records"
         );
+        s.set("records", "rustls").unwrap();
+        assert_eq!(s.records, RecordLayer::Rustls);
+        assert!(s.set("records", "kernel").is_err());
     }
 }

@@ -9,8 +9,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
+use super::session;
 use super::wire::{read_request, PasswordHash, Refusal};
-use super::{ServerOptions, HANDSHAKE_TIMEOUT};
+use super::{RecordLayer, ServerOptions, HANDSHAKE_TIMEOUT};
 use crate::addr::TargetAddr;
 use crate::dial::{connect, DialError};
 use crate::relay::{relay, RelayOptions};
@@ -74,8 +75,9 @@ pub async fn run_server(listener: TcpListener, opts: ServerOptions) -> io::Resul
         fallback: opts.fallback,
         relay: opts.relay,
     });
+    let records = opts.records;
     serve(listener, "tls server", move |tcp| {
-        server_conn(tcp, acceptor.clone(), Arc::clone(&trojan))
+        server_conn(tcp, acceptor.clone(), records, Arc::clone(&trojan))
     })
     .await
 }
@@ -83,13 +85,26 @@ pub async fn run_server(listener: TcpListener, opts: ServerOptions) -> io::Resul
 async fn server_conn(
     tcp: TcpStream,
     acceptor: TlsAcceptor,
+    records: RecordLayer,
     trojan: Arc<Trojan>,
 ) -> Result<(), ServerError> {
-    let inbound = timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
-        .await
-        .map_err(|_| ServerError::HandshakeTimeout)?
-        .map_err(ServerError::Handshake)?;
-    serve_trojan(inbound, &trojan).await
+    match records {
+        RecordLayer::Own => {
+            let config = Arc::clone(acceptor.config());
+            let inbound = timeout(HANDSHAKE_TIMEOUT, session::accept(config, tcp))
+                .await
+                .map_err(|_| ServerError::HandshakeTimeout)?
+                .map_err(ServerError::Handshake)?;
+            serve_trojan(inbound, &trojan).await
+        }
+        RecordLayer::Rustls => {
+            let inbound = timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                .await
+                .map_err(|_| ServerError::HandshakeTimeout)?
+                .map_err(ServerError::Handshake)?;
+            serve_trojan(inbound, &trojan).await
+        }
+    }
 }
 
 /// Serves one Trojan connection whose (TLS) handshake is done: reads the
