@@ -659,7 +659,7 @@ const PROTOCOLS_REPEAT: usize = 3;
 const PROTOCOLS_DURATION: f64 = 4.0;
 
 fn protocols(root: &Path) -> Result<String> {
-    let t = crate::bench_protocols(root, PROTOCOLS_REPEAT, PROTOCOLS_DURATION)?;
+    let t = crate::bench_protocols(root, PROTOCOLS_REPEAT, PROTOCOLS_DURATION, &[])?;
     let stamp = Stamp {
         command: format!(
             "cargo xtask bench protocols --repeat {PROTOCOLS_REPEAT} --duration {PROTOCOLS_DURATION}"

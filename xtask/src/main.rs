@@ -115,7 +115,8 @@ enum Cmd {
         /// Measured seconds per run.
         #[arg(long, default_value_t = 6.0)]
         duration: f64,
-        /// `probes`: only the rows whose label contains this (repeatable).
+        /// `probes`: only the rows whose label contains this; `protocols`:
+        /// only these protocols (repeatable).
         #[arg(long)]
         only: Vec<String>,
     },
@@ -297,7 +298,21 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 }
                 "protocols" => {
                     build(&root, &tools)?;
-                    bench_protocols(&root, repeat, duration)?;
+                    if let Some(bad) = only
+                        .iter()
+                        .find(|p| !PROTOCOL_PAIRS.iter().any(|(o, _)| o == p))
+                    {
+                        eprintln!(
+                            "xtask bench protocols: --only {bad}: no such protocol; use one of {}",
+                            PROTOCOL_PAIRS
+                                .iter()
+                                .map(|(o, _)| *o)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                        return Ok(ExitCode::from(2));
+                    }
+                    bench_protocols(&root, repeat, duration, &only)?;
                 }
                 _ => {
                     eprintln!(
@@ -904,17 +919,30 @@ fn plain_run(
 /// upload throughput (sing-box relays no half-close, so both sides upload
 /// only) and rr latency. `cargo xtask figures` writes the table into
 /// docs/benchmarks.md.
-fn bench_protocols(root: &Path, repeat: usize, duration: f64) -> Result<BenchTable> {
-    let pairs = [
-        ("tcp", None),
-        ("tls", Some(("sing-box-tls", "sing-box"))),
-        ("tuic", Some(("sing-box-tuic", "sing-box"))),
-        ("ssh", None),
-        ("ech", Some(("sing-box-ech", "sing-box"))),
-        ("hysteria1", Some(("sing-box-hysteria1", "sing-box"))),
-        ("hysteria2", Some(("sing-box-hysteria2", "sing-box"))),
-        ("reality", Some(("shoes-reality", "shoes"))),
-    ];
+/// Each of our protocols with the outside profile it is measured against
+/// (profile, implementation), if there is one.
+type ProtocolPair = (&'static str, Option<(&'static str, &'static str)>);
+const PROTOCOL_PAIRS: [ProtocolPair; 8] = [
+    ("tcp", None),
+    ("tls", Some(("sing-box-tls", "sing-box"))),
+    ("tuic", Some(("sing-box-tuic", "sing-box"))),
+    ("ssh", None),
+    ("ech", Some(("sing-box-ech", "sing-box"))),
+    ("hysteria1", Some(("sing-box-hysteria1", "sing-box"))),
+    ("hysteria2", Some(("sing-box-hysteria2", "sing-box"))),
+    ("reality", Some(("shoes-reality", "shoes"))),
+];
+
+/// `only`: these protocols (empty: every one).
+fn bench_protocols(
+    root: &Path,
+    repeat: usize,
+    duration: f64,
+    only: &[String],
+) -> Result<BenchTable> {
+    let pairs = PROTOCOL_PAIRS
+        .into_iter()
+        .filter(|(ours, _)| only.is_empty() || only.iter().any(|o| o == ours));
     let out = root.join("target/protoprof/bench-protocols");
     let _ = std::fs::remove_dir_all(&out);
     // Our bulk phase as sing-box's: upload only.
