@@ -210,7 +210,7 @@ fn target(inp: &Inputs, f: &TargetFacts) -> Target {
             .options
             .crypto
             .as_ref()
-            .map(|_| phase_crypto(inp, f.pid, &attached, p.phase));
+            .map(|_| phase_crypto(&inp.capture.crypto, f.pid, &attached.crypto, p.phase));
     }
     let scoped: Vec<crate::report::PhaseFigures> = phases
         .iter()
@@ -346,20 +346,14 @@ fn phase_alloc(cap: &Capture, pid: u32, phase: usize) -> crate::report::PhaseAll
 
 /// One target's cipher calls in window `phase` (handshake markers left out).
 fn phase_crypto(
-    inp: &Inputs,
+    records: &[crate::capture::crypto::CryptoRecord],
     pid: u32,
-    attached: &TargetProbes,
+    attached: &[crate::capture::crypto::CryptoSymbol],
     phase: usize,
 ) -> crate::report::PhaseCrypto {
     let mut out = crate::report::PhaseCrypto::default();
-    for sym in attached
-        .crypto
-        .iter()
-        .filter(|s| s.primitive != "handshake")
-    {
-        for r in inp
-            .capture
-            .crypto
+    for sym in attached.iter().filter(|s| s.primitive != "handshake") {
+        for r in records
             .iter()
             .filter(|r| r.tgid == pid && r.symbol == sym.id && r.window == phase as u32)
         {
@@ -367,7 +361,7 @@ fn phase_crypto(
             if sym.accel == "software" {
                 out.software_calls += r.calls;
             }
-            if sym.length_scale > 0 {
+            if sym.length_scale > 0 && sym.record {
                 out.length_calls += r.calls;
                 out.length_bytes += r.length_sum * sym.length_scale;
             }
@@ -787,6 +781,7 @@ fn crypto_summary(inp: &Inputs, pid: u32, attached: &TargetProbes) -> CryptoSumm
                 primitive: sym.primitive.clone(),
                 accel: sym.accel.clone(),
                 connection_setup: sym.connection_setup,
+                record: sym.record,
                 calls,
                 bytes: (sym.length_scale > 0)
                     .then(|| rec.map_or(0, |r| r.length_sum) * sym.length_scale),
@@ -960,6 +955,58 @@ mod tests {
     use super::*;
     use crate::resolve::Frame;
     use std::sync::Arc;
+
+    /// A phase's record size counts the functions that carry a record, not
+    /// ring's one-block helper beside them; its calls still count as
+    /// cipher calls. Figures of a tls profile's server (bulk phase).
+    #[test]
+    fn a_phase_s_record_size_leaves_out_one_block_helpers() {
+        use crate::capture::crypto::{CryptoRecord, CryptoSymbol};
+        let sym = |id: u32, symbol: &str, length_scale: u64, record: bool| CryptoSymbol {
+            id,
+            pid: 7,
+            symbol: symbol.into(),
+            file: "endpoint".into(),
+            family: "ring AES-GCM".into(),
+            library: "ring".into(),
+            primitive: "aes-gcm".into(),
+            accel: "hardware".into(),
+            connection_setup: false,
+            return_probe: true,
+            length_scale,
+            record,
+        };
+        let rec = |tgid: u32, symbol: u32, window: u32, calls: u64, length_sum: u64| CryptoRecord {
+            tgid,
+            symbol,
+            window,
+            calls,
+            length_sum,
+            ..Default::default()
+        };
+        let records = [
+            rec(7, 1, 0, 224_464, 3_068_621_056),
+            // One block (16 bytes) per call.
+            rec(7, 2, 0, 545_161, 545_161),
+            // Another window and another process: not this phase's.
+            rec(7, 1, 1, 1_000, 1_000),
+            rec(8, 1, 0, 1_000, 1_000),
+        ];
+        let attached = |helper_is_record: bool| {
+            vec![
+                sym(1, "aes_gcm_dec_update_vaes_avx2", 1, true),
+                sym(2, "aes_hw_ctr32_encrypt_blocks", 16, helper_is_record),
+            ]
+        };
+        let c = phase_crypto(&records, 7, &attached(false), 0);
+        assert_eq!(c.calls, 224_464 + 545_161);
+        assert_eq!(c.software_calls, 0);
+        assert_eq!((c.length_calls, c.length_bytes), (224_464, 3_068_621_056));
+        // Counted as records, the helper pulls the mean to under a third.
+        let c = phase_crypto(&records, 7, &attached(true), 0);
+        assert_eq!(c.length_calls, 224_464 + 545_161);
+        assert_eq!(c.length_bytes, 3_068_621_056 + 16 * 545_161);
+    }
 
     #[test]
     fn a_full_map_warning_names_the_loss_and_the_fix() {

@@ -48,6 +48,9 @@ struct SymbolSpec {
     pattern: String,
     length_arg: Option<u8>,
     length_scale: Option<u64>,
+    /// `false`: a call handles a piece of a record, not a record (ring's
+    /// one-block CTR calls for the tag and a record's last partial block).
+    record: Option<bool>,
 }
 
 /// Compiled crypto families.
@@ -116,6 +119,15 @@ pub struct CryptoSymbol {
     pub return_probe: bool,
     /// Multiplier from the length argument to bytes (0 = length unknown).
     pub length_scale: u64,
+    /// One call is one record (or packet); `false` for helpers called for
+    /// pieces of one, which the record size leaves out.
+    #[serde(default = "whole_records")]
+    pub record: bool,
+}
+
+/// Symbols saved before `record` existed counted every call as a record.
+fn whole_records() -> bool {
+    true
 }
 
 /// Match the symbols of process `pid` and add them to the uprobe set;
@@ -179,6 +191,7 @@ pub(super) fn points(
                     Some(_) => spec.length_scale.unwrap_or(1),
                     None => 0,
                 },
+                record: spec.record.unwrap_or(true),
             });
         }
     }

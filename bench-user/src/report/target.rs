@@ -199,7 +199,8 @@ pub struct PhaseCrypto {
     pub calls: u64,
     /// Calls of software fallbacks.
     pub software_calls: u64,
-    /// Calls of symbols whose length argument is known, and those lengths.
+    /// Calls of record-carrying symbols whose length argument is known, and
+    /// those lengths (the record size's numerator and denominator).
     pub length_calls: u64,
     pub length_bytes: u64,
 }
@@ -411,6 +412,10 @@ pub struct CryptoSymbolRow {
     /// Counted over the whole run, connection set-up included (handshake
     /// markers, ECH's HPKE); the other rows count inside the windows only.
     pub connection_setup: bool,
+    /// One call is one record or packet; `false` for a helper called for
+    /// pieces of one (left out of the record size).
+    #[serde(default = "one_call_one_record")]
+    pub record: bool,
     pub calls: u64,
     /// Bytes, where the length argument is known.
     pub bytes: Option<u64>,
@@ -490,4 +495,9 @@ pub struct FunctionCost {
     pub self_share: f64,
     /// Samples with the function anywhere on the stack.
     pub total_samples: u64,
+}
+
+/// Rows written before `record` existed counted every call as a record.
+fn one_call_one_record() -> bool {
+    true
 }

@@ -43,8 +43,11 @@ pub(super) fn insert(
             let (software, kb, kc) = match &scope.crypto {
                 Some(c) => (c.software_calls, c.length_bytes, c.length_calls),
                 None => {
-                    // Only rows whose length is known.
-                    let known: Vec<_> = rows.iter().filter(|s| s.bytes.is_some()).collect();
+                    // Only record-carrying rows whose length is known.
+                    let known: Vec<_> = rows
+                        .iter()
+                        .filter(|s| s.bytes.is_some() && s.record)
+                        .collect();
                     (
                         rows.iter()
                             .filter(|s| s.accel == "software")
@@ -71,7 +74,7 @@ pub(super) fn insert(
                 ratio(
                     kb as f64,
                     kc as f64,
-                    "no probed crypto function with a known length argument was called",
+                    "no probed crypto function that carries whole records and has a known length argument was called",
                 ),
             );
         }

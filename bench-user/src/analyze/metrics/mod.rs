@@ -1105,6 +1105,70 @@ mod tests {
         assert!(why(&s, "upstream_connections").contains("client endpoint only"));
     }
 
+    /// crypto.record-size on a tls server's crypto rows (a profile's bulk
+    /// phase, full 16-KiB records): with ring's one-block helper counted as
+    /// a record it warns at about 4 KiB, as the shipped rule did before the
+    /// helper was marked `record = false`; marked, it reads about 13.7 KiB
+    /// and passes.
+    #[test]
+    fn record_size_counts_records_not_the_one_block_helper() {
+        use crate::report::{CryptoSummary, CryptoSymbolRow, Verdict};
+        let r = fixture();
+        let row = |symbol: &str, calls: u64, bytes: u64, record: bool| CryptoSymbolRow {
+            symbol: symbol.into(),
+            file: "protoprof-endpoint".into(),
+            family: "ring AES-GCM".into(),
+            primitive: "aes-gcm".into(),
+            accel: "hardware".into(),
+            connection_setup: false,
+            record,
+            calls,
+            bytes: Some(bytes),
+            mean_ns: None,
+            latency: Vec::new(),
+        };
+        let checklist = crate::analyze::checklist::Checklist::parse(
+            crate::analyze::checklist::DEFAULT_CHECKLIST,
+            "checklist.toml",
+        )
+        .expect("shipped checklist");
+        let judge = |helper_is_record: bool| {
+            let mut t = r.targets[0].clone();
+            // No per-phase split: the metric reads the rows.
+            for p in &mut t.phases {
+                p.alloc = None;
+                p.crypto = None;
+            }
+            t.crypto = Some(CryptoSummary {
+                symbols: vec![
+                    row("aes_gcm_dec_update_vaes_avx2", 224_464, 3_068_621_056, true),
+                    row(
+                        "aes_hw_ctr32_encrypt_blocks",
+                        545_161,
+                        8_722_576,
+                        helper_is_record,
+                    ),
+                ],
+                cpu_share: None,
+            });
+            let m = metrics_of(&r, &t);
+            let bytes = value(&m, "crypto_record_bytes");
+            t.metrics = m;
+            let rule = checklist
+                .evaluate(&[t], "tls")
+                .into_iter()
+                .find(|r| r.id == "crypto.record-size")
+                .expect("rule crypto.record-size");
+            (bytes, rule.verdict)
+        };
+        let (bytes, verdict) = judge(true);
+        assert!(close(bytes, (3_068_621_056.0 + 8_722_576.0) / 769_625.0));
+        assert_eq!(verdict, Verdict::Warn);
+        let (bytes, verdict) = judge(false);
+        assert!(close(bytes, 3_068_621_056.0 / 224_464.0));
+        assert_eq!(verdict, Verdict::Ok);
+    }
+
     #[test]
     fn metric_phases_scope_the_data_path_and_cpu_metrics() {
         use crate::report::{
