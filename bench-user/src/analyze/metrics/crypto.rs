@@ -43,10 +43,11 @@ pub(super) fn insert(
             let (software, kb, kc) = match &scope.crypto {
                 Some(c) => (c.software_calls, c.length_bytes, c.length_calls),
                 None => {
-                    // Only record-carrying rows whose length is known.
+                    // Only record-carrying rows whose length is known;
+                    // connection set-up (ECH's HPKE) carries no records.
                     let known: Vec<_> = rows
                         .iter()
-                        .filter(|s| s.bytes.is_some() && s.record)
+                        .filter(|s| s.bytes.is_some() && s.record && !s.connection_setup)
                         .collect();
                     (
                         rows.iter()

@@ -1105,6 +1105,57 @@ mod tests {
         assert!(why(&s, "upstream_connections").contains("client endpoint only"));
     }
 
+    /// A hardware AES-GCM row of a target's crypto table, one call one
+    /// record, outside connection set-up.
+    fn crypto_row(symbol: &str, calls: u64, bytes: Option<u64>) -> crate::report::CryptoSymbolRow {
+        crate::report::CryptoSymbolRow {
+            symbol: symbol.into(),
+            file: "protoprof-endpoint".into(),
+            family: "ring AES-GCM".into(),
+            primitive: "aes-gcm".into(),
+            accel: "hardware".into(),
+            connection_setup: false,
+            record: true,
+            calls,
+            bytes,
+            mean_ns: None,
+            latency: Vec::new(),
+        }
+    }
+
+    /// The fixture's first target with these crypto rows and no per-phase
+    /// split (so the metric reads the rows): its `crypto_record_bytes` and
+    /// the shipped crypto.record-size verdict for `protocol`.
+    fn record_size_judged(
+        rows: Vec<crate::report::CryptoSymbolRow>,
+        protocol: &str,
+    ) -> (Metric, crate::report::Verdict) {
+        let r = fixture();
+        let mut t = r.targets[0].clone();
+        for p in &mut t.phases {
+            p.alloc = None;
+            p.crypto = None;
+        }
+        t.crypto = Some(crate::report::CryptoSummary {
+            symbols: rows,
+            cpu_share: None,
+        });
+        let m = metrics_of(&r, &t);
+        let record_bytes = m["crypto_record_bytes"].clone();
+        t.metrics = m;
+        let checklist = crate::analyze::checklist::Checklist::parse(
+            crate::analyze::checklist::DEFAULT_CHECKLIST,
+            "checklist.toml",
+        )
+        .expect("shipped checklist");
+        let rule = checklist
+            .evaluate(&[t], protocol)
+            .into_iter()
+            .find(|r| r.id == "crypto.record-size")
+            .expect("rule crypto.record-size");
+        (record_bytes, rule.verdict)
+    }
+
     /// crypto.record-size on a tls server's crypto rows (a profile's bulk
     /// phase, full 16-KiB records): with ring's one-block helper counted as
     /// a record it warns at about 4 KiB, as the shipped rule did before the
@@ -1112,54 +1163,16 @@ mod tests {
     /// and passes.
     #[test]
     fn record_size_counts_records_not_the_one_block_helper() {
-        use crate::report::{CryptoSummary, CryptoSymbolRow, Verdict};
-        let r = fixture();
-        let row = |symbol: &str, calls: u64, bytes: u64, record: bool| CryptoSymbolRow {
-            symbol: symbol.into(),
-            file: "protoprof-endpoint".into(),
-            family: "ring AES-GCM".into(),
-            primitive: "aes-gcm".into(),
-            accel: "hardware".into(),
-            connection_setup: false,
-            record,
-            calls,
-            bytes: Some(bytes),
-            mean_ns: None,
-            latency: Vec::new(),
-        };
-        let checklist = crate::analyze::checklist::Checklist::parse(
-            crate::analyze::checklist::DEFAULT_CHECKLIST,
-            "checklist.toml",
-        )
-        .expect("shipped checklist");
+        use crate::report::Verdict;
         let judge = |helper_is_record: bool| {
-            let mut t = r.targets[0].clone();
-            // No per-phase split: the metric reads the rows.
-            for p in &mut t.phases {
-                p.alloc = None;
-                p.crypto = None;
-            }
-            t.crypto = Some(CryptoSummary {
-                symbols: vec![
-                    row("aes_gcm_dec_update_vaes_avx2", 224_464, 3_068_621_056, true),
-                    row(
-                        "aes_hw_ctr32_encrypt_blocks",
-                        545_161,
-                        8_722_576,
-                        helper_is_record,
-                    ),
-                ],
-                cpu_share: None,
-            });
-            let m = metrics_of(&r, &t);
-            let bytes = value(&m, "crypto_record_bytes");
-            t.metrics = m;
-            let rule = checklist
-                .evaluate(&[t], "tls")
-                .into_iter()
-                .find(|r| r.id == "crypto.record-size")
-                .expect("rule crypto.record-size");
-            (bytes, rule.verdict)
+            let mut helper = crypto_row("aes_hw_ctr32_encrypt_blocks", 545_161, Some(8_722_576));
+            helper.record = helper_is_record;
+            let rows = vec![
+                crypto_row("aes_gcm_dec_update_vaes_avx2", 224_464, Some(3_068_621_056)),
+                helper,
+            ];
+            let (bytes, verdict) = record_size_judged(rows, "tls");
+            (bytes.value().expect("a record size"), verdict)
         };
         let (bytes, verdict) = judge(true);
         assert!(close(bytes, (3_068_621_056.0 + 8_722_576.0) / 769_625.0));
@@ -1167,6 +1180,24 @@ mod tests {
         let (bytes, verdict) = judge(false);
         assert!(close(bytes, 3_068_621_056.0 / 224_464.0));
         assert_eq!(verdict, Verdict::Ok);
+    }
+
+    /// ECH's HPKE seals a ClientHello while a connection is set up: its
+    /// length is known, but it is no record. With BoringSSL's record AEAD
+    /// (no length argument in registers) beside it, the record size has
+    /// nothing to go on and the rule is not evaluated, where it failed at
+    /// 112 B before (an ech server's rr window: 8 HPKE opens of 112 bytes).
+    #[test]
+    fn record_size_leaves_out_connection_set_up() {
+        let mut hpke = crypto_row("EVP_HPKE_CTX_open", 8, Some(896));
+        hpke.connection_setup = true;
+        let aead = crypto_row("EVP_AEAD_CTX_open", 38_021, None);
+        let (bytes, verdict) = record_size_judged(vec![hpke, aead], "ech");
+        match bytes {
+            Metric::Unavailable(why) => assert!(why.contains("whole records"), "{why}"),
+            Metric::Value(v) => panic!("a record size of {v} B from connection set-up"),
+        }
+        assert_eq!(verdict, crate::report::Verdict::NotEvaluated);
     }
 
     #[test]
