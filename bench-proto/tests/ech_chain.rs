@@ -11,7 +11,7 @@ use bench_proto::TargetAddr;
 use support::ech::*;
 use support::trojan::{self, header};
 use support::*;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const LIMIT: Duration = Duration::from_secs(300);
@@ -25,6 +25,33 @@ async fn bulk_64_mib_both_ways_and_many_connections() {
         let socks = start_client(pki.client_options(server, PASSWORD, false)).await;
         bulk_through(socks, BULK_UP, BULK_DOWN).await;
         concurrent_through(socks, 32, 256 * 1024 + 3).await;
+    })
+    .await;
+}
+
+/// `ech.io_buffer` changes only how bytes reach the socket: buffered or not
+/// at either end, data arrives whole, and a request-response exchange of
+/// small writes goes on (a buffered end that did not flush would stall it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unbuffered_and_buffered_ends_move_the_same_bytes() {
+    with_timeout(LIMIT, async {
+        let pki = ech_pki();
+        for (client_buffer, server_buffer) in [
+            ("0", "65536"),
+            ("65536", "0"),
+            ("0", "0"),
+            ("65536", "65536"),
+        ] {
+            let mut server_settings = ech::Settings::default();
+            server_settings.set("io_buffer", server_buffer).unwrap();
+            let server = start_server(pki.server_options(&server_settings)).await;
+            let mut opts = pki.client_options(server, PASSWORD, false);
+            opts.io_buffer = client_buffer.parse().unwrap();
+            let socks = start_client(opts).await;
+            bulk_through(socks, 8 << 20, 8 << 20).await;
+            concurrent_through(socks, 8, 64 * 1024 + 3).await;
+            ping_pong_through(socks, 200).await;
+        }
     })
     .await;
 }
@@ -129,4 +156,33 @@ async fn unreachable_target_and_untrusted_server() {
         assert_eq!(code, 0x05);
     })
     .await;
+}
+
+/// `rounds` request-response rounds through `socks` to an echo target, one
+/// 64-byte request in flight at a time: each request reaches the target and
+/// each answer the client only if both ends pass small writes on at once.
+async fn ping_pong_through(socks: std::net::SocketAddr, rounds: u32) {
+    let echo = bind().await;
+    let target = TargetAddr::Ip(echo.local_addr().unwrap());
+    let echoing = tokio::spawn(async move {
+        let (mut s, _) = echo.accept().await.unwrap();
+        let mut buf = [0u8; 64];
+        for _ in 0..rounds {
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(&buf).await.unwrap();
+        }
+    });
+    let (mut stream, code) = socks_connect(socks, &target).await;
+    assert_eq!(code, 0);
+    let mut back = [0u8; 64];
+    for round in 0..rounds {
+        let request = [round as u8; 64];
+        stream.write_all(&request).await.unwrap();
+        tokio::time::timeout(CLOSE_WITHIN, stream.read_exact(&mut back))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: no answer within {CLOSE_WITHIN:?}"))
+            .unwrap();
+        assert_eq!(back, request, "round {round}");
+    }
+    echoing.await.unwrap();
 }

@@ -5,19 +5,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use boring::error::ErrorStack;
-use boring::ssl::{SslConnector, SslMethod, SslVersion};
-use boring::x509::store::X509StoreBuilder;
-use boring::x509::X509;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_boring::SslStream;
-
-use super::{keys, EchError, Settings};
+use super::{buffered, keys, EchError, EchStream, Settings};
 use crate::addr::TargetAddr;
 use crate::outbound::{self, Opened, Outbound};
 use crate::relay::RelayOptions;
 use crate::tls::open_trojan;
 use crate::tls::{OpenError, PasswordHash};
+use boring::error::ErrorStack;
+use boring::ssl::{SslConnector, SslMethod, SslVersion};
+use boring::x509::store::X509StoreBuilder;
+use boring::x509::X509;
+use tokio::net::{TcpListener, TcpStream};
 
 /// What the client puts in its ClientHello's ECH extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +42,9 @@ pub struct ClientOptions {
     pub password: PasswordHash,
     /// How to relay once the stream is up.
     pub relay: RelayOptions,
+    /// Bytes buffered each way between BoringSSL and the socket
+    /// (`ech.io_buffer`).
+    pub io_buffer: usize,
 }
 
 impl ClientOptions {
@@ -83,6 +84,7 @@ impl ClientOptions {
             ech,
             password: PasswordHash::new(password),
             relay: RelayOptions::default(),
+            io_buffer: settings.io_buffer,
         })
     }
 }
@@ -149,7 +151,7 @@ pub enum HandshakeFailure {
 pub async fn handshake(
     opts: &ClientOptions,
     tcp: TcpStream,
-) -> Result<SslStream<TcpStream>, HandshakeFailure> {
+) -> Result<EchStream, HandshakeFailure> {
     let mut config = opts
         .connector
         .configure()
@@ -160,7 +162,7 @@ pub async fn handshake(
             .map_err(HandshakeFailure::Setup)?,
         EchMode::Grease => config.set_enable_ech_grease(true),
     }
-    match tokio_boring::connect(config, &opts.server_name, tcp).await {
+    match tokio_boring::connect(config, &opts.server_name, buffered(tcp, opts.io_buffer)).await {
         Ok(stream) => {
             if matches!(opts.ech, EchMode::Config(_)) && !stream.ssl().ech_accepted() {
                 return Err(HandshakeFailure::NotAccepted);
@@ -210,7 +212,7 @@ impl Client {
 }
 
 impl Outbound for Client {
-    type Stream = SslStream<TcpStream>;
+    type Stream = EchStream;
     type Error = OpenError;
     const NAME: &'static str = "ech client";
 

@@ -17,15 +17,13 @@ use boring::ssl::{
     SslMethod, SslVersion,
 };
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::time::timeout;
-use tokio_boring::SslStream;
-
-use super::{keys, EchError, Settings};
+use super::{buffered, keys, EchError, EchStream, Settings};
 use crate::relay::RelayOptions;
 use crate::serve::serve;
 use crate::tls::server::{serve_trojan, ServerError, Trojan};
 use crate::tls::{PasswordHash, HANDSHAKE_TIMEOUT};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
 
 /// Paths of the server's certificates and keys.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +47,9 @@ pub struct ServerOptions {
     pub public_names: Vec<String>,
     /// The Trojan part: password, fallback, relay (`tls`'s).
     pub trojan: Trojan,
+    /// Bytes buffered each way between BoringSSL and the socket
+    /// (`ech.io_buffer`).
+    pub io_buffer: usize,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -128,13 +129,14 @@ impl ServerOptions {
                 fallback: settings.fallback.clone(),
                 relay: RelayOptions::default(),
             },
+            io_buffer: settings.io_buffer,
         })
     }
 }
 
 /// Accepts TLS on `tcp`: the handshake alone, as the server side runs it.
-pub async fn accept(opts: &ServerOptions, tcp: TcpStream) -> io::Result<SslStream<TcpStream>> {
-    tokio_boring::accept(&opts.acceptor, tcp)
+pub async fn accept(opts: &ServerOptions, tcp: TcpStream) -> io::Result<EchStream> {
+    tokio_boring::accept(&opts.acceptor, buffered(tcp, opts.io_buffer))
         .await
         .map_err(|e| io::Error::other(e.to_string()))
 }

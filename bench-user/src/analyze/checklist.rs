@@ -483,6 +483,43 @@ mod tests {
         assert_eq!(judge(0.5, "tuic"), Verdict::NotEvaluated);
     }
 
+    /// Bytes per read of the ech server, medians of the comparison's 6
+    /// runs a side (docs/case-studies/ech.md): BoringSSL reading header and
+    /// body apart, then through a 64-KiB buffer.
+    const ECH_SERVER_BYTES_PER_READ_BEFORE: f64 = 10_949.0;
+    const ECH_SERVER_BYTES_PER_READ_AFTER: f64 = 64_786.0;
+
+    #[test]
+    fn record_reads_fire_on_ech_before_the_buffer_and_not_after() {
+        let c = Checklist::parse(DEFAULT_CHECKLIST, "checklist.toml").expect("parses");
+        let judge = |bytes: f64, protocol: &str, id: &str| {
+            let t = target("server", &[("bytes_per_read", Metric::Value(bytes))]);
+            c.evaluate(&[t], protocol)
+                .into_iter()
+                .find(|r| r.id == id)
+                .unwrap_or_else(|| panic!("rule {id}"))
+                .verdict
+        };
+        let rule = "buffers.record-reads";
+        assert_eq!(
+            judge(ECH_SERVER_BYTES_PER_READ_BEFORE, "ech", rule),
+            Verdict::Warn
+        );
+        assert_eq!(
+            judge(ECH_SERVER_BYTES_PER_READ_AFTER, "ech", rule),
+            Verdict::Ok
+        );
+        // The general read-size rule passed the same reads: why this rule exists.
+        assert_eq!(
+            judge(ECH_SERVER_BYTES_PER_READ_BEFORE, "ech", "buffers.read-size"),
+            Verdict::Ok
+        );
+        assert_eq!(judge(2_000.0, "reality", rule), Verdict::Fail);
+        // QUIC reads datagrams; plain TCP has no records.
+        assert_eq!(judge(1_400.0, "tuic", rule), Verdict::NotEvaluated);
+        assert_eq!(judge(10_000.0, "tcp", rule), Verdict::NotEvaluated);
+    }
+
     #[test]
     fn bad_rules_are_refused_with_the_rule_named() {
         let text = "[[rule]]\nid='a'\narea='x'\ntitle='t'\nmetric='nope'\nwarn_above=1\nrecommendation='r'\n";
