@@ -361,9 +361,9 @@ fn phase_crypto(
             if sym.accel == "software" {
                 out.software_calls += r.calls;
             }
-            // Connection set-up calls (ECH's HPKE sealing a ClientHello)
-            // carry no record, though their length is known.
-            if sym.length_scale > 0 && sym.record && !sym.connection_setup {
+            // Capture marks connection set-up calls (ECH's HPKE sealing a
+            // ClientHello) as no record, though their length is known.
+            if sym.length_scale > 0 && sym.record {
                 out.length_calls += r.calls;
                 out.length_bytes += r.length_sum * sym.length_scale;
             }
@@ -1012,7 +1012,8 @@ mod tests {
         // ECH: BoringSSL's record AEAD has no length argument in registers,
         // HPKE's open has one but seals a ClientHello, not a record (an ech
         // server's rr window: 8 opens of 112 bytes beside 38,021 records).
-        let mut hpke = sym(3, "EVP_HPKE_CTX_open", 1, true);
+        // Capture marks a set-up family's symbols as no record.
+        let mut hpke = sym(3, "EVP_HPKE_CTX_open", 1, false);
         hpke.connection_setup = true;
         let aead = sym(4, "EVP_AEAD_CTX_open", 0, true);
         let records = [rec(7, 3, 1, 8, 896), rec(7, 4, 1, 38_021, 0)];

@@ -53,6 +53,14 @@ struct SymbolSpec {
     record: Option<bool>,
 }
 
+impl SymbolSpec {
+    /// Whether one call is one record. Set-up calls (ECH's HPKE sealing a
+    /// ClientHello) carry none, whatever their length says.
+    fn is_record(&self, family: &FamilySpec) -> bool {
+        self.record.unwrap_or(!family.connection_setup)
+    }
+}
+
 /// Compiled crypto families.
 #[derive(Debug, Clone)]
 pub struct Families {
@@ -191,7 +199,7 @@ pub(super) fn points(
                     Some(_) => spec.length_scale.unwrap_or(1),
                     None => 0,
                 },
-                record: spec.record.unwrap_or(true),
+                record: spec.is_record(family),
             });
         }
     }
@@ -304,9 +312,22 @@ mod tests {
             "EVP_AEAD_CTX_seal_scatter",
             "EVP_AEAD_CTX_open_gather",
         ] {
-            let (fam, _) = f.classify(aead).expect("boringssl aead");
+            let (fam, spec) = f.classify(aead).expect("boringssl aead");
             assert_eq!(fam.library, "boringssl", "{aead}");
+            assert!(spec.is_record(fam), "{aead}");
         }
+        // HPKE's length is known, but it seals a ClientHello, not a record;
+        // ring's one-block helper handles a piece of one.
+        let (fam, spec) = f.classify("EVP_HPKE_CTX_open").expect("ech hpke");
+        assert_eq!((spec.length_arg, spec.is_record(fam)), (Some(5), false));
+        let (fam, spec) = f
+            .classify("ring_core_0_17_14_aes_hw_ctr32_encrypt_blocks")
+            .expect("ring one-block helper");
+        assert!(!spec.is_record(fam));
+        let (fam, spec) = f
+            .classify("ring_core_0_17_14_aesni_gcm_encrypt")
+            .expect("ring aes-gcm");
+        assert!(spec.is_record(fam));
         assert!(f
             .classify("ring_core_0_17_14_aesni_gcm_encrypt_and_more")
             .is_none());

@@ -44,7 +44,8 @@ pub(super) fn insert(
                 Some(c) => (c.software_calls, c.length_bytes, c.length_calls),
                 None => {
                     // Only record-carrying rows whose length is known;
-                    // connection set-up (ECH's HPKE) carries no records.
+                    // connection set-up (ECH's HPKE) carries no records,
+                    // and rows saved before capture said so still claim one.
                     let known: Vec<_> = rows
                         .iter()
                         .filter(|s| s.bytes.is_some() && s.record && !s.connection_setup)
