@@ -200,10 +200,25 @@ struct ProbeWindow<'a> {
     links: Mutex<Vec<(impair::Snapshot, impair::Snapshot)>>,
     /// The live view, which reads the phase's counters.
     live: &'a Live,
+    /// Each target's UDP drops so far at the open window's start.
+    udp_drops_at_open: Mutex<std::collections::BTreeMap<u32, u64>>,
+    /// Each target's UDP drops inside windows so far: a running total like
+    /// the probes' own, so that a window's count is the difference of two.
+    udp_drops_in_windows: Mutex<std::collections::BTreeMap<u32, u64>>,
 }
 
 impl Window for ProbeWindow<'_> {
     fn open(&self) {
+        // Read before the probes start, as closing reads after they stop,
+        // so the window's drops are the kernel's between the two.
+        if let Ok(mut at) = self.udp_drops_at_open.lock() {
+            at.clear();
+            for &pid in self.pids {
+                if let Ok(d) = crate::capture::sockets::udp_drops(pid) {
+                    at.insert(pid, d);
+                }
+            }
+        }
         match LoadSnapshot::read(self.pids) {
             Ok(l) => {
                 if let Ok(mut at) = self.load_at_open.lock() {
@@ -234,7 +249,8 @@ impl Window for ProbeWindow<'_> {
                 self.note(format!("closing the window: {e}"));
             }
             match p.snapshot() {
-                Ok(snap) => {
+                Ok(mut snap) => {
+                    self.count_udp_drops(&mut snap);
                     if let Ok(mut v) = self.snapshots.lock() {
                         v.push(snap);
                     }
@@ -301,6 +317,38 @@ impl ProbeWindow<'_> {
     fn note(&self, e: String) {
         if let Ok(mut v) = self.errors.lock() {
             v.push(e);
+        }
+    }
+
+    /// Adds each target's UDP drops in the closing window to its running
+    /// total and puts that in the snapshot beside the perf counters
+    /// (`udp_receive_drops`); a target whose count could not be read at
+    /// both edges gets the reason instead.
+    fn count_udp_drops(&self, snap: &mut crate::capture::WindowSnapshot) {
+        use crate::capture::Reading;
+        let (Ok(at_open), Ok(mut totals)) = (
+            self.udp_drops_at_open.lock(),
+            self.udp_drops_in_windows.lock(),
+        ) else {
+            return;
+        };
+        for &pid in self.pids {
+            let reading = match (at_open.get(&pid), crate::capture::sockets::udp_drops(pid)) {
+                (Some(&opened), Ok(closed)) => {
+                    let total = totals.entry(pid).or_default();
+                    // A socket closed in the window took its count along.
+                    *total += closed.saturating_sub(opened);
+                    Reading::Value(*total)
+                }
+                (None, _) => Reading::Unavailable(
+                    "the UDP sockets' drops could not be read as the window opened".into(),
+                ),
+                (_, Err(e)) => Reading::Unavailable(format!("UDP drops: {e}")),
+            };
+            snap.counters
+                .entry(pid)
+                .or_default()
+                .push((crate::capture::sockets::UDP_DROPS, reading));
         }
     }
 
@@ -1669,6 +1717,8 @@ fn measure(
         link_at_open: Mutex::new(None),
         links: Mutex::new(Vec::new()),
         live: ctx.live,
+        udp_drops_at_open: Mutex::new(std::collections::BTreeMap::new()),
+        udp_drops_in_windows: Mutex::new(std::collections::BTreeMap::new()),
     };
     let mut results = Vec::new();
     let mut sweeps: Vec<Sweep> = Vec::new();

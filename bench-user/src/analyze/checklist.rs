@@ -456,6 +456,24 @@ mod tests {
         );
     }
 
+    /// The shipped checklist's verdict of `rule` on a `role` target whose
+    /// only metric is `metric` = `value`, in a run of `protocol`.
+    fn shipped_verdict(
+        rule: &str,
+        role: &str,
+        metric: &str,
+        value: f64,
+        protocol: &str,
+    ) -> Verdict {
+        let c = Checklist::parse(DEFAULT_CHECKLIST, "checklist.toml").expect("parses");
+        let t = target(role, &[(metric, Metric::Value(value))]);
+        c.evaluate(&[t], protocol)
+            .into_iter()
+            .find(|r| r.id == rule)
+            .unwrap_or_else(|| panic!("rule {rule}"))
+            .verdict
+    }
+
     /// The client's `rate_held_share` in the comparison of
     /// docs/case-studies/hysteria1.md (bulk windows of its report.json
     /// files): the median of 6 runs of the build before the token bucket
@@ -465,14 +483,14 @@ mod tests {
 
     #[test]
     fn rate_held_fires_on_hysteria1_before_the_bucket_and_not_after() {
-        let c = Checklist::parse(DEFAULT_CHECKLIST, "checklist.toml").expect("parses");
         let judge = |share: f64, protocol: &str| {
-            let t = target("client", &[("rate_held_share", Metric::Value(share))]);
-            c.evaluate(&[t], protocol)
-                .into_iter()
-                .find(|r| r.id == "congestion.rate-held")
-                .expect("rule congestion.rate-held")
-                .verdict
+            shipped_verdict(
+                "congestion.rate-held",
+                "client",
+                "rate_held_share",
+                share,
+                protocol,
+            )
         };
         // Before and after the bucket, and sing-box's Hysteria v1.
         assert_eq!(judge(RATE_HELD_BEFORE, "hysteria1"), Verdict::Fail);
@@ -491,14 +509,8 @@ mod tests {
 
     #[test]
     fn record_reads_fire_on_ech_before_the_buffer_and_not_after() {
-        let c = Checklist::parse(DEFAULT_CHECKLIST, "checklist.toml").expect("parses");
         let judge = |bytes: f64, protocol: &str, id: &str| {
-            let t = target("server", &[("bytes_per_read", Metric::Value(bytes))]);
-            c.evaluate(&[t], protocol)
-                .into_iter()
-                .find(|r| r.id == id)
-                .unwrap_or_else(|| panic!("rule {id}"))
-                .verdict
+            shipped_verdict(id, "server", "bytes_per_read", bytes, protocol)
         };
         let rule = "buffers.record-reads";
         assert_eq!(
@@ -518,6 +530,38 @@ mod tests {
         // QUIC reads datagrams; plain TCP has no records.
         assert_eq!(judge(1_400.0, "tuic", rule), Verdict::NotEvaluated);
         assert_eq!(judge(10_000.0, "tcp", rule), Verdict::NotEvaluated);
+    }
+
+    /// UDP datagrams dropped per MiB at the hysteria2 client's socket,
+    /// medians of the comparison's 6 runs a side
+    /// (docs/case-studies/hysteria2.md): the kernel's default receive
+    /// buffer, then 4 MiB asked for (no drop in any of the 6 runs).
+    const HYSTERIA2_CLIENT_DROPS_PER_MIB_BEFORE: f64 = 38.084;
+    const HYSTERIA2_CLIENT_DROPS_PER_MIB_AFTER: f64 = 0.0;
+
+    #[test]
+    fn udp_drops_fire_on_hysteria2_before_the_buffer_and_not_after() {
+        let judge = |drops: f64, protocol: &str| {
+            shipped_verdict(
+                "congestion.udp-drops",
+                "client",
+                "udp_drops_per_mib",
+                drops,
+                protocol,
+            )
+        };
+        assert_eq!(
+            judge(HYSTERIA2_CLIENT_DROPS_PER_MIB_BEFORE, "hysteria2"),
+            Verdict::Fail
+        );
+        assert_eq!(
+            judge(HYSTERIA2_CLIENT_DROPS_PER_MIB_AFTER, "hysteria2"),
+            Verdict::Ok
+        );
+        // A drop per 750-odd full-size datagrams is a warning already.
+        assert_eq!(judge(2.0, "tuic"), Verdict::Warn);
+        // TCP's receive window keeps a sender from overrunning the buffer.
+        assert_eq!(judge(40.0, "tls"), Verdict::NotEvaluated);
     }
 
     #[test]

@@ -161,11 +161,24 @@ fn target(inp: &Inputs, f: &TargetFacts) -> Target {
         .filter(|s| s.user_depth == 0)
         .map(|s| s.weight)
         .sum();
-    let counters = cap
+    let mut counters: BTreeMap<String, crate::report::Reading> = cap
         .counters
         .get(&f.pid)
         .map(|c| c.iter().map(|(n, r)| (n.to_string(), r.into())).collect())
         .unwrap_or_default();
+    // UDP drops are read at window edges, not by a perf counter: the last
+    // window's running total covers every window.
+    if let Some((name, r)) = inp
+        .snapshots
+        .last()
+        .and_then(|s| s.counters.get(&f.pid))
+        .and_then(|c| {
+            c.iter()
+                .find(|(n, _)| *n == crate::capture::sockets::UDP_DROPS)
+        })
+    {
+        counters.insert(name.to_string(), r.into());
+    }
     let attached = inp.attached.get(&f.pid).cloned().unwrap_or_default();
     let syscalls = syscall_rows(
         cap.syscalls.iter().filter(|r| r.tgid == f.pid),

@@ -1,6 +1,11 @@
 //! sockets: the options a target set on its sockets (keep-alive, Nagle),
 //! read by borrowing each socket with pidfd_getfd(2) while traffic flows.
 //! Needs the same privilege as ptrace (root here); nothing is changed.
+//!
+//! Also the datagrams the kernel dropped at the target's UDP sockets
+//! because their receive buffer was full ([`udp_drops`]), read from
+//! /proc/PID/net/udp and udp6 (the target's own network namespace) for
+//! the inodes of its socket descriptors.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -94,6 +99,60 @@ pub fn inspect(
     Ok(out)
 }
 
+/// The name under which each window's UDP drops sit beside the perf
+/// counters (report.json `phases[].counters`).
+pub const UDP_DROPS: &str = "udp_receive_drops";
+
+/// Datagrams dropped so far at the UDP sockets `pid` holds (the kernel's
+/// per-socket `drops`: receive buffer full, or memory). Counts die with
+/// their socket: a socket closed between two readings takes its drops
+/// with it.
+pub fn udp_drops(pid: u32) -> Result<u64, SocketsError> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map_err(|source| SocketsError::List { pid, source })?;
+    let inodes: std::collections::HashSet<u64> = dir
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            l.to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let mut drops = 0;
+    for table in ["udp", "udp6"] {
+        // A kernel without IPv6 has no udp6.
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) {
+            drops += udp_table_drops(&text, &inodes);
+        }
+    }
+    Ok(drops)
+}
+
+/// Sums the `drops` column of a /proc/net/udp table over the rows whose
+/// inode is in `inodes`, each inode once (the kernel writes the table in
+/// pieces and may list a socket twice).
+fn udp_table_drops(text: &str, inodes: &std::collections::HashSet<u64>) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut drops = 0;
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        let (Some(inode), Some(d)) = (f.get(9), f.get(12)) else {
+            continue;
+        };
+        let (Ok(inode), Ok(d)) = (inode.parse::<u64>(), d.parse::<u64>()) else {
+            continue;
+        };
+        if inodes.contains(&inode) && seen.insert(inode) {
+            drops += d;
+        }
+    }
+    drops
+}
+
 fn int_opt(fd: &OwnedFd, level: libc::c_int, name: libc::c_int) -> Option<libc::c_int> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -149,6 +208,59 @@ mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream, UdpSocket};
 
+    /// Sets a SOL_SOCKET int option that std has no setter for.
+    fn set_int_opt(socket: &impl AsRawFd, name: libc::c_int, value: libc::c_int) {
+        // SAFETY: valid fd and option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "setsockopt {name}");
+    }
+
+    #[test]
+    fn udp_drops_are_summed_for_our_inodes_once() {
+        let text = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  123: 0100007F:A1B2 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 111 2 0000000000000000 147201
+  124: 0100007F:A1B3 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 222 2 0000000000000000 5
+  125: 0100007F:A1B2 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 111 2 0000000000000000 147201
+  126: 0100007F:A1B4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 333 2 0000000000000000 9
+";
+        let ours: std::collections::HashSet<u64> = [111, 333, 444].into_iter().collect();
+        assert_eq!(udp_table_drops(text, &ours), 147_201 + 9);
+    }
+
+    /// A socket with the smallest receive buffer, sent more datagrams than
+    /// it can hold and never read: every datagram is either queued or
+    /// dropped, and the drops read back are exactly the ones not queued.
+    #[test]
+    fn udp_drops_count_what_a_full_buffer_refused() {
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        // 1 byte: the kernel raises it to its minimum.
+        set_int_opt(&rx, libc::SO_RCVBUF, 1);
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let before = udp_drops(std::process::id()).expect("read");
+        let sent = 200;
+        for _ in 0..sent {
+            tx.send_to(&[7u8; 1000], rx.local_addr().expect("addr"))
+                .expect("send");
+        }
+        rx.set_nonblocking(true).expect("nonblocking");
+        let mut queued = 0;
+        let mut buf = [0u8; 2000];
+        while rx.recv(&mut buf).is_ok() {
+            queued += 1;
+        }
+        let dropped = udp_drops(std::process::id()).expect("read") - before;
+        assert!(queued > 0 && queued < sent, "queued {queued} of {sent}");
+        assert_eq!(dropped, sent - queued);
+    }
+
     #[test]
     #[ignore = "needs root (pidfd_getfd on a process): cargo xtask test runs it as root"]
     fn counts_this_process_sockets_and_their_options() {
@@ -159,18 +271,7 @@ mod tests {
         let (b, _) = listener.accept().expect("accept");
         a.set_nodelay(true).expect("nodelay");
         // SO_KEEPALIVE on b by hand: std has no setter.
-        let one: libc::c_int = 1;
-        // SAFETY: valid fd and option value.
-        let rc = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&b),
-                libc::SOL_SOCKET,
-                libc::SO_KEEPALIVE,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
+        set_int_opt(&b, libc::SO_KEEPALIVE, 1);
         let _u = UdpSocket::bind("127.0.0.1:0").expect("udp");
         let after = inspect(std::process::id(), Some(lport), Some(lport)).expect("inspect");
         // The listener is not connected and is not counted; `a` leads to

@@ -183,6 +183,13 @@ pub const CATALOGUE: &[MetricDef] = &[
         "context switches per MiB moved (perf software counter)",
     ),
     def(
+        "udp_drops_per_mib",
+        "1/MiB",
+        Better::Lower,
+        Effect::Absolute(0.5),
+        "datagrams the kernel dropped at the target's UDP sockets (receive buffer full) per MiB moved, read from /proc/PID/net/udp at the window's edges",
+    ),
+    def(
         "allocs_per_mib",
         "1/MiB",
         Better::Lower,
@@ -1227,6 +1234,7 @@ mod tests {
                 counters: BTreeMap::from([
                     ("context_switches".to_string(), Reading::Value(64)),
                     ("task_clock_ns".to_string(), Reading::Value(bulk_bytes)),
+                    ("udp_receive_drops".to_string(), Reading::Value(640)),
                 ]),
                 costs: None,
                 offcpu_us: None,
@@ -1241,7 +1249,10 @@ mod tests {
             PhaseFigures {
                 phase: 1,
                 syscalls: vec![count("recvfrom", 5000, 1000)],
-                counters: BTreeMap::from([("context_switches".to_string(), Reading::Value(9000))]),
+                counters: BTreeMap::from([
+                    ("context_switches".to_string(), Reading::Value(9000)),
+                    ("udp_receive_drops".to_string(), Reading::Value(70_000)),
+                ]),
                 costs: None,
                 offcpu_us: None,
                 alloc: Some(PhaseAlloc {
@@ -1293,6 +1304,8 @@ mod tests {
             value(&m, "context_switches_per_mib"),
             64.0 / bulk_mib
         ));
+        // The bulk window's drops, not the rr window's.
+        assert!(close(value(&m, "udp_drops_per_mib"), 640.0 / bulk_mib));
         // The bulk phase's task clock over its bytes, and its categories
         // over the same bytes: they add up to the total.
         assert_eq!(value(&m, "cpu_ns_per_byte"), 1.0);

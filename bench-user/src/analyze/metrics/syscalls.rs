@@ -1,5 +1,7 @@
 //! Syscall metrics: syscalls and wake-ups per MiB, bytes per read and
-//! write, vectored and zero-copy shares, context switches per MiB.
+//! write, vectored and zero-copy shares, context switches per MiB, and the
+//! datagrams the kernel dropped at the target's full UDP receive buffers
+//! per MiB.
 
 use std::collections::BTreeMap;
 
@@ -129,6 +131,14 @@ pub(super) fn insert(
             Some(crate::report::Reading::Value(v)) => ratio(*v as f64, mib, NO_BYTES),
             Some(crate::report::Reading::Unavailable(why)) => un(why),
             None => un("perf counters were off (probes.counters)"),
+        },
+    );
+    m.insert(
+        "udp_drops_per_mib".into(),
+        match scope.counters.get(crate::capture::sockets::UDP_DROPS) {
+            Some(crate::report::Reading::Value(v)) => ratio(*v as f64, mib, NO_BYTES),
+            Some(crate::report::Reading::Unavailable(why)) => un(why),
+            None => un("UDP drops were not read (a report from before they were)"),
         },
     );
 }
