@@ -201,7 +201,7 @@ impl quic::client::Client<Hello> {
         let config = quic::client_config(tls, vec![ALPN.to_vec()], transport)
             .map_err(|e| Hysteria1Error::Config(format!("TLS for QUIC: {e}")))?;
         let socket = quic::bind_toward(server).map_err(quic::Error::Endpoint)?;
-        let mut endpoint = endpoint(socket, None, settings.xplus())?;
+        let mut endpoint = endpoint(socket, None, settings.udp_buffer, settings.xplus())?;
         endpoint.set_default_client_config(config);
         let sessions = Arc::new(Inboxes::default());
         let hello = Hello {

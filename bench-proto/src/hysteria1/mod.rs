@@ -29,6 +29,7 @@
 //! | `down_mbps` | this side's receive rate, Mbit/s, 1..=100000 | 1000 |
 //! | `udp` | server: relay UDP, `true`/`false` | `true` |
 //! | `idle_timeout_s` | QUIC idle timeout, 1..=3600 | 30 |
+//! | `udp_buffer` | UDP socket receive buffer asked for, bytes, 0..=268435456; 0 = the kernel's default | 4194304 |
 
 mod client;
 mod server;
@@ -87,6 +88,9 @@ pub struct Settings {
     pub udp: bool,
     /// QUIC idle timeout.
     pub idle_timeout: Duration,
+    /// Receive buffer asked for the UDP socket, bytes (0: the kernel's
+    /// default); see [`crate::quic::DEFAULT_UDP_BUFFER`].
+    pub udp_buffer: usize,
 }
 
 impl Default for Settings {
@@ -97,14 +101,21 @@ impl Default for Settings {
             down_mbps: 1000,
             udp: true,
             idle_timeout: Duration::from_secs(30),
+            udp_buffer: crate::quic::DEFAULT_UDP_BUFFER,
         }
     }
 }
 
 impl Settings {
     /// The keys [`Settings::set`] accepts, without the `hysteria1.` prefix.
-    pub const KEYS: &'static [&'static str] =
-        &["obfs", "up_mbps", "down_mbps", "udp", "idle_timeout_s"];
+    pub const KEYS: &'static [&'static str] = &[
+        "obfs",
+        "up_mbps",
+        "down_mbps",
+        "udp",
+        "idle_timeout_s",
+        "udp_buffer",
+    ];
 
     /// Sets one option from its key (without the `hysteria1.` prefix).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
@@ -132,6 +143,7 @@ impl Settings {
                 let s = parse_in_range(&full_key, value, 1, 3600, 30)?;
                 self.idle_timeout = Duration::from_secs(s as u64);
             }
+            "udp_buffer" => self.udp_buffer = crate::quic::parse_udp_buffer(&full_key, value)?,
             _ => {
                 return Err(SettingError::UnknownKey {
                     key: full_key,
@@ -179,9 +191,10 @@ fn mbps_to_bytes(mbps: u64) -> u64 {
 fn endpoint(
     socket: std::net::UdpSocket,
     server: Option<quinn::ServerConfig>,
+    udp_buffer: usize,
     obfs: Option<XPlus>,
 ) -> Result<quinn::Endpoint, Hysteria1Error> {
-    crate::packet_obfs::endpoint(socket, server, obfs)
+    crate::packet_obfs::endpoint(socket, server, udp_buffer, obfs)
         .map_err(|e| crate::quic::Error::Endpoint(e).into())
 }
 

@@ -75,7 +75,7 @@ pub async fn run_server(
     } = opts;
     let config = quic::server_config(tls, vec![ALPN.to_vec()], settings.transport()?)
         .map_err(|e| Hysteria1Error::Config(format!("TLS for QUIC: {e}")))?;
-    let endpoint = endpoint(socket, Some(config), settings.xplus())?;
+    let endpoint = endpoint(socket, Some(config), settings.udp_buffer, settings.xplus())?;
     let shared = Arc::new(Shared {
         auth: auth.into_bytes(),
         settings,

@@ -192,7 +192,7 @@ impl quic::client::Client<Authenticate> {
         let config = quic::client_config(tls, vec![b"h3".to_vec()], transport)
             .map_err(|e| Hysteria2Error::Config(format!("TLS for QUIC: {e}")))?;
         let socket = quic::bind_toward(server).map_err(quic::Error::Endpoint)?;
-        let mut endpoint = endpoint(socket, None, settings.obfs()?)?;
+        let mut endpoint = endpoint(socket, None, settings.udp_buffer, settings.obfs()?)?;
         endpoint.set_default_client_config(config);
         let sessions = Arc::new(Inboxes::default());
         let auth = Authenticate {

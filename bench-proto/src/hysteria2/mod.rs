@@ -27,6 +27,7 @@
 //! | `down_mbps` | this side's receive rate, Mbit/s, 0..=100000; 0 = unknown | 0 |
 //! | `udp` | server: relay UDP, `true`/`false` | `true` |
 //! | `idle_timeout_s` | QUIC idle timeout, 1..=3600 | 30 |
+//! | `udp_buffer` | UDP socket receive buffer asked for, bytes, 0..=268435456; 0 = the kernel's default | 4194304 |
 //!
 //! Congestion: Brutal at the agreed rate when the rates give one (the
 //! server sends at the client's `Hysteria-CC-RX`, capped by its `up_mbps`;
@@ -85,6 +86,9 @@ pub struct Settings {
     pub udp: bool,
     /// QUIC idle timeout.
     pub idle_timeout: Duration,
+    /// Receive buffer asked for the UDP socket, bytes (0: the kernel's
+    /// default); see [`crate::quic::DEFAULT_UDP_BUFFER`].
+    pub udp_buffer: usize,
 }
 
 impl Default for Settings {
@@ -96,6 +100,7 @@ impl Default for Settings {
             down_mbps: 0,
             udp: true,
             idle_timeout: Duration::from_secs(30),
+            udp_buffer: crate::quic::DEFAULT_UDP_BUFFER,
         }
     }
 }
@@ -109,6 +114,7 @@ impl Settings {
         "down_mbps",
         "udp",
         "idle_timeout_s",
+        "udp_buffer",
     ];
 
     /// Sets one option from its key (without the `hysteria2.` prefix).
@@ -146,6 +152,7 @@ impl Settings {
                 let s = parse_in_range(&full_key, value, 1, 3600, 30)?;
                 self.idle_timeout = Duration::from_secs(s as u64);
             }
+            "udp_buffer" => self.udp_buffer = crate::quic::parse_udp_buffer(&full_key, value)?,
             _ => {
                 return Err(SettingError::UnknownKey {
                     key: full_key,
@@ -192,9 +199,10 @@ fn mbps_to_bytes(mbps: u64) -> u64 {
 fn endpoint(
     socket: std::net::UdpSocket,
     server: Option<quinn::ServerConfig>,
+    udp_buffer: usize,
     obfs: Option<Salamander>,
 ) -> Result<quinn::Endpoint, Hysteria2Error> {
-    crate::packet_obfs::endpoint(socket, server, obfs)
+    crate::packet_obfs::endpoint(socket, server, udp_buffer, obfs)
         .map_err(|e| crate::quic::Error::Endpoint(e).into())
 }
 

@@ -75,7 +75,7 @@ pub async fn run_server(
     } = opts;
     let config = quic::server_config(tls, vec![b"h3".to_vec()], settings.transport()?)
         .map_err(|e| Hysteria2Error::Config(format!("TLS for QUIC: {e}")))?;
-    let endpoint = endpoint(socket, Some(config), settings.obfs()?)?;
+    let endpoint = endpoint(socket, Some(config), settings.udp_buffer, settings.obfs()?)?;
     let shared = Arc::new(Shared {
         password: password.into_bytes(),
         settings,

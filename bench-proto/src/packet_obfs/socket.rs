@@ -122,9 +122,10 @@ impl<O: SaltedMask> AsyncUdpSocket for ObfsSocket<O> {
 pub fn endpoint<O: SaltedMask>(
     socket: std::net::UdpSocket,
     server: Option<quinn::ServerConfig>,
+    udp_buffer: usize,
     obfs: Option<O>,
 ) -> io::Result<quinn::Endpoint> {
-    crate::quic::endpoint(socket, server, |socket| match obfs {
+    crate::quic::endpoint(socket, server, udp_buffer, |socket| match obfs {
         Some(obfs) => Arc::new(ObfsSocket::new(socket, obfs)),
         None => socket,
     })

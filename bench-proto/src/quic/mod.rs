@@ -199,12 +199,88 @@ pub fn udp_socket_toward(peer: SocketAddr) -> io::Result<tokio::net::UdpSocket> 
     tokio::net::UdpSocket::from_std(bind_toward(peer)?)
 }
 
+/// The receive buffer each QUIC endpoint asks for its UDP socket, bytes.
+///
+/// quinn leaves the kernel's default (`net.core.rmem_default`, 208 KiB on
+/// most machines), which a loopback QUIC flow at a few hundred MB/s
+/// overruns between two reads: the kernel drops the datagrams that do not
+/// fit and QUIC sends them again (docs/case-studies/hysteria2.md). quic-go,
+/// under sing-box and Hysteria, asks for 7 MiB; Linux doubles what it is
+/// asked for, so 4 MiB gives an 8-MiB buffer.
+pub const DEFAULT_UDP_BUFFER: usize = 4 << 20;
+
+/// Largest `udp_buffer` a setting may ask for.
+pub const MAX_UDP_BUFFER: usize = 256 << 20;
+
+/// What the kernel granted for a socket's receive buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveBuffer {
+    /// Bytes asked for (0: the kernel's default, left as it was).
+    pub asked: usize,
+    /// SO_RCVBUF as read back (Linux doubles the request for its own
+    /// bookkeeping, so this is about twice `asked` when granted in full).
+    pub granted: usize,
+}
+
+impl ReceiveBuffer {
+    /// Whether the kernel held the buffer below what was asked for (its
+    /// doubled size, as Linux reports it).
+    pub fn is_short(&self) -> bool {
+        self.granted < self.asked.saturating_mul(2)
+    }
+}
+
+/// Asks for a receive buffer of `bytes` on `socket` (0 leaves the kernel's
+/// default). SO_RCVBUF is capped at `net.core.rmem_max`; when the cap holds
+/// it below `bytes`, SO_RCVBUFFORCE, which needs CAP_NET_ADMIN, is tried as
+/// quic-go does. A refusal of either is not an error: the caller reads
+/// what it got.
+pub fn set_receive_buffer(socket: &std::net::UdpSocket, bytes: usize) -> io::Result<ReceiveBuffer> {
+    let sock = socket2::SockRef::from(socket);
+    if bytes > 0 {
+        sock.set_recv_buffer_size(bytes)?;
+        // Linux grants twice the request, or twice rmem_max when capped.
+        if sock.recv_buffer_size()? < bytes.saturating_mul(2) {
+            force_receive_buffer(socket, bytes);
+        }
+    }
+    Ok(ReceiveBuffer {
+        asked: bytes,
+        granted: sock.recv_buffer_size()?,
+    })
+}
+
+/// SO_RCVBUFFORCE (not in socket2); fails quietly without CAP_NET_ADMIN,
+/// leaving the capped size in place.
+fn force_receive_buffer(socket: &std::net::UdpSocket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: an int option on a socket we own, value and length valid.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Parses a `udp_buffer` setting: bytes, 0 for the kernel's default.
+pub fn parse_udp_buffer(key: &str, value: &str) -> Result<usize, crate::settings::SettingError> {
+    crate::settings::parse_in_range(key, value, 0, MAX_UDP_BUFFER, DEFAULT_UDP_BUFFER)
+}
+
 /// The QUIC endpoint on `socket`: a server when `server` is given, else a
-/// client only. `wrap` may put a layer between quinn and the socket (an
+/// client only. The socket's receive buffer is set to `udp_buffer` bytes
+/// ([`set_receive_buffer`]; one line on stderr when the kernel gives
+/// less). `wrap` may put a layer between quinn and the socket (an
 /// obfuscation); pass [`std::convert::identity`] for none.
 pub fn endpoint<W>(
     socket: std::net::UdpSocket,
     server: Option<quinn::ServerConfig>,
+    udp_buffer: usize,
     wrap: W,
 ) -> io::Result<quinn::Endpoint>
 where
@@ -212,6 +288,14 @@ where
 {
     use quinn::Runtime;
     socket.set_nonblocking(true)?;
+    let buffer = set_receive_buffer(&socket, udp_buffer)?;
+    if buffer.is_short() {
+        eprintln!(
+            "UDP receive buffer: asked for {} bytes, the kernel gave {}; raise \
+             net.core.rmem_max or run with CAP_NET_ADMIN, or datagrams may be dropped under load",
+            buffer.asked, buffer.granted
+        );
+    }
     let runtime = Arc::new(quinn::TokioRuntime);
     let socket = wrap(runtime.wrap_udp_socket(socket)?);
     quinn::Endpoint::new_with_abstract_socket(
@@ -466,5 +550,55 @@ impl<H: Handshake> Link<H> {
                 Err(e) => return Err(LinkError::Lost(e).into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(name: &str) -> usize {
+        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+            .expect("sysctl readable")
+            .trim()
+            .parse()
+            .expect("a number")
+    }
+
+    /// Linux doubles a granted request; 0 leaves the kernel's default.
+    #[test]
+    fn receive_buffers_read_back_what_the_kernel_granted() {
+        let socket = bind_toward("127.0.0.1:9".parse().expect("addr")).expect("bind");
+        let untouched = set_receive_buffer(&socket, 0).expect("read");
+        assert_eq!(untouched.granted, kernel("rmem_default"));
+        assert!(!untouched.is_short());
+
+        // Under every machine's rmem_max (at least 208 KiB).
+        let small = set_receive_buffer(&socket, 64 << 10).expect("set");
+        assert_eq!(small.granted, 128 << 10);
+
+        // Above this machine's cap: granted in full only with
+        // SO_RCVBUFFORCE, which needs CAP_NET_ADMIN.
+        let asked = kernel("rmem_max") + (1 << 20);
+        let big = set_receive_buffer(&socket, asked).expect("set");
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            assert_eq!(big.granted, 2 * asked);
+        } else {
+            assert_eq!(big.granted, 2 * kernel("rmem_max"));
+            assert!(big.is_short());
+        }
+    }
+
+    #[test]
+    fn udp_buffer_settings_are_bytes_in_range() {
+        assert_eq!(parse_udp_buffer("tuic.udp_buffer", "0"), Ok(0));
+        assert_eq!(
+            parse_udp_buffer("tuic.udp_buffer", "4194304"),
+            Ok(DEFAULT_UDP_BUFFER)
+        );
+        let err = parse_udp_buffer("tuic.udp_buffer", "1G").expect_err("not bytes");
+        assert!(err.to_string().contains("tuic.udp_buffer=4194304"), "{err}");
+        assert!(parse_udp_buffer("tuic.udp_buffer", "268435457").is_err());
     }
 }

@@ -158,7 +158,8 @@ impl quic::client::Client<Authenticate> {
             .map_err(|e| TuicError::Config(format!("TLS for QUIC: {e}")))?;
         let socket = quic::bind_toward(server).map_err(quic::Error::Endpoint)?;
         let mut endpoint =
-            quic::endpoint(socket, None, std::convert::identity).map_err(quic::Error::Endpoint)?;
+            quic::endpoint(socket, None, settings.udp_buffer, std::convert::identity)
+                .map_err(quic::Error::Endpoint)?;
         endpoint.set_default_client_config(config);
         let sessions = Arc::new(Inboxes::default());
         let auth = Authenticate {

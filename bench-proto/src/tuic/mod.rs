@@ -35,6 +35,7 @@
 //! | `alpn` | comma-separated protocols, empty for none | `h3` |
 //! | `auth_timeout_s` | server: seconds to wait for `Authenticate`, 1..=600 | 3 |
 //! | `idle_timeout_s` | QUIC idle timeout, 1..=3600 | 30 |
+//! | `udp_buffer` | UDP socket receive buffer asked for, bytes, 0..=268435456; 0 = the kernel's default | 4194304 |
 
 mod client;
 mod server;
@@ -109,6 +110,9 @@ pub struct Settings {
     pub auth_timeout: Duration,
     /// QUIC idle timeout.
     pub idle_timeout: Duration,
+    /// Receive buffer asked for the UDP socket, bytes (0: the kernel's
+    /// default); see [`crate::quic::DEFAULT_UDP_BUFFER`].
+    pub udp_buffer: usize,
 }
 
 impl Default for Settings {
@@ -120,6 +124,7 @@ impl Default for Settings {
             alpn: vec![b"h3".to_vec()],
             auth_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(30),
+            udp_buffer: crate::quic::DEFAULT_UDP_BUFFER,
         }
     }
 }
@@ -133,6 +138,7 @@ impl Settings {
         "alpn",
         "auth_timeout_s",
         "idle_timeout_s",
+        "udp_buffer",
     ];
 
     /// Sets one option from its key (without the `tuic.` prefix) and value.
@@ -177,6 +183,7 @@ impl Settings {
             }
             "auth_timeout_s" => self.auth_timeout = secs(600, 3)?,
             "idle_timeout_s" => self.idle_timeout = secs(3600, 30)?,
+            "udp_buffer" => self.udp_buffer = crate::quic::parse_udp_buffer(&full_key, value)?,
             _ => {
                 return Err(SettingError::UnknownKey {
                     key: full_key,

@@ -72,8 +72,13 @@ pub async fn run_server(socket: std::net::UdpSocket, opts: ServerOptions) -> Res
     } = opts;
     let config = quic::server_config(tls, settings.alpn.clone(), settings.transport()?)
         .map_err(|e| TuicError::Config(format!("TLS for QUIC: {e}")))?;
-    let endpoint = quic::endpoint(socket, Some(config), std::convert::identity)
-        .map_err(crate::quic::Error::Endpoint)?;
+    let endpoint = quic::endpoint(
+        socket,
+        Some(config),
+        settings.udp_buffer,
+        std::convert::identity,
+    )
+    .map_err(crate::quic::Error::Endpoint)?;
     let shared = Arc::new(Shared {
         users: users
             .into_iter()
