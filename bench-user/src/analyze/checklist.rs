@@ -558,7 +558,7 @@ mod tests {
             judge(HYSTERIA2_CLIENT_DROPS_PER_MIB_AFTER, "hysteria2"),
             Verdict::Ok
         );
-        // A drop per 750-odd full-size datagrams is a warning already.
+        // Two drops in a MiB (750-odd full-size packets) warn already.
         assert_eq!(judge(2.0, "tuic"), Verdict::Warn);
         // TCP's receive window keeps a sender from overrunning the buffer.
         assert_eq!(judge(40.0, "tls"), Verdict::NotEvaluated);

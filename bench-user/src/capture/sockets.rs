@@ -103,10 +103,11 @@ pub fn inspect(
 /// counters (report.json `phases[].counters`).
 pub const UDP_DROPS: &str = "udp_receive_drops";
 
-/// Datagrams dropped so far at the UDP sockets `pid` holds (the kernel's
-/// per-socket `drops`: receive buffer full, or memory). Counts die with
-/// their socket: a socket closed between two readings takes its drops
-/// with it.
+/// Receive-queue entries dropped so far at the UDP sockets `pid` holds
+/// (the kernel's per-socket `drops`: receive buffer full, or memory). An
+/// entry is a datagram, or on a socket with UDP GRO a batch of them.
+/// Counts die with their socket: a socket closed between two readings
+/// takes its drops with it.
 pub fn udp_drops(pid: u32) -> Result<u64, SocketsError> {
     let dir = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map_err(|source| SocketsError::List { pid, source })?;

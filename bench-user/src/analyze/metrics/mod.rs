@@ -187,7 +187,7 @@ pub const CATALOGUE: &[MetricDef] = &[
         "1/MiB",
         Better::Lower,
         Effect::Absolute(0.5),
-        "datagrams the kernel dropped at the target's UDP sockets (receive buffer full) per MiB moved, read from /proc/PID/net/udp at the window's edges",
+        "receive-queue entries (a datagram, or a GRO batch of them) the kernel dropped at the target's UDP sockets (receive buffer full) per MiB moved, read from /proc/PID/net/udp at the window's edges",
     ),
     def(
         "allocs_per_mib",
