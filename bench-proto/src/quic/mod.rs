@@ -366,10 +366,55 @@ where
         tokio::spawn(async move {
             let peer = incoming.remote_address();
             match incoming.await {
-                Ok(conn) => handle(conn).await,
+                Ok(conn) => {
+                    let _summary = SummaryOnDrop::new(who, peer, conn.clone());
+                    handle(conn).await
+                }
                 Err(e) => eprintln!("{who}: connection from {peer}: handshake: {e}"),
             }
         });
+    }
+}
+
+/// One line of quinn's statistics of a connection: packets sent and
+/// declared lost, congestion events, UDP bytes and datagrams sent, RTT.
+/// Lost packets are what a drop at a full receive buffer costs
+/// (docs/case-studies/hysteria2.md).
+pub fn summary_line(who: &str, peer: SocketAddr, s: &quinn::ConnectionStats) -> String {
+    let lost_share = if s.path.sent_packets == 0 {
+        0.0
+    } else {
+        100.0 * s.path.lost_packets as f64 / s.path.sent_packets as f64
+    };
+    format!(
+        "{who}: connection with {peer}: {} packets sent, {} declared lost ({lost_share:.1} %), \
+         {} congestion events, {} UDP bytes sent in {} datagrams, RTT {} µs",
+        s.path.sent_packets,
+        s.path.lost_packets,
+        s.path.congestion_events,
+        s.udp_tx.bytes,
+        s.udp_tx.datagrams,
+        s.path.rtt.as_micros()
+    )
+}
+
+/// Writes a connection's [`summary_line`] to stderr when dropped: when the
+/// connection's task ends, or when the endpoint shuts down under it.
+struct SummaryOnDrop {
+    who: &'static str,
+    peer: SocketAddr,
+    conn: Connection,
+}
+
+impl SummaryOnDrop {
+    fn new(who: &'static str, peer: SocketAddr, conn: Connection) -> SummaryOnDrop {
+        SummaryOnDrop { who, peer, conn }
+    }
+}
+
+impl Drop for SummaryOnDrop {
+    fn drop(&mut self) {
+        eprintln!("{}", summary_line(self.who, self.peer, &self.conn.stats()));
     }
 }
 
@@ -461,6 +506,16 @@ pub struct Link<H: Handshake> {
     opened: AtomicU64,
 }
 
+/// The last connection's [`summary_line`] on stderr as the client stops.
+impl<H: Handshake> Drop for Link<H> {
+    fn drop(&mut self) {
+        if let Some(live) = self.current.get_mut() {
+            let stats = H::connection(live).stats();
+            eprintln!("{}", summary_line("quic client", self.server, &stats));
+        }
+    }
+}
+
 impl<H: Handshake> Link<H> {
     /// A link to `server` (verified as `server_name`) through `endpoint`,
     /// which must have a default client configuration. Connects lazily.
@@ -508,6 +563,11 @@ impl<H: Handshake> Link<H> {
             if H::connection(l).close_reason().is_none() {
                 return Ok(l.clone());
             }
+        }
+        // The dead connection's figures, before it is replaced.
+        if let Some(dead) = current.as_ref() {
+            let stats = H::connection(dead).stats();
+            eprintln!("{}", summary_line("quic client", self.server, &stats));
         }
         // Held across the handshake on purpose: concurrent callers wait for
         // this one connection instead of each opening their own.
@@ -588,6 +648,26 @@ mod tests {
             assert_eq!(big.granted, 2 * kernel("rmem_max"));
             assert!(big.is_short());
         }
+    }
+
+    #[test]
+    fn summary_lines_give_the_lost_share() {
+        let mut s = quinn::ConnectionStats::default();
+        s.path.sent_packets = 1_731_173;
+        s.path.lost_packets = 753_049;
+        s.path.congestion_events = 2532;
+        s.path.rtt = std::time::Duration::from_micros(241);
+        s.udp_tx.bytes = 2_375_735_374;
+        s.udp_tx.datagrams = 1_731_172;
+        let peer: SocketAddr = "127.0.0.1:4433".parse().expect("addr");
+        assert_eq!(
+            summary_line("quic client", peer, &s),
+            "quic client: connection with 127.0.0.1:4433: 1731173 packets sent, 753049 declared \
+             lost (43.5 %), 2532 congestion events, 2375735374 UDP bytes sent in 1731172 \
+             datagrams, RTT 241 µs"
+        );
+        let quiet = quinn::ConnectionStats::default();
+        assert!(summary_line("s", peer, &quiet).contains("0 declared lost (0.0 %)"));
     }
 
     #[test]
