@@ -137,10 +137,7 @@ pub fn sample(pid: u32) -> Result<ResourceSample, ResourceError> {
             continue;
         };
         let link = link.to_string_lossy();
-        if let Some(inode) = link
-            .strip_prefix("socket:[")
-            .and_then(|s| s.strip_suffix(']'))
-        {
+        if let Some(inode) = socket_inode(&link) {
             fds.socket += 1;
             if let Ok(i) = inode.parse::<u64>() {
                 inodes.insert(i);
@@ -173,6 +170,12 @@ pub fn sample(pid: u32) -> Result<ResourceSample, ResourceError> {
         cpu_s,
         tcp,
     })
+}
+
+/// The inode of a socket descriptor's /proc/PID/fd link (`socket:[123]`),
+/// as written there; `None` for a descriptor that is no socket.
+pub(crate) fn socket_inode(link: &str) -> Option<&str> {
+    link.strip_prefix("socket:[")?.strip_suffix(']')
 }
 
 /// What a process holds that must return to its baseline once traffic

@@ -114,13 +114,7 @@ pub fn udp_drops(pid: u32) -> Result<u64, SocketsError> {
     let inodes: std::collections::HashSet<u64> = dir
         .flatten()
         .filter_map(|e| std::fs::read_link(e.path()).ok())
-        .filter_map(|l| {
-            l.to_str()?
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse()
-                .ok()
-        })
+        .filter_map(|l| super::resources::socket_inode(l.to_str()?)?.parse().ok())
         .collect();
     let mut drops = 0;
     for table in ["udp", "udp6"] {
