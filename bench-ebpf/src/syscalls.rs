@@ -5,16 +5,27 @@
 //! of the read/write family) and a log2 latency histogram; optionally one
 //! user stack in N syscalls.
 //!
-//! These two programs run for every syscall on the machine, so their hot
-//! path is kept to what it must do (docs/probes.md, "What measuring
-//! costs"): for other processes, the array pre-filter; for a target's
-//! thread, its in-flight entry at entry (an array slot, which also proves
-//! it a target) and at exit the same slot and one hash lookup (the
-//! statistics with the histogram in them).
+//! Two ways to attach (`probes.syscall_time`): timed, a program at entry
+//! and one at exit (`pp_sys_enter`, `pp_sys_exit`: count, bytes, errors,
+//! time and the latency histogram); or counted, one program at exit alone
+//! (`pp_sys_exit_count`: count, bytes, errors), which takes the syscall's
+//! number from the saved registers. Counted is the default: with no
+//! program on `sys_enter` the kernel skips that tracepoint altogether, and
+//! a closed-loop round trip crosses a few dozen syscalls (docs/probes.md,
+//! "Main pass: the floor").
+//!
+//! These programs run for every syscall on the machine, so their hot
+//! path is kept to what it must do: for other processes, the array
+//! pre-filter; timed, for a target's thread, its in-flight entry at entry
+//! (an array slot, which also proves it a target) and at exit the same
+//! slot and one hash lookup (the statistics with the histogram in them);
+//! counted, that one hash lookup alone.
 
 use aya_ebpf::{
     bindings::pt_regs,
-    helpers::{bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
     macros::{map, raw_tracepoint},
     maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::RawTracePointContext,
@@ -132,21 +143,90 @@ const REGS_ARG: usize = 0;
 const ID_ARG: usize = 1;
 const RET_ARG: usize = 1;
 
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn pp_sys_enter(ctx: RawTracePointContext) -> u32 {
+/// One user stack in `CONFIG_SYSCALL_STACK_EVERY` syscalls, chosen at
+/// random, weighted by that N. The user registers are the same at a
+/// syscall's entry and exit, so either program may take it.
+#[inline(always)]
+fn sample_stack(ctx: &RawTracePointContext, tgid: u32, tid: u32, nr: u32) {
+    let every = config(CONFIG_SYSCALL_STACK_EVERY);
+    // Random, not every Nth: a fixed stride would alias with loops that
+    // make the same N syscalls over and over.
+    if every == 0 || !(unsafe { bpf_get_prandom_u32() } as u64).is_multiple_of(every) {
+        return;
+    }
+    let regs: *const pt_regs = ctx.arg(REGS_ARG);
+    let key = SyscallStackKey {
+        tgid,
+        tid,
+        nr,
+        _pad: 0,
+        user_stack: user_stack::walk_from(regs, false),
+    };
+    match SYSCALL_STACKS.get_ptr_mut(&key) {
+        // SAFETY: per-CPU slot.
+        Some(n) => unsafe { *n += every },
+        None => {
+            if SYSCALL_STACKS.insert(&key, &every, 0).is_err() {
+                note_full(FULL_SYSCALL_STACKS);
+            }
+        }
+    }
+}
+
+/// The (thread, syscall) statistics of `key`, made (zeroed) on its first
+/// call. `None` when the map is full (noted) or the entry could not be
+/// made.
+#[inline(always)]
+fn statistics(key: &SyscallKey) -> Option<&'static mut SyscallValue> {
+    if let Some(value) = SYSCALLS.get_ptr_mut(key) {
+        // SAFETY: per-CPU slot, so no other program writes it now.
+        return Some(unsafe { &mut *value });
+    }
+    note_thread(key.tid);
+    let zero = SYSCALL_ZERO.get_ptr(0)?;
+    // SAFETY: the per-CPU zero template is never written.
+    if SYSCALLS.insert(key, unsafe { &*zero }, 0).is_err() {
+        note_full(FULL_SYSCALLS);
+        return None;
+    }
+    // SAFETY: as above.
+    SYSCALLS
+        .get_ptr_mut(key)
+        .map(|value| unsafe { &mut *value })
+}
+
+/// Bytes a syscall of number `nr` returning `ret` moved.
+#[inline(always)]
+fn bytes_moved(nr: u32, ret: i64) -> u64 {
+    if ret > 0 && moves_bytes(u64::from(nr)) {
+        ret as u64
+    } else {
+        0
+    }
+}
+
+/// The calling thread's (process, thread) ids while a window is open and
+/// the process passes the pre-filter: the only work every other syscall on
+/// the machine pays.
+#[inline(always)]
+fn candidate() -> Option<(u32, u32)> {
     if !enabled() {
-        return 0;
+        return None;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if !may_be_target(tgid) {
+    may_be_target(tgid).then_some((tgid, pid_tgid as u32))
+}
+
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn pp_sys_enter(ctx: RawTracePointContext) -> u32 {
+    let Some((tgid, tid)) = candidate() else {
         return 0;
-    }
+    };
     let nr: i64 = ctx.arg(ID_ARG);
     if nr < 0 {
         return 0;
     }
-    let tid = pid_tgid as u32;
     let Some(call) = entry_for_enter(tid, tgid) else {
         return 0;
     };
@@ -157,42 +237,15 @@ pub fn pp_sys_enter(ctx: RawTracePointContext) -> u32 {
         (*call).nr = nr as u32;
     }
 
-    let every = config(CONFIG_SYSCALL_STACK_EVERY);
-    // Random, not every Nth: a fixed stride would alias with loops that
-    // make the same N syscalls over and over.
-    if every != 0 && (unsafe { bpf_get_prandom_u32() } as u64).is_multiple_of(every) {
-        let regs: *const pt_regs = ctx.arg(REGS_ARG);
-        let key = SyscallStackKey {
-            tgid,
-            tid,
-            nr: nr as u32,
-            _pad: 0,
-            user_stack: user_stack::walk_from(regs, false),
-        };
-        match SYSCALL_STACKS.get_ptr_mut(&key) {
-            // SAFETY: per-CPU slot.
-            Some(n) => unsafe { *n += every },
-            None => {
-                if SYSCALL_STACKS.insert(&key, &every, 0).is_err() {
-                    note_full(FULL_SYSCALL_STACKS);
-                }
-            }
-        }
-    }
+    sample_stack(&ctx, tgid, tid, nr as u32);
     0
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn pp_sys_exit(ctx: RawTracePointContext) -> u32 {
-    if !enabled() {
+    let Some((tgid, tid)) = candidate() else {
         return 0;
-    }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    if !may_be_target(tgid) {
-        return 0;
-    }
-    let tid = pid_tgid as u32;
+    };
     // The in-flight entry is the target check: pp_sys_enter made it only
     // for a target's thread.
     let Some(slot) = entry_for_exit(tid) else {
@@ -208,52 +261,75 @@ pub fn pp_sys_exit(ctx: RawTracePointContext) -> u32 {
     let now = unsafe { bpf_ktime_get_ns() };
     let dt = now.saturating_sub(call.start_ns);
     let ret: i64 = ctx.arg(RET_ARG);
-    let bytes = if ret > 0 && moves_bytes(u64::from(call.nr)) {
-        ret as u64
-    } else {
-        0
-    };
-    let errors = u64::from(ret < 0);
     let bucket = latency_bucket(dt) as usize;
-
     let key = SyscallKey {
         tgid,
         tid,
         nr: call.nr,
         _pad: 0,
     };
-    let value = match SYSCALLS.get_ptr_mut(&key) {
-        Some(value) => value,
-        None => {
-            note_thread(tid);
-            let Some(zero) = SYSCALL_ZERO.get_ptr(0) else {
-                return 0;
-            };
-            // SAFETY: the per-CPU zero template is never written.
-            if SYSCALLS.insert(&key, unsafe { &*zero }, 0).is_err() {
-                note_full(FULL_SYSCALLS);
-                return 0;
-            }
-            match SYSCALLS.get_ptr_mut(&key) {
-                Some(value) => value,
-                None => return 0,
-            }
-        }
+    let Some(value) = statistics(&key) else {
+        return 0;
     };
-    // SAFETY: per-CPU slot, so no other program writes it now.
-    let value = unsafe { &mut *value };
     let stats = &mut value.stats;
     stats.count += 1;
     stats.total_ns += dt;
     if dt > stats.max_ns {
         stats.max_ns = dt;
     }
-    stats.bytes += bytes;
-    stats.errors += errors;
+    stats.bytes += bytes_moved(call.nr, ret);
+    stats.errors += u64::from(ret < 0);
     if bucket < LATENCY_BUCKETS as usize {
         if let Some(n) = value.latency.get_mut(bucket) {
             *n += 1;
         }
     }
+    0
+}
+
+/// Counted, not timed: the one program on the syscall path. The syscall's
+/// number is the saved `orig_ax` (the return value has overwritten `ax`).
+/// A thread's first call takes the exact target check; after that its
+/// (thread, syscall) entry exists, which only a target's thread makes.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn pp_sys_exit_count(ctx: RawTracePointContext) -> u32 {
+    let Some((tgid, tid)) = candidate() else {
+        return 0;
+    };
+    let regs: *const pt_regs = ctx.arg(REGS_ARG);
+    // SAFETY: bpf_probe_read_kernel checks the address.
+    let Ok(nr) = (unsafe { bpf_probe_read_kernel(core::ptr::addr_of!((*regs).orig_rax)) }) else {
+        return 0;
+    };
+    let nr = nr as i64;
+    if !(0..i64::from(NO_SYSCALL)).contains(&nr) {
+        return 0;
+    }
+    let nr = nr as u32;
+    let key = SyscallKey {
+        tgid,
+        tid,
+        nr,
+        _pad: 0,
+    };
+    let value = match SYSCALLS.get_ptr_mut(&key) {
+        // SAFETY: per-CPU slot, so no other program writes it now.
+        Some(value) => unsafe { &mut *value },
+        None => {
+            if !is_target(tgid) {
+                return 0;
+            }
+            let Some(value) = statistics(&key) else {
+                return 0;
+            };
+            value
+        }
+    };
+    let ret: i64 = ctx.arg(RET_ARG);
+    let stats = &mut value.stats;
+    stats.count += 1;
+    stats.bytes += bytes_moved(nr, ret);
+    stats.errors += u64::from(ret < 0);
+    sample_stack(&ctx, tgid, tid, nr);
     0
 }

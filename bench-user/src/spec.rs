@@ -243,6 +243,12 @@ pub const MAX_EXACT_BYTES: u64 = 1 << 50;
 pub struct ProbeSpec {
     #[serde(default = "yes")]
     pub syscalls: bool,
+    /// Time every syscall (count, bytes and errors are always recorded):
+    /// a second program, at each syscall's entry, for every syscall on the
+    /// machine, which costs a closed-loop rr phase a few per cent of its
+    /// rate (docs/probes.md). Off by default.
+    #[serde(default)]
+    pub syscall_time: bool,
     #[serde(default = "yes")]
     pub counters: bool,
     #[serde(default = "yes")]
@@ -341,6 +347,7 @@ impl Default for ProbeSpec {
     fn default() -> Self {
         ProbeSpec {
             syscalls: true,
+            syscall_time: false,
             counters: true,
             offcpu: true,
             offcpu_stack_interval_us: default_offcpu_stack_interval_us(),
@@ -399,6 +406,7 @@ impl ProbeSpec {
     pub fn capture_options(&self) -> CaptureOptions {
         CaptureOptions {
             syscalls: self.syscalls,
+            syscall_time: self.syscalls && self.syscall_time,
             syscall_stack_every: if self.syscalls && self.syscall_stacks.enabled {
                 self.syscall_stacks.every
             } else {

@@ -708,6 +708,11 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
         ),
         ("syscalls", OFF, vec!["probes.syscalls=true"]),
         (
+            "syscalls timed (probes.syscall_time)",
+            OFF,
+            vec!["probes.syscalls=true", "probes.syscall_time=true"],
+        ),
+        (
             "syscalls + syscall stacks (1 in 64)",
             OFF,
             vec!["probes.syscalls=true", "probes.syscall_stacks.enabled=true"],
@@ -736,6 +741,23 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
             ],
         ),
         ("default set, main pass", &[], vec![]),
+        (
+            "timed syscalls' floor: empty programs at both syscall points, cpu and offcpu + counters",
+            OFF,
+            vec![
+                "probes.syscalls=true",
+                "probes.syscall_time=true",
+                "probes.cpu.enabled=true",
+                "probes.offcpu=true",
+                "probes.counters=true",
+                "probes.floor=true",
+            ],
+        ),
+        (
+            "default set with syscalls timed (probes.syscall_time)",
+            &[],
+            vec!["probes.syscall_time=true"],
+        ),
         (
             "default set, every stack walked by frame pointer (probes.unwind=frame-pointers)",
             &[],

@@ -456,7 +456,8 @@ pub fn phase_figures(
     out
 }
 
-/// Syscall rows of one process (threads summed), largest total time first.
+/// Syscall rows of one process (threads summed), largest total time first
+/// (most calls first when they were counted, not timed).
 pub fn syscall_rows<'a>(
     records: impl Iterator<Item = &'a SyscallRecord>,
     histograms: &HashMap<(u32, u32), Vec<u64>>,
@@ -497,8 +498,8 @@ pub fn syscall_rows<'a>(
         })
         .collect();
     rows.sort_by(|a, b| {
-        b.total_ns
-            .cmp(&a.total_ns)
+        (b.total_ns, b.count)
+            .cmp(&(a.total_ns, a.count))
             .then_with(|| a.name.cmp(&b.name))
     });
     rows

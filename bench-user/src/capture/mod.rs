@@ -67,6 +67,7 @@ static PROBES_OBJECT: &[u8] =
 pub const PROGRAM_NAMES: &[&str] = &[
     "pp_sys_enter",
     "pp_sys_exit",
+    "pp_sys_exit_count",
     "pp_cpu_sample",
     "pp_sched_switch",
     "pp_alloc",
@@ -87,6 +88,11 @@ pub const PROGRAM_NAMES: &[&str] = &[
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaptureOptions {
     pub syscalls: bool,
+    /// Time each syscall (a program at its entry too, for the clock read);
+    /// otherwise syscalls are counted at exit alone, with no time or
+    /// latency histogram. Needs `syscalls`.
+    #[serde(default)]
+    pub syscall_time: bool,
     /// Record the user stack of one syscall in N (0 = off). Needs `syscalls`.
     pub syscall_stack_every: u64,
     /// Samples per second per CPU; `None` = cpu probe off.
@@ -150,6 +156,7 @@ impl CaptureOptions {
     pub fn none() -> CaptureOptions {
         CaptureOptions {
             syscalls: false,
+            syscall_time: false,
             syscall_stack_every: 0,
             cpu_frequency_hz: None,
             offcpu: false,
@@ -461,7 +468,7 @@ impl Probes {
         if options.syscalls {
             set(CONFIG_INFLIGHT_SLOTS, u64::from(inflight_slots))?;
             set(CONFIG_SYSCALL_STACK_EVERY, options.syscall_stack_every)?;
-            syscalls::attach(&mut ebpf, options.floor)?;
+            syscalls::attach(&mut ebpf, options.floor, options.syscall_time)?;
         }
         if let Some(hz) = options.cpu_frequency_hz {
             cpu::attach(&mut ebpf, hz, options.floor)?;

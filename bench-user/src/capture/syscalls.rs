@@ -10,17 +10,20 @@ use bench_common::{SyscallKey, SyscallStackKey, SyscallStats, SyscallValue, LATE
 
 use super::{stacks::StackReader, CaptureError, Graph, StackRecord, SyscallRecord};
 
-/// `floor`: the empty programs instead (see `CaptureOptions::floor`).
-pub(super) fn attach(ebpf: &mut Ebpf, floor: bool) -> Result<(), CaptureError> {
-    let programs = if floor {
-        [
+/// `timed`: a program at entry and one at exit; otherwise the counting
+/// program at exit alone (`CaptureOptions::syscall_time`). `floor`: the
+/// empty programs on the same points instead (`CaptureOptions::floor`).
+pub(super) fn attach(ebpf: &mut Ebpf, floor: bool, timed: bool) -> Result<(), CaptureError> {
+    let programs: &[(&str, &str)] = match (floor, timed) {
+        (false, true) => &[("pp_sys_enter", "sys_enter"), ("pp_sys_exit", "sys_exit")],
+        (false, false) => &[("pp_sys_exit_count", "sys_exit")],
+        (true, true) => &[
             ("pp_floor_sys_enter", "sys_enter"),
             ("pp_floor_sys_exit", "sys_exit"),
-        ]
-    } else {
-        [("pp_sys_enter", "sys_enter"), ("pp_sys_exit", "sys_exit")]
+        ],
+        (true, false) => &[("pp_floor_sys_exit", "sys_exit")],
     };
-    for (name, event) in programs {
+    for &(name, event) in programs {
         super::attach_raw_tracepoint(ebpf, name, event)?;
     }
     Ok(())

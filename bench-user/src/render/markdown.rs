@@ -293,13 +293,14 @@ fn details(r: &Report) -> Vec<String> {
         blocks.push(b);
     }
     for t in &r.targets {
-        blocks.push(target_details(t));
+        blocks.push(target_details(t, r.probes.options.syscall_time));
     }
     blocks.push(measuring_cost(r));
     blocks
 }
 
-fn target_details(t: &Target) -> String {
+/// `timed`: the syscalls were timed (`probes.syscall_time`).
+fn target_details(t: &Target, timed: bool) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "### {} endpoint (pid {})\n", t.role, t.pid);
     let mut facts = vec![format!("`{}`", t.exe)];
@@ -329,19 +330,31 @@ fn target_details(t: &Target) -> String {
             md,
             "| syscall | calls | total | mean | bytes |\n|---|---:|---:|---:|---:|"
         );
+        let time = |ns: f64| {
+            if timed {
+                duration_ns(ns)
+            } else {
+                "–".into()
+            }
+        };
         for s in t.syscalls.iter().take(5) {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} |",
                 s.name,
                 s.count,
-                duration_ns(s.total_ns as f64),
-                duration_ns(s.mean_ns),
+                time(s.total_ns as f64),
+                time(s.mean_ns),
                 if s.bytes > 0 {
                     bytes(s.bytes as f64)
                 } else {
                     "–".into()
                 }
+            );
+        }
+        if !timed {
+            md.push_str(
+                "\nCounted, not timed: `--set probes.syscall_time=true` times each call, at a cost to the rate (docs/probes.md).\n",
             );
         }
         md.push('\n');

@@ -61,7 +61,13 @@ pub fn summary(r: &Report) -> String {
             .syscalls
             .iter()
             .take(5)
-            .map(|s| format!("{} {}× {}", s.name, s.count, duration_ns(s.total_ns as f64)))
+            .map(|s| {
+                if r.probes.options.syscall_time {
+                    format!("{} {}× {}", s.name, s.count, duration_ns(s.total_ns as f64))
+                } else {
+                    format!("{} {}×", s.name, s.count)
+                }
+            })
             .collect();
         if !sys.is_empty() {
             let _ = writeln!(out, "    syscalls: {}", sys.join(", "));

@@ -46,6 +46,7 @@ impl From<&capture::CaptureOptions> for ProbeOptions {
     fn from(o: &capture::CaptureOptions) -> ProbeOptions {
         ProbeOptions {
             syscalls: o.syscalls,
+            syscall_time: o.syscall_time,
             syscall_stack_every: o.syscall_stack_every,
             cpu_frequency_hz: o.cpu_frequency_hz,
             offcpu: o.offcpu,

@@ -80,6 +80,12 @@ pub struct FullMap {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ProbeOptions {
     pub syscalls: bool,
+    /// Syscalls were timed (`probes.syscall_time`): the syscall rows'
+    /// times and latency buckets hold figures. When `false` they were
+    /// counted at exit alone and their times are 0 and their buckets
+    /// empty. Reports from before the option timed them.
+    #[serde(default = "timed_before_the_option")]
+    pub syscall_time: bool,
     /// The user stack of one syscall in N was recorded (0 = none).
     pub syscall_stack_every: u64,
     /// CPU samples per second per CPU; absent when the cpu probe was off.
@@ -149,4 +155,9 @@ pub struct Overhead {
     /// rr only: round trips per second, baseline and probed.
     pub baseline_rps: Option<f64>,
     pub probed_rps: Option<f64>,
+}
+
+/// Reports saved before `probes.syscall_time` existed timed every syscall.
+fn timed_before_the_option() -> bool {
+    true
 }
