@@ -317,6 +317,26 @@ mod tests {
             .expect("fixture report")
     }
 
+    /// A report saved before `probes.syscall_time` existed timed its
+    /// syscalls and says so; an untimed one shows no times and says how
+    /// to get them.
+    #[test]
+    fn syscall_times_are_shown_only_when_measured() {
+        let mut r = fixture();
+        assert!(r.probes.options.syscall_time);
+        let top = r.targets[0].syscalls[0].clone();
+        assert!(top.total_ns > 0, "{top:?}");
+        let timed = markdown::markdown(&r);
+        assert!(!timed.contains("Counted, not timed"));
+        let row = format!("| {} | {} | – | – |", top.name, top.count);
+        assert!(!timed.contains(&row), "{timed}");
+
+        r.probes.options.syscall_time = false;
+        let counted = markdown::markdown(&r);
+        assert!(counted.contains("Counted, not timed"), "{counted}");
+        assert!(counted.contains(&row), "{counted}");
+    }
+
     /// Samples 1, 2, … n µs.
     fn ranks(n: u64) -> report::LatencySummary {
         report::LatencySummary {
