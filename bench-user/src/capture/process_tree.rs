@@ -415,7 +415,10 @@ impl Watcher {
                 }
                 // Outside the tree's lock: reading a new image's files
                 // takes a while, and the probes read the tree meanwhile.
-                if let Some(a) = lock(&after_exec).as_ref() {
+                // A copy, so that no lock of ours is held while `mapped`
+                // takes the unwinder's (whose drain takes the tree's).
+                let exec = lock(&after_exec).clone();
+                if let Some(a) = exec.as_ref() {
                     let mut execs: Vec<u32> = follows
                         .iter()
                         .filter_map(|f| match f {
@@ -480,8 +483,11 @@ impl Watcher {
             // the probes stopped.
             per_call::lock(&shared).stop();
         }
+        // One lock at a time, as the watcher's thread takes them: no
+        // order between them to keep.
+        let follow = lock(&self.after_exec).is_some();
         let mut tree = lock(&self.tree);
-        tree.follow = lock(&self.after_exec).is_some();
+        tree.follow = follow;
         tree.follows.clear();
     }
 

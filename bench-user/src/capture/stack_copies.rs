@@ -270,7 +270,7 @@ pub(super) fn start(
     let reader = {
         let (ring, unwound, tree) = (ring.clone(), unwound.clone(), tree.clone());
         RingReader::start("protoprof-unwind", fd, POLL_MS, move || {
-            drain(&mut lock(&ring), &mut lock(&unwound), &tree);
+            drain(&mut lock_in_order(&ring, &unwound), &tree);
         })
         .map_err(CaptureError::Watcher)?
     };
@@ -282,7 +282,20 @@ pub(super) fn start(
     })
 }
 
-fn drain(ring: &mut RingBuf<MapData>, unwound: &mut Unwound, tree: &Mutex<ProcessTree>) {
+/// The ring and the unwound state, locked in the one order every thread
+/// takes them: the ring first, then the state (and under it, briefly, the
+/// process tree). A caller that took the state first could hold it while
+/// the drain thread, every 5 ms, holds the ring: each would wait on the
+/// other for ever, and the run hang as it reads its stacks.
+fn lock_in_order<'a>(ring: &'a Mutex<RingBuf<MapData>>, unwound: &'a Mutex<Unwound>) -> Locked<'a> {
+    let ring = lock(ring);
+    Locked(ring, lock(unwound))
+}
+
+struct Locked<'a>(MutexGuard<'a, RingBuf<MapData>>, MutexGuard<'a, Unwound>);
+
+fn drain(locked: &mut Locked<'_>, tree: &Mutex<ProcessTree>) {
+    let Locked(ring, unwound) = locked;
     while let Some(item) = ring.next() {
         if item.len() >= std::mem::size_of::<StackCopy>() {
             // SAFETY: the probe writes whole StackCopy records (repr(C),
@@ -296,9 +309,9 @@ fn drain(ring: &mut RingBuf<MapData>, unwound: &mut Unwound, tree: &Mutex<Proces
 impl StackCopies {
     /// Every copy sent so far, unwound: frames by tag.
     pub(super) fn frames(&self) -> HashMap<u64, Arc<[u64]>> {
-        let mut unwound = lock(&self.unwound);
-        drain(&mut lock(&self.ring), &mut unwound, &self.tree);
-        unwound.by_tag.clone()
+        let mut locked = lock_in_order(&self.ring, &self.unwound);
+        drain(&mut locked, &self.tree);
+        locked.1.by_tag.clone()
     }
 
     /// What the copies gave so far.
@@ -328,9 +341,9 @@ impl StackCopies {
     /// was found in (a file's tables unreadable, a stripped file without a
     /// debug file): the report's warnings, so that a gap is never silent.
     pub(super) fn take_notes(&self) -> Vec<(u32, String)> {
-        let mut unwound = lock(&self.unwound);
-        drain(&mut lock(&self.ring), &mut unwound, &self.tree);
-        std::mem::take(&mut unwound.notes)
+        let mut locked = lock_in_order(&self.ring, &self.unwound);
+        drain(&mut locked, &self.tree);
+        std::mem::take(&mut locked.1.notes)
     }
 }
 
@@ -374,6 +387,7 @@ pub(super) type UnwindMap = Arc<Mutex<aya::maps::HashMap<MapData, u32, UnwindRan
 /// Writes the `UNWIND` entry of a followed process after its exec (the
 /// exec probe drops the old one: the new image decides), on the
 /// process-tree watcher's thread as the loader maps the new image.
+#[derive(Clone)]
 pub(super) struct AfterExec {
     unwound: Arc<Mutex<Unwound>>,
     mode: UnwindMode,
@@ -392,5 +406,46 @@ impl AfterExec {
             Some(ranges) => map.insert(pid, ranges, 0),
             None => map.remove(&pid),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{mpsc, Arc, Mutex},
+        time::{Duration, Instant},
+    };
+
+    use super::{start, ProcessTree};
+
+    /// The runner reads the unwound stacks while the drain thread wakes
+    /// every 5 ms to drain the same ring. With the two taking their locks
+    /// in opposite orders (as `frames` did), reading in a loop hung within
+    /// the two seconds; bounded here, so that a hang fails the test.
+    #[test]
+    #[ignore = "needs root: loads the probes' maps; cargo xtask test runs it as root"]
+    fn reading_while_the_drain_thread_runs_never_deadlocks() {
+        let mut ebpf = aya::EbpfLoader::new()
+            .load(super::super::PROBES_OBJECT)
+            .expect("load the probes' object");
+        let copies = start(&mut ebpf, Arc::new(Mutex::new(ProcessTree::default())))
+            .expect("start the drain thread");
+        let (done, finished) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(2);
+            let mut reads = 0u64;
+            while Instant::now() < until {
+                assert!(copies.frames().is_empty());
+                assert!(copies.take_notes().is_empty());
+                reads += 1;
+            }
+            let _ = done.send(reads);
+        });
+        let reads = finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("reading the stack copies hung: a lock-order deadlock with the drain thread");
+        assert!(reads > 1000, "{reads} reads in 2 s");
+        reader.join().expect("reader thread");
+        drop(ebpf);
     }
 }
