@@ -90,16 +90,17 @@ fn a_running_sing_box_is_measured_and_left_running() {
     let pid = sing_box.id();
     let profile = attach_profile(&out);
     let attach_ok = |args: &[&str]| {
-        let result = Command::new(PROTOPROF)
-            .arg("attach")
-            .arg(&profile)
-            .args(["--pid", &pid.to_string()])
-            .args(args)
-            .arg("--out")
-            .arg(&out)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run protoprof attach");
+        let result = output_within(
+            Command::new(PROTOPROF)
+                .arg("attach")
+                .arg(&profile)
+                .args(["--pid", &pid.to_string()])
+                .args(args)
+                .arg("--out")
+                .arg(&out),
+            COMMAND_LIMIT,
+            Stderr::Echo,
+        );
         let stdout = String::from_utf8_lossy(&result.stdout);
         assert!(result.status.success(), "attach failed: {stdout}");
         assert_run_valid(&PathBuf::from(
@@ -208,7 +209,7 @@ fn observing_ends_cleanly_on_ctrl_c_and_when_the_target_exits() {
     std::thread::sleep(Duration::from_secs(3));
     // SAFETY: kill(2) on the pid of our own child.
     assert_eq!(unsafe { libc::kill(run.id() as i32, libc::SIGINT) }, 0);
-    let done = run.wait_with_output().expect("wait attach");
+    let done = finish_within(run, COMMAND_LIMIT, Stderr::Keep);
     assert_eq!(
         done.status.code(),
         Some(130),
@@ -224,7 +225,7 @@ fn observing_ends_cleanly_on_ctrl_c_and_when_the_target_exits() {
     let mut target = Command::new("sleep").arg("3").spawn().expect("sleep");
     let started = Instant::now();
     let run = attach(target.id());
-    let done = run.wait_with_output().expect("wait attach");
+    let done = finish_within(run, COMMAND_LIMIT, Stderr::Keep);
     target.wait().expect("reap sleep");
     let err = String::from_utf8_lossy(&done.stderr);
     assert_eq!(done.status.code(), Some(1), "{err}");

@@ -17,8 +17,8 @@ use protoprof::{
 };
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use support::{
-    assert_clean, assert_run_valid, become_subreaper, endpoint, out_dir, workspace, write_run,
-    PROTOPROF,
+    assert_clean, assert_run_valid, become_subreaper, endpoint, out_dir, output_within, workspace,
+    write_run, Stderr, COMMAND_LIMIT, PROTOPROF,
 };
 
 /// A small but complete report.json of the tcp profile (one bulk and one rr
@@ -413,19 +413,20 @@ fn run_dirs(dir: &Path) -> Vec<PathBuf> {
 fn profile_compare_runs_interleaved_and_compares() {
     become_subreaper();
     let out = out_dir("profile-compare");
-    let o = Command::new(PROTOPROF)
-        .current_dir(workspace())
-        .args(["profile", "tcp", "--duration", "1", "--compare"])
-        .arg("relay.buffer_size=65536,relay.buffer_size=4096")
-        .args(["--repeat", "2", "--out"])
-        .arg(&out)
-        .arg("--profiles")
-        .arg(workspace().join("profiles"))
-        .arg("--endpoint")
-        .arg(endpoint())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run protoprof");
+    let o = output_within(
+        Command::new(PROTOPROF)
+            .current_dir(workspace())
+            .args(["profile", "tcp", "--duration", "1", "--compare"])
+            .arg("relay.buffer_size=65536,relay.buffer_size=4096")
+            .args(["--repeat", "2", "--out"])
+            .arg(&out)
+            .arg("--profiles")
+            .arg(workspace().join("profiles"))
+            .arg("--endpoint")
+            .arg(endpoint()),
+        COMMAND_LIMIT,
+        Stderr::Echo,
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
     // Two runs a side are too few for tcp's 15 gated metrics (6 needed):
     // the numbers are written, the gates decline with status 2.
@@ -507,9 +508,8 @@ fn baseline_save_then_check() {
             .arg(workspace().join("profiles"))
             .arg("--endpoint")
             .arg(endpoint())
-            .args(extra)
-            .stderr(std::process::Stdio::piped());
-        cmd.output().expect("run protoprof")
+            .args(extra);
+        output_within(&mut cmd, COMMAND_LIMIT, Stderr::Keep)
     };
     let o = base("save", &[]);
     assert_eq!(

@@ -135,7 +135,7 @@ fn metrics_move_during_a_run_and_plain_lines_follow_the_phases() {
     assert!(p99 > 0.0 && p99 < 1.0, "p99 {p99} s");
     assert!(value(&rr, "protoprof_round_trips_total", "").is_some_and(|n| n >= 1.0));
 
-    let done = run.wait_with_output().expect("wait protoprof");
+    let done = finish_within(run, COMMAND_LIMIT, Stderr::Keep);
     let text = std::fs::read_to_string(&stderr_path).expect("stderr");
     assert!(done.status.success(), "{text}");
     // The server is gone with the run.

@@ -137,7 +137,7 @@ fn namespaces_are_removed_on_error_and_on_ctrl_c() {
         .spawn()
         .expect("spawn");
     let pid = child.id();
-    let o = child.wait_with_output().expect("wait");
+    let o = finish_within(child, COMMAND_LIMIT, Stderr::Keep);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("exited during start-up"), "{stderr}");
@@ -145,7 +145,7 @@ fn namespaces_are_removed_on_error_and_on_ctrl_c() {
 
     // Ctrl-C in the middle of a phase.
     let out = out_dir("network-ctrl-c");
-    let mut child = profile_cmd(&out, "20")
+    let child = profile_cmd(&out, "20")
         .arg("--set")
         .arg("network.mode=namespaces")
         .stdout(Stdio::null())
@@ -161,7 +161,7 @@ fn namespaces_are_removed_on_error_and_on_ctrl_c() {
     std::thread::sleep(Duration::from_secs(3));
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
-    let status = child.wait().expect("wait");
+    let status = finish_within(child, COMMAND_LIMIT, Stderr::Keep).status;
     assert_eq!(status.code(), Some(130));
     assert!(namespaces_of(pid).is_empty(), "{:?}", namespaces_of(pid));
     assert_clean();
@@ -190,7 +190,7 @@ fn namespaces_are_removed_on_ctrl_c_during_set_up() {
     }
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
-    let o = child.wait_with_output().expect("wait");
+    let o = finish_within(child, COMMAND_LIMIT, Stderr::Keep);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(130), "{stderr}");
     assert!(namespaces_of(pid).is_empty(), "{:?}", namespaces_of(pid));

@@ -42,7 +42,7 @@ fn run(dir: &Path, wrap: &[&str]) -> Output {
         .arg(&profile)
         .arg("--out")
         .arg(dir.join("runs"));
-    cmd.output().expect("run protoprof")
+    output_within(&mut cmd, COMMAND_LIMIT, Stderr::Keep)
 }
 
 fn started(dir: &Path) -> Vec<String> {

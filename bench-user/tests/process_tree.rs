@@ -82,16 +82,17 @@ enabled = false
         ),
     )
     .expect("write profile");
-    let result = std::process::Command::new(PROTOPROF)
-        .arg("profile")
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .arg("--endpoint")
-        .arg(endpoint())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run protoprof");
+    let result = output_within(
+        std::process::Command::new(PROTOPROF)
+            .arg("profile")
+            .arg(&spec)
+            .arg("--out")
+            .arg(&out)
+            .arg("--endpoint")
+            .arg(endpoint()),
+        COMMAND_LIMIT,
+        Stderr::Echo,
+    );
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert!(result.status.success(), "protoprof failed: {stdout}");
     let dir = std::path::PathBuf::from(stdout.lines().last().expect("run dir").trim());

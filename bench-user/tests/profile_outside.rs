@@ -122,15 +122,17 @@ io_timeout_s = 5
         ),
     )
     .expect("write profile");
-    std::process::Command::new(PROTOPROF)
-        .arg("profile")
-        .arg(&spec)
-        .arg("--out")
-        .arg(out)
-        .arg("--endpoint")
-        .arg(endpoint())
-        .output()
-        .expect("run protoprof")
+    output_within(
+        std::process::Command::new(PROTOPROF)
+            .arg("profile")
+            .arg(&spec)
+            .arg("--out")
+            .arg(out)
+            .arg("--endpoint")
+            .arg(endpoint()),
+        COMMAND_LIMIT,
+        Stderr::Keep,
+    )
 }
 
 /// A target that dies mid-run (here a stand-in server that crashes with

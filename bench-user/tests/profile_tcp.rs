@@ -2,7 +2,6 @@
 //! process. Needs root (eBPF); see tests/probes.rs.
 
 use std::{
-    io::Read,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -550,7 +549,7 @@ fn a_busy_neighbour_shows_as_other_processes_cpu() {
 fn ctrl_c_stops_the_chain_and_detaches_the_probes() {
     become_subreaper();
     let out = out_dir("sigint");
-    let mut child = profile_cmd(&out, "30")
+    let child = profile_cmd(&out, "30")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -578,15 +577,9 @@ fn ctrl_c_stops_the_chain_and_detaches_the_probes() {
     std::thread::sleep(Duration::from_secs(2));
     // SAFETY: kill(2) on our own child by pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().expect("wait");
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("stderr");
-    assert_eq!(status.code(), Some(130), "{err}");
+    let done = finish_within(child, COMMAND_LIMIT, Stderr::Keep);
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     assert_clean();
     let _ = std::fs::remove_dir_all(&out);

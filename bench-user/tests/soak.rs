@@ -43,10 +43,11 @@ fn last_line(out: &[u8]) -> std::path::PathBuf {
 fn a_three_minute_soak_checkpoints_stays_bounded_and_finds_the_leak() {
     become_subreaper();
     let out = out_dir("soak");
-    let result = soak_cmd(&out, "180s", "30s", "fds")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run protoprof soak");
+    let result = output_within(
+        &mut soak_cmd(&out, "180s", "30s", "fds"),
+        COMMAND_LIMIT,
+        Stderr::Echo,
+    );
     assert!(result.status.success(), "soak failed: {:?}", result.status);
     let dir = last_line(&result.stdout);
     let s = read_soak(&dir);
@@ -170,7 +171,7 @@ fn sigterm_ends_a_soak_with_a_full_report() {
     std::thread::sleep(Duration::from_secs(55));
     // SAFETY: signalling the child we started, by its pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let result = child.wait_with_output().expect("wait");
+    let result = finish_within(child, COMMAND_LIMIT, Stderr::Keep);
     assert!(result.status.success(), "{:?}", result.status);
     let dir = last_line(&result.stdout);
     let s = read_soak(&dir);

@@ -3,14 +3,243 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use std::{
+    io::{Read, Write},
     path::{Path, PathBuf},
-    process::Command,
+    process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
 use protoprof::capture;
 
 pub const PROTOPROF: &str = env!("CARGO_BIN_EXE_protoprof");
+
+/// How long one protoprof command of a test may take before it counts as
+/// hung: over three times the longest (the three-minute soak, ~170 s in
+/// a full `cargo xtask test` here).
+/// A hang then fails its test with what every thread was doing, instead of
+/// running into CI's limit with no word of where.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(600);
+
+/// What a test does with a command's standard error.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Stderr {
+    /// Captured and also copied to the test's standard error as it comes,
+    /// so CI's log shows a run's progress.
+    Echo,
+    /// Captured only (the test reads it).
+    Keep,
+}
+
+/// `cmd.output()`, bounded by `limit`: stdout and stderr are captured (see
+/// [`Stderr`]). Past the limit, or when the command has exited but
+/// something it started still holds its output open, the test fails with
+/// the processes' threads, kernel stacks and (with gdb) backtraces.
+pub fn output_within(cmd: &mut Command, limit: Duration, stderr: Stderr) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    finish_within(child, limit, stderr)
+}
+
+/// `child.wait_with_output()`, bounded by `limit` (see [`output_within`]);
+/// the streams that were not piped come back empty.
+pub fn finish_within(mut child: Child, limit: Duration, stderr: Stderr) -> Output {
+    let pid = child.id();
+    let out = child.stdout.take().map(|s| drain(s, None));
+    let err = child
+        .stderr
+        .take()
+        .map(|s| drain(s, (stderr == Stderr::Echo).then(std::io::stderr)));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait on our own child") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let tree = describe_processes(&descendants(pid));
+            stop_everything(&mut child);
+            let err = err
+                .map(|t| t.join().unwrap_or_default())
+                .unwrap_or_default();
+            panic!(
+                "command {pid} still running after {limit:?}; its processes:\n{tree}\n\
+                 its stderr, last 4 KiB:\n{}",
+                tail(&err, 4096)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Its pipes close when it and everything that inherited them are gone.
+    let quiet = Instant::now() + Duration::from_secs(10);
+    while [&out, &err]
+        .iter()
+        .any(|t| t.as_ref().is_some_and(|t| !t.is_finished()))
+    {
+        if Instant::now() > quiet {
+            let left = my_children();
+            let tree = describe_processes(&left);
+            for p in &left {
+                // SAFETY: kill(2) on pids that are our children.
+                unsafe { libc::kill(*p as i32, libc::SIGKILL) };
+            }
+            panic!(
+                "command {pid} exited ({status}) but left processes holding its output open:\n{tree}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Output {
+        status,
+        stdout: out
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default(),
+        stderr: err
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default(),
+    }
+}
+
+/// Reads `from` to its end on a thread of its own, copying to `echo`.
+fn drain(
+    mut from: impl Read + Send + 'static,
+    mut echo: Option<std::io::Stderr>,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if let Some(e) = echo.as_mut() {
+                let _ = e.write_all(&buf[..n]);
+            }
+        }
+        all
+    })
+}
+
+fn tail(bytes: &[u8], n: usize) -> String {
+    String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(n)..]).into_owned()
+}
+
+/// SIGTERM (the runner's own clean-up), then SIGKILL to what is left of
+/// the command and of anything that came to us as an orphan.
+fn stop_everything(child: &mut Child) {
+    // SAFETY: kill(2) on our own child by pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut left = descendants(child.id());
+    left.extend(my_children());
+    for p in left {
+        // SAFETY: kill(2) on our own child or its descendants.
+        unsafe { libc::kill(p as i32, libc::SIGKILL) };
+    }
+    let _ = child.wait();
+}
+
+/// `pid` and every process under it, parents first.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| Some((p, parent_of(p)?)))
+        .collect();
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let me = out[i];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == me).map(|(p, _)| *p));
+        i += 1;
+    }
+    out
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Each process's command line, and for each of its threads the name,
+/// state, wait channel and kernel stack; then gdb's backtraces, if gdb is
+/// installed (bounded to a minute a process).
+fn describe_processes(pids: &[u32]) -> String {
+    let mut s = String::new();
+    for pid in pids {
+        let read =
+            |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+        let cmdline = read("cmdline").replace('\0', " ");
+        s.push_str(&format!("== pid {pid}: {cmdline}\n"));
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        for t in tasks {
+            let dir = t.path();
+            let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+            let stat = read("stat");
+            let state = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim().chars().next().unwrap_or('?'));
+            s.push_str(&format!(
+                "  tid {} {} state {} wchan {}\n",
+                t.file_name().to_string_lossy(),
+                read("comm").trim(),
+                state.unwrap_or('?'),
+                read("wchan").trim()
+            ));
+            for line in read("stack").lines() {
+                s.push_str(&format!("      {line}\n"));
+            }
+        }
+        s.push_str(&gdb_backtraces(*pid));
+    }
+    s
+}
+
+fn gdb_backtraces(pid: u32) -> String {
+    let Ok(mut gdb) = Command::new("gdb")
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return "  (no gdb: no user backtraces)\n".into();
+    };
+    let text = gdb.stdout.take().map(|s| drain(s, None));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && matches!(gdb.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = gdb.kill();
+    let _ = gdb.wait();
+    let text = text
+        .map(|t| t.join().unwrap_or_default())
+        .unwrap_or_default();
+    String::from_utf8_lossy(&text).into_owned()
+}
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -86,10 +315,7 @@ pub fn profile_as_written(
     for s in sets {
         cmd.arg("--set").arg(s);
     }
-    let result = cmd
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run protoprof");
+    let result = output_within(&mut cmd, COMMAND_LIMIT, Stderr::Echo);
     let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
     assert!(result.status.success(), "protoprof failed:\n{stdout}");
     let dir = PathBuf::from(stdout.lines().last().expect("a last line").trim());
@@ -128,10 +354,7 @@ pub fn run_ok(
     for s in sets {
         cmd.arg("--set").arg(s);
     }
-    let result = cmd
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run protoprof");
+    let result = output_within(&mut cmd, COMMAND_LIMIT, Stderr::Echo);
     let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
     assert!(
         result.status.success(),
