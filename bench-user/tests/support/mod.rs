@@ -60,7 +60,14 @@ pub fn finish_within(mut child: Child, limit: Duration, stderr: Stderr) -> Outpu
         if started.elapsed() > limit {
             let tree = describe_processes(&descendants(pid));
             stop_everything(&mut child);
+            // A process that escaped both kills (reparented elsewhere)
+            // may still hold the pipe: the text so far is not waited for.
+            let settle = Instant::now() + Duration::from_secs(10);
+            while err.as_ref().is_some_and(|t| !t.is_finished()) && Instant::now() < settle {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let err = err
+                .filter(|t| t.is_finished())
                 .map(|t| t.join().unwrap_or_default())
                 .unwrap_or_default();
             panic!(
