@@ -10,7 +10,13 @@ use std::{
 mod support;
 use support::*;
 
-fn panic_text(e: Box<dyn std::any::Any + Send>) -> String {
+/// The failure `output_within` gives for `sh -c script` under `limit`;
+/// the test fails if there is none.
+fn failure_of(script: &str, limit: Duration) -> String {
+    let failed = std::panic::catch_unwind(|| {
+        output_within(Command::new("sh").args(["-c", script]), limit, Stderr::Keep)
+    });
+    let e = failed.expect_err("the command passed");
     e.downcast_ref::<String>()
         .cloned()
         .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
@@ -21,14 +27,7 @@ fn panic_text(e: Box<dyn std::any::Any + Send>) -> String {
 fn a_command_past_its_limit_fails_naming_its_threads_and_is_stopped() {
     become_subreaper();
     let started = Instant::now();
-    let failed = std::panic::catch_unwind(|| {
-        output_within(
-            Command::new("sh").args(["-c", "echo started >&2; exec sleep 60"]),
-            Duration::from_secs(1),
-            Stderr::Keep,
-        )
-    });
-    let text = panic_text(failed.expect_err("a 60 s sleep passed a 1 s limit"));
+    let text = failure_of("echo started >&2; exec sleep 60", Duration::from_secs(1));
     assert!(text.contains("still running after 1s"), "{text}");
     // The process and its thread, by name, and what it printed.
     assert!(text.contains("sleep 60"), "{text}");
@@ -50,14 +49,7 @@ fn a_command_past_its_limit_fails_naming_its_threads_and_is_stopped() {
 #[test]
 fn a_process_left_holding_the_output_fails_the_command_and_is_killed() {
     become_subreaper();
-    let failed = std::panic::catch_unwind(|| {
-        output_within(
-            Command::new("sh").args(["-c", "sleep 60 & echo left"]),
-            Duration::from_secs(30),
-            Stderr::Keep,
-        )
-    });
-    let text = panic_text(failed.expect_err("a leftover sleep went unnoticed"));
+    let text = failure_of("sleep 60 & echo left", Duration::from_secs(30));
     assert!(
         text.contains("left processes holding its output open"),
         "{text}"

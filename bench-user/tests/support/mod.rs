@@ -14,8 +14,8 @@ use protoprof::capture;
 pub const PROTOPROF: &str = env!("CARGO_BIN_EXE_protoprof");
 
 /// How long one protoprof command of a test may take before it counts as
-/// hung: over three times the longest (the three-minute soak, ~170 s in
-/// a full `cargo xtask test` here).
+/// hung: over three times the longest, soak.rs's three-minute soak
+/// (`soak 180s`).
 /// A hang then fails its test with what every thread was doing, instead of
 /// running into CI's limit with no word of where.
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(600);
