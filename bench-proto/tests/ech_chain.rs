@@ -12,7 +12,7 @@ use support::ech::*;
 use support::trojan::{self, header};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 const LIMIT: Duration = Duration::from_secs(300);
 const CLOSE_WITHIN: Duration = Duration::from_secs(5);
@@ -54,6 +54,81 @@ async fn unbuffered_and_buffered_ends_move_the_same_bytes() {
         }
     })
     .await;
+}
+
+/// An end that closes while its socket is full still sends everything its
+/// `ech.io_buffer` holds, then close_notify and FIN, whichever end writes.
+/// (tokio-boring's shutdown, polled again after the socket's flush was
+/// pending, waits to read the peer's close_notify instead of flushing: the
+/// buffered bytes never left, and a relay through it hung for good.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffered_end_closing_on_a_full_socket_sends_what_it_holds() {
+    with_timeout(LIMIT, async {
+        let pki = ech_pki();
+        for server_writes in [true, false] {
+            close_on_a_full_socket(&pki, server_writes).await;
+        }
+    })
+    .await;
+}
+
+/// What the writing end sends before it closes: more than the two small
+/// socket buffers below take, less than the 64-KiB `ech.io_buffer`, so at
+/// the close most of it is still in that buffer.
+const HELD: usize = 48 * 1024;
+/// SO_SNDBUF and SO_RCVBUF of both sockets.
+const SOCKET_BUFFER: u32 = 4096;
+
+async fn close_on_a_full_socket(pki: &EchPki, server_writes: bool) {
+    let small_socket = || {
+        let s = TcpSocket::new_v4().unwrap();
+        s.set_send_buffer_size(SOCKET_BUFFER).unwrap();
+        s.set_recv_buffer_size(SOCKET_BUFFER).unwrap();
+        s
+    };
+    let listening = small_socket();
+    listening.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = listening.listen(1).unwrap();
+    let server = listener.local_addr().unwrap();
+    let server_opts = pki.server_options(&ech::Settings::default());
+    let accepting = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        ech::server::accept(&server_opts, tcp).await.unwrap()
+    });
+    let tcp = small_socket().connect(server).await.unwrap();
+    let client_end = client::handshake(&pki.client_options(server, PASSWORD, false), tcp)
+        .await
+        .unwrap();
+    let server_end = accepting.await.unwrap();
+    let (mut writer, mut reader) = match server_writes {
+        true => (server_end, client_end),
+        false => (client_end, server_end),
+    };
+    let data: Vec<u8> = (0..HELD).map(|i| (i % 251) as u8).collect();
+    let sent = blake3::hash(&data);
+    let writing = tokio::spawn(async move {
+        writer.write_all(&data).await.unwrap();
+        writer.shutdown().await.unwrap();
+    });
+    // The writer reaches its close before anything is read: its socket is
+    // full then.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut got = Vec::new();
+    tokio::time::timeout(CLOSE_WITHIN, reader.read_to_end(&mut got))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "server_writes={server_writes}: {} of {HELD} bytes, then nothing for {CLOSE_WITHIN:?}",
+                got.len()
+            )
+        })
+        .unwrap();
+    assert_eq!(got.len(), HELD, "server_writes={server_writes}");
+    assert_eq!(blake3::hash(&got), sent, "server_writes={server_writes}");
+    tokio::time::timeout(CLOSE_WITHIN, writing)
+        .await
+        .expect("the writer's close did not end")
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{buffered, keys, EchError, EchStream, Settings};
+use super::stream::buffered;
+use super::{keys, EchError, EchStream, Settings};
 use crate::addr::TargetAddr;
 use crate::outbound::{self, Opened, Outbound};
 use crate::relay::RelayOptions;
@@ -167,7 +168,7 @@ pub async fn handshake(
             if matches!(opts.ech, EchMode::Config(_)) && !stream.ssl().ech_accepted() {
                 return Err(HandshakeFailure::NotAccepted);
             }
-            Ok(stream)
+            Ok(EchStream::new(stream))
         }
         Err(e) => {
             let Some(ssl) = e.ssl() else {

@@ -33,7 +33,7 @@
 //!   to, as `tls.fallback`; default none.
 //! - `ech.io_buffer` (both): bytes of the user-space buffer each way
 //!   between BoringSSL and the TCP socket ([`EchStream`]); default 65536,
-//!   `0` for none. BoringSSL reads a record's 5-byte header and then its
+//!   `0` for none, else at least 64 ([`MIN_IO_BUFFER`]). BoringSSL reads a record's 5-byte header and then its
 //!   body, and writes each sealed record on its own: unbuffered, that is
 //!   two `read`s and one `write` per 16-KiB record
 //!   (docs/case-studies/ech.md). Buffered, what is written goes out when
@@ -43,38 +43,20 @@
 pub mod client;
 pub mod keys;
 pub mod server;
+pub mod stream;
 pub mod wire;
 
 pub use client::{Client, ClientOptions, EchMode, HandshakeFailure};
 pub use server::ServerOptions;
-
-use tokio::io::BufStream;
-use tokio::net::TcpStream;
-use tokio_boring::SslStream;
-use tokio_util::either::Either;
+pub use stream::{EchSocket, EchStream, MIN_IO_BUFFER};
 
 use crate::addr::TargetAddr;
 use crate::settings::{parse_in_range, SettingError};
-
-/// The socket under BoringSSL: bare (`ech.io_buffer=0`) or buffered.
-pub type EchSocket = Either<TcpStream, BufStream<TcpStream>>;
-
-/// A TLS stream of either side: BoringSSL over [`EchSocket`].
-pub type EchStream = SslStream<EchSocket>;
 
 /// Default of `ech.io_buffer`: four full TLS records.
 pub const DEFAULT_IO_BUFFER: usize = 64 * 1024;
 /// Largest `ech.io_buffer` accepted.
 pub const MAX_IO_BUFFER: usize = 16 * 1024 * 1024;
-
-/// Wraps `tcp` in the buffers BoringSSL reads and writes through; none for
-/// 0 (tokio's buffers need at least one byte).
-fn buffered(tcp: TcpStream, io_buffer: usize) -> EchSocket {
-    match io_buffer {
-        0 => Either::Left(tcp),
-        n => Either::Right(BufStream::with_capacity(n, n, tcp)),
-    }
-}
 
 /// The `ech.*` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,8 +110,15 @@ impl Settings {
                 Ok(())
             }
             "io_buffer" => {
-                self.io_buffer =
+                let n =
                     parse_in_range("ech.io_buffer", value, 0, MAX_IO_BUFFER, DEFAULT_IO_BUFFER)?;
+                if (1..MIN_IO_BUFFER).contains(&n) {
+                    return Err(bad(&format!(
+                        "0 (no buffer) or from {MIN_IO_BUFFER} to {MAX_IO_BUFFER}, \
+                         e.g. ech.io_buffer={DEFAULT_IO_BUFFER}"
+                    )));
+                }
+                self.io_buffer = n;
                 Ok(())
             }
             _ => Err(SettingError::UnknownKey {
@@ -201,6 +190,17 @@ mod tests {
         assert_eq!(s.io_buffer, 0);
         s.set("io_buffer", "32768").unwrap();
         assert_eq!(s.io_buffer, 32768);
+        assert_eq!(
+            s.set("io_buffer", "63").unwrap_err().to_string(),
+            SettingError::BadValue {
+                key: "ech.io_buffer".into(),
+                value: "63".into(),
+                expected: "0 (no buffer) or from 64 to 16777216, e.g. ech.io_buffer=65536".into()
+            }
+            .to_string()
+        );
+        s.set("io_buffer", "64").unwrap();
+        assert_eq!(s.io_buffer, 64);
         assert!(s
             .set("io_buffer", "-1")
             .unwrap_err()

@@ -17,7 +17,8 @@ use boring::ssl::{
     SslMethod, SslVersion,
 };
 
-use super::{buffered, keys, EchError, EchStream, Settings};
+use super::stream::buffered;
+use super::{keys, EchError, EchStream, Settings};
 use crate::relay::RelayOptions;
 use crate::serve::serve;
 use crate::tls::server::{serve_trojan, ServerError, Trojan};
@@ -138,6 +139,7 @@ impl ServerOptions {
 pub async fn accept(opts: &ServerOptions, tcp: TcpStream) -> io::Result<EchStream> {
     tokio_boring::accept(&opts.acceptor, buffered(tcp, opts.io_buffer))
         .await
+        .map(EchStream::new)
         .map_err(|e| io::Error::other(e.to_string()))
 }
 
