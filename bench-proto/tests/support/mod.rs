@@ -260,10 +260,61 @@ pub async fn expect_closed<R: AsyncRead + Unpin>(r: &mut R, within: Duration) ->
     got
 }
 
+/// Runs `f` for at most `limit`. A test that runs out fails with its
+/// TCP sockets as they were then ([`sockets_of_this_test`]): where a hung
+/// transfer's bytes sit says which end stopped.
 pub async fn with_timeout<F: Future<Output = ()>>(limit: Duration, f: F) {
-    tokio::time::timeout(limit, f)
-        .await
-        .expect("test timed out");
+    if tokio::time::timeout(limit, f).await.is_err() {
+        panic!(
+            "test timed out after {limit:?}; its TCP sockets then:\n{}",
+            sockets_of_this_test()
+        );
+    }
+}
+
+/// `ss -tnpi`'s entries (a socket line and its TCP info line) for the
+/// sockets of this process and of its children (peers such as sing-box):
+/// state, queues, bytes sent and received.
+pub fn sockets_of_this_test() -> String {
+    let mut pids = vec![std::process::id()];
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            pids.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    let out = match Command::new("ss").arg("-tnpi").output() {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => return format!("(ss -tnpi failed: {})", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => return format!("(ss -tnpi could not run: {e})"),
+    };
+    let ours = |line: &str| pids.iter().any(|p| line.contains(&format!("pid={p},")));
+    let mut kept = String::new();
+    let mut keep_info = false;
+    for line in out.lines() {
+        // Info lines are indented and belong to the socket line above.
+        if line.starts_with(char::is_whitespace) {
+            if keep_info {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            continue;
+        }
+        keep_info = ours(line);
+        if keep_info {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    if kept.is_empty() {
+        kept.push_str("(none)\n");
+    }
+    kept
 }
 
 /// A directory removed when dropped.
