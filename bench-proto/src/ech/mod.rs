@@ -33,8 +33,9 @@
 //!   to, as `tls.fallback`; default none.
 //! - `ech.io_buffer` (both): bytes of the user-space buffer each way
 //!   between BoringSSL and the TCP socket ([`EchStream`]); default 65536,
-//!   `0` for none, else at least 64 ([`MIN_IO_BUFFER`]). BoringSSL reads a record's 5-byte header and then its
-//!   body, and writes each sealed record on its own: unbuffered, that is
+//!   `0` for none, else at least 64 ([`MIN_IO_BUFFER`]). BoringSSL reads
+//!   a record's 5-byte header and then its body, and writes each sealed
+//!   record on its own: unbuffered, that is
 //!   two `read`s and one `write` per 16-KiB record
 //!   (docs/case-studies/ech.md). Buffered, what is written goes out when
 //!   the stream is flushed (the relay flushes whenever its source has

@@ -295,18 +295,13 @@ pub fn sockets_of_this_test() -> String {
     };
     let ours = |line: &str| pids.iter().any(|p| line.contains(&format!("pid={p},")));
     let mut kept = String::new();
-    let mut keep_info = false;
+    let mut keep = false;
     for line in out.lines() {
-        // Info lines are indented and belong to the socket line above.
-        if line.starts_with(char::is_whitespace) {
-            if keep_info {
-                kept.push_str(line);
-                kept.push('\n');
-            }
-            continue;
+        // Info lines are indented and go with the socket line above.
+        if !line.starts_with(char::is_whitespace) {
+            keep = ours(line);
         }
-        keep_info = ours(line);
-        if keep_info {
+        if keep {
             kept.push_str(line);
             kept.push('\n');
         }
