@@ -13,6 +13,7 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
+mod alternate;
 mod attach;
 mod inputs;
 mod soak;
@@ -200,6 +201,9 @@ struct ProbeWindow<'a> {
     links: Mutex<Vec<(impair::Snapshot, impair::Snapshot)>>,
     /// The live view, which reads the phase's counters.
     live: &'a Live,
+    /// The current phase's counters, whose window edges
+    /// `probes.alternate` switches the programs at.
+    counters: Mutex<Option<drive::LiveCounters>>,
     /// Each target's UDP drops so far at the open window's start.
     udp_drops_at_open: Mutex<std::collections::BTreeMap<u32, u64>>,
     /// Each target's UDP drops inside windows so far: a running total like
@@ -310,6 +314,9 @@ impl Window for ProbeWindow<'_> {
     }
     fn counting(&self, counters: &drive::LiveCounters) {
         self.live.counting(counters);
+        if let Ok(mut c) = self.counters.lock() {
+            *c = Some(counters.clone());
+        }
     }
 }
 
@@ -1455,6 +1462,23 @@ fn assemble(
             windows: main.windows,
             program_costs: main.capture.program_costs.iter().map(Into::into).collect(),
             overhead: overhead(a.control, results),
+            alternating: main
+                .alternate_switch_ms
+                .map(|ms| {
+                    results
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            crate::analyze::alternation::alternation(
+                                i,
+                                &r.pattern,
+                                &r.timeseries,
+                                ms,
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             per_call_pass: a.measured.per_call_overhead.clone(),
             per_call_window_bytes: a.measured.per_call_window_bytes,
             per_call_phase_window_bytes: a
@@ -1681,6 +1705,8 @@ struct Pass {
     sweeps: Vec<report::ConcurrencySweep>,
     /// The router's counters at each window's open and close.
     links: Vec<(impair::Snapshot, impair::Snapshot)>,
+    /// With `probes.alternate`: the longest detach or attach, ms.
+    alternate_switch_ms: Option<f64>,
 }
 
 impl Pass {
@@ -1717,6 +1743,7 @@ fn measure(
         link_at_open: Mutex::new(None),
         links: Mutex::new(Vec::new()),
         live: ctx.live,
+        counters: Mutex::new(None),
         udp_drops_at_open: Mutex::new(std::collections::BTreeMap::new()),
         udp_drops_in_windows: Mutex::new(std::collections::BTreeMap::new()),
     };
@@ -1725,104 +1752,127 @@ fn measure(
     let mut exited_early = None;
     let live: Mutex<Vec<(f64, std::collections::BTreeMap<u32, i64>)>> = Mutex::new(Vec::new());
     let started = ctx.started;
-    let drive_result: Result<(), RunError> = ctx.rt.block_on(async {
-        let phases_done = async {
-            let socks = match ctx.traffic {
-                Traffic::Socks(a) => a,
-                Traffic::Observe(seconds) => {
-                    log.line(&format!("observing for {seconds} s"));
-                    ctx.live.observe(seconds);
-                    let r = attach::observe(seconds, &window, ctx.cancel, exited).await;
-                    exited_early = r.as_ref().err().cloned();
-                    results.extend(r.ok());
-                    return Ok(());
-                }
-            };
-            for (i, phase) in ctx.phases.iter().enumerate() {
-                let level = ctx.sweep_levels.get(i).copied().flatten();
-                if let Some(level) = level {
-                    if !sweep_may_run(&mut sweeps, level, ctx, log) {
-                        continue;
+    let stop_switching = std::sync::atomic::AtomicBool::new(false);
+    let mut switching = None;
+    let drive_result: Result<(), RunError> = std::thread::scope(|scope| {
+        let switcher = opts
+            .alternate
+            .then(|| scope.spawn(|| alternate::run(&probes, &window.counters, &stop_switching)));
+        let r = ctx.rt.block_on(async {
+            let phases_done = async {
+                let socks = match ctx.traffic {
+                    Traffic::Socks(a) => a,
+                    Traffic::Observe(seconds) => {
+                        log.line(&format!("observing for {seconds} s"));
+                        ctx.live.observe(seconds);
+                        let r = attach::observe(seconds, &window, ctx.cancel, exited).await;
+                        exited_early = r.as_ref().err().cloned();
+                        results.extend(r.ok());
+                        return Ok(());
                     }
-                }
-                log.line(&format!("phase {i}: {:?}", phase.pattern));
-                ctx.live.phase(ctx.pass, i, ctx.phases.len(), phase);
-                let marks = window.marks();
-                let outcome = drive::run_phase(phase, socks, ctx.sink, &window, ctx.cancel).await;
-                if let Some(level) = level {
-                    // A failing level is the sweep's finding, not the run's end.
-                    let failed = match &outcome {
-                        Ok(_) | Err(DriveError::Cancelled) => None,
-                        Err(DriveError::Integrity(r)) => Some(format!(
-                            "integrity: {}",
-                            r.integrity.mismatches.first().cloned().unwrap_or_default()
-                        )),
-                        Err(e) => Some(e.to_string()),
-                    };
-                    if let Some(reason) = failed {
-                        log.line(&format!(
-                            "phase {i}: level {} failed: {reason}",
-                            level.level
-                        ));
-                        window.forget_since(marks);
-                        if let Some(s) = sweeps
-                            .iter_mut()
-                            .find(|s| s.report.spec_phase == level.spec_phase)
-                        {
-                            s.report.first_failure = Some(report::LevelStop {
-                                connections: level.level,
-                                reason,
-                            });
+                };
+                for (i, phase) in ctx.phases.iter().enumerate() {
+                    let level = ctx.sweep_levels.get(i).copied().flatten();
+                    if let Some(level) = level {
+                        if !sweep_may_run(&mut sweeps, level, ctx, log) {
+                            continue;
                         }
-                        if let Some(e) = exited() {
-                            exited_early = Some(e);
+                    }
+                    log.line(&format!("phase {i}: {:?}", phase.pattern));
+                    ctx.live.phase(ctx.pass, i, ctx.phases.len(), phase);
+                    let marks = window.marks();
+                    let outcome =
+                        drive::run_phase(phase, socks, ctx.sink, &window, ctx.cancel).await;
+                    if let Some(level) = level {
+                        // A failing level is the sweep's finding, not the run's end.
+                        let failed = match &outcome {
+                            Ok(_) | Err(DriveError::Cancelled) => None,
+                            Err(DriveError::Integrity(r)) => Some(format!(
+                                "integrity: {}",
+                                r.integrity.mismatches.first().cloned().unwrap_or_default()
+                            )),
+                            Err(e) => Some(e.to_string()),
+                        };
+                        if let Some(reason) = failed {
+                            log.line(&format!(
+                                "phase {i}: level {} failed: {reason}",
+                                level.level
+                            ));
+                            window.forget_since(marks);
+                            if let Some(s) = sweeps
+                                .iter_mut()
+                                .find(|s| s.report.spec_phase == level.spec_phase)
+                            {
+                                s.report.first_failure = Some(report::LevelStop {
+                                    connections: level.level,
+                                    reason,
+                                });
+                            }
+                            if let Some(e) = exited() {
+                                exited_early = Some(e);
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                    match outcome {
+                        Ok(r) => {
+                            log.line(&format!("phase {i}: integrity {:?}", r.integrity.status));
+                            if let Some(level) = level {
+                                level_done(&mut sweeps, level, &r, results.len(), ctx, &window);
+                            }
+                            results.push(r);
+                        }
+                        Err(DriveError::Integrity(r)) => {
+                            // Keep the evidence for the report; the run fails later.
+                            log.line(&format!("phase {i}: integrity mismatch"));
+                            results.push(*r);
                             break;
                         }
-                        continue;
+                        Err(DriveError::Cancelled) => return Err(RunError::Interrupted),
+                        Err(e) => return Err(e.into()),
                     }
-                }
-                match outcome {
-                    Ok(r) => {
-                        log.line(&format!("phase {i}: integrity {:?}", r.integrity.status));
-                        if let Some(level) = level {
-                            level_done(&mut sweeps, level, &r, results.len(), ctx, &window);
-                        }
-                        results.push(r);
-                    }
-                    Err(DriveError::Integrity(r)) => {
-                        // Keep the evidence for the report; the run fails later.
-                        log.line(&format!("phase {i}: integrity mismatch"));
-                        results.push(*r);
+                    if let Some(e) = exited() {
+                        exited_early = Some(e);
                         break;
                     }
-                    Err(DriveError::Cancelled) => return Err(RunError::Interrupted),
-                    Err(e) => return Err(e.into()),
                 }
-                if let Some(e) = exited() {
-                    exited_early = Some(e);
-                    break;
-                }
-            }
-            Ok(())
-        };
-        // Live allocation bytes once a second, for leak slopes.
-        let sampler = async {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let sample = lock(&probes).live_bytes();
-                if let (Ok(m), Ok(mut v)) = (sample, live.lock()) {
-                    if !m.is_empty() {
-                        v.push((started.elapsed().as_secs_f64(), m));
+                Ok(())
+            };
+            // Live allocation bytes once a second, for leak slopes.
+            let sampler = async {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let sample = lock(&probes).live_bytes();
+                    if let (Ok(m), Ok(mut v)) = (sample, live.lock()) {
+                        if !m.is_empty() {
+                            v.push((started.elapsed().as_secs_f64(), m));
+                        }
                     }
                 }
+            };
+            tokio::select! {
+                r = phases_done => r,
+                () = sampler => Ok(()),
             }
-        };
-        tokio::select! {
-            r = phases_done => r,
-            () = sampler => Ok(()),
+        });
+        stop_switching.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = switcher {
+            switching = Some(h.join().unwrap_or_default());
         }
+        r
     });
+    if let Some(s) = &switching {
+        log.line(&format!(
+            "alternating: {} switches, longest {:.1} ms",
+            s.switch_ms.len(),
+            s.max_ms()
+        ));
+        if let Some(e) = &s.error {
+            window.note(format!("probes.alternate stopped: {e}"));
+        }
+    }
     // A phase that failed because an endpoint died is reported as that.
     // A dying process closes its sockets before it can be reaped, so the
     // traffic can fail a moment before the death shows: give it that moment.
@@ -1875,6 +1925,7 @@ fn measure(
         loads,
         sweeps,
         links,
+        alternate_switch_ms: switching.as_ref().map(alternate::Switching::max_ms),
     })
 }
 

@@ -294,6 +294,15 @@ pub struct ProbeSpec {
     /// itself costs two clock reads per run, about 65 ns here.
     #[serde(default)]
     pub program_costs: bool,
+    /// Measure what the syscalls, cpu and offcpu programs cost side by
+    /// side: detach them and attach them again second by second in every
+    /// measured window (attached, detached, detached, attached, …) and set
+    /// each phase's seconds with them against the adjacent seconds without
+    /// (`probes.alternating` in report.json; `cargo xtask bench probes
+    /// --alternate`). Their records then cover only the attached seconds:
+    /// a run for the probes' cost, not the targets'.
+    #[serde(default)]
+    pub alternate: bool,
 }
 
 /// The cpu sampling probe.
@@ -360,6 +369,7 @@ impl Default for ProbeSpec {
             per_call_pass: true,
             floor: false,
             program_costs: false,
+            alternate: false,
         }
     }
 }
@@ -425,6 +435,7 @@ impl ProbeSpec {
             }),
             floor: self.floor,
             program_stats: self.program_costs,
+            alternate: self.alternate,
             // Sized for the pass by the runner, which knows its length.
             cpu_sample_entries: 0,
             unwind: self.unwind,

@@ -172,6 +172,74 @@ fn syscalls_counted_exactly(timed: bool) {
     assert_no_programs_left();
 }
 
+/// `probes.alternate` takes the main pass's programs off the machine and
+/// puts them back: a fixture run while they are detached leaves no record,
+/// one run after they are attached again is counted exactly, and the maps
+/// kept what they held in between.
+#[test]
+#[ignore = "needs root"]
+fn detached_main_programs_count_nothing_and_count_exactly_again() {
+    const GETPPID: u64 = 321;
+    let opts = CaptureOptions {
+        syscalls: true,
+        cpu_frequency_hz: Some(99),
+        offcpu: true,
+        alternate: true,
+        ..CaptureOptions::none()
+    };
+    let mut probes = Probes::load(&opts).expect("load probes");
+    let getppid = GETPPID.to_string();
+    let args = [
+        "syscalls",
+        "--getppid",
+        getppid.as_str(),
+        "--writes",
+        "0",
+        "--size",
+        "1",
+    ];
+    let run = |probes: &mut Probes| {
+        let (mut child, _out) = fixture(&args);
+        let pid = child.id();
+        probes.add_target(pid, 0).expect("add target");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"g")
+            .expect("go");
+        assert_exited(&mut child);
+        pid
+    };
+    let getppid_count = |cap: &capture::Capture, pid: u32| -> u64 {
+        cap.syscalls
+            .iter()
+            .filter(|r| r.tgid == pid && r.name == "getppid")
+            .map(|r| r.stats.count)
+            .sum()
+    };
+    probes.start().expect("start");
+    let first = run(&mut probes);
+    probes.set_main_attached(false).expect("detach");
+    // Twice: detaching what is detached is nothing.
+    probes.set_main_attached(false).expect("detach again");
+    let detached = run(&mut probes);
+    probes.set_main_attached(true).expect("attach again");
+    let again = run(&mut probes);
+    probes.stop().expect("stop");
+    let cap = probes.read().expect("read");
+    assert_eq!(getppid_count(&cap, first), GETPPID, "{:?}", cap.syscalls);
+    assert_eq!(getppid_count(&cap, detached), 0, "{:?}", cap.syscalls);
+    assert!(
+        cap.syscalls.iter().all(|r| r.tgid != detached),
+        "the run while detached left rows: {:?}",
+        cap.syscalls
+    );
+    assert_eq!(getppid_count(&cap, again), GETPPID, "{:?}", cap.syscalls);
+    drop(probes);
+    assert_no_programs_left();
+}
+
 /// A fixture spinning for 2 s as the only target of the CPU probe (99 Hz,
 /// a CPU sample map of `cpu_sample_entries`, 0 = its own size) and the
 /// counters, measured from its "go" to its "done"; it is left alive (its

@@ -477,6 +477,82 @@ fn cpu_between(samples: &[(f64, f64)], from: f64, to: f64) -> f64 {
     at(to) - at(from)
 }
 
+/// `probes.alternate`: every phase's whole seconds pair up, one ratio per
+/// pair, and the runner switched the programs on the schedule (off after
+/// the first second of a pair that starts attached, on again after the
+/// second of one that starts detached), leaving them attached at the end.
+#[test]
+#[ignore = "needs root"]
+fn alternating_probes_pair_every_phase_s_seconds() {
+    become_subreaper();
+    let out = out_dir("alternate");
+    let (dir, report, _) = profile_ok_with(
+        "tcp",
+        &out,
+        "9",
+        &[
+            "probes.alternate=true",
+            "probes.per_call_pass=false",
+            "probes.alloc.enabled=false",
+            "probes.crypto.enabled=false",
+        ],
+    );
+    assert!(report.probes.options.alternate);
+    let phases = &report.workload.phases;
+    assert_eq!(report.probes.alternating.len(), phases.len());
+    let mut expected_switches = 0;
+    for (a, p) in report.probes.alternating.iter().zip(phases) {
+        let whole = p
+            .timeseries
+            .iter()
+            .enumerate()
+            .take_while(|(i, s)| (s.span_s - 1.0).abs() < 1e-6 && (s.t_s - *i as f64).abs() < 1e-6)
+            .count();
+        assert!(whole >= 2, "phase {}: {whole} whole seconds", a.phase);
+        assert_eq!(a.pattern, p.pattern);
+        assert_eq!(a.pair_ratios.len(), whole / 2, "phase {}: {a:?}", a.phase);
+        assert!(
+            a.pair_ratios.iter().all(|r| r.is_finite() && *r > 0.0),
+            "{a:?}"
+        );
+        let median = a.median_ratio.expect("a median");
+        assert!(
+            a.pair_ratios.iter().any(|r| *r <= median)
+                && a.pair_ratios.iter().any(|r| *r >= median),
+            "{a:?}"
+        );
+        // Detached in seconds 1, 2, 5, 6, …: a switch off at the start of
+        // each such run of seconds and one back on at its end (or at the
+        // window's close), as far as the window went (its last, partial
+        // second included).
+        let seconds = p.measured_s.ceil() as u64;
+        let detached_runs = (0..seconds)
+            .filter(|&k| {
+                !protoprof::analyze::alternation::attached_in_second(k)
+                    && (k == 0 || protoprof::analyze::alternation::attached_in_second(k - 1))
+            })
+            .count();
+        expected_switches += 2 * detached_runs;
+        assert!(a.switch_ms_max > 0.0, "{a:?}");
+    }
+    let log = std::fs::read_to_string(dir.join("run.log")).expect("run.log");
+    let switches: usize = log
+        .lines()
+        .find_map(|l| l.split("alternating: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no alternating line in run.log:\n{log}"));
+    // A switch can land a moment before the window's close, when the
+    // measured time ends just past a second's edge: one pair of switches of
+    // slack per phase.
+    assert!(
+        switches <= expected_switches && switches + 2 * phases.len() >= expected_switches,
+        "{switches} switches, {expected_switches} expected from the windows' lengths"
+    );
+    assert_clean();
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 #[ignore = "needs root"]
 fn a_busy_neighbour_shows_as_other_processes_cpu() {

@@ -40,6 +40,12 @@ pub const FIGURES: &[Figure] = &[
         slow: false,
     },
     Figure {
+        id: "probes-side-by-side",
+        doc: "docs/probes.md",
+        what: "main-pass probe cost measured side by side (probes.alternate): the method's A/A row, the floor, the default set (tcp)",
+        slow: true,
+    },
+    Figure {
         id: "probes-per-call",
         doc: "docs/probes.md",
         what: "per-call pass of tuic: its throughput against the main pass, detach time, time per crypto call",
@@ -230,6 +236,7 @@ fn doc_list() -> String {
 fn generate(root: &Path, id: &str, soak_dir: Option<&Path>) -> Result<String> {
     match id {
         "probes-main" => probes_main(root),
+        "probes-side-by-side" => probes_side_by_side(root),
         "probes-per-call" => probes_per_call(root),
         "checklist-examples" => checklist_examples(root),
         "protocols" => protocols(root),
@@ -437,6 +444,44 @@ fn probes_main(root: &Path) -> Result<String> {
          [min–max] over n runs of {PROBES_DURATION} measured seconds (tcp profile: bulk, then \
          closed-loop rr), and from 6 runs on the median's distribution-free 95 % interval. The load generator, the sink (hashing every byte) and both \
          endpoints share the machine's cores.\n\n{}",
+        stamp.line(),
+        t.table
+    ))
+}
+
+const SIDE_BY_SIDE_REPEAT: usize = 6;
+const SIDE_BY_SIDE_DURATION: f64 = 45.0;
+const SIDE_BY_SIDE_ONLY: &[&str] = &[
+    "counters",
+    "floor of the default",
+    "default set, main",
+    "every 10 ms",
+];
+
+fn probes_side_by_side(root: &Path) -> Result<String> {
+    let only: Vec<String> = SIDE_BY_SIDE_ONLY.iter().map(|s| s.to_string()).collect();
+    let t =
+        crate::bench_probes_alternating(root, SIDE_BY_SIDE_REPEAT, SIDE_BY_SIDE_DURATION, &only)?;
+    let stamp = Stamp {
+        command: format!(
+            "cargo xtask bench probes --alternate --repeat {SIDE_BY_SIDE_REPEAT} --duration {SIDE_BY_SIDE_DURATION} {}",
+            SIDE_BY_SIDE_ONLY
+                .iter()
+                .map(|o| format!("--only {o:?}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        machine: t.machine,
+        load: t.load,
+    };
+    Ok(format!(
+        "{}Each cell: throughput in a second with the programs attached / the adjacent \
+         second without (`probes.alternate`), one ratio per pair of seconds, pooled over \
+         {SIDE_BY_SIDE_REPEAT} runs of {SIDE_BY_SIDE_DURATION} measured seconds (tcp profile: \
+         bulk, then closed-loop rr, 2:1): median [min–max], n pairs, and the median's \
+         distribution-free 95 % interval. The counters row switches nothing (the counters are \
+         read from /proc): its ratios are the method's own noise. The load generator, the sink \
+         (hashing every byte) and both endpoints share the machine's cores.\n\n{}",
         stamp.line(),
         t.table
     ))

@@ -119,6 +119,12 @@ enum Cmd {
         /// only these protocols (repeatable).
         #[arg(long)]
         only: Vec<String>,
+        /// `probes`: measure side by side instead of against a control pass:
+        /// each run detaches and attaches the probes second by second
+        /// (`probes.alternate`), and a cell is the median over every pair
+        /// of adjacent seconds of every run.
+        #[arg(long)]
+        alternate: bool,
     },
     /// Format check, clippy and every test.
     Test {
@@ -290,11 +296,20 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             repeat,
             duration,
             only,
+            alternate,
         } => {
+            if alternate && what != "probes" {
+                eprintln!("xtask bench: --alternate applies to `bench probes` only");
+                return Ok(ExitCode::from(2));
+            }
             match what.as_str() {
                 "probes" => {
                     build(&root, &tools)?;
-                    bench_probes(&root, repeat, duration, &only)?;
+                    if alternate {
+                        bench_probes_alternating(&root, repeat, duration, &only)?;
+                    } else {
+                        bench_probes(&root, repeat, duration, &only)?;
+                    }
                 }
                 "protocols" => {
                     build(&root, &tools)?;
@@ -692,10 +707,14 @@ const PROBES_OFF: &[&str] = &[
 
 /// Every probe alone, then the default set, each with a control pass, on
 /// the tcp profile: throughput and round-trip ratios, medians over repeats.
-fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> Result<BenchTable> {
+/// A row of `bench probes`: label, base settings (every probe off, or the
+/// defaults) and the settings on top.
+type ProbeRow = (&'static str, &'static [&'static str], Vec<&'static str>);
+
+/// The rows of `bench probes`, in table order.
+fn probe_rows() -> Vec<ProbeRow> {
     const OFF: &[&str] = PROBES_OFF;
-    // (label, base settings: every probe off or the defaults, settings on top).
-    let configs: Vec<(&str, &[&str], Vec<&str>)> = vec![
+    vec![
         (
             "floor: empty programs on the syscalls, cpu and offcpu points",
             OFF,
@@ -742,6 +761,11 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
         ),
         ("default set, main pass", &[], vec![]),
         (
+            "default set, off-CPU stacks walked at most every 10 ms (probes.offcpu_stack_interval_us=10000)",
+            &[],
+            vec!["probes.offcpu_stack_interval_us=10000"],
+        ),
+        (
             "timed syscalls' floor: empty programs at both syscall points, cpu and offcpu + counters",
             OFF,
             vec![
@@ -778,7 +802,11 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
             &[],
             vec!["probes.program_costs=true", "probes.unwind=frame-pointers"],
         ),
-    ];
+    ]
+}
+
+fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> Result<BenchTable> {
+    let configs = probe_rows();
     let out = root.join("target/protoprof/bench-probes");
     let _ = std::fs::remove_dir_all(&out);
     let mut table = String::from(
@@ -908,6 +936,90 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
         }
         print!("{t}");
         table.push_str(&t);
+    }
+    Ok(BenchTable {
+        table,
+        machine,
+        load,
+    })
+}
+
+/// `bench probes --alternate`: each row's runs detach and attach the main
+/// pass's programs second by second (`probes.alternate`); a cell pools the
+/// attached / detached ratios of every pair of adjacent seconds of every
+/// run: median [min–max], pairs, and the median's distribution-free 95 %
+/// interval. Rows that attach none of those programs (counters, the
+/// per-call probes) switch nothing: their ratios show the method's noise.
+fn bench_probes_alternating(
+    root: &Path,
+    repeat: usize,
+    duration: f64,
+    only: &[String],
+) -> Result<BenchTable> {
+    let out = root.join("target/protoprof/bench-probes");
+    let _ = std::fs::remove_dir_all(&out);
+    let mut table = String::from(
+        "| probes | bulk throughput, attached / detached seconds | rr round trips, attached / detached seconds | longest switch, ms | load avg (1 min), start–end |\n|---|---:|---:|---:|---:|\n",
+    );
+    print!("{table}");
+    let mut load = figures::Load::default();
+    let mut machine = String::new();
+    for (label, base, on) in probe_rows() {
+        if !only.is_empty() && !only.iter().any(|o| label.contains(o.as_str())) {
+            continue;
+        }
+        let load_before = load_average();
+        load.sample();
+        let mut bulk = Vec::new();
+        let mut rr = Vec::new();
+        let mut switch_ms: Vec<f64> = Vec::new();
+        for _ in 0..repeat {
+            // The per-call probes run in a pass of their own, which
+            // alternating does not touch: the default rows leave it out.
+            let per_call_off: &[&str] = if base.is_empty() {
+                &["probes.alloc.enabled=false", "probes.crypto.enabled=false"]
+            } else {
+                &[]
+            };
+            let sets: Vec<&str> = std::iter::once("probes.alternate=true")
+                .chain(base.iter().copied())
+                .chain(per_call_off.iter().copied())
+                .chain(on.iter().copied())
+                .collect();
+            let (_, report) = figures::profile_run(root, &out, "tcp", Some(duration), &sets)
+                .with_context(|| label.to_string())?;
+            machine = figures::machine_line(&report);
+            for a in report["probes"]["alternating"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let into = match a["pattern"].as_str() {
+                    Some("bulk") => &mut bulk,
+                    Some("rr") => &mut rr,
+                    _ => continue,
+                };
+                into.extend(
+                    a["pair_ratios"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r.as_f64()),
+                );
+                switch_ms.extend(a["switch_ms_max"].as_f64());
+            }
+        }
+        load.sample();
+        let row = format!(
+            "| {label} | {} | {} | {} | {}–{} |\n",
+            figures::spread_with_interval(&mut bulk, 3).replace("runs", "pairs"),
+            figures::spread_with_interval(&mut rr, 3).replace("runs", "pairs"),
+            figures::spread(&mut switch_ms, 1),
+            load_before,
+            load_average()
+        );
+        print!("{row}");
+        table.push_str(&row);
     }
     Ok(BenchTable {
         table,

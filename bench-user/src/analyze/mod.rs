@@ -2,8 +2,10 @@
 //! report: syscall tables, CPU by function, off-CPU time, allocations,
 //! crypto, the thread split, and warnings about the numbers' quality.
 //! `attribution` splits CPU by cost category, `metrics` derives the
-//! checklist's numbers from the figures, `checklist` judges them.
+//! checklist's numbers from the figures, `checklist` judges them;
+//! `alternation` sets seconds with the probes against seconds without.
 
+pub mod alternation;
 pub mod attribution;
 pub mod binomial;
 pub mod block_bootstrap;

@@ -2,15 +2,15 @@
 
 use aya::{
     maps::{HashMap, MapData},
-    programs::{
-        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
-        PerfEvent,
-    },
     Ebpf,
 };
 use bench_common::StackKey;
 
-use super::{stacks::StackReader, CaptureError, Graph, StackRecord};
+use super::{
+    program_links::{self, ProgramLink},
+    stacks::StackReader,
+    CaptureError, Graph, StackRecord,
+};
 
 const NAME: &str = "pp_cpu_sample";
 const FLOOR: &str = "pp_floor_cpu_sample";
@@ -18,29 +18,13 @@ const FLOOR: &str = "pp_floor_cpu_sample";
 /// One software cpu-clock event per online CPU, every process on it; the
 /// program itself keeps only the target processes. `floor`: the empty
 /// program instead (see `CaptureOptions::floor`).
-pub(super) fn attach(ebpf: &mut Ebpf, frequency_hz: u64, floor: bool) -> Result<(), CaptureError> {
+pub(super) fn attach(
+    ebpf: &mut Ebpf,
+    frequency_hz: u64,
+    floor: bool,
+) -> Result<ProgramLink, CaptureError> {
     let name = if floor { FLOOR } else { NAME };
-    let program: &mut PerfEvent = ebpf
-        .program_mut(name)
-        .ok_or(CaptureError::Missing(name))?
-        .try_into()
-        .map_err(|source| CaptureError::Program { name, source })?;
-    program
-        .load()
-        .map_err(|source| CaptureError::Program { name, source })?;
-    let cpus =
-        aya::util::online_cpus().map_err(|(what, e)| CaptureError::Cpus(format!("{what}: {e}")))?;
-    for cpu in cpus {
-        program
-            .attach(
-                PerfEventConfig::Software(SoftwareEvent::CpuClock),
-                PerfEventScope::AllProcessesOneCpu { cpu },
-                SamplePolicy::Frequency(frequency_hz),
-                false,
-            )
-            .map_err(|source| CaptureError::Program { name, source })?;
-    }
-    Ok(())
+    program_links::attach_cpu_clock(ebpf, name, frequency_hz)
 }
 
 pub(super) fn read(

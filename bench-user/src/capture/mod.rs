@@ -18,6 +18,7 @@ mod per_call;
 pub mod privileges;
 pub mod probe_frames;
 pub mod process_tree;
+mod program_links;
 pub mod resources;
 mod ring_reader;
 pub mod sockets;
@@ -117,6 +118,12 @@ pub struct CaptureOptions {
     /// (docs/probes.md).
     #[serde(default)]
     pub program_stats: bool,
+    /// Detach the syscalls, cpu and offcpu programs and attach them again
+    /// second by second in every measured window, to measure their cost
+    /// side by side (`probes.alternate`; the runner does the switching
+    /// through [`Probes::set_main_attached`]).
+    #[serde(default)]
+    pub alternate: bool,
     /// Entries of the CPU sample map (0: the probe object's own, 65536).
     /// A key is (thread, stacks, window, 100-ms slot), so a long pass
     /// needs more: see [`CaptureOptions::sized_for`].
@@ -166,6 +173,7 @@ impl CaptureOptions {
             crypto: None,
             floor: false,
             program_stats: false,
+            alternate: false,
             cpu_sample_entries: 0,
             unwind: UnwindMode::Auto,
             inflight_slots: 0,
@@ -277,6 +285,9 @@ pub struct TargetProbes {
 /// Loaded and attached probes plus the per-target counters.
 pub struct Probes {
     ebpf: Ebpf,
+    /// The syscalls, cpu and offcpu programs' links (or their floor's),
+    /// detached and attached again by [`Probes::set_main_attached`].
+    main_links: Vec<program_links::ProgramLink>,
     options: CaptureOptions,
     config: Array<MapData, u64>,
     targets: HashMap<MapData, u32, u32>,
@@ -367,27 +378,6 @@ pub struct Capture {
     pub stack_copies: CopyStats,
 }
 
-/// Load program `name` and attach it to raw tracepoint `event` (by name: no
-/// tracefs mount needed).
-fn attach_raw_tracepoint(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-    event: &str,
-) -> Result<(), CaptureError> {
-    let program: &mut aya::programs::RawTracePoint = ebpf
-        .program_mut(name)
-        .ok_or(CaptureError::Missing(name))?
-        .try_into()
-        .map_err(|source| CaptureError::Program { name, source })?;
-    program
-        .load()
-        .map_err(|source| CaptureError::Program { name, source })?;
-    program
-        .attach(event)
-        .map_err(|source| CaptureError::Program { name, source })?;
-    Ok(())
-}
-
 fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), CaptureError> {
     let p: &mut UProbe = ebpf
         .program_mut(name)
@@ -465,13 +455,18 @@ impl Probes {
         } else {
             None
         };
+        let mut main_links = Vec::new();
         if options.syscalls {
             set(CONFIG_INFLIGHT_SLOTS, u64::from(inflight_slots))?;
             set(CONFIG_SYSCALL_STACK_EVERY, options.syscall_stack_every)?;
-            syscalls::attach(&mut ebpf, options.floor, options.syscall_time)?;
+            main_links.extend(syscalls::attach(
+                &mut ebpf,
+                options.floor,
+                options.syscall_time,
+            )?);
         }
         if let Some(hz) = options.cpu_frequency_hz {
-            cpu::attach(&mut ebpf, hz, options.floor)?;
+            main_links.push(cpu::attach(&mut ebpf, hz, options.floor)?);
         }
         // The fork probe reads the child's pid and tgid, as the offcpu
         // probe reads the next task's.
@@ -495,7 +490,7 @@ impl Probes {
                 CONFIG_OFFCPU_STACK_INTERVAL_NS,
                 options.offcpu_stack_interval_ns,
             )?;
-            offcpu::attach(&mut ebpf, options.floor)?;
+            main_links.push(offcpu::attach(&mut ebpf, options.floor)?);
         }
         let watcher = process_tree::attach(&mut ebpf)?;
         let stack_copies = stack_copies::start(&mut ebpf, watcher.shared_tree())?;
@@ -525,6 +520,7 @@ impl Probes {
         }
         Ok(Probes {
             ebpf,
+            main_links,
             options: options.clone(),
             config,
             targets,
@@ -700,6 +696,23 @@ impl Probes {
             ));
         }
         out
+    }
+
+    /// Detach (`false`) or attach again (`true`) the syscalls, cpu and
+    /// offcpu programs, which stay loaded with their maps: for
+    /// `probes.alternate`, which measures their cost by taking them off the
+    /// machine and back while the traffic runs. Records made while they are
+    /// detached are missing, so a run that alternates measures the probes'
+    /// cost, not the targets'. The process tree and per-call probes stay.
+    pub fn set_main_attached(&mut self, attached: bool) -> Result<(), CaptureError> {
+        for link in &mut self.main_links {
+            if attached {
+                link.attach(&mut self.ebpf)?;
+            } else {
+                link.detach(&mut self.ebpf)?;
+            }
+        }
+        Ok(())
     }
 
     /// Open the next measured window: its index (the phase, counted from

@@ -15,16 +15,20 @@ use aya::{
 };
 use bench_common::{OffCpuKey, OffCpuStart, OffCpuValue};
 
-use super::{stacks::StackReader, CaptureError, Graph, StackRecord};
+use super::{
+    program_links::{self, ProgramLink},
+    stacks::StackReader,
+    CaptureError, Graph, StackRecord,
+};
 
 /// `floor`: the empty program instead (see `CaptureOptions::floor`).
-pub(super) fn attach(ebpf: &mut Ebpf, floor: bool) -> Result<(), CaptureError> {
+pub(super) fn attach(ebpf: &mut Ebpf, floor: bool) -> Result<ProgramLink, CaptureError> {
     let name = if floor {
         "pp_floor_sched_switch"
     } else {
         "pp_sched_switch"
     };
-    super::attach_raw_tracepoint(ebpf, name, "sched_switch")
+    program_links::attach_tracepoint(ebpf, name, "sched_switch")
 }
 
 /// The window `[start_ns, end_ns)` that just closed, as CLOCK_MONOTONIC ns.

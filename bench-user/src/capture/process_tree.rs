@@ -35,7 +35,8 @@ pub(super) fn attach(ebpf: &mut aya::Ebpf) -> Result<Watcher, CaptureError> {
         ("pp_process_exec", "sched_process_exec"),
         ("pp_process_exit", "sched_process_exit"),
     ] {
-        super::attach_raw_tracepoint(ebpf, name, event)?;
+        // Attached for good: the tree is followed between windows too.
+        super::program_links::attach_tracepoint(ebpf, name, event)?;
     }
     let map = ebpf
         .take_map("PROCESS_EVENTS")

@@ -8,12 +8,20 @@ use aya::{
 };
 use bench_common::{SyscallKey, SyscallStackKey, SyscallStats, SyscallValue, LATENCY_BUCKETS};
 
-use super::{stacks::StackReader, CaptureError, Graph, StackRecord, SyscallRecord};
+use super::{
+    program_links::{self, ProgramLink},
+    stacks::StackReader,
+    CaptureError, Graph, StackRecord, SyscallRecord,
+};
 
 /// `timed`: a program at entry and one at exit; otherwise the counting
 /// program at exit alone (`CaptureOptions::syscall_time`). `floor`: the
 /// empty programs on the same points instead (`CaptureOptions::floor`).
-pub(super) fn attach(ebpf: &mut Ebpf, floor: bool, timed: bool) -> Result<(), CaptureError> {
+pub(super) fn attach(
+    ebpf: &mut Ebpf,
+    floor: bool,
+    timed: bool,
+) -> Result<Vec<ProgramLink>, CaptureError> {
     let programs: &[(&str, &str)] = match (floor, timed) {
         (false, true) => &[("pp_sys_enter", "sys_enter"), ("pp_sys_exit", "sys_exit")],
         (false, false) => &[("pp_sys_exit_count", "sys_exit")],
@@ -23,10 +31,10 @@ pub(super) fn attach(ebpf: &mut Ebpf, floor: bool, timed: bool) -> Result<(), Ca
         ],
         (true, false) => &[("pp_floor_sys_exit", "sys_exit")],
     };
-    for &(name, event) in programs {
-        super::attach_raw_tracepoint(ebpf, name, event)?;
-    }
-    Ok(())
+    programs
+        .iter()
+        .map(|&(name, event)| program_links::attach_tracepoint(ebpf, name, event))
+        .collect()
 }
 
 /// The per-CPU (thread, syscall) entries, summed over CPUs.

@@ -186,6 +186,16 @@ impl LiveCounters {
         }
     }
 
+    /// When the window opened, once it has, and whether it has closed:
+    /// the edges of its one-second buckets, for the runner's
+    /// `probes.alternate`, which switches the probes at them.
+    pub fn edges(&self) -> (Option<std::time::Instant>, bool) {
+        (
+            self.0.open.get().map(|o| o.into_std()),
+            self.0.close.get().is_some(),
+        )
+    }
+
     /// Bytes up, bytes down and round trips counted in the window so far.
     pub fn totals(&self) -> (u64, u64, u64) {
         let sum = |v: &[AtomicU64]| v.iter().map(|a| a.load(Ordering::Relaxed)).sum();

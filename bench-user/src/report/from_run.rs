@@ -69,6 +69,7 @@ impl From<&capture::CaptureOptions> for ProbeOptions {
             ),
             floor: o.floor,
             program_costs: o.program_stats,
+            alternate: o.alternate,
         }
     }
 }

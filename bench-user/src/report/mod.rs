@@ -42,8 +42,8 @@ pub use network::{
     NetworkReport, RttReport, TcpSegments,
 };
 pub use probes::{
-    AllocProbeOptions, CryptoProbeOptions, FullMap, Overhead, ProbeOptions, ProbesInfo,
-    ProgramCost, StackCopies,
+    AllocProbeOptions, Alternation, CryptoProbeOptions, FullMap, Overhead, ProbeOptions,
+    ProbesInfo, ProgramCost, StackCopies,
 };
 pub use processes::TargetProcess;
 pub use resources::{resources, FdCounts, ResourcePoint, Resources, TargetResources, TcpCounts};

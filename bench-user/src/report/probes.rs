@@ -17,6 +17,11 @@ pub struct ProbesInfo {
     /// Throughput with the probes against without, per phase, when the
     /// profile ran a control pass.
     pub overhead: Vec<Overhead>,
+    /// The main pass's programs' cost measured side by side, per phase,
+    /// when they were detached and attached again second by second
+    /// (`probes.alternate`); empty otherwise.
+    #[serde(default)]
+    pub alternating: Vec<Alternation>,
     /// The pass that measured the per-call probes (alloc, crypto), when it
     /// ran apart: its throughput against the main pass's (`ratio` < 1 is
     /// what a trap per call costs). Their counts in `targets` come from it.
@@ -115,6 +120,12 @@ pub struct ProbeOptions {
     /// (`probes.program_costs` holds the times), at two clock reads a run.
     #[serde(default)]
     pub program_costs: bool,
+    /// `probes.alternate`: the syscalls, cpu and offcpu programs were
+    /// detached and attached again second by second in every measured
+    /// window (`probes.alternating` holds what that cost); their figures
+    /// then cover only the attached seconds and are not for use.
+    #[serde(default)]
+    pub alternate: bool,
 }
 
 /// The alloc probe's settings.
@@ -139,6 +150,29 @@ pub struct ProgramCost {
     pub program: String,
     pub run_count: u64,
     pub run_time_ns: u64,
+}
+
+/// One phase's throughput in seconds with the main pass's programs against
+/// the adjacent seconds without them (docs/probes.md, "Side by side").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Alternation {
+    pub phase: usize,
+    pub pattern: String,
+    /// What was counted per second: "round trips" (rr) or "bytes" (payload,
+    /// both ways).
+    pub unit: String,
+    /// attached / detached, one per pair of adjacent whole seconds, in
+    /// window order (pairs alternate which second comes first).
+    pub pair_ratios: Vec<f64>,
+    /// Their median; absent with no pair.
+    pub median_ratio: Option<f64>,
+    /// The median's distribution-free bounds (each one-sided 95 %); absent
+    /// when the pairs are too few for them.
+    pub median_lower: Option<f64>,
+    pub median_upper: Option<f64>,
+    /// The longest the runner took to detach or attach the programs in
+    /// the pass, ms: at most this much of a second ran in the wrong state.
+    pub switch_ms_max: f64,
 }
 
 /// One phase run twice: as a baseline and with (more) probes.
