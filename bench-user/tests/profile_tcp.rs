@@ -498,6 +498,14 @@ fn alternating_probes_pair_every_phase_s_seconds() {
         ],
     );
     assert!(report.probes.options.alternate);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("probes.alternate: ")),
+        "{:?}",
+        report.warnings
+    );
     let phases = &report.workload.phases;
     assert_eq!(report.probes.alternating.len(), phases.len());
     let mut expected_switches = 0;

@@ -932,6 +932,14 @@ pub fn full_map_warning(f: &crate::report::FullMap) -> String {
 /// Warnings about the quality of the numbers, one sentence each.
 pub fn warnings(targets: &[Target], options: &CaptureOptions) -> Vec<String> {
     let mut out = Vec::new();
+    if options.alternate {
+        out.push(
+            "probes.alternate: the syscalls, cpu and offcpu programs were detached for half of \
+             every measured window, so this run measures what they cost (probes.alternating); \
+             its syscall counts, CPU samples and off-CPU time cover only the attached seconds"
+                .to_string(),
+        );
+    }
     for t in targets {
         if let Some(how) = &t.exited {
             out.push(format!(
