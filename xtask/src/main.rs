@@ -115,8 +115,8 @@ enum Cmd {
         /// Measured seconds per run.
         #[arg(long, default_value_t = 6.0)]
         duration: f64,
-        /// `probes`: only the rows whose label contains this; `protocols`:
-        /// only these protocols (repeatable).
+        /// `probes`: only the row with this label, or else the rows whose
+        /// label contains it; `protocols`: only these protocols (repeatable).
         #[arg(long)]
         only: Vec<String>,
         /// `probes`: measure side by side instead of against a control pass:
@@ -725,6 +725,21 @@ fn probe_rows() -> Vec<ProbeRow> {
                 "probes.floor=true",
             ],
         ),
+        (
+            "floor, one point: an empty program on sys_exit alone",
+            OFF,
+            vec!["probes.syscalls=true", "probes.floor=true"],
+        ),
+        (
+            "floor, one point: an empty program on sched_switch alone",
+            OFF,
+            vec!["probes.offcpu=true", "probes.floor=true"],
+        ),
+        (
+            "floor, one point: an empty program on the cpu clock alone (99 Hz)",
+            OFF,
+            vec!["probes.cpu.enabled=true", "probes.floor=true"],
+        ),
         ("syscalls", OFF, vec!["probes.syscalls=true"]),
         (
             "syscalls timed (probes.syscall_time)",
@@ -805,6 +820,17 @@ fn probe_rows() -> Vec<ProbeRow> {
     ]
 }
 
+/// Whether `--only` picks the probe row `label`: an argument that is a
+/// row's whole label picks that row alone (so "counters" is not also the
+/// rows that mention counters); any other picks the rows containing it.
+fn row_wanted(label: &str, only: &[String]) -> bool {
+    let labels: Vec<&str> = probe_rows().iter().map(|r| r.0).collect();
+    only.is_empty()
+        || only
+            .iter()
+            .any(|o| label == o || (!labels.contains(&o.as_str()) && label.contains(o.as_str())))
+}
+
 fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> Result<BenchTable> {
     let configs = probe_rows();
     let out = root.join("target/protoprof/bench-probes");
@@ -819,7 +845,7 @@ fn bench_probes(root: &Path, repeat: usize, duration: f64, only: &[String]) -> R
     // Per unwind mode: (bytes per copy, runner ns per copy) per run, copies.
     let mut copies = std::collections::BTreeMap::<String, (Vec<f64>, Vec<f64>, u64)>::new();
     for (label, base, on) in configs {
-        if !only.is_empty() && !only.iter().any(|o| label.contains(o.as_str())) {
+        if !row_wanted(label, only) {
             continue;
         }
         let load_before = load_average();
@@ -965,7 +991,7 @@ fn bench_probes_alternating(
     let mut load = figures::Load::default();
     let mut machine = String::new();
     for (label, base, on) in probe_rows() {
-        if !only.is_empty() && !only.iter().any(|o| label.contains(o.as_str())) {
+        if !row_wanted(label, only) {
             continue;
         }
         let load_before = load_average();
@@ -1217,7 +1243,29 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::test_result_counts;
+    use super::{probe_rows, row_wanted, test_result_counts};
+
+    #[test]
+    fn only_picks_a_whole_label_alone_and_else_by_substring() {
+        let picked = |only: &[&str]| -> Vec<&str> {
+            let only: Vec<String> = only.iter().map(|o| o.to_string()).collect();
+            probe_rows()
+                .into_iter()
+                .map(|r| r.0)
+                .filter(|l| row_wanted(l, &only))
+                .collect()
+        };
+        assert_eq!(picked(&["counters"]), ["counters"]);
+        assert_eq!(picked(&["offcpu"]), ["offcpu"]);
+        let floors = picked(&["floor, one point"]);
+        assert_eq!(floors.len(), 3, "{floors:?}");
+        assert!(picked(&["floor"]).len() > 3);
+        assert_eq!(picked(&[]).len(), probe_rows().len());
+        // The figures' rows each pick something.
+        for only in ["default set, main pass", "floor of the default"] {
+            assert_eq!(picked(&[only]).len(), 1, "{only}");
+        }
+    }
 
     #[test]
     fn reads_libtest_summaries() {
